@@ -1,0 +1,1 @@
+"""Built-in classifiers register themselves in their modules; see ic_zoo.discovery."""

@@ -1,0 +1,376 @@
+"""The classifier contract shared by every backend (torchvision, timm, transformers, Flower2D, plugins).
+
+A Classifier wraps an ``nn.Module`` with what travels with its weights: the preprocessing (taken from
+the model's own config, never re-typed), the labels, the CAM target layer(s) and, for ViTs, the
+reshape transform from its patch grid. ``run`` is the single forward pass an edit needs: it returns
+the logits and, for the layers an explainer taps, activations from which gradients are available
+*only from the output back to that layer* (parameters are frozen, so nothing below is recorded).
+"""
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass(frozen=True)
+class InputGeometry:
+    """How an image becomes the model input: resize (shorter side, or exact (h, w)), then centre crop.
+
+    ``box`` gives the part of the original image the model actually sees; strokes outside it are
+    invisible to that model.
+    """
+
+    resize: int | tuple[int, int] | None
+    crop: tuple[int, int] | None
+
+    def resized_size(self, h: int, w: int) -> tuple[int, int]:
+        if self.resize is None:
+            return h, w
+        if isinstance(self.resize, int):  # torchvision semantics for an int size
+            short, long = (w, h) if w <= h else (h, w)
+            new_short, new_long = self.resize, int(self.resize * long / short)
+            return (new_long, new_short) if w <= h else (new_short, new_long)
+        return int(self.resize[0]), int(self.resize[1])
+
+    def box(self, h: int, w: int) -> tuple[float, float, float, float]:
+        """(x0, y0, x1, y1) in original-image pixels of the region the model sees."""
+        rh, rw = self.resized_size(h, w)
+        if self.crop is None:
+            top, left, ch, cw = 0, 0, rh, rw
+        else:
+            ch, cw = self.crop
+            top, left = int(round((rh - ch) / 2.0)), int(round((rw - cw) / 2.0))
+        sy, sx = h / rh, w / rw
+        x0, y0 = max(0.0, left * sx), max(0.0, top * sy)
+        x1, y1 = min(float(w), (left + cw) * sx), min(float(h), (top + ch) * sy)
+        return (x0, y0, x1, y1)
+
+
+@dataclass
+class ClassScore:
+    index: int
+    label: str
+    prob: float
+    logit: float
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "index": self.index, "prob": self.prob, "logit": self.logit}
+
+
+@dataclass
+class Prediction:
+    logits: np.ndarray  # (C,) float32
+    probs: np.ndarray  # (C,) float32
+    labels: Sequence[str]
+    _order: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def order(self) -> np.ndarray:
+        if self._order is None:
+            self._order = np.argsort(-self.logits, kind="stable")
+        return self._order
+
+    def topk(self, k: int = 5) -> list[ClassScore]:
+        return [self.score(int(i)) for i in self.order[:k]]
+
+    def score(self, index: int) -> ClassScore:
+        return ClassScore(index, self.labels[index], float(self.probs[index]), float(self.logits[index]))
+
+    def rank(self, index: int) -> int:
+        """1-based rank of ``index`` among all classes."""
+        return int(np.nonzero(self.order == index)[0][0]) + 1
+
+    @property
+    def top1(self) -> int:
+        return int(self.order[0])
+
+
+class TokenGridReshape:
+    """ViT tokens (B, N, C) -> (B, C, gh, gw), dropping the prefix (class / distillation / register) tokens."""
+
+    def __init__(self, grid: tuple[int, int], num_prefix_tokens: int) -> None:
+        self.grid = (int(grid[0]), int(grid[1]))
+        self.num_prefix_tokens = int(num_prefix_tokens)
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        gh, gw = self.grid
+        if t.ndim == 4:  # already spatial
+            return t
+        tokens = t[:, self.num_prefix_tokens:, :]
+        if tokens.shape[1] != gh * gw:  # prefix count not known in advance: take the last gh*gw tokens
+            tokens = t[:, -gh * gw:, :]
+        return tokens.reshape(t.shape[0], gh, gw, t.shape[2]).permute(0, 3, 1, 2)
+
+    def __repr__(self) -> str:
+        return f"TokenGridReshape(grid={self.grid}, num_prefix_tokens={self.num_prefix_tokens})"
+
+
+@dataclass
+class CamHead:
+    """Where true CAM reads its features and how it turns them into per-class maps.
+
+    ``layer``'s input (``use_input=True``) or output is captured; ``to_maps(features, classes)`` maps it
+    to (B, k, h, w) class maps whose spatial mean is the class logit up to the bias (GAP + linear /
+    1x1-conv heads).
+    """
+
+    layer: torch.nn.Module
+    to_maps: Callable[[torch.Tensor, Sequence[int]], torch.Tensor]
+    use_input: bool = False
+
+
+class Run:
+    """One forward pass with taps. ``acts[i]`` is the output of ``taps[i]``; for ``grad_taps`` it is a
+    leaf that requires grad, so gradients of any logits w.r.t. it cost only the part of the network
+    above it."""
+
+    def __init__(self, logits: torch.Tensor, acts: list[torch.Tensor], grad_mask: list[bool]) -> None:
+        self.logits = logits
+        self.acts = acts
+        self.grad_mask = grad_mask
+
+    def grads(self, classes: Sequence[int], taps: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """d logit[c] / d act for each class c: one tensor (k, *act.shape[1:]) per tap, batched in one
+        backward sweep (vmap over the output gradients) with a per-class loop as the fallback."""
+        idx = [i for i in (taps if taps is not None else range(len(self.acts))) if self.grad_mask[i]]
+        inputs = [self.acts[i] for i in idx]
+        if not inputs:
+            return []
+        classes = list(classes)
+        sel = self.logits[0, classes]
+        k = len(classes)
+        try:
+            eye = torch.eye(k, dtype=sel.dtype, device=sel.device)
+            grads = torch.autograd.grad(sel, inputs, grad_outputs=eye, retain_graph=True, is_grads_batched=True,
+                                        allow_unused=True)
+            out = [g[:, 0] if g is not None else torch.zeros((k,) + a.shape[1:], dtype=a.dtype, device=a.device)
+                   for g, a in zip(grads, inputs)]
+        except RuntimeError:
+            per = [torch.autograd.grad(sel[j], inputs, retain_graph=True, allow_unused=True) for j in range(k)]
+            out = []
+            for t, a in enumerate(inputs):
+                out.append(torch.cat([p[t] if p[t] is not None else torch.zeros_like(a) for p in per], 0))
+        return out
+
+
+class Classifier:
+    """Base class: subclasses set the attributes in ``__init__`` (see the backends for examples)."""
+
+    key: str = ""
+    labels: list[str]
+    model: torch.nn.Module
+    transform: Callable[[Image.Image], torch.Tensor]
+    geometry: InputGeometry
+    target_layers: list[torch.nn.Module]
+    reshape_transform: Callable | None = None
+    pretrained: bool = False
+    weights_source: str = "random"
+    family: str = ""  # "cnn" or "vit"
+
+    def _finish_init(self, device: torch.device | str | None) -> None:
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model = self.model.eval().to(self.device)
+        # Frozen parameters: a forward builds no autograd graph unless a tap starts one.
+        self.model.requires_grad_(False)
+        self.lock = threading.RLock()
+        self._weights_hash: str | None = None
+        self._extras: dict[str, Any] = {}
+
+    # -- input -------------------------------------------------------------------------------
+    @property
+    def input_size(self) -> tuple[int, int]:
+        if self.geometry.crop is not None:
+            return tuple(self.geometry.crop)
+        return tuple(self.geometry.resize) if isinstance(self.geometry.resize, tuple) else (224, 224)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+    def preprocess(self, image: np.ndarray) -> torch.Tensor:
+        """RGB uint8 H x W x 3 -> the model's input batch (1, 3, h, w) on the model's device."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise InputError("classifiers take RGB uint8 images of shape H x W x 3.")
+        x = self.transform(Image.fromarray(image))
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        return x.to(self.device, non_blocking=True)
+
+    def input_box(self, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
+        return self.geometry.box(int(shape[0]), int(shape[1]))
+
+    # -- inference ---------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C). Subclasses whose model returns an object (transformers) override this."""
+        return self.model(x)
+
+    def predict_tensor(self, x: torch.Tensor) -> Prediction:
+        with self.lock, torch.inference_mode():
+            logits = self.forward(x)
+        return self._prediction(logits)
+
+    def predict(self, image: np.ndarray) -> Prediction:
+        return self.predict_tensor(self.preprocess(image))
+
+    def _prediction(self, logits: torch.Tensor) -> Prediction:
+        lg = logits.detach()[0].float()
+        probs = torch.softmax(lg, dim=0)
+        return Prediction(lg.cpu().numpy(), probs.cpu().numpy(), self.labels)
+
+    def run(self, x: torch.Tensor, taps: Sequence[torch.nn.Module] = (), grad: Sequence[bool] | bool = True,
+            use_input: Sequence[bool] | None = None) -> Run:
+        """One forward pass capturing the outputs (or inputs) of ``taps``.
+
+        Taps with ``grad`` start a graph there (activation detached and made a leaf that requires
+        grad); hooks are registered for this call only and always removed. Callers hold ``self.lock``
+        for as long as they use the returned Run, so concurrent calls never share hooks or graphs.
+        """
+        taps = list(taps)
+        grad_mask = [grad] * len(taps) if isinstance(grad, bool) else list(grad)
+        inp_mask = [False] * len(taps) if use_input is None else list(use_input)
+        acts: list[torch.Tensor | None] = [None] * len(taps)
+        handles = []
+        owner = threading.get_ident()
+
+        def make_hook(i: int):
+            def out_hook(module, inputs, output):
+                if threading.get_ident() != owner:
+                    return None
+                t = output[0] if isinstance(output, (tuple, list)) else output
+                if not grad_mask[i]:
+                    acts[i] = t
+                    return None
+                leaf = t.detach().requires_grad_(True)
+                acts[i] = leaf
+                t = leaf.clone()  # later in-place ops (ReLU(inplace=True)) must not touch the leaf
+                if isinstance(output, tuple):
+                    return (t,) + tuple(output[1:])
+                if isinstance(output, list):
+                    return [t] + list(output[1:])
+                return t
+
+            def in_hook(module, inputs):
+                if threading.get_ident() != owner:
+                    return None
+                t = inputs[0]
+                if grad_mask[i]:
+                    leaf = t.detach().requires_grad_(True)
+                    acts[i] = leaf
+                    return (leaf.clone(),) + tuple(inputs[1:])
+                acts[i] = t
+                return None
+
+            return out_hook, in_hook
+
+        with self.lock:
+            try:
+                for i, layer in enumerate(taps):
+                    out_hook, in_hook = make_hook(i)
+                    if inp_mask[i]:
+                        handles.append(layer.register_forward_pre_hook(in_hook))
+                    else:
+                        handles.append(layer.register_forward_hook(out_hook))
+                ctx = torch.enable_grad() if any(grad_mask) else torch.no_grad()
+                with ctx:
+                    logits = self.forward(x)
+            finally:
+                for h in handles:
+                    h.remove()
+        missing = [i for i, a in enumerate(acts) if a is None]
+        if missing:
+            raise RuntimeError(f"{self.key}: tapped layer(s) {missing} did not run in the forward pass")
+        return Run(logits, acts, grad_mask)
+
+    # -- explanation support -----------------------------------------------------------------
+    def cam_head(self) -> CamHead | None:
+        """True-CAM head, or None when the head is not global pooling + linear/1x1 conv."""
+        return None
+
+    def unfrozen(self):
+        """Context manager: parameters require grad (for libraries that backprop the usual way)."""
+        clf = self
+
+        class _Unfrozen:
+            def __enter__(self_inner):
+                clf.lock.acquire()
+                clf.model.requires_grad_(True)
+                return clf
+
+            def __exit__(self_inner, *exc):
+                clf.model.requires_grad_(False)
+                clf.model.zero_grad(set_to_none=True)
+                clf.lock.release()
+                return False
+
+        return _Unfrozen()
+
+    def weights_hash(self) -> str:
+        """sha256 (first 16 hex digits) of the parameters and buffers, for provenance in exports."""
+        if self._weights_hash is None:
+            h = hashlib.sha256()
+            for name, t in sorted(self.model.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            self._weights_hash = h.hexdigest()[:16]
+        return self._weights_hash
+
+    def describe(self) -> dict:
+        return {"key": self.key, "family": self.family, "pretrained": self.pretrained,
+                "weights": self.weights_source, "num_classes": self.num_classes,
+                "input_size": list(self.input_size), "device": str(self.device),
+                "target_layers": [type(m).__name__ for m in self.target_layers],
+                "true_cam": self.cam_head() is not None}
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.key} pretrained={self.pretrained} on {self.device}>"
+
+
+def paste_maps(maps: np.ndarray, box: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:
+    """Maps at model-input resolution (k, h, w) -> image coordinates (k, H, W); zero outside ``box``."""
+    import cv2
+
+    H, W = int(shape[0]), int(shape[1])
+    x0, y0, x1, y1 = box
+    ix0, iy0 = int(np.floor(x0 + 1e-6)), int(np.floor(y0 + 1e-6))
+    ix1, iy1 = int(np.ceil(x1 - 1e-6)), int(np.ceil(y1 - 1e-6))
+    ix1, iy1 = max(ix1, ix0 + 1), max(iy1, iy0 + 1)
+    out = np.zeros((maps.shape[0], H, W), np.float32)
+    for i, m in enumerate(maps):
+        r = cv2.resize(np.asarray(m, np.float32), (ix1 - ix0, iy1 - iy0), interpolation=cv2.INTER_LINEAR)
+        out[i, iy0:iy1, ix0:ix1] = r[: H - iy0, : W - ix0]
+    return out
+
+
+def geometry_from_transform(tf) -> InputGeometry:
+    """Read resize / centre-crop sizes off a torchvision ``Compose`` (timm's eval transforms are one)."""
+    from torchvision import transforms as T
+
+    resize: int | tuple[int, int] | None = None
+    crop: tuple[int, int] | None = None
+    for step in getattr(tf, "transforms", [tf]):
+        if isinstance(step, T.Resize):
+            size = step.size
+            if isinstance(size, int):
+                resize = size
+            elif len(size) == 1:
+                resize = int(size[0])
+            else:
+                resize = (int(size[0]), int(size[1]))
+        elif isinstance(step, T.CenterCrop):
+            size = step.size
+            crop = (int(size[0]), int(size[-1]))
+        elif type(step).__name__ in ("ResizeKeepRatio", "CenterCropOrPad", "TrimBorder", "ResizeToSequence"):
+            raise ValueError(f"cannot derive the input geometry from {type(step).__name__}")
+    return InputGeometry(resize, crop)

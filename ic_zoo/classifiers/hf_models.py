@@ -1,0 +1,92 @@
+"""Hugging Face transformers image classifiers: ``hf-hub:<repo id>``.
+
+``from_pretrained`` loads the model and its image processor; labels come from ``config.id2label``.
+ViT-style models are explained on the last encoder block's ``layernorm_before`` with a reshape from
+their patch grid; CNN-style models on their last spatial feature map.
+"""
+from __future__ import annotations
+
+import re
+
+from ..registry import register
+
+
+def _geometry(processor):
+    from ._base import InputGeometry
+
+    size = getattr(processor, "size", None) or {}
+    size = dict(size) if not isinstance(size, dict) else size
+    crop = None
+    if getattr(processor, "do_center_crop", False) and getattr(processor, "crop_size", None):
+        cs = dict(processor.crop_size)
+        crop = (int(cs.get("height", cs.get("shortest_edge", 0))), int(cs.get("width", cs.get("shortest_edge", 0))))
+    resize = None
+    if getattr(processor, "do_resize", True):
+        if "height" in size and "width" in size:
+            resize = (int(size["height"]), int(size["width"]))
+        elif "shortest_edge" in size:
+            se = int(size["shortest_edge"])
+            crop_pct = getattr(processor, "crop_pct", None)
+            if "ConvNext" in type(processor).__name__ and crop_pct and se < 384:
+                resize, crop = int(se / crop_pct), (se, se)
+            else:
+                resize = se
+    return InputGeometry(resize, crop)
+
+
+def _build(repo: str, pretrained: bool = True, device=None):
+    import torch
+    from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
+
+    from ..errors import WeightsUnavailableError
+    from ..weights import hf_cache_dir, require_hf_weights
+    from ._base import Classifier, TokenGridReshape
+    from ._layers import last_spatial_layer
+
+    key = f"hf-hub:{repo}"
+    files = ("model.safetensors", "pytorch_model.bin") if pretrained else ("config.json",)
+    require_hf_weights(key, repo, files)
+    try:
+        if pretrained:
+            model = AutoModelForImageClassification.from_pretrained(repo)
+        else:
+            model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(repo))
+        processor = AutoImageProcessor.from_pretrained(repo)
+    except OSError as exc:
+        raise WeightsUnavailableError(
+            f"'{key}' could not be loaded from the Hugging Face hub or its cache {hf_cache_dir()} "
+            f"({str(exc).splitlines()[0]}); check the repo id and the connection.") from None
+
+    def transform(pil):
+        return processor(images=pil, return_tensors="pt")["pixel_values"]
+
+    class HFClassifier(Classifier):
+        def forward(self, x):
+            return self.model(pixel_values=x).logits
+
+    clf = HFClassifier()
+    clf.key = key
+    clf.model = model
+    cfg = model.config
+    clf.labels = [str(cfg.id2label.get(i, f"class {i}")) for i in range(cfg.num_labels)]
+    clf.transform = transform
+    clf.geometry = _geometry(processor)
+    clf.pretrained = pretrained
+    clf.weights_source = repo if pretrained else "random"
+    names = [n for n, _ in model.named_modules() if re.search(r"encoder\.layers?\.\d+\.layernorm_before$", n)]
+    clf.family = "vit" if names and getattr(cfg, "patch_size", None) else "cnn"
+    clf._finish_init(device)
+    if clf.family == "vit":
+        clf.target_layers = [clf.model.get_submodule(names[-1])]
+        h, w = clf.input_size
+        ps = cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0]
+        clf.reshape_transform = TokenGridReshape((h // ps, w // ps), 1)
+    else:
+        clf.target_layers = [last_spatial_layer(clf.model, clf.input_size, call=lambda m, x: m(pixel_values=x))]
+    return clf
+
+
+@register("classifier", "hf-hub:", requires=("transformers",),
+          description="any Hugging Face transformers image classifier, e.g. hf-hub:google/vit-base-patch16-224")
+def hf_hub(repo: str, pretrained: bool = True, device=None):
+    return _build(repo, pretrained, device)

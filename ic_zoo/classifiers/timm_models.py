@@ -1,0 +1,137 @@
+"""timm classifiers: a ResNet, two ViTs (ViT-B and a CPU-sized ViT-S), and ``timm:<any name>``.
+
+``pretrained=True`` is timm's own path (``timm.create_model(..., pretrained=True)`` through the Hugging
+Face hub). Preprocessing comes from ``timm.data.resolve_data_config`` + ``create_transform``; labels from
+``timm.data.ImageNetInfo`` for ImageNet-style heads.
+"""
+from __future__ import annotations
+
+from ..registry import register
+from ..weights import hf_weights_reason
+
+_FILES = ("model.safetensors", "pytorch_model.bin")
+_SIZES = {
+    "resnet50.a1_in1k": "100 MB",
+    "vit_base_patch16_224.augreg2_in21k_ft_in1k": "350 MB",
+    "vit_small_patch16_224.augreg_in21k_ft_in1k": "90 MB",
+}
+
+
+def _hub_id(name: str) -> tuple[str | None, tuple[str, ...]]:
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        return None, _FILES
+    files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _FILES
+    return cfg.hf_hub_id, files
+
+
+def _reason(name: str) -> str | None:
+    try:
+        hub_id, files = _hub_id(name)
+    except Exception as exc:
+        return f"timm does not know '{name}' ({exc})"
+    if hub_id is None:
+        return None  # weights from a URL (torch hub); timm handles them
+    return hf_weights_reason(hub_id, files, _SIZES.get(name, ""))
+
+
+def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
+    import timm
+    import torch
+    from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
+
+    from ..errors import UnknownPluginError
+    from ..weights import require_hf_weights
+    from ._base import CamHead, Classifier, InputGeometry, TokenGridReshape, geometry_from_transform
+    from ._layers import last_spatial_layer
+
+    if not timm.is_model(name.split(".")[0]):
+        raise UnknownPluginError(f"timm has no model called '{name}'.")
+    if pretrained:
+        hub_id, files = _hub_id(name)
+        if hub_id is not None:
+            require_hf_weights(key, hub_id, files, size_hint=_SIZES.get(name, ""))
+    model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    data_cfg = resolve_data_config({}, model=model)
+    tf = create_transform(**data_cfg)
+    try:
+        geometry = geometry_from_transform(tf)
+    except ValueError:
+        size = tuple(data_cfg["input_size"][1:])
+        geometry = InputGeometry(size, None)
+
+    num_classes = model.num_classes
+    subset = infer_imagenet_subset(model)
+    label_names = model.pretrained_cfg.get("label_names") if hasattr(model, "pretrained_cfg") else None
+    if subset:
+        info = ImageNetInfo(subset)
+        labels = [info.index_to_description(i) for i in range(num_classes)]
+    elif label_names and len(label_names) == num_classes:
+        labels = list(label_names)
+    else:
+        labels = [f"class {i}" for i in range(num_classes)]
+
+    class TimmClassifier(Classifier):
+        def cam_head(self):
+            pool = getattr(self.model, "global_pool", None)
+            fc = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
+            if self.family != "cnn" or pool is None or not isinstance(fc, torch.nn.Linear):
+                return None
+            if getattr(pool, "pool_type", None) != "avg":
+                return None
+            if not isinstance(getattr(self.model, "head_drop", torch.nn.Identity()), (torch.nn.Dropout, torch.nn.Identity)):
+                return None
+            w = fc.weight
+
+            def to_maps(a, classes):  # Zhou et al.: sum_k w_ck f_k(x, y), bias left out
+                return torch.einsum("kc,bchw->bkhw", w[list(classes)], a)
+
+            return CamHead(pool, to_maps, use_input=True)
+
+    clf = TimmClassifier()
+    clf.key = key
+    clf.model = model
+    clf.labels = labels
+    clf.transform = tf
+    clf.geometry = geometry
+    clf.pretrained = pretrained
+    clf.weights_source = (model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or name) \
+        if pretrained else "random"
+    is_vit = hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model.patch_embed, "grid_size")
+    clf.family = "vit" if is_vit else "cnn"
+    clf._finish_init(device)
+    if is_vit:
+        clf.target_layers = [clf.model.blocks[-1].norm1]
+        clf.reshape_transform = TokenGridReshape(clf.model.patch_embed.grid_size,
+                                                 getattr(clf.model, "num_prefix_tokens", 1))
+    else:
+        info = getattr(clf.model, "feature_info", None)
+        try:
+            clf.target_layers = [clf.model.get_submodule(info[-1]["module"])]
+        except Exception:
+            clf.target_layers = [last_spatial_layer(clf.model, tuple(data_cfg["input_size"][1:]))]
+    return clf
+
+
+def _named(name: str, description: str, family: str):
+    @register("classifier", name, requires=("timm",), check=lambda: _reason(name), description=description,
+              family=family, download=_SIZES.get(name, ""))
+    def factory(pretrained: bool = True, device=None):
+        return _build(name, name, pretrained, device)
+
+    return factory
+
+
+resnet50 = _named("resnet50.a1_in1k", "ResNet-50 (timm, A1 recipe), ImageNet-1k, 25.6 M parameters", "cnn")
+vit_base = _named("vit_base_patch16_224.augreg2_in21k_ft_in1k",
+                  "ViT-B/16 (timm, AugReg2, IN-21k -> IN-1k), 86.6 M parameters", "vit")
+vit_small = _named("vit_small_patch16_224.augreg_in21k_ft_in1k",
+                   "ViT-S/16 (timm, AugReg, IN-21k -> IN-1k), 22.1 M parameters: the ViT sized for CPUs", "vit")
+
+
+@register("classifier", "timm:", requires=("timm",),
+          description="any timm model by name, e.g. timm:convnext_tiny.fb_in1k")
+def timm_any(name: str, pretrained: bool = True, device=None):
+    return _build(name, f"timm:{name}", pretrained, device)

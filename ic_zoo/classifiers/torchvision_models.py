@@ -1,0 +1,106 @@
+"""torchvision classifiers: ``squeezenet1_1`` (the seed demo's model) and ``torchvision:<name>``.
+
+Weights, preprocessing and labels come from the torchvision weights enum (``weights.transforms()``,
+``weights.meta["categories"]``); the weights load through torchvision's own ``load_state_dict_from_url``
+into the torch hub checkpoint folder.
+"""
+from __future__ import annotations
+
+from ..registry import register
+from ..weights import url_weights_reason
+
+_SIZES = {"squeezenet1_1": "5 MB"}
+
+
+def _weights_enum(arch: str):
+    from torchvision.models import get_model_weights
+
+    return get_model_weights(arch).DEFAULT
+
+
+def _reason(arch: str) -> str | None:
+    from ..weights import torch_checkpoint_dir
+
+    try:
+        w = _weights_enum(arch)
+    except Exception as exc:
+        return f"torchvision has no weights for '{arch}' ({exc})"
+    return url_weights_reason(w.url, torch_checkpoint_dir(), _SIZES.get(arch, ""))
+
+
+def _target_layers(arch: str, model):
+    if arch.startswith("squeezenet"):
+        return [model.features[-1]]  # last Fire module (512 x 13 x 13 at 224 px)
+    if hasattr(model, "layer4"):
+        return [model.layer4[-1]]
+    if hasattr(model, "features"):
+        return [model.features[-1]]
+    from ._layers import last_spatial_layer
+
+    return [last_spatial_layer(model)]
+
+
+def _build(arch: str, key: str, pretrained: bool = True, device=None):
+    import torch
+    from torchvision.models import get_model
+
+    from ..weights import require_url_weights, torch_checkpoint_dir
+    from ._base import CamHead, Classifier, InputGeometry
+
+    weights = _weights_enum(arch)
+    if pretrained:
+        require_url_weights(arch, weights.url, torch_checkpoint_dir(), _SIZES.get(arch, ""))
+    model = get_model(arch, weights=None)
+    if pretrained:  # torchvision's own path: load_state_dict_from_url into the torch hub checkpoint folder
+        model.load_state_dict(weights.get_state_dict(progress=False, check_hash=True))
+    tf = weights.transforms()
+
+    class TorchvisionClassifier(Classifier):
+        def cam_head(self):
+            head = getattr(self.model, "classifier", None)
+            if arch.startswith("squeezenet"):
+                # Dropout -> Conv1x1(512 -> C) -> ReLU -> global average pool: the ReLU output is the
+                # stack of class maps, and its spatial mean is the logit (the seed's CAM).
+                return CamHead(head[2], lambda a, classes: a[:, list(classes)])
+            fc = getattr(self.model, "fc", None)
+            pool = getattr(self.model, "avgpool", None)
+            if isinstance(fc, torch.nn.Linear) and isinstance(pool, torch.nn.AdaptiveAvgPool2d):
+                w = fc.weight
+
+                def to_maps(a, classes):  # Zhou et al.: sum_k w_ck f_k(x, y), bias left out
+                    return torch.einsum("kc,bchw->bkhw", w[list(classes)], a)
+
+                return CamHead(pool, to_maps, use_input=True)
+            return None
+
+    clf = TorchvisionClassifier()
+    clf.key = key
+    clf.model = model
+    clf.labels = list(weights.meta["categories"])
+    clf.transform = tf
+    clf.geometry = InputGeometry(int(tf.resize_size[0]), (int(tf.crop_size[0]), int(tf.crop_size[0])))
+    clf.pretrained = pretrained
+    clf.weights_source = weights.url if pretrained else "random"
+    clf.family = "cnn"
+    clf._finish_init(device)
+    clf.target_layers = _target_layers(arch, clf.model)
+    return clf
+
+
+@register("classifier", "squeezenet1_1", requires=("torchvision",), check=lambda: _reason("squeezenet1_1"),
+          description="SqueezeNet 1.1, ImageNet-1k (torchvision): the seed demo's model, 1.2 M parameters",
+          family="cnn", download="5 MB")
+def squeezenet1_1(pretrained: bool = True, device=None):
+    return _build("squeezenet1_1", "squeezenet1_1", pretrained, device)
+
+
+@register("classifier", "torchvision:", requires=("torchvision",),
+          description="any torchvision classification model by name, e.g. torchvision:resnet18")
+def torchvision_any(arch: str, pretrained: bool = True, device=None):
+    from torchvision.models import list_models
+
+    from ..errors import UnknownPluginError
+
+    if arch not in list_models(module=__import__("torchvision").models):
+        raise UnknownPluginError(f"torchvision has no classification model called '{arch}'.")
+    return _build(arch, f"torchvision:{arch}", pretrained, device)

@@ -1,0 +1,278 @@
+"""``python -m ic_zoo``: list | classify | edit | bench (and the subcommands later modules add).
+
+Every user-reachable failure ends as one line on stderr and exit status 2; tracebacks only with
+IC_ZOO_DEBUG=1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import IcZooError
+
+
+def _models(args) -> list[str]:
+    if args.model:
+        return args.model
+    from .zoo import default_models
+
+    return default_models(pretrained=not args.no_pretrained)
+
+
+def _emit(obj, as_json: bool) -> None:
+    print(json.dumps(obj) if as_json else obj, flush=True)
+
+
+# -- list ------------------------------------------------------------------------------------------
+def cmd_list(args) -> int:
+    from .discovery import ensure_loaded
+    from .registry import list_plugins
+
+    report = ensure_loaded()
+    specs = list_plugins(args.kind)
+    if args.json:
+        print(json.dumps({"plugins": [s.to_dict() for s in specs],
+                          "failed": [r.to_dict() for r in report.failed]}, indent=2))
+        return 0
+    kind = None
+    for s in specs:
+        if s.kind != kind:
+            kind = s.kind
+            print(f"\n{kind}s:")
+        reason = s.unavailable_reason()
+        status = "ok" if reason is None else f"unavailable: {reason}"
+        extra = f" [{s.meta['cost']}]" if s.meta.get("cost") == "slow" else ""
+        print(f"  {s.name:<48} {status}{extra}\n      {s.description}  ({s.source})")
+    if report.failed:
+        print("\nplugins that failed to load:")
+        for r in report.failed:
+            print(f"  {r.source}: {r.error}")
+    return 0
+
+
+# -- classify --------------------------------------------------------------------------------------
+def cmd_classify(args) -> int:
+    from .imageio import load_image
+    from .session import get_classifier
+
+    models = _models(args)
+    clfs = {m: get_classifier(m, pretrained=not args.no_pretrained, device=args.device) for m in models}
+    status = 0
+    for path in args.images:
+        try:
+            img = load_image(path)
+        except IcZooError as exc:
+            status = 2
+            if args.json:
+                _emit({"image": path, "error": str(exc)}, True)
+            else:
+                print(f"error: {exc}", file=sys.stderr)
+            continue
+        for m, clf in clfs.items():
+            top = clf.predict(img).topk(args.top_k)
+            if args.json:
+                _emit({"image": path, "model": m, "top5": [{"label": c.label, "index": c.index, "prob": c.prob}
+                                                           for c in top]}, True)
+            else:
+                print(f"{path}  [{m}]")
+                for c in top:
+                    print(f"  {100 * c.prob:6.2f}%  {c.index:5d}  {c.label}")
+    return status
+
+
+# -- edit ------------------------------------------------------------------------------------------
+def _parse_params(items: list[str]) -> dict:
+    params = {}
+    for it in items or []:
+        if "=" not in it:
+            raise IcZooError(f"--param takes name=value, not '{it}'.")
+        k, v = it.split("=", 1)
+        try:
+            params[k] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k] = v
+    return params
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def cmd_edit(args) -> int:
+    import numpy as np
+
+    from .imageio import load_image, load_mask, save_png
+    from .session import Session
+    from .viz import diverging, overlay
+
+    img = load_image(args.image)
+    mask = load_mask(args.mask, img.shape[:2])
+    models = _models(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    sess = Session(img, pretrained=not args.no_pretrained, device=args.device, k=args.top_k)
+    sess.evaluate(models, explainer=args.explainer)  # original, cached (as the app does)
+    edit = sess.apply(mask, args.inpainter, **_parse_params(args.param))
+    result = sess.evaluate(models, explainer=args.explainer)
+    save_png(sess.modified, out / "modified.png")
+    save_png(mask, out / "mask.png")
+    doc = {"image": str(args.image), "mask": str(args.mask), "mask_pixels": int(mask.sum()),
+           "inpainter": args.inpainter, "inpainter_params": _parse_params(args.param),
+           "explainer": args.explainer, "no_op": edit is None, **result.to_dict(),
+           "timings_ms": {"inpaint": round(1000 * edit.seconds, 2) if edit else 0.0,
+                          "evaluate": round(1000 * result.seconds, 2)}}
+    doc["models"] = {m: r.to_dict() for m, r in result.models.items()}
+    for m, r in result.models.items():
+        clf = sess.classifier(m)
+        doc["models"][m]["weights"] = {"source": clf.weights_source, "sha256_16": clf.weights_hash()}
+        classes = args.class_ if args.class_ else [r.original[0].index]
+        if r.note:
+            continue
+        try:
+            maps = sess.explain(m, classes, args.explainer)
+        except IcZooError as exc:
+            doc["models"][m]["note"] = str(exc)
+            continue
+        files = {}
+        for cm in maps:
+            d = out / "maps" / _slug(m)
+            d.mkdir(parents=True, exist_ok=True)
+            stem = f"class{cm.index}"
+            save_png(overlay(img, cm.original), d / f"{stem}_original.png")
+            save_png(overlay(sess.modified, cm.modified), d / f"{stem}_modified.png")
+            save_png(diverging(cm.difference, img), d / f"{stem}_difference.png")
+            files[str(cm.index)] = {"label": cm.label, "scale": cm.scale,
+                                    "mass_in_mask_original": cm.mass_in(mask, "original"),
+                                    "mass_in_mask_modified": cm.mass_in(mask, "modified"),
+                                    "original": f"maps/{_slug(m)}/{stem}_original.png",
+                                    "modified": f"maps/{_slug(m)}/{stem}_modified.png",
+                                    "difference": f"maps/{_slug(m)}/{stem}_difference.png"}
+        doc["models"][m]["map_files"] = files
+    with open(out / "result.json", "w") as f:
+        json.dump(doc, f, indent=2)
+    for m, r in result.models.items():
+        t0 = r.tracked[0]
+        flip = f"top-1 changed to '{r.modified[0].label}'" if r.top1_changed else "top-1 unchanged"
+        print(f"{m}: '{t0.label}' {100 * t0.prob_original:.1f}% -> {100 * t0.prob_modified:.1f}% "
+              f"({t0.delta_pp:+.1f} pp); {flip}")
+    print(f"wrote {out / 'result.json'}")
+    return 0
+
+
+# -- bench -----------------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    from .bench import DEFAULT_MODELS, format_table, run_bench, write_json
+
+    res = run_bench(models=args.model or DEFAULT_MODELS, explainer=args.explainer, size=args.size,
+                    repeats=args.repeats, pretrained=not args.no_pretrained, inpainter=args.inpainter,
+                    device=args.device, log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_table(res))
+    if args.json:
+        write_json(res, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------------
+#: Other modules add subcommands here: name -> (help, add_arguments(parser), run(args) -> int)
+EXTRA_COMMANDS: dict = {}
+
+
+def _register_extra_commands() -> None:
+    for mod in ("ic_zoo.flower2d.cli", "ic_zoo.explain_bench", "ic_zoo.study.cli"):
+        try:
+            __import__(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith(mod.rsplit(".", 1)[0]):
+                continue  # that part of ic_zoo is not there (yet)
+            raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m ic_zoo", description="Interactive Classification: edit an "
+                                "image, compare how classifiers change their minds, see where they look.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, models=True):
+        if models:
+            sp.add_argument("--model", "-m", action="append", help="classifier key (repeatable); see `list`")
+        sp.add_argument("--no-pretrained", action="store_true", help="random weights (tests, benchmarks)")
+        sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+
+    sp = sub.add_parser("list", help="plugins with availability and reason")
+    sp.add_argument("--kind", choices=["classifier", "inpainter", "explainer"])
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_list)
+
+    sp = sub.add_parser("classify", help="top-k of one or more images")
+    sp.add_argument("images", nargs="+")
+    sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--json", action="store_true", help="one JSON object per line")
+    common(sp)
+    sp.set_defaults(func=cmd_classify)
+
+    sp = sub.add_parser("edit", help="remove a masked region, re-classify, write result.json and maps")
+    sp.add_argument("image")
+    sp.add_argument("--mask", required=True, help="image whose white / opaque pixels are removed")
+    sp.add_argument("--inpainter", default="telea")
+    sp.add_argument("--param", action="append", help="inpainter parameter name=value (repeatable)")
+    sp.add_argument("--explainer", default="gradcam")
+    sp.add_argument("--class", dest="class_", type=int, action="append",
+                    help="class index to map (repeatable; default the original's top-1)")
+    sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--out", default="ic_zoo_out")
+    common(sp)
+    sp.set_defaults(func=cmd_edit)
+
+    sp = sub.add_parser("bench", help="edit cost vs bare forward vs the usual per-class Grad-CAM calls")
+    sp.add_argument("--explainer", default="gradcam")
+    sp.add_argument("--size", type=int, default=224)
+    sp.add_argument("--repeats", type=int, default=7)
+    sp.add_argument("--inpainter", default="telea")
+    sp.add_argument("--json", default=None, help="write the results here")
+    common(sp)
+    sp.set_defaults(func=cmd_bench)
+
+    _register_extra_commands()
+    for name, (help_, add_args, run) in EXTRA_COMMANDS.items():
+        sp = sub.add_parser(name, help=help_)
+        add_args(sp)
+        sp.set_defaults(func=run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = os.environ.get("IC_ZOO_DEBUG", "") not in ("", "0")
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show_warning
+    try:
+        return int(args.func(args) or 0)
+    except IcZooError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback
+        if debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"error: unexpected failure ({type(exc).__name__}: {msg}); run with IC_ZOO_DEBUG=1 for the "
+              "traceback and please report it", file=sys.stderr)
+        return 1
+
+
+def console_main() -> None:
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""Plugin discovery: built-ins, then installed packages, then a plugins folder, into one registry.
+
+Loading never raises: each source is imported on its own, and what failed is recorded with the
+reason (a missing dependency comes with its ``pip install`` line). A source that fails half-way has
+its registrations rolled back, so the registry never holds half a plugin.
+
+Environment:
+  IC_ZOO_DISABLE_PLUGIN_AUTOLOAD=1   skip entry points and the plugins folder (tests, locked-down hosts)
+  IC_ZOO_PLUGINS_DIR=path            the plugins folder (default ./plugins)
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import sys
+import threading
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .registry import REGISTRY, Registry, _active_registry, _current_log, _current_source, pip_hint
+
+ENTRY_POINT_GROUP = "ic_zoo.plugins"
+DISABLE_ENV = "IC_ZOO_DISABLE_PLUGIN_AUTOLOAD"
+PLUGINS_DIR_ENV = "IC_ZOO_PLUGINS_DIR"
+DEFAULT_PLUGINS_DIR = "plugins"
+
+BUILTIN_MODULES = (
+    "ic_zoo.classifiers.torchvision_models",
+    "ic_zoo.classifiers.timm_models",
+    "ic_zoo.classifiers.hf_models",
+    "ic_zoo.inpainters.opencv_inpaint",
+    "ic_zoo.inpainters.patchmatch_inpaint",
+    "ic_zoo.inpainters.lama_inpaint",
+    "ic_zoo.explainers.cam_methods",
+    "ic_zoo.explainers.true_cam",
+)
+
+
+@dataclass
+class LoadRecord:
+    source: str
+    origin: str  # "built-in", "entry point" or "folder"
+    ok: bool
+    registered: list[str] = field(default_factory=list)
+    error: str | None = None
+    detail: str | None = None  # traceback, for the plugins panel's "details"
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "origin": self.origin, "ok": self.ok,
+                "registered": self.registered, "error": self.error}
+
+
+@dataclass
+class LoadReport:
+    records: list[LoadRecord] = field(default_factory=list)
+
+    @property
+    def loaded(self) -> list[LoadRecord]:
+        return [r for r in self.records if r.ok]
+
+    @property
+    def failed(self) -> list[LoadRecord]:
+        return [r for r in self.records if not r.ok]
+
+    def summary(self) -> str:
+        n = sum(len(r.registered) for r in self.loaded)
+        lines = [f"{len(self.loaded)} plugin sources loaded ({n} plugins), {len(self.failed)} failed"]
+        lines += [f"  FAILED {r.source}: {r.error}" for r in self.failed]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"records": [r.to_dict() for r in self.records]}
+
+
+def _describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        return f"missing dependency '{exc.name}' ({pip_hint(exc.name)})"
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
+
+
+def _load_one(registry: Registry, source: str, origin: str, loader) -> LoadRecord:
+    log: list = []
+    tok_src = _current_source.set(source)
+    tok_log = _current_log.set(log)
+    tok_reg = _active_registry.set(registry)
+    try:
+        result = loader()
+        if callable(result) and origin == "entry point":
+            result()  # an entry point may name a function that registers its plugins
+    except BaseException as exc:  # noqa: BLE001 - a plugin must never take the app down
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)) and origin == "built-in":
+            raise
+        for kind, name, old in reversed(log):
+            registry._restore(kind, name, old)
+        return LoadRecord(source, origin, False, [], _describe_failure(exc), traceback.format_exc(limit=5))
+    finally:
+        _current_source.reset(tok_src)
+        _current_log.reset(tok_log)
+        _active_registry.reset(tok_reg)
+    return LoadRecord(source, origin, True, [f"{k}:{n}" for k, n, _ in log])
+
+
+def _import_file(path: Path):
+    mod_name = f"ic_zoo_plugins.{path.stem}"
+    spec = importlib.util.spec_from_file_location(mod_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(mod_name, None)
+        raise
+    return module
+
+
+def _import_builtin(name: str, registry: Registry):
+    """Built-in modules register into the process registry when first imported; a custom registry
+    gets copies of those specs (modules are never re-imported, so class identities stay stable)."""
+    first = name not in sys.modules
+    tok = _active_registry.set(REGISTRY)
+    try:
+        importlib.import_module(name)
+    finally:
+        _active_registry.reset(tok)
+    if registry is not REGISTRY or not first:
+        log = _current_log.get()
+        for spec in REGISTRY.specs():
+            if getattr(spec.factory, "__module__", None) == name:
+                old = registry._specs.get((spec.kind, spec.name))
+                if registry is not REGISTRY:
+                    registry._specs[(spec.kind, spec.name)] = spec
+                if log is not None:
+                    log.append((spec.kind, spec.name, old))
+
+
+def autoload_disabled() -> bool:
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def plugins_dir_default() -> Path:
+    return Path(os.environ.get(PLUGINS_DIR_ENV) or DEFAULT_PLUGINS_DIR)
+
+
+def discover(registry: Registry | None = None, *, builtins: bool = True, entry_points: bool | None = None,
+             plugins_dir: str | os.PathLike | None | bool = None) -> LoadReport:
+    """Load plugins into ``registry`` (default: the process registry) and report what happened.
+
+    ``entry_points`` and ``plugins_dir`` default to on, unless IC_ZOO_DISABLE_PLUGIN_AUTOLOAD is set.
+    ``plugins_dir=False`` skips the folder; a path overrides IC_ZOO_PLUGINS_DIR / ./plugins.
+    """
+    registry = registry if registry is not None else REGISTRY
+    report = LoadReport()
+    auto = not autoload_disabled()
+    if builtins:
+        for name in BUILTIN_MODULES:
+            report.records.append(_load_one(registry, f"{name} (built-in)", "built-in",
+                                            lambda n=name: _import_builtin(n, registry)))
+    if entry_points if entry_points is not None else auto:
+        try:
+            eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        except Exception as exc:  # broken metadata must not stop the app
+            report.records.append(LoadRecord("entry points", "entry point", False, [], _describe_failure(exc)))
+            eps = []
+        for ep in eps:
+            dist = getattr(getattr(ep, "dist", None), "name", None)
+            src = f"{ep.value} (entry point '{ep.name}'" + (f" of {dist})" if dist else ")")
+            report.records.append(_load_one(registry, src, "entry point", ep.load))
+    folder = None
+    if plugins_dir is None:
+        folder = plugins_dir_default() if auto else None
+    elif plugins_dir is not False:
+        folder = Path(plugins_dir)
+    if folder is not None and folder.is_dir():
+        for path in sorted(folder.glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            report.records.append(_load_one(registry, str(path), "folder", lambda p=path: _import_file(p)))
+    return report
+
+
+_LOCK = threading.Lock()
+_REPORT: LoadReport | None = None
+
+
+def ensure_loaded(**kwargs) -> LoadReport:
+    """Discover into the process registry once; later calls return the same report."""
+    global _REPORT
+    if _REPORT is None:
+        with _LOCK:
+            if _REPORT is None:
+                _REPORT = discover(**kwargs)
+    return _REPORT
+
+
+def reload_plugins(**kwargs) -> LoadReport:
+    """Discover again (e.g. after dropping a file into the plugins folder)."""
+    global _REPORT
+    with _LOCK:
+        _REPORT = discover(**kwargs)
+    return _REPORT
+
+
+def last_report() -> LoadReport | None:
+    return _REPORT

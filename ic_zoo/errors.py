@@ -1,0 +1,54 @@
+"""One error hierarchy for everything a user can trigger.
+
+Every message is one sentence that says what went wrong and what to do about it; the app shows it as
+it is, the CLI prints it and exits with status 2. The library itself never prints and never exits.
+"""
+from __future__ import annotations
+
+
+class IcZooError(Exception):
+    """Base class of every error the library raises on purpose."""
+
+
+class InputError(IcZooError):
+    """The image, mask or parameters a user gave cannot be used."""
+
+
+class BadImageError(InputError):
+    """A file that is not an image, or a damaged one."""
+
+
+class ImageTooLargeError(InputError):
+    """An image above the configured pixel limit (decompression-bomb guard)."""
+
+
+class MaskError(InputError):
+    """A mask that cannot be used."""
+
+
+class PluginError(IcZooError):
+    """Anything about plugins: unknown names, clashes, missing dependencies."""
+
+
+class UnknownPluginError(PluginError):
+    pass
+
+
+class DuplicatePluginError(PluginError):
+    pass
+
+
+class PluginUnavailableError(PluginError):
+    """A registered plugin that cannot run here (missing dependency, unsupported model)."""
+
+
+class WeightsUnavailableError(IcZooError):
+    """Pretrained weights are neither cached nor downloadable right now."""
+
+
+class ExplainerNotSupportedError(IcZooError):
+    """The chosen explainer does not apply to the chosen model."""
+
+
+class StateError(IcZooError):
+    """An operation that does not fit the current state (e.g. undo with nothing to undo)."""

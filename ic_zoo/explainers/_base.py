@@ -1,0 +1,80 @@
+"""The explainer contract.
+
+An explainer turns (classifier, input batch, class indices) into class maps at the model-input
+resolution. Two kinds:
+
+* **interactive** explainers read everything from the single forward pass an edit already makes:
+  they declare ``taps(clf)`` (layers to capture, whether gradients are needed there) and compute maps
+  in ``from_run``. Gradients are taken only from the output back to the tapped layer, for all
+  requested classes in one batched backward sweep.
+* **slow** explainers (Score-CAM, Ablation-CAM, FullGrad, occlusion...) override ``explain`` and run
+  whatever extra passes they need, reporting progress through a callback.
+
+Maps are returned twice: ``raw`` (non-negative, in the method's own units, comparable between the
+original and the modified image of the same model) and ``normalized`` (min-max per map, exactly what
+pytorch-grad-cam returns for the same input).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class TapSpec:
+    layers: list
+    grad: list[bool]
+    use_input: list[bool]
+
+
+@dataclass
+class ExplainOutput:
+    raw: np.ndarray  # (k, h, w) float32 >= 0 at model-input resolution
+    normalized: np.ndarray  # (k, h, w) float32 in [0, 1]
+
+
+class Explainer:
+    name: str = ""
+    cost: str = "interactive"  # "interactive" or "slow"
+    description: str = ""
+
+    def supports(self, clf) -> str | None:
+        """None when this explainer applies to ``clf``, else one sentence saying why not."""
+        return None if getattr(clf, "target_layers", None) else f"{clf.key} declares no CAM target layer"
+
+    # interactive explainers -----------------------------------------------------------------
+    def taps(self, clf) -> TapSpec | None:
+        return None
+
+    def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
+        raise NotImplementedError
+
+    # every explainer ---------------------------------------------------------------------------
+    def explain(self, clf, x, classes: Sequence[int], progress: Progress | None = None) -> ExplainOutput:
+        spec = self.taps(clf)
+        if spec is None:
+            raise NotImplementedError(f"{type(self).__name__} must implement explain() or taps()/from_run()")
+        with clf.lock:
+            run = clf.run(x, spec.layers, spec.grad, spec.use_input)
+            return self.from_run(clf, run, x, classes)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} ({self.cost})>"
+
+
+def resize_maps(maps: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """(k, h, w) -> (k, H, W) with cv2 bilinear, as pytorch-grad-cam resizes (but without normalising)."""
+    import cv2
+
+    maps = np.asarray(maps, np.float32)
+    if maps.shape[-1] == size_wh[0] and maps.shape[-2] == size_wh[1]:
+        return maps.copy()
+    return np.stack([cv2.resize(m, size_wh) for m in maps]).astype(np.float32)
+
+
+def input_size_wh(x) -> tuple[int, int]:
+    return int(x.shape[-1]), int(x.shape[-2])

@@ -1,0 +1,240 @@
+"""The pytorch-grad-cam methods, by name, for every classifier (CNNs and ViTs alike).
+
+The CAM math is pytorch-grad-cam's own (``get_cam_image``, ``scale_cam_image``,
+``aggregate_multi_layers``); what changes is where activations and gradients come from. The usual
+call makes one full forward and one full backward (parameters included) per class. Here the edit's
+single forward pass taps the target layer, and the gradients of all requested classes are taken from
+the logits back to that layer only, in one batched sweep. Maps equal the library's to float precision
+(tests check 1e-4).
+
+Slow methods (Score-CAM, Ablation-CAM, FullGrad) need many extra passes by design; they run through
+the library's own call, with progress reported per batch and hooks always released.
+"""
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Sequence
+
+import numpy as np
+
+from ..registry import register
+from ._base import ExplainOutput, Explainer, Progress, TapSpec, input_size_wh, resize_maps
+
+# name -> (pytorch_grad_cam class, label, uses gradients)
+FAST_METHODS = {
+    "gradcam": ("GradCAM", "Grad-CAM (Selvaraju et al. 2017)", True),
+    "gradcam++": ("GradCAMPlusPlus", "Grad-CAM++ (Chattopadhyay et al. 2018)", True),
+    "hirescam": ("HiResCAM", "HiResCAM (Draelos & Carin 2020): gradient x activation, faithful", True),
+    "xgradcam": ("XGradCAM", "XGrad-CAM (Fu et al. 2020)", True),
+    "layercam": ("LayerCAM", "LayerCAM (Jiang et al. 2021): positive gradients x activations", True),
+    "eigencam": ("EigenCAM", "Eigen-CAM (Muhammad & Yeasin 2020): first principal component; class-agnostic",
+                 False),
+    "eigengradcam": ("EigenGradCAM", "Eigen-Grad-CAM: principal component of gradient x activation", True),
+    "gradcamelementwise": ("GradCAMElementWise", "Grad-CAM element-wise (ReLU of gradient x activation)", True),
+}
+SLOW_METHODS = {
+    "scorecam": ("ScoreCAM", "Score-CAM (Wang et al. 2020): one forward per channel, gradient-free"),
+    "ablationcam": ("AblationCAM", "Ablation-CAM (Desai & Ramaswamy 2020): one forward per ablated channel"),
+    "fullgrad": ("FullGrad", "FullGrad (Srinivas & Fleuret 2019): input and all bias gradients"),
+}
+
+
+def _adapter(clf):
+    """nn.Module view of a classifier whose forward returns logits (transformers return objects)."""
+    import torch
+
+    cached = clf._extras.get("logits_module")
+    if cached is None:
+        class LogitsModule(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x):
+                return clf.forward(x)
+
+        cached = clf._extras["logits_module"] = LogitsModule(clf.model)
+    return cached
+
+
+class _QuietTqdm:
+    """Stands in for the ``tqdm`` module inside pytorch-grad-cam: no printing; progress goes to the
+    callback of the calling thread instead."""
+
+    local = threading.local()
+
+    def tqdm(self, iterable, *args, **kwargs):
+        cb = getattr(self.local, "callback", None)
+        items = list(iterable)
+        n = max(len(items), 1)
+        for i, item in enumerate(items):
+            if cb is not None:
+                cb(i / n)
+            yield item
+        if cb is not None:
+            cb(1.0)
+
+
+_QUIET = _QuietTqdm()
+
+
+def _silence_library_tqdm() -> None:
+    import pytorch_grad_cam.ablation_cam as ab
+    import pytorch_grad_cam.score_cam as sc
+
+    sc.tqdm = _QUIET
+    ab.tqdm = _QUIET
+
+
+class LibraryCAM(Explainer):
+    """A pytorch-grad-cam method fed from one tapped forward pass (interactive)."""
+
+    def __init__(self, name: str, class_name: str, uses_gradients: bool, description: str = "") -> None:
+        self.name = name
+        self.class_name = class_name
+        self.uses_gradients = uses_gradients
+        self.description = description
+        self._libs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+    def _lib(self, clf):
+        """A library object used only for its math: its hooks are released at once."""
+        lib = self._libs.get(clf)
+        if lib is None:
+            import pytorch_grad_cam
+
+            with clf.lock:
+                lib = getattr(pytorch_grad_cam, self.class_name)(
+                    model=_adapter(clf), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
+                lib.activations_and_grads.release()
+            self._libs[clf] = lib
+        return lib
+
+    def taps(self, clf) -> TapSpec:
+        n = len(clf.target_layers)
+        return TapSpec(list(clf.target_layers), [self.uses_gradients] * n, [False] * n)
+
+    def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
+        from pytorch_grad_cam.utils.image import scale_cam_image
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        classes = [int(c) for c in classes]
+        k = len(classes)
+        lib = self._lib(clf)
+        rt = clf.reshape_transform
+        n = len(clf.target_layers)
+        with clf.lock:
+            grads = run.grads(classes, list(range(n))) if self.uses_gradients else [None] * n
+        targets = [ClassifierOutputTarget(c) for c in classes]
+        size = input_size_wh(x)
+        per_layer, raw_layers = [], []
+        for i, layer in enumerate(clf.target_layers):
+            a = run.acts[i].detach()
+            a = rt(a) if rt is not None else a
+            acts = np.broadcast_to(a.cpu().float().numpy(), (k,) + tuple(a.shape[1:]))
+            g = None
+            if grads[i] is not None:
+                g = rt(grads[i]) if rt is not None else grads[i]
+                g = g.detach().cpu().float().numpy()
+            cam = lib.get_cam_image(x, layer, targets, acts, g, False)
+            cam = np.maximum(cam, 0)
+            if cam.shape[0] != k:  # class-agnostic methods computed once
+                cam = np.broadcast_to(cam[:1], (k,) + cam.shape[1:])
+            raw_layers.append(resize_maps(cam, size))
+            per_layer.append(scale_cam_image(cam, size)[:, None, :])
+        normalized = lib.aggregate_multi_layers(per_layer)
+        raw = np.mean(raw_layers, axis=0).astype(np.float32)
+        return ExplainOutput(raw, np.asarray(normalized, np.float32))
+
+
+class SlowLibraryCAM(Explainer):
+    """A pytorch-grad-cam method run through the library's own call, one class at a time."""
+
+    cost = "slow"
+
+    def __init__(self, name: str, class_name: str, description: str = "") -> None:
+        self.name = name
+        self.class_name = class_name
+        self.description = description
+
+    def supports(self, clf) -> str | None:
+        if self.class_name == "FullGrad":
+            import torch
+
+            if not any(isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)) and getattr(m, "bias", None) is not None
+                       for m in clf.model.modules()):
+                return f"FullGrad needs convolution or batch-norm biases, and {clf.key} has none"
+            return None
+        return super().supports(clf)
+
+    def _make(self, clf):
+        import pytorch_grad_cam
+        from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
+
+        base = getattr(pytorch_grad_cam, self.class_name)
+        raw_store: list = []
+
+        class Capturing(base):  # keeps the un-normalised maps beside the library's result
+            def get_cam_image(self_inner, *args, **kwargs):
+                cam = super().get_cam_image(*args, **kwargs)
+                raw_store.append(np.maximum(np.asarray(cam, np.float32), 0))
+                return cam
+
+            def aggregate_multi_layers(self_inner, cam_per_target_layer):
+                if self.class_name == "FullGrad":
+                    stacked = np.maximum(np.concatenate(cam_per_target_layer, axis=1), 0)
+                    raw_store.append(np.mean(stacked, axis=1).astype(np.float32))
+                return super().aggregate_multi_layers(cam_per_target_layer)
+
+        kwargs = dict(model=_adapter(clf), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
+        if self.class_name == "AblationCAM":
+            kwargs["ablation_layer"] = AblationLayerVit() if clf.reshape_transform is not None else AblationLayer()
+        if self.class_name == "FullGrad":
+            kwargs["target_layers"] = []
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # FullGrad prints a warning about target layers
+            lib = Capturing(**kwargs)
+        return lib, raw_store
+
+    def explain(self, clf, x, classes: Sequence[int], progress: Progress | None = None) -> ExplainOutput:
+        from pytorch_grad_cam.utils.find_layers import replace_layer_recursive
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        _silence_library_tqdm()
+        classes = [int(c) for c in classes]
+        size = input_size_wh(x)
+        raws, norms = [], []
+        with clf.lock:
+            lib, raw_store = self._make(clf)
+            try:
+                for j, c in enumerate(classes):
+                    if progress is not None:
+                        _QUIET.local.callback = lambda f, j=j, c=c: progress(
+                            (j + f) / len(classes), f"{self.name}: class {c} ({j + 1}/{len(classes)})")
+                    raw_store.clear()
+                    norm = lib(x, [ClassifierOutputTarget(c)])
+                    norms.append(np.asarray(norm[0], np.float32))
+                    raws.append(resize_maps(raw_store[-1][:1], size)[0] if raw_store else norms[-1])
+            finally:
+                _QUIET.local.callback = None
+                lib.activations_and_grads.release()
+                abl = getattr(lib, "ablation_layer", None)
+                if abl is not None and any(m is abl for m in lib.model.modules()):
+                    for layer in clf.target_layers:  # the library swaps the layer out; never leave it so
+                        replace_layer_recursive(lib.model, abl, layer)
+                clf.model.zero_grad(set_to_none=True)
+        return ExplainOutput(np.stack(raws).astype(np.float32), np.stack(norms).astype(np.float32))
+
+
+def _register_all() -> None:
+    for name, (cls_name, desc, grads) in FAST_METHODS.items():
+        register("explainer", name, (lambda n=name, c=cls_name, g=grads, d=desc: LibraryCAM(n, c, g, d)),
+                 requires=("pytorch_grad_cam",), description=desc, cost="interactive", library=cls_name)
+    for name, (cls_name, desc) in SLOW_METHODS.items():
+        register("explainer", name, (lambda n=name, c=cls_name, d=desc: SlowLibraryCAM(n, c, d)),
+                 requires=("pytorch_grad_cam",), description=desc, cost="slow", library=cls_name)
+
+
+_register_all()

@@ -1,0 +1,86 @@
+"""The inpainter contract: the base class owns the size policy, each inpainter only fills.
+
+``Inpainter.inpaint(image, mask)`` validates the inputs, returns a copy for an empty mask, works on a
+downscaled copy when the image is much larger than what the classifiers see (``work_size``, the
+shorter side; None to disable), pads to ``pad_multiple`` when the method needs it (LaMa: 8), and
+finally pastes back *only the masked pixels*: every other pixel of the result is the input's, byte
+for byte, whatever the method did.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MaskError
+
+#: Shorter side above which inpainting runs on a downscaled copy. Classifiers see 224-256 px crops,
+#: so 448 keeps twice their detail while keeping PatchMatch / LaMa interactive on big photos.
+DEFAULT_WORK_SIZE = 448
+
+
+def check_inputs(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise MaskError(f"inpainters take RGB uint8 images H x W x 3, not {image.dtype} {image.shape}.")
+    mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        mask = mask > (127 if mask.dtype == np.uint8 and mask.max() > 1 else 0)
+    if mask.ndim == 3:
+        mask = mask.any(axis=2)
+    if mask.shape != image.shape[:2]:
+        raise MaskError(f"the mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                        f"{image.shape[1]}x{image.shape[0]}; resize the mask first (ic_zoo.imageio.load_mask does).")
+    return image, mask
+
+
+class Inpainter:
+    """Subclass and implement ``_inpaint(image, mask) -> image`` (RGB uint8, bool mask, same size)."""
+
+    name: str = ""
+    pad_multiple: int = 1
+    cost: str = "interactive"  # or "slow"
+
+    def __init__(self, work_size: int | None = DEFAULT_WORK_SIZE, **params) -> None:
+        self.work_size = work_size
+        self.params = params
+
+    def describe(self) -> dict:
+        return {"name": self.name, "work_size": self.work_size, **self.params}
+
+    def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        import cv2
+
+        image, mask = check_inputs(image, mask)
+        out = image.copy()
+        if not mask.any():
+            return out
+        H, W = mask.shape
+        short = min(H, W)
+        if self.work_size and short > self.work_size:
+            s = self.work_size / short
+            size = (max(1, round(W * s)), max(1, round(H * s)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            # area-average then > 0: every stroke pixel stays inside the small mask
+            small_mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+            filled = cv2.resize(self._padded(small, small_mask), (W, H), interpolation=cv2.INTER_LINEAR)
+        else:
+            filled = self._padded(image, mask)
+        if filled.shape != image.shape or filled.dtype != np.uint8:
+            raise RuntimeError(f"inpainter '{self.name}' returned {filled.dtype} {filled.shape} for {image.shape}")
+        out[mask] = filled[mask]
+        return out
+
+    def _padded(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        m = self.pad_multiple
+        H, W = mask.shape
+        ph, pw = (-H) % m, (-W) % m
+        if ph == 0 and pw == 0:
+            return self._inpaint(image, mask)
+        img_p = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
+        mask_p = np.pad(mask, ((0, ph), (0, pw)), mode="symmetric")
+        return np.ascontiguousarray(self._inpaint(img_p, mask_p)[:H, :W])
+
+    def _inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} {self.params}>"

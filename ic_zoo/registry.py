@@ -1,0 +1,266 @@
+"""The plugin registry: one decorator for classifiers, inpainters and explainers.
+
+Built-ins, installed packages (entry-point group ``ic_zoo.plugins``) and ``.py`` files in a plugins
+folder all register through :func:`register`, right where the factory is defined (the timm way: no
+central list to drift). Nothing heavy is imported here; factories import what they need when called.
+
+    from ic_zoo import register
+
+    @register("inpainter", "pixelate", description="Mosaic fill")
+    class Pixelate(Inpainter): ...
+
+A factory is any callable returning the plugin object. A name ending in ``:`` registers a namespace:
+``create("classifier", "timm:convnext_tiny")`` calls the ``timm:`` factory with ``"convnext_tiny"``.
+"""
+from __future__ import annotations
+
+import contextvars
+import importlib.util
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Mapping
+
+from .errors import DuplicatePluginError, PluginUnavailableError, UnknownPluginError
+
+KINDS = ("classifier", "inpainter", "explainer")
+
+#: import name -> the line that installs it, for modules whose PyPI name differs.
+PIP_NAMES = {
+    "cv2": "opencv-python-headless",
+    "PIL": "pillow",
+    "skimage": "scikit-image",
+    "sklearn": "scikit-learn",
+    "patchmatch": "PyPatchMatch",
+    "yaml": "PyYAML",
+    "pytorch_grad_cam": "grad-cam",
+    "sqlalchemy": "SQLAlchemy",
+}
+
+
+def pip_hint(module: str) -> str:
+    top = module.split(".")[0]
+    return f"pip install {PIP_NAMES.get(top, top)}"
+
+
+# Set by discovery while it imports a plugin, so registrations are attributed to their file/package.
+_current_source: contextvars.ContextVar[str | None] = contextvars.ContextVar("ic_zoo_source", default=None)
+_current_log: contextvars.ContextVar[list | None] = contextvars.ContextVar("ic_zoo_log", default=None)
+# The registry that register() writes to; discovery points it at the registry it fills.
+_active_registry: contextvars.ContextVar["Registry | None"] = contextvars.ContextVar("ic_zoo_registry", default=None)
+
+
+def _default_source(factory: Callable) -> str:
+    mod = getattr(factory, "__module__", "") or ""
+    if mod.startswith("ic_zoo.") or mod == "ic_zoo":
+        return "ic_zoo (built-in)"
+    return mod or "<unknown>"
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """What the registry knows about one plugin; it can be listed without importing anything heavy."""
+
+    kind: str
+    name: str
+    factory: Callable[..., Any]
+    source: str
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    pip: str = ""
+    check: Callable[[], str | None] | None = None
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_namespace(self) -> bool:
+        return self.name.endswith(":")
+
+    def missing_requirement(self) -> str | None:
+        """None when every required package is importable, else which one and its pip line."""
+        for mod in self.requires:
+            try:
+                found = importlib.util.find_spec(mod) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                hint = f"pip install {self.pip}" if self.pip else pip_hint(mod)
+                return f"needs the Python package '{mod}' ({hint})"
+        return None
+
+    def unavailable_reason(self) -> str | None:
+        """None when the plugin can run here, else one sentence saying why not and what to do."""
+        missing = self.missing_requirement()
+        if missing:
+            return missing
+        if self.check is not None:
+            try:
+                return self.check()
+            except Exception as exc:  # a check must never take the listing down
+                return f"its availability check failed: {exc}"
+        return None
+
+    def to_dict(self) -> dict:
+        reason = self.unavailable_reason()
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "source": self.source,
+            "description": self.description,
+            "available": reason is None,
+            "reason": reason,
+            **{k: v for k, v in self.meta.items() if isinstance(v, (str, int, float, bool, type(None)))},
+        }
+
+
+class Registry:
+    """Holds plugin specs by (kind, name) and, for shared use, their instances."""
+
+    def __init__(self) -> None:
+        self._specs: dict[tuple[str, str], PluginSpec] = {}
+        self._instances: dict[tuple, Any] = {}
+        self._lock = threading.RLock()
+        self._instance_locks: dict[tuple, threading.Lock] = {}
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, kind: str, name: str, factory: Callable | None = None, *, replace: bool = False,
+                 source: str | None = None, description: str = "", requires: tuple[str, ...] | list = (),
+                 pip: str = "", check: Callable[[], str | None] | None = None, **meta: Any):
+        if kind not in KINDS:
+            raise ValueError(f"plugin kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        if not name or not isinstance(name, str):
+            raise ValueError("a plugin needs a non-empty string name")
+
+        def decorate(fn: Callable) -> Callable:
+            src = source or _current_source.get() or _default_source(fn)
+            doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+            spec = PluginSpec(kind, name, fn, src, doc, tuple(requires), pip, check, dict(meta))
+            with self._lock:
+                old = self._specs.get((kind, name))
+                if old is not None and not replace and old.source != src:
+                    raise DuplicatePluginError(
+                        f"{kind} '{name}' from {src} clashes with '{name}' already registered by "
+                        f"{old.source}; rename one of them or pass replace=True")
+                self._specs[(kind, name)] = spec
+                self._instances = {k: v for k, v in self._instances.items() if k[:2] != (kind, name)}
+            log = _current_log.get()
+            if log is not None:
+                log.append((kind, name, old))
+            return fn
+
+        return decorate(factory) if factory is not None else decorate
+
+    def unregister(self, kind: str, name: str) -> None:
+        with self._lock:
+            self._specs.pop((kind, name), None)
+            self._instances = {k: v for k, v in self._instances.items() if k[:2] != (kind, name)}
+
+    def _restore(self, kind: str, name: str, old: PluginSpec | None) -> None:
+        with self._lock:
+            if old is None:
+                self._specs.pop((kind, name), None)
+            else:
+                self._specs[(kind, name)] = old
+
+    # -- lookup -------------------------------------------------------------------------------
+    def resolve(self, kind: str, name: str) -> tuple[PluginSpec, str | None]:
+        """The spec for ``name`` and, for a namespace entry such as ``timm:``, the rest of the name."""
+        with self._lock:
+            spec = self._specs.get((kind, name))
+            if spec is not None:
+                return spec, None
+            if ":" in name:
+                prefix, rest = name.split(":", 1)
+                spec = self._specs.get((kind, prefix + ":"))
+                if spec is not None and rest:
+                    return spec, rest
+        known = ", ".join(sorted(n for (k, n) in self._specs if k == kind)) or "none"
+        raise UnknownPluginError(f"there is no {kind} called '{name}'; known: {known}")
+
+    def spec(self, kind: str, name: str) -> PluginSpec:
+        return self.resolve(kind, name)[0]
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        try:
+            self.resolve(*key)
+            return True
+        except UnknownPluginError:
+            return False
+
+    def specs(self, kind: str | None = None) -> list[PluginSpec]:
+        with self._lock:
+            items = list(self._specs.values())
+        return sorted((s for s in items if kind is None or s.kind == kind), key=lambda s: (s.kind, s.name))
+
+    def __iter__(self) -> Iterator[PluginSpec]:
+        return iter(self.specs())
+
+    # -- construction -------------------------------------------------------------------------
+    def create(self, kind: str, name: str, **kwargs: Any) -> Any:
+        """A new plugin object. Raises PluginUnavailableError with the fix when it cannot run here."""
+        spec, rest = self.resolve(kind, name)
+        reason = spec.missing_requirement()
+        if reason:
+            raise PluginUnavailableError(f"{kind} '{name}' is unavailable: {reason}")
+        obj = spec.factory(rest, **kwargs) if rest is not None else spec.factory(**kwargs)
+        if kind != "classifier" and hasattr(obj, "name") and not getattr(obj, "name", None):
+            obj.name = name
+        return obj
+
+    def instance(self, kind: str, name: str, **kwargs: Any) -> Any:
+        """A shared object for (kind, name, kwargs), created once even when asked from many threads."""
+        key = (kind, name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+        with self._lock:
+            if key in self._instances:
+                return self._instances[key]
+            lock = self._instance_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                if key in self._instances:
+                    return self._instances[key]
+            obj = self.create(kind, name, **kwargs)
+            with self._lock:
+                self._instances[key] = obj
+            return obj
+
+    def clear_instances(self) -> None:
+        with self._lock:
+            self._instances.clear()
+
+
+#: The process-wide registry used by :func:`register`, :func:`create` and discovery.
+REGISTRY = Registry()
+
+
+def register(kind: str, name: str, factory: Callable | None = None, *, replace: bool = False, **meta: Any):
+    """Register a plugin factory in the default registry; usable as a decorator or a plain call.
+
+    Keywords: ``description``, ``requires`` (importable module names), ``pip`` (install line if one
+    is missing), ``check`` (callable returning None or a reason it cannot run), and any metadata
+    (e.g. ``cost="slow"`` for explainers). A name already taken raises DuplicatePluginError naming
+    both sources, unless ``replace=True``.
+    """
+    return (_active_registry.get() or REGISTRY).register(kind, name, factory, replace=replace, **meta)
+
+
+def _loaded() -> Registry:
+    from .discovery import ensure_loaded
+
+    ensure_loaded()
+    return REGISTRY
+
+
+def create(kind: str, name: str, **kwargs: Any) -> Any:
+    """Create a plugin from the default registry (discovering plugins on first use)."""
+    return _loaded().create(kind, name, **kwargs)
+
+
+def instance(kind: str, name: str, **kwargs: Any) -> Any:
+    """A cached shared plugin object (models are loaded once per process)."""
+    return _loaded().instance(kind, name, **kwargs)
+
+
+def list_plugins(kind: str | None = None) -> list[PluginSpec]:
+    return _loaded().specs(kind)
+
+
+def get_spec(kind: str, name: str) -> PluginSpec:
+    return _loaded().spec(kind, name)

@@ -1,0 +1,432 @@
+"""The one data flow, as a library object.
+
+    image --> Edit(mask, inpainter) --> modified image
+      |                                   |
+      +--> Classifier.predict <-----------+     per model; the original's results are cached
+                 |
+                 +--> Explainer --> class maps on one shared scale, original vs modified, + difference
+
+``Session`` holds the original image and a stack of edits (applied cumulatively, with undo / redo /
+reset) and answers, for any number of classifiers: the top-k of both images, the tracked classes
+(the original's top-k) with their probability in both, the change in percentage points, in logit and
+in rank, and class maps for any class index. The app, the CLI, notebooks, study logging and the
+benchmarks all call this.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .errors import ExplainerNotSupportedError, MaskError
+from .imageio import as_rgb_array, load_image, mask_from_array, resize_mask
+
+_uid = itertools.count(1)
+Progress = Callable[[float, str], None]
+
+
+def get_classifier(name: str, pretrained: bool = True, device: str | None = None):
+    """The process-wide classifier for ``name`` (loaded once, shared by every session)."""
+    from .registry import instance
+
+    return instance("classifier", name, pretrained=pretrained, device=device)
+
+
+def get_inpainter(name: str, **params):
+    from .registry import instance
+
+    return instance("inpainter", name, **params)
+
+
+def get_explainer(name: str):
+    from .registry import instance
+
+    return instance("explainer", name)
+
+
+@dataclass
+class Edit:
+    """One stroke: its mask, the inpainter that filled it, and the image after it."""
+
+    mask: np.ndarray
+    inpainter: str
+    params: dict
+    image: np.ndarray
+    seconds: float
+    uid: int = field(default_factory=lambda: next(_uid))
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    def to_dict(self) -> dict:
+        return {"uid": self.uid, "inpainter": self.inpainter, "params": self.params, "mask_pixels": self.area,
+                "seconds": round(self.seconds, 4)}
+
+
+@dataclass
+class TrackedClass:
+    """A class followed from the original to the modified image. Deltas are modified - original;
+    ranks are 1-based, so a positive ``delta_rank`` means the class fell in the ranking."""
+
+    index: int
+    label: str
+    prob_original: float
+    prob_modified: float
+    logit_original: float
+    logit_modified: float
+    rank_original: int
+    rank_modified: int
+
+    @property
+    def delta_pp(self) -> float:
+        return 100.0 * (self.prob_modified - self.prob_original)
+
+    @property
+    def delta_logit(self) -> float:
+        return self.logit_modified - self.logit_original
+
+    @property
+    def delta_rank(self) -> int:
+        return self.rank_modified - self.rank_original
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "label": self.label, "prob_original": self.prob_original,
+                "prob_modified": self.prob_modified, "delta_pp": self.delta_pp,
+                "logit_original": self.logit_original, "logit_modified": self.logit_modified,
+                "delta_logit": self.delta_logit, "rank_original": self.rank_original,
+                "rank_modified": self.rank_modified, "delta_rank": self.delta_rank}
+
+
+@dataclass
+class ClassMaps:
+    """Class maps of one class for the original and the modified image, on one shared scale.
+
+    ``raw_*`` are at the model's input resolution in the explainer's own units; ``original`` /
+    ``modified`` are divided by the larger of the two maxima (so they compare) and placed in image
+    coordinates (zero outside the model's input crop ``box``); ``difference`` = modified - original in
+    [-1, 1]. ``*_normalized`` are min-max per map, as pytorch-grad-cam returns them.
+    """
+
+    model: str
+    explainer: str
+    index: int
+    label: str
+    raw_original: np.ndarray
+    raw_modified: np.ndarray
+    original_normalized: np.ndarray
+    modified_normalized: np.ndarray
+    box: tuple[float, float, float, float]
+    image_shape: tuple[int, int]
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def scale(self) -> float:
+        return float(max(self.raw_original.max(), self.raw_modified.max(), 1e-12))
+
+    def _image(self, which: str) -> np.ndarray:
+        if which not in self._cache:
+            from .classifiers._base import paste_maps
+
+            raw = self.raw_original if which == "original" else self.raw_modified
+            self._cache[which] = paste_maps((raw / self.scale)[None], self.box, self.image_shape)[0]
+        return self._cache[which]
+
+    @property
+    def original(self) -> np.ndarray:
+        return self._image("original")
+
+    @property
+    def modified(self) -> np.ndarray:
+        return self._image("modified")
+
+    @property
+    def difference(self) -> np.ndarray:
+        return self.modified - self.original
+
+    def mass_in(self, mask: np.ndarray, which: str = "original") -> float:
+        """Fraction of the map's mass inside ``mask`` (image coordinates)."""
+        m = self.original if which == "original" else self.modified
+        total = float(m.sum())
+        return float(m[mask].sum() / total) if total > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        return {"index": self.index, "label": self.label, "explainer": self.explainer, "scale": self.scale,
+                "max_original": float(self.raw_original.max()), "max_modified": float(self.raw_modified.max())}
+
+
+@dataclass
+class ModelResult:
+    model: str
+    original: list  # list[ClassScore]
+    modified: list
+    tracked: list[TrackedClass]
+    maps: dict[int, ClassMaps]
+    box: tuple[float, float, float, float]
+    timings: dict[str, float]
+    note: str | None = None  # e.g. why no maps (explainer unsupported)
+
+    @property
+    def top1_changed(self) -> bool:
+        return self.original[0].index != self.modified[0].index
+
+    def to_dict(self, k: int | None = None) -> dict:
+        k = k or len(self.original)
+        return {
+            "original": {"top5": [c.to_dict() for c in self.original[:k]]},
+            "modified": {"top5": [c.to_dict() for c in self.modified[:k]]},
+            "tracked": [t.to_dict() for t in self.tracked],
+            "top1_changed": self.top1_changed,
+            "input_box": [round(v, 2) for v in self.box],
+            "maps": {str(i): m.to_dict() for i, m in self.maps.items()},
+            "timings_ms": {n: round(1000 * v, 2) for n, v in self.timings.items()},
+            **({"note": self.note} if self.note else {}),
+        }
+
+
+@dataclass
+class EditResult:
+    models: dict[str, ModelResult]
+    explainer: str | None
+    n_edits: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"models": {k: v.to_dict() for k, v in self.models.items()}, "explainer": self.explainer,
+                "n_edits": self.n_edits, "seconds": round(self.seconds, 4)}
+
+
+@dataclass
+class _ImageState:
+    """Per (model, image version): the input batch, the prediction, and the tapped run (if any)."""
+
+    x: Any
+    prediction: Any
+    run: Any = None
+    run_explainer: str | None = None
+    maps: dict = field(default_factory=dict)  # (explainer, class) -> (raw, normalized)
+
+
+class Session:
+    """An original image, a stack of edits, and cached per-model results."""
+
+    def __init__(self, image, *, pretrained: bool = True, device: str | None = None, k: int = 5,
+                 max_pixels: int | None = None) -> None:
+        if isinstance(image, np.ndarray):
+            self.original = as_rgb_array(image, max_pixels)
+        else:
+            self.original = load_image(image, max_pixels=max_pixels)
+        self.original.setflags(write=False)
+        self.pretrained = pretrained
+        self.device = device
+        self.k = k
+        self._edits: list[Edit] = []
+        self._redo: list[Edit] = []
+        self._lock = threading.RLock()
+        self._states: dict[tuple[str, int], _ImageState] = {}
+
+    # -- edits ---------------------------------------------------------------------------------
+    @property
+    def edits(self) -> list[Edit]:
+        return list(self._edits)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._edits)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    @property
+    def modified(self) -> np.ndarray:
+        return self._edits[-1].image if self._edits else self.original
+
+    @property
+    def version(self) -> int:
+        """0 for the original; otherwise the uid of the top edit (changes on apply / undo / redo)."""
+        return self._edits[-1].uid if self._edits else 0
+
+    @property
+    def combined_mask(self) -> np.ndarray:
+        m = np.zeros(self.original.shape[:2], bool)
+        for e in self._edits:
+            m |= e.mask
+        return m
+
+    def _as_mask(self, mask) -> np.ndarray:
+        if mask is None:
+            raise MaskError("no mask was given.")
+        if not isinstance(mask, np.ndarray):
+            from .imageio import load_mask
+
+            return load_mask(mask, self.original.shape[:2])
+        m = mask_from_array(mask)
+        if m.ndim != 2:
+            raise MaskError(f"a mask must be two-dimensional, not {m.shape}.")
+        if m.shape != self.original.shape[:2]:
+            warnings.warn(f"mask is {m.shape[1]}x{m.shape[0]} but the image is {self.original.shape[1]}x"
+                          f"{self.original.shape[0]}; resizing the mask to fit", stacklevel=3)
+            m = resize_mask(m, self.original.shape[:2])
+        return m
+
+    def apply(self, mask, inpainter: str = "telea", **params) -> Edit | None:
+        """Remove the masked region of the current image with ``inpainter``; an empty mask is a no-op
+        (returns None). Clears the redo stack."""
+        m = self._as_mask(mask)
+        if not m.any():
+            return None
+        filler = get_inpainter(inpainter, **params)
+        with self._lock:
+            t0 = time.perf_counter()
+            out = filler.inpaint(self.modified, m)
+            out.setflags(write=False)
+            m.setflags(write=False)
+            edit = Edit(m, inpainter, dict(params), out, time.perf_counter() - t0)
+            self._edits.append(edit)
+            self._redo.clear()
+            self._prune()
+            return edit
+
+    def undo(self) -> bool:
+        with self._lock:
+            if not self._edits:
+                return False
+            self._redo.append(self._edits.pop())
+            return True
+
+    def redo(self) -> bool:
+        with self._lock:
+            if not self._redo:
+                return False
+            self._edits.append(self._redo.pop())
+            return True
+
+    def reset(self) -> None:
+        with self._lock:
+            self._edits.clear()
+            self._redo.clear()
+            self._prune()
+
+    def _prune(self) -> None:
+        live = {0} | {e.uid for e in self._edits} | {e.uid for e in self._redo}
+        for key in [k for k in self._states if k[1] not in live]:
+            del self._states[key]
+
+    # -- models --------------------------------------------------------------------------------
+    def classifier(self, name: str):
+        return get_classifier(name, pretrained=self.pretrained, device=self.device)
+
+    def _state(self, name: str, version: int, explainer=None) -> _ImageState:
+        """Prediction (and, for interactive explainers, the tapped run) of one model on one image
+        version, computed once. With an explainer the single forward pass serves both."""
+        key = (name, version)
+        st = self._states.get(key)
+        clf = self.classifier(name)
+        spec = explainer.taps(clf) if explainer is not None and explainer.cost == "interactive" else None
+        want = explainer.name if spec is not None else None
+        if st is not None and (want is None or st.run_explainer == want):
+            return st
+        image = self.original if version == 0 else next(e.image for e in self._edits + self._redo if e.uid == version)
+        x = st.x if st is not None else clf.preprocess(image)
+        if spec is not None:
+            run = clf.run(x, spec.layers, spec.grad, spec.use_input)
+            pred = clf._prediction(run.logits)
+            st_new = _ImageState(x, pred, run, want, st.maps if st is not None else {})
+        else:
+            st_new = _ImageState(x, clf.predict_tensor(x))
+        self._states[key] = st_new
+        return st_new
+
+    def predict(self, name: str, which: str = "modified"):
+        with self._lock:
+            return self._state(name, 0 if which == "original" else self.version).prediction
+
+    def _maps(self, name: str, version: int, explainer, classes: list[int], progress: Progress | None):
+        """(raw, normalized) arrays (k, h, w) for ``classes``, cached per class."""
+        st = self._state(name, version, explainer)
+        todo = [c for c in classes if (explainer.name, c) not in st.maps]
+        if todo:
+            clf = self.classifier(name)
+            if st.run is not None and st.run_explainer == explainer.name:
+                out = explainer.from_run(clf, st.run, st.x, todo)
+            else:
+                out = explainer.explain(clf, st.x, todo, progress=progress)
+            for j, c in enumerate(todo):
+                st.maps[(explainer.name, c)] = (out.raw[j], out.normalized[j])
+        raw = np.stack([st.maps[(explainer.name, c)][0] for c in classes])
+        norm = np.stack([st.maps[(explainer.name, c)][1] for c in classes])
+        return raw, norm
+
+    def explain(self, name: str, classes: int | Sequence[int], explainer: str = "gradcam",
+                progress: Progress | None = None) -> list[ClassMaps] | ClassMaps:
+        """Class maps for any class indices, for the original and the current modified image."""
+        single = isinstance(classes, (int, np.integer))
+        cls = [int(classes)] if single else [int(c) for c in classes]
+        ex = get_explainer(explainer)
+        with self._lock:
+            clf = self.classifier(name)
+            reason = ex.supports(clf)
+            if reason:
+                raise ExplainerNotSupportedError(reason[0].upper() + reason[1:] + ".")
+            for c in cls:
+                if not 0 <= c < clf.num_classes:
+                    raise MaskError(f"class index {c} is outside 0..{clf.num_classes - 1} for {name}.")
+            ro, no = self._maps(name, 0, ex, cls, progress)
+            if self.version == 0:
+                rm, nm = ro, no
+            else:
+                rm, nm = self._maps(name, self.version, ex, cls, progress)
+            box = clf.input_box(self.original.shape)
+            out = [ClassMaps(name, ex.name, c, clf.labels[c], ro[j], rm[j], no[j], nm[j], box,
+                             self.original.shape[:2]) for j, c in enumerate(cls)]
+        return out[0] if single else out
+
+    def evaluate(self, models: Iterable[str], explainer: str | None = None, *, k: int | None = None,
+                 map_classes: Sequence[int] | None = None, progress: Progress | None = None) -> EditResult:
+        """Run every model on the original (cached) and the modified image.
+
+        Returns per model the top-k of both, the tracked classes (the original's top-k) with their
+        changes and, with ``explainer``, class maps for the tracked classes (or ``map_classes``).
+        """
+        k = k or self.k
+        t_all = time.perf_counter()
+        ex = get_explainer(explainer) if explainer else None
+        results: dict[str, ModelResult] = {}
+        models = list(models)
+        with self._lock:
+            version = self.version
+            for i, name in enumerate(models):
+                if progress is not None:
+                    progress(i / max(len(models), 1), f"{name}")
+                t0 = time.perf_counter()
+                clf = self.classifier(name)
+                note = ex.supports(clf) if ex is not None else None
+                use_ex = ex if ex is not None and note is None else None
+                st0 = self._state(name, 0, use_ex)
+                t1 = time.perf_counter()
+                st1 = self._state(name, version, use_ex) if version else st0
+                t2 = time.perf_counter()
+                p0, p1 = st0.prediction, st1.prediction
+                top0 = p0.topk(k)
+                tracked = [TrackedClass(c.index, c.label, c.prob, float(p1.probs[c.index]), c.logit,
+                                        float(p1.logits[c.index]), p0.rank(c.index), p1.rank(c.index))
+                           for c in top0]
+                maps: dict[int, ClassMaps] = {}
+                if use_ex is not None:
+                    cls = list(map_classes) if map_classes is not None else [c.index for c in top0]
+                    for cm in self.explain(name, cls, use_ex.name, progress=None):
+                        maps[cm.index] = cm
+                t3 = time.perf_counter()
+                results[name] = ModelResult(
+                    name, top0, p1.topk(k), tracked, maps, clf.input_box(self.original.shape),
+                    {"original": t1 - t0, "modified": t2 - t1, "maps": t3 - t2, "total": t3 - t0},
+                    note=(note[0].upper() + note[1:] + ".") if note else None)
+        if progress is not None:
+            progress(1.0, "done")
+        return EditResult(results, explainer, len(self._edits), time.perf_counter() - t_all)

@@ -1,0 +1,186 @@
+"""The plugin registry and discovery: one decorator, three sources, failures reported, never raised."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+import ic_zoo
+from ic_zoo.discovery import discover
+from ic_zoo.errors import DuplicatePluginError, PluginUnavailableError, UnknownPluginError
+from ic_zoo.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_import_is_light():
+    code = ("import sys, ic_zoo; heavy = [m for m in ('torch', 'cv2', 'timm', 'transformers', 'gradio', "
+            "'pytorch_grad_cam', 'skimage') if m in sys.modules]; print(heavy); assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_listing_plugins_imports_no_model_library():
+    code = ("import sys, ic_zoo; ic_zoo.list_plugins(); heavy = [m for m in ('torch', 'timm', 'transformers', "
+            "'gradio', 'pytorch_grad_cam') if m in sys.modules]; assert not heavy, heavy")
+    env = dict(os.environ, IC_ZOO_DISABLE_PLUGIN_AUTOLOAD="1")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)
+
+
+def test_register_decorator_and_namespace():
+    reg = Registry()
+
+    @reg.register("inpainter", "a", description="first")
+    def make_a(**kw):
+        return ("a", kw)
+
+    reg.register("classifier", "ns:", lambda rest, **kw: ("ns", rest, kw))
+    assert reg.create("inpainter", "a", x=1) == ("a", {"x": 1})
+    assert reg.create("classifier", "ns:foo/bar", pretrained=False) == ("ns", "foo/bar", {"pretrained": False})
+    assert reg.spec("inpainter", "a").description == "first"
+    with pytest.raises(UnknownPluginError, match="no inpainter called 'b'.*known: a"):
+        reg.create("inpainter", "b")
+    with pytest.raises(ValueError):
+        reg.register("widget", "x", make_a)
+
+
+def test_duplicate_names_both_sources_unless_replace():
+    reg = Registry()
+    reg.register("explainer", "dup", lambda: 1, source="pkg_one")
+    with pytest.raises(DuplicatePluginError) as info:
+        reg.register("explainer", "dup", lambda: 2, source="plugins/two.py")
+    assert "pkg_one" in str(info.value) and "plugins/two.py" in str(info.value) and "replace=True" in str(info.value)
+    reg.register("explainer", "dup", lambda: 3, source="plugins/two.py", replace=True)
+    assert reg.create("explainer", "dup") == 3
+
+
+def test_missing_requirement_gives_pip_line():
+    reg = Registry()
+    reg.register("inpainter", "needs", lambda: 1, requires=("no_such_module_xyz",), pip="xyz-package")
+    reason = reg.spec("inpainter", "needs").unavailable_reason()
+    assert "pip install xyz-package" in reason
+    with pytest.raises(PluginUnavailableError, match="pip install xyz-package"):
+        reg.create("inpainter", "needs")
+
+
+def test_instance_is_created_once_across_threads():
+    reg = Registry()
+    calls = []
+
+    def factory(**kw):
+        calls.append(1)
+        return object()
+
+    reg.register("inpainter", "once", factory)
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(reg.instance("inpainter", "once", p=1))) for _ in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(calls) == 1 and len({id(o) for o in out}) == 1
+    assert reg.instance("inpainter", "once", p=2) is not out[0]
+
+
+def _write(folder: Path, name: str, body: str) -> Path:
+    p = folder / name
+    p.write_text(textwrap.dedent(body))
+    return p
+
+
+def test_folder_plugins_load_and_failures_are_reported(tmp_path):
+    _write(tmp_path, "a_good.py", """
+        from ic_zoo import register
+        @register("inpainter", "good_one", description="ok")
+        def make(**kw):
+            return "good"
+    """)
+    _write(tmp_path, "missing_dep.py", """
+        import definitely_not_installed_pkg
+    """)
+    _write(tmp_path, "half.py", """
+        from ic_zoo import register
+        register("inpainter", "half_registered", lambda: 1)
+        raise RuntimeError("boom after registering")
+    """)
+    _write(tmp_path, "z_clash.py", """
+        from ic_zoo import register
+        register("inpainter", "good_one", lambda: 2)
+    """)
+    _write(tmp_path, "syntax.py", "def broken(:\n")
+    reg = Registry()
+    report = discover(reg, builtins=False, entry_points=False, plugins_dir=tmp_path)
+    by = {Path(r.source).name: r for r in report.records}
+    assert by["a_good.py"].ok and by["a_good.py"].registered == ["inpainter:good_one"]
+    assert reg.create("inpainter", "good_one") == "good"
+    assert not by["missing_dep.py"].ok
+    assert "definitely_not_installed_pkg" in by["missing_dep.py"].error
+    assert "pip install definitely_not_installed_pkg" in by["missing_dep.py"].error
+    assert not by["half.py"].ok and "boom after registering" in by["half.py"].error
+    assert ("inpainter", "half_registered") not in reg  # rolled back
+    clash = by["z_clash.py"]
+    assert not clash.ok and "a_good.py" in clash.error and "clash.py" in clash.error
+    assert reg.create("inpainter", "good_one") == "good"  # the first one survives the clash
+    assert not by["syntax.py"].ok and "SyntaxError" in by["syntax.py"].error
+    assert "4 failed" in report.summary() or len(report.failed) == 4
+
+
+def test_entry_point_plugins(tmp_path, monkeypatch):
+    pkg = tmp_path / "ep_plugin_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(textwrap.dedent("""
+        from ic_zoo import register
+        def setup():
+            register("explainer", "ep_explainer", lambda: "from entry point")
+    """))
+    dist = tmp_path / "ep_plugin_pkg-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-plugin-pkg\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[ic_zoo.plugins]\nmine = ep_plugin_pkg:setup\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    reg = Registry()
+    report = discover(reg, builtins=False, entry_points=True, plugins_dir=False)
+    rec = [r for r in report.records if r.origin == "entry point"]
+    assert rec and rec[0].ok, report.summary()
+    assert "ep-plugin-pkg" in rec[0].source
+    assert reg.create("explainer", "ep_explainer") == "from entry point"
+
+
+def test_autoload_switch(tmp_path, monkeypatch):
+    _write(tmp_path, "p.py", "from ic_zoo import register\nregister('inpainter', 'auto_p', lambda: 1)\n")
+    monkeypatch.setenv("IC_ZOO_PLUGINS_DIR", str(tmp_path))
+    monkeypatch.setenv("IC_ZOO_DISABLE_PLUGIN_AUTOLOAD", "1")
+    reg = Registry()
+    discover(reg, builtins=False)
+    assert ("inpainter", "auto_p") not in reg
+    monkeypatch.delenv("IC_ZOO_DISABLE_PLUGIN_AUTOLOAD")
+    reg = Registry()
+    discover(reg, builtins=False)
+    assert ("inpainter", "auto_p") in reg
+
+
+def test_shipped_example_plugin_is_loaded_by_default():
+    report = ic_zoo.ensure_loaded()
+    rec = [r for r in report.records if r.source.endswith("pixelate.py")]
+    assert rec and rec[0].ok and rec[0].registered == ["inpainter:pixelate"]
+    assert not report.failed, report.summary()
+    spec = ic_zoo.get_spec("inpainter", "pixelate")
+    assert spec.source.endswith("plugins/pixelate.py")
+
+
+def test_builtins_cover_the_three_kinds():
+    names = {(s.kind, s.name) for s in ic_zoo.list_plugins()}
+    for key in [("classifier", "squeezenet1_1"), ("classifier", "resnet50.a1_in1k"),
+                ("classifier", "vit_base_patch16_224.augreg2_in21k_ft_in1k"),
+                ("classifier", "vit_small_patch16_224.augreg_in21k_ft_in1k"), ("classifier", "timm:"),
+                ("classifier", "hf-hub:"), ("inpainter", "telea"), ("inpainter", "ns"), ("inpainter", "patchmatch"),
+                ("inpainter", "lama"), ("inpainter", "blur"), ("inpainter", "mean_fill"), ("explainer", "cam"),
+                ("explainer", "gradcam"), ("explainer", "gradcam++"), ("explainer", "hirescam"),
+                ("explainer", "xgradcam"), ("explainer", "layercam"), ("explainer", "eigencam"),
+                ("explainer", "scorecam"), ("explainer", "ablationcam"), ("explainer", "fullgrad")]:
+        assert key in names, key
+    costs = {s.name: s.meta.get("cost") for s in ic_zoo.list_plugins("explainer")}
+    assert costs["scorecam"] == costs["ablationcam"] == costs["fullgrad"] == "slow"
+    assert costs["gradcam"] == costs["cam"] == "interactive"
