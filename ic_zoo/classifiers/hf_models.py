@@ -73,7 +73,7 @@ def _build(repo: str, pretrained: bool = True, device=None):
     clf.geometry = _geometry(processor)
     clf.pretrained = pretrained
     clf.weights_source = repo if pretrained else "random"
-    names = [n for n, _ in model.named_modules() if re.search(r"encoder\.layers?\.\d+\.layernorm_before$", n)]
+    names = [n for n, _ in model.named_modules() if re.search(r"(?:^|\.)layers?\.\d+\.layernorm_before$", n)]
     clf.family = "vit" if names and getattr(cfg, "patch_size", None) else "cnn"
     clf._finish_init(device)
     if clf.family == "vit":

@@ -78,3 +78,12 @@ def resize_maps(maps: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
 
 def input_size_wh(x) -> tuple[int, int]:
     return int(x.shape[-1]), int(x.shape[-2])
+
+
+def normalize_like_library(per_layer: list[np.ndarray], size_wh: tuple[int, int]) -> np.ndarray:
+    """Min-max normalise maps exactly as pytorch-grad-cam does (per layer: ReLU, scale + resize; then
+    mean over layers, scaled again), so maps from any explainer compare with the library's."""
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    scaled = [scale_cam_image(np.maximum(m, 0), size_wh)[:, None] for m in per_layer]
+    return scale_cam_image(np.mean(np.maximum(np.concatenate(scaled, axis=1), 0), axis=1)).astype(np.float32)

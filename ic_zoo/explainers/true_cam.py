@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from ..registry import register
-from ._base import ExplainOutput, Explainer, TapSpec, input_size_wh, resize_maps
+from ._base import ExplainOutput, Explainer, TapSpec, input_size_wh, normalize_like_library, resize_maps
 
 
 @register("explainer", "cam", requires=("pytorch_grad_cam",), cost="interactive",
@@ -31,7 +31,6 @@ class TrueCAM(Explainer):
 
     def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
         import torch
-        from pytorch_grad_cam.utils.image import scale_cam_image
 
         head = clf.cam_head()
         classes = [int(c) for c in classes]
@@ -39,4 +38,4 @@ class TrueCAM(Explainer):
             maps = head.to_maps(run.acts[0].detach(), classes)[0].float().cpu().numpy()
         maps = np.maximum(maps, 0)
         size = input_size_wh(x)
-        return ExplainOutput(resize_maps(maps, size), scale_cam_image(maps, size).astype(np.float32))
+        return ExplainOutput(resize_maps(maps, size), normalize_like_library([maps], size))

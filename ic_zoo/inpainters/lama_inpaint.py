@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 
 import numpy as np
 
@@ -61,7 +62,9 @@ class LaMa(Inpainter):
         if self._model is None:
             path = download_checked("lama", lama_url(), lama_path(), md5=lama_md5(), size_hint=LAMA_SIZE)
             dev = torch.device(self._device or ("cuda" if torch.cuda.is_available() else "cpu"))
-            self._model = torch.jit.load(str(path), map_location=dev).eval()
+            with warnings.catch_warnings():  # big-lama.pt is TorchScript; torch now nudges towards export
+                warnings.simplefilter("ignore", FutureWarning)
+                self._model = torch.jit.load(str(path), map_location=dev).eval()
             self._dev = dev
         return self._model
 

@@ -1,0 +1,38 @@
+"""Export the example photos from scikit-image (public domain / CC0) and their hand-made masks.
+
+    python examples/make_examples.py
+
+Writes chelsea.jpg, coffee.jpg, astronaut.jpg, rocket.jpg and chelsea_mask.png (the cat's eyes) next to
+this file. Licences: see LICENSES.md.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+from skimage import data
+
+HERE = Path(__file__).resolve().parent
+PHOTOS = {"chelsea": data.chelsea, "coffee": data.coffee, "astronaut": data.astronaut, "rocket": data.rocket}
+
+
+def chelsea_mask(shape) -> np.ndarray:
+    """Both of Chelsea's eyes, as a person would paint them."""
+    m = np.zeros(shape[:2], np.uint8)
+    cv2.ellipse(m, (170, 113), (40, 33), 0, 0, 360, 255, -1)
+    cv2.ellipse(m, (318, 136), (30, 30), 0, 0, 360, 255, -1)
+    return m
+
+
+def main() -> None:
+    for name, fn in PHOTOS.items():
+        img = fn()
+        Image.fromarray(img).save(HERE / f"{name}.jpg", quality=92)
+    Image.fromarray(chelsea_mask(data.chelsea().shape)).save(HERE / "chelsea_mask.png")
+    print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.jpg"))), "and chelsea_mask.png")
+
+
+if __name__ == "__main__":
+    main()
