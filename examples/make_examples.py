@@ -1,9 +1,11 @@
-"""Export the example photos from scikit-image (public domain / CC0) and their hand-made masks.
+"""Export the example photos from scikit-image (public domain / CC0) and their hand-made masks, and
+draw the Flower2D examples.
 
     python examples/make_examples.py
 
 Writes chelsea.jpg, coffee.jpg, astronaut.jpg, rocket.jpg and chelsea_mask.png (the cat's eyes) next to
-this file. Licences: see LICENSES.md.
+this file, and flower2d/ (six held-out double-12c flowers at 256 px with their discriminative masks, part
+maps and parameters). Licences: see LICENSES.md.
 """
 from __future__ import annotations
 
@@ -31,6 +33,13 @@ def main() -> None:
         img = fn()
         Image.fromarray(img).save(HERE / f"{name}.jpg", quality=92)
     Image.fromarray(chelsea_mask(data.chelsea().shape)).save(HERE / "chelsea_mask.png")
+    import sys
+
+    sys.path.insert(0, str(HERE.parent))
+    from ic_zoo.cli import main as cli
+
+    cli(["flower2d", "generate", "--variant", "double-12c", "--split", "test", "--n", "6", "--size", "256",
+         "--start", "9000", "--out", str(HERE / "flower2d")])
     print("wrote", ", ".join(sorted(p.name for p in HERE.glob("*.jpg"))), "and chelsea_mask.png")
 
 

@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (help_, add_args, run) in EXTRA_COMMANDS.items():
         sp = sub.add_parser(name, help=help_)
         add_args(sp)
-        sp.set_defaults(func=run)
+        if run is not None:  # else add_args set a func per sub-command
+            sp.set_defaults(func=run)
     return p
 
 

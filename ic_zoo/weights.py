@@ -102,11 +102,14 @@ def hf_cached_file(repo_id: str, filenames: tuple[str, ...] | list[str], revisio
     return None
 
 
-def unavailable_message(model: str, cache: Path | str, host: str, size_hint: str = "") -> str:
+NO_PRETRAINED = "or use --no-pretrained (random weights, for testing only)"
+
+
+def unavailable_message(model: str, cache: Path | str, host: str, size_hint: str = "",
+                        alternative: str = NO_PRETRAINED) -> str:
     size = f" ({size_hint})" if size_hint else ""
     return (f"Weights for '{model}' are not in the cache folder {cache} and {host} cannot be reached; "
-            f"connect to the internet once so they download{size}, copy them into that folder, "
-            "or use --no-pretrained (random weights, for testing only).")
+            f"connect to the internet once so they download{size}, copy them into that folder, {alternative}.")
 
 
 def require_hf_weights(model: str, repo_id: str, filenames: tuple[str, ...], revision: str | None = None,
@@ -141,10 +144,11 @@ def url_cached_file(url: str, folder: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def require_url_weights(model: str, url: str, folder: Path, size_hint: str = "") -> None:
+def require_url_weights(model: str, url: str, folder: Path, size_hint: str = "",
+                        alternative: str = NO_PRETRAINED) -> None:
     if url_cached_file(url, folder) is None and not reachable(url):
         host = urllib.parse.urlparse(url).netloc or url
-        raise WeightsUnavailableError(unavailable_message(model, folder, host, size_hint))
+        raise WeightsUnavailableError(unavailable_message(model, folder, host, size_hint, alternative))
 
 
 def url_weights_reason(url: str, folder: Path, size_hint: str = "") -> str | None:
@@ -166,7 +170,7 @@ def file_digest(path: str | os.PathLike, algo: str = "md5") -> str:
 
 
 def download_checked(model: str, url: str, dest: Path, *, md5: str | None = None, sha256: str | None = None,
-                     size_hint: str = "") -> Path:
+                     size_hint: str = "", alternative: str = NO_PRETRAINED) -> Path:
     """Return ``dest`` if present with the right checksum, else download it there (atomically) and
     verify it. A wrong checksum deletes the file and raises WeightsUnavailableError."""
     dest = Path(dest)
@@ -183,7 +187,7 @@ def download_checked(model: str, url: str, dest: Path, *, md5: str | None = None
         if bad is None:
             return dest
         dest.unlink()  # a damaged or foreign file: fetch again
-    require_url_weights(model, url, dest.parent, size_hint)
+    require_url_weights(model, url, dest.parent, size_hint, alternative)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name, suffix=".part")
     os.close(fd)

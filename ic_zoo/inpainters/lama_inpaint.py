@@ -60,7 +60,8 @@ class LaMa(Inpainter):
         from ..weights import download_checked
 
         if self._model is None:
-            path = download_checked("lama", lama_url(), lama_path(), md5=lama_md5(), size_hint=LAMA_SIZE)
+            path = download_checked("lama", lama_url(), lama_path(), md5=lama_md5(), size_hint=LAMA_SIZE,
+                                    alternative="or choose another inpainter (telea, patchmatch...)")
             dev = torch.device(self._device or ("cuda" if torch.cuda.is_available() else "cpu"))
             with warnings.catch_warnings():  # big-lama.pt is TorchScript; torch now nudges towards export
                 warnings.simplefilter("ignore", FutureWarning)
@@ -73,7 +74,7 @@ class LaMa(Inpainter):
 
         with self._lock:
             model = self._load()
-            img = torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255.0).to(self._dev)
+            img = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].float().div(255.0).to(self._dev)
             msk = torch.from_numpy(mask.astype(np.float32))[None, None].to(self._dev)
             with torch.inference_mode():
                 res = model(img, msk)

@@ -1,0 +1,1 @@
+"""Flower2D: the ground-truth dataset and the offline model zoo trained by the project."""
