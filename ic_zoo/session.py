@@ -170,6 +170,8 @@ class ModelResult:
     box: tuple[float, float, float, float]
     timings: dict[str, float]
     note: str | None = None  # e.g. why no maps (explainer unsupported)
+    probs_original: np.ndarray | None = field(default=None, repr=False)  # all classes
+    probs_modified: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def top1_changed(self) -> bool:
@@ -420,13 +422,145 @@ class Session:
                 maps: dict[int, ClassMaps] = {}
                 if use_ex is not None:
                     cls = list(map_classes) if map_classes is not None else [c.index for c in top0]
-                    for cm in self.explain(name, cls, use_ex.name, progress=None):
+                    for cm in (self.explain(name, cls, use_ex.name, progress=None) if cls else []):
                         maps[cm.index] = cm
                 t3 = time.perf_counter()
                 results[name] = ModelResult(
                     name, top0, p1.topk(k), tracked, maps, clf.input_box(self.original.shape),
                     {"original": t1 - t0, "modified": t2 - t1, "maps": t3 - t2, "total": t3 - t0},
-                    note=(note[0].upper() + note[1:] + ".") if note else None)
+                    note=(note[0].upper() + note[1:] + ".") if note else None,
+                    probs_original=p0.probs, probs_modified=p1.probs)
         if progress is not None:
             progress(1.0, "done")
         return EditResult(results, explainer, len(self._edits), time.perf_counter() - t_all)
+
+    # -- what a person asks next ------------------------------------------------------------------
+    def _before_last(self) -> tuple[int, np.ndarray]:
+        if len(self._edits) >= 2:
+            return self._edits[-2].uid, self._edits[-2].image
+        return 0, self.original
+
+    def history(self, name: str, classes: Sequence[int] | None = None) -> dict:
+        """The probability of ``classes`` (default: the original's top-k) after every edit of the stack,
+        with the steps at which the top-1 class changed."""
+        with self._lock:
+            p0 = self._state(name, 0).prediction
+            cls = [int(c) for c in classes] if classes is not None else [c.index for c in p0.topk(self.k)]
+            steps, flips, prev = [], [], None
+            for step, v in enumerate([0] + [e.uid for e in self._edits]):
+                p = self._state(name, v).prediction
+                steps.append({"step": step, "probs": [float(p.probs[c]) for c in cls], "top1": p.top1,
+                              "top1_label": p.labels[p.top1]})
+                if prev is not None and p.top1 != prev:
+                    flips.append(step)
+                prev = p.top1
+            return {"model": name, "classes": cls, "labels": [p0.labels[c] for c in cls], "steps": steps,
+                    "flips": flips}
+
+    def stroke_effect(self, name: str, explainer: str = "gradcam", cls: int | None = None) -> dict | None:
+        """For the last edit: how much of the class map (of ``cls``, default the top-1 before the edit)
+        lay inside the stroke before it was made, next to the change in that class's probability."""
+        from .classifiers._base import paste_maps
+
+        with self._lock:
+            if not self._edits:
+                return None
+            before, _ = self._before_last()
+            edit = self._edits[-1]
+            clf = self.classifier(name)
+            pb = self._state(name, before).prediction
+            pa = self._state(name, self.version).prediction
+            c = pb.top1 if cls is None else int(cls)
+            out = {"model": name, "class": c, "label": clf.labels[c], "prob_before": float(pb.probs[c]),
+                   "prob_after": float(pa.probs[c]), "delta_pp": 100.0 * float(pa.probs[c] - pb.probs[c]),
+                   "stroke_area": float(edit.mask.mean()), "mass_in_stroke": None, "explainer": explainer}
+            ex = get_explainer(explainer)
+            if ex.supports(clf) is None:
+                raw, _ = self._maps(name, before, ex, [c], None)
+                heat = paste_maps(raw, clf.input_box(self.original.shape), self.original.shape[:2])[0]
+                total = float(heat.sum())
+                out["mass_in_stroke"] = float(heat[edit.mask].sum() / total) if total > 0 else 0.0
+            return out
+
+    def inpainter_check(self, models: Iterable[str], inpainters: Iterable[str] | None = None,
+                        progress: Progress | None = None) -> dict:
+        """Re-run the last edit with every inpainter: the spread of the confidence change tells an
+        effect of the model from an artefact of the filler."""
+        from .registry import list_plugins
+
+        with self._lock:
+            if not self._edits:
+                raise MaskError("there is no edit to check yet: paint over a region first.")
+            edit = self._edits[-1]
+            before_v, before_img = self._before_last()
+            names = list(inpainters) if inpainters is not None else [s.name for s in list_plugins("inpainter")]
+            filled, skipped = {}, {}
+            for i, name in enumerate(names):
+                if progress is not None:
+                    progress(i / max(len(names), 1), f"inpainting with {name}")
+                try:
+                    params = edit.params if name == edit.inpainter else {}
+                    filled[name] = get_inpainter(name, **params).inpaint(before_img, edit.mask)
+                except Exception as exc:  # an unavailable filler is reported, not fatal
+                    skipped[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            result = {"mask_pixels": edit.area, "used": edit.inpainter, "skipped": skipped, "models": {}}
+            for m in models:
+                clf = self.classifier(m)
+                pb = self._state(m, before_v).prediction
+                c = pb.top1
+                rows = {}
+                for name, img in filled.items():
+                    p = clf.predict(img)
+                    rows[name] = {"prob": float(p.probs[c]), "delta_pp": 100.0 * float(p.probs[c] - pb.probs[c]),
+                                  "top1": p.top1, "top1_label": clf.labels[p.top1], "flipped": p.top1 != c}
+                deltas = np.array([r["delta_pp"] for r in rows.values()]) if rows else np.zeros(0)
+                result["models"][m] = {
+                    "class": c, "label": clf.labels[c], "prob_before": float(pb.probs[c]), "by_inpainter": rows,
+                    "spread_pp": float(deltas.max() - deltas.min()) if len(deltas) else 0.0,
+                    "std_pp": float(deltas.std()) if len(deltas) else 0.0,
+                    "flip_votes": int(sum(r["flipped"] for r in rows.values()))}
+            if progress is not None:
+                progress(1.0, "done")
+            return result
+
+    def contrast(self, name: str, a: int, b: int, explainer: str = "gradcam") -> ClassMaps:
+        """"Why a rather than b": maps of logit[a] - logit[b] for the original and the modified image."""
+        ex = get_explainer(explainer)
+        if not hasattr(ex, "contrast_from_run"):
+            raise ExplainerNotSupportedError(f"{explainer} cannot contrast two classes; use Grad-CAM or HiResCAM.")
+        with self._lock:
+            clf = self.classifier(name)
+            reason = ex.supports(clf)
+            if reason:
+                raise ExplainerNotSupportedError(reason[0].upper() + reason[1:] + ".")
+            outs = []
+            for v in ([0, self.version] if self.version else [0]):
+                st = self._state(name, v, ex)
+                outs.append(ex.contrast_from_run(clf, st.run, st.x, a, b))
+            o, m = outs[0], outs[-1]
+            return ClassMaps(name, f"{ex.name} ({clf.labels[a]} rather than {clf.labels[b]})", int(a),
+                             f"{clf.labels[a]} rather than {clf.labels[b]}", o.raw[0], m.raw[0], o.normalized[0],
+                             m.normalized[0], clf.input_box(self.original.shape), self.original.shape[:2])
+
+    def sanity(self, name: str, cls: int, explainer: str = "gradcam") -> dict:
+        """The map of ``cls`` on the modified image beside the same explainer on a copy of the model whose
+        head has random weights; a high correlation means the map says little about what was learned."""
+        from .classifiers._base import paste_maps
+
+        ex = get_explainer(explainer)
+        with self._lock:
+            clf = self.classifier(name)
+            rand = clf._extras.get("randomized_head")
+            if rand is None:
+                rand = clf._extras["randomized_head"] = clf.with_randomized_head()
+            real = self.explain(name, int(cls), explainer)
+            x = self._state(name, self.version).x
+            r = ex.explain(rand, x, [int(cls)]).raw[0]
+            a, b = real.raw_modified.ravel(), r.ravel()
+            corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
+            box = clf.input_box(self.original.shape)
+            rnd = paste_maps((r / max(float(r.max()), 1e-12))[None], box, self.original.shape[:2])[0]
+            real_img = paste_maps((real.raw_modified / max(float(real.raw_modified.max()), 1e-12))[None], box,
+                                  self.original.shape[:2])[0]
+            return {"model": name, "class": int(cls), "label": clf.labels[int(cls)], "explainer": explainer,
+                    "real": real_img, "randomized": rnd, "correlation": corr}

@@ -45,7 +45,7 @@ def test_contract(clfs, photo, name):
     if clf.family == "vit":
         run = clf.run(x, clf.target_layers, grad=False)
         sp = clf.reshape_transform(run.acts[0])
-        assert sp.ndim == 4 and sp.shape[-1] * 16 == clf.input_size[1]
+        assert sp.ndim == 4 and tuple(sp.shape[-2:]) == clf.reshape_transform.grid
     assert _hooks(clf.model) == 0
 
 

@@ -316,6 +316,29 @@ class Classifier:
 
         return _Unfrozen()
 
+    def with_randomized_head(self, seed: int = 0) -> "Classifier":
+        """A copy whose classification head (the last linear / conv layer) has fresh random weights: the
+        model-parameter randomisation test of Adebayo et al. (2018). A map that barely changes under it
+        does not depend on what the model learned."""
+        import copy
+
+        names = {id(m): n for n, m in self.model.named_modules()}
+        model = copy.deepcopy(self.model)
+        head = [m for m in model.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))][-1]
+        g = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            head.weight.copy_(torch.randn(head.weight.shape, generator=g) * head.weight.std().clamp(min=1e-3))
+            if head.bias is not None:
+                head.bias.zero_()
+        clone = copy.copy(self)
+        clone.model = model
+        clone.key = f"{self.key} (randomised head)"
+        clone.lock = threading.RLock()
+        clone._weights_hash = None
+        clone._extras = {}
+        clone.target_layers = [model.get_submodule(names[id(m)]) for m in self.target_layers]
+        return clone
+
     def weights_hash(self) -> str:
         """sha256 (first 16 hex digits) of the parameters and buffers, for provenance in exports."""
         if self._weights_hash is None:

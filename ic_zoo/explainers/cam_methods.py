@@ -115,16 +115,31 @@ class LibraryCAM(Explainer):
         return TapSpec(list(clf.target_layers), [self.uses_gradients] * n, [False] * n)
 
     def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
-        from pytorch_grad_cam.utils.image import scale_cam_image
-        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
         classes = [int(c) for c in classes]
-        k = len(classes)
-        lib = self._lib(clf)
-        rt = clf.reshape_transform
         n = len(clf.target_layers)
         with clf.lock:
             grads = run.grads(classes, list(range(n))) if self.uses_gradients else [None] * n
+        return self._maps(clf, run, x, classes, grads)
+
+    def contrast_from_run(self, clf, run, x, a: int, b: int) -> ExplainOutput:
+        """"Why a rather than b": the method applied to the gradient of logit[a] - logit[b]."""
+        if not self.uses_gradients:
+            from ..errors import ExplainerNotSupportedError
+
+            raise ExplainerNotSupportedError(f"{self.name} does not use gradients, so it cannot contrast two classes; "
+                                             "use Grad-CAM or HiResCAM.")
+        n = len(clf.target_layers)
+        with clf.lock:
+            g = run.grads([int(a), int(b)], list(range(n)))
+        return self._maps(clf, run, x, [int(a)], [gi[0:1] - gi[1:2] for gi in g])
+
+    def _maps(self, clf, run, x, classes: list[int], grads) -> ExplainOutput:
+        from pytorch_grad_cam.utils.image import scale_cam_image
+        from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+        k = len(classes)
+        lib = self._lib(clf)
+        rt = clf.reshape_transform
         targets = [ClassifierOutputTarget(c) for c in classes]
         size = input_size_wh(x)
         per_layer, raw_layers = [], []

@@ -1,0 +1,667 @@
+"""Interactive Classification: the Gradio app (layout and event wiring only; the work is in ic_zoo).
+
+    python app.py                        # http://127.0.0.1:7860
+    python app.py --share                # a temporary public link (expires after 72 h)
+    python app.py --host 0.0.0.0 --port 8080 --auth alice:secret
+
+Paint over part of the image: the region is inpainted, every selected model re-classifies the result,
+and each model's top-5 (with the change), class maps and the crop it sees are shown side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+import gradio as gr  # noqa: E402
+
+import ic_zoo  # noqa: E402
+from ic_zoo import discovery, export, imageio, present  # noqa: E402
+from ic_zoo.errors import IcZooError  # noqa: E402
+
+log = logging.getLogger("ic_zoo.app")
+HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE / "examples"
+MAX_MODELS = 4
+MAX_SIDE = 768  # uploads are downscaled to this longer side: the canvas stays responsive, models see <= 256 px
+BRUSH = "#ff0000"
+ROWS = ["original top-5 (tracked)", "modified top-5"]
+SHARE_WARNING = ("Public share links expire after 72 hours and depend on Gradio's relay; for a user study, "
+                 "deploy a Hugging Face Space or self-host (python app.py --host 0.0.0.0 --auth user:pass).")
+
+TUTORIAL = """
+**What this is.** Paint over part of the image: that region is removed (inpainted) and every selected model
+classifies the edited image again. You see which classes gained or lost confidence, and *class activation
+maps* showing where each model looks, so you can compare the regions you think matter with the ones the
+models use.
+
+**How to paint.** Pick an example or upload an image. Choose the brush in the editor (its size is in the
+editor's toolbar) and paint over a region; on release it is inpainted. Strokes accumulate; use **Undo**,
+**Redo** and **Reset**. The coloured frames show the part of the image each model actually sees: strokes
+outside a model's frame are invisible to it.
+
+**Reading the tables.** Rows are the original image's top-5 classes, followed into the edited image
+(toggle to see the edited image's own top-5). *original %* and *modified %* are confidences; *Δ pp* is the
+change in percentage points, green up, red down. Click a row to see that class's map. In the maps, both
+images share one colour scale (red = more), and the difference map shows where evidence rose (red) or fell
+(blue).
+
+**What to try.** On a Flower2D flower, paint over the petals: the class changes, because petal and centre
+colour define it; paint over a leaf: nothing happens. On a photo, remove what you think the model needs,
+then check with *Inpainter check* that the change is not an artefact of the filler, and with *Sanity check*
+that the map depends on the model at all.
+"""
+
+
+# -- state -------------------------------------------------------------------------------------------
+class AppState:
+    """Everything one browser tab owns (kept in gr.State, never in globals)."""
+
+    def __init__(self) -> None:
+        self.session: ic_zoo.Session | None = None
+        self.selected: dict[str, int] = {}  # model -> class shown in the maps
+        self.rows: dict[str, list[dict]] = {}  # model -> rows of its table, as shown
+        self.result = None
+        self.source = ""
+        self.displayed: np.ndarray | None = None  # what the editor shows: the modified image with crop frames
+        self.original_view: np.ndarray | None = None  # the original with every model's crop frame
+        self.last_png: str | None = None
+
+    def __deepcopy__(self, memo):  # gr.State deep-copies its initial value only
+        return AppState()
+
+
+def guarded(fn):
+    """Every failure reaches the user as one sentence; edits already made are kept."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except IcZooError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001
+            log.exception("handler %s failed", fn.__name__)
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise gr.Error(f"Something went wrong ({msg}); your earlier edits are kept, please try again.",
+                           print_exception=False) from None
+
+    return wrapper
+
+
+# -- helpers -------------------------------------------------------------------------------------------
+def _rgb(img) -> np.ndarray | None:
+    if img is None:
+        return None
+    a = np.asarray(img)
+    if a.ndim == 3 and a.shape[2] == 4:
+        alpha = a[..., 3:4].astype(np.float32) / 255.0
+        a = (a[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha) + 0.5).astype(np.uint8)
+    return imageio.as_rgb_array(a) if a.dtype != np.uint8 or a.ndim != 3 else np.ascontiguousarray(a)
+
+
+def stroke_mask(value) -> np.ndarray | None:
+    """Painted pixels: opaque brush-red pixels of any layer (the eraser leaves transparency)."""
+    if not value or value.get("background") is None:
+        return None
+    shape = np.asarray(value["background"]).shape[:2]
+    m = np.zeros(shape, bool)
+    for layer in value.get("layers") or []:
+        a = np.asarray(layer)
+        if a.ndim != 3 or a.shape[:2] != shape:
+            continue
+        if a.shape[2] == 4:
+            m |= (a[..., 3] > 0) & (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
+        else:
+            m |= (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
+    return m
+
+
+def _fit_max_side(img: np.ndarray, max_side: int) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1:
+        return img
+    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _same_image(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < 1.0
+
+
+def example_list() -> list[tuple[str, str]]:
+    """(path, caption) for the examples: Flower2D flowers first (they work offline), then photos."""
+    import json
+
+    out = []
+    idx = EXAMPLES / "flower2d" / "index.json"
+    if idx.is_file():
+        for row in json.loads(idx.read_text()):
+            out.append((str(EXAMPLES / "flower2d" / row["image"]), f"Flower2D: {row['label_name']}"))
+    captions = {"chelsea": "Chelsea the cat (paint over the eyes)", "coffee": "A cup of coffee",
+                "astronaut": "Astronaut Eileen Collins", "rocket": "A SpaceX rocket"}
+    for name, cap in captions.items():
+        p = EXAMPLES / f"{name}.jpg"
+        if p.is_file():
+            out.append((str(p), cap))
+    return out
+
+
+def _choices(kind: str) -> list[tuple[str, str]]:
+    out = []
+    for s in ic_zoo.list_plugins(kind):
+        if s.is_namespace:
+            continue
+        label = s.name
+        if s.meta.get("cost") == "slow":
+            label += " (slow)"
+        if kind != "classifier":
+            reason = s.unavailable_reason()
+            if reason:
+                label += " (unavailable)"
+        out.append((label, s.name))
+    return out
+
+
+def _classifier_choices() -> list[tuple[str, str]]:
+    out = []
+    for s in ic_zoo.list_plugins("classifier"):
+        if s.is_namespace:
+            continue
+        reason = s.unavailable_reason()
+        out.append((s.name + ("" if reason is None else " (needs a download)"), s.name))
+    return out
+
+
+# -- the app ---------------------------------------------------------------------------------------------
+def build_demo(models: list[str] | None = None, device: str | None = None, max_side: int = MAX_SIDE,
+               plugins_dir: str | None = None, concurrency: int | None = None, pretrained: bool = True) -> gr.Blocks:
+    report = discovery.ensure_loaded(**({"plugins_dir": plugins_dir} if plugins_dir else {}))
+    from ic_zoo.zoo import default_models
+
+    default = list(models or default_models(pretrained=pretrained))[:MAX_MODELS]
+    explainer_default = "gradcam"
+    conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
+    examples = example_list()
+
+    def clf(name):
+        return ic_zoo.get_classifier(name, pretrained=pretrained, device=device)
+
+    def new_session(st: AppState, img: np.ndarray, source: str) -> None:
+        st.session = ic_zoo.Session(_fit_max_side(img, max_side), device=device, pretrained=pretrained)
+        st.selected, st.rows, st.result, st.source = {}, {}, None, source
+        st.original_view = None
+
+    def boxes(st, names):
+        return {m: clf(m).input_box(st.session.original.shape) for m in names}
+
+    png_dir = Path(tempfile.mkdtemp(prefix="ic_zoo_editor_"))
+
+    def editor_value(st, names):
+        import cv2
+
+        shown = present.burn_frames(st.session.modified, boxes(st, names))
+        st.displayed = shown
+        # lossless (the next event must give these pixels back) but fast: PNG at compression level 1
+        path = png_dir / f"{id(st)}_{st.session.version}_{time.monotonic_ns()}.png"
+        cv2.imwrite(str(path), cv2.cvtColor(shown, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        if st.last_png is not None:  # Gradio copied the previous one into its cache already
+            Path(st.last_png).unlink(missing_ok=True)
+        st.last_png = str(path)
+        return {"background": str(path), "layers": [], "composite": None}  # the canvas composes it
+
+    def render(st: AppState, names, explainer, rows_mode, editor=True, original=True, stroke_effect=True):
+        """The common output list of every event: state, editor, original, per-model slots, status, json."""
+        # Plain values everywhere: Gradio turns every gr.skip()/gr.update() into a component rebuild and a
+        # config update, which cost more than a whole Flower2D edit. Column visibility has its own event.
+        names = list(names or [])[:MAX_MODELS]
+        outs: list = [st]
+        if st.session is None:
+            outs += [gr.skip() if not editor else None, None]
+            for _ in range(MAX_MODELS):
+                outs += ["", None, None, ""]
+            outs += ["Pick an example or upload an image to start.", None]
+            return outs
+        if not names:
+            raise gr.Error("Select at least one model.")
+        ex = ic_zoo.get_spec("explainer", explainer)
+        interactive = explainer if ex.meta.get("cost") != "slow" else "gradcam"
+        t0 = time.perf_counter()
+        # one forward per model serves the prediction and the maps (the explainer's taps ride along)
+        res = st.session.evaluate(names, explainer=interactive, map_classes=[])
+        st.result = res
+        s = st.session
+        outs.append(editor_value(st, names) if editor else gr.skip())
+        if original or st.original_view is None:
+            st.original_view = present.boxes_overlay(s.original, boxes(st, names))
+        outs.append(st.original_view)
+        flipped = []
+        for i in range(MAX_MODELS):
+            if i >= len(names):
+                outs += ["", None, None, ""]
+                continue
+            m = names[i]
+            r = res.models[m]
+            rows = present.class_rows(r, "modified" if rows_mode == ROWS[1] else "tracked")
+            st.rows[m] = rows
+            c = st.selected.get(m, r.tracked[0].index)
+            title = f"### {m}"
+            if r.top1_changed:
+                title += f"\ntop-1: ~~{present.short(r.original[0].label)}~~ → **{present.short(r.modified[0].label)}**"
+                flipped.append(m)
+            else:
+                title += f"\ntop-1: **{present.short(r.original[0].label)}** ({100 * r.modified[0].prob:.1f}%)"
+            info = []
+            try:
+                cm = s.explain(m, c, interactive)
+                panel = present.map_panel(s.original, s.modified, cm, box=r.box)
+                info.append(f"Map: **{present.short(cm.label)}** ({interactive}"
+                            + (f"; {explainer} is slow, use *Compute slow maps*" if interactive != explainer else "")
+                            + ")")
+            except IcZooError as exc:
+                panel = None
+                info.append(str(exc))
+            if stroke_effect and s.edits:
+                eff = s.stroke_effect(m, interactive)
+                info.append(present.stroke_effect_text(eff))
+            outs += [title, present.table_frame(rows), panel, "\n\n".join(info)]
+        dt = time.perf_counter() - t0
+        last = s.edits[-1] if s.edits else None
+        status = (f"{len(s.edits)} edit(s)" + (f"; last inpainted with {last.inpainter} in {1000 * last.seconds:.0f} ms"
+                                                 if last else "") + f"; models and maps in {1000 * dt:.0f} ms"
+                  + (f"; **top-1 changed for {', '.join(flipped)}**" if flipped else ""))
+        doc = res.to_dict()
+        if last is not None:
+            ys, xs = np.nonzero(last.mask)
+            doc["last_edit"] = {"inpainter": last.inpainter, "params": last.params, "mask_pixels": last.area,
+                                "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                                "inpaint_ms": round(1000 * last.seconds, 2)}
+        doc["image_shape"] = list(s.original.shape)
+        outs += [status, doc]
+        return outs
+
+    with gr.Blocks(title="Interactive Classification", fill_width=True, delete_cache=(3600, 3 * 3600)) as demo:
+        state = gr.State(AppState())
+        gr.Markdown("# Interactive Classification\nPaint over part of an image and watch every model change its "
+                    "mind (or not), with the regions each one uses.")
+        with gr.Accordion("Tutorial: what am I looking at? (click to hide)", open=True) as tutorial:
+            gr.Markdown(TUTORIAL)
+            skip_tutorial = gr.Button("Got it, hide the tutorial", size="sm")
+        with gr.Row():
+            with gr.Column(scale=3):
+                gallery = gr.Gallery(value=[(p, c) for p, c in examples], label="Examples (click one)", columns=5,
+                                     height=210, allow_preview=False, elem_id="examples")
+            with gr.Column(scale=1):
+                upload = gr.File(label="…or upload an image (any common format)", file_count="single",
+                                 type="filepath", elem_id="upload")
+        with gr.Row():
+            model_dd = gr.Dropdown(_classifier_choices(), value=default, multiselect=True, max_choices=MAX_MODELS,
+                                   label=f"Models to compare (up to {MAX_MODELS})", scale=3, elem_id="models")
+            inpainter_dd = gr.Dropdown(_choices("inpainter"), value="telea", label="Inpainter", scale=1,
+                                       elem_id="inpainter")
+            explainer_dd = gr.Dropdown(_choices("explainer"), value=explainer_default, label="Explainer", scale=1,
+                                       elem_id="explainer")
+        with gr.Row():
+            with gr.Column(scale=3):
+                editor = gr.ImageEditor(
+                    label="Paint over what to remove (brush size: in the toolbar)", type="numpy", image_mode="RGBA",
+                    sources=(), layers=False, transforms=(), format="png", elem_id="editor", height=520,
+                    brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=12),
+                    eraser=gr.Eraser(default_size=12))
+                with gr.Row():
+                    undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
+                    redo_btn = gr.Button("Redo", size="sm", elem_id="redo")
+                    reset_btn = gr.Button("Reset", size="sm", elem_id="reset")
+                    blur_btn = gr.Button("Blur whole image", size="sm", elem_id="blur_all")
+                status = gr.Markdown("Pick an example or upload an image to start.", elem_id="status")
+            with gr.Column(scale=2):
+                original_img = gr.Image(label="Original, with the crop each model sees", type="numpy",
+                                        interactive=False, format="jpeg", elem_id="original")
+                rows_radio = gr.Radio(ROWS, value=ROWS[0], label="Table rows", elem_id="rows")
+                class_search = gr.Dropdown([], label="Show the map of any class (type to search)", filterable=True,
+                                           allow_custom_value=True, elem_id="class_search")
+        slots = []
+        with gr.Row(equal_height=False):
+            for i in range(MAX_MODELS):
+                with gr.Column(visible=False, min_width=280, elem_id=f"model_{i}") as col:
+                    title = gr.Markdown(elem_id=f"model_{i}_title")
+                    table = gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
+                                         show_search="none", buttons=["copy"])
+                    maps = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps")
+                    info = gr.Markdown(elem_id=f"model_{i}_info")
+                slots.append((col, title, table, maps, info))
+        with gr.Accordion("History of the edits", open=True):
+            hist_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
+            hist_img = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id="history")
+        with gr.Accordion("Compute slow maps (Score-CAM, Ablation-CAM, FullGrad)", open=False):
+            slow_btn = gr.Button("Compute the chosen slow explainer's maps for the shown classes")
+            slow_out = gr.Gallery(label="Slow maps", columns=2, height=300)
+        with gr.Accordion("Contrastive map: why A rather than B?", open=False):
+            with gr.Row():
+                con_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
+                con_a = gr.Dropdown([], label="A (the class to explain)", filterable=True, allow_custom_value=True)
+                con_b = gr.Dropdown([], label="B (rather than)", filterable=True, allow_custom_value=True)
+                con_btn = gr.Button("Show")
+            con_img = gr.Image(show_label=False, interactive=False, format="jpeg")
+        with gr.Accordion("Sanity check: does the map depend on the model?", open=False):
+            san_btn = gr.Button("Compare each shown map with the same explainer on a model whose head is randomised")
+            san_gallery = gr.Gallery(columns=4, height=260, show_label=False)
+            san_text = gr.Markdown()
+        with gr.Accordion("Inpainter check: an effect of the model or of the filler?", open=False):
+            chk_btn = gr.Button("Re-run the last edit with every inpainter")
+            chk_text = gr.Markdown()
+            chk_table = gr.Dataframe(interactive=False)
+        with gr.Accordion("Export this experiment", open=False):
+            exp_btn = gr.Button("Build a zip (images, masks, maps, tables, versions, weight hashes)")
+            exp_file = gr.File(label="Download", interactive=False)
+        with gr.Accordion("Plugins", open=False):
+            gr.Markdown(present.plugins_markdown(report, ic_zoo.list_plugins()))
+        with gr.Accordion("Raw result (JSON, as the API returns it)", open=False):
+            result_json = gr.JSON()
+
+        outputs = [state, editor, original_img]
+        for col, title, table, maps, info in slots:
+            outputs += [title, table, maps, info]
+        outputs += [status, result_json]
+        columns = [col for col, *_ in slots]
+
+        def show_columns(names):
+            n = len(names or [])
+            return [gr.update(visible=i < n) for i in range(MAX_MODELS)]
+        common = dict(concurrency_id="models", concurrency_limit=conc)
+
+        # -- handlers --------------------------------------------------------------------------------
+        @guarded
+        def on_edit(value, names, inpainter, explainer, rows_mode, st):
+            st = st if isinstance(st, AppState) else AppState()
+            if not value or value.get("background") is None:
+                return render(st, names, explainer, rows_mode, editor=False, original=False)
+            img = _rgb(value["background"])
+            mask = stroke_mask(value)
+            known = st.session is not None and (_same_image(img, st.session.modified) or (
+                st.displayed is not None and _same_image(img, st.displayed)))
+            if not known:
+                new_session(st, img, "editor")
+                if mask is not None and mask.shape != st.session.original.shape[:2]:
+                    mask = imageio.resize_mask(mask, st.session.original.shape[:2])
+                if mask is not None and mask.any():
+                    st.session.apply(mask, inpainter)
+                return render(st, names, explainer, rows_mode)
+            if mask is not None and mask.any():
+                st.session.apply(mask, inpainter)
+            return render(st, names, explainer, rows_mode, original=False)
+
+        @guarded
+        def on_upload(path, names, explainer, rows_mode, st):
+            st = AppState() if not isinstance(st, AppState) else st
+            if not path:
+                return render(st, names, explainer, rows_mode, editor=False, original=False)
+            img = ic_zoo.load_image(path)
+            new_session(st, img, os.path.basename(str(path)))
+            return render(st, names, explainer, rows_mode)
+
+        @guarded
+        def on_example(names, explainer, rows_mode, st, evt: gr.SelectData):
+            st = AppState() if not isinstance(st, AppState) else st
+            path, caption = examples[evt.index]
+            new_session(st, ic_zoo.load_image(path), caption)
+            return render(st, names, explainer, rows_mode)
+
+        def _need_session(st):
+            if not isinstance(st, AppState) or st.session is None:
+                raise gr.Error("Pick an example or upload an image first.")
+            return st
+
+        @guarded
+        def on_undo(names, explainer, rows_mode, st):
+            st = _need_session(st)
+            if not st.session.undo():
+                gr.Info("Nothing to undo.")
+            return render(st, names, explainer, rows_mode, original=False)
+
+        @guarded
+        def on_redo(names, explainer, rows_mode, st):
+            st = _need_session(st)
+            if not st.session.redo():
+                gr.Info("Nothing to redo.")
+            return render(st, names, explainer, rows_mode, original=False)
+
+        @guarded
+        def on_reset(names, explainer, rows_mode, st):
+            st = _need_session(st)
+            st.session.reset()
+            st.selected = {}
+            return render(st, names, explainer, rows_mode, original=False)
+
+        @guarded
+        def on_blur(names, explainer, rows_mode, st):
+            st = _need_session(st)
+            st.session.apply(np.ones(st.session.original.shape[:2], bool), "blur", sigma=3.0)
+            return render(st, names, explainer, rows_mode, original=False)
+
+        @guarded
+        def on_settings(names, explainer, rows_mode, st):
+            st = st if isinstance(st, AppState) else AppState()
+            return render(st, names, explainer, rows_mode, editor=st.session is not None, original=True)
+
+        def on_table_select(slot: int):
+            @guarded
+            def select(names, explainer, rows_mode, st, evt: gr.SelectData):
+                return _select_row(slot, names, explainer, rows_mode, st, evt)
+
+            return select
+
+        def _select_row(slot, names, explainer, rows_mode, st, evt):
+            st = _need_session(st)
+            names = list(names or [])
+            if slot < len(names) and evt.index is not None:
+                m = names[slot]
+                row = evt.index[0] if isinstance(evt.index, (list, tuple)) else int(evt.index)
+                rows = st.rows.get(m) or []
+                if 0 <= row < len(rows):
+                    st.selected[m] = rows[row]["index"]
+            return render(st, names, explainer, rows_mode, editor=False, original=False, stroke_effect=False)
+
+        @guarded
+        def on_class_search(label, names, explainer, rows_mode, st):
+            if not isinstance(st, AppState) or st.session is None:  # choices refreshed before any image
+                return render(st if isinstance(st, AppState) else AppState(), names, explainer, rows_mode,
+                              editor=False, original=False)
+            if label:
+                hits = [m for m in names or [] if label in clf(m).labels]
+                if not hits:
+                    raise gr.Error(f"No selected model has a class called '{label}'.")
+                for m in hits:
+                    st.selected[m] = clf(m).labels.index(label)
+            return render(st, names, explainer, rows_mode, editor=False, original=False, stroke_effect=False)
+
+        def class_choices(names):
+            seen, out = set(), []
+            for m in (names or [])[:MAX_MODELS]:
+                try:
+                    for lab in clf(m).labels:
+                        if lab not in seen:
+                            seen.add(lab)
+                            out.append(lab)
+                except IcZooError:
+                    continue
+            return gr.update(choices=out, value=None)
+
+        def model_lists(names):
+            names = list(names or [])
+            first = names[0] if names else None
+            return gr.update(choices=names, value=first), gr.update(choices=names, value=first)
+
+        def contrast_choices(name):
+            if not name:
+                return gr.update(choices=[]), gr.update(choices=[])
+            labels = clf(name).labels
+            return gr.update(choices=labels, value=labels[0]), gr.update(choices=labels, value=labels[1])
+
+        @guarded
+        def on_history(name, st):
+            if not isinstance(st, AppState) or st.session is None or not name:
+                return None
+            return present.history_image(st.session.history(name))
+
+        @guarded
+        def on_contrast(name, a, b, explainer, st):
+            st = _need_session(st)
+            if not (name and a and b):
+                raise gr.Error("Choose a model and two classes.")
+            labels = clf(name).labels
+            for lab in (a, b):
+                if lab not in labels:
+                    raise gr.Error(f"'{lab}' is not a class of {name}; pick one from the list.")
+            ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
+            cm = st.session.contrast(name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
+            return present.map_panel(st.session.original, st.session.modified, cm)
+
+        @guarded
+        def on_sanity(names, explainer, st):
+            st = _need_session(st)
+            ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
+            pics, lines = [], []
+            for m in (names or [])[:MAX_MODELS]:
+                r = st.result.models[m] if st.result and m in st.result.models else None
+                c = st.selected.get(m, r.tracked[0].index if r else 0)
+                try:
+                    out = st.session.sanity(m, c, ex)
+                except IcZooError as exc:
+                    lines.append(f"- **{m}**: {exc}")
+                    continue
+                pics += [(present.single_panel(st.session.modified, out["real"], "real"), f"{m}: real"),
+                         (present.single_panel(st.session.modified, out["randomized"], "randomised head"),
+                          f"{m}: randomised head")]
+                verdict = ("similar: this map says little about what the model learned" if out["correlation"] > 0.8
+                           else "different: the map depends on the learned head")
+                lines.append(f"- **{m}**, *{present.short(out['label'])}*: correlation {out['correlation']:.2f} "
+                             f"with the randomised-head map ({verdict}).")
+            return pics, "\n".join(lines)
+
+        @guarded
+        def on_check(names, st, progress=gr.Progress()):
+            st = _need_session(st)
+            chk = st.session.inpainter_check((names or [])[:MAX_MODELS],
+                                             progress=lambda f, msg: progress(f, desc=msg))
+            return present.inpainter_check_summary(chk), present.inpainter_check_frame(chk)
+
+        @guarded
+        def on_slow(names, explainer, st, progress=gr.Progress()):
+            st = _need_session(st)
+            if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow":
+                raise gr.Error(f"{explainer} is interactive: its maps are already shown. Choose a slow explainer "
+                               "(Score-CAM, Ablation-CAM, FullGrad) first.")
+            pics = []
+            names = (names or [])[:MAX_MODELS]
+            for i, m in enumerate(names):
+                r = st.result.models[m] if st.result and m in st.result.models else None
+                c = st.selected.get(m, r.tracked[0].index if r else 0)
+
+                def prog(f, msg, i=i):
+                    progress((i + f) / len(names), desc=f"{m}: {msg}")
+
+                try:
+                    cm = st.session.explain(m, c, explainer, progress=prog)
+                except IcZooError as exc:
+                    gr.Warning(f"{m}: {exc}")
+                    continue
+                pics.append((present.map_panel(st.session.original, st.session.modified, cm), f"{m}: {cm.label}"))
+            return pics
+
+        @guarded
+        def on_export(names, explainer, st):
+            st = _need_session(st)
+            ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
+            d = Path(tempfile.mkdtemp(prefix="ic_zoo_export_"))
+            return str(export.export_zip(st.session, (names or [])[:MAX_MODELS], ex,
+                                                d / "interactive_classification.zip",
+                                                extra={"source": st.source}))
+
+        # -- wiring ----------------------------------------------------------------------------------
+        settings = [model_dd, explainer_dd, rows_radio, state]
+        hist_then = dict(fn=on_history, inputs=[hist_model, state], outputs=hist_img, api_visibility="private")
+        ev = editor.change(on_edit, [editor, model_dd, inpainter_dd, explainer_dd, rows_radio, state], outputs,
+                           api_name="edit", trigger_mode="always_last", show_progress_on=[status], **common)
+        ev.then(**hist_then)
+        upload.upload(on_upload, [upload] + settings, outputs, api_name="load", show_progress_on=[status],
+                      **common).then(**hist_then)
+        gallery.select(on_example, settings, outputs, api_visibility="private", show_progress_on=[status],
+                       **common).then(**hist_then)
+        for btn, fn, name in ((undo_btn, on_undo, "undo"), (redo_btn, on_redo, "redo"), (reset_btn, on_reset, "reset"),
+                              (blur_btn, on_blur, "blur_all")):
+            btn.click(fn, settings, outputs, api_name=name, show_progress_on=[status], **common).then(**hist_then)
+        model_dd.change(show_columns, model_dd, columns, api_visibility="private", queue=False).then(
+            on_settings, settings, outputs, api_visibility="private", show_progress_on=[status], **common).then(
+            class_choices, model_dd, class_search, api_visibility="private").then(
+            model_lists, model_dd, [hist_model, con_model], api_visibility="private").then(**hist_then)
+        for comp in (explainer_dd, rows_radio):
+            comp.change(on_settings, settings, outputs, api_visibility="private", show_progress_on=[status], **common)
+        for i, (_, _, table, _, _) in enumerate(slots):
+            table.select(on_table_select(i), settings, outputs, api_visibility="private",
+                         show_progress_on=[status], **common)
+        class_search.change(on_class_search, [class_search] + settings, outputs, api_visibility="private",
+                            show_progress_on=[status], **common)
+        hist_model.change(**hist_then)
+        con_model.change(contrast_choices, con_model, [con_a, con_b], api_visibility="private")
+        con_btn.click(on_contrast, [con_model, con_a, con_b, explainer_dd, state], con_img, api_name="contrast",
+                      **common)
+        san_btn.click(on_sanity, [model_dd, explainer_dd, state], [san_gallery, san_text], api_name="sanity", **common)
+        chk_btn.click(on_check, [model_dd, state], [chk_text, chk_table], api_name="inpainter_check", **common)
+        slow_btn.click(on_slow, [model_dd, explainer_dd, state], slow_out, api_name="slow_maps", **common)
+        exp_btn.click(on_export, [model_dd, explainer_dd, state], exp_file, api_name="export", **common)
+        skip_tutorial.click(lambda: gr.update(open=False), None, tutorial, api_visibility="private", queue=False)
+        demo.load(show_columns, model_dd, columns, api_visibility="private", queue=False).then(
+            class_choices, model_dd, class_search, api_visibility="private").then(
+            contrast_choices, con_model, [con_a, con_b], api_visibility="private")
+    return demo
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Interactive Classification (Gradio app)")
+    p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                   help="interface to listen on (0.0.0.0 for every interface)")
+    p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", help="create a temporary public link (expires after 72 h)")
+    p.add_argument("--auth", action="append", default=[], metavar="USER:PASS", help="require a login (repeatable)")
+    p.add_argument("--model", "-m", action="append", help="models to compare by default (repeatable)")
+    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--plugins-dir", default=None, help="folder of plugin .py files (default ./plugins)")
+    p.add_argument("--max-side", type=int, default=MAX_SIDE, help="uploads are downscaled to this longer side")
+    p.add_argument("--no-pretrained", action="store_true", help="random weights (for trying the app offline)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    auth = []
+    for item in args.auth:
+        if ":" not in item:
+            sys.exit("--auth takes user:password")
+        auth.append(tuple(item.split(":", 1)))
+    if args.share:
+        print(f"NOTE: {SHARE_WARNING}", flush=True)
+    app = build_demo(models=args.model, device=args.device, max_side=args.max_side, plugins_dir=args.plugins_dir,
+                     pretrained=not args.no_pretrained)
+    app.queue(default_concurrency_limit=2)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
+               max_file_size="50mb", footer_links=["api"], show_error=False)
+
+
+if __name__ == "__main__":
+    main()
+else:  # `gradio app.py` (hot reload) and imports find a module-level demo
+    demo = build_demo() if os.environ.get("IC_ZOO_APP_NO_DEMO") != "1" else None

@@ -1,0 +1,124 @@
+"""How long a stroke takes to come back through the app's API, measured with gradio_client.
+
+    python benchmarks/app_latency.py --preset flower2d --strokes 30 --json benchmarks/app_flower2d_cpu.json
+    python benchmarks/app_latency.py --preset imagenet --no-pretrained --strokes 20 --json benchmarks/app_imagenet_cpu.json
+
+Launches app.build_demo() on 127.0.0.1, loads an image, then sends strokes (a red brush line at a new
+place each time) to the ``/edit`` endpoint exactly as a browser or a study script does, and reports the
+median and 90th percentile of the round trip (upload of the canvas, inpainting, every model, maps, and
+the download of the results). Two figures: ``results`` is the round trip until the response (tables,
+numbers and the URLs of the pictures) has arrived, which is when a browser starts showing the results;
+``with images`` also downloads every output picture one after another, as gradio_client does by default.
+Prints a table and writes JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+
+PRESETS = {
+    "flower2d": (["flower2d/squeezenet", "flower2d/resnet", "flower2d/vit"], "examples/flower2d/images/test_09001.png"),
+    "imagenet": (["squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k"], "examples/chelsea.jpg"),
+}
+
+
+def stroke_layer(shape, i: int) -> np.ndarray:
+    import cv2
+
+    h, w = shape[:2]
+    rng = np.random.default_rng(i)
+    layer = np.zeros((h, w, 4), np.uint8)
+    p0 = (int(rng.uniform(0.2, 0.8) * w), int(rng.uniform(0.2, 0.8) * h))
+    p1 = (int(np.clip(p0[0] + rng.uniform(-0.2, 0.2) * w, 0, w - 1)), int(np.clip(p0[1] + rng.uniform(-0.2, 0.2) * h, 0, h - 1)))
+    cv2.line(layer, p0, p1, (255, 0, 0, 255), max(4, w // 25))
+    return layer
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=list(PRESETS), default="flower2d")
+    ap.add_argument("--model", "-m", action="append")
+    ap.add_argument("--image", default=None)
+    ap.add_argument("--strokes", type=int, default=30)
+    ap.add_argument("--explainer", default="gradcam")
+    ap.add_argument("--no-pretrained", action="store_true", help="random ImageNet weights (timing only)")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    models, image = PRESETS[args.preset]
+    models = args.model or models
+    image = args.image or str(ROOT / image)
+    import app
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    import ic_zoo
+
+    demo = app.build_demo(models=models, pretrained=not args.no_pretrained)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    tmp = Path(tempfile.mkdtemp())
+    try:
+        c = Client(url, verbose=False, download_files=False)
+        c_dl = Client(url, verbose=False)
+        img = ic_zoo.load_image(image)
+        bg = tmp / "bg.png"
+        Image.fromarray(img).save(bg)
+        settings = (models, "telea", args.explainer, app.ROWS[0])
+        t0 = time.perf_counter()
+        out = c.predict({"background": handle_file(str(bg)), "layers": [], "composite": None}, *settings,
+                        api_name="/edit")
+        first = time.perf_counter() - t0
+        c_dl.predict({"background": handle_file(str(bg)), "layers": [], "composite": None}, *settings,
+                     api_name="/edit")
+        times, times_dl, server = [], [], []
+        for i in range(args.strokes):
+            lp = tmp / f"layer{i}.png"
+            Image.fromarray(stroke_layer(img.shape, i)).save(lp)
+            for client, bucket in ((c, times), (c_dl, times_dl)):  # interleaved: the same noise for both
+                client.predict(models, args.explainer, app.ROWS[0], api_name="/reset")  # same state each time
+                t0 = time.perf_counter()
+                out = client.predict({"background": handle_file(str(bg)), "layers": [handle_file(str(lp))],
+                                      "composite": None}, *settings, api_name="/edit")
+                bucket.append(time.perf_counter() - t0)
+            res = out[-1]
+            server.append(sum(m["timings_ms"]["total"] for m in res["models"].values()) / 1000)
+        import torch
+
+        doc = {"preset": args.preset, "models": models, "image": str(Path(image).relative_to(ROOT))
+               if Path(image).is_relative_to(ROOT) else image, "image_shape": list(img.shape),
+               "strokes": args.strokes, "explainer": args.explainer, "pretrained": not args.no_pretrained,
+               "first_load_s": first, "median_s": statistics.median(times),
+               "p90_s": float(np.percentile(times, 90)), "min_s": min(times),
+               "median_with_images_s": statistics.median(times_dl),
+               "p90_with_images_s": float(np.percentile(times_dl, 90)),
+               "median_models_s": statistics.median(server),
+               "machine": {"cpu": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+                           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+    finally:
+        demo.close()
+    print(f"{'preset':<10} {'models':<66} {'results median':>15} {'p90':>7} {'with images':>12} {'models only':>12}")
+    print(f"{args.preset:<10} {', '.join(models):<66} {doc['median_s'] * 1000:13.0f}ms {doc['p90_s'] * 1000:5.0f}ms "
+          f"{doc['median_with_images_s'] * 1000:10.0f}ms {doc['median_models_s'] * 1000:10.0f}ms")
+    print(f"{args.strokes} strokes through gradio_client on {doc['machine']['gpu'] or 'CPU'} "
+          f"({doc['machine']['threads']} threads); first load {first:.1f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

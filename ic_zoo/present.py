@@ -1,0 +1,208 @@
+"""What the app shows, computed without any UI library: tables, map panels, crop boxes, the history plot.
+
+Kept here (not in app.py) so that the CLI, notebooks and tests can produce the same views, and so
+that app.py stays layout and event wiring.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .viz import diverging, overlay
+
+#: colours for per-model crop boxes and history lines (RGB)
+PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
+           (204, 121, 167)]
+UP, DOWN = "#1a7f37", "#cf222e"  # green up, red down
+
+
+def short(label: str, n: int = 38) -> str:
+    return label if len(label) <= n else label[: n - 1] + "…"
+
+
+def class_rows(res, mode: str = "tracked") -> list[dict]:
+    """Rows of one model's table. ``tracked``: the original's top-k followed into the modified image;
+    ``modified``: the modified image's own top-k, with where each class stood in the original."""
+    if mode == "tracked" or res.modified is None:
+        return [{"index": t.index, "label": t.label, "original": t.prob_original, "modified": t.prob_modified,
+                 "delta_pp": t.delta_pp, "rank_original": t.rank_original, "rank_modified": t.rank_modified}
+                for t in res.tracked]
+    po = res.probs_original
+    return [{"index": c.index, "label": c.label, "original": float(po[c.index]), "modified": c.prob,
+             "delta_pp": 100 * (c.prob - float(po[c.index])), "rank_original": int((po > po[c.index]).sum()) + 1,
+             "rank_modified": r + 1} for r, c in enumerate(res.modified)]
+
+
+def table_frame(rows: list[dict]):
+    """A pandas Styler: confidences in %, the change in percentage points coloured green up, red down."""
+    import pandas as pd
+
+    df = pd.DataFrame({
+        "class": [short(r["label"]) for r in rows],
+        "original %": [100 * r["original"] for r in rows],
+        "modified %": [100 * r["modified"] for r in rows],
+        "Δ pp": [r["delta_pp"] for r in rows],
+    })
+
+    def colour(v):
+        if not isinstance(v, float) or np.isnan(v) or abs(v) < 0.05:
+            return ""
+        return f"color: {UP if v > 0 else DOWN}; font-weight: 600"
+
+    return df.style.format({"original %": "{:.1f}", "modified %": "{:.1f}", "Δ pp": "{:+.1f}"}, na_rep="—") \
+        .map(colour, subset=["Δ pp"])
+
+
+def _caption(img: np.ndarray, text: str) -> np.ndarray:
+    import cv2
+
+    bar = np.full((22, img.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, text, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (30, 30, 30), 1, cv2.LINE_AA)
+    return np.concatenate([bar, img], 0)
+
+
+def _fit(img: np.ndarray, width: int) -> np.ndarray:
+    import cv2
+
+    h, w = img.shape[:2]
+    if w == width:
+        return img
+    return cv2.resize(img, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA if w > width
+                      else cv2.INTER_LINEAR)
+
+
+def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256, box=None) -> np.ndarray:
+    """One picture per model: the class map on the original, on the modified image (one shared scale),
+    and their signed difference (red rose, blue fell)."""
+    from .viz import draw_box
+
+    a = overlay(original, maps.original)
+    b = overlay(modified, maps.modified)
+    d = diverging(maps.difference, modified)
+    if box is not None:
+        a, b, d = (draw_box(x, box, (255, 255, 255), max(1, original.shape[1] // 200)) for x in (a, b, d))
+    tiles = [_caption(_fit(a, width), "original"), _caption(_fit(b, width), "modified"),
+             _caption(_fit(d, width), "difference")]
+    sep = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], 1)
+
+
+def single_panel(image: np.ndarray, heat: np.ndarray, title: str, width: int = 256) -> np.ndarray:
+    return _caption(_fit(overlay(image, heat), width), title)
+
+
+def boxes_overlay(image: np.ndarray, boxes: dict[str, tuple], width: int | None = None) -> np.ndarray:
+    """Draw every model's input crop (what it actually sees) on ``image``, with a legend."""
+    import cv2
+
+    from .viz import draw_box
+
+    out = image.copy()
+    lw = max(2, image.shape[1] // 160)
+    for i, (name, box) in enumerate(boxes.items()):
+        out = draw_box(out, box, PALETTE[i % len(PALETTE)], lw)
+        # nested boxes would hide each other: offset the outline inwards per model
+        if i:
+            x0, y0, x1, y1 = box
+            out = draw_box(out, (x0 + i * lw, y0 + i * lw, x1 - i * lw, y1 - i * lw), PALETTE[i % len(PALETTE)], lw)
+    if width:
+        out = _fit(out, width)
+    legend = np.full((18 * len(boxes) + 4, out.shape[1], 3), 255, np.uint8)
+    for i, name in enumerate(boxes):
+        cv2.rectangle(legend, (4, 4 + 18 * i), (16, 16 + 18 * i), PALETTE[i % len(PALETTE)], -1)
+        cv2.putText(legend, short(name, 60), (22, 15 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (30, 30, 30), 1,
+                    cv2.LINE_AA)
+    return np.concatenate([out, legend], 0)
+
+
+def burn_frames(image: np.ndarray, boxes: dict[str, tuple]) -> np.ndarray:
+    """A copy of ``image`` with every model's input crop outlined (for display only: the session keeps
+    the clean image, and the editor's strokes are read from its layer, never from these pixels)."""
+    import cv2
+
+    out = image.copy()
+    h, w = image.shape[:2]
+    lw = max(1, min(h, w) // 160)
+    for i, (name, (x0, y0, x1, y1)) in enumerate(boxes.items()):
+        o = i * lw
+        cv2.rectangle(out, (int(x0) + o, int(y0) + o), (max(0, int(round(x1)) - 1 - o), max(0, int(round(y1)) - 1 - o)),
+                      PALETTE[i % len(PALETTE)], lw)
+    return out
+
+
+def history_image(hist: dict, width: int = 640, height: int = 260) -> np.ndarray:
+    """Confidence of the tracked classes across the edit history; dashed lines where the top class flipped."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
+    steps = [s["step"] for s in hist["steps"]]
+    for j, label in enumerate(hist["labels"]):
+        ax.plot(steps, [100 * s["probs"][j] for s in hist["steps"]], marker="o", ms=3,
+                color=np.array(PALETTE[j % len(PALETTE)]) / 255, label=short(label, 30))
+    for f in hist["flips"]:
+        ax.axvline(f, color="#cf222e", ls="--", lw=1)
+        ax.text(f, 101, f"top-1 → {short(hist['steps'][f]['top1_label'], 18)}", color="#cf222e", fontsize=7,
+                ha="center", va="bottom")
+    ax.set_xlabel("edit")
+    ax.set_ylabel("confidence %")
+    ax.set_ylim(0, 100)
+    ax.set_xticks(steps)
+    ax.set_title(hist["model"], fontsize=9)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.tight_layout()
+    fig.canvas.draw()
+    img = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    plt.close(fig)
+    return img
+
+
+def stroke_effect_text(eff: dict | None) -> str:
+    if not eff:
+        return ""
+    mass = "n/a" if eff["mass_in_stroke"] is None else f"{100 * eff['mass_in_stroke']:.0f}%"
+    return (f"Last stroke covered {100 * eff['stroke_area']:.1f}% of the image and {mass} of the "
+            f"{eff['explainer']} map of *{short(eff['label'])}*; its confidence went "
+            f"{100 * eff['prob_before']:.1f}% → {100 * eff['prob_after']:.1f}% ({eff['delta_pp']:+.1f} pp).")
+
+
+def inpainter_check_frame(check: dict):
+    import pandas as pd
+
+    rows = []
+    for m, r in check["models"].items():
+        for inp, v in r["by_inpainter"].items():
+            rows.append({"model": m, "class": short(r["label"], 28), "inpainter": inp,
+                         "before %": 100 * r["prob_before"], "after %": 100 * v["prob"], "Δ pp": v["delta_pp"],
+                         "top-1 after": short(v["top1_label"], 28)})
+    return pd.DataFrame(rows)
+
+
+def inpainter_check_summary(check: dict) -> str:
+    lines = []
+    for m, r in check["models"].items():
+        n = len(r["by_inpainter"])
+        verdict = ("the effect holds across fillers" if r["spread_pp"] < 15 and r["flip_votes"] in (0, n)
+                   else "the fillers disagree: part of the effect may be an inpainting artefact")
+        lines.append(f"- **{m}**: Δ of *{short(r['label'])}* spans {r['spread_pp']:.1f} pp over {n} inpainters "
+                     f"(std {r['std_pp']:.1f}); top-1 changed with {r['flip_votes']}/{n}: {verdict}.")
+    for inp, why in check["skipped"].items():
+        lines.append(f"- {inp} skipped: {why}")
+    return "\n".join(lines)
+
+
+def plugins_markdown(report, specs) -> str:
+    lines = ["| kind | name | status | source |", "|---|---|---|---|"]
+    for s in specs:
+        reason = s.unavailable_reason()
+        status = "ok" if reason is None else f"unavailable: {reason}"
+        if s.meta.get("cost") == "slow":
+            status += " (slow)"
+        lines.append(f"| {s.kind} | `{s.name}` | {status} | {s.source} |")
+    if report is not None and report.failed:
+        lines += ["", "**Failed to load:**", ""]
+        lines += [f"- `{r.source}`: {r.error}" for r in report.failed]
+    elif report is not None:
+        lines += ["", f"All {len(report.records)} plugin sources loaded."]
+    return "\n".join(lines)
