@@ -49,7 +49,7 @@ editor's toolbar) and paint over a region; on release it is inpainted. Strokes a
 outside a model's frame are invisible to it.
 
 **Reading the tables.** Rows are the original image's top-5 classes, followed into the edited image
-(toggle to see the edited image's own top-5). *original %* and *modified %* are confidences; *Δ pp* is the
+(toggle to see the edited image's own top-5). *orig. %* and *mod. %* are the confidences; *Δ pp* is the
 change in percentage points, green up, red down. Click a row to see that class's map. In the maps, both
 images share one colour scale (red = more), and the difference map shows where evidence rose (red) or fell
 (blue).
@@ -188,6 +188,8 @@ def _classifier_choices() -> list[tuple[str, str]]:
 # -- the app ---------------------------------------------------------------------------------------------
 def build_demo(models: list[str] | None = None, device: str | None = None, max_side: int = MAX_SIDE,
                plugins_dir: str | None = None, concurrency: int | None = None, pretrained: bool = True) -> gr.Blocks:
+    if plugins_dir is None and not os.environ.get(discovery.PLUGINS_DIR_ENV) and not discovery.autoload_disabled():
+        plugins_dir = str(HERE / "plugins")  # the app's own folder, wherever it is started from
     report = discovery.ensure_loaded(**({"plugins_dir": plugins_dir} if plugins_dir else {}))
     from ic_zoo.zoo import default_models
 
@@ -338,7 +340,8 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 with gr.Column(visible=False, min_width=280, elem_id=f"model_{i}") as col:
                     title = gr.Markdown(elem_id=f"model_{i}_title")
                     table = gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
-                                         show_search="none", buttons=["copy"])
+                                         show_search="none", buttons=["copy"],
+                                         column_widths=["46%", "18%", "18%", "18%"])
                     maps = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps")
                     info = gr.Markdown(elem_id=f"model_{i}_info")
                 slots.append((col, title, table, maps, info))
@@ -472,7 +475,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 rows = st.rows.get(m) or []
                 if 0 <= row < len(rows):
                     st.selected[m] = rows[row]["index"]
-            return render(st, names, explainer, rows_mode, editor=False, original=False, stroke_effect=False)
+            return render(st, names, explainer, rows_mode, editor=False, original=False)
 
         @guarded
         def on_class_search(label, names, explainer, rows_mode, st):
@@ -485,7 +488,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                     raise gr.Error(f"No selected model has a class called '{label}'.")
                 for m in hits:
                     st.selected[m] = clf(m).labels.index(label)
-            return render(st, names, explainer, rows_mode, editor=False, original=False, stroke_effect=False)
+            return render(st, names, explainer, rows_mode, editor=False, original=False)
 
         def class_choices(names):
             seen, out = set(), []

@@ -38,8 +38,8 @@ def table_frame(rows: list[dict]):
 
     df = pd.DataFrame({
         "class": [short(r["label"]) for r in rows],
-        "original %": [100 * r["original"] for r in rows],
-        "modified %": [100 * r["modified"] for r in rows],
+        "orig. %": [100 * r["original"] for r in rows],
+        "mod. %": [100 * r["modified"] for r in rows],
         "Δ pp": [r["delta_pp"] for r in rows],
     })
 
@@ -48,7 +48,7 @@ def table_frame(rows: list[dict]):
             return ""
         return f"color: {UP if v > 0 else DOWN}; font-weight: 600"
 
-    return df.style.format({"original %": "{:.1f}", "modified %": "{:.1f}", "Δ pp": "{:+.1f}"}, na_rep="—") \
+    return df.style.format({"orig. %": "{:.1f}", "mod. %": "{:.1f}", "Δ pp": "{:+.1f}"}, na_rep="—") \
         .map(colour, subset=["Δ pp"])
 
 

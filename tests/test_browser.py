@@ -100,6 +100,12 @@ def test_paint_the_petals_and_the_class_flips(server, tmp_path):
             f"() => document.querySelector('#model_0_info').innerText.includes({json.dumps(label.rstrip('…'))})",
             timeout=60_000)
         shot = os.environ.get("IC_ZOO_SCREENSHOT")
-        if shot:
-            page.screenshot(path=shot, full_page=False)
+        if shot:  # the comparison view, from the model picker down to the maps
+            page.get_by_role("button", name="Got it, hide the tutorial").click()
+            page.wait_for_timeout(1500)
+            top = page.locator("#models").bounding_box()
+            bottom = max((page.locator(f"#model_{i}_info").bounding_box() or {"y": 0, "height": 0} for i in range(3)),
+                         key=lambda b: b["y"] + b["height"])
+            page.screenshot(path=shot, full_page=True, clip={
+                "x": 0, "y": top["y"] - 8, "width": 1400, "height": bottom["y"] + bottom["height"] - top["y"] + 16})
         browser.close()
