@@ -427,19 +427,18 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 raise gr.Error("Pick an example or upload an image first.")
             return st
 
-        @guarded
-        def on_undo(names, explainer, rows_mode, st):
-            st = _need_session(st)
-            if not st.session.undo():
-                gr.Info("Nothing to undo.")
-            return render(st, names, explainer, rows_mode, original=False)
+        def stack_step(op: str):
+            @guarded
+            def step(names, explainer, rows_mode, st):
+                st = _need_session(st)
+                if not getattr(st.session, op)():
+                    gr.Info(f"Nothing to {op}.")
+                return render(st, names, explainer, rows_mode, original=False)
 
-        @guarded
-        def on_redo(names, explainer, rows_mode, st):
-            st = _need_session(st)
-            if not st.session.redo():
-                gr.Info("Nothing to redo.")
-            return render(st, names, explainer, rows_mode, original=False)
+            step.__name__ = f"on_{op}"
+            return step
+
+        on_undo, on_redo = stack_step("undo"), stack_step("redo")
 
         @guarded
         def on_reset(names, explainer, rows_mode, st):
