@@ -362,6 +362,16 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             san_btn = gr.Button("Compare each shown map with the same explainer on a model whose head is randomised")
             san_gallery = gr.Gallery(columns=4, height=260, show_label=False)
             san_text = gr.Markdown()
+        with gr.Accordion("VEBI: the features each class relies on (interpretation)", open=False):
+            gr.Markdown("For models with a fitted VEBI relevance file (the Flower2D zoo ships one per model): the "
+                        "internal features selected as relevant for a class, each shown as its average "
+                        "visualisation over the images that fire it most.")
+            with gr.Row():
+                vebi_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
+                vebi_class = gr.Dropdown([], label="Class", filterable=True, allow_custom_value=True)
+                vebi_btn = gr.Button("Show")
+            vebi_gallery = gr.Gallery(columns=3, height=260, show_label=False)
+            vebi_text = gr.Markdown()
         with gr.Accordion("Inpainter check: an effect of the model or of the filler?", open=False):
             chk_btn = gr.Button("Re-run the last edit with every inpainter")
             chk_text = gr.Markdown()
@@ -553,6 +563,35 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                              f"with the randomised-head map ({verdict}).")
             return pics, "\n".join(lines)
 
+        def vebi_classes(name):
+            if not name:
+                return gr.update(choices=[], value=None)
+            labels = clf(name).labels
+            return gr.update(choices=labels, value=labels[0])
+
+        @guarded
+        def on_vebi(name, label):
+            from ic_zoo.explainers import vebi as V
+
+            if not name or not label:
+                raise gr.Error("Choose a model and a class.")
+            c = clf(name)
+            rel = V.load_relevance(c)
+            if rel is None:
+                raise gr.Error(f"{name} has no VEBI relevance file; fit one with: python -m ic_zoo vebi fit --model {name}")
+            if label not in c.labels:
+                raise gr.Error(f"'{label}' is not a class of {name}.")
+            j = c.labels.index(label)
+            pics, lines = [], [f"**{label}**: {int((rel.W[:, j] > 0).sum())} relevant features (mu = {rel.mu:g}); top:"]
+            for r, f in enumerate(rel.top_features(j)):
+                desc = V.describe_feature(rel, f)
+                lines.append(f"- {desc}, weight {rel.W[f, j]:.2f}")
+                if rel.interp_image is not None:
+                    img = rel.interp_image[j, r]
+                    heat = rel.interp_heat[j, r].astype(np.float32) / 255.0
+                    pics.append((present.single_panel(img, heat, desc, width=192), desc))
+            return pics, "\n".join(lines)
+
         @guarded
         def on_check(names, st, progress=gr.Progress()):
             st = _need_session(st)
@@ -608,7 +647,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         model_dd.change(show_columns, model_dd, columns, api_visibility="private", queue=False).then(
             on_settings, settings, outputs, api_visibility="private", show_progress_on=[status], **common).then(
             class_choices, model_dd, class_search, api_visibility="private").then(
-            model_lists, model_dd, [hist_model, con_model], api_visibility="private").then(**hist_then)
+            model_lists, model_dd, [hist_model, con_model], api_visibility="private").then(
+            lambda names: gr.update(choices=list(names or []), value=(names or [None])[0]), model_dd, vebi_model,
+            api_visibility="private").then(**hist_then)
         for comp in (explainer_dd, rows_radio):
             comp.change(on_settings, settings, outputs, api_visibility="private", show_progress_on=[status], **common)
         for i, (_, _, table, _, _) in enumerate(slots):
@@ -623,11 +664,14 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         san_btn.click(on_sanity, [model_dd, explainer_dd, state], [san_gallery, san_text], api_name="sanity", **common)
         chk_btn.click(on_check, [model_dd, state], [chk_text, chk_table], api_name="inpainter_check", **common)
         slow_btn.click(on_slow, [model_dd, explainer_dd, state], slow_out, api_name="slow_maps", **common)
+        vebi_model.change(vebi_classes, vebi_model, vebi_class, api_visibility="private")
+        vebi_btn.click(on_vebi, [vebi_model, vebi_class], [vebi_gallery, vebi_text], api_name="vebi_features")
         exp_btn.click(on_export, [model_dd, explainer_dd, state], exp_file, api_name="export", **common)
         skip_tutorial.click(lambda: gr.update(open=False), None, tutorial, api_visibility="private", queue=False)
         demo.load(show_columns, model_dd, columns, api_visibility="private", queue=False).then(
             class_choices, model_dd, class_search, api_visibility="private").then(
-            contrast_choices, con_model, [con_a, con_b], api_visibility="private")
+            contrast_choices, con_model, [con_a, con_b], api_visibility="private").then(
+            vebi_classes, vebi_model, vebi_class, api_visibility="private")
     return demo
 
 

@@ -37,6 +37,8 @@ BUILTIN_MODULES = (
     "ic_zoo.inpainters.lama_inpaint",
     "ic_zoo.explainers.cam_methods",
     "ic_zoo.explainers.true_cam",
+    "ic_zoo.explainers.occlusion",
+    "ic_zoo.explainers.vebi",
 )
 
 

@@ -207,3 +207,14 @@ def test_strokes_outside_a_models_crop_are_invisible_to_it(imagenet_weights, pho
         assert all(abs(t["delta_pp"]) < 1e-6 for t in r["models"]["resnet50.a1_in1k"]["tracked"])
     finally:
         demo.close()
+
+
+def test_vebi_in_the_app(server, flower):
+    _, url = server
+    d, p = flower
+    c = Client(url, verbose=False)
+    r = _result(_edit(c, d / "flower.png", [d / "disc.png"], explainer="vebi"))
+    assert r["n_edits"] == 1 and all("note" not in r["models"][m] for m in FLOWERS)
+    labels = g.class_names("double-12c")
+    gallery, text = c.predict("flower2d/resnet", labels[p["label"]], api_name="/vebi_features")
+    assert len(gallery) >= 1 and "relevant features" in text and "channel" in text

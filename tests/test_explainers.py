@@ -102,6 +102,8 @@ def test_slow_methods_work_release_hooks_and_restore_the_model(models, photo, mo
     out = ex.explain(clf, x, [1], progress=lambda f, msg: seen.append(f))
     assert out.normalized.shape == (1, *x.shape[-2:]) and np.isfinite(out.normalized).all()
     assert out.normalized.max() > 0
+    r = out.raw[0]  # the raw map is the library's map before its min-max scaling
+    assert np.allclose((r - r.min()) / (r.max() - r.min() + 1e-12), out.normalized[0], atol=1e-3)
     assert _hooks(clf.model) == 0
     assert [type(m).__name__ for m in clf.model.modules()] == before  # AblationCAM swaps a layer in and out
     assert np.allclose(clf.predict_tensor(x).logits, ref_logits)

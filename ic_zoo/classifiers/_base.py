@@ -175,6 +175,7 @@ class Classifier:
     geometry: InputGeometry
     target_layers: list[torch.nn.Module]
     reshape_transform: Callable | None = None
+    norm: tuple = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # (mean, std) of the input, in [0, 1] units
     pretrained: bool = False
     weights_source: str = "random"
     family: str = ""  # "cnn" or "vit"
@@ -207,6 +208,20 @@ class Classifier:
         if x.ndim == 3:
             x = x.unsqueeze(0)
         return x.to(self.device, non_blocking=True)
+
+    def tensor_to_image(self, x: torch.Tensor) -> np.ndarray:
+        """The model-input batch (1, 3, h, w) back to RGB uint8 (h, w, 3): what the model sees."""
+        mean = torch.tensor(self.norm[0], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.norm[1], device=x.device).view(1, 3, 1, 1)
+        img = ((x.detach() * std + mean).clamp(0, 1) * 255 + 0.5)[0].permute(1, 2, 0)
+        return img.to(torch.uint8).cpu().numpy()
+
+    def image_to_tensor(self, images: np.ndarray) -> torch.Tensor:
+        """RGB uint8 images (N, h, w, 3) already at the model-input size -> normalised batch."""
+        x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.norm[0], device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.norm[1], device=x.device).view(1, 3, 1, 1)
+        return (x - mean) / std
 
     def input_box(self, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
         return self.geometry.box(int(shape[0]), int(shape[1]))

@@ -21,6 +21,8 @@ def shipped() -> dict[str, tuple[str, str, Path]]:
     out = {}
     for variant, prefix in MODEL_PREFIX.items():
         for cfg in sorted((WEIGHTS_DIR / variant).glob("*.json")):
+            if "." in cfg.stem:  # e.g. resnet.vebi.json: VEBI's relevance file, not a model
+                continue
             if cfg.with_suffix(".safetensors").is_file():
                 out[f"{prefix}/{cfg.stem}"] = (variant, cfg.stem, cfg)
     return out
@@ -55,6 +57,7 @@ def _build(key: str, variant: str, arch: str, cfg_path: Path, pretrained: bool =
     clf.labels = list(cfg["labels"])
     clf.transform = Flower2DTransform(cfg["input_size"], cfg["mean"], cfg["std"])
     clf.geometry = InputGeometry((cfg["input_size"], cfg["input_size"]), None)
+    clf.norm = (tuple(cfg["mean"]), tuple(cfg["std"]))
     clf.pretrained = pretrained
     clf.weights_source = str(cfg_path.with_suffix(".safetensors").relative_to(WEIGHTS_DIR.parents[1])) \
         if pretrained else "random"

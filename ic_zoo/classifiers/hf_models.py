@@ -71,6 +71,10 @@ def _build(repo: str, pretrained: bool = True, device=None):
     clf.labels = [str(cfg.id2label.get(i, f"class {i}")) for i in range(cfg.num_labels)]
     clf.transform = transform
     clf.geometry = _geometry(processor)
+    if getattr(processor, "do_normalize", True) and getattr(processor, "image_mean", None) is not None:
+        clf.norm = (tuple(processor.image_mean), tuple(processor.image_std))
+    else:
+        clf.norm = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     clf.pretrained = pretrained
     clf.weights_source = repo if pretrained else "random"
     names = [n for n, _ in model.named_modules() if re.search(r"(?:^|\.)layers?\.\d+\.layernorm_before$", n)]

@@ -96,6 +96,7 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
     clf.labels = labels
     clf.transform = tf
     clf.geometry = geometry
+    clf.norm = (tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
     clf.pretrained = pretrained
     clf.weights_source = (model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or name) \
         if pretrained else "random"

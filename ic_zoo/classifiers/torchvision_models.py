@@ -79,6 +79,7 @@ def _build(arch: str, key: str, pretrained: bool = True, device=None):
     clf.labels = list(weights.meta["categories"])
     clf.transform = tf
     clf.geometry = InputGeometry(int(tf.resize_size[0]), (int(tf.crop_size[0]), int(tf.crop_size[0])))
+    clf.norm = (tuple(tf.mean), tuple(tf.std))
     clf.pretrained = pretrained
     clf.weights_source = weights.url if pretrained else "random"
     clf.family = "cnn"

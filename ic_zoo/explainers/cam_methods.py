@@ -196,9 +196,8 @@ class SlowLibraryCAM(Explainer):
                 return cam
 
             def aggregate_multi_layers(self_inner, cam_per_target_layer):
-                if self.class_name == "FullGrad":
-                    stacked = np.maximum(np.concatenate(cam_per_target_layer, axis=1), 0)
-                    raw_store.append(np.mean(stacked, axis=1).astype(np.float32))
+                if self.class_name == "FullGrad":  # FullGrad's own aggregate: the sum of its (B, 1, H, W) maps
+                    raw_store.append(np.sum(np.asarray(cam_per_target_layer), axis=1).astype(np.float32))
                 return super().aggregate_multi_layers(cam_per_target_layer)
 
         kwargs = dict(model=_adapter(clf), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)

@@ -98,7 +98,10 @@ def to_input(images, mean=MEAN, std=STD, size: int = INPUT_SIZE) -> torch.Tensor
     if arr.shape[1] != size or arr.shape[2] != size:
         arr = np.stack([cv2.resize(a, (size, size), interpolation=cv2.INTER_AREA if a.shape[0] >= size
                                    else cv2.INTER_LINEAR) for a in arr])
-    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # session images are read-only; torch wants to own writable memory
+        arr = arr.copy()
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
     m = torch.tensor(mean).view(1, 3, 1, 1)
     s = torch.tensor(std).view(1, 3, 1, 1)
     return (x - m) / s

@@ -117,7 +117,7 @@ def train(variant: str, arch: str, *, seed: int = 0, data_seed: int = 0, epochs:
 
 def write_model_card(folder: Path) -> None:
     """MODEL_CARD.md for every model in ``folder``, from their JSON configs."""
-    cards = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    cards = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json")) if "." not in p.stem]
     if not cards:
         return
     v = cards[0]["variant"]

@@ -1,0 +1,440 @@
+"""Which map tells the truth? Scoring every explainer against Flower2D's ground truth.
+
+``python -m ic_zoo explain-bench [--variants ...] [--models ...] [--explainers ...] [--n N] [--json OUT] [--quick]``
+
+For each variant x shipped model, on held-out test images that the model classifies correctly *and*
+that pass the recolour test (recolouring the discriminative parts to another class's colours makes the
+model answer that class, so the designed cue is what it uses), every explainer's map of the true class
+is scored against the discriminative mask M:
+
+* top-|M| IoU: keep the |M| hottest pixels (threshold-free, area-matched);
+* mean IoU over thresholds 0.05 ... 0.95 of the min-max-normalised map;
+* pointing game: is the hottest pixel inside M;
+* energy in mask: share of the map's mass inside M;
+* deletion AUC: inpaint (Telea) the hottest 0, 1, 2, 5, 10, 20, 30 % of pixels and average p(true class)
+  over those steps (lower: the map found what matters sooner).
+
+Controls: the mask itself (``gt``), a smooth random map (``random``) and a centred Gaussian (``centre``).
+Per model, part-removal selectivity: the ROC-AUC with which the probability drop separates removing a
+discriminative part from removing another part, exact (re-rendered) and by inpainting. Three disjoint image
+sets (seeds) give the mean and spread. Also ``python -m ic_zoo vebi fit|show`` for VEBI's relevance files.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .cli import EXTRA_COMMANDS
+
+ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam",
+                  "fullgrad", "vebi", "vebi-nofix", "occlusion")
+QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")
+CONTROLS = ("gt", "random", "centre")
+VARIANTS = ("double-12c", "single-6c")
+FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
+THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
+TARGETS = {"double-12c": (0.75, 0.95), "single-6c": (0.65, 0.90)}  # (top-|M| IoU, pointing)
+PROTOTYPE = {"double-12c": (0.646, 0.98), "single-6c": (0.574, 0.833)}  # VEBI-style without the stride fix
+SIZE = 64
+
+
+# -- metrics -------------------------------------------------------------------------------------------
+def _norm(h: np.ndarray) -> np.ndarray:
+    h = np.asarray(h, np.float64)
+    lo, hi = h.min(), h.max()
+    return (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
+
+
+def top_m_iou(h: np.ndarray, m: np.ndarray) -> float:
+    k = int(m.sum())
+    sel = np.zeros(h.size, bool)
+    sel[np.argsort(-h.ravel(), kind="stable")[:k]] = True
+    sel = sel.reshape(h.shape)
+    return float((sel & m).sum() / max((sel | m).sum(), 1))
+
+
+def mean_iou(h: np.ndarray, m: np.ndarray) -> float:
+    hn = _norm(h)
+    return float(np.mean([((hn >= t) & m).sum() / max(((hn >= t) | m).sum(), 1) for t in THRESHOLDS]))
+
+
+def pointing(h: np.ndarray, m: np.ndarray) -> float:
+    return float(m.ravel()[int(np.argmax(h))])
+
+
+def energy(h: np.ndarray, m: np.ndarray) -> float:
+    hp = np.maximum(np.asarray(h, np.float64), 0)
+    s = hp.sum()
+    return float(hp[m].sum() / s) if s > 0 else 0.0
+
+
+def roc_auc(pos: list[float], neg: list[float]) -> float:
+    """P(a positive scores above a negative), ties counted half (Mann-Whitney U)."""
+    if not pos or not neg:
+        return float("nan")
+    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+    return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
+
+
+def control_map(name: str, m: np.ndarray, rng) -> np.ndarray:
+    import cv2
+
+    if name == "gt":
+        return m.astype(np.float32)
+    if name == "random":
+        noise = rng.standard_normal(m.shape).astype(np.float32)
+        return _norm(cv2.GaussianBlur(noise, (0, 0), 4.0)).astype(np.float32)
+    if name == "centre":
+        yy, xx = np.mgrid[0:m.shape[0], 0:m.shape[1]]
+        s = 0.25 * m.shape[0]
+        return np.exp(-(((yy - m.shape[0] / 2) ** 2 + (xx - m.shape[1] / 2) ** 2) / (2 * s * s))).astype(np.float32)
+    raise ValueError(name)
+
+
+def deletion_auc(clf, img: np.ndarray, h: np.ndarray, y: int, fill) -> float:
+    import torch
+
+    order = np.argsort(-np.asarray(h).ravel(), kind="stable")
+    batch = []
+    for f in FRACTIONS:
+        k = int(round(f * h.size))
+        mask = np.zeros(h.size, bool)
+        mask[order[:k]] = True
+        batch.append(fill.inpaint(img, mask.reshape(h.shape)) if k else img)
+    with clf.lock, torch.inference_mode():
+        p = torch.softmax(clf.forward(clf.image_to_tensor(np.stack(batch))).float(), 1)[:, y].cpu().numpy()
+    x = np.asarray(FRACTIONS)
+    return float(np.trapezoid(p, x) / (x[-1] - x[0]))
+
+
+# -- the run -------------------------------------------------------------------------------------------
+def select_images(clf, variant: str, n: int, seed: int, max_tries: int = 2000):
+    """n held-out samples the model gets right and that pass the recolour test."""
+    from .flower2d import generator as g
+
+    C = g.num_classes(variant)
+    out, i, tries = [], 40000 + 1000 * seed, 0
+    while len(out) < n and tries < max_tries:
+        p = g.sample_params(variant, 0, "test", i)
+        i += 1
+        tries += 1
+        img, parts = g.render(p, SIZE)
+        y = p["label"]
+        if clf.predict(img).top1 != y:
+            continue
+        target = (y + 1 + i % (C - 1)) % C
+        cf, _ = g.render(p, SIZE, recolor=g.counterfactual(p, target))
+        if clf.predict(cf).top1 != target:
+            continue
+        out.append((p, img, parts))
+    return out, tries
+
+
+def part_selectivity(clf, samples, fill) -> dict:
+    """Probability drop when each part is removed, exactly or by inpainting (dilated 1 px, never onto
+    discriminative pixels of another part); ROC-AUC of discriminative vs other removals."""
+    import cv2
+
+    from .flower2d import generator as g
+
+    k = np.ones((3, 3), np.uint8)
+    drops = {"exact": {}, "inpaint": {}}
+    pos = {"exact": [], "inpaint": []}
+    neg = {"exact": [], "inpaint": []}
+    for p, img, parts in samples:
+        y = p["label"]
+        p0 = float(clf.predict(img).probs[y])
+        disc = g.disc_mask(p, parts)
+        for part in ("petal", "centre", "leaf", "stem"):
+            where = g.part_mask(parts, part)
+            if where.sum() < 4:
+                continue
+            exact, _ = g.render(p, SIZE, remove=[part])
+            m = cv2.dilate(where.astype(np.uint8), k) > 0
+            if part not in p["disc_parts"]:
+                m &= ~disc
+            for how, im in (("exact", exact), ("inpaint", fill.inpaint(img, m))):
+                d = p0 - float(clf.predict(im).probs[y])
+                drops[how].setdefault(part, []).append(d)
+                (pos if part in p["disc_parts"] else neg)[how].append(d)
+    return {"selectivity_exact": roc_auc(pos["exact"], neg["exact"]),
+            "selectivity_inpaint": roc_auc(pos["inpaint"], neg["inpaint"]),
+            "mean_drop": {how: {part: float(np.mean(v)) for part, v in d.items()} for how, d in drops.items()}}
+
+
+def run(variants=VARIANTS, models=None, explainers=None, n: int = 40, seeds: int = 3, quick: bool = False,
+        figure: str | None = None, log=print) -> dict:
+    from .classifiers.flower2d_models import shipped
+    from .flower2d import generator as g
+    from .session import get_classifier, get_explainer, get_inpainter
+
+    t_start = time.perf_counter()
+    explainers = list(explainers or (QUICK_EXPLAINERS if quick else ALL_EXPLAINERS))
+    fill = get_inpainter("telea")
+    zoo = shipped()
+    rows, parts_rows, fig_data = [], [], {}
+    for variant in variants:
+        names = [k for k, (v, _, _) in zoo.items() if v == variant]
+        if models:
+            names = [k for k in names if k in models or k.split("/")[-1] in models]
+        if quick:
+            names = [k for k in names if k.endswith("/resnet")] or names[:1]
+        for key in names:
+            clf = get_classifier(key)
+            per = {e: {} for e in explainers + list(CONTROLS)}
+            notes = {}
+            all_samples = []
+            for seed in range(seeds):
+                samples, tries = select_images(clf, variant, n, seed)
+                all_samples += samples
+                log(f"{variant} {key} seed {seed}: {len(samples)} images ({tries} drawn)")
+                rng = np.random.default_rng([seed, 7])
+                for name in explainers + list(CONTROLS):
+                    ex = get_explainer(name) if name not in CONTROLS else None
+                    if ex is not None and ex.supports(clf):
+                        notes[name] = ex.supports(clf)
+                        continue
+                    vals = {"top_m_iou": [], "mean_iou": [], "pointing": [], "energy": [], "deletion_auc": []}
+                    t0 = time.perf_counter()
+                    for j, (p, img, parts) in enumerate(samples):
+                        m = g.disc_mask(p, parts)
+                        if ex is None:
+                            h = control_map(name, m, rng)
+                        else:
+                            h = ex.explain(clf, clf.preprocess(img), [p["label"]]).raw[0]
+                        vals["top_m_iou"].append(top_m_iou(h, m))
+                        vals["mean_iou"].append(mean_iou(h, m))
+                        vals["pointing"].append(pointing(h, m))
+                        vals["energy"].append(energy(h, m))
+                        vals["deletion_auc"].append(deletion_auc(clf, img, h, p["label"], fill))
+                        if seed == 0 and j < 3:
+                            fig_data.setdefault((variant, key), {}).setdefault(j, {"img": img, "mask": m})[name] = h
+                    for k_, v in vals.items():
+                        per[name].setdefault(k_, []).append(float(np.mean(v)) if v else float("nan"))
+                    per[name].setdefault("seconds_per_image", []).append((time.perf_counter() - t0) / max(len(samples), 1))
+            for name, metrics in per.items():
+                if not metrics:
+                    continue
+                rows.append({"variant": variant, "model": key, "explainer": name, "control": name in CONTROLS,
+                             "metrics": {k_: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v}
+                                         for k_, v in metrics.items()}})
+            sel = part_selectivity(clf, all_samples[: max(10, n)], fill)
+            parts_rows.append({"variant": variant, "model": key, **sel, "unsupported": notes})
+            log(f"{variant} {key}: selectivity exact {sel['selectivity_exact']:.3f}, inpaint {sel['selectivity_inpaint']:.3f}")
+    import torch
+
+    doc = {"config": {"variants": list(variants), "explainers": explainers, "controls": list(CONTROLS), "n": n,
+                      "seeds": seeds, "quick": quick, "size": SIZE, "fractions": list(FRACTIONS)},
+           "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                       "threads": torch.get_num_threads()},
+           "results": rows, "parts": parts_rows, "targets": verdicts(rows),
+           "seconds": round(time.perf_counter() - t_start, 1)}
+    if figure:
+        draw_figure(fig_data, figure)
+        doc["figure"] = figure
+    return doc
+
+
+def _m(row, k):
+    return row["metrics"][k]["mean"]
+
+
+def verdicts(rows: list[dict]) -> dict:
+    out = {}
+    for variant, (t_iou, t_pt) in TARGETS.items():
+        real = [r for r in rows if r["variant"] == variant and not r["control"]]
+        if not real:
+            continue
+        per_model = {}
+        for model in sorted({r["model"] for r in real}):
+            best = max((r for r in real if r["model"] == model), key=lambda r: (_m(r, "top_m_iou"), _m(r, "pointing")))
+            per_model[model] = {"explainer": best["explainer"], "top_m_iou": _m(best, "top_m_iou"),
+                                "pointing": _m(best, "pointing"),
+                                "met": _m(best, "top_m_iou") >= t_iou and _m(best, "pointing") >= t_pt}
+        by_ex = {}
+        for r in real:
+            by_ex.setdefault(r["explainer"], []).append(r)
+        avg = {e: (float(np.mean([_m(r, "top_m_iou") for r in rs])), float(np.mean([_m(r, "pointing") for r in rs])))
+               for e, rs in by_ex.items() if len(rs) == len(per_model)}
+        best_e = max(avg, key=lambda e: avg[e]) if avg else None
+        out[variant] = {"target_top_m_iou": t_iou, "target_pointing": t_pt, "prototype_vebi_no_fix": PROTOTYPE[variant],
+                        "best_per_model": per_model,
+                        "best_on_average": {"explainer": best_e, "top_m_iou": avg[best_e][0], "pointing": avg[best_e][1],
+                                            "met": avg[best_e][0] >= t_iou and avg[best_e][1] >= t_pt} if best_e else None}
+    return out
+
+
+def controls_ordered(doc: dict, metric: str = "top_m_iou") -> list[str]:
+    """Problems with the control ordering gt > every real explainer > random (empty when fine)."""
+    bad = []
+    for variant in doc["config"]["variants"]:
+        for model in sorted({r["model"] for r in doc["results"] if r["variant"] == variant}):
+            rs = {r["explainer"]: _m(r, metric) for r in doc["results"] if r["variant"] == variant and r["model"] == model}
+            for e, v in rs.items():
+                if e in CONTROLS:
+                    continue
+                if not rs["gt"] > v:
+                    bad.append(f"{variant} {model}: {e} {metric} {v:.3f} is not below the mask's {rs['gt']:.3f}")
+                if not v > rs["random"]:
+                    bad.append(f"{variant} {model}: {e} {metric} {v:.3f} is not above random's {rs['random']:.3f}")
+    return bad
+
+
+def format_table(doc: dict) -> str:
+    lines = []
+    for variant in doc["config"]["variants"]:
+        rows = [r for r in doc["results"] if r["variant"] == variant]
+        if not rows:
+            continue
+        lines.append(f"\n{variant}: top-|M| IoU, mean IoU over thresholds, pointing, energy in mask (higher is better); "
+                     "deletion AUC (lower is better); mean ± std over seeds")
+        head = f"{'model':<22} {'explainer':<12} {'top-|M| IoU':>13} {'mean IoU':>13} {'pointing':>13} {'energy':>13} {'deletion':>13} {'ms/img':>7}"
+        lines += [head, "-" * len(head)]
+        for r in sorted(rows, key=lambda r: (r["model"], r["control"], -_m(r, "top_m_iou"))):
+            cells = [f"{_m(r, k):.3f}±{r['metrics'][k]['std']:.3f}" for k in ("top_m_iou", "mean_iou", "pointing", "energy",
+                                                                           "deletion_auc")]
+            ms = 1000 * _m(r, "seconds_per_image")
+            name = r["explainer"] + (" (control)" if r["control"] else "")
+            lines.append(f"{r['model']:<22} {name:<12} " + " ".join(f"{c:>13}" for c in cells) + f" {ms:7.1f}")
+        for pr in doc["parts"]:
+            if pr["variant"] == variant:
+                drops = ", ".join(f"{k} {v:+.2f}" for k, v in pr["mean_drop"]["exact"].items())
+                lines.append(f"{pr['model']}: part-removal selectivity (ROC-AUC) exact {pr['selectivity_exact']:.3f}, "
+                             f"inpainted {pr['selectivity_inpaint']:.3f}; mean drop of p(y) by exact removal: {drops}")
+        v = doc["targets"].get(variant)
+        if v:
+            for model, b in v["best_per_model"].items():
+                lines.append(f"target {variant} (IoU >= {v['target_top_m_iou']}, pointing >= {v['target_pointing']}): "
+                             f"{model}: best {b['explainer']} {b['top_m_iou']:.3f} / {b['pointing']:.3f} "
+                             f"{'MET' if b['met'] else 'missed'}")
+            b = v["best_on_average"]
+            if b:
+                lines.append(f"target {variant} averaged over the models: {b['explainer']} {b['top_m_iou']:.3f} / "
+                             f"{b['pointing']:.3f} {'MET' if b['met'] else 'missed'}")
+    lines.append(f"\n{doc['seconds']:.0f} s")
+    return "\n".join(lines)
+
+
+def draw_figure(fig_data: dict, path: str) -> None:
+    """Rows: images (3 per model); columns: the image, the mask, then every method's map."""
+    import cv2
+
+    from .imageio import save_png
+    from .viz import overlay
+
+    blocks = []
+    cell = 96
+    for (variant, key), imgs in fig_data.items():
+        names = [n for n in next(iter(imgs.values())) if n not in ("img", "mask")]
+        header = np.full((22, cell * (len(names) + 1), 3), 255, np.uint8)
+        for c, name in enumerate(["image"] + names):
+            cv2.putText(header, name[:12], (c * cell + 3, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (20, 20, 20), 1,
+                        cv2.LINE_AA)
+        title = np.full((20, header.shape[1], 3), 235, np.uint8)
+        cv2.putText(title, f"{variant} / {key}", (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (20, 20, 20), 1, cv2.LINE_AA)
+        rows = [title, header]
+        for j, d in sorted(imgs.items()):
+            img = cv2.resize(d["img"], (cell, cell), interpolation=cv2.INTER_NEAREST)
+            tiles = [img]
+            for name in names:
+                h = cv2.resize(_norm(d[name]).astype(np.float32), (cell, cell), interpolation=cv2.INTER_NEAREST)
+                tiles.append(overlay(img, h, 0.6))
+            rows.append(np.concatenate(tiles, 1))
+        blocks.append(np.concatenate(rows, 0))
+    width = max(b.shape[1] for b in blocks)
+    blocks = [np.pad(b, ((0, 6), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in blocks]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_png(np.concatenate(blocks, 0), path)
+
+
+# -- CLI -------------------------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    doc = run(variants=args.variants or VARIANTS, models=args.models, explainers=args.explainers, n=args.n or
+              (6 if args.quick else 40), seeds=args.seeds or (1 if args.quick else 3), quick=args.quick,
+              figure=args.figure, log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_table(doc))
+    bad = controls_ordered(doc)
+    print("controls ordered (mask > every explainer > random on top-|M| IoU): " + ("yes" if not bad else "NO"))
+    for b in bad:
+        print("  " + b)
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+        print(f"wrote {args.json}")
+    return 0
+
+
+def add_bench_args(p) -> None:
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS))
+    p.add_argument("--models", nargs="+", help="model keys or architectures (squeezenet, resnet, vit)")
+    p.add_argument("--explainers", nargs="+")
+    p.add_argument("--n", type=int, default=None, help="images per seed (default 40; 6 with --quick)")
+    p.add_argument("--seeds", type=int, default=None, help="disjoint image sets (default 3; 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="one model per variant, four explainers: a CI smoke test")
+    p.add_argument("--figure", default=None, help="save a PNG of every method's maps on the same images")
+    p.add_argument("--json", default=None)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_vebi_fit(args) -> int:
+    from .explainers import vebi as V
+    from .flower2d import generator as g
+    from .imageio import load_image
+    from .session import get_classifier
+
+    clf = get_classifier(args.model)
+    if args.images:
+        paths = sorted(p for p in Path(args.images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+        images = [load_image(p) for p in paths]
+    elif hasattr(clf, "variant"):
+        images, _, _ = g.dataset(clf.variant, "train", args.n_per_class * clf.num_classes, SIZE, seed=0,
+                                 with_parts=False)
+    else:
+        print("error: give --images DIR for a model that is not a Flower2D model", file=sys.stderr)
+        return 2
+    rel = V.fit_relevance(clf, np.asarray(images) if not args.images else images, mu=args.mu, log=print)
+    out = Path(args.out) if args.out else V.relevance_path(clf)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rel.save(out)
+    print(f"wrote {V._sibling(out, '.json')} and {V._sibling(out, '.safetensors')}")
+    return 0
+
+
+def cmd_vebi_show(args) -> int:
+    from .explainers import vebi as V
+    from .session import get_classifier
+
+    clf = get_classifier(args.model)
+    rel = V.load_relevance(clf)
+    if rel is None:
+        print(f"error: no relevance file for {args.model}; run python -m ic_zoo vebi fit --model {args.model}",
+              file=sys.stderr)
+        return 2
+    for c in ([args.cls] if args.cls is not None else range(clf.num_classes)):
+        feats = rel.top_features(c)
+        desc = "; ".join(f"{V.describe_feature(rel, f)} (w={rel.W[f, c]:.2f})" for f in feats)
+        print(f"{c:3d} {clf.labels[c]}: {int((rel.W[:, c] > 0).sum())} relevant features; top: {desc}")
+    return 0
+
+
+def add_vebi_args(p) -> None:
+    sub = p.add_subparsers(dest="vebi_command", required=True)
+    f = sub.add_parser("fit", help="fit and save the per-class relevant features of a model")
+    f.add_argument("--model", "-m", required=True)
+    f.add_argument("--mu", type=float, default=5.0)
+    f.add_argument("--n-per-class", type=int, default=200, help="Flower2D training images per class")
+    f.add_argument("--images", default=None, help="a folder of images (labels: the model's predictions)")
+    f.add_argument("--out", default=None)
+    f.set_defaults(func=cmd_vebi_fit)
+    s = sub.add_parser("show", help="print each class's relevant features")
+    s.add_argument("--model", "-m", required=True)
+    s.add_argument("--class", dest="cls", type=int, default=None)
+    s.set_defaults(func=cmd_vebi_show)
+
+
+EXTRA_COMMANDS["explain-bench"] = ("score every explainer against Flower2D's ground truth", add_bench_args, None)
+EXTRA_COMMANDS["vebi"] = ("VEBI: fit or show a model's relevant features", add_vebi_args, None)

@@ -1,0 +1,144 @@
+"""VEBI, occlusion by inpainting, and the explanation benchmark on Flower2D's ground truth."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import ic_zoo
+from ic_zoo.explain_bench import controls_ordered, energy, mean_iou, pointing, run, top_m_iou
+from ic_zoo.explainers import vebi as V
+from ic_zoo.flower2d import generator as g
+from ic_zoo.session import get_classifier, get_explainer
+
+SHIPPED = sorted(s.name for s in ic_zoo.list_plugins("classifier") if s.name.startswith("flower2d"))
+
+
+def _samples(variant, n, start=60000):
+    out = []
+    for i in range(start, start + n):
+        p = g.sample_params(variant, 0, "test", i)
+        img, parts = g.render(p, 64)
+        out.append((p, img, g.disc_mask(p, parts)))
+    return out
+
+
+def test_projection_onto_the_nonnegative_l1_ball():
+    rng = np.random.default_rng(0)
+    v = rng.normal(0, 3, (50, 4))
+    w = V.project_l1_ball_nonneg(v, 5.0)
+    assert (w >= 0).all() and np.all(w.sum(0) <= 5.0 + 1e-9)
+    inside = np.abs(rng.normal(0, 0.01, (50, 1)))
+    assert np.allclose(V.project_l1_ball_nonneg(inside, 5.0), inside)  # feasible points do not move
+    # optimality: no feasible point of a random sample is closer to v than w
+    for _ in range(200):
+        z = V.project_l1_ball_nonneg(rng.normal(0, 3, (50, 1)), 5.0)
+        assert np.linalg.norm(v[:, :1] - w[:, :1]) <= np.linalg.norm(v[:, :1] - z) + 1e-9
+
+
+def test_mu_lasso_recovers_planted_features():
+    rng = np.random.default_rng(1)
+    n, m, C = 600, 40, 3
+    y = rng.integers(0, C, n)
+    X = np.abs(rng.normal(0, 0.02, (n, m)))
+    planted = {0: [3, 17], 1: [8], 2: [25, 31]}
+    for c, fs in planted.items():
+        for f in fs:
+            X[y == c, f] += 0.5
+    W = V.fit_mu_lasso(X, np.eye(C)[y], mu=5.0)
+    assert (W >= 0).all() and np.all(W.sum(0) <= 5.0 + 1e-6)
+    for c, fs in planted.items():
+        top = set(np.argsort(-W[:, c])[: len(fs)])
+        assert top == set(fs), (c, top)
+    assert (np.argmax(X @ W, 1) == y).mean() > 0.95
+
+
+@pytest.mark.parametrize("model", SHIPPED)
+def test_every_shipped_model_has_its_relevance(model):
+    clf = get_classifier(model)
+    rel = V.load_relevance(clf)
+    assert rel is not None and rel.W.shape == (sum(rel.channels), clf.num_classes)
+    assert all(n >= 1 for n in rel.meta["features_per_class"])
+    assert rel.interp_heat.shape[:2] == (clf.num_classes, V.TOP_FEATURES)
+    assert get_explainer("vebi").supports(clf) is None
+
+
+def test_relevance_files_never_touch_the_model_files(tmp_path):
+    (tmp_path / "resnet.json").write_text('{"the": "model config"}')
+    rel = V.Relevance(["a"], [2], np.eye(2, dtype=np.float32), 5.0, {"x": 1})
+    rel.save(tmp_path / "resnet.vebi")
+    assert json.loads((tmp_path / "resnet.json").read_text()) == {"the": "model config"}
+    back = V.Relevance.load(tmp_path / "resnet.vebi")
+    assert back.layers == ["a"] and np.array_equal(back.W, rel.W) and back.meta["x"] == 1
+
+
+def test_vebi_needs_a_fit_for_other_models():
+    reason = get_explainer("vebi").supports(ic_zoo.create("classifier", "timm:resnet18", pretrained=False))
+    assert "python -m ic_zoo vebi fit" in reason
+
+
+def _checkerboard(h: np.ndarray) -> float:
+    """Energy at the Nyquist frequency (the pattern of strided transposed convolutions)."""
+    f = np.abs(np.fft.fft2(h - h.mean()))
+    return float(f[h.shape[0] // 2, :].sum() + f[:, h.shape[1] // 2].sum()) / float(f.sum() + 1e-12)
+
+
+def test_vebi_finds_the_parts_and_the_stride_fix_removes_the_checkerboard():
+    clf = get_classifier("flower2d/resnet")
+    fixed, plain, gc = get_explainer("vebi"), get_explainer("vebi-nofix"), get_explainer("gradcam")
+    iou_v, iou_g, cb_fix, cb_plain = [], [], [], []
+    for p, img, m in _samples("double-12c", 16):
+        x = clf.preprocess(img)
+        hv = fixed.explain(clf, x, [p["label"]]).raw[0]
+        hp = plain.explain(clf, x, [p["label"]]).raw[0]
+        iou_v.append(top_m_iou(hv, m))
+        iou_g.append(top_m_iou(gc.explain(clf, x, [p["label"]]).raw[0], m))
+        cb_fix.append(_checkerboard(hv))
+        cb_plain.append(_checkerboard(hp))
+    assert np.mean(iou_v) > 0.55 and np.mean(iou_v) > np.mean(iou_g)
+    assert np.mean(cb_fix) < 0.7 * np.mean(cb_plain), (np.mean(cb_fix), np.mean(cb_plain))
+
+
+def test_occlusion_points_at_the_discriminative_parts_and_shares_its_inpainting():
+    from ic_zoo.explainers import occlusion as O
+
+    ex = get_explainer("occlusion")
+    assert ex.cost == "slow"
+    a, b = get_classifier("flower2d/resnet"), get_classifier("flower2d/squeezenet")
+    hits, ious = [], []
+    for p, img, m in _samples("double-12c", 8):
+        seen = []
+        h = ex.explain(a, a.preprocess(img), [p["label"]], progress=lambda f, msg: seen.append(f)).raw[0]
+        n_cached = len(O._CACHE.data)
+        ex.explain(b, b.preprocess(img), [p["label"]])
+        assert len(O._CACHE.data) == n_cached  # the second model reused the inpainted images
+        hits.append(pointing(h, m))
+        ious.append(top_m_iou(h, m))
+        assert seen and seen[-1] == pytest.approx(1.0)
+    assert np.mean(hits) >= 0.85 and np.mean(ious) > 0.7
+
+
+def test_metrics_on_known_maps():
+    m = np.zeros((10, 10), bool)
+    m[2:5, 2:5] = True
+    assert top_m_iou(m.astype(float), m) == 1.0 and mean_iou(m.astype(float), m) == 1.0
+    assert pointing(m.astype(float), m) == 1.0 and energy(m.astype(float), m) == 1.0
+    inv = (~m).astype(float)
+    assert top_m_iou(inv, m) == 0.0 and pointing(inv, m) == 0.0 and energy(inv, m) == 0.0
+
+
+def test_quick_benchmark_orders_its_controls(tmp_path, capsys):
+    from ic_zoo.cli import main
+
+    out = tmp_path / "eb.json"
+    fig = tmp_path / "eb.png"
+    assert main(["explain-bench", "--quick", "--json", str(out), "--figure", str(fig)]) == 0
+    text = capsys.readouterr().out
+    assert "controls ordered (mask > every explainer > random on top-|M| IoU): yes" in text
+    doc = json.loads(out.read_text())
+    assert not controls_ordered(doc) and not controls_ordered(doc, "energy")
+    assert {r["explainer"] for r in doc["results"]} >= {"gt", "random", "centre", "gradcam", "vebi", "occlusion"}
+    assert {p["variant"] for p in doc["parts"]} == {"double-12c", "single-6c"}
+    assert all(p["selectivity_exact"] > 0.9 for p in doc["parts"])
+    assert fig.is_file() and doc["seconds"] < 240
