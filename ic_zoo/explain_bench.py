@@ -352,6 +352,41 @@ def draw_figure(fig_data: dict, path: str) -> None:
     save_png(np.concatenate(blocks, 0), path)
 
 
+def format_markdown(doc: dict) -> str:
+    """The README's tables: per variant, one row per explainer, per model top-|M| IoU / pointing /
+    deletion AUC (means over seeds); the best real explainer per model in bold."""
+    out = []
+    for variant in doc["config"]["variants"]:
+        rows = [r for r in doc["results"] if r["variant"] == variant]
+        models = list(dict.fromkeys(r["model"] for r in rows))
+        names = list(dict.fromkeys(r["explainer"] for r in rows if not r["control"]))
+        names += list(dict.fromkeys(r["explainer"] for r in rows if r["control"]))
+        cell = {(r["model"], r["explainer"]): r for r in rows}
+        best = {m: max((r for r in rows if r["model"] == m and not r["control"]),
+                       key=lambda r: r["metrics"]["top_m_iou"]["mean"])["explainer"] for m in models}
+        order = sorted(names, key=lambda e: (e in {r["explainer"] for r in rows if r["control"]},
+                                             -np.mean([cell[(m, e)]["metrics"]["top_m_iou"]["mean"]
+                                                       for m in models if (m, e) in cell] or [0])))
+        out.append(f"**{variant}** (top-|M| IoU / pointing / deletion AUC; mean of {doc['config']['seeds']} seeds x "
+                   f"{doc['config']['n']} images)\n")
+        out.append("| explainer | " + " | ".join(f"`{m}`" for m in models) + " |")
+        out.append("|---|" + "---:|" * len(models))
+        for e in order:
+            vals = []
+            for m in models:
+                r = cell.get((m, e))
+                if r is None:
+                    vals.append("n/a")
+                    continue
+                mm = r["metrics"]
+                v = f"{mm['top_m_iou']['mean']:.2f} / {mm['pointing']['mean']:.2f} / {mm['deletion_auc']['mean']:.2f}"
+                vals.append(f"**{v}**" if best[m] == e else v)
+            label = e + (" (control)" if any(r["control"] for r in rows if r["explainer"] == e) else "")
+            out.append(f"| {label} | " + " | ".join(vals) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
 # -- CLI -------------------------------------------------------------------------------------------------
 def cmd_bench(args) -> int:
     doc = run(variants=args.variants or VARIANTS, models=args.models, explainers=args.explainers, n=args.n or
@@ -365,6 +400,9 @@ def cmd_bench(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1))
         print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(doc))
+        print(f"wrote {args.markdown}")
     return 0
 
 
@@ -374,6 +412,7 @@ def add_bench_args(p) -> None:
     p.add_argument("--explainers", nargs="+")
     p.add_argument("--n", type=int, default=None, help="images per seed (default 40; 6 with --quick)")
     p.add_argument("--seeds", type=int, default=None, help="disjoint image sets (default 3; 1 with --quick)")
+    p.add_argument("--markdown", default=None, help="also write the README's tables (Markdown) here")
     p.add_argument("--quick", action="store_true", help="one model per variant, four explainers: a CI smoke test")
     p.add_argument("--figure", default=None, help="save a PNG of every method's maps on the same images")
     p.add_argument("--json", default=None)
