@@ -10,7 +10,6 @@ and each model's top-5 (with the change), class maps and the crop it sees are sh
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import sys
@@ -24,15 +23,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 import ic_zoo  # noqa: E402
-from ic_zoo import discovery, export, imageio, present  # noqa: E402
+from ic_zoo import discovery, export, gradio_util, imageio, present  # noqa: E402
 from ic_zoo.errors import IcZooError  # noqa: E402
+from ic_zoo.gradio_util import editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png  # noqa: E402
 
 log = logging.getLogger("ic_zoo.app")
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE / "examples"
 MAX_MODELS = 4
 MAX_SIDE = 768  # uploads are downscaled to this longer side: the canvas stays responsive, models see <= 256 px
-BRUSH = "#ff0000"
 ROWS = ["original top-5 (tracked)", "modified top-5"]
 SHARE_WARNING = ("Public share links expire after 72 hours and depend on Gradio's relay; for a user study, "
                  "deploy a Hugging Face Space or self-host (python app.py --host 0.0.0.0 --auth user:pass).")
@@ -79,68 +78,7 @@ class AppState:
         return AppState()
 
 
-def guarded(fn):
-    """Every failure reaches the user as one sentence; edits already made are kept."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except IcZooError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
-        except Exception as exc:  # noqa: BLE001
-            log.exception("handler %s failed", fn.__name__)
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise gr.Error(f"Something went wrong ({msg}); your earlier edits are kept, please try again.",
-                           print_exception=False) from None
-
-    return wrapper
-
-
 # -- helpers -------------------------------------------------------------------------------------------
-def _rgb(img) -> np.ndarray | None:
-    if img is None:
-        return None
-    a = np.asarray(img)
-    if a.ndim == 3 and a.shape[2] == 4:
-        alpha = a[..., 3:4].astype(np.float32) / 255.0
-        a = (a[..., :3].astype(np.float32) * alpha + 255.0 * (1 - alpha) + 0.5).astype(np.uint8)
-    return imageio.as_rgb_array(a) if a.dtype != np.uint8 or a.ndim != 3 else np.ascontiguousarray(a)
-
-
-def stroke_mask(value) -> np.ndarray | None:
-    """Painted pixels: opaque brush-red pixels of any layer (the eraser leaves transparency)."""
-    if not value or value.get("background") is None:
-        return None
-    shape = np.asarray(value["background"]).shape[:2]
-    m = np.zeros(shape, bool)
-    for layer in value.get("layers") or []:
-        a = np.asarray(layer)
-        if a.ndim != 3 or a.shape[:2] != shape:
-            continue
-        if a.shape[2] == 4:
-            m |= (a[..., 3] > 0) & (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
-        else:
-            m |= (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
-    return m
-
-
-def _fit_max_side(img: np.ndarray, max_side: int) -> np.ndarray:
-    import cv2
-
-    h, w = img.shape[:2]
-    s = max_side / max(h, w)
-    if s >= 1:
-        return img
-    return cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-
-
-def _same_image(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.shape == b.shape and float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < 1.0
-
-
 def example_list() -> list[tuple[str, str]]:
     """(path, caption) for the examples: Flower2D flowers first (they work offline), then photos."""
     import json
@@ -202,7 +140,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         return ic_zoo.get_classifier(name, pretrained=pretrained, device=device)
 
     def new_session(st: AppState, img: np.ndarray, source: str) -> None:
-        st.session = ic_zoo.Session(_fit_max_side(img, max_side), device=device, pretrained=pretrained)
+        st.session = ic_zoo.Session(fit_max_side(img, max_side), device=device, pretrained=pretrained)
         st.selected, st.rows, st.result, st.source = {}, {}, None, source
         st.original_view = None
 
@@ -212,13 +150,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
     png_dir = Path(tempfile.mkdtemp(prefix="ic_zoo_editor_"))
 
     def editor_value(st, names):
-        import cv2
-
         shown = present.burn_frames(st.session.modified, boxes(st, names))
         st.displayed = shown
-        # lossless (the next event must give these pixels back) but fast: PNG at compression level 1
-        path = png_dir / f"{id(st)}_{st.session.version}_{time.monotonic_ns()}.png"
-        cv2.imwrite(str(path), cv2.cvtColor(shown, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+        path = write_editor_png(shown, png_dir / f"{id(st)}_{st.session.version}_{time.monotonic_ns()}.png")
         if st.last_png is not None:  # Gradio copied the previous one into its cache already
             Path(st.last_png).unlink(missing_ok=True)
         st.last_png = str(path)
@@ -317,11 +251,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                                        elem_id="explainer")
         with gr.Row():
             with gr.Column(scale=3):
-                editor = gr.ImageEditor(
-                    label="Paint over what to remove (brush size: in the toolbar)", type="numpy", image_mode="RGBA",
-                    sources=(), layers=False, transforms=(), format="png", elem_id="editor", height=520,
-                    brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=12),
-                    eraser=gr.Eraser(default_size=12))
+                editor = gradio_util.editor("Paint over what to remove (brush size: in the toolbar)")
                 with gr.Row():
                     undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
                     redo_btn = gr.Button("Redo", size="sm", elem_id="redo")
@@ -401,10 +331,10 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             st = st if isinstance(st, AppState) else AppState()
             if not value or value.get("background") is None:
                 return render(st, names, explainer, rows_mode, editor=False, original=False)
-            img = _rgb(value["background"])
+            img = editor_rgb(value["background"])
             mask = stroke_mask(value)
-            known = st.session is not None and (_same_image(img, st.session.modified) or (
-                st.displayed is not None and _same_image(img, st.displayed)))
+            known = st.session is not None and (same_image(img, st.session.modified) or (
+                st.displayed is not None and same_image(img, st.displayed)))
             if not known:
                 new_session(st, img, "editor")
                 if mask is not None and mask.shape != st.session.original.shape[:2]:
@@ -675,6 +605,18 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
     return demo
 
 
+def build_study(path: str, db: str | None = None, **kwargs) -> gr.Blocks:
+    """Study mode: the study's tasks only, consent first, every interaction logged (see README)."""
+    from ic_zoo.study import load_study
+    from ic_zoo.study.ui import build_study_demo
+
+    try:
+        study = load_study(path)
+        return build_study_demo(study, db, **kwargs)
+    except IcZooError as exc:
+        sys.exit(f"error: {exc}")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Interactive Classification (Gradio app)")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
@@ -687,6 +629,10 @@ def parse_args(argv=None):
     p.add_argument("--plugins-dir", default=None, help="folder of plugin .py files (default ./plugins)")
     p.add_argument("--max-side", type=int, default=MAX_SIDE, help="uploads are downscaled to this longer side")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for trying the app offline)")
+    p.add_argument("--study", default=os.environ.get("IC_ZOO_STUDY"),
+                   help="run a user study defined in this YAML/TOML file (see examples/study/)")
+    p.add_argument("--db", default=os.environ.get("IC_ZOO_STUDY_DB"),
+                   help="study log: sqlite:///file.sqlite (default: <study name>.sqlite here) or postgresql://...")
     return p.parse_args(argv)
 
 
@@ -700,8 +646,12 @@ def main(argv=None) -> None:
         auth.append(tuple(item.split(":", 1)))
     if args.share:
         print(f"NOTE: {SHARE_WARNING}", flush=True)
-    app = build_demo(models=args.model, device=args.device, max_side=args.max_side, plugins_dir=args.plugins_dir,
-                     pretrained=not args.no_pretrained)
+    if args.study:
+        app = build_study(args.study, args.db, device=args.device, pretrained=not args.no_pretrained,
+                          plugins_dir=args.plugins_dir)
+    else:
+        app = build_demo(models=args.model, device=args.device, max_side=args.max_side, plugins_dir=args.plugins_dir,
+                         pretrained=not args.no_pretrained)
     app.queue(default_concurrency_limit=2)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
                max_file_size="50mb", footer_links=["api"], show_error=False)
@@ -710,4 +660,9 @@ def main(argv=None) -> None:
 if __name__ == "__main__":
     main()
 else:  # `gradio app.py` (hot reload) and imports find a module-level demo
-    demo = build_demo() if os.environ.get("IC_ZOO_APP_NO_DEMO") != "1" else None
+    if os.environ.get("IC_ZOO_APP_NO_DEMO") == "1":
+        demo = None
+    elif os.environ.get("IC_ZOO_STUDY"):  # a Space running a study: set IC_ZOO_STUDY (and IC_ZOO_STUDY_DB)
+        demo = build_study(os.environ["IC_ZOO_STUDY"], os.environ.get("IC_ZOO_STUDY_DB"))
+    else:
+        demo = build_demo()

@@ -104,7 +104,6 @@ def _slug(name: str) -> str:
 
 
 def cmd_edit(args) -> int:
-    import numpy as np
 
     from .imageio import load_image, load_mask, save_png
     from .session import Session

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,99 @@ def test_paint_the_petals_and_the_class_flips(server, tmp_path):
             page.screenshot(path=shot, full_page=True, clip={
                 "x": 0, "y": top["y"] - 8, "width": 1400, "height": bottom["y"] + bottom["height"] - top["y"] + 16})
         browser.close()
+
+
+# -- study mode -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def study_server(tmp_path_factory):
+    from ic_zoo.study import load_study
+    from ic_zoo.study.ui import build_study_demo
+
+    study = load_study(ROOT / "examples" / "study" / "flower_study.yaml")
+    db = f"sqlite:///{tmp_path_factory.mktemp('study') / 'log.sqlite'}"
+    demo = build_study_demo(study, db)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield url, db, study
+    demo.close()
+
+
+def _wait_text(page, selector: str, text: str, timeout=120_000):
+    page.wait_for_function(
+        f"() => {{ const e = document.querySelector({json.dumps(selector)}); "
+        f"return e && e.innerText.includes({json.dumps(text)}); }}", timeout=timeout)
+
+
+def _choose(page, j: int, label: str):
+    page.locator(f"#q{j}_choice label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).click()
+
+
+def test_example_study_end_to_end(study_server):
+    """Consent, a real brush stroke, answers to every task (attention check included), the thank-you
+    page; a reload comes back to it; everything is in the log with the browser's clock."""
+    import sqlalchemy as sa
+    from playwright.sync_api import sync_playwright
+
+    from ic_zoo.study import db as D
+
+    url, db, study = study_server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        # an invalid id in the link: one sentence, no consent button
+        page.goto(url + "?participant=bad%20id!", wait_until="load")
+        _wait_text(page, "#participant_note", "not valid")
+        assert not page.locator("#agree").is_visible()
+        page.goto(url + "?participant=E2E01", wait_until="load")
+        page.wait_for_selector("#agree", state="visible", timeout=60_000)
+        assert "Consent" in page.locator("#consent_text").inner_text()
+        assert page.locator("#participant input, #participant textarea").first.input_value() == "E2E01"
+        page.locator("#agree").click()
+        _wait_text(page, "#task_header", "Task 1 of 4")
+        _wait_text(page, "#status", "0 stroke(s)")
+        page.wait_for_timeout(1500)  # let the canvas settle
+        d = ROOT / "examples" / "flower2d"
+        row = next(r for r in json.loads((d / "index.json").read_text()) if r["image"].endswith("09001.png"))
+        params = json.loads((d / row["params"]).read_text())
+        cx, cy, r = params["centre"]["x"] * 256, params["centre"]["y"] * 256, params["petals"]["length"] * 1.15 * 256
+        pts = [(cx - r, y) if k % 2 == 0 else (cx + r, y) for k, y in enumerate(np.arange(cy - r, cy + r + 1, 9))]
+        page.mouse.move(*_screen_point(page, (256, 256), *pts[0]))
+        page.mouse.down()
+        for x, y in pts[1:]:
+            page.mouse.move(*_screen_point(page, (256, 256), x, y), steps=6)
+        page.mouse.up()
+        _wait_text(page, "#status", "1 stroke(s)")
+        assert "top-1 changed" in page.locator("#status").inner_text()
+        # submitting with a question unanswered: one sentence, still on task 1
+        _choose(page, 0, "petals")
+        page.locator("#submit").click()
+        page.wait_for_selector("text=Please answer", timeout=30_000)
+        _choose(page, 1, "4")
+        page.locator("#submit").click()
+        _wait_text(page, "#task_header", "Task 2 of 4")
+        _choose(page, 0, "no")
+        page.locator("#submit").click()
+        _wait_text(page, "#task_header", "Task 3 of 4")
+        _choose(page, 0, "leaf")
+        page.locator("#submit").click()
+        _wait_text(page, "#task_header", "Task 4 of 4")
+        _choose(page, 0, "3")
+        page.locator("#q1_text textarea").fill("the maps liked the centre")
+        page.locator("#submit").click()
+        _wait_text(page, "#done", "Thank you")
+        page.reload(wait_until="load")  # coming back after the end: the thank-you page again
+        _wait_text(page, "#done", "Thank you")
+        browser.close()
+    eng = D.engine_for(db)
+    with eng.connect() as conn:
+        rows = conn.execute(sa.select(D.interactions_t.c.kind, D.interactions_t.c.client_time,
+                                      D.interactions_t.c.mask_png).order_by(D.interactions_t.c.seq)).all()
+        ans = conn.execute(sa.select(D.answers_t.c.question_id, D.answers_t.c.answer, D.answers_t.c.correct)
+                           .order_by(D.answers_t.c.id)).all()
+    eng.dispose()
+    kinds = [r.kind for r in rows]
+    assert kinds[:3] == ["consent", "task_shown", "stroke"] and kinds.count("answer") == 4 and kinds[-1] == "finish"
+    stroke = rows[2]
+    assert stroke.mask_png is not None and stroke.client_time and abs(stroke.client_time / 1000 - time.time()) < 3600
+    assert [tuple(a) for a in ans] == [("part", "petals", None), ("sure", "4", None), ("changed", "no", None),
+                                       ("check", "leaf", True), ("agree", "3", None),
+                                       ("why", "the maps liked the centre", None)]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ic_zoo
-from ic_zoo.explain_bench import controls_ordered, energy, mean_iou, pointing, run, top_m_iou
+from ic_zoo.explain_bench import controls_ordered, energy, mean_iou, pointing, top_m_iou
 from ic_zoo.explainers import vebi as V
 from ic_zoo.flower2d import generator as g
 from ic_zoo.session import get_classifier, get_explainer

@@ -7,7 +7,6 @@ import warnings
 import numpy as np
 import pytest
 
-import ic_zoo
 from ic_zoo.errors import ExplainerNotSupportedError, MaskError
 from ic_zoo.session import Session, get_classifier
 

@@ -35,7 +35,6 @@ def _geometry(processor):
 
 
 def _build(repo: str, pretrained: bool = True, device=None):
-    import torch
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
     from ..errors import WeightsUnavailableError

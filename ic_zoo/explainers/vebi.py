@@ -59,7 +59,6 @@ def _is_vit(clf) -> bool:
 
 def layer_energy(act, vit: bool):
     """Per-channel energy of one layer's output, L1-normalised over the layer's channels: (B, C)."""
-    import torch
 
     if vit:  # tokens (B, N, C): the patch tokens' energy per embedding channel
         a = act[:, 1:, :] if act.shape[1] > 1 else act

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import platform
 import time
 from pathlib import Path
 
-import numpy as np
 
 from . import generator as g
 from .models import INPUT_SIZE, MEAN, MODEL_PREFIX, STD, build, to_input

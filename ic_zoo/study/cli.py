@@ -1,0 +1,105 @@
+"""``python -m ic_zoo study export|replay|progress|check``: the researcher's side of a study log."""
+from __future__ import annotations
+
+import json
+
+from ..cli import EXTRA_COMMANDS
+from .definition import StudyError
+
+
+def _engine(args):
+    import sqlalchemy as sa
+
+    from .db import engine_for, migrate
+
+    eng = engine_for(args.db)
+    try:
+        migrate(eng)  # an old log is brought to the current schema before it is read
+    except sa.exc.OperationalError as exc:
+        raise StudyError(f"cannot open the study database {args.db} "
+                         f"({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}).") from None
+    return eng
+
+
+def cmd_export(args) -> int:
+    from .research import export
+
+    counts = export(_engine(args), args.out, args.study_key)
+    print(f"study {counts['study']}: {counts['participants']} participants, {counts['interactions']} interactions, "
+          f"{counts['answers']} answers, {counts['masks']} masks -> {args.out}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    from .research import replay
+
+    rep = replay(_engine(args), args.participant, args.study_key, device=args.device, tol=args.tol)
+    print(f"replayed {rep['strokes']} stroke(s) of {rep['participants']} participant(s): {rep['reproduced']} reproduced "
+          f"(max probability difference {rep['max_prob_diff']:.2e}, tolerance {args.tol:g})")
+    for m in rep["mismatches"][:20]:
+        print(f"  MISMATCH {m['participant']} task {m['task']} event {m['seq']} {m['model']}: "
+              f"classes {'same' if m['same_classes'] else 'differ'}, probability difference {m['prob_diff']:.2e}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rep, f, indent=1)
+    return 0 if rep["reproduced"] == rep["strokes"] else 1
+
+
+def cmd_progress(args) -> int:
+    import sqlalchemy as sa
+
+    from .db import participants_t
+    from .research import _pick_study
+
+    eng = _engine(args)
+    st = _pick_study(eng, args.study_key)
+    n = len(json.loads(st["definition"])["tasks"])
+    with eng.connect() as conn:
+        rows = conn.execute(sa.select(participants_t).where(participants_t.c.study_id == st["id"])
+                            .order_by(participants_t.c.ordinal)).mappings().all()
+    print(f"{st['title']} ({st['key']}): {len(rows)} participant(s); {n} task(s)")
+    for r in rows:
+        print(f"  {r['code']:<20} order {r['ordinal']:>3}  tasks {min(r['task_index'], n)}/{n}  events {r['n_events']:>5}"
+              f"  {'finished ' + str(r['finished_at'])[:19] if r['finished_at'] else ''}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .definition import check_models, load_study
+
+    study = load_study(args.study)
+    problems = check_models(study)
+    for p in problems:
+        print(f"  {p}")
+    print(f"{args.study}: {len(study.tasks)} task(s), key {study.key}: " + ("OK" if not problems else
+                                                                          f"{len(problems)} problem(s)"))
+    return 1 if problems else 0
+
+
+def add_args(p) -> None:
+    sub = p.add_subparsers(dest="study_command", required=True)
+
+    def db(sp):
+        sp.add_argument("--db", required=True, help="sqlite:///study.sqlite, postgresql://user@host/db, or a file path")
+        sp.add_argument("--study-key", default=None, help="which study, when the database holds several")
+
+    e = sub.add_parser("export", help="CSV + JSON (one row per interaction, one per answer) and the masks")
+    db(e)
+    e.add_argument("--out", required=True)
+    e.set_defaults(func=cmd_export)
+    r = sub.add_parser("replay", help="re-run logged edits and check that the logged predictions reproduce")
+    db(r)
+    r.add_argument("--participant", default=None, help="one participant (default: all)")
+    r.add_argument("--device", default=None)
+    r.add_argument("--tol", type=float, default=1e-4, help="largest accepted probability difference")
+    r.add_argument("--json", default=None, help="write the report here")
+    r.set_defaults(func=cmd_replay)
+    g = sub.add_parser("progress", help="per-participant progress")
+    db(g)
+    g.set_defaults(func=cmd_progress)
+    c = sub.add_parser("check", help="validate a study file (fields, images, models)")
+    c.add_argument("study")
+    c.set_defaults(func=cmd_check)
+
+
+EXTRA_COMMANDS["study"] = ("user studies: export, replay, progress, check a study file", add_args, None)

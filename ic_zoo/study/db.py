@@ -1,0 +1,350 @@
+"""The study log: every interaction a row, committed before the UI answers.
+
+SQLite (WAL, synchronous=FULL: a committed row survives kill -9) by default, embedded and zero set-up;
+PostgreSQL by URL, so several app replicas behind a load balancer share one log. The schema is created
+and migrated by the app (a ``meta`` table holds the schema version; each migration runs in one
+transaction).
+"""
+from __future__ import annotations
+
+import datetime
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+SCHEMA_VERSION = 2
+metadata = sa.MetaData()
+
+meta_t = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=True),
+                  sa.Column("value", sa.Text, nullable=False))
+studies_t = sa.Table(
+    "studies", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(32), nullable=False, unique=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("n_participants", sa.Integer, nullable=False, default=0),  # hands out the ordinals
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False))
+images_t = sa.Table(
+    "task_images", metadata,
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), primary_key=True),
+    sa.Column("task_id", sa.String(80), primary_key=True),  # a task id, or upload:<sha256[:16]>
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("png", sa.LargeBinary, nullable=False))
+participants_t = sa.Table(
+    "participants", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("code", sa.String(40), nullable=False),
+    sa.Column("ordinal", sa.Integer, nullable=False),  # 0, 1, 2... in order of consent: the Latin-square row
+    sa.Column("consented_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("task_index", sa.Integer, nullable=False, default=0),
+    sa.Column("n_events", sa.Integer, nullable=False, default=0),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("ip", sa.String(64)),
+    sa.UniqueConstraint("study_id", "code", name="uq_participant"))
+interactions_t = sa.Table(
+    "interactions", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("task_id", sa.String(64)),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("client_time", sa.Float),  # ms since the epoch, from the browser
+    sa.Column("server_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("session", sa.String(64)),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("mask_png", sa.LargeBinary),
+    sa.UniqueConstraint("participant_id", "seq", name="uq_interaction_seq"))
+answers_t = sa.Table(
+    "answers", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("participant_id", sa.Integer, sa.ForeignKey("participants.id"), nullable=False),
+    sa.Column("interaction_id", sa.Integer, sa.ForeignKey("interactions.id"), nullable=False),
+    sa.Column("task_id", sa.String(64), nullable=False),
+    sa.Column("question_id", sa.String(64), nullable=False),
+    sa.Column("answer", sa.Text),
+    sa.Column("correct", sa.Boolean),  # attention checks
+    sa.Column("late", sa.Boolean, nullable=False, default=False))
+
+V1_TABLES = [meta_t, studies_t, images_t, participants_t, interactions_t, answers_t]
+
+
+def _v2(conn) -> None:
+    """Version 2: an index for the per-participant timelines that resuming and exporting read.
+    (Plain DDL, so the v1 tables in ``metadata`` stay exactly what version 1 created.)"""
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_interactions_participant_task "
+                         "ON interactions (participant_id, task_id)"))
+
+
+MIGRATIONS = {1: lambda conn: metadata.create_all(conn, tables=V1_TABLES), 2: _v2}
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def aware(t: datetime.datetime) -> datetime.datetime:
+    """SQLite gives back naive datetimes: they were written in UTC."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=datetime.timezone.utc)
+
+
+def engine_for(url: str | None, default_path: str | Path = "study.sqlite") -> sa.Engine:
+    """An engine for ``url`` (a SQLAlchemy URL, ``postgresql://...`` accepted as is) or a SQLite file."""
+    if not url:
+        url = f"sqlite:///{Path(default_path).resolve()}"
+    elif "://" not in url:  # a plain file path
+        url = f"sqlite:///{Path(url).resolve()}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite"):
+        eng = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_pre_ping=True)
+
+        @sa.event.listens_for(eng, "connect")
+        def _pragmas(dbapi_conn, _):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=60000")
+            cur.close()
+
+        return eng
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def schema_version(conn) -> int:
+    if not sa.inspect(conn).has_table("meta"):
+        return 0
+    row = conn.execute(sa.select(meta_t.c.value).where(meta_t.c.key == "schema_version")).first()
+    return int(row[0]) if row else 0
+
+
+def migrate(engine: sa.Engine, target: int = SCHEMA_VERSION) -> int:
+    """Bring the schema to ``target``, one transaction per step; safe to call from many processes
+    (PostgreSQL: an advisory lock; SQLite: a step that lost a race is re-read and skipped)."""
+    def locked(conn):
+        if engine.dialect.name == "postgresql":  # serialise concurrent migrators
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242424)"))
+        return schema_version(conn)
+
+    with engine.begin() as conn:
+        v = locked(conn)
+    attempts = 0
+    while v < target:
+        try:
+            with engine.begin() as conn:
+                v = locked(conn)
+                if v >= target:
+                    break
+                MIGRATIONS[v + 1](conn)
+                if v == 0:
+                    conn.execute(meta_t.insert().values(key="schema_version", value="1"))
+                else:
+                    conn.execute(meta_t.update().where(meta_t.c.key == "schema_version").values(value=str(v + 1)))
+                v += 1
+        except (sa.exc.OperationalError, sa.exc.IntegrityError, sa.exc.ProgrammingError):
+            attempts += 1
+            if attempts > 5:
+                raise
+            with engine.begin() as conn:  # another process migrated meanwhile: start from where it got
+                v = locked(conn)
+    return v
+
+
+def mask_to_png(mask: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(mask, bool)).save(buf, format="PNG", optimize=True)  # 1-bit PNG
+    return buf.getvalue()
+
+
+def png_to_mask(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
+
+
+def image_png(img: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class StudyStore:
+    """All reads and writes of one study's log. Thread-safe (no shared state but the engine); each write
+    is one transaction, committed when the method returns."""
+
+    def __init__(self, engine: sa.Engine, study) -> None:
+        from ..imageio import load_image
+
+        self.engine = engine
+        self.study = study
+        migrate(engine)
+        with engine.connect() as conn:
+            sid = conn.execute(sa.select(studies_t.c.id).where(studies_t.c.key == study.key)).scalar()
+        if sid is None:
+            try:
+                with engine.begin() as conn:
+                    sid = conn.execute(studies_t.insert().values(
+                        key=study.key, title=study.title, definition=study.to_json(), n_participants=0,
+                        created_at=now())).inserted_primary_key[0]
+            except sa.exc.IntegrityError:  # another replica registered it first
+                with engine.connect() as conn:
+                    sid = conn.execute(sa.select(studies_t.c.id).where(studies_t.c.key == study.key)).scalar_one()
+        self.study_id = int(sid)
+        self.images: dict[str, np.ndarray] = {}
+        for t in study.tasks:
+            self.images[t.id] = load_image(t.image)
+            self.store_image(t.id, self.images[t.id])
+
+    def store_image(self, key: str, img: np.ndarray) -> str:
+        """Keep an image in the log (task images, uploads) so that exports and replays need nothing else."""
+        import hashlib
+
+        png = image_png(img)
+        sha = hashlib.sha256(png).hexdigest()
+        with self.engine.connect() as conn:
+            if conn.execute(sa.select(images_t.c.sha256).where(
+                    (images_t.c.study_id == self.study_id) & (images_t.c.task_id == key))).first() is not None:
+                return sha
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(images_t.insert().values(study_id=self.study_id, task_id=key, sha256=sha, png=png))
+        except sa.exc.IntegrityError:  # stored meanwhile by another session or replica
+            pass
+        return sha
+
+    def image(self, key: str) -> np.ndarray:
+        """A stored image (a task's, or an upload's ``upload:<sha>`` key)."""
+        from PIL import Image
+
+        with self.engine.connect() as conn:
+            png = conn.execute(sa.select(images_t.c.png).where(
+                (images_t.c.study_id == self.study_id) & (images_t.c.task_id == key))).scalar_one()
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+    # -- participants ------------------------------------------------------------------------------------
+    def participant(self, code: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(participants_t).where(
+                (participants_t.c.study_id == self.study_id) & (participants_t.c.code == code))).mappings().first()
+        return dict(row) if row else None
+
+    def consent(self, code: str, ip: str | None = None, client_time: float | None = None,
+                session: str | None = None) -> dict:
+        """Create the participant on consent (idempotent) and log the consent; returns the participant.
+        Ordinals (the participant's row of the Latin square) come from a counter row, so two
+        participants consenting at the same moment never share one."""
+        row = self.participant(code)
+        if row is not None:
+            return row
+        try:
+            with self.engine.begin() as conn:
+                ordinal = conn.execute(studies_t.update().where(studies_t.c.id == self.study_id)
+                                       .values(n_participants=studies_t.c.n_participants + 1)
+                                       .returning(studies_t.c.n_participants)).scalar_one() - 1
+                pid = conn.execute(participants_t.insert().values(
+                    study_id=self.study_id, code=code, ordinal=int(ordinal), consented_at=now(), task_index=0,
+                    n_events=0, ip=ip if self.study.log_ip else None)).inserted_primary_key[0]
+                self._record(conn, pid, "consent", None, {"consent": True, "ordinal": int(ordinal)},
+                             client_time=client_time, session=session)
+        except sa.exc.IntegrityError:  # two tabs consenting at once: the other one won, nothing was written here
+            pass
+        return self.participant(code)
+
+    # -- interactions ------------------------------------------------------------------------------------
+    def _record(self, conn, pid: int, kind: str, task_id: str | None, payload: dict, mask=None,
+                client_time: float | None = None, session: str | None = None) -> int:
+        seq = conn.execute(participants_t.update().where(participants_t.c.id == pid)
+                           .values(n_events=participants_t.c.n_events + 1)
+                           .returning(participants_t.c.n_events)).scalar_one()
+        return conn.execute(interactions_t.insert().values(
+            participant_id=pid, seq=int(seq), task_id=task_id, kind=kind, client_time=client_time,
+            server_time=now(), session=session, payload=json.dumps(payload, default=_jsonable),
+            mask_png=None if mask is None else mask_to_png(mask))).inserted_primary_key[0]
+
+    def record(self, pid: int, kind: str, task_id: str | None, payload: dict, mask=None,
+               client_time: float | None = None, session: str | None = None) -> int:
+        """One interaction, committed when this returns."""
+        with self.engine.begin() as conn:
+            return self._record(conn, pid, kind, task_id, payload, mask, client_time, session)
+
+    def answer(self, pid: int, task_index: int, answers: dict[str, Any], payload: dict,
+               client_time: float | None = None, session: str | None = None) -> dict:
+        """Log the answers of one task and move the participant to the next task, in one transaction."""
+        task = self.study.tasks[task_index]
+        nxt = task_index + 1
+        done = nxt >= len(self.study.tasks)
+        with self.engine.begin() as conn:
+            # the first statement writes (and so locks): two submits of one task cannot both advance
+            moved = conn.execute(participants_t.update().where(
+                (participants_t.c.id == pid) & (participants_t.c.task_index == task_index))
+                .values(task_index=nxt, **({"finished_at": now()} if done else {}))).rowcount
+            if moved != 1:  # a double click, or a stale tab: nothing to do
+                cur = conn.execute(sa.select(participants_t.c.task_index).where(participants_t.c.id == pid)).scalar_one()
+                return {"advanced": False, "task_index": cur}
+            iid = self._record(conn, pid, "answer", task.id, payload, client_time=client_time, session=session)
+            late = bool(payload.get("late"))
+            for q in task.questions:
+                a = answers.get(q.id)
+                correct = None if q.expected is None else (str(a) == q.expected)
+                conn.execute(answers_t.insert().values(participant_id=pid, interaction_id=iid, task_id=task.id,
+                                                       question_id=q.id, answer=None if a is None else str(a),
+                                                       correct=correct, late=late))
+            if done:
+                self._record(conn, pid, "finish", None, {}, client_time=client_time, session=session)
+        return {"advanced": True, "task_index": nxt}
+
+    def timeline(self, pid: int, task_id: str | None = None) -> list[dict]:
+        q = sa.select(interactions_t).where(interactions_t.c.participant_id == pid)
+        if task_id is not None:
+            q = q.where(interactions_t.c.task_id == task_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q.order_by(interactions_t.c.seq)).mappings()]
+
+    # -- researchers ---------------------------------------------------------------------------------------
+    def progress(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(
+                participants_t.c.code, participants_t.c.ordinal, participants_t.c.task_index,
+                participants_t.c.n_events, participants_t.c.consented_at, participants_t.c.finished_at)
+                .where(participants_t.c.study_id == self.study_id).order_by(participants_t.c.ordinal)).mappings().all()
+        n = len(self.study.tasks)
+        return [{"participant": r["code"], "order": r["ordinal"], "tasks_done": f"{min(r['task_index'], n)}/{n}",
+                 "events": r["n_events"], "consented": str(r["consented_at"])[:19],
+                 "finished": str(r["finished_at"])[:19] if r["finished_at"] else ""} for r in rows]
+
+    def task_progress(self) -> list[dict]:
+        n_part = len(self.progress())
+        with self.engine.connect() as conn:
+            out = []
+            for i, t in enumerate(self.study.tasks):
+                strokes = conn.execute(sa.select(sa.func.count()).select_from(interactions_t).join(participants_t).where(
+                    (participants_t.c.study_id == self.study_id) & (interactions_t.c.task_id == t.id)
+                    & (interactions_t.c.kind == "stroke"))).scalar_one()
+                done = conn.execute(sa.select(sa.func.count()).select_from(participants_t).where(
+                    (participants_t.c.study_id == self.study_id) & (participants_t.c.task_index > i))).scalar_one()
+                correct = conn.execute(sa.select(sa.func.count()).select_from(answers_t).join(participants_t).where(
+                    (participants_t.c.study_id == self.study_id) & (answers_t.c.task_id == t.id)
+                    & (answers_t.c.correct.is_(True)))).scalar_one() if t.attention_check else None
+                out.append({"task": t.id, "completed": f"{done}/{n_part}", "strokes": strokes,
+                            "attention_passed": "" if correct is None else f"{correct}/{done}"})
+        return out
+
+
+def _jsonable(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (datetime.datetime, datetime.date)):
+        return o.isoformat()
+    return str(o)

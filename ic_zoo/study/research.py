@@ -1,0 +1,193 @@
+"""The researcher's side of a study log: export to CSV/JSON with the masks, and replay (re-run every
+logged edit and check that the logged predictions reproduce). Both read only the database: the
+definition, the task images and uploads are stored in it."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import sqlalchemy as sa
+
+from .db import answers_t, images_t, interactions_t, participants_t, png_to_mask, studies_t
+
+
+def studies(engine: sa.Engine) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(studies_t).order_by(studies_t.c.id)).mappings()]
+
+
+def _pick_study(engine: sa.Engine, key: str | None) -> dict:
+    from .definition import StudyError
+
+    rows = studies(engine)
+    if not rows:
+        raise StudyError("this database holds no study yet.")
+    if key is None:
+        if len(rows) > 1:
+            raise StudyError("this database holds several studies (" + ", ".join(
+                f"{r['key']} '{r['title']}'" for r in rows) + "); choose one with --study-key.")
+        return rows[0]
+    for r in rows:
+        if r["key"] == key or r["title"] == key:
+            return r
+    raise StudyError(f"no study '{key}' in this database; it holds " + ", ".join(r["key"] for r in rows) + ".")
+
+
+def _image(conn, study_id: int, key: str) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    png = conn.execute(sa.select(images_t.c.png).where(
+        (images_t.c.study_id == study_id) & (images_t.c.task_id == key))).scalar_one()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
+
+
+def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> dict:
+    """Write ``interactions.csv/.json`` (one row per interaction), ``answers.csv/.json`` (one row per
+    answer), ``participants.csv``, ``study.json``, the stroke masks (``masks/<participant>/<seq>.png``)
+    and the images (``images/<task or upload>.png``) into ``out``. Returns counts."""
+    out = Path(out)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    (out / "images").mkdir(exist_ok=True)
+    st = _pick_study(engine, study_key)
+    sid = st["id"]
+    with engine.connect() as conn:
+        parts = [dict(r) for r in conn.execute(sa.select(participants_t).where(
+            participants_t.c.study_id == sid).order_by(participants_t.c.ordinal)).mappings()]
+        code = {p["id"]: p["code"] for p in parts}
+        inter = []
+        for r in conn.execute(sa.select(interactions_t).join(participants_t).where(participants_t.c.study_id == sid)
+                              .order_by(participants_t.c.ordinal, interactions_t.c.seq)).mappings():
+            r = dict(r)
+            payload = json.loads(r["payload"])
+            row = {"interaction_id": r["id"], "participant": code[r["participant_id"]], "seq": r["seq"],
+                   "task_id": r["task_id"], "kind": r["kind"], "server_time": r["server_time"].isoformat(),
+                   "client_time": r["client_time"], "session": r["session"], "mask_file": None,
+                   "mask_pixels": payload.get("mask_pixels"), "inpainter": payload.get("inpainter"),
+                   "payload": payload}
+            if r["mask_png"] is not None:
+                rel = Path("masks") / row["participant"] / f"{r['seq']:05d}.png"
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out / rel).write_bytes(r["mask_png"])
+                row["mask_file"] = str(rel)
+            inter.append(row)
+        answers = []
+        when = {r["interaction_id"]: r for r in inter}
+        for r in conn.execute(sa.select(answers_t).join(participants_t).where(participants_t.c.study_id == sid)
+                              .order_by(participants_t.c.ordinal, answers_t.c.id)).mappings():
+            src = when.get(r["interaction_id"], {})
+            answers.append({"participant": code[r["participant_id"]], "task_id": r["task_id"],
+                            "question_id": r["question_id"], "answer": r["answer"], "correct": r["correct"],
+                            "late": r["late"], "interaction_id": r["interaction_id"],
+                            "server_time": src.get("server_time"), "client_time": src.get("client_time"),
+                            "seconds_on_task": (src.get("payload") or {}).get("seconds_on_task")})
+        for r in conn.execute(sa.select(images_t.c.task_id, images_t.c.png).where(images_t.c.study_id == sid)):
+            (out / "images" / f"{r[0].replace(':', '_')}.png").write_bytes(r[1])
+    prow = [{"participant": p["code"], "ordinal": p["ordinal"], "tasks_done": p["task_index"],
+             "events": p["n_events"], "consented_at": p["consented_at"].isoformat(),
+             "finished_at": p["finished_at"].isoformat() if p["finished_at"] else None, "ip": p["ip"]} for p in parts]
+    (out / "study.json").write_text(json.dumps({"key": st["key"], "title": st["title"],
+                                                "definition": json.loads(st["definition"])}, indent=1))
+    (out / "interactions.json").write_text(json.dumps(inter, indent=1, default=str))
+    (out / "answers.json").write_text(json.dumps(answers, indent=1, default=str))
+    flat = [{**r, "payload": json.dumps(r["payload"], sort_keys=True)} for r in inter]
+    _write_csv(out / "interactions.csv", flat, ["interaction_id", "participant", "seq", "task_id", "kind",
+                                                "server_time", "client_time", "session", "inpainter",
+                                                "mask_pixels", "mask_file", "payload"])
+    _write_csv(out / "answers.csv", answers, ["participant", "task_id", "question_id", "answer", "correct", "late",
+                                             "seconds_on_task", "server_time", "client_time", "interaction_id"])
+    _write_csv(out / "participants.csv", prow, ["participant", "ordinal", "tasks_done", "events", "consented_at",
+                                               "finished_at", "ip"])
+    return {"study": st["key"], "participants": len(parts), "interactions": len(inter), "answers": len(answers),
+            "masks": sum(1 for r in inter if r["mask_file"])}
+
+
+def rebuild(session_factory: Callable[[np.ndarray], object], base: np.ndarray, events: list[dict],
+            load_upload: Callable[[str], np.ndarray], on_stroke: Callable | None = None):
+    """Re-apply a task's logged events (stroke, undo, redo, reset, upload) in order, from ``base``.
+    ``on_stroke(session, event)`` is called after each stroke. Returns the session."""
+    session = session_factory(base)
+    for ev in events:
+        kind, payload = ev["kind"], ev["payload"] if isinstance(ev["payload"], dict) else json.loads(ev["payload"])
+        if kind == "stroke":
+            session.apply(png_to_mask(ev["mask_png"]), payload["inpainter"], **(payload.get("params") or {}))
+            if on_stroke is not None:
+                on_stroke(session, ev, payload)
+        elif kind == "undo":
+            session.undo()
+        elif kind == "redo":
+            session.redo()
+        elif kind == "reset":
+            session.reset()
+        elif kind == "upload":
+            session = session_factory(load_upload(payload["image_key"]))
+    return session
+
+
+def replay(engine: sa.Engine, participant: str | None = None, study_key: str | None = None,
+           device: str | None = None, tol: float = 1e-4, log: Callable[[str], None] = print) -> dict:
+    """Re-run every logged edit of one participant (or all) and compare each model's top-5 on the
+    modified image with the logged one: same classes in the same order, probabilities within ``tol``."""
+    from ..session import Session
+
+    st = _pick_study(engine, study_key)
+    sid = st["id"]
+    report = {"study": st["key"], "participants": 0, "strokes": 0, "reproduced": 0, "max_prob_diff": 0.0,
+              "mismatches": []}
+    with engine.connect() as conn:
+        q = sa.select(participants_t).where(participants_t.c.study_id == sid)
+        if participant:
+            q = q.where(participants_t.c.code == participant)
+        parts = [dict(r) for r in conn.execute(q.order_by(participants_t.c.ordinal)).mappings()]
+        if participant and not parts:
+            from .definition import StudyError
+
+            raise StudyError(f"no participant '{participant}' in study {st['key']}.")
+        for p in parts:
+            report["participants"] += 1
+            rows = [dict(r) for r in conn.execute(sa.select(interactions_t).where(
+                interactions_t.c.participant_id == p["id"]).order_by(interactions_t.c.seq)).mappings()]
+            tasks: dict[str, list[dict]] = {}
+            for r in rows:
+                if r["task_id"] is not None:
+                    tasks.setdefault(r["task_id"], []).append(r)
+            for task_id, events in tasks.items():
+                strokes = [e for e in events if e["kind"] == "stroke"]
+                if not strokes:
+                    continue
+                pretrained = bool(json.loads(strokes[0]["payload"]).get("pretrained", True))
+
+                def check(session, ev, payload, p=p, task_id=task_id):
+                    report["strokes"] += 1
+                    ok = True
+                    res = session.evaluate(list(payload["models"]))
+                    for m, logged in payload["models"].items():
+                        now_top = res.models[m].modified
+                        was = logged["modified"]["top5"]
+                        diff = max(abs(a.prob - b["prob"]) for a, b in zip(now_top, was))
+                        same = [a.index for a in now_top] == [b["index"] for b in was]
+                        report["max_prob_diff"] = max(report["max_prob_diff"], float(diff))
+                        if not same or diff > tol:
+                            ok = False
+                            report["mismatches"].append({"participant": p["code"], "task": task_id,
+                                                         "seq": ev["seq"], "model": m, "prob_diff": float(diff),
+                                                         "same_classes": same})
+                    report["reproduced"] += int(ok)
+
+                rebuild(lambda img: Session(img, pretrained=pretrained, device=device), _image(conn, sid, task_id),
+                        events, lambda key: _image(conn, sid, key), check)
+            log(f"{p['code']}: {sum(len([e for e in ev if e['kind'] == 'stroke']) for ev in tasks.values())} "
+                "stroke(s) replayed")
+    return report

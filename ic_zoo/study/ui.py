@@ -1,0 +1,452 @@
+"""Study mode of the app: ``python app.py --study study.yaml [--db URL]``.
+
+A participant arrives by a link (``?participant=P01``, or an id generated and kept in the browser),
+accepts the consent text (nothing is recorded before), then works through their tasks: paint over
+part of the task's image, see each model's top-5 and class map (models in the participant's
+counterbalanced order), answer the questions. Every interaction is committed to the log before the
+page answers; a participant who leaves and comes back resumes where they were, strokes included.
+Researchers see progress on ``/admin`` (password from the environment).
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+from .. import imageio, present
+from ..errors import IcZooError
+from ..gradio_util import editor, editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png
+from .db import aware, engine_for, now
+from .definition import Study, valid_participant
+from .research import rebuild
+
+log = logging.getLogger("ic_zoo.study")
+MAX_MODELS = 4
+MAX_QUESTIONS = 6
+MAX_TEXT = 5000
+CLIENT_TIME_JS = "(t, ...rest) => [Date.now(), ...rest]"  # the browser's clock rides along as the first input
+BAD_ID = ("The participant id in this link is not valid: use 1 to 40 letters, digits, '-' or '_' "
+          "(for example ?participant=P01). Please check the link you were given.")
+
+
+class StudyState:
+    """One browser tab's place in the study (in gr.State, never global)."""
+
+    def __init__(self) -> None:
+        self.code: str | None = None  # the id offered on the consent screen
+        self.participant: dict | None = None  # after consent
+        self.task_index = 0
+        self.session = None
+        self.models: list[str] = []
+        self.started = None  # server time the current task was first shown
+        self.png: str | None = None
+        self.sess: str | None = None  # Gradio's session hash, logged with each interaction
+
+    def __deepcopy__(self, memo):
+        return StudyState()
+
+
+def default_db(study: Study) -> str:
+    return str(Path.cwd() / f"{Path(study.source).stem or 'study'}.sqlite")
+
+
+def build_study_demo(study: Study, db: str | None = None, device: str | None = None, pretrained: bool = True,
+                     concurrency: int | None = None, plugins_dir: str | None = None,
+                     max_side: int = 768) -> gr.Blocks:
+    import ic_zoo
+    from ic_zoo import discovery
+
+    from .db import StudyStore
+    from .definition import check_models
+
+    discovery.ensure_loaded(**({"plugins_dir": plugins_dir} if plugins_dir else {}))
+    problems = check_models(study)
+    if problems:
+        raise IcZooError("the study names things that are not available: " + "; ".join(problems) + ".")
+    store = StudyStore(engine_for(db, default_db(study)), study)
+    url = store.engine.url.render_as_string(hide_password=True)
+    log.info("study '%s' (%s): logging to %s", study.title, study.key, url)
+    conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
+    common = dict(concurrency_id="models", concurrency_limit=conc)
+    png_dir = Path(tempfile.mkdtemp(prefix="ic_zoo_study_"))
+    n_tasks = len(study.tasks)
+
+    def new_session(img):  # task images are used as the researcher made them; uploads are fitted first
+        return ic_zoo.Session(img, device=device, pretrained=pretrained)
+
+    def sess_id(request, st=None) -> str | None:
+        h = getattr(request, "session_hash", None) if request is not None else None
+        if st is not None and h:
+            st.sess = h
+        return h
+
+    def client_ms(t) -> float | None:
+        try:
+            return float(t) if t not in (None, "") and float(t) > 0 else None
+        except (TypeError, ValueError):
+            return None
+
+    # -- views ---------------------------------------------------------------------------------------
+    def editor_value(st):
+        path = write_editor_png(st.session.modified, png_dir / f"{id(st)}_{st.session.version}_{time.monotonic_ns()}.png")
+        if st.png is not None:
+            Path(st.png).unlink(missing_ok=True)
+        st.png = path
+        return {"background": path, "layers": [], "composite": None}
+
+    def evaluate(st):
+        """Each model's title, table and maps, and what the log keeps of them."""
+        task = study.tasks[st.task_index]
+        s = st.session
+        res = s.evaluate(st.models, map_classes=[])
+        views, logged = [], {}
+        for m in st.models:
+            r = res.models[m]
+            c = r.tracked[0].index
+            title = f"### {m}\n" + (f"top-1: ~~{present.short(r.original[0].label)}~~ → **{present.short(r.modified[0].label)}**"
+                                    if r.top1_changed else f"top-1: **{present.short(r.original[0].label)}** "
+                                    f"({100 * r.modified[0].prob:.1f}%)")
+            entry = r.to_dict()
+            entry["map"] = {"explainer": task.explainer, "class": c}
+            try:
+                cm = s.explain(m, c, task.explainer)
+                panel = present.map_panel(s.original, s.modified, cm, box=r.box)
+                if s.edits:
+                    mask = s.edits[-1].mask
+                    entry["map"].update(mass_in_mask_original=cm.mass_in(mask, "original"),
+                                        mass_in_mask_modified=cm.mass_in(mask, "modified"))
+            except IcZooError as exc:
+                panel, entry["map"]["note"] = None, str(exc)
+            views.append((title, present.table_frame(present.class_rows(r, "tracked")), panel))
+            logged[m] = entry
+        return res, views, logged
+
+    def model_outputs(views):
+        out = []
+        for i in range(MAX_MODELS):
+            out += list(views[i]) if i < len(views) else ["", None, None]
+        return out
+
+    def status_text(st, res=None) -> str:
+        s = st.session
+        txt = f"{len(s.edits)} stroke(s) on this image"
+        if s.edits:
+            txt += f"; last one filled with {s.edits[-1].inpainter}"
+        if res is not None:
+            flipped = [m for m, r in res.models.items() if r.top1_changed]
+            if flipped:
+                txt += f"; **top-1 changed for {', '.join(flipped)}**"
+        return txt
+
+    def open_task(st, client_time=None, session=None) -> None:
+        """Show the current task: rebuild its image from the log (resume) and log that it was shown."""
+        task = study.tasks[st.task_index]
+        p = st.participant
+        st.models = study.model_order(task, p["ordinal"], p["code"])
+        events = store.timeline(p["id"], task.id)
+        st.session = rebuild(new_session, store.images[task.id], events, store.image)
+        shown = [e for e in events if e["kind"] == "task_shown"]
+        st.started = aware(shown[0]["server_time"]) if shown else now()
+        store.record(p["id"], "task_resumed" if shown else "task_shown", task.id,
+                     {"task_index": st.task_index, "model_order": st.models, "explainer": task.explainer,
+                      "inpainter": task.inpainter, "replayed_edits": len(st.session.edits)},
+                     client_time=client_time, session=session)
+
+    def screen(st, note: str = "", stored=None):
+        """The full page: which screen is shown, and everything on it."""
+        consented = st.participant is not None
+        done = consented and st.task_index >= n_tasks
+        on_task = consented and not done
+        out = [st, stored if stored is not None else gr.skip(), st.code or "", note,
+               gr.update(visible=st.code is not None and not consented),
+               gr.update(visible=not consented), gr.update(visible=True if on_task else "hidden")]
+        if on_task:
+            task = study.tasks[st.task_index]
+            header = f"## Task {st.task_index + 1} of {n_tasks}\n{task.prompt}"
+            if task.time_limit_s:
+                header += (f"\n\n*Suggested time: {task.time_limit_s / 60:.0f} min. You can still answer after it; "
+                           "the answer is then marked late.*")
+            res, views, _ = evaluate(st)
+            out += [header, editor_value(st), status_text(st, res)]
+            out += [gr.update(visible=i < len(st.models)) for i in range(MAX_MODELS)] + model_outputs(views)
+            for j in range(MAX_QUESTIONS):
+                q = task.questions[j] if j < len(task.questions) else None
+                if q is None:
+                    out += [gr.update(visible=False, value=None), gr.update(visible=False, value="")]
+                elif q.type == "text":
+                    out += [gr.update(visible=False, value=None),
+                            gr.update(visible=True, label=q.text + ("" if q.required else " (optional)"), value="")]
+                else:
+                    choices = q.choices if q.type == "choice" else [str(v) for v in range(q.min, q.max + 1)]
+                    label = q.text + (f" ({q.min} = lowest, {q.max} = highest)" if q.type == "scale" else "")
+                    out += [gr.update(visible=True, label=label, choices=choices, value=None),
+                            gr.update(visible=False, value="")]
+        else:
+            out += [gr.skip(), gr.skip(), gr.skip()] + [gr.skip()] * MAX_MODELS + [gr.skip()] * (3 * MAX_MODELS)
+            out += [gr.skip(), gr.skip()] * MAX_QUESTIONS
+        code = st.participant["code"] if consented else ""
+        out.append(f"## Thank you!\nYou have finished all {n_tasks} tasks. Your participant id is **{code}**; "
+                   "you can close this page." if done else "")
+        return out
+
+    # -- handlers --------------------------------------------------------------------------------------
+    @guarded
+    def on_load(stored, request: gr.Request):
+        st = StudyState()
+        params = dict(request.query_params) if request is not None else {}
+        if "participant" in params:
+            code = valid_participant(params.get("participant"))
+            if code is None:
+                return screen(st, BAD_ID)
+        else:
+            code = valid_participant(stored) or f"anon-{uuid.uuid4().hex[:12]}"
+        st.code = code
+        sess_id(request, st)
+        row = store.participant(code)
+        if row is None:
+            return screen(st, "", stored=code)
+        return _enter(st, row, None, sess_id(request), code, resumed=True)
+
+    def _enter(st, row, client_time, session, stored, resumed):
+        st.participant = row
+        st.task_index = row["task_index"]
+        if st.task_index < n_tasks:
+            open_task(st, client_time, session)
+        note = "Welcome back: you continue where you left off." if resumed and st.task_index < n_tasks else ""
+        return screen(st, note, stored=stored)
+
+    @guarded
+    def on_consent(t, code, st, request: gr.Request):
+        st = st if isinstance(st, StudyState) else StudyState()
+        code = valid_participant(code)
+        if code is None:
+            raise gr.Error(BAD_ID, print_exception=False)
+        st.code = code
+        sess_id(request, st)
+        ip = request.client.host if (study.log_ip and request is not None and request.client) else None
+        existed = store.participant(code) is not None
+        row = store.consent(code, ip=ip, client_time=client_ms(t), session=sess_id(request))
+        return _enter(st, row, client_ms(t), sess_id(request), code, resumed=existed)
+
+    def _need_task(st):
+        if not isinstance(st, StudyState) or st.participant is None:
+            raise gr.Error("Please read and accept the consent text first.", print_exception=False)
+        if st.task_index >= n_tasks:
+            raise gr.Error("You have finished the study; thank you!", print_exception=False)
+        return st
+
+    def _after_change(st, kind, payload, t, request, mask=None):
+        """Evaluate, log (committed before the page answers), and return the edit outputs."""
+        task = study.tasks[st.task_index]
+        t0 = time.perf_counter()
+        res, views, logged = evaluate(st)
+        payload.update(models=logged, model_order=st.models, pretrained=pretrained, n_edits=len(st.session.edits),
+                       compute_ms=round(1000 * (time.perf_counter() - t0), 2),
+                       seconds_on_task=round((now() - st.started).total_seconds(), 3))
+        store.record(st.participant["id"], kind, task.id, payload, mask=mask, client_time=client_ms(t),
+                     session=sess_id(request))
+        return [st, editor_value(st), status_text(st, res)] + model_outputs(views)
+
+    @guarded
+    def on_edit(t, value, st, request: gr.Request):
+        st = _need_task(st)
+        if not value or value.get("background") is None:
+            return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
+        img = editor_rgb(value["background"])
+        if not same_image(img, st.session.modified):
+            raise gr.Error("This page shows an older image; reload it to continue where you left off.",
+                           print_exception=False)
+        mask = stroke_mask(value)
+        if mask is None or not mask.any():
+            return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
+        task = study.tasks[st.task_index]
+        edit = st.session.apply(mask, task.inpainter)
+        ys, xs = np.nonzero(edit.mask)
+        payload = {"inpainter": edit.inpainter, "params": edit.params, "mask_pixels": edit.area,
+                   "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
+                   "inpaint_ms": round(1000 * edit.seconds, 2)}
+        return _after_change(st, "stroke", payload, t, request, mask=edit.mask)
+
+    def stack_op(op: str):
+        @guarded
+        def fn(t, st, request: gr.Request):
+            st = _need_task(st)
+            if op == "reset":
+                changed = bool(st.session.edits)
+                st.session.reset()
+            else:
+                changed = getattr(st.session, op)()
+            if not changed:
+                gr.Info(f"Nothing to {op}.")
+                return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
+            return _after_change(st, op, {}, t, request)
+
+        fn.__name__ = f"on_{op}"
+        return fn
+
+    @guarded
+    def on_upload(t, path, st, request: gr.Request):
+        st = _need_task(st)
+        if not path:
+            return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
+        img = fit_max_side(imageio.load_image(path), max_side)
+        import hashlib
+
+        key = "upload:" + hashlib.sha256(img.tobytes()).hexdigest()[:16]
+        sha = store.store_image(key, img)
+        st.session = new_session(img)
+        return _after_change(st, "upload", {"image_key": key, "image_sha256": sha, "shape": list(img.shape),
+                                            "filename": os.path.basename(str(path))}, t, request)
+
+    @guarded
+    def on_submit(t, *args):  # (client time, the question inputs..., state)
+        *vals, st = args
+        st = _need_task(st)
+        task = study.tasks[st.task_index]
+        radios, texts = vals[:MAX_QUESTIONS], vals[MAX_QUESTIONS:2 * MAX_QUESTIONS]
+        answers = {}
+        for j, q in enumerate(task.questions):
+            a = texts[j] if q.type == "text" else radios[j]
+            a = None if a is None or (isinstance(a, str) and not a.strip()) else str(a).strip()
+            if a is None:
+                if q.required:
+                    raise gr.Error(f"Please answer: {q.text}", print_exception=False)
+            elif q.type == "choice" and a not in q.choices:
+                raise gr.Error(f"'{a}' is not one of the choices for: {q.text}", print_exception=False)
+            elif q.type == "scale" and not (a.lstrip("-").isdigit() and q.min <= int(a) <= q.max):
+                raise gr.Error(f"Please choose a number from {q.min} to {q.max} for: {q.text}", print_exception=False)
+            elif q.type == "text" and len(a) > MAX_TEXT:
+                raise gr.Error(f"Please keep the answer to '{q.text}' under {MAX_TEXT} characters.",
+                               print_exception=False)
+            answers[q.id] = a
+        elapsed = (now() - st.started).total_seconds()
+        late = bool(task.time_limit_s and elapsed > task.time_limit_s)
+        r = store.answer(st.participant["id"], st.task_index, answers,
+                         {"answers": answers, "late": late, "seconds_on_task": round(elapsed, 3),
+                          "n_edits": len(st.session.edits), "model_order": st.models},
+                         client_time=client_ms(t), session=st.sess)
+        st.task_index = r["task_index"]
+        if st.task_index < n_tasks:
+            open_task(st, client_ms(t), st.sess)
+        note = "" if r["advanced"] else "That task was already submitted (perhaps in another tab); here is where you are now."
+        return screen(st, note)
+
+    # -- admin -----------------------------------------------------------------------------------------
+    def _admin_ok(password):
+        want = study.password()
+        if not want:
+            raise gr.Error(f"The admin page is disabled: set the environment variable {study.admin_password_env} "
+                           "before starting the app.", print_exception=False)
+        if not password or not hmac.compare_digest(str(password).encode(), want.encode()):
+            time.sleep(1.0)  # slow down guessing
+            raise gr.Error("Wrong password.", print_exception=False)
+
+    def on_admin(password):
+        import pandas as pd
+
+        _admin_ok(password)
+        parts = store.progress()
+        tasks = store.task_progress()
+        done = sum(1 for p in parts if p["finished"])
+        summary = (f"**{study.title}** (key `{study.key}`, log {url}): {len(parts)} participant(s), {done} finished, "
+                   f"{n_tasks} task(s).")
+        return summary, pd.DataFrame(parts), pd.DataFrame(tasks)
+
+    def on_admin_export(password):
+        import shutil
+
+        from .research import export
+
+        _admin_ok(password)
+        d = Path(tempfile.mkdtemp(prefix="ic_zoo_study_export_"))
+        export(store.engine, d / "export", study.key)
+        return shutil.make_archive(str(d / f"study_{study.key}"), "zip", d / "export")
+
+    # -- layout ----------------------------------------------------------------------------------------
+    with gr.Blocks(title=study.title, fill_width=True, delete_cache=(3600, 3 * 3600)) as demo:
+        state = gr.State(StudyState())
+        stored = gr.BrowserState(None, storage_key=f"ic_zoo_study_{study.key}",
+                                 secret=os.environ.get("IC_ZOO_BROWSER_SECRET", f"ic_zoo:{study.key}"))
+        client_time = gr.Number(visible=False, value=0)
+        gr.Markdown(f"# {study.title}")
+        pid_note = gr.Markdown(elem_id="participant_note")
+        with gr.Column(visible=True, elem_id="consent_screen") as consent_col:
+            gr.Markdown(study.consent or "Please confirm that you agree to take part.", elem_id="consent_text")
+            pid_box = gr.Textbox(label="Your participant id", interactive=False, elem_id="participant")
+            agree = gr.Button("I agree and want to take part", variant="primary", elem_id="agree", visible=False)
+        # "hidden", not False: the canvas is mounted with the page, so the change event the editor swallows
+        # after mounting is not the participant's first stroke
+        with gr.Column(visible="hidden", elem_id="task_screen") as task_col:
+            with gr.Accordion("Instructions", open=False):
+                gr.Markdown(study.instructions or "Paint over part of the image: the region is removed and the "
+                            "models classify the edited image again. Then answer the questions below.")
+            header = gr.Markdown(elem_id="task_header")
+            with gr.Row():
+                with gr.Column(scale=3):
+                    canvas = editor("Paint over what to remove (brush size: in the toolbar)", height=460)
+                    with gr.Row():
+                        undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
+                        reset_btn = gr.Button("Reset", size="sm", elem_id="reset")
+                    upload = gr.File(label="…or use your own image", file_count="single", type="filepath",
+                                     elem_id="upload", visible=study.allow_upload)
+                    status = gr.Markdown(elem_id="status")
+                with gr.Column(scale=2):
+                    cols, slots = [], []
+                    for i in range(MAX_MODELS):
+                        with gr.Column(visible=False, elem_id=f"model_{i}") as col:
+                            slots += [gr.Markdown(elem_id=f"model_{i}_title"),
+                                      gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
+                                                   show_search="none",
+                                                   column_widths=["46%", "18%", "18%", "18%"]),
+                                      gr.Image(show_label=False, interactive=False, format="jpeg",
+                                               elem_id=f"model_{i}_maps")]
+                        cols.append(col)
+            radios, texts = [], []
+            for j in range(MAX_QUESTIONS):
+                radios.append(gr.Radio([], visible=False, elem_id=f"q{j}_choice"))
+                texts.append(gr.Textbox(visible=False, lines=2, max_length=MAX_TEXT, elem_id=f"q{j}_text"))
+            submit = gr.Button("Submit and continue", variant="primary", elem_id="submit")
+        done_md = gr.Markdown(elem_id="done")
+
+        question_outputs = [c for pair in zip(radios, texts) for c in pair]
+        screen_outputs = ([state, stored, pid_box, pid_note, agree, consent_col, task_col, header, canvas,
+                           status] + cols + slots + question_outputs + [done_md])
+        edit_outputs = [state, canvas, status] + slots
+
+        demo.load(on_load, [stored], screen_outputs, api_visibility="private", show_progress_on=[pid_note],
+                  **common)
+        agree.click(on_consent, [client_time, pid_box, state], screen_outputs, api_name="consent", js=CLIENT_TIME_JS,
+                    show_progress_on=[pid_note], **common)
+        canvas.change(on_edit, [client_time, canvas, state], edit_outputs, api_name="study_edit", js=CLIENT_TIME_JS,
+                      trigger_mode="always_last", show_progress_on=[status], **common)
+        undo_btn.click(stack_op("undo"), [client_time, state], edit_outputs, api_name="study_undo", js=CLIENT_TIME_JS,
+                       show_progress_on=[status], **common)
+        reset_btn.click(stack_op("reset"), [client_time, state], edit_outputs, api_name="study_reset",
+                        js=CLIENT_TIME_JS, show_progress_on=[status], **common)
+        if study.allow_upload:
+            upload.upload(on_upload, [client_time, upload, state], edit_outputs, api_name="study_upload",
+                          js=CLIENT_TIME_JS, show_progress_on=[status], **common)
+        submit.click(on_submit, [client_time] + radios + texts + [state], screen_outputs, api_name="submit",
+                     js=CLIENT_TIME_JS, show_progress_on=[pid_note], **common)
+
+    with demo.route("Admin", "/admin", show_in_navbar=False):
+        gr.Markdown(f"# {study.title}: progress (researchers only)")
+        pw = gr.Textbox(label="Admin password", type="password", elem_id="admin_password")
+        with gr.Row():
+            show = gr.Button("Show progress", elem_id="admin_show")
+            dl = gr.Button("Download the log (CSV, JSON, masks)", elem_id="admin_export")
+        summary = gr.Markdown(elem_id="admin_summary")
+        per_p = gr.Dataframe(label="Per participant", interactive=False, elem_id="admin_participants")
+        per_t = gr.Dataframe(label="Per task", interactive=False, elem_id="admin_tasks")
+        zip_file = gr.File(label="Export", interactive=False)
+        show.click(guarded(on_admin), pw, [summary, per_p, per_t], api_name="admin_progress")
+        dl.click(guarded(on_admin_export), pw, zip_file, api_name="admin_export")
+    demo.study_store = store  # for tests and scripts
+    return demo

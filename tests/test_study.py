@@ -1,0 +1,495 @@
+"""User studies: the study file, the log on SQLite and on a real PostgreSQL server (schema, migrations,
+transactions), the study app through gradio_client (consent, tasks, resume, answers, admin), export and
+replay, kill -9 in the middle of a session, and 20 concurrent participants x 50 edits."""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from PIL import Image
+
+os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+from gradio_client import Client, handle_file  # noqa: E402
+from ic_zoo.flower2d import generator as g  # noqa: E402
+from ic_zoo.study import db as D  # noqa: E402
+from ic_zoo.study import load_study, valid_participant, williams_square  # noqa: E402
+from ic_zoo.study.definition import StudyError, counterbalance  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "study" / "flower_study.yaml"
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+def _layer(shape, mask, path):
+    a = np.zeros(tuple(shape[:2]) + (4,), np.uint8)
+    a[mask] = (255, 0, 0, 255)
+    Image.fromarray(a).save(path)
+    return str(path)
+
+
+def _edit(c, bg, layer, t=0.0):
+    return c.predict(t, {"background": handle_file(str(bg)), "layers": [handle_file(str(layer))], "composite": None},
+                     api_name="/study_edit")
+
+
+def _status(out) -> str:
+    return next(o for o in out if isinstance(o, str) and "stroke(s)" in o)
+
+
+def _rows(url, kind=None, code=None):
+    eng = D.engine_for(url)
+    q = sa.select(D.interactions_t, D.participants_t.c.code).join(D.participants_t)
+    if kind:
+        q = q.where(D.interactions_t.c.kind == kind)
+    if code:
+        q = q.where(D.participants_t.c.code == code)
+    with eng.connect() as conn:
+        rows = [dict(r) for r in conn.execute(q.order_by(D.interactions_t.c.id)).mappings()]
+    eng.dispose()
+    return rows
+
+
+def _mini_study(tmp_path, models=("flower2d/squeezenet",), tasks=1, size=128) -> Path:
+    """A small study over held-out flowers (fast enough for 1000 edits)."""
+    d = tmp_path / "mini"
+    d.mkdir(exist_ok=True)
+    lines = ["title: Mini study", "consent: Agree?", "seed: 3", "counterbalance: latin",
+             "defaults: {models: [" + ", ".join(models) + "], explainer: gradcam, inpainter: telea}", "tasks:"]
+    for i in range(tasks):
+        p = g.sample_params("double-12c", 0, "test", 8100 + i)
+        img, _ = g.render(p, size)
+        Image.fromarray(img).save(d / f"f{i}.png")
+        lines += [f"  - id: t{i}", f"    image: f{i}.png", "    questions:",
+                  "      - {id: part, text: \"Which part?\", type: choice, choices: [petals, leaf]}"]
+    (d / "study.yaml").write_text("\n".join(lines) + "\n")
+    return d / "study.yaml"
+
+
+# -- the study file ----------------------------------------------------------------------------------------
+def test_example_study_loads_and_counterbalances():
+    s = load_study(EXAMPLE)
+    assert [t.id for t in s.tasks] == ["red-green", "yellow-violet", "attention", "red-violet"]
+    assert s.tasks[2].attention_check and s.tasks[2].questions[0].expected == "leaf"
+    assert s.tasks[0].questions[1].type == "scale" and s.tasks[3].questions[1].required is False
+    # the key is the definition's content, not where it lies
+    assert load_study(EXAMPLE).key == s.key and "/" not in json.loads(s.to_json())["tasks"][0]["image_sha256"]
+    orders = [tuple(s.model_order(s.tasks[0], i, f"P{i}")) for i in range(6)]
+    assert len(set(orders)) == 6  # 3 models, Williams design for odd n: 6 rows, all different
+    for pos in range(3):  # each model appears in each position equally often
+        assert sorted(o[pos] for o in orders) == sorted(s.tasks[0].models * 2)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5, 6])
+def test_williams_square_is_balanced(n):
+    rows = williams_square(n)
+    assert all(sorted(r) == list(range(n)) for r in rows)
+    for col in range(n):
+        counts = np.bincount([r[col] for r in rows], minlength=n)
+        assert (counts == counts[0]).all()
+    pairs = {}
+    for r in rows:
+        for a, b in zip(r, r[1:]):
+            pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    assert len(pairs) == n * (n - 1) and len(set(pairs.values())) == 1  # every ordered pair equally often
+
+
+def test_seeded_shuffle_is_reproducible():
+    a = counterbalance(list("abcd"), "shuffle", 0, "7:P01:t1")
+    assert a == counterbalance(list("abcd"), "shuffle", 5, "7:P01:t1") and sorted(a) == list("abcd")
+    assert len({tuple(counterbalance(list("abcd"), "shuffle", 0, f"7:P{i}:t1")) for i in range(30)}) > 5
+
+
+def test_participant_ids_are_validated():
+    assert valid_participant("P01") == "P01" and valid_participant(" ab-c_9 ") == "ab-c_9"
+    for bad in ("", "a b", "x" * 41, "<script>", "p/../1", "é", None):
+        assert valid_participant(bad) is None
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("title: T\n", "needs a 'tasks'"),
+    ("title: T\ntasks: [{id: a, image: nope.png, models: [flower2d/vit]}]\n", "does not exist"),
+    ("title: T\ncolour: red\ntasks: [{id: a, image: f.png, models: [m]}]\n", "unknown field"),
+    ("title: T\nadmin_password: x\ntasks: [{id: a, image: f.png, models: [m]}]\n", "must not hold a password"),
+    ("title: T\ntasks: [{id: a, image: f.png}]\n", "has no models"),
+    ("title: T\ntasks: [{id: a, image: f.png, models: [m]}, {id: a, image: f.png, models: [m]}]\n", "two tasks"),
+    ("title: T\ntasks: [{id: a, image: f.png, models: [m], questions: [{id: q, text: Q, type: slider}]}]\n",
+     "use choice, scale or text"),
+    ("title: T\ncounterbalance: random\ntasks: [{id: a, image: f.png, models: [m]}]\n", "latin, shuffle or none"),
+    ("title: [unclosed\n", "not valid YAML/TOML at line 2"),
+])
+def test_bad_study_files_get_one_sentence(tmp_path, text, expect):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "f.png")
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(StudyError, match=expect) as ei:
+        load_study(tmp_path / "s.yaml")
+    assert "\n" not in str(ei.value)
+
+
+def test_toml_study_and_unknown_models(tmp_path):
+    from ic_zoo.study.definition import check_models
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "f.png")
+    (tmp_path / "s.toml").write_text('title = "T"\n[[tasks]]\nid = "a"\nimage = "f.png"\nmodels = ["flower2d/vit", "nope"]\n')
+    s = load_study(tmp_path / "s.toml")
+    assert check_models(s) == ["task 'a': unknown model 'nope'"]
+
+
+# -- the log -----------------------------------------------------------------------------------------------
+def test_schema_is_created_and_migrated(db_url):
+    eng = D.engine_for(db_url)
+    assert D.migrate(eng, target=1) == 1
+    with eng.begin() as conn:
+        conn.execute(D.studies_t.insert().values(key="k", title="old", definition="{}", n_participants=0,
+                                                 created_at=D.now()))
+    assert D.migrate(eng) == D.SCHEMA_VERSION == 2  # v1 -> v2 keeps the data and adds the index
+    with eng.connect() as conn:
+        assert D.schema_version(conn) == 2
+        assert conn.execute(sa.select(D.studies_t.c.title)).scalar_one() == "old"
+        idx = {i["name"] for i in sa.inspect(conn).get_indexes("interactions")}
+    assert "ix_interactions_participant_task" in idx
+    assert D.migrate(eng) == 2  # idempotent
+    # many processes starting at once: every migrator ends at the same version, nothing fails
+    eng2 = D.engine_for(db_url.replace("study.sqlite", "fresh.sqlite") if db_url.startswith("sqlite") else db_url)
+    with cf.ThreadPoolExecutor(6) as ex:
+        assert set(ex.map(lambda _: D.migrate(eng2), range(6))) == {2}
+    eng.dispose()
+    eng2.dispose()
+
+
+def test_store_consent_record_answer(db_url, tmp_path):
+    study = load_study(_mini_study(tmp_path, tasks=2))
+    store = D.StudyStore(D.engine_for(db_url), study)
+    again = D.StudyStore(D.engine_for(db_url), study)  # a second replica: same study row
+    assert again.study_id == store.study_id
+    # 20 participants consenting at the same moment get distinct ordinals 0..19 (Latin-square rows)
+    codes = [f"P{i:02d}" for i in range(20)]
+    with cf.ThreadPoolExecutor(8) as ex:
+        parts = list(ex.map(lambda c: (store if int(c[1:]) % 2 else again).consent(c), codes))
+    assert sorted(p["ordinal"] for p in parts) == list(range(20))
+    assert store.consent("P03")["id"] == parts[3]["id"]  # idempotent
+    pid = parts[0]["id"]
+    mask = np.zeros((128, 128), bool)
+    mask[10:20, 30:50] = True
+    store.record(pid, "stroke", "t0", {"inpainter": "telea", "x": np.float32(1.5)}, mask=mask, client_time=1.7e12)
+    tl = store.timeline(pid, "t0")
+    assert [r["kind"] for r in tl] == ["stroke"] and tl[0]["seq"] == 2  # consent was 1
+    assert np.array_equal(D.png_to_mask(tl[0]["mask_png"]), mask) and len(tl[0]["mask_png"]) < 300
+    assert json.loads(tl[0]["payload"])["x"] == 1.5 and tl[0]["client_time"] == 1.7e12
+    # answering advances once; a double submit is ignored
+    assert store.answer(pid, 0, {"part": "petals"}, {"late": True}) == {"advanced": True, "task_index": 1}
+    assert store.answer(pid, 0, {"part": "leaf"}, {}) == {"advanced": False, "task_index": 1}
+    store.answer(pid, 1, {"part": "leaf"}, {})
+    prog = {p["participant"]: p for p in store.progress()}
+    assert prog["P00"]["tasks_done"] == "2/2" and prog["P00"]["finished"] and prog["P01"]["tasks_done"] == "0/2"
+    with store.engine.connect() as conn:
+        ans = conn.execute(sa.select(D.answers_t).order_by(D.answers_t.c.id)).mappings().all()
+    assert [(a["answer"], a["late"]) for a in ans] == [("petals", True), ("leaf", False)]
+    assert store.participant("P00")["ip"] is None  # no IP unless the study asks
+
+
+def test_ip_is_stored_only_when_the_study_asks(tmp_path):
+    path = _mini_study(tmp_path)
+    path.write_text(path.read_text().replace("seed: 3", "seed: 3\nlog_ip: true"))
+    store = D.StudyStore(D.engine_for(f"sqlite:///{tmp_path / 'ip.sqlite'}"), load_study(path))
+    assert store.consent("P1", ip="10.0.0.7")["ip"] == "10.0.0.7"
+
+
+# -- the study app through gradio_client -----------------------------------------------------------------
+@pytest.fixture
+def study_app(tmp_path, monkeypatch):
+    """The example study in study mode on a fresh SQLite log; yields (demo, url, db url, study)."""
+    from ic_zoo.study.ui import build_study_demo
+
+    monkeypatch.setenv("IC_ZOO_ADMIN_PASSWORD", "s3cret")
+    study = load_study(EXAMPLE)
+    url_db = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    demo = build_study_demo(study, url_db)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield demo, url, url_db, study
+    demo.close()
+
+
+def _disc_layer(study, tmp_path, task=0):
+    """The example flower's discriminative parts (petals + centre), as a painted layer."""
+    import cv2
+
+    img = np.asarray(Image.open(study.tasks[task].image).convert("RGB"))
+    d = ROOT / "examples" / "flower2d"
+    row = next(r for r in json.loads((d / "index.json").read_text())
+               if Path(study.tasks[task].image).name == Path(r["image"]).name)
+    m = np.asarray(Image.open(d / row["mask"])) > 0
+    m = cv2.dilate(m.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return img, _layer(img.shape, m, tmp_path / "disc.png")
+
+
+def test_study_session_end_to_end(study_app, tmp_path):
+    demo, url, url_db, study = study_app
+    c = Client(url, verbose=False)
+    with pytest.raises(Exception, match="not valid"):
+        c.predict(0, "bad id!", api_name="/consent")
+    assert _rows(url_db) == []  # nothing recorded before a valid consent
+    with pytest.raises(Exception, match="consent"):
+        _edit(c, study.tasks[0].image, _disc_layer(study, tmp_path)[1])
+    out = c.predict(1.7e12, "P01", api_name="/consent")
+    assert any(isinstance(o, str) and "Task 1 of 4" in o for o in out)
+    img, layer = _disc_layer(study, tmp_path)
+    Image.fromarray(img).save(tmp_path / "bg.png")
+    e = _edit(c, tmp_path / "bg.png", layer, t=1.7e12 + 5)
+    assert "1 stroke(s)" in _status(e) and "top-1 changed" in _status(e)  # removing petals + centre flips it
+    # a stale canvas (not the current image) is one sentence and changes nothing
+    with pytest.raises(Exception, match="older image"):
+        _edit(c, tmp_path / "bg.png", layer)
+    c.predict(0, api_name="/study_undo")
+    # a missing answer: one sentence, the task stays
+    with pytest.raises(Exception, match="Please answer"):
+        c.predict(0, "petals", None, None, None, None, None, "", "", "", "", "", "", api_name="/submit")
+    out = c.predict(0, "petals", "4", None, None, None, None, "", "", "", "", "", "", api_name="/submit")
+    assert any(isinstance(o, str) and "Task 2 of 4" in o for o in out)
+    c.predict(0, "no", None, None, None, None, None, "", "", "", "", "", "", api_name="/submit")
+    c.predict(0, "petals", None, None, None, None, None, "", "", "", "", "", "", api_name="/submit")  # fails the check
+    out = c.predict(0, "5", None, None, None, None, None, "", "nice", "", "", "", "", api_name="/submit")
+    assert any(isinstance(o, str) and "Thank you" in o for o in out)
+
+    rows = _rows(url_db, code="P01")
+    kinds = [r["kind"] for r in rows]
+    assert kinds == ["consent", "task_shown", "stroke", "undo", "answer", "task_shown", "answer", "task_shown",
+                     "answer", "task_shown", "answer", "finish"]
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    stroke = json.loads(rows[2]["payload"])
+    assert rows[2]["client_time"] == 1.7e12 + 5 and rows[2]["mask_png"] is not None
+    assert set(stroke["models"]) == set(study.tasks[0].models) and stroke["inpainter"] == "telea"
+    for m, r in stroke["models"].items():
+        assert len(r["original"]["top5"]) == 5 and len(r["modified"]["top5"]) == 5
+        assert 0 <= r["map"]["mass_in_mask_original"] <= 1
+    assert stroke["model_order"] == json.loads(rows[1]["payload"])["model_order"]
+    # the second participant sees another model order (Latin square)
+    c2 = Client(url, verbose=False)
+    c2.predict(0, "P02", api_name="/consent")
+    orders = [json.loads(r["payload"])["model_order"] for r in _rows(url_db, kind="task_shown")]
+    assert orders[0] != orders[-1] and sorted(orders[0]) == sorted(orders[-1])
+    # admin: password required, then per participant and per task progress
+    with pytest.raises(Exception, match="Wrong password"):
+        c.predict("guess", api_name="/admin_progress")
+    summary, per_p, per_t = c.predict("s3cret", api_name="/admin_progress")
+    assert "2 participant(s), 1 finished" in summary
+    assert [r[:3] for r in per_p["data"]] == [["P01", 0, "4/4"], ["P02", 1, "0/4"]]
+    att = next(r for r in per_t["data"] if r[0] == "attention")
+    assert att[-1] == "0/1"  # P01 failed the attention check
+    zpath = c.predict("s3cret", api_name="/admin_export")
+    import zipfile
+
+    names = zipfile.ZipFile(zpath).namelist()
+    assert {"interactions.csv", "answers.csv", "participants.csv", "study.json"} <= set(names)
+
+
+def test_export_and_replay_cli(study_app, tmp_path):
+    import csv
+
+    from ic_zoo.cli import main
+
+    demo, url, url_db, study = study_app
+    c = Client(url, verbose=False)
+    c.predict(0, "R1", api_name="/consent")
+    img, layer = _disc_layer(study, tmp_path)
+    Image.fromarray(img).save(tmp_path / "bg.png")
+    e = _edit(c, tmp_path / "bg.png", layer)
+    leaf = np.zeros(img.shape[:2], bool)
+    leaf[200:215, 20:40] = True
+    _edit(c, e[0]["background"], _layer(img.shape, leaf, tmp_path / "l2.png"))
+    c.predict(0, api_name="/study_undo")
+    c.predict(0, api_name="/study_reset")
+    e = _edit(c, tmp_path / "bg.png", _layer(img.shape, leaf, tmp_path / "l3.png"))
+    out = tmp_path / "export"
+    assert main(["study", "export", "--db", url_db, "--out", str(out)]) == 0
+    inter = list(csv.DictReader(open(out / "interactions.csv")))
+    assert [r["kind"] for r in inter] == ["consent", "task_shown", "stroke", "stroke", "undo", "reset", "stroke"]
+    strokes = [r for r in inter if r["kind"] == "stroke"]
+    assert all((out / r["mask_file"]).is_file() for r in strokes)
+    assert json.loads(inter[2]["payload"])["models"]
+    assert (out / "images" / "red-green.png").is_file() and json.loads((out / "study.json").read_text())["key"] == study.key
+    rep = tmp_path / "replay.json"
+    assert main(["study", "replay", "--db", url_db, "--participant", "R1", "--json", str(rep)]) == 0
+    r = json.loads(rep.read_text())
+    assert r["strokes"] == 3 and r["reproduced"] == 3 and r["max_prob_diff"] < 1e-4
+    # a tampered log is caught
+    eng = D.engine_for(url_db)
+    with eng.begin() as conn:
+        row = conn.execute(sa.select(D.interactions_t).where(D.interactions_t.c.kind == "stroke")).mappings().first()
+        p = json.loads(row["payload"])
+        first = next(iter(p["models"]))
+        p["models"][first]["modified"]["top5"][0]["prob"] += 0.01
+        conn.execute(D.interactions_t.update().where(D.interactions_t.c.id == row["id"]).values(payload=json.dumps(p)))
+    assert main(["study", "replay", "--db", url_db]) == 1
+    assert main(["study", "export", "--db", str(tmp_path / "none" / "x.sqlite"), "--out", str(out)]) == 2
+
+
+def test_uploads_only_when_the_study_allows_them(tmp_path):
+    from ic_zoo.cli import main
+    from ic_zoo.study.ui import build_study_demo
+
+    path = _mini_study(tmp_path)
+    closed = build_study_demo(load_study(path), f"sqlite:///{tmp_path / 'closed.sqlite'}")
+    names = {d.get("api_name") for d in closed.config["dependencies"]}
+    assert "study_edit" in names and "study_upload" not in names
+    path.write_text(path.read_text().replace("seed: 3", "seed: 3\nallow_upload: true"))
+    db = f"sqlite:///{tmp_path / 'open.sqlite'}"
+    demo = build_study_demo(load_study(path), db)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        c = Client(url, verbose=False)
+        c.predict(0, "U1", api_name="/consent")
+        p = g.sample_params("double-12c", 0, "test", 8200)
+        img, parts = g.render(p, 112)
+        Image.fromarray(img).save(tmp_path / "mine.png")
+        (tmp_path / "broken.png").write_text("not an image")
+        with pytest.raises(Exception, match="image"):
+            c.predict(0, handle_file(str(tmp_path / "broken.png")), api_name="/study_upload")
+        e = c.predict(0, handle_file(str(tmp_path / "mine.png")), api_name="/study_upload")
+        assert np.asarray(Image.open(e[0]["background"]).convert("RGB")).shape == (112, 112, 3)
+        e = _edit(c, e[0]["background"], _layer((112, 112), g.disc_mask(p, parts), tmp_path / "u.png"))
+        assert "1 stroke(s)" in _status(e)
+    finally:
+        demo.close()
+    assert [r["kind"] for r in _rows(db)] == ["consent", "task_shown", "upload", "stroke"]
+    rep = tmp_path / "r.json"
+    assert main(["study", "replay", "--db", db, "--json", str(rep)]) == 0
+    assert json.loads(rep.read_text())["reproduced"] == 1
+
+
+# -- nothing lost ------------------------------------------------------------------------------------------
+def _start_app(study, db_url, port, log):
+    env = dict(os.environ, IC_ZOO_APP_NO_DEMO="0", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--study", str(study), "--db", db_url,
+                             "--port", str(port)], cwd=str(ROOT), env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_up(url, proc, timeout=180):
+    import urllib.request
+
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"the app exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError("the app did not start")
+
+
+def test_kill_9_loses_nothing_and_a_restart_resumes(tmp_path):
+    from conftest import _free_port
+
+    study = _mini_study(tmp_path, models=("flower2d/squeezenet", "flower2d/resnet"))
+    db = f"sqlite:///{tmp_path / 'kill.sqlite'}"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = open(tmp_path / "app.log", "w")
+    proc = _start_app(study, db, port, log)
+    try:
+        _wait_up(url, proc)
+        c = Client(url, verbose=False)
+        c.predict(0, "K1", api_name="/consent")
+        bg = study.parent / "f0.png"
+        rng = np.random.default_rng(0)
+        for i in range(5):
+            m = np.zeros((128, 128), bool)
+            y, x = rng.integers(10, 100, 2)
+            m[y:y + 12, x:x + 12] = True
+            e = _edit(c, bg, _layer((128, 128), m, tmp_path / f"k{i}.png"))
+            bg = e[0]["background"]
+        # a sixth stroke in flight when the process is killed
+        job = c.submit(0, {"background": handle_file(str(bg)),
+                           "layers": [handle_file(_layer((128, 128), m, tmp_path / "k6.png"))], "composite": None},
+                       api_name="/study_edit")
+        time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        del job
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    strokes = _rows(db, kind="stroke")
+    assert len(strokes) in (5, 6)  # the five answered strokes are there; the one in flight is all or nothing
+    n_before = len(_rows(db))
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/"
+    proc = _start_app(study, db, port, log)
+    try:
+        _wait_up(url, proc)
+        c = Client(url, verbose=False)
+        out = c.predict(0, "K1", api_name="/consent")  # the same participant comes back
+        assert any(isinstance(o, str) and f"{len(strokes)} stroke(s)" in o for o in out)  # strokes replayed
+        assert any(isinstance(o, str) and "Welcome back" in o for o in out)
+        canvas = next(o for o in out if isinstance(o, dict) and o.get("background"))["background"]
+        m = np.zeros((128, 128), bool)
+        m[5:15, 5:15] = True
+        e = _edit(c, canvas, _layer((128, 128), m, tmp_path / "k7.png"))
+        assert f"{len(strokes) + 1} stroke(s)" in _status(e)
+    finally:
+        proc.kill()
+        proc.wait(30)
+        log.close()
+    rows = _rows(db, code="K1")
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1)) and len(rows) == n_before + 2
+    assert [r["kind"] for r in rows[-2:]] == ["task_resumed", "stroke"]
+
+
+@pytest.mark.slow
+def test_20_participants_x_50_edits(db_url, tmp_path):
+    from ic_zoo.study.ui import build_study_demo
+
+    study = load_study(_mini_study(tmp_path, size=96))
+    demo = build_study_demo(study, db_url, concurrency=2)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            max_threads=64)
+    n_clients, n_edits = 20, 50
+    errors = []
+
+    def participant(k):
+        try:
+            # no downloads: the next stroke's background is the server's own file (same machine)
+            c = Client(url, verbose=False, download_files=False)
+            c.predict(0, f"C{k:02d}", api_name="/consent")
+            bg = study.tasks[0].image
+            rng = np.random.default_rng(k)
+            for i in range(n_edits):
+                m = np.zeros((96, 96), bool)
+                y, x = rng.integers(0, 88, 2)
+                m[y:y + 6, x:x + 6] = True
+                e = _edit(c, bg, _layer((96, 96), m, tmp_path / f"c{k}_{i % 2}.png"))
+                bg = e[0]["background"]
+                bg = bg["path"] if isinstance(bg, dict) else bg
+            return _status(e)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(f"C{k:02d}: {exc}")
+            raise
+
+    t0 = time.time()
+    try:
+        with cf.ThreadPoolExecutor(n_clients) as ex:
+            statuses = list(ex.map(participant, range(n_clients)))
+    finally:
+        demo.close()
+    dt = time.time() - t0
+    assert errors == []
+    assert all(s.startswith(f"{n_edits} stroke(s)") for s in statuses)
+    rows = _rows(db_url)
+    assert len(rows) == n_clients * (n_edits + 2)  # consent + task_shown + one row per edit, exactly
+    by = {}
+    for r in rows:
+        by.setdefault(r["code"], []).append(r["seq"])
+    assert len(by) == n_clients and all(sorted(v) == list(range(1, n_edits + 3)) for v in by.values())
+    assert sum(r["kind"] == "stroke" for r in rows) == n_clients * n_edits
+    print(f"\n{db_url.split(':')[0]}: {n_clients} x {n_edits} edits in {dt:.1f} s "
+          f"({1000 * dt / (n_clients * n_edits):.1f} ms per edit overall)")
