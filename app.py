@@ -193,12 +193,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             rows = present.class_rows(r, "modified" if rows_mode == ROWS[1] else "tracked")
             st.rows[m] = rows
             c = st.selected.get(m, r.tracked[0].index)
-            title = f"### {m}"
+            title = present.model_title(m, r)
             if r.top1_changed:
-                title += f"\ntop-1: ~~{present.short(r.original[0].label)}~~ → **{present.short(r.modified[0].label)}**"
                 flipped.append(m)
-            else:
-                title += f"\ntop-1: **{present.short(r.original[0].label)}** ({100 * r.modified[0].prob:.1f}%)"
             info = []
             try:
                 cm = s.explain(m, c, interactive)
@@ -220,10 +217,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                   + (f"; **top-1 changed for {', '.join(flipped)}**" if flipped else ""))
         doc = res.to_dict()
         if last is not None:
-            ys, xs = np.nonzero(last.mask)
-            doc["last_edit"] = {"inpainter": last.inpainter, "params": last.params, "mask_pixels": last.area,
-                                "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
-                                "inpaint_ms": round(1000 * last.seconds, 2)}
+            doc["last_edit"] = last.summary()
         doc["image_shape"] = list(s.original.shape)
         outs += [status, doc]
         return outs

@@ -19,6 +19,13 @@ def short(label: str, n: int = 38) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
+def model_title(name: str, res) -> str:
+    """A model's heading: its top-1, struck through and replaced when the edit changed it."""
+    if res.top1_changed:
+        return f"### {name}\ntop-1: ~~{short(res.original[0].label)}~~ → **{short(res.modified[0].label)}**"
+    return f"### {name}\ntop-1: **{short(res.original[0].label)}** ({100 * res.modified[0].prob:.1f}%)"
+
+
 def class_rows(res, mode: str = "tracked") -> list[dict]:
     """Rows of one model's table. ``tracked``: the original's top-k followed into the modified image;
     ``modified``: the modified image's own top-k, with where each class stood in the original."""

@@ -64,9 +64,20 @@ class Edit:
     def area(self) -> int:
         return int(self.mask.sum())
 
+    @property
+    def bbox(self) -> list[int]:
+        """[x0, y0, x1, y1) of the mask."""
+        ys, xs = np.nonzero(self.mask)
+        return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+
     def to_dict(self) -> dict:
         return {"uid": self.uid, "inpainter": self.inpainter, "params": self.params, "mask_pixels": self.area,
                 "seconds": round(self.seconds, 4)}
+
+    def summary(self) -> dict:
+        """What the app's API and the study log report of a stroke."""
+        return {"inpainter": self.inpainter, "params": self.params, "mask_pixels": self.area, "bbox": self.bbox,
+                "inpaint_ms": round(1000 * self.seconds, 2)}
 
 
 @dataclass

@@ -291,7 +291,7 @@ def test_study_session_end_to_end(study_app, tmp_path):
     assert {"interactions.csv", "answers.csv", "participants.csv", "study.json"} <= set(names)
 
 
-def test_export_and_replay_cli(study_app, tmp_path):
+def test_export_and_replay_cli(study_app, tmp_path, capsys):
     import csv
 
     from ic_zoo.cli import main
@@ -308,6 +308,8 @@ def test_export_and_replay_cli(study_app, tmp_path):
     c.predict(0, api_name="/study_undo")
     c.predict(0, api_name="/study_reset")
     e = _edit(c, tmp_path / "bg.png", _layer(img.shape, leaf, tmp_path / "l3.png"))
+    assert main(["study", "progress", "--db", url_db]) == 0
+    assert "R1" in capsys.readouterr().out
     out = tmp_path / "export"
     assert main(["study", "export", "--db", url_db, "--out", str(out)]) == 0
     inter = list(csv.DictReader(open(out / "interactions.csv")))

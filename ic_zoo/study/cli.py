@@ -46,21 +46,18 @@ def cmd_replay(args) -> int:
 
 
 def cmd_progress(args) -> int:
-    import sqlalchemy as sa
-
-    from .db import participants_t
-    from .research import _pick_study
+    from .db import participant_progress
+    from .research import pick_study
 
     eng = _engine(args)
-    st = _pick_study(eng, args.study_key)
+    st = pick_study(eng, args.study_key)
     n = len(json.loads(st["definition"])["tasks"])
     with eng.connect() as conn:
-        rows = conn.execute(sa.select(participants_t).where(participants_t.c.study_id == st["id"])
-                            .order_by(participants_t.c.ordinal)).mappings().all()
+        rows = participant_progress(conn, st["id"], n)
     print(f"{st['title']} ({st['key']}): {len(rows)} participant(s); {n} task(s)")
     for r in rows:
-        print(f"  {r['code']:<20} order {r['ordinal']:>3}  tasks {min(r['task_index'], n)}/{n}  events {r['n_events']:>5}"
-              f"  {'finished ' + str(r['finished_at'])[:19] if r['finished_at'] else ''}")
+        print(f"  {r['participant']:<20} order {r['order']:>3}  tasks {r['tasks_done']:>5}  events {r['events']:>5}"
+              f"  {'finished ' + r['finished'] if r['finished'] else ''}")
     return 0
 
 

@@ -170,6 +170,26 @@ def png_to_mask(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
 
 
+def stored_image(conn, study_id: int, key: str) -> np.ndarray:
+    """A stored image (a task's, or an upload's ``upload:<sha>`` key) as RGB."""
+    from PIL import Image
+
+    png = conn.execute(sa.select(images_t.c.png).where(
+        (images_t.c.study_id == study_id) & (images_t.c.task_id == key))).scalar_one()
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def participant_progress(conn, study_id: int, n_tasks: int) -> list[dict]:
+    """One row per participant, in order of consent: tasks done, events, consent and finish times."""
+    rows = conn.execute(sa.select(
+        participants_t.c.code, participants_t.c.ordinal, participants_t.c.task_index,
+        participants_t.c.n_events, participants_t.c.consented_at, participants_t.c.finished_at)
+        .where(participants_t.c.study_id == study_id).order_by(participants_t.c.ordinal)).mappings().all()
+    return [{"participant": r["code"], "order": r["ordinal"], "tasks_done": f"{min(r['task_index'], n_tasks)}/{n_tasks}",
+             "events": r["n_events"], "consented": str(r["consented_at"])[:19],
+             "finished": str(r["finished_at"])[:19] if r["finished_at"] else ""} for r in rows]
+
+
 def image_png(img: np.ndarray) -> bytes:
     from PIL import Image
 
@@ -224,12 +244,8 @@ class StudyStore:
 
     def image(self, key: str) -> np.ndarray:
         """A stored image (a task's, or an upload's ``upload:<sha>`` key)."""
-        from PIL import Image
-
         with self.engine.connect() as conn:
-            png = conn.execute(sa.select(images_t.c.png).where(
-                (images_t.c.study_id == self.study_id) & (images_t.c.task_id == key))).scalar_one()
-        return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+            return stored_image(conn, self.study_id, key)
 
     # -- participants ------------------------------------------------------------------------------------
     def participant(self, code: str) -> dict | None:
@@ -313,18 +329,12 @@ class StudyStore:
     # -- researchers ---------------------------------------------------------------------------------------
     def progress(self) -> list[dict]:
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(
-                participants_t.c.code, participants_t.c.ordinal, participants_t.c.task_index,
-                participants_t.c.n_events, participants_t.c.consented_at, participants_t.c.finished_at)
-                .where(participants_t.c.study_id == self.study_id).order_by(participants_t.c.ordinal)).mappings().all()
-        n = len(self.study.tasks)
-        return [{"participant": r["code"], "order": r["ordinal"], "tasks_done": f"{min(r['task_index'], n)}/{n}",
-                 "events": r["n_events"], "consented": str(r["consented_at"])[:19],
-                 "finished": str(r["finished_at"])[:19] if r["finished_at"] else ""} for r in rows]
+            return participant_progress(conn, self.study_id, len(self.study.tasks))
 
     def task_progress(self) -> list[dict]:
-        n_part = len(self.progress())
         with self.engine.connect() as conn:
+            n_part = conn.execute(sa.select(sa.func.count()).select_from(participants_t).where(
+                participants_t.c.study_id == self.study_id)).scalar_one()
             out = []
             for i, t in enumerate(self.study.tasks):
                 strokes = conn.execute(sa.select(sa.func.count()).select_from(interactions_t).join(participants_t).where(

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import sqlalchemy as sa
 
-from .db import answers_t, images_t, interactions_t, participants_t, png_to_mask, studies_t
+from .db import answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image, studies_t
 
 
 def studies(engine: sa.Engine) -> list[dict]:
@@ -19,7 +19,7 @@ def studies(engine: sa.Engine) -> list[dict]:
         return [dict(r) for r in conn.execute(sa.select(studies_t).order_by(studies_t.c.id)).mappings()]
 
 
-def _pick_study(engine: sa.Engine, key: str | None) -> dict:
+def pick_study(engine: sa.Engine, key: str | None) -> dict:
     from .definition import StudyError
 
     rows = studies(engine)
@@ -34,16 +34,6 @@ def _pick_study(engine: sa.Engine, key: str | None) -> dict:
         if r["key"] == key or r["title"] == key:
             return r
     raise StudyError(f"no study '{key}' in this database; it holds " + ", ".join(r["key"] for r in rows) + ".")
-
-
-def _image(conn, study_id: int, key: str) -> np.ndarray:
-    import io
-
-    from PIL import Image
-
-    png = conn.execute(sa.select(images_t.c.png).where(
-        (images_t.c.study_id == study_id) & (images_t.c.task_id == key))).scalar_one()
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
 def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
@@ -61,7 +51,7 @@ def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> 
     out = Path(out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     (out / "images").mkdir(exist_ok=True)
-    st = _pick_study(engine, study_key)
+    st = pick_study(engine, study_key)
     sid = st["id"]
     with engine.connect() as conn:
         parts = [dict(r) for r in conn.execute(sa.select(participants_t).where(
@@ -142,7 +132,7 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
     modified image with the logged one: same classes in the same order, probabilities within ``tol``."""
     from ..session import Session
 
-    st = _pick_study(engine, study_key)
+    st = pick_study(engine, study_key)
     sid = st["id"]
     report = {"study": st["key"], "participants": 0, "strokes": 0, "reproduced": 0, "max_prob_diff": 0.0,
               "mismatches": []}
@@ -186,8 +176,8 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
                                                          "same_classes": same})
                     report["reproduced"] += int(ok)
 
-                rebuild(lambda img: Session(img, pretrained=pretrained, device=device), _image(conn, sid, task_id),
-                        events, lambda key: _image(conn, sid, key), check)
+                rebuild(lambda img: Session(img, pretrained=pretrained, device=device), stored_image(conn, sid, task_id),
+                        events, lambda key: stored_image(conn, sid, key), check)
             log(f"{p['code']}: {sum(len([e for e in ev if e['kind'] == 'stroke']) for ev in tasks.values())} "
                 "stroke(s) replayed")
     return report

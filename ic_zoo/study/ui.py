@@ -18,7 +18,6 @@ import uuid
 from pathlib import Path
 
 import gradio as gr
-import numpy as np
 
 from .. import imageio, present
 from ..errors import IcZooError
@@ -110,9 +109,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         for m in st.models:
             r = res.models[m]
             c = r.tracked[0].index
-            title = f"### {m}\n" + (f"top-1: ~~{present.short(r.original[0].label)}~~ → **{present.short(r.modified[0].label)}**"
-                                    if r.top1_changed else f"top-1: **{present.short(r.original[0].label)}** "
-                                    f"({100 * r.modified[0].prob:.1f}%)")
+            title = present.model_title(m, r)
             entry = r.to_dict()
             entry["map"] = {"explainer": task.explainer, "class": c}
             try:
@@ -133,6 +130,10 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         for i in range(MAX_MODELS):
             out += list(views[i]) if i < len(views) else ["", None, None]
         return out
+
+    def unchanged(st):
+        """The edit outputs when nothing was applied: only the status is refreshed."""
+        return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
 
     def status_text(st, res=None) -> str:
         s = st.session
@@ -258,21 +259,17 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     def on_edit(t, value, st, request: gr.Request):
         st = _need_task(st)
         if not value or value.get("background") is None:
-            return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
+            return unchanged(st)
         img = editor_rgb(value["background"])
         if not same_image(img, st.session.modified):
             raise gr.Error("This page shows an older image; reload it to continue where you left off.",
                            print_exception=False)
         mask = stroke_mask(value)
         if mask is None or not mask.any():
-            return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
+            return unchanged(st)
         task = study.tasks[st.task_index]
         edit = st.session.apply(mask, task.inpainter)
-        ys, xs = np.nonzero(edit.mask)
-        payload = {"inpainter": edit.inpainter, "params": edit.params, "mask_pixels": edit.area,
-                   "bbox": [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
-                   "inpaint_ms": round(1000 * edit.seconds, 2)}
-        return _after_change(st, "stroke", payload, t, request, mask=edit.mask)
+        return _after_change(st, "stroke", edit.summary(), t, request, mask=edit.mask)
 
     def stack_op(op: str):
         @guarded
@@ -285,7 +282,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
                 changed = getattr(st.session, op)()
             if not changed:
                 gr.Info(f"Nothing to {op}.")
-                return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
+                return unchanged(st)
             return _after_change(st, op, {}, t, request)
 
         fn.__name__ = f"on_{op}"
@@ -295,7 +292,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     def on_upload(t, path, st, request: gr.Request):
         st = _need_task(st)
         if not path:
-            return [st, gr.skip(), status_text(st)] + [gr.skip()] * (3 * MAX_MODELS)
+            return unchanged(st)
         img = fit_max_side(imageio.load_image(path), max_side)
         import hashlib
 
