@@ -16,12 +16,16 @@ from pathlib import Path
 from .errors import IcZooError
 
 
-def _models(args) -> list[str]:
-    if args.model:
-        return args.model
-    from .zoo import default_models
+def _models(args, image=None) -> list[str]:
+    """The models named with -m (each checked by the same function the app uses), else the defaults for
+    the image's domain: ImageNet models for a photo, the Flower2D trio for a Flower2D image."""
+    from .zoo import default_models, image_domain, resolve_model
 
-    return default_models(pretrained=not args.no_pretrained)
+    pretrained = not args.no_pretrained
+    if args.model:
+        return [resolve_model(m, pretrained=pretrained) for m in args.model]
+    domain = image_domain(image) if image is not None else "imagenet"
+    return default_models(pretrained=pretrained, domain=domain)
 
 
 def _emit(obj, as_json: bool) -> None:
@@ -60,8 +64,8 @@ def cmd_classify(args) -> int:
     from .imageio import load_image
     from .session import get_classifier
 
-    models = _models(args)
-    clfs = {m: get_classifier(m, pretrained=not args.no_pretrained, device=args.device) for m in models}
+    if args.model:
+        _models(args)  # every named model checked before anything loads or any image is read
     status = 0
     for path in args.images:
         try:
@@ -73,6 +77,8 @@ def cmd_classify(args) -> int:
             else:
                 print(f"error: {exc}", file=sys.stderr)
             continue
+        clfs = {m: get_classifier(m, pretrained=not args.no_pretrained, device=args.device)
+                for m in _models(args, img)}
         for m, clf in clfs.items():
             top = clf.predict(img).topk(args.top_k)
             if args.json:
@@ -111,7 +117,7 @@ def cmd_edit(args) -> int:
 
     img = load_image(args.image)
     mask = load_mask(args.mask, img.shape[:2])
-    models = _models(args)
+    models = _models(args, img)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sess = Session(img, pretrained=not args.no_pretrained, device=args.device, k=args.top_k)
@@ -166,6 +172,12 @@ def cmd_edit(args) -> int:
 # -- bench -----------------------------------------------------------------------------------------
 def cmd_bench(args) -> int:
     from .bench import DEFAULT_MODELS, format_table, run_bench, write_json
+    from .zoo import imagenet_default, resolve_model
+
+    if args.model:
+        args.model = [resolve_model(m, pretrained=not args.no_pretrained) for m in args.model]
+    elif not args.no_pretrained:
+        args.model = imagenet_default()
 
     res = run_bench(models=args.model or DEFAULT_MODELS, explainer=args.explainer, size=args.size,
                     repeats=args.repeats, pretrained=not args.no_pretrained, inpainter=args.inpainter,

@@ -86,7 +86,7 @@ def _register_all() -> None:
                  (lambda pretrained=True, device=None, k=key, v=variant, a=arch, c=cfg_path:
                   _build(k, v, a, c, pretrained, device)),
                  requires=("torch", "torchvision", "timm"), description=desc, family="vit" if arch == "vit" else "cnn",
-                 variant=variant, offline=True)
+                 variant=variant, offline=True, domain="flower2d")
 
 
 _register_all()

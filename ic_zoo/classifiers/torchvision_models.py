@@ -90,18 +90,37 @@ def _build(arch: str, key: str, pretrained: bool = True, device=None):
 
 @register("classifier", "squeezenet1_1", requires=("torchvision",), check=lambda: _reason("squeezenet1_1"),
           description="SqueezeNet 1.1, ImageNet-1k (torchvision): the seed demo's model, 1.2 M parameters",
-          family="cnn", download="5 MB")
+          family="cnn", download="5 MB", domain="imagenet")
 def squeezenet1_1(pretrained: bool = True, device=None):
     return _build("squeezenet1_1", "squeezenet1_1", pretrained, device)
 
 
-@register("classifier", "torchvision:", requires=("torchvision",),
-          description="any torchvision classification model by name, e.g. torchvision:resnet18")
-def torchvision_any(arch: str, pretrained: bool = True, device=None):
+def validate(arch: str, pretrained: bool = True) -> None:
+    """Check ``torchvision:<arch>`` without building it: one sentence if it cannot work here."""
+    import difflib
+
+    import torchvision
     from torchvision.models import list_models
 
-    from ..errors import UnknownPluginError
+    from ..errors import UnknownPluginError, WeightsUnavailableError
 
-    if arch not in list_models(module=__import__("torchvision").models):
-        raise UnknownPluginError(f"torchvision has no classification model called '{arch}'.")
+    classifiers = list_models(module=torchvision.models)
+    if arch not in classifiers:
+        if arch in list_models():
+            raise UnknownPluginError(f"torchvision's '{arch}' is a detection, segmentation, optical-flow or video "
+                                     "model, not an image classifier.")
+        close = difflib.get_close_matches(arch, classifiers, n=3, cutoff=0.75)
+        raise UnknownPluginError(f"torchvision has no classification model called '{arch}'"
+                                 + (f" (did you mean {', '.join(close)}?)." if close else "."))
+    if pretrained:
+        reason = _reason(arch)
+        if reason:
+            raise WeightsUnavailableError(f"'torchvision:{arch}' {reason}; connect once so the weights download, "
+                                          "or use --no-pretrained (random weights).")
+
+
+@register("classifier", "torchvision:", requires=("torchvision",), validate=validate, domain="imagenet",
+          description="any torchvision classification model by name, e.g. torchvision:resnet18")
+def torchvision_any(arch: str, pretrained: bool = True, device=None):
+    validate(arch, pretrained=False)
     return _build(arch, f"torchvision:{arch}", pretrained, device)
