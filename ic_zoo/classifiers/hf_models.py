@@ -102,7 +102,7 @@ def validate(repo: str, pretrained: bool = True) -> None:
 
     if not _REPO_ID.match(repo or "") or ".." in repo:
         raise UnknownPluginError(f"'{repo}' is not a Hugging Face repo id; write it as owner/name, "
-                                 "e.g. hf-hub:google/vit-base-patch16-224.")
+                                 "such as hf-hub:google/vit-base-patch16-224.")
     path = hf_cached_file(repo, ("config.json",))
     if path is None:
         if hub_offline():

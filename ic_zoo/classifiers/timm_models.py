@@ -165,7 +165,7 @@ def validate(name: str, pretrained: bool = True) -> None:
     arch, _, tag = name.partition(".")
     if not arch or not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=3, cutoff=0.75)
-        hint = f" (did you mean {', '.join(close)}?)" if close else " (python -c 'import timm; print(timm.list_models())' lists them)"
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (timm.list_models() lists them)"
         raise UnknownPluginError(f"timm has no architecture called '{arch}'{hint}.")
     try:
         cfg = timm.models.get_pretrained_cfg(name)
@@ -177,7 +177,7 @@ def validate(name: str, pretrained: bool = True) -> None:
                                  + (f"; its tags include {', '.join(tags)}." if tags else "."))
     if cfg is not None and getattr(cfg, "num_classes", None) == 0:
         raise UnknownPluginError(f"timm's '{name}' is a feature extractor without a classification head, not an "
-                                 "image classifier; choose a tag trained for classification (e.g. .in1k).")
+                                 "image classifier; choose a tag trained for classification, such as in1k.")
     if not pretrained:
         return
     e = embedded_for(name)
