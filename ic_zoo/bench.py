@@ -207,6 +207,26 @@ def format_table(res: dict) -> str:
     return "\n".join(lines)
 
 
+def format_markdown(res: dict) -> str:
+    """The README's table, generated from a result (never typed)."""
+    ms = lambda v: f"{v:.1f} ms"  # noqa: E731
+    lines = ["| model | bare forward | one edit | usual way | edit / forward | usual / edit | max \\|diff\\| |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for m, s in res["models"].items():
+        lines.append(f"| {m} | {ms(s['forward_ms'])} | {ms(s['edit_ms'])} | {ms(s['usual_ms'])} | "
+                     f"{s['edit_over_forward']:.2f}x | {s['usual_over_edit']:.1f}x | {s['max_abs_diff']:.2g} |")
+    t = res["totals"]
+    lines.append(f"| **all {len(res['models'])} + inpainting ({t['inpaint_ms']:.1f} ms)** | **{ms(t['sum_forward_ms'])}** | "
+                 f"**{ms(t['edit_ms'])}** | **{ms(t['usual_ms'])}** | **{t['edit_over_sum_forward']:.2f}x** | "
+                 f"**{t['usual_over_edit']:.1f}x** | **{t['max_abs_diff']:.2g}** |")
+    cfg, mach = res["config"], res["machine"]
+    lines.append("")
+    lines.append(f"{cfg['explainer']}, {cfg['size']} px input image, top-{cfg['k']} maps, {cfg['repeats']} repeats, "
+                 f"{'pretrained' if cfg['pretrained'] else 'random'} weights, inpainter {cfg['inpainter']}; "
+                 f"torch {mach['torch']} on {mach['gpu'] or mach['device']} ({mach['threads']} threads).")
+    return "\n".join(lines) + "\n"
+
+
 def write_json(res: dict, path: str) -> None:
     with open(path, "w") as f:
         json.dump(res, f, indent=2)

@@ -171,9 +171,19 @@ def cmd_edit(args) -> int:
 
 # -- bench -----------------------------------------------------------------------------------------
 def cmd_bench(args) -> int:
-    from .bench import DEFAULT_MODELS, format_table, run_bench, write_json
+    from .bench import DEFAULT_MODELS, format_markdown, format_table, run_bench, write_json
     from .zoo import imagenet_default, resolve_model
 
+    if args.from_json:  # regenerate the table (and the README's markdown) from a saved result
+        try:
+            res = json.loads(Path(args.from_json).read_text())
+        except (OSError, ValueError) as exc:
+            raise IcZooError(f"{args.from_json} is not a bench result ({exc}).") from None
+        print(format_table(res))
+        if args.markdown:
+            Path(args.markdown).write_text(format_markdown(res))
+            print(f"wrote {args.markdown}")
+        return 0
     if args.model:
         args.model = [resolve_model(m, pretrained=not args.no_pretrained) for m in args.model]
     elif not args.no_pretrained:
@@ -186,6 +196,9 @@ def cmd_bench(args) -> int:
     if args.json:
         write_json(res, args.json)
         print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(res))
+        print(f"wrote {args.markdown}")
     return 0
 
 
@@ -246,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--repeats", type=int, default=7)
     sp.add_argument("--inpainter", default="telea")
     sp.add_argument("--json", default=None, help="write the results here")
+    sp.add_argument("--markdown", default=None, help="write the README's table (markdown) here")
+    sp.add_argument("--from-json", default=None, help="no run: print (and --markdown) a saved result")
     common(sp)
     sp.set_defaults(func=cmd_bench)
 

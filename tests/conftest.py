@@ -99,6 +99,20 @@ def _write_hf_snapshot(repo_id: str, files: dict[str, bytes | Path]) -> Path:
     return snap
 
 
+@pytest.fixture(scope="module")
+def no_hub_weights(tmp_path_factory):
+    """A machine without the hubs and with nothing cached (even when another test cached generated
+    ImageNet weights): only what ships in packages can load, as on a fresh offline install."""
+    from huggingface_hub import constants
+
+    mp = pytest.MonkeyPatch()
+    d = tmp_path_factory.mktemp("empty_caches")
+    mp.setattr(constants, "HF_HUB_CACHE", str(d / "hf"))
+    mp.setenv("TORCH_HOME", str(d / "torch"))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def hf_snapshot():
     return _write_hf_snapshot

@@ -23,19 +23,6 @@ FLOWERS = list(zoo.FLOWER2D_DEFAULT)
 ROWS = app_module.ROWS[0]
 
 
-@pytest.fixture(scope="module")
-def no_hub_weights(tmp_path_factory):
-    """A machine without the hubs and with nothing cached: only what ships in packages can load."""
-    from huggingface_hub import constants
-
-    mp = pytest.MonkeyPatch()
-    d = tmp_path_factory.mktemp("empty_caches")
-    mp.setattr(constants, "HF_HUB_CACHE", str(d / "hf"))
-    mp.setenv("TORCH_HOME", str(d / "torch"))
-    yield
-    mp.undo()
-
-
 def _launch(demo):
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     return url

@@ -2,7 +2,9 @@
 Flower2D image, paint over its petals and centre with the mouse, see the modified image and the
 flipped class in the page, click a class and see its map.
 
-Set IC_ZOO_SCREENSHOT=path to also save a screenshot of the comparison view (the README's)."""
+The same on a real photo with the real (embedded) ImageNet models, and a model name typed in the picker.
+
+Set IC_ZOO_SCREENSHOT=path to also save a screenshot of the comparison view on the photo (the README's)."""
 from __future__ import annotations
 
 import json
@@ -100,15 +102,68 @@ def test_paint_the_petals_and_the_class_flips(server, tmp_path):
         page.wait_for_function(
             f"() => document.querySelector('#model_0_info').innerText.includes({json.dumps(label.rstrip('…'))})",
             timeout=60_000)
+        browser.close()
+
+
+def _comparison_screenshot(page, path):
+    """The comparison view, from the model picker down to the maps."""
+    page.get_by_role("button", name="Got it, hide the tutorial").click()
+    page.wait_for_timeout(1500)
+    top = page.locator("#models").bounding_box()
+    bottom = max((page.locator(f"#model_{i}_info").bounding_box() or {"y": 0, "height": 0} for i in range(3)),
+                 key=lambda b: b["y"] + b["height"])
+    page.screenshot(path=path, full_page=True, clip={
+        "x": 0, "y": top["y"] - 8, "width": 1400, "height": bottom["y"] + bottom["height"] - top["y"] + 16})
+
+
+@pytest.fixture(scope="module")
+def photo_server(no_hub_weights):
+    demo = app_module.build_demo()  # `python app.py` offline: the embedded ImageNet zoo for photos
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+def test_paint_out_the_cup_on_a_real_photo_and_type_a_model_name(photo_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(photo_server, wait_until="load")
+        page.wait_for_selector("#status", timeout=60_000)
+        # a model name typed in the picker that cannot work: its sentence, and the selection stays
+        picker = page.locator("#models input").first
+        picker.click()
+        picker.fill("timm:no_such_net")
+        picker.press("Enter")
+        _wait_status(page, "timm has no architecture called 'no_such_net'")
+        chips = page.locator("#models").inner_text()
+        assert "no_such_net" not in chips and "tf_efficientnet_lite0.in1k" in chips, chips
+        page.keyboard.press("Escape")
+        page.locator("#upload input[type=file]").set_input_files(str(ROOT / "examples" / "coffee.jpg"))
+        _wait_status(page, "0 edit(s)")
+        assert "espresso" in page.locator("#model_0_table").inner_text()
+        page.wait_for_timeout(1500)
+        # a zig-zag over the cup (centre 293, 120; radius about 100 px in the 600 x 400 photo)
+        pts = []
+        for k, y in enumerate(np.arange(25, 225, 18)):  # the brush is 24 px wide
+            xs = (185, 400) if k % 2 == 0 else (400, 185)
+            pts += [(xs[0], y), (xs[1], y)]
+        screen = [_screen_point(page, (400, 600), x, y) for x, y in pts]  # before the stroke: the page is idle
+        page.mouse.move(*screen[0])
+        page.mouse.down()
+        for sx, sy in screen[1:]:  # one pointer event per corner: the canvas joins them (a 600 px canvas
+            page.mouse.move(sx, sy)  # redraws slowly in software, about 0.5 s per event)
+        page.mouse.up()
+        _wait_status(page, "1 edit(s)")
+        assert "top-1 changed" in _status(page), _status(page)
+        title = page.locator("#model_0_title").inner_text()
+        assert "espresso" in title and "→" in title, title
+        assert page.locator("#domain_note").inner_text().strip() == ""  # photo on ImageNet models: no warning
         shot = os.environ.get("IC_ZOO_SCREENSHOT")
-        if shot:  # the comparison view, from the model picker down to the maps
-            page.get_by_role("button", name="Got it, hide the tutorial").click()
-            page.wait_for_timeout(1500)
-            top = page.locator("#models").bounding_box()
-            bottom = max((page.locator(f"#model_{i}_info").bounding_box() or {"y": 0, "height": 0} for i in range(3)),
-                         key=lambda b: b["y"] + b["height"])
-            page.screenshot(path=shot, full_page=True, clip={
-                "x": 0, "y": top["y"] - 8, "width": 1400, "height": bottom["y"] + bottom["height"] - top["y"] + 16})
+        if shot:
+            _comparison_screenshot(page, shot)
         browser.close()
 
 
