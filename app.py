@@ -164,6 +164,15 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
 
     def domain_models(domain: str) -> list[str]:
         return zoo.default_models(pretrained=pretrained, domain=domain)[:MAX_MODELS]
+
+    if gradio_util.on_zero_gpu():
+        # ZeroGPU runs each model call in a forked worker: load the default zoos here, in the main
+        # process, so that every worker has them (ZeroGPU moves them to its GPU)
+        for m in dict.fromkeys(default + domain_models("imagenet") + domain_models("flower2d")):
+            try:
+                ic_zoo.get_classifier(m, pretrained=pretrained, device=device)
+            except IcZooError as exc:
+                log.warning("could not preload %s: %s", m, exc)
     explainer_default = "gradcam"
     conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
     examples = example_list()
@@ -430,7 +439,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             st.user_chose = False
             return render(st, names, explainer, rows_mode, original=True, switch_to=domain_models(st.domain))
 
-        @model_call
+        @guarded
         def on_pick(names, st, evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)):
             """A model picked, typed (Enter) or removed in the picker. Gradio reports a typed name only as a
             select event, and may hand over the picker's value from before it, so the change is applied
@@ -443,7 +452,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 names.remove(value)
             return on_models(names, st, progress)
 
-        @model_call
+        @guarded  # not on a ZeroGPU worker: models load in the main process, which every worker shares
         def on_models(names, st, progress=gr.Progress(track_tqdm=True)):
             """The models to compare (the picker, or the /set_models API): check every new name before
             anything loads, refuse a bad one with its sentence (the previous selection stays), then load
@@ -497,15 +506,14 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             return st
 
         def stack_step(op: str):
-            @model_call
             def step(names, explainer, rows_mode, st):
                 st = _need_session(st)
                 if not getattr(st.session, op)():
                     gr.Info(f"Nothing to {op}.")
                 return render(st, names, explainer, rows_mode, original=False)
 
-            step.__name__ = f"on_{op}"
-            return step
+            step.__name__ = step.__qualname__ = f"on_{op}"
+            return model_call(step)
 
         on_undo, on_redo = stack_step("undo"), stack_step("redo")
 

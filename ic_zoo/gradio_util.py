@@ -45,16 +45,60 @@ def on_zero_gpu() -> bool:
     return flag and importlib.util.find_spec("spaces") is not None
 
 
+class _WireTable:
+    """A styled table on its way out of a ZeroGPU worker: the DataFrame crosses, the style is re-applied."""
+
+    def __init__(self, df) -> None:
+        self.df = df
+
+
+def _to_wire(value):
+    if type(value).__name__ == "Styler" and hasattr(value, "data"):
+        return _WireTable(value.data)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_wire(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_wire(v) for k, v in value.items()}
+    return value
+
+
+def _from_wire(value):
+    from .present import style_table
+
+    if isinstance(value, _WireTable):
+        return style_table(value.df)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_from_wire(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _from_wire(v) for k, v in value.items()}
+    return value
+
+
 def gpu(fn, duration: int | None = None):
     """``fn`` inside ``@spaces.GPU`` on ZeroGPU (a GPU is attached for each call), ``fn`` itself elsewhere.
-    ``spaces`` is optional: it is imported only on ZeroGPU. ``IC_ZOO_GPU_DURATION`` (seconds) sets the
-    longest a call may hold the GPU (default 60)."""
+
+    ZeroGPU runs the call in a forked worker and pickles its arguments and its result, so the result
+    goes out as picklable values (styled tables as their DataFrame) and is restyled here; the session
+    state pickles without its caches (see ``Session.__getstate__``). ``spaces`` is optional: it is
+    imported only on ZeroGPU. ``IC_ZOO_GPU_DURATION`` (seconds) sets the longest a call may hold the GPU
+    (default 60)."""
     if not on_zero_gpu():
         return fn
     import spaces
 
     duration = duration or int(os.environ.get("IC_ZOO_GPU_DURATION", "60"))
-    return spaces.GPU(duration=duration)(fn)
+
+    @functools.wraps(fn)
+    def in_worker(*args, **kwargs):
+        return _to_wire(fn(*args, **kwargs))
+
+    remote = spaces.GPU(duration=duration)(in_worker)
+
+    @functools.wraps(fn)
+    def handler(*args, **kwargs):
+        return _from_wire(remote(*args, **kwargs))
+
+    return handler
 
 
 def model_call(fn):

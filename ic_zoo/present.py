@@ -43,20 +43,24 @@ def table_frame(rows: list[dict]):
     """A pandas Styler: confidences in %, the change in percentage points coloured green up, red down."""
     import pandas as pd
 
-    df = pd.DataFrame({
+    return style_table(pd.DataFrame({
         "class": [short(r["label"]) for r in rows],
         "orig. %": [100 * r["original"] for r in rows],
         "mod. %": [100 * r["modified"] for r in rows],
         "Δ pp": [r["delta_pp"] for r in rows],
-    })
+    }))
 
-    def colour(v):
-        if not isinstance(v, float) or np.isnan(v) or abs(v) < 0.05:
-            return ""
-        return f"color: {UP if v > 0 else DOWN}; font-weight: 600"
 
+def _colour(v):
+    if not isinstance(v, float) or np.isnan(v) or abs(v) < 0.05:
+        return ""
+    return f"color: {UP if v > 0 else DOWN}; font-weight: 600"
+
+
+def style_table(df):
+    """The table's look, applied to its numbers (a Styler cannot be pickled; its DataFrame can)."""
     return df.style.format({"orig. %": "{:.1f}", "mod. %": "{:.1f}", "Δ pp": "{:+.1f}"}, na_rep="—") \
-        .map(colour, subset=["Δ pp"])
+        .map(_colour, subset=["Δ pp"])
 
 
 def _caption(img: np.ndarray, text: str) -> np.ndarray:

@@ -243,6 +243,24 @@ class Session:
         self._lock = threading.RLock()
         self._states: dict[tuple[str, int], _ImageState] = {}
 
+    # -- pickling (ZeroGPU runs each model call in a forked worker: the state crosses by pickle) ----
+    def __getstate__(self) -> dict:
+        """Everything but the lock and the per-model caches (torch tensors, autograd runs): those are
+        recomputed on the other side."""
+        with self._lock:
+            state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["_states"] = {}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        global _uid
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+        uids = [e.uid for e in self._edits + self._redo]
+        if uids and next(_uid) <= max(uids):  # edits made in another process: keep uids unique here
+            _uid = itertools.count(max(uids) + 1)
+
     # -- edits ---------------------------------------------------------------------------------
     @property
     def edits(self) -> list[Edit]:

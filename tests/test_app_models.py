@@ -207,3 +207,77 @@ def test_a_model_that_cannot_work_stops_the_app_with_one_sentence(no_hub_weights
     with pytest.raises(SystemExit) as info:
         app_module.main(["--model", "resnet50.a1_in1k"])  # offline, not cached
     assert "cannot load here" in str(info.value) and "--no-pretrained" in str(info.value)
+
+
+def test_loading_a_model_does_not_hold_up_other_users(flowers_named, flower_png):
+    """Two users load slow models at once; a third user's edit is answered meanwhile (loads run outside
+    the models queue, whose two slots stay free for edits)."""
+    import time
+
+    import ic_zoo
+
+    def slow(pretrained=True, device=None):
+        time.sleep(6)
+        return ic_zoo.create("classifier", "flower2d/squeezenet", device=device)
+
+    for name in ("test/slow-a", "test/slow-b"):
+        ic_zoo.register("classifier", name, slow, replace=True, domain="flower2d")
+    try:
+        a, b, c = (Client(flowers_named, verbose=False) for _ in range(3))
+        t0 = time.perf_counter()
+        jobs = [a.submit(["test/slow-a"], api_name="/set_models"), b.submit(["test/slow-b"], api_name="/set_models")]
+        time.sleep(1.0)  # both loads are under way
+        r = _edit(c, flower_png[0], FLOWERS, [flower_png[1]])[-1]
+        t_edit = time.perf_counter() - t0
+        assert r["n_edits"] == 1 and all(not j.done() for j in jobs), t_edit
+        for j in jobs:
+            picker, status = j.result(timeout=60)
+            assert "Loaded test/slow-" in status
+        assert time.perf_counter() - t0 >= 6 > t_edit
+    finally:
+        for name in ("test/slow-a", "test/slow-b"):
+            ic_zoo.REGISTRY.unregister("classifier", name)
+
+
+def test_zero_gpu_handlers_survive_the_fork_boundary(no_hub_weights, flower_png, monkeypatch):
+    """On ZeroGPU each model call runs in a forked worker: its arguments and results cross by pickle.
+    A stand-in for spaces.GPU that pickles both ways: the app works the same, and the edits persist."""
+    import importlib.machinery
+    import pickle
+    import sys
+    import types
+
+    calls = []
+
+    def GPU(duration=None):
+        def wrap(fn):
+            def in_worker(*args, **kwargs):
+                calls.append(fn.__name__)
+                args, kwargs = pickle.loads(pickle.dumps((args, kwargs)))
+                return pickle.loads(pickle.dumps(fn(*args, **kwargs)))
+            return in_worker
+        return wrap
+
+    fake = types.ModuleType("spaces")
+    fake.GPU = GPU
+    fake.__spec__ = importlib.machinery.ModuleSpec("spaces", None)
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    monkeypatch.setenv("SPACES_ZERO_GPU", "true")
+    demo = app_module.build_demo(models=FLOWERS)
+    url = _launch(demo)
+    try:
+        c = Client(url, verbose=False)
+        flower, disc, label = flower_png
+        r0 = _edit(c, flower, FLOWERS)[-1]
+        r1 = _edit(c, flower, FLOWERS, [disc])[-1]
+        assert r1["n_edits"] == 1 and any(r1["models"][m]["top1_changed"] for m in FLOWERS)
+        settings = (FLOWERS, "gradcam", ROWS)
+        assert c.predict(*settings, api_name="/undo")[-1]["n_edits"] == 0
+        r = c.predict(*settings, api_name="/redo")[-1]
+        assert r["n_edits"] == 1
+        for m in FLOWERS:
+            assert r["models"][m]["modified"]["top5"] == r1["models"][m]["modified"]["top5"]
+            assert r0["models"][m]["original"]["top5"][0]["index"] == label
+        assert {"on_edit", "on_undo", "on_redo"} <= set(calls)
+    finally:
+        demo.close()
