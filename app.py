@@ -491,8 +491,8 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 loaded.append(f"{n} in {time.perf_counter() - t0:.1f} s")
             if not ok:
                 ok = previous
+            st.user_chose = st.user_chose or ok != previous  # a refused name alone changes nothing
             st.models = ok
-            st.user_chose = True
             for msg in problems:
                 gr.Warning(msg)
             lines = problems + ([f"Loaded {', '.join(loaded)}."] if loaded else [])

@@ -132,6 +132,16 @@ def test_paint_out_the_cup_on_a_real_photo_and_type_a_model_name(photo_server):
         page = browser.new_page(viewport={"width": 1400, "height": 1100})
         page.goto(photo_server, wait_until="load")
         page.wait_for_selector("#status", timeout=60_000)
+        # the gallery: the cat photo on the ImageNet models, a flower switches to the Flower2D zoo
+        thumbs = page.locator("#examples button.thumbnail-item")
+        thumbs.first.click()
+        _wait_status(page, "0 edit(s)")
+        assert "cat" in page.locator("#model_0_table").inner_text()
+        thumbs.last.click()
+        page.wait_for_function("() => document.querySelector('#models').innerText.includes('flower2d/squeezenet')",
+                               timeout=60_000)
+        page.wait_for_function("() => document.querySelector('#model_0_table').innerText.includes('petals')",
+                               timeout=60_000)
         # a model name typed in the picker that cannot work: its sentence, and the selection stays
         picker = page.locator("#models input").first
         picker.click()
@@ -139,11 +149,13 @@ def test_paint_out_the_cup_on_a_real_photo_and_type_a_model_name(photo_server):
         picker.press("Enter")
         _wait_status(page, "timm has no architecture called 'no_such_net'")
         chips = page.locator("#models").inner_text()
-        assert "no_such_net" not in chips and "tf_efficientnet_lite0.in1k" in chips, chips
+        assert "no_such_net" not in chips and "flower2d/squeezenet" in chips, chips
         page.keyboard.press("Escape")
         page.locator("#upload input[type=file]").set_input_files(str(ROOT / "examples" / "coffee.jpg"))
-        _wait_status(page, "0 edit(s)")
-        assert "espresso" in page.locator("#model_0_table").inner_text()
+        # the photo takes the picker back to the ImageNet zoo (the refused name changed nothing)
+        page.wait_for_function("() => document.querySelector('#model_0_table').innerText.includes('espresso')",
+                               timeout=60_000)
+        assert "tf_efficientnet_lite0.in1k" in page.locator("#models").inner_text()
         page.wait_for_timeout(1500)
         # a zig-zag over the cup (centre 293, 120; radius about 100 px in the 600 x 400 photo)
         pts = []
