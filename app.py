@@ -279,14 +279,13 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             doc["last_edit"] = last.summary()
         doc["image_shape"] = list(s.original.shape)
         doc["image_domain"] = st.domain
-        mismatch = None if any(zoo.model_domain(m) == st.domain for m in names) else st.domain
+        mismatch = zoo.domain_mismatch(names, domain=st.domain)  # (line, the fitting domain) or None
         doc["domain_mismatch"] = mismatch is not None
         if mismatch is None:
             outs += ["", gr.update(visible=False)]
         else:
-            line = zoo.domain_mismatch(names, s.original)
-            text = line[0] if line else ""
-            outs += [f"**{text}**", gr.update(visible=True, value=f"Use the {zoo.DOMAIN_TITLE[mismatch]} models")]
+            text, fits = mismatch
+            outs += [f"**{text}**", gr.update(visible=True, value=f"Use the {zoo.DOMAIN_TITLE[fits]} models")]
             doc["domain_note"] = text
         outs += [status, doc]
         return outs

@@ -125,12 +125,13 @@ def model_domain(name: str) -> str:
     return str(spec.meta.get("domain") or ("flower2d" if name.startswith("flower2d") else "imagenet"))
 
 
-def domain_mismatch(models, image: np.ndarray) -> tuple[str, str] | None:
-    """(one line, the fitting domain) when none of ``models`` fits ``image``'s domain, else None."""
+def domain_mismatch(models, image: np.ndarray | None = None, domain: str | None = None) -> tuple[str, str] | None:
+    """(one line, the fitting domain) when none of ``models`` fits the image's domain (``domain``, or
+    that of ``image``), else None."""
     models = list(models or [])
     if not models:
         return None
-    dom = image_domain(image)
+    dom = domain or image_domain(image)
     if any(model_domain(m) == dom for m in models):
         return None
     if dom == "imagenet":
