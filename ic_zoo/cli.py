@@ -220,6 +220,9 @@ def _register_extra_commands() -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ic_zoo", description="Interactive Classification: edit an "
                                 "image, compare how classifiers change their minds, see where they look.")
+    p.add_argument("--plugins-dir", default=None,
+                   help="folder of plugin .py files (default: IC_ZOO_PLUGINS_DIR, else the app's own plugins/; "
+                        "never the working directory)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp, models=True):
@@ -277,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("IC_ZOO_DEBUG", "") not in ("", "0")
+    if args.plugins_dir:  # before anything discovers plugins
+        from .discovery import PLUGINS_DIR_ENV
+
+        os.environ[PLUGINS_DIR_ENV] = args.plugins_dir
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {message}", file=sys.stderr)

@@ -6,7 +6,11 @@ its registrations rolled back, so the registry never holds half a plugin.
 
 Environment:
   IC_ZOO_DISABLE_PLUGIN_AUTOLOAD=1   skip entry points and the plugins folder (tests, locked-down hosts)
-  IC_ZOO_PLUGINS_DIR=path            the plugins folder (default ./plugins)
+  IC_ZOO_PLUGINS_DIR=path            the plugins folder (default: ``plugins/`` beside ``app.py``)
+
+The plugins folder runs its code, so it is never taken from the working directory: the default is the
+app's own ``plugins/`` (next to ``app.py`` in a checkout or a Space; none for an installed package),
+and anything else must be named (IC_ZOO_PLUGINS_DIR, ``--plugins-dir``, ``plugins_dir=``).
 """
 from __future__ import annotations
 
@@ -25,7 +29,8 @@ from .registry import REGISTRY, Registry, _active_registry, _current_log, _curre
 ENTRY_POINT_GROUP = "ic_zoo.plugins"
 DISABLE_ENV = "IC_ZOO_DISABLE_PLUGIN_AUTOLOAD"
 PLUGINS_DIR_ENV = "IC_ZOO_PLUGINS_DIR"
-DEFAULT_PLUGINS_DIR = "plugins"
+#: The app's folder: the checkout (or Space) that holds app.py next to the ic_zoo package.
+APP_DIR = Path(__file__).resolve().parents[1]
 
 BUILTIN_MODULES = (
     "ic_zoo.classifiers.torchvision_models",
@@ -146,8 +151,14 @@ def autoload_disabled() -> bool:
     return os.environ.get(DISABLE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def plugins_dir_default() -> Path:
-    return Path(os.environ.get(PLUGINS_DIR_ENV) or DEFAULT_PLUGINS_DIR)
+def plugins_dir_default() -> Path | None:
+    """IC_ZOO_PLUGINS_DIR, else the app's own plugins/ folder (never the working directory)."""
+    env = os.environ.get(PLUGINS_DIR_ENV)
+    if env:
+        return Path(env)
+    if (APP_DIR / "app.py").is_file():
+        return APP_DIR / "plugins"
+    return None
 
 
 def discover(registry: Registry | None = None, *, builtins: bool = True, entry_points: bool | None = None,
@@ -155,7 +166,7 @@ def discover(registry: Registry | None = None, *, builtins: bool = True, entry_p
     """Load plugins into ``registry`` (default: the process registry) and report what happened.
 
     ``entry_points`` and ``plugins_dir`` default to on, unless IC_ZOO_DISABLE_PLUGIN_AUTOLOAD is set.
-    ``plugins_dir=False`` skips the folder; a path overrides IC_ZOO_PLUGINS_DIR / ./plugins.
+    ``plugins_dir=False`` skips the folder; a path overrides IC_ZOO_PLUGINS_DIR and the app's plugins/.
     """
     registry = registry if registry is not None else REGISTRY
     report = LoadReport()

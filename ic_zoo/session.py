@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import ExplainerNotSupportedError, MaskError
+from .errors import ExplainerNotSupportedError, InputError, MaskError
 from .imageio import as_rgb_array, load_image, mask_from_array, resize_mask
 
 _uid = itertools.count(1)
@@ -38,9 +38,27 @@ def get_classifier(name: str, pretrained: bool = True, device: str | None = None
 
 
 def get_inpainter(name: str, **params):
-    from .registry import instance
+    """The shared inpainter ``name`` with ``params``; a parameter it does not take, or a value it refuses,
+    is an InputError with one sentence (not a TypeError or ValueError from its constructor)."""
+    import inspect
 
-    return instance("inpainter", name, **params)
+    from .registry import get_spec, instance
+
+    spec = get_spec("inpainter", name)
+    try:
+        sig = inspect.signature(spec.factory)
+    except (TypeError, ValueError):
+        sig = None
+    if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+        takes = [n for n, p in sig.parameters.items() if n != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = [k for k in params if k not in takes]
+        if unknown:
+            raise InputError(f"The inpainter '{name}' has no parameter {', '.join(repr(k) for k in unknown)}; "
+                             f"it takes {', '.join(takes) or 'none'}.")
+    try:
+        return instance("inpainter", name, **params)
+    except ValueError as exc:
+        raise InputError(f"The inpainter '{name}' cannot use {params}: {exc}.") from None
 
 
 def get_explainer(name: str):
@@ -293,6 +311,13 @@ class Session:
     def _as_mask(self, mask) -> np.ndarray:
         if mask is None:
             raise MaskError("no mask was given.")
+        if isinstance(mask, (list, tuple)):
+            try:
+                mask = np.asarray(mask)
+            except ValueError:  # ragged rows
+                mask = np.asarray([], dtype=object)
+            if mask.dtype == object or mask.ndim != 2:
+                raise MaskError("a mask given as a list must be a rectangular H x W grid of booleans or 0/1.")
         if not isinstance(mask, np.ndarray):
             from .imageio import load_mask
 

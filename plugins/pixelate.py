@@ -12,6 +12,7 @@ from ic_zoo import Inpainter, register
 @register("inpainter", "pixelate", description="mosaic of block x block cells over the mask (example plugin)")
 class Pixelate(Inpainter):
     name = "pixelate"
+    needs_context = False  # averages the masked cells themselves: works on the whole image too
 
     def __init__(self, block: int = 16, work_size=None):
         if int(block) < 1:

@@ -281,3 +281,17 @@ def test_zero_gpu_handlers_survive_the_fork_boundary(no_hub_weights, flower_png,
         assert {"on_edit", "on_undo", "on_redo"} <= set(calls)
     finally:
         demo.close()
+
+
+def test_a_full_stroke_through_the_api_is_one_sentence_and_keeps_the_edits(flowers_named, flower_png, tmp_path):
+    c = Client(flowers_named, verbose=False)
+    flower, disc, _ = flower_png
+    out = _edit(c, flower, FLOWERS, [disc])
+    assert out[-1]["n_edits"] == 1
+    full = np.zeros(np.asarray(Image.open(flower)).shape[:2] + (4,), np.uint8)
+    full[...] = (255, 0, 0, 255)
+    Image.fromarray(full).save(tmp_path / "full.png")
+    with pytest.raises(Exception) as info:
+        _edit(c, out[0]["background"], FLOWERS, [tmp_path / "full.png"])
+    assert "leaves too little for 'telea'" in str(info.value)
+    assert c.predict(FLOWERS, "gradcam", ROWS, api_name="/undo")[-1]["n_edits"] == 0  # the stroke before is kept

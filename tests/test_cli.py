@@ -145,3 +145,33 @@ def test_bench_writes_json(tmp_path, capsys):
     assert m["forward_ms"] > 0 and m["edit_ms"] > 0 and m["usual_ms"] > m["edit_ms"]
     assert m["max_abs_diff"] < 1e-4
     assert doc["totals"]["usual_over_edit"] > 1
+
+
+@pytest.mark.parametrize("param, words", [("radius=-5", "radius must be positive"),
+                                          ("foo=1", "has no parameter 'foo'; it takes radius, work_size")])
+def test_bad_inpainter_parameters_are_one_line_and_exit_2(param, words, tmp_path, capsys):
+    """Before: a ValueError / TypeError from the constructor: 'unexpected failure', exit 1."""
+    from ic_zoo.cli import main
+
+    img = tmp_path / "img.png"
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.full((64, 64, 3), 120, np.uint8)).save(img)
+    m = np.zeros((64, 64), np.uint8)
+    m[20:40, 20:40] = 255
+    Image.fromarray(m).save(mask)
+    code = main(["edit", str(img), "--mask", str(mask), "--param", param, "-m", "flower2d/squeezenet",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ") and words in err[0], err
+
+
+def test_a_mask_given_as_a_list(tmp_path):
+    from ic_zoo.errors import MaskError
+    from ic_zoo.session import Session
+
+    s = Session(np.full((16, 16, 3), 100, np.uint8), device="cpu")
+    with pytest.raises(MaskError, match="rectangular"):
+        s.apply([[1, 0], [1]], "mean_fill")
+    grid = [[1 if 4 <= y < 8 and 4 <= x < 8 else 0 for x in range(16)] for y in range(16)]
+    s.apply(grid, "mean_fill")  # before: an AttributeError
+    assert len(s.edits) == 1 and s.edits[0].mask.sum() == 16

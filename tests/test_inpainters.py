@@ -122,3 +122,50 @@ def test_lama_offline_is_one_clear_sentence(tmp_path, monkeypatch):
         ic_zoo.create("inpainter", "lama").inpaint(img, mask)
     msg = str(info.value)
     assert "'lama'" in msg and str(tmp_path / "cache3") in msg and "connect" in msg and "\n" not in msg
+
+
+# -- full and near-full masks: one rule for every inpainter -----------------------------------------------
+@pytest.mark.parametrize("name", INPAINTERS)
+def test_a_full_mask_is_refused_or_really_filled_never_a_silent_no_op(name):
+    """Before: telea / ns returned the image unchanged (and the edit said it was inpainted), patchmatch a
+    black image. Now a context-filling inpainter refuses with one sentence; blur and pixelate, which
+    transform the masked pixels themselves, change the image and do not blacken it."""
+    img, _ = _scene()
+    inp = ic_zoo.create("inpainter", name)
+    corner = np.ones(img.shape[:2], bool)
+    corner[:5, :5] = False  # 25 pixels (0.2%) left: below the 0.5% / 64 px a filler needs
+    for mask in (np.ones(img.shape[:2], bool), corner):
+        if inp.needs_context:
+            with pytest.raises(MaskError) as info:
+                inp.inpaint(img, mask)
+            msg = str(info.value)
+            assert "too little" in msg and "'blur'" in msg and "\n" not in msg and msg.rstrip(".").count(". ") == 0
+        else:
+            out = inp.inpaint(img, mask)
+            assert not np.array_equal(out, img) and out.mean() > 0.5 * img.mean()
+
+
+@pytest.mark.parametrize("name", INPAINTERS)
+def test_a_near_full_mask_is_filled_from_what_is_left(name):
+    """2% of the image left unpainted (a border): every inpainter fills the rest, not black, not unchanged."""
+    img, _ = _scene()
+    mask = np.ones(img.shape[:2], bool)
+    mask[:, :3] = False  # 3 of 128 columns: 2.3% of the image
+    out = ic_zoo.create("inpainter", name).inpaint(img, mask)
+    assert np.array_equal(out[~mask], img[~mask])
+    assert not np.array_equal(out[mask], img[mask])
+    if name != "lama":  # the tests' LaMa is a stand-in (a local average that fades to 0 far from context)
+        assert out[mask].mean() > 10  # not a black image
+
+
+def test_a_full_stroke_in_a_session_keeps_the_earlier_edits():
+    from ic_zoo.session import Session
+
+    img, mask = _scene()
+    s = Session(img, device="cpu")
+    s.apply(mask, "telea")
+    with pytest.raises(MaskError):
+        s.apply(np.ones(img.shape[:2], bool), "telea")
+    assert len(s.edits) == 1  # the refused stroke left no trace
+    s.apply(np.ones(img.shape[:2], bool), "blur", sigma=3.0)  # "Blur whole image" still works
+    assert len(s.edits) == 2

@@ -184,3 +184,41 @@ def test_builtins_cover_the_three_kinds():
     costs = {s.name: s.meta.get("cost") for s in ic_zoo.list_plugins("explainer")}
     assert costs["scorecam"] == costs["ablationcam"] == costs["fullgrad"] == "slow"
     assert costs["gradcam"] == costs["cam"] == "interactive"
+
+
+def test_plugins_never_load_from_the_working_directory(tmp_path):
+    """Before: `python -m ic_zoo list` (and study mode) imported ./plugins/*.py from the current folder,
+    so starting it inside a folder someone else can write ran their code."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    work = tmp_path / "somebody_elses_folder"
+    (work / "plugins").mkdir(parents=True)
+    marker = tmp_path / "ran.txt"
+    (work / "plugins" / "evil.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from ic_zoo import register, Inpainter\n"
+        "@register('inpainter', 'evil')\n"
+        "class Evil(Inpainter):\n    name = 'evil'\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("IC_ZOO_PLUGINS_DIR", "IC_ZOO_DISABLE_PLUGIN_AUTOLOAD")}
+    env["PYTHONPATH"] = str(root)
+
+    def names(*extra):
+        out = subprocess.run([sys.executable, "-m", "ic_zoo", *extra, "list", "--kind", "inpainter", "--json"],
+                             cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return {p["name"] for p in json.loads(out.stdout)["plugins"]}
+
+    found = names()
+    assert "evil" not in found and not marker.exists()
+    assert "pixelate" in found  # the app's own plugins/ folder still loads
+    study = subprocess.run([sys.executable, "-m", "ic_zoo", "study", "check",
+                            str(root / "examples" / "study" / "flower_study.yaml")],
+                           cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert study.returncode == 0, study.stderr
+    assert not marker.exists()
+    # named explicitly, the folder loads (and its code runs): that is the operator's choice
+    assert "evil" in names("--plugins-dir", str(work / "plugins")) and marker.exists()

@@ -118,14 +118,19 @@ def test_maps_share_one_scale_and_any_class(photo):
 
 def test_maps_follow_the_current_version(photo):
     s = Session(photo, pretrained=False)
-    a = s.explain("squeezenet1_1", 3, "gradcam")
+    # random weights: take the class whose map is strongest, so the test does not depend on which random
+    # weights the shared model got (that depends on the tests that ran before)
+    top = [c.index for c in s.evaluate(["squeezenet1_1"]).models["squeezenet1_1"].original]
+    cls = max(top, key=lambda c: float(s.explain("squeezenet1_1", c, "gradcam").raw_original.max()))
+    a = s.explain("squeezenet1_1", cls, "gradcam")
+    assert a.raw_original.max() > 0
     assert np.allclose(a.original, a.modified)  # no edit yet
     s.apply(_mask(photo.shape, 30, 280, 60, 400), "mean_fill")
-    b = s.explain("squeezenet1_1", 3, "gradcam")
+    b = s.explain("squeezenet1_1", cls, "gradcam")
     assert not np.allclose(b.raw_original, b.raw_modified)
     assert np.allclose(a.raw_original, b.raw_original)  # original cached, same map
     s.undo()
-    c = s.explain("squeezenet1_1", 3, "gradcam")
+    c = s.explain("squeezenet1_1", cls, "gradcam")
     assert np.allclose(c.raw_modified, c.raw_original)
 
 

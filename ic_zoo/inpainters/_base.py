@@ -5,6 +5,13 @@ downscaled copy when the image is much larger than what the classifiers see (``w
 shorter side; None to disable), pads to ``pad_multiple`` when the method needs it (LaMa: 8), and
 finally pastes back *only the masked pixels*: every other pixel of the result is the input's, byte
 for byte, whatever the method did.
+
+Full and near-full masks, the same rule for every inpainter: a method that fills the mask *from the
+rest of the image* (``needs_context = True``: Telea, Navier-Stokes, PatchMatch, LaMa, the mean fill)
+refuses a mask that leaves less than ``MIN_CONTEXT`` of the image (0.5 %, and at least 64 pixels)
+unpainted, with one sentence; left to themselves OpenCV returns the image unchanged and PatchMatch a
+black one. A method that transforms the masked pixels themselves (``needs_context = False``: blur,
+pixelate) takes any mask, the whole image included.
 """
 from __future__ import annotations
 
@@ -15,6 +22,9 @@ from ..errors import MaskError
 #: Shorter side above which inpainting runs on a downscaled copy. Classifiers see 224-256 px crops,
 #: so 448 keeps twice their detail while keeping PatchMatch / LaMa interactive on big photos.
 DEFAULT_WORK_SIZE = 448
+#: The least share of the image a context-filling inpainter needs unpainted (and at least MIN_CONTEXT_PX).
+MIN_CONTEXT = 0.005
+MIN_CONTEXT_PX = 64
 
 
 def check_inputs(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,6 +48,7 @@ class Inpainter:
     name: str = ""
     pad_multiple: int = 1
     cost: str = "interactive"  # or "slow"
+    needs_context: bool = True  # fills the mask from the unmasked pixels (False: transforms the masked ones)
 
     def __init__(self, work_size: int | None = DEFAULT_WORK_SIZE, **params) -> None:
         self.work_size = work_size
@@ -53,6 +64,7 @@ class Inpainter:
         out = image.copy()
         if not mask.any():
             return out
+        self._check_context(mask)
         H, W = mask.shape
         short = min(H, W)
         if self.work_size and short > self.work_size:
@@ -61,6 +73,7 @@ class Inpainter:
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             # area-average then > 0: every stroke pixel stays inside the small mask
             small_mask = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+            self._check_context(small_mask, mask)
             filled = cv2.resize(self._padded(small, small_mask), (W, H), interpolation=cv2.INTER_LINEAR)
         else:
             filled = self._padded(image, mask)
@@ -68,6 +81,19 @@ class Inpainter:
             raise RuntimeError(f"inpainter '{self.name}' returned {filled.dtype} {filled.shape} for {image.shape}")
         out[mask] = filled[mask]
         return out
+
+    def _check_context(self, mask: np.ndarray, full: np.ndarray | None = None) -> None:
+        """Refuse a mask that leaves too little of the image for this method to fill it from."""
+        if not self.needs_context:
+            return
+        keep = int((~mask).sum())
+        if keep >= max(MIN_CONTEXT_PX, MIN_CONTEXT * mask.size):
+            return
+        share = float((full if full is not None else mask).mean())
+        raise MaskError(
+            f"The painted region covers {100 * share:.1f}% of the image, which leaves too little for "
+            f"'{self.name or type(self).__name__}' to fill it from (it needs at least {100 * MIN_CONTEXT:g}% "
+            "unpainted); undo part of the stroke, or use 'blur', which works on the whole image.")
 
     def _padded(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         m = self.pad_multiple

@@ -37,6 +37,7 @@ class NavierStokes(_OpenCVInpaint):
           description="Gaussian blur inside the mask (the seed's blur tool); sigma in px")
 class Blur(Inpainter):
     name = "blur"
+    needs_context = False  # blurs the masked pixels themselves: any mask, the whole image included
 
     def __init__(self, sigma: float = 8.0, work_size: int | None = DEFAULT_WORK_SIZE) -> None:
         if not sigma > 0:
@@ -57,8 +58,8 @@ class MeanFill(Inpainter):
         super().__init__(work_size)
 
     def _inpaint(self, image, mask):
-        keep = ~mask
-        colour = image[keep].mean(axis=0) if keep.any() else image.reshape(-1, 3).mean(axis=0)
+        keep = ~mask  # never empty: the base class refuses masks without context
+        colour = image[keep].mean(axis=0)
         out = image.copy()
         out[mask] = np.round(colour).astype(np.uint8)
         return out
