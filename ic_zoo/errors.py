@@ -46,6 +46,10 @@ class WeightsUnavailableError(IcZooError):
     """Pretrained weights are neither cached nor downloadable right now."""
 
 
+class DatabaseError(IcZooError):
+    """The study log cannot be opened or reached (corrupt, unwritable, unreachable, silent)."""
+
+
 class ExplainerNotSupportedError(IcZooError):
     """The chosen explainer does not apply to the chosen model."""
 

@@ -495,3 +495,93 @@ def test_20_participants_x_50_edits(db_url, tmp_path):
     assert sum(r["kind"] == "stroke" for r in rows) == n_clients * n_edits
     print(f"\n{db_url.split(':')[0]}: {n_clients} x {n_edits} edits in {dt:.1f} s "
           f"({1000 * dt / (n_clients * n_edits):.1f} ms per edit overall)")
+
+
+# -- start-up: every database problem is one sentence, within a connect timeout ---------------------------
+def _one_sentence(msg: str) -> bool:
+    return "\n" not in msg and "Traceback" not in msg and msg.endswith(".")
+
+
+def test_a_damaged_or_unwritable_sqlite_log_is_one_sentence(tmp_path):
+    """Before: 18-43-frame tracebacks at start-up."""
+    from ic_zoo.errors import DatabaseError
+    from ic_zoo.study.db import open_engine
+
+    bad = tmp_path / "damaged.sqlite"
+    bad.write_bytes(b"this is not an SQLite file at all" * 200)
+    with pytest.raises(DatabaseError) as info:
+        open_engine(f"sqlite:///{bad}")
+    msg = str(info.value)
+    assert _one_sentence(msg) and "damaged" in msg and str(bad) in msg, msg
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(DatabaseError) as info:
+        open_engine(f"sqlite:///{blocker}/log.sqlite")  # its folder is a file
+    msg = str(info.value)
+    assert _one_sentence(msg) and "writable" in msg, msg
+    with pytest.raises(DatabaseError) as info:
+        open_engine("nosuchdb://x")
+    assert _one_sentence(str(info.value)) and "not a database URL" in str(info.value)
+
+
+def test_an_unreachable_or_silent_postgresql_is_one_sentence_within_the_timeout():
+    """Before: a closed port gave a traceback; a port that accepts and never answers hung for 147 s."""
+    import socket
+    import threading
+    import time
+
+    from ic_zoo.errors import DatabaseError
+    from ic_zoo.study.db import CONNECT_TIMEOUT_S, open_engine
+
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    with pytest.raises(DatabaseError) as info:
+        open_engine(f"postgresql://study:hunter2@127.0.0.1:{port}/log")
+    msg = str(info.value)
+    assert _one_sentence(msg) and "hunter2" not in msg and "***" in msg and "PostgreSQL runs" in msg, msg
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    stop = threading.Event()
+
+    def accept_and_say_nothing():
+        silent.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                held.append(silent.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept_and_say_nothing, daemon=True)
+    t.start()
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(DatabaseError) as info:
+            open_engine(f"postgresql://study:hunter2@127.0.0.1:{silent.getsockname()[1]}/log")
+        took = time.monotonic() - t0
+    finally:
+        stop.set()
+        t.join()
+        for c in held:
+            c.close()
+        silent.close()
+    msg = str(info.value)
+    assert _one_sentence(msg) and "hunter2" not in msg and took < 3 * CONNECT_TIMEOUT_S + 5, (took, msg)
+
+
+def test_the_study_cli_and_study_mode_say_it_in_one_line(tmp_path, capsys):
+    from ic_zoo.cli import main
+
+    bad = tmp_path / "damaged.sqlite"
+    bad.write_bytes(b"garbage" * 500)
+    assert main(["study", "progress", "--db", f"sqlite:///{bad}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: The study log") and "damaged" in err[0], err
+    import app as app_module
+
+    with pytest.raises(SystemExit) as info:
+        app_module.build_study(str(ROOT / "examples" / "study" / "flower_study.yaml"), f"sqlite:///{bad}")
+    assert str(info.value).startswith("error: The study log") and "damaged" in str(info.value)

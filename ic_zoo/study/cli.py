@@ -8,17 +8,9 @@ from .definition import StudyError
 
 
 def _engine(args):
-    import sqlalchemy as sa
+    from .db import open_engine
 
-    from .db import engine_for, migrate
-
-    eng = engine_for(args.db)
-    try:
-        migrate(eng)  # an old log is brought to the current schema before it is read
-    except sa.exc.OperationalError as exc:
-        raise StudyError(f"cannot open the study database {args.db} "
-                         f"({str(exc.orig).strip().splitlines()[0] if exc.orig else exc}).") from None
-    return eng
+    return open_engine(args.db)  # an old log is brought to the current schema before it is read
 
 
 def cmd_export(args) -> int:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
+from ..errors import DatabaseError
+
 SCHEMA_VERSION = 2
 metadata = sa.MetaData()
 
@@ -114,7 +116,57 @@ def engine_for(url: str | None, default_path: str | Path = "study.sqlite") -> sa
             cur.close()
 
         return eng
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # connect_timeout: a server that is down, or a port that accepts but never answers, fails in ~10 s
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
+                            connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+
+
+CONNECT_TIMEOUT_S = 10
+
+
+def masked_url(engine_or_url) -> str:
+    url = engine_or_url.url if hasattr(engine_or_url, "url") else sa.engine.make_url(str(engine_or_url))
+    return url.render_as_string(hide_password=True)
+
+
+def _database_problem(url: str, exc: BaseException) -> DatabaseError:
+    """One sentence for a log that cannot be opened: what is wrong with which URL, and what to do."""
+    orig = getattr(exc, "orig", None) or exc
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    low = text.lower()
+    if "not a database" in low or "malformed" in low or "corrupt" in low:
+        fix = "the file is damaged: move it aside (a new log is then started) or restore it from a backup"
+    elif "unable to open" in low or "readonly" in low or "read-only" in low or "permission" in low:
+        fix = "check that its folder exists and is writable, or give another --db"
+    elif "timeout" in low or "timed out" in low:
+        fix = (f"the server did not answer within {CONNECT_TIMEOUT_S} s: check the host and port, and that "
+               "PostgreSQL (not another service) listens there")
+    elif "refused" in low or "could not connect" in low or "connection" in low or "resolve" in low:
+        fix = "check that PostgreSQL runs and listens there, and the host and port in the URL"
+    elif "password" in low or "authentication" in low or "role" in low:
+        fix = "check the user name and password in the URL (or the server's pg_hba.conf)"
+    elif "does not exist" in low:
+        fix = "create the database first (createdb), or fix its name in the URL"
+    else:
+        fix = "check the URL, and that the database is reachable and writable"
+    text = text.rstrip(".").replace("\n", " ")
+    return DatabaseError(f"The study log {url} cannot be opened ({text}); {fix}.")
+
+
+def open_engine(url: str | None, default_path: str | Path = "study.sqlite") -> sa.Engine:
+    """``engine_for`` + ``migrate``, with every start-up problem as one DatabaseError sentence."""
+    try:
+        eng = engine_for(url, default_path)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ValueError) as exc:
+        raise DatabaseError(f"'{url}' is not a database URL ({exc}); use sqlite:///file.sqlite or "
+                            "postgresql://user:password@host/dbname.") from None
+    shown = masked_url(eng)
+    try:
+        migrate(eng)
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        eng.dispose()
+        raise _database_problem(shown, exc) from None
+    return eng
 
 
 def schema_version(conn) -> int:

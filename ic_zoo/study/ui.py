@@ -22,7 +22,7 @@ import gradio as gr
 from .. import imageio, present
 from ..errors import IcZooError
 from ..gradio_util import editor, editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png
-from .db import aware, engine_for, now
+from .db import aware, now, open_engine
 from .definition import Study, valid_participant
 from .research import rebuild
 
@@ -69,7 +69,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     problems = check_models(study)
     if problems:
         raise IcZooError("the study names things that are not available: " + "; ".join(problems) + ".")
-    store = StudyStore(engine_for(db, default_db(study)), study)
+    store = StudyStore(open_engine(db, default_db(study)), study)  # one sentence if the log cannot open
     url = store.engine.url.render_as_string(hide_password=True)
     log.info("study '%s' (%s): logging to %s", study.title, study.key, url)
     conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
