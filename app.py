@@ -150,7 +150,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
     report = discovery.ensure_loaded(**({"plugins_dir": plugins_dir} if plugins_dir else {}))
     named = [zoo.resolve_model(m, pretrained=pretrained) for m in (models or [])]  # one sentence if one cannot work
     auto_models = not named  # no --model: each new image gets the zoo of its domain
-    default = (named or zoo.default_models(pretrained=pretrained, domain="imagenet"))[:MAX_MODELS]
+    # the zoo of each domain, decided once at start-up (each decision checks every default's weights)
+    zoo_for = {d: zoo.default_models(pretrained=pretrained, domain=d)[:MAX_MODELS] for d in zoo.DOMAINS}
+    default = (named or zoo_for["imagenet"])[:MAX_MODELS]
     checked: set[str] = set(named)  # names that passed zoo.resolve_model
 
     def check_models(names) -> list[str]:
@@ -162,13 +164,10 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 checked.add(n)
         return names
 
-    def domain_models(domain: str) -> list[str]:
-        return zoo.default_models(pretrained=pretrained, domain=domain)[:MAX_MODELS]
-
     if gradio_util.on_zero_gpu():
         # ZeroGPU runs each model call in a forked worker: load the default zoos here, in the main
         # process, so that every worker has them (ZeroGPU moves them to its GPU)
-        for m in dict.fromkeys(default + domain_models("imagenet") + domain_models("flower2d")):
+        for m in dict.fromkeys(default + zoo_for["imagenet"] + zoo_for["flower2d"]):
             try:
                 ic_zoo.get_classifier(m, pretrained=pretrained, device=device)
             except IcZooError as exc:
@@ -189,7 +188,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         st.domain = zoo.image_domain(st.session.original)
         if not auto_models or st.user_chose:
             return None
-        want = domain_models(st.domain)
+        want = zoo_for[st.domain]
         return want if list(names or []) != want else None
 
     def boxes(st, names):
@@ -436,7 +435,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             """The domain line's button: the zoo that fits the image, in one click."""
             st = _need_session(st)
             st.user_chose = False
-            return render(st, names, explainer, rows_mode, original=True, switch_to=domain_models(st.domain))
+            return render(st, names, explainer, rows_mode, original=True, switch_to=zoo_for[st.domain])
 
         @guarded
         def on_pick(names, st, evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)):
@@ -472,8 +471,8 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 ok = ok[:MAX_MODELS]
             if problems and not ok:
                 ok = previous
-            for n in ok:
-                if n not in st.typed and n not in {v for _, v in _classifier_choices()}:
+            for n in ok:  # a typed name (a namespace's: timm:..., hf-hub:...) joins this tab's choices
+                if n not in st.typed and ic_zoo.get_spec("classifier", n).name != n:
                     st.typed.append(n)
             loaded = []
             new = [n for n in ok if not ic_zoo.REGISTRY.has_instance("classifier", n, pretrained=pretrained,

@@ -64,8 +64,7 @@ def cmd_classify(args) -> int:
     from .imageio import load_image
     from .session import get_classifier
 
-    if args.model:
-        _models(args)  # every named model checked before anything loads or any image is read
+    named = _models(args) if args.model else None  # checked once, before anything loads or any image is read
     status = 0
     for path in args.images:
         try:
@@ -78,7 +77,7 @@ def cmd_classify(args) -> int:
                 print(f"error: {exc}", file=sys.stderr)
             continue
         clfs = {m: get_classifier(m, pretrained=not args.no_pretrained, device=args.device)
-                for m in _models(args, img)}
+                for m in (named or _models(args, img))}
         for m, clf in clfs.items():
             top = clf.predict(img).topk(args.top_k)
             if args.json:

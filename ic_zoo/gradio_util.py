@@ -52,26 +52,24 @@ class _WireTable:
         self.df = df
 
 
-def _to_wire(value):
-    if type(value).__name__ == "Styler" and hasattr(value, "data"):
-        return _WireTable(value.data)
+def _map_leaves(value, leaf):
+    """``leaf`` applied to every value inside nested lists, tuples and dicts (a handler's outputs)."""
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_wire(v) for v in value)
+        return type(value)(_map_leaves(v, leaf) for v in value)
     if isinstance(value, dict):
-        return {k: _to_wire(v) for k, v in value.items()}
-    return value
+        return {k: _map_leaves(v, leaf) for k, v in value.items()}
+    return leaf(value)
+
+
+def _to_wire(value):
+    return _map_leaves(value, lambda v: _WireTable(v.data) if type(v).__name__ == "Styler" and hasattr(v, "data")
+                       else v)
 
 
 def _from_wire(value):
     from .present import style_table
 
-    if isinstance(value, _WireTable):
-        return style_table(value.df)
-    if isinstance(value, (list, tuple)):
-        return type(value)(_from_wire(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _from_wire(v) for k, v in value.items()}
-    return value
+    return _map_leaves(value, lambda v: style_table(v.df) if isinstance(v, _WireTable) else v)
 
 
 def gpu(fn, duration: int | None = None):

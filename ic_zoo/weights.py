@@ -112,6 +112,13 @@ def unavailable_message(model: str, cache: Path | str, host: str, size_hint: str
             f"connect to the internet once so they download{size}, copy them into that folder, {alternative}.")
 
 
+def weights_error(model: str, reason: str) -> WeightsUnavailableError:
+    """One sentence for a model whose weights cannot be had now; ``reason`` is a listing's reason
+    (``hf_weights_reason``, ``url_weights_reason``, a spec's ``unavailable_reason``)."""
+    return WeightsUnavailableError(f"'{model}' cannot load here: it {reason}; connect once so the weights "
+                                   f"download, {NO_PRETRAINED}.")
+
+
 def require_hf_weights(model: str, repo_id: str, filenames: tuple[str, ...], revision: str | None = None,
                        size_hint: str = "") -> None:
     """Raise WeightsUnavailableError unless the files are cached or the hub is reachable. When they

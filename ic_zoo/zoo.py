@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import IcZooError, UnknownPluginError, WeightsUnavailableError
+from .weights import weights_error
 
 IMAGENET_ONLINE = ("squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k")
 IMAGENET_EMBEDDED = ("tf_efficientnet_lite0.in1k", "tf_efficientnet_lite1.in1k", "tf_efficientnet_lite2.in1k")
@@ -170,8 +171,7 @@ def resolve_model(name: str, pretrained: bool = True) -> str:
         if pretrained:
             reason = spec.unavailable_reason()
             if reason:
-                raise WeightsUnavailableError(f"'{name}' cannot load here: it {reason}; "
-                                              "or use --no-pretrained (random weights).")
+                raise weights_error(name, reason)
         return name
     validate = spec.meta.get("validate")
     if callable(validate):

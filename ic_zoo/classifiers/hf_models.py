@@ -98,7 +98,7 @@ def validate(repo: str, pretrained: bool = True) -> None:
     import json
 
     from ..errors import UnknownPluginError, WeightsUnavailableError
-    from ..weights import hf_cache_dir, hf_cached_file, hf_endpoint, hub_offline
+    from ..weights import hf_cache_dir, hf_cached_file, hf_endpoint, hf_weights_reason, hub_offline, weights_error
 
     if not _REPO_ID.match(repo or "") or ".." in repo:
         raise UnknownPluginError(f"'{repo}' is not a Hugging Face repo id; write it as owner/name, "
@@ -130,10 +130,9 @@ def validate(repo: str, pretrained: bool = True) -> None:
             what = ", ".join(archs) or f"'{model_type}'"
             raise UnknownPluginError(f"'hf-hub:{repo}' is a {what} model, not an image classifier "
                                      "(it needs an ...ForImageClassification head).")
-    if pretrained and hf_cached_file(repo, ("model.safetensors", "pytorch_model.bin")) is None and hub_offline():
-        raise WeightsUnavailableError(
-            f"The weights of 'hf-hub:{repo}' are not in the cache folder {hf_cache_dir()} and "
-            f"{hf_endpoint().split('//')[-1]} cannot be reached; connect once so they download, or use --no-pretrained.")
+    reason = hf_weights_reason(repo, ("model.safetensors", "pytorch_model.bin")) if pretrained else None
+    if reason:
+        raise weights_error(f"hf-hub:{repo}", reason)
 
 
 @register("classifier", "hf-hub:", requires=("transformers",), validate=validate,

@@ -10,7 +10,7 @@ Preprocessing comes from ``timm.data.resolve_data_config`` + ``create_transform`
 from __future__ import annotations
 
 from ..registry import register
-from ..weights import hf_weights_reason
+from ..weights import hf_weights_reason, weights_error
 from .embedded_weights import EMBEDDED, embedded_for, missing_reason
 
 _FILES = ("model.safetensors", "pytorch_model.bin")
@@ -188,8 +188,7 @@ def validate(name: str, pretrained: bool = True) -> None:
                                       "--no-pretrained (random weights).")
     reason = _reason(name)
     if reason:
-        raise WeightsUnavailableError(f"'timm:{name}' {reason}; connect once so the weights download, or use "
-                                      "--no-pretrained (random weights).")
+        raise weights_error(f"timm:{name}", reason)
 
 
 @register("classifier", "timm:", requires=("timm",), validate=validate, domain="imagenet",

@@ -102,7 +102,8 @@ def validate(arch: str, pretrained: bool = True) -> None:
     import torchvision
     from torchvision.models import list_models
 
-    from ..errors import UnknownPluginError, WeightsUnavailableError
+    from ..errors import UnknownPluginError
+    from ..weights import weights_error
 
     classifiers = list_models(module=torchvision.models)
     if arch not in classifiers:
@@ -115,8 +116,7 @@ def validate(arch: str, pretrained: bool = True) -> None:
     if pretrained:
         reason = _reason(arch)
         if reason:
-            raise WeightsUnavailableError(f"'torchvision:{arch}' {reason}; connect once so the weights download, "
-                                          "or use --no-pretrained (random weights).")
+            raise weights_error(f"torchvision:{arch}", reason)
 
 
 @register("classifier", "torchvision:", requires=("torchvision",), validate=validate, domain="imagenet",

@@ -149,7 +149,7 @@ def _database_problem(url: str, exc: BaseException) -> DatabaseError:
         fix = "create the database first (createdb), or fix its name in the URL"
     else:
         fix = "check the URL, and that the database is reachable and writable"
-    text = text.rstrip(".").replace("\n", " ")
+    text = text.rstrip(".")
     return DatabaseError(f"The study log {url} cannot be opened ({text}); {fix}.")
 
 
