@@ -33,6 +33,9 @@ EXAMPLES = HERE / "examples"
 MAX_MODELS = 4
 MAX_SIDE = 768  # uploads are downscaled to this longer side: the canvas stays responsive, models see <= 256 px
 ROWS = ["original top-5 (tracked)", "modified top-5"]
+# Gradio's own per-session records (a copy of the page's config each, created even by a bare upload
+# call): at most this many, oldest dropped; well above IC_ZOO_MAX_SESSIONS, which bounds the images
+SESSION_CAPACITY = int(os.environ.get("IC_ZOO_GRADIO_SESSIONS", "1000"))
 SHARE_WARNING = ("Public share links expire after 72 hours and depend on Gradio's relay; for a user study, "
                  "deploy a Hugging Face Space or self-host (python app.py --host 0.0.0.0 --auth user:pass).")
 
@@ -78,6 +81,16 @@ class AppState:
         self.user_chose = False  # the user picked models: images no longer switch the zoo by their domain
         self.typed: list[str] = []  # names this tab typed that were accepted
         self.notice = ""  # a message for the next status line (a refused model name)
+        self.expired = ""  # why this tab's session was released (gradio_util.Tabs), until a new image
+
+    def release(self, reason: str) -> None:
+        """Drop the images and caches (the tab was idle too long, or the server needed room)."""
+        self.session, self.result, self.rows, self.selected = None, None, {}, {}
+        self.displayed = self.original_view = None
+        if self.last_png is not None:
+            Path(self.last_png).unlink(missing_ok=True)
+            self.last_png = None
+        self.expired = reason
 
     def take_notice(self) -> str:
         notice, self.notice = self.notice, ""
@@ -173,6 +186,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             except IcZooError as exc:
                 log.warning("could not preload %s: %s", m, exc)
     explainer_default = "gradcam"
+    # what the canvas may send back: the app shows images of at most max_side, so anything far larger
+    # did not come from this page (an API client sends its own image through /load, which fits it)
+    editor_pixels = min(imageio.max_pixels_default(), max(4 * max_side * max_side, 1_000_000))
     conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
     examples = example_list()
 
@@ -184,6 +200,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         another zoo and nobody named models (no --model, no choice in this tab), else None."""
         st.session = ic_zoo.Session(fit_max_side(img, max_side), device=device, pretrained=pretrained)
         st.selected, st.rows, st.result, st.source = {}, {}, None, source
+        st.expired = ""
         st.original_view = None
         st.domain = zoo.image_domain(st.session.original)
         if not auto_models or st.user_chose:
@@ -195,6 +212,15 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         return {m: clf(m).input_box(st.session.original.shape) for m in names}
 
     png_dir = Path(tempfile.mkdtemp(prefix="ic_zoo_editor_"))
+    # bounded memory: every tab's state is released after IC_ZOO_SESSION_TTL_S idle, or when more than
+    # IC_ZOO_MAX_SESSIONS tabs hold images (least recently used first); see gradio_util.Tabs
+    tabs = gradio_util.Tabs(AppState)
+
+    def tab_call(fn):  # a handler that runs models and takes (or returns) a tab's state
+        return tabs.hold(model_call(fn))
+
+    def tab_guarded(fn):  # the same, for handlers that stay in the main process on ZeroGPU
+        return tabs.hold(guarded(fn))
 
     def editor_value(st, names):
         shown = present.burn_frames(st.session.modified, boxes(st, names))
@@ -290,7 +316,11 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         return outs
 
     with gr.Blocks(title="Interactive Classification", fill_width=True, delete_cache=(3600, 3 * 3600)) as demo:
-        state = gr.State(AppState())
+        # Gradio drops a state after its own time to live (long: Tabs releases the images first, and a
+        # released state is a few hundred bytes that still tells a returning user what happened)
+        state = gr.State(AppState(), time_to_live=4 * tabs.ttl_s,
+                         delete_callback=lambda st: st.release("it was idle too long") if isinstance(st, AppState)
+                         else None)
         gr.Markdown("# Interactive Classification\nPaint over part of an image and watch every model change its "
                     "mind (or not), with the regions each one uses.")
         with gr.Accordion("Tutorial: what am I looking at? (click to hide)", open=True) as tutorial:
@@ -314,7 +344,8 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                                        elem_id="explainer")
         with gr.Row():
             with gr.Column(scale=3):
-                editor = gradio_util.editor("Paint over what to remove (brush size: in the toolbar)")
+                editor = gradio_util.editor("Paint over what to remove (brush size: in the toolbar)",
+                                            max_pixels=editor_pixels)
                 with gr.Row():
                     undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
                     redo_btn = gr.Button("Redo", size="sm", elem_id="redo")
@@ -394,11 +425,13 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         common = dict(concurrency_id="models", concurrency_limit=conc)
 
         # -- handlers --------------------------------------------------------------------------------
-        @model_call
+        @tab_call
         def on_edit(value, names, inpainter, explainer, rows_mode, st):
             st = st if isinstance(st, AppState) else AppState()
             if not value or value.get("background") is None:
                 return render(st, names, explainer, rows_mode, editor=False, original=False)
+            if st.session is None and st.expired:  # the canvas still shows the image of a released session
+                raise gr.Error(gradio_util.expired_sentence(st.expired))
             img = editor_rgb(value["background"])
             mask = stroke_mask(value)
             known = st.session is not None and (same_image(img, st.session.modified) or (
@@ -414,7 +447,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 st.session.apply(mask, inpainter)
             return render(st, names, explainer, rows_mode, original=False)
 
-        @model_call
+        @tab_call
         def on_upload(path, names, explainer, rows_mode, st):
             st = AppState() if not isinstance(st, AppState) else st
             if not path:
@@ -423,21 +456,21 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             switch = new_session(st, img, os.path.basename(str(path)), names)
             return render(st, names, explainer, rows_mode, switch_to=switch)
 
-        @model_call
+        @tab_call
         def on_example(names, explainer, rows_mode, st, evt: gr.SelectData):
             st = AppState() if not isinstance(st, AppState) else st
             path, caption = examples[evt.index]
             switch = new_session(st, ic_zoo.load_image(path), caption, names)
             return render(st, names, explainer, rows_mode, switch_to=switch)
 
-        @model_call
+        @tab_call
         def on_switch(names, explainer, rows_mode, st):
             """The domain line's button: the zoo that fits the image, in one click."""
             st = _need_session(st)
             st.user_chose = False
             return render(st, names, explainer, rows_mode, original=True, switch_to=zoo_for[st.domain])
 
-        @guarded
+        @tab_guarded
         def on_pick(names, st, evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)):
             """A model picked, typed (Enter) or removed in the picker. Gradio reports a typed name only as a
             select event, and may hand over the picker's value from before it, so the change is applied
@@ -450,7 +483,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 names.remove(value)
             return on_models(names, st, progress)
 
-        @guarded  # not on a ZeroGPU worker: models load in the main process, which every worker shares
+        @tab_guarded  # not on a ZeroGPU worker: models load in the main process, which every worker shares
         def on_models(names, st, progress=gr.Progress(track_tqdm=True)):
             """The models to compare (the picker, or the /set_models API): check every new name before
             anything loads, refuse a bad one with its sentence (the previous selection stays), then load
@@ -499,6 +532,8 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 f"Models: {', '.join(ok)}."
 
         def _need_session(st):
+            if isinstance(st, AppState) and st.session is None and st.expired:
+                raise gr.Error(gradio_util.expired_sentence(st.expired))
             if not isinstance(st, AppState) or st.session is None:
                 raise gr.Error("Pick an example or upload an image first.")
             return st
@@ -511,30 +546,30 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 return render(st, names, explainer, rows_mode, original=False)
 
             step.__name__ = step.__qualname__ = f"on_{op}"
-            return model_call(step)
+            return tab_call(step)
 
         on_undo, on_redo = stack_step("undo"), stack_step("redo")
 
-        @model_call
+        @tab_call
         def on_reset(names, explainer, rows_mode, st):
             st = _need_session(st)
             st.session.reset()
             st.selected = {}
             return render(st, names, explainer, rows_mode, original=False)
 
-        @model_call
+        @tab_call
         def on_blur(names, explainer, rows_mode, st):
             st = _need_session(st)
             st.session.apply(np.ones(st.session.original.shape[:2], bool), "blur", sigma=3.0)
             return render(st, names, explainer, rows_mode, original=False)
 
-        @model_call
+        @tab_call
         def on_settings(names, explainer, rows_mode, st):
             st = st if isinstance(st, AppState) else AppState()
             return render(st, names, explainer, rows_mode, editor=st.session is not None, original=True)
 
         def on_table_select(slot: int):
-            @model_call
+            @tab_call
             def select(names, explainer, rows_mode, st, evt: gr.SelectData):
                 return _select_row(slot, names, explainer, rows_mode, st, evt)
 
@@ -551,7 +586,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                     st.selected[m] = rows[row]["index"]
             return render(st, names, explainer, rows_mode, editor=False, original=False)
 
-        @model_call
+        @tab_call
         def on_class_search(label, names, explainer, rows_mode, st):
             if not isinstance(st, AppState) or st.session is None:  # choices refreshed before any image
                 return render(st if isinstance(st, AppState) else AppState(), names, explainer, rows_mode,
@@ -587,13 +622,13 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             labels = clf(name).labels
             return gr.update(choices=labels, value=labels[0]), gr.update(choices=labels, value=labels[1])
 
-        @guarded
+        @tab_guarded
         def on_history(name, st):
             if not isinstance(st, AppState) or st.session is None or not name:
                 return None
             return present.history_image(st.session.history(name))
 
-        @model_call
+        @tab_call
         def on_contrast(name, a, b, explainer, st):
             st = _need_session(st)
             if not (name and a and b):
@@ -606,7 +641,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             cm = st.session.contrast(name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
             return present.map_panel(st.session.original, st.session.modified, cm)
 
-        @model_call
+        @tab_call
         def on_sanity(names, explainer, st):
             st = _need_session(st)
             ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
@@ -634,7 +669,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             labels = clf(name).labels
             return gr.update(choices=labels, value=labels[0])
 
-        @model_call
+        @tab_call
         def on_vebi(name, label):
             from ic_zoo.explainers import vebi as V
 
@@ -657,14 +692,14 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                     pics.append((present.single_panel(img, heat, desc, width=192), desc))
             return pics, "\n".join(lines)
 
-        @model_call
+        @tab_call
         def on_check(names, st, progress=gr.Progress()):
             st = _need_session(st)
             chk = st.session.inpainter_check((names or [])[:MAX_MODELS],
                                              progress=lambda f, msg: progress(f, desc=msg))
             return present.inpainter_check_summary(chk), present.inpainter_check_frame(chk)
 
-        @model_call
+        @tab_call
         def on_slow(names, explainer, st, progress=gr.Progress()):
             st = _need_session(st)
             if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow":
@@ -687,7 +722,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 pics.append((present.map_panel(st.session.original, st.session.modified, cm), f"{m}: {cm.label}"))
             return pics
 
-        @model_call
+        @tab_call
         def on_export(names, explainer, st):
             st = _need_session(st)
             ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
@@ -744,6 +779,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             class_choices, model_dd, class_search, api_visibility="private").then(
             contrast_choices, con_model, [con_a, con_b], api_visibility="private").then(
             vebi_classes, vebi_model, vebi_class, api_visibility="private")
+    demo.ic_zoo_tabs = tabs  # for tests and the soak benchmark
     return demo
 
 
@@ -799,7 +835,8 @@ def main(argv=None) -> None:
             sys.exit(f"error: {exc}")
     app.queue(default_concurrency_limit=2)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
-               max_file_size="50mb", footer_links=["api"], show_error=False)
+               max_file_size="50mb", footer_links=["api"], show_error=False,
+               state_session_capacity=SESSION_CAPACITY)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import os
 
 import gradio as gr
 import numpy as np
+from gradio.components.base import server
 
 from . import imageio
 from .errors import IcZooError
@@ -37,6 +38,129 @@ def guarded(fn):
                            print_exception=False) from None
 
     return wrapper
+
+
+def _env_number(name: str, default: float) -> float:
+    try:
+        v = float(os.environ.get(name, default))
+        return v if v > 0 else default
+    except ValueError:
+        return default
+
+
+class Tabs:
+    """The per-tab states (browser tabs and API clients alike) that hold images, and a bound on them.
+
+    Gradio keeps a tab's ``gr.State`` for as long as its session lives, and an API client's session never
+    ends. Every handler that takes a tab's state runs inside ``hold``: the state is marked in use, then
+    registered as used now. A state idle for longer than ``ttl_s``, or the least recently used one when
+    more than ``max_tabs`` hold images, is released: its images and caches are dropped and ``expired``
+    says why, so the page tells a returning user in one sentence instead of failing. States in use are
+    never released. A daemon thread sweeps every ``sweep_s`` seconds, so an idle server frees memory too.
+
+    ``IC_ZOO_SESSION_TTL_S`` (default 1800) and ``IC_ZOO_MAX_SESSIONS`` (default 64) set the bounds.
+    """
+
+    def __init__(self, kind: type, ttl_s: float | None = None, max_tabs: int | None = None,
+                 sweep_s: float = 30.0) -> None:
+        import collections
+        import threading
+        import weakref
+
+        self.kind = kind
+        self.ttl_s = ttl_s or _env_number("IC_ZOO_SESSION_TTL_S", 1800)
+        self.max_tabs = int(max_tabs or _env_number("IC_ZOO_MAX_SESSIONS", 64))
+        self._live: collections.OrderedDict[int, tuple] = collections.OrderedDict()  # id -> (ref, last used)
+        self._busy: dict[int, int] = {}
+        self._lock = threading.Lock()
+        self._weakref = weakref.ref
+        self.released = 0
+        self._stop = threading.Event()
+        t = threading.Thread(target=self._sweeper, args=(sweep_s,), name="ic_zoo-tabs", daemon=True)
+        t.start()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(1 for ref, _ in self._live.values() if ref() is not None)
+
+    def _sweeper(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.sweep()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _touch(self, st) -> None:
+        import time
+
+        key = id(st)
+        self._live.pop(key, None)
+        self._live[key] = (self._weakref(st), time.monotonic())
+
+    def sweep(self) -> list:
+        """Release what is past the time to live or over the cap; returns the released states."""
+        import time
+
+        out = []
+        with self._lock:
+            now = time.monotonic()
+            for key in list(self._live):
+                ref, used = self._live[key]
+                st = ref()
+                if st is None:
+                    del self._live[key]
+                    continue
+                over = len(self._live) > self.max_tabs
+                idle = now - used > self.ttl_s
+                if not (over or idle):
+                    break  # oldest first: everything after is more recent and the count is within the cap
+                if self._busy.get(key):
+                    continue
+                del self._live[key]
+                out.append((st, f"it was idle for more than {self.ttl_s / 60:.0f} minutes" if idle else
+                            f"the server keeps at most {self.max_tabs} sessions and this one was the least "
+                            "recently used"))
+        for st, why in out:
+            st.release(why)
+        self.released += len(out)
+        return [st for st, _ in out]
+
+    def hold(self, fn):
+        """``fn`` with every tab state among its arguments marked in use while it runs, and every tab
+        state among its results registered as used now (a state that crossed to a ZeroGPU worker comes
+        back as a new object)."""
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            states = [a for a in args if isinstance(a, self.kind)]
+            with self._lock:
+                for st in states:
+                    self._busy[id(st)] = self._busy.get(id(st), 0) + 1
+                    self._touch(st)
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                with self._lock:
+                    for st in states:
+                        n = self._busy.get(id(st), 1) - 1
+                        if n:
+                            self._busy[id(st)] = n
+                        else:
+                            self._busy.pop(id(st), None)
+            results = out if isinstance(out, (list, tuple)) else [out]
+            with self._lock:
+                for o in results:
+                    if isinstance(o, self.kind):
+                        self._touch(o)
+            self.sweep()
+            return out
+
+        return wrapper
+
+
+def expired_sentence(reason: str) -> str:
+    return (f"Your session expired ({reason}), so its image and strokes are gone; pick an example or upload "
+            "the image again.")
 
 
 def on_zero_gpu() -> bool:
@@ -117,19 +241,26 @@ def editor_rgb(img) -> np.ndarray | None:
 
 
 def stroke_mask(value) -> np.ndarray | None:
-    """Painted pixels: opaque brush-red pixels of any layer (the eraser leaves transparency)."""
+    """Painted pixels: opaque brush-red pixels of any layer (the eraser leaves transparency). A layer of
+    another size than the background is resized to fit, with a warning, as ``load_mask`` does."""
     if not value or value.get("background") is None:
         return None
     shape = np.asarray(value["background"]).shape[:2]
     m = np.zeros(shape, bool)
-    for layer in value.get("layers") or []:
+    for i, layer in enumerate(value.get("layers") or []):
         a = np.asarray(layer)
-        if a.ndim != 3 or a.shape[:2] != shape:
-            continue
+        if a.ndim != 3 or a.shape[2] not in (3, 4):
+            raise gr.Error(f"Stroke layer {i + 1} is not a colour image ({a.shape}); reload the page and paint again.",
+                           print_exception=False)
         if a.shape[2] == 4:
-            m |= (a[..., 3] > 0) & (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
+            painted = (a[..., 3] > 0) & (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
         else:
-            m |= (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
+            painted = (a[..., 0] > 150) & (a[..., 1] < 100) & (a[..., 2] < 100)
+        if painted.shape != shape:
+            gr.Warning(f"Stroke layer {i + 1} is {painted.shape[1]}x{painted.shape[0]} but the image is "
+                       f"{shape[1]}x{shape[0]}; the stroke was resized to fit.")
+            painted = imageio.resize_mask(painted, shape)
+        m |= painted
     return m
 
 
@@ -156,9 +287,96 @@ def write_editor_png(img: np.ndarray, path) -> str:
     return str(path)
 
 
-def editor(label: str, height: int = 520, elem_id: str = "editor") -> gr.ImageEditor:
-    """The painting canvas: one fixed red brush, no uploads or transforms (the mask must align)."""
-    return gr.ImageEditor(
+#: Layers one editor event may carry. The app's canvas has one stroke layer (``layers=False``); a few
+#: more are allowed for API clients that send strokes separately. More is refused before any is decoded.
+MAX_LAYERS = 8
+#: Edits whose images were uploaded but whose event has not arrived yet (per canvas, all users).
+MAX_PENDING_EDITS = 64
+#: What the canvas sends (it renders PNG); JPEG and WebP for API clients.
+EDITOR_FORMATS = ("PNG", "JPEG", "WEBP")
+
+
+class Canvas(gr.ImageEditor):
+    """``gr.ImageEditor`` whose every image (background, layers, composite) passes the library's input gate
+    before it is decoded: the pixel limit read from the header, PNG / JPEG / WebP only, EXIF orientation,
+    damaged or truncated files, at most ``MAX_LAYERS`` layers, and one sentence for each failure (Gradio's
+    own conversion would decode anything Pillow opens, at any size, and answer with a generic error).
+    The background arrives as RGB, layers as RGBA (``type="numpy"`` only). The composite is checked from
+    its header and dropped: the app never uses it, so it is never decoded."""
+
+    is_template = True  # the frontend's ImageEditor
+    # set on the instance (an __init__ of its own would hide ImageEditor's arguments from Gradio's config)
+    max_pixels: int | None = None  # default: the library's limit
+    max_layers: int = MAX_LAYERS
+
+    def _gate(self, file, what: str, decode: bool = True):
+        from PIL import Image
+
+        if file is None:
+            return None
+        src = file.path if hasattr(file, "path") else bytes(file)
+        limit = self.max_pixels if self.max_pixels is not None else imageio.max_pixels_default()
+        try:
+            im, _ = imageio._open(src, limit, name=what, formats=EDITOR_FORMATS, decode=decode)
+            if not decode:
+                return None
+            if what == "the image":
+                return np.asarray(imageio.to_rgb_pil(im), dtype=np.uint8)
+            try:
+                from PIL import ImageOps
+
+                im = ImageOps.exif_transpose(im)
+            except Exception:  # noqa: BLE001 - malformed EXIF must not lose the stroke
+                pass
+            return np.asarray(im.convert("RGBA") if im.mode != "RGBA" else im, dtype=np.uint8)
+        except IcZooError as exc:
+            raise gr.Error(str(exc)[:1].upper() + str(exc)[1:], print_exception=False) from None
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise gr.Error(f"{what[:1].upper() + what[1:]} cannot be decoded ({exc}); reload the page and try "
+                           "again.", print_exception=False) from None
+
+    @server
+    def accept_blobs(self, data):
+        """The canvas uploads each image of an edit here before the event: a layer index past the cap is
+        refused (Gradio would grow a list to any index sent), and at most ``MAX_PENDING_EDITS`` uploads
+        wait for their event (one that never comes, from a script, is dropped oldest first)."""
+        kind, index = data.data.get("type"), data.data.get("index")
+        if kind == "layer" and index not in (None, "", "null"):
+            try:
+                i = int(index)
+            except (TypeError, ValueError):
+                i = -1
+            if not 0 <= i < self.max_layers:
+                raise gr.Error(f"One edit can carry at most {self.max_layers} stroke layers (layer index "
+                               f"{str(index)[:20]} refused).", print_exception=False)
+        while len(self.blob_storage) >= MAX_PENDING_EDITS and data.data.get("id") not in self.blob_storage:
+            self.blob_storage.pop(next(iter(self.blob_storage)))
+        return super().accept_blobs(data)
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        blobs = self.blob_storage.pop(payload.id, None) if payload.id is not None else None
+        data = blobs if blobs is not None else (payload if payload.id is None else None)
+        if data is None:
+            raise gr.Error("The images of this edit did not arrive (the server was busy, or they were sent to "
+                           "another server); please paint the stroke again.", print_exception=False)
+        layers = list(data.layers or [])
+        if len(layers) > self.max_layers:
+            raise gr.Error(f"One edit can carry at most {self.max_layers} stroke layers, not {len(layers)}; "
+                           "merge the strokes into one layer.", print_exception=False)
+        bg = self._gate(data.background, "the image")
+        out = [self._gate(f, f"stroke layer {i + 1}") for i, f in enumerate(layers)]
+        self._gate(data.composite, "the composite", decode=False)
+        return {"background": bg, "layers": [a for a in out if a is not None], "composite": None}
+
+
+def editor(label: str, height: int = 520, elem_id: str = "editor", max_pixels: int | None = None) -> Canvas:
+    """The painting canvas: one fixed red brush, no uploads or transforms (the mask must align); every
+    image it sends passes the input gate (see ``Canvas``), ``max_pixels`` each (default: the library's)."""
+    canvas = Canvas(
         label=label, type="numpy", image_mode="RGBA", sources=(), layers=False, transforms=(), format="png",
         elem_id=elem_id, height=height, brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=12),
         eraser=gr.Eraser(default_size=12))
+    canvas.max_pixels = max_pixels
+    return canvas

@@ -37,8 +37,12 @@ def _name(src: Any) -> str:
     return "the upload"
 
 
-def _open(src: ImageLike, max_pixels: int) -> tuple[Image.Image, str]:
-    name = _name(src)
+def _open(src: ImageLike, max_pixels: int, *, name: str | None = None, formats: tuple[str, ...] | None = None,
+          decode: bool = True) -> tuple[Image.Image, str]:
+    """Open ``src`` lazily, check its size against ``max_pixels`` from the header alone (before a single
+    pixel is decoded), then decode it (unless ``decode`` is false). ``formats`` restricts the decoders
+    Pillow may try (the app's editor takes PNG, JPEG and WebP only); ``name`` is how sentences call it."""
+    name = name or _name(src)
     if isinstance(src, Image.Image):
         im = src
     else:
@@ -49,12 +53,13 @@ def _open(src: ImageLike, max_pixels: int) -> tuple[Image.Image, str]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit is below
-                im = Image.open(fobj)
+                im = Image.open(fobj, formats=list(formats) if formats else None)
         except Image.DecompressionBombError:
             raise ImageTooLargeError(f"{name} is far above the pixel limit of {max_pixels / 1e6:.1f} megapixels "
                                      "(a possible decompression bomb); downscale it first.") from None
         except UnidentifiedImageError:
-            raise BadImageError(f"{name} is not an image Pillow can read (try PNG, JPEG, WebP, GIF or TIFF).") from None
+            kinds = ", ".join(formats) if formats else "PNG, JPEG, WebP, GIF or TIFF"
+            raise BadImageError(f"{name} is not an image that can be read here (use {kinds}).") from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise BadImageError(f"{name} could not be opened as an image ({exc}).") from None
     w, h = im.size
@@ -68,6 +73,8 @@ def _open(src: ImageLike, max_pixels: int) -> tuple[Image.Image, str]:
         im.seek(0)  # first frame of GIF / multi-page TIFF
     except (EOFError, AttributeError, ValueError):
         pass
+    if not decode:
+        return im, name
     try:
         ImageFile.LOAD_TRUNCATED_IMAGES = False
         im.load()

@@ -67,20 +67,45 @@ def get_explainer(name: str):
     return instance("explainer", name)
 
 
-@dataclass
-class Edit:
-    """One stroke: its mask, the inpainter that filled it, and the image after it."""
+#: Strokes that can be undone. Each keeps the image it produced (up to 768 x 768 x 3 bytes, 1.8 MB, at the
+#: app's size); older strokes keep their record and their mask, bit-packed (1/24 of the image), but not
+#: their image, so a long session costs about 20 images, not one per stroke. Reset always works.
+MAX_UNDO = 20
+#: Strokes one image may take (about 55 KB each at 768 x 576 once retired); then Reset or a new image.
+MAX_EDITS = 200
 
-    mask: np.ndarray
-    inpainter: str
-    params: dict
-    image: np.ndarray
-    seconds: float
-    uid: int = field(default_factory=lambda: next(_uid))
+
+class Edit:
+    """One stroke: its mask, the inpainter that filled it, and the image after it (``None`` once the
+    stroke is older than the undo depth, see ``MAX_UNDO``)."""
+
+    def __init__(self, mask: np.ndarray, inpainter: str, params: dict, image: np.ndarray | None, seconds: float,
+                 uid: int | None = None) -> None:
+        self._mask: np.ndarray | None = mask
+        self._packed: np.ndarray | None = None
+        self._shape = tuple(mask.shape)
+        self.inpainter, self.params, self.image, self.seconds = inpainter, params, image, seconds
+        self.uid = uid if uid is not None else next(_uid)
+        self._area = int(mask.sum())
+
+    @property
+    def mask(self) -> np.ndarray:
+        if self._mask is not None:
+            return self._mask
+        m = np.unpackbits(self._packed, count=self._shape[0] * self._shape[1]).reshape(self._shape).astype(bool)
+        m.setflags(write=False)
+        return m
+
+    def retire(self) -> None:
+        """Past the undo depth: drop the image, keep the mask bit-packed."""
+        if self._mask is not None:
+            self._packed = np.packbits(self._mask.ravel())
+            self._mask = None
+        self.image = None
 
     @property
     def area(self) -> int:
-        return int(self.mask.sum())
+        return self._area
 
     @property
     def bbox(self) -> list[int]:
@@ -286,7 +311,9 @@ class Session:
 
     @property
     def can_undo(self) -> bool:
-        return bool(self._edits)
+        """False with nothing to undo, and past the undo depth (``MAX_UNDO``): the image before the top
+        stroke is no longer kept."""
+        return len(self._edits) == 1 or (len(self._edits) > 1 and self._edits[-2].image is not None)
 
     @property
     def can_redo(self) -> bool:
@@ -337,6 +364,9 @@ class Session:
         m = self._as_mask(mask)
         if not m.any():
             return None
+        if len(self._edits) >= MAX_EDITS:
+            raise InputError(f"This image already has {MAX_EDITS} strokes, the most one session keeps; press "
+                             "Reset (or load the image again) to go on.")
         filler = get_inpainter(inpainter, **params)
         with self._lock:
             t0 = time.perf_counter()
@@ -351,9 +381,10 @@ class Session:
 
     def undo(self) -> bool:
         with self._lock:
-            if not self._edits:
+            if not self.can_undo:
                 return False
             self._redo.append(self._edits.pop())
+            self._prune()
             return True
 
     def redo(self) -> bool:
@@ -361,6 +392,7 @@ class Session:
             if not self._redo:
                 return False
             self._edits.append(self._redo.pop())
+            self._prune()
             return True
 
     def reset(self) -> None:
@@ -370,9 +402,26 @@ class Session:
             self._prune()
 
     def _prune(self) -> None:
+        """Bound what the session holds: strokes past the undo depth give up their image; cached states
+        of versions no longer on the stacks are dropped, and those of versions that are not hot (the
+        original, the current image, the one before, which the stroke effect compares) keep only their
+        predictions (a few KB per model, for the history plot) and are recomputed if they become current."""
+        for e in self._edits[:-MAX_UNDO - 1]:  # the image below the deepest undo is kept, as its base
+            if e.image is not None:
+                e.retire()
         live = {0} | {e.uid for e in self._edits} | {e.uid for e in self._redo}
-        for key in [k for k in self._states if k[1] not in live]:
-            del self._states[key]
+        hot = {0, self.version, self._before_last()[0]}
+        for key in list(self._states):
+            st = self._states[key]
+            if key[1] not in live:
+                del self._states[key]
+            elif key[1] not in hot and st.x is not None:
+                self._states[key] = _ImageState(None, st.prediction)
+
+    def _image_of(self, version: int) -> np.ndarray | None:
+        if version == 0:
+            return self.original
+        return next((e.image for e in self._edits + self._redo if e.uid == version), None)
 
     # -- models --------------------------------------------------------------------------------
     def classifier(self, name: str):
@@ -388,8 +437,14 @@ class Session:
         want = explainer.name if spec is not None else None
         if st is not None and (want is None or st.run_explainer == want):
             return st
-        image = self.original if version == 0 else next(e.image for e in self._edits + self._redo if e.uid == version)
-        x = st.x if st is not None else clf.preprocess(image)
+        if st is None or st.x is None:
+            image = self._image_of(version)
+            if image is None:
+                raise InputError(f"That image is older than the last {MAX_UNDO} strokes, whose images are no "
+                                 "longer kept; press Reset to start again from the original.")
+            x = clf.preprocess(image)
+        else:
+            x = st.x
         if spec is not None:
             run = clf.run(x, spec.layers, spec.grad, spec.use_input)
             pred = clf._prediction(run.logits)
@@ -496,12 +551,16 @@ class Session:
 
     def history(self, name: str, classes: Sequence[int] | None = None) -> dict:
         """The probability of ``classes`` (default: the original's top-k) after every edit of the stack,
-        with the steps at which the top-1 class changed."""
+        with the steps at which the top-1 class changed. Strokes past the undo depth whose image is gone
+        and that this model never saw are left out (``skipped`` counts them)."""
         with self._lock:
             p0 = self._state(name, 0).prediction
             cls = [int(c) for c in classes] if classes is not None else [c.index for c in p0.topk(self.k)]
-            steps, flips, prev = [], [], None
+            steps, flips, prev, skipped = [], [], None, 0
             for step, v in enumerate([0] + [e.uid for e in self._edits]):
+                if (name, v) not in self._states and self._image_of(v) is None:
+                    skipped += 1
+                    continue
                 p = self._state(name, v).prediction
                 steps.append({"step": step, "probs": [float(p.probs[c]) for c in cls], "top1": p.top1,
                               "top1_label": p.labels[p.top1]})
@@ -509,7 +568,7 @@ class Session:
                     flips.append(step)
                 prev = p.top1
             return {"model": name, "classes": cls, "labels": [p0.labels[c] for c in cls], "steps": steps,
-                    "flips": flips}
+                    "flips": flips, "skipped": skipped}
 
     def stroke_effect(self, name: str, explainer: str = "gradcam", cls: int | None = None) -> dict | None:
         """For the last edit: how much of the class map (of ``cls``, default the top-1 before the edit)
