@@ -430,8 +430,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             st = st if isinstance(st, AppState) else AppState()
             if not value or value.get("background") is None:
                 return render(st, names, explainer, rows_mode, editor=False, original=False)
-            if st.session is None and st.expired:  # the canvas still shows the image of a released session
-                raise gr.Error(gradio_util.expired_sentence(st.expired))
+            if st.session is None and st.expired:  # the canvas still shows the image of a released session:
+                why, st.expired = st.expired, ""  # told once; an image sent again then starts a new session
+                raise gr.Error(gradio_util.expired_sentence(why))
             img = editor_rgb(value["background"])
             mask = stroke_mask(value)
             known = st.session is not None and (same_image(img, st.session.modified) or (

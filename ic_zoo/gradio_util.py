@@ -11,6 +11,7 @@ import os
 
 import gradio as gr
 import numpy as np
+from gradio import component_meta
 from gradio.components.base import server
 
 from . import imageio
@@ -117,7 +118,7 @@ class Tabs:
                 if self._busy.get(key):
                     continue
                 del self._live[key]
-                out.append((st, f"it was idle for more than {self.ttl_s / 60:.0f} minutes" if idle else
+                out.append((st, f"it was idle for more than {_duration(self.ttl_s)}" if idle else
                             f"the server keeps at most {self.max_tabs} sessions and this one was the least "
                             "recently used"))
         for st, why in out:
@@ -156,6 +157,10 @@ class Tabs:
             return out
 
         return wrapper
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} minutes" if seconds >= 120 else f"{seconds:.0f} seconds"
 
 
 def expired_sentence(reason: str) -> str:
@@ -296,79 +301,86 @@ MAX_PENDING_EDITS = 64
 EDITOR_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
-class Canvas(gr.ImageEditor):
-    """``gr.ImageEditor`` whose every image (background, layers, composite) passes the library's input gate
-    before it is decoded: the pixel limit read from the header, PNG / JPEG / WebP only, EXIF orientation,
-    damaged or truncated files, at most ``MAX_LAYERS`` layers, and one sentence for each failure (Gradio's
-    own conversion would decode anything Pillow opens, at any size, and answer with a generic error).
-    The background arrives as RGB, layers as RGBA (``type="numpy"`` only). The composite is checked from
-    its header and dropped: the app never uses it, so it is never decoded."""
+# Gradio's component metaclass writes a ``.pyi`` stub beside the module of every component class it
+# creates (for its own custom-component tooling): next to an installed package that is a write into
+# site-packages, which fails on a read-only install. Canvas adds no events, so it needs no stub.
+_write_stub, component_meta.create_or_modify_pyi = component_meta.create_or_modify_pyi, lambda *a, **k: None
+try:
+    class Canvas(gr.ImageEditor):
+        """``gr.ImageEditor`` whose every image (background, layers, composite) passes the library's input gate
+        before it is decoded: the pixel limit read from the header, PNG / JPEG / WebP only, EXIF orientation,
+        damaged or truncated files, at most ``MAX_LAYERS`` layers, and one sentence for each failure (Gradio's
+        own conversion would decode anything Pillow opens, at any size, and answer with a generic error).
+        The background arrives as RGB, layers as RGBA (``type="numpy"`` only). The composite is checked from
+        its header and dropped: the app never uses it, so it is never decoded."""
 
-    is_template = True  # the frontend's ImageEditor
-    # set on the instance (an __init__ of its own would hide ImageEditor's arguments from Gradio's config)
-    max_pixels: int | None = None  # default: the library's limit
-    max_layers: int = MAX_LAYERS
+        is_template = True  # the frontend's ImageEditor
+        # set on the instance (an __init__ of its own would hide ImageEditor's arguments from Gradio's config)
+        max_pixels: int | None = None  # default: the library's limit
+        max_layers: int = MAX_LAYERS
 
-    def _gate(self, file, what: str, decode: bool = True):
-        from PIL import Image
+        def _gate(self, file, what: str, decode: bool = True):
+            from PIL import Image
 
-        if file is None:
-            return None
-        src = file.path if hasattr(file, "path") else bytes(file)
-        limit = self.max_pixels if self.max_pixels is not None else imageio.max_pixels_default()
-        try:
-            im, _ = imageio._open(src, limit, name=what, formats=EDITOR_FORMATS, decode=decode)
-            if not decode:
+            if file is None:
                 return None
-            if what == "the image":
-                return np.asarray(imageio.to_rgb_pil(im), dtype=np.uint8)
+            src = file.path if hasattr(file, "path") else bytes(file)
+            limit = self.max_pixels if self.max_pixels is not None else imageio.max_pixels_default()
             try:
-                from PIL import ImageOps
+                im, _ = imageio._open(src, limit, name=what, formats=EDITOR_FORMATS, decode=decode)
+                if not decode:
+                    return None
+                if what == "the image":
+                    return np.asarray(imageio.to_rgb_pil(im), dtype=np.uint8)
+                try:
+                    from PIL import ImageOps
 
-                im = ImageOps.exif_transpose(im)
-            except Exception:  # noqa: BLE001 - malformed EXIF must not lose the stroke
-                pass
-            return np.asarray(im.convert("RGBA") if im.mode != "RGBA" else im, dtype=np.uint8)
-        except IcZooError as exc:
-            raise gr.Error(str(exc)[:1].upper() + str(exc)[1:], print_exception=False) from None
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise gr.Error(f"{what[:1].upper() + what[1:]} cannot be decoded ({exc}); reload the page and try "
-                           "again.", print_exception=False) from None
+                    im = ImageOps.exif_transpose(im)
+                except Exception:  # noqa: BLE001 - malformed EXIF must not lose the stroke
+                    pass
+                return np.asarray(im.convert("RGBA") if im.mode != "RGBA" else im, dtype=np.uint8)
+            except IcZooError as exc:
+                raise gr.Error(str(exc)[:1].upper() + str(exc)[1:], print_exception=False) from None
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                raise gr.Error(f"{what[:1].upper() + what[1:]} cannot be decoded ({exc}); reload the page and try "
+                               "again.", print_exception=False) from None
 
-    @server
-    def accept_blobs(self, data):
-        """The canvas uploads each image of an edit here before the event: a layer index past the cap is
-        refused (Gradio would grow a list to any index sent), and at most ``MAX_PENDING_EDITS`` uploads
-        wait for their event (one that never comes, from a script, is dropped oldest first)."""
-        kind, index = data.data.get("type"), data.data.get("index")
-        if kind == "layer" and index not in (None, "", "null"):
-            try:
-                i = int(index)
-            except (TypeError, ValueError):
-                i = -1
-            if not 0 <= i < self.max_layers:
-                raise gr.Error(f"One edit can carry at most {self.max_layers} stroke layers (layer index "
-                               f"{str(index)[:20]} refused).", print_exception=False)
-        while len(self.blob_storage) >= MAX_PENDING_EDITS and data.data.get("id") not in self.blob_storage:
-            self.blob_storage.pop(next(iter(self.blob_storage)))
-        return super().accept_blobs(data)
+        @server
+        def accept_blobs(self, data):
+            """The canvas uploads each image of an edit here before the event: a layer index past the cap is
+            refused (Gradio would grow a list to any index sent), and at most ``MAX_PENDING_EDITS`` uploads
+            wait for their event (one that never comes, from a script, is dropped oldest first)."""
+            kind, index = data.data.get("type"), data.data.get("index")
+            if kind == "layer" and index not in (None, "", "null"):
+                try:
+                    i = int(index)
+                except (TypeError, ValueError):
+                    i = -1
+                if not 0 <= i < self.max_layers:
+                    raise gr.Error(f"One edit can carry at most {self.max_layers} stroke layers (layer index "
+                                   f"{str(index)[:20]} refused).", print_exception=False)
+            while len(self.blob_storage) >= MAX_PENDING_EDITS and data.data.get("id") not in self.blob_storage:
+                self.blob_storage.pop(next(iter(self.blob_storage)))
+            return super().accept_blobs(data)
 
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        blobs = self.blob_storage.pop(payload.id, None) if payload.id is not None else None
-        data = blobs if blobs is not None else (payload if payload.id is None else None)
-        if data is None:
-            raise gr.Error("The images of this edit did not arrive (the server was busy, or they were sent to "
-                           "another server); please paint the stroke again.", print_exception=False)
-        layers = list(data.layers or [])
-        if len(layers) > self.max_layers:
-            raise gr.Error(f"One edit can carry at most {self.max_layers} stroke layers, not {len(layers)}; "
-                           "merge the strokes into one layer.", print_exception=False)
-        bg = self._gate(data.background, "the image")
-        out = [self._gate(f, f"stroke layer {i + 1}") for i, f in enumerate(layers)]
-        self._gate(data.composite, "the composite", decode=False)
-        return {"background": bg, "layers": [a for a in out if a is not None], "composite": None}
+        def preprocess(self, payload):
+            if payload is None:
+                return None
+            blobs = self.blob_storage.pop(payload.id, None) if payload.id is not None else None
+            data = blobs if blobs is not None else (payload if payload.id is None else None)
+            if data is None:
+                raise gr.Error("The images of this edit did not arrive (the server was busy, or they were sent to "
+                               "another server); please paint the stroke again.", print_exception=False)
+            layers = list(data.layers or [])
+            if len(layers) > self.max_layers:
+                raise gr.Error(f"One edit can carry at most {self.max_layers} stroke layers, not {len(layers)}; "
+                               "merge the strokes into one layer.", print_exception=False)
+            bg = self._gate(data.background, "the image")
+            out = [self._gate(f, f"stroke layer {i + 1}") for i, f in enumerate(layers)]
+            self._gate(data.composite, "the composite", decode=False)
+            return {"background": bg, "layers": [a for a in out if a is not None], "composite": None}
+finally:
+    component_meta.create_or_modify_pyi = _write_stub
 
 
 def editor(label: str, height: int = 520, elem_id: str = "editor", max_pixels: int | None = None) -> Canvas:

@@ -1,0 +1,196 @@
+"""A public link, tried as an attacker and as a returning user would (issue 12): every image the canvas
+sends passes the library's gate with one sentence, and memory stays bounded (tab states expire or are
+evicted with a sentence, the undo depth and the per-version caches are capped)."""
+from __future__ import annotations
+
+import io
+import os
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+import app as app_module  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+from ic_zoo import gradio_util  # noqa: E402
+from ic_zoo.flower2d import generator as g  # noqa: E402
+
+FLOWERS = ["flower2d/squeezenet", "flower2d/resnet"]
+SETTINGS = (FLOWERS, "gradcam", app_module.ROWS[0])
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("public")
+    p = g.sample_params("double-12c", 0, "test", 7002)
+    img, parts = g.render(p, 160)
+    Image.fromarray(img).save(d / "flower.png")
+    layer = np.zeros(img.shape[:2] + (4,), np.uint8)
+    layer[g.disc_mask(p, parts)] = (255, 0, 0, 255)
+    Image.fromarray(layer).save(d / "disc.png")
+    Image.fromarray(layer[::2, ::2]).save(d / "disc_half.png")  # a stroke layer of the wrong size
+    blank = np.zeros_like(layer)
+    blank[10:20, 10:20] = (255, 0, 0, 255)
+    Image.fromarray(blank).save(d / "dot.png")
+    # a decompression bomb: 47 KB on disk, 7000 x 7000 declared (1.7 GB once Gradio decoded it as RGBA)
+    Image.new("1", (7000, 7000)).save(d / "bomb.png", optimize=True)
+    Image.new("RGB", (8000, 8000), (90, 120, 30)).save(d / "huge.jpg", quality=10)
+    (d / "vector.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64">'
+                                  '<rect width="64" height="64" fill="red"/></svg>')
+    (d / "notes.png").write_text("not an image")
+    (d / "cut.png").write_bytes((d / "flower.png").read_bytes()[:1500])
+    # a photo taken with the camera turned: stored 120 x 160, EXIF says rotate to 160 x 120
+    ex = Image.fromarray(img[:120, :160])
+    exif = ex.getexif()
+    exif[0x0112] = 6
+    ex.save(d / "turned.jpg", exif=exif.tobytes())
+    return d
+
+
+@pytest.fixture(scope="module")
+def server():
+    demo = app_module.build_demo(models=FLOWERS)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield demo, url
+    demo.close()
+
+
+def _edit(c, bg, layers=()):
+    return c.predict({"background": handle_file(str(bg)), "layers": [handle_file(str(x)) for x in layers],
+                      "composite": None}, FLOWERS, "telea", "gradcam", app_module.ROWS[0], api_name="/edit")
+
+
+def _refused(c, bg, layers=()) -> str:
+    with pytest.raises(Exception) as info:
+        _edit(c, bg, layers)
+    msg = str(info.value)
+    assert "upstream Gradio app has raised an exception" not in msg, msg
+    return msg
+
+
+def test_every_image_the_canvas_sends_passes_the_gate(server, files):
+    import resource
+
+    _, url = server
+    d = files
+    c = Client(url, verbose=False)
+    first = _edit(c, d / "flower.png", [d / "dot.png"])
+    assert first[-1]["n_edits"] == 1
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert "megapixels" in _refused(c, d / "bomb.png")
+    assert "megapixels" in _refused(c, d / "flower.png", [d / "bomb.png"])
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024 < 200  # KB: never decoded
+    assert "megapixels" in _refused(c, d / "huge.jpg")
+    for bad in ("vector.svg", "notes.png"):
+        assert "not an image that can be read here" in _refused(c, d / bad)
+    assert "damaged or truncated" in _refused(c, d / "cut.png")
+    assert "Stroke layer 2 is damaged" in _refused(c, d / "flower.png", [d / "dot.png", d / "cut.png"])
+    assert "at most 8 stroke layers" in _refused(c, d / "flower.png", [d / "dot.png"] * 9)
+    # nothing was lost: the session still has its stroke, and the next one stacks on it
+    again = _edit(c, first[0]["background"], [d / "disc.png"])[-1]
+    assert again["n_edits"] == 2
+    # a stroke layer of another size is resized to fit (with a warning), not dropped
+    c2 = Client(url, verbose=False)
+    r = _edit(c2, d / "flower.png", [d / "disc_half.png"])[-1]
+    assert r["n_edits"] == 1 and r["last_edit"]["mask_pixels"] > 0.5 * (np.asarray(
+        Image.open(d / "disc.png"))[..., 3] > 0).sum()
+    # EXIF orientation is applied, as load_image does
+    r = _edit(Client(url, verbose=False), d / "turned.jpg")[-1]
+    assert r["image_shape"][:2] == [160, 120]
+
+
+def test_a_layer_index_past_the_cap_is_refused_before_any_list_grows():
+    from gradio.components.image_editor import AcceptBlobs
+
+    canvas = gradio_util.editor("x")
+    with pytest.raises(Exception, match="at most 8 stroke layers"):
+        canvas.accept_blobs(AcceptBlobs(data={"type": "layer", "index": 1000000000, "id": "a", "file": b""},
+                                        files=[("blob", b"x")]))
+    assert canvas.blob_storage == {}
+    for i in range(gradio_util.MAX_PENDING_EDITS + 10):  # uploads whose event never comes
+        canvas.accept_blobs(AcceptBlobs(data={"type": "background", "index": None, "id": f"e{i}", "file": b""},
+                                        files=[("blob", b"x")]))
+    assert len(canvas.blob_storage) == gradio_util.MAX_PENDING_EDITS
+
+
+@pytest.fixture
+def small_server(monkeypatch):
+    monkeypatch.setenv("IC_ZOO_SESSION_TTL_S", "4")
+    monkeypatch.setenv("IC_ZOO_MAX_SESSIONS", "2")
+    demo = app_module.build_demo(models=FLOWERS)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield demo, url
+    demo.close()
+    demo.ic_zoo_tabs.close()
+
+
+def test_tab_states_expire_and_are_evicted_with_a_sentence(small_server, files):
+    demo, url = small_server
+    d = files
+    a, b, c = (Client(url, verbose=False) for _ in range(3))
+    for cl in (a, b):
+        assert _edit(cl, d / "flower.png", [d / "dot.png"])[-1]["n_edits"] == 1
+    assert len(demo.ic_zoo_tabs) == 2
+    _edit(c, d / "flower.png")  # a third tab: the least recently used (a) makes room
+    with pytest.raises(Exception, match="Your session expired .*at most 2 sessions"):
+        a.predict(*SETTINGS, api_name="/undo")
+    assert _refused(a, d / "flower.png", [d / "dot.png"]).startswith("Your session expired")  # the old canvas
+    # b was used more recently than a and keeps its stroke
+    assert b.predict(*SETTINGS, api_name="/undo")[-1]["n_edits"] == 0
+    # a new image starts a new session for a
+    assert _edit(a, d / "flower.png", [d / "dot.png"])[-1]["n_edits"] == 1
+    time.sleep(4.5)
+    released = demo.ic_zoo_tabs.sweep()
+    assert released  # idle past the time to live
+    with pytest.raises(Exception, match="idle for more than 4 seconds"):
+        b.predict(*SETTINGS, api_name="/redo")
+
+
+def test_tabs_never_release_a_state_in_use():
+    class S:
+        def __init__(self):
+            self.why = None
+
+        def release(self, why):
+            self.why = why
+
+    tabs = gradio_util.Tabs(S, ttl_s=0.01, max_tabs=1, sweep_s=3600)
+    busy, other = S(), S()
+    seen = {}
+
+    def handler(st):
+        time.sleep(0.05)
+        seen["released_during"] = tabs.sweep()
+        return st
+
+    tabs.hold(lambda st: st)(other)
+    tabs.hold(handler)(busy)
+    assert busy not in seen["released_during"] and other.why is not None and busy.why is None
+    tabs.close()
+
+
+def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):
+    import ic_zoo
+    from ic_zoo import session as S
+
+    s = ic_zoo.Session(photo[:96, :96], pretrained=False)
+    m = np.zeros((96, 96), bool)
+    for i in range(S.MAX_UNDO + 6):
+        m[:] = False
+        m[i % 90:(i % 90) + 4, 10:20] = True
+        s.apply(m.copy(), "telea")
+        s.evaluate(["flower2d/squeezenet"], explainer="gradcam")
+    kept = [e for e in s.edits if e.image is not None]
+    assert len(kept) == S.MAX_UNDO + 1 and len(s.edits) == S.MAX_UNDO + 6
+    assert s.edits[0].mask.sum() == 40  # an old stroke keeps its mask (bit-packed)
+    heavy = [k for k, st in s._states.items() if st.x is not None]
+    assert len(heavy) <= 3, heavy  # the original, the current image and the one before
+    for _ in range(S.MAX_UNDO):
+        assert s.undo()
+    assert not s.can_undo and not s.undo()  # past the undo depth
+    h = s.history("flower2d/squeezenet")  # predictions of every stroke were kept
+    assert len(h["steps"]) == len(s.edits) + 1 and h["skipped"] == 0
+    s.reset()
+    assert s.version == 0 and not s.edits
