@@ -201,6 +201,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         st.session = ic_zoo.Session(fit_max_side(img, max_side), device=device, pretrained=pretrained)
         st.selected, st.rows, st.result, st.source = {}, {}, None, source
         st.expired = ""
+        for msg in st.session.warnings:  # a tiny image, NaN pixels: beside the results, and as a toast
+            gr.Warning(msg)
+            st.notice = f"{st.notice} {msg}".strip()
         st.original_view = None
         st.domain = zoo.image_domain(st.session.original)
         if not auto_models or st.user_chose:

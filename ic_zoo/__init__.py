@@ -11,8 +11,8 @@ OpenCV and friends load on first use.
 """
 from __future__ import annotations
 
-from .errors import (BadImageError, DuplicatePluginError, ExplainerNotSupportedError, IcZooError,
-                     ImageTooLargeError, InputError, MaskError, PluginError, PluginUnavailableError,
+from .errors import (BadImageError, ClassIndexError, DuplicatePluginError, ExplainerNotSupportedError, IcZooError,
+                     IcZooWarning, ImageTooLargeError, InputError, MaskError, PluginError, PluginUnavailableError,
                      StateError, UnknownPluginError, WeightsUnavailableError)
 from .registry import REGISTRY, create, get_spec, instance, list_plugins, register
 
@@ -32,7 +32,7 @@ _LAZY = {
 }
 
 __all__ = ["register", "create", "instance", "list_plugins", "get_spec", "REGISTRY", "IcZooError",
-           "InputError", "BadImageError", "ImageTooLargeError", "MaskError", "PluginError",
+           "InputError", "BadImageError", "ImageTooLargeError", "MaskError", "ClassIndexError", "IcZooWarning", "PluginError",
            "UnknownPluginError", "DuplicatePluginError", "PluginUnavailableError", "WeightsUnavailableError",
            "ExplainerNotSupportedError", "StateError", *_LAZY]
 

@@ -13,7 +13,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from .errors import IcZooError
+from .errors import IcZooError, IcZooWarning
 
 
 def _models(args, image=None) -> list[str]:
@@ -114,14 +114,22 @@ def cmd_edit(args) -> int:
     from .session import Session
     from .viz import diverging, overlay
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise IcZooError(f"--out {out} is a file; give a folder (it is created if missing).")
     img = load_image(args.image)
     mask = load_mask(args.mask, img.shape[:2])
     models = _models(args, img)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IcZooError(f"--out {out} cannot be created ({exc.strerror or exc}); choose a folder you can write.") from None
     sess = Session(img, pretrained=not args.no_pretrained, device=args.device, k=args.top_k)
     sess.evaluate(models, explainer=args.explainer)  # original, cached (as the app does)
     edit = sess.apply(mask, args.inpainter, **_parse_params(args.param))
+    if edit is None:
+        warnings.warn(f"the mask {args.mask} is empty: nothing was removed, so the modified image is the original.",
+                      IcZooWarning, stacklevel=1)
     result = sess.evaluate(models, explainer=args.explainer)
     save_png(sess.modified, out / "modified.png")
     save_png(mask, out / "mask.png")
@@ -141,6 +149,7 @@ def cmd_edit(args) -> int:
             maps = sess.explain(m, classes, args.explainer)
         except IcZooError as exc:
             doc["models"][m]["note"] = str(exc)
+            warnings.warn(f"{m}: {exc}", IcZooWarning, stacklevel=1)
             continue
         files = {}
         for cm in maps:

@@ -26,6 +26,10 @@ class MaskError(InputError):
     """A mask that cannot be used."""
 
 
+class ClassIndexError(InputError):
+    """A class index (or label) the model does not have."""
+
+
 class PluginError(IcZooError):
     """Anything about plugins: unknown names, clashes, missing dependencies."""
 
@@ -52,6 +56,11 @@ class DatabaseError(IcZooError):
 
 class ExplainerNotSupportedError(IcZooError):
     """The chosen explainer does not apply to the chosen model."""
+
+
+class IcZooWarning(UserWarning):
+    """Something the user should know that does not stop the work (a tiny image, NaN pixels, an empty
+    mask): the CLI prints it to stderr, the app shows it beside the results."""
 
 
 class StateError(IcZooError):

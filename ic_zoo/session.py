@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import ExplainerNotSupportedError, InputError, MaskError
+from .errors import ClassIndexError, ExplainerNotSupportedError, IcZooWarning, InputError, MaskError
 from .imageio import as_rgb_array, load_image, mask_from_array, resize_mask
 
 _uid = itertools.count(1)
@@ -71,6 +71,8 @@ def get_explainer(name: str):
 #: app's size); older strokes keep their record and their mask, bit-packed (1/24 of the image), but not
 #: their image, so a long session costs about 20 images, not one per stroke. Reset always works.
 MAX_UNDO = 20
+#: Images with a shorter side than this are classified with a warning (models see them upsampled).
+MIN_SIDE = 16
 #: Strokes one image may take (about 55 KB each at 768 x 576 once retired); then Reset or a new image.
 MAX_EDITS = 200
 
@@ -273,11 +275,24 @@ class Session:
 
     def __init__(self, image, *, pretrained: bool = True, device: str | None = None, k: int = 5,
                  max_pixels: int | None = None) -> None:
+        #: what the user should know about this image (also issued as IcZooWarning): tiny, NaN pixels
+        self.warnings: list[str] = []
         if isinstance(image, np.ndarray):
+            raw = np.asarray(image)
+            if np.issubdtype(raw.dtype, np.floating) and not np.isfinite(raw).all():
+                bad = int((~np.isfinite(raw)).any(axis=-1).sum() if raw.ndim == 3 else (~np.isfinite(raw)).sum())
+                self.warnings.append(f"{bad} of the image's {raw.shape[0] * raw.shape[1]} pixels are NaN or "
+                                     "infinite and were read as black; the models' answers are about that.")
             self.original = as_rgb_array(image, max_pixels)
         else:
             self.original = load_image(image, max_pixels=max_pixels)
         self.original.setflags(write=False)
+        h, w = self.original.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            self.warnings.append(f"The image is only {w}x{h} pixels; every model scales it up to its input size, "
+                                 "so its answers say little about the picture.")
+        for msg in self.warnings:
+            warnings.warn(msg, IcZooWarning, stacklevel=2)
         self.pretrained = pretrained
         self.device = device
         self.k = k
@@ -487,7 +502,7 @@ class Session:
                 raise ExplainerNotSupportedError(reason[0].upper() + reason[1:] + ".")
             for c in cls:
                 if not 0 <= c < clf.num_classes:
-                    raise MaskError(f"class index {c} is outside 0..{clf.num_classes - 1} for {name}.")
+                    raise ClassIndexError(f"Class index {c} is outside 0..{clf.num_classes - 1} for {name}.")
             ro, no = self._maps(name, 0, ex, cls, progress)
             if self.version == 0:
                 rm, nm = ro, no

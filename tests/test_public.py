@@ -194,3 +194,40 @@ def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):
     assert len(h["steps"]) == len(s.edits) + 1 and h["skipped"] == 0
     s.reset()
     assert s.version == 0 and not s.edits
+
+
+def test_library_errors_and_warnings_have_fitting_names(tmp_path, photo):
+    """Issue 12, item 9: a class out of range is a ClassIndexError (not a MaskError); a tiny or NaN image
+    is classified with an IcZooWarning; the CLI prints warnings to stderr and refuses a file as --out."""
+    import subprocess
+    import sys
+
+    import ic_zoo
+    from ic_zoo.errors import ClassIndexError, IcZooWarning, MaskError
+
+    s = ic_zoo.Session(photo[:64, :64], pretrained=False)
+    with pytest.raises(ClassIndexError, match="outside 0..11") as info:
+        s.explain("flower2d/squeezenet", 999)
+    assert not isinstance(info.value, MaskError)
+    with pytest.warns(IcZooWarning, match="only 1x1 pixels"):
+        tiny = ic_zoo.Session(np.full((1, 1, 3), 90, np.uint8), pretrained=False)
+    assert tiny.warnings
+    nan = np.full((32, 32, 3), 0.5, np.float32)
+    nan[:4] = np.nan
+    with pytest.warns(IcZooWarning, match="128 of the image's 1024 pixels are NaN"):
+        ic_zoo.Session(nan, pretrained=False)
+    Image.fromarray(photo[:64, :64]).save(tmp_path / "img.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "empty.png")
+    (tmp_path / "afile").write_text("x")
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "ic_zoo", "edit", str(tmp_path / "img.png"), "--mask",
+                               str(tmp_path / "empty.png"), "-m", "flower2d/squeezenet", "--no-pretrained", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    r = cli("--out", str(tmp_path / "o1"), "--class", "999")
+    assert r.returncode == 0
+    assert "warning: the mask" in r.stderr and "is empty" in r.stderr
+    assert "warning: flower2d/squeezenet: Class index 999 is outside" in r.stderr
+    r = cli("--out", str(tmp_path / "afile"))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "is a file" in r.stderr

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from ic_zoo.errors import ExplainerNotSupportedError, MaskError
+from ic_zoo.errors import ClassIndexError, ExplainerNotSupportedError, MaskError
 from ic_zoo.session import Session, get_classifier
 
 MODELS = ["squeezenet1_1", "timm:resnet18"]
@@ -112,7 +112,7 @@ def test_maps_share_one_scale_and_any_class(photo):
         assert 0 <= cm.mass_in(s.combined_mask) <= 1
     single = s.explain("timm:resnet18", 7, "hirescam")
     assert single.index == 7 and single.label == get_classifier("timm:resnet18", pretrained=False).labels[7]
-    with pytest.raises(MaskError, match="outside"):
+    with pytest.raises(ClassIndexError, match="outside"):
         s.explain("timm:resnet18", 1000)
 
 
