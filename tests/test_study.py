@@ -585,3 +585,174 @@ def test_the_study_cli_and_study_mode_say_it_in_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         app_module.build_study(str(ROOT / "examples" / "study" / "flower_study.yaml"), f"sqlite:///{bad}")
     assert str(info.value).startswith("error: The study log") and "damaged" in str(info.value)
+
+
+# -- issue 12: a failed log write, guessable links, the admin password -----------------------------------
+def _serve(demo):
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    return url
+
+
+def _strokes_n_edits(db):
+    return [json.loads(r["payload"])["n_edits"] for r in _rows(db, kind="stroke")]
+
+
+def _square(shape, y, x, size=12):
+    m = np.zeros(shape, bool)
+    m[y:y + size, x:x + size] = True
+    return m
+
+
+def test_a_change_the_log_cannot_take_is_undone_and_the_page_keeps_serving(tmp_path, monkeypatch):
+    """Before: with the log locked a stroke waited 63 s, failed, but stayed applied; the next logged
+    stroke said n_edits 3 after 1, an image the log cannot rebuild."""
+    import sqlite3
+
+    from ic_zoo.cli import main
+    from ic_zoo.study.ui import build_study_demo
+
+    monkeypatch.setenv("IC_ZOO_DB_BUSY_TIMEOUT_S", "1")
+    path = _mini_study(tmp_path)
+    path.write_text(path.read_text().replace("seed: 3", "seed: 3\nallow_upload: true"))
+    dbfile = tmp_path / "locked.sqlite"
+    db = f"sqlite:///{dbfile}"
+    demo = build_study_demo(load_study(path), db)
+    url = _serve(demo)
+    locker = sqlite3.connect(dbfile, isolation_level=None)
+    try:
+        c = Client(url, verbose=False)
+        c.predict(0, "L1", api_name="/consent")
+        e1 = _edit(c, path.parent / "f0.png", _layer((128, 128), _square((128, 128), 20, 20), tmp_path / "a.png"))
+        assert "1 stroke(s)" in _status(e1)
+        shown = np.asarray(Image.open(e1[0]["background"]).convert("RGB"))
+        locker.execute("BEGIN EXCLUSIVE")  # another writer holds the log
+        for what, call in [
+                ("stroke", lambda: _edit(c, e1[0]["background"],
+                                         _layer((128, 128), _square((128, 128), 60, 60), tmp_path / "b.png"))),
+                ("undo", lambda: c.predict(0, api_name="/study_undo")),
+                ("upload", lambda: c.predict(0, handle_file(str(path.parent / "f0.png")), api_name="/study_upload"))]:
+            t0 = time.monotonic()
+            out = call()
+            took = time.monotonic() - t0
+            assert "could not be saved" in out[1] and "make it again" in out[1] and took < 15, (what, out, took)
+            # the page is back to exactly the image before the change: the last logged one
+            assert np.array_equal(np.asarray(Image.open(out[0]["background"]).convert("RGB")), shown), what
+        locker.execute("ROLLBACK")
+        e2 = _edit(c, out[0]["background"], _layer((128, 128), _square((128, 128), 60, 60), tmp_path / "c.png"))
+        assert "2 stroke(s)" in _status(e2)
+        c.predict(0, api_name="/study_undo")
+    finally:
+        locker.close()
+        demo.close()
+    rows = _rows(db, code="L1")
+    assert [r["kind"] for r in rows] == ["consent", "task_shown", "stroke", "stroke", "undo"]
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
+    assert [json.loads(r["payload"])["n_edits"] for r in rows[2:]] == [1, 2, 1]
+    assert main(["study", "replay", "--db", db]) == 0
+
+
+def test_a_write_to_a_locked_log_fails_within_the_busy_timeout(db_url, tmp_path, monkeypatch):
+    """Before: 60 s (SQLite busy timeout) or for ever (PostgreSQL) with the log locked by another writer."""
+    monkeypatch.setenv("IC_ZOO_DB_BUSY_TIMEOUT_S", "1")
+    store = D.StudyStore(D.engine_for(db_url), load_study(_mini_study(tmp_path)))
+    pid = store.consent("W1")["id"]
+    other = D.engine_for(db_url).connect()
+    try:
+        tx = other.begin()
+        # an open write: SQLite's one write lock, PostgreSQL's lock on the row every write of W1 updates first
+        other.execute(D.participants_t.update().where(D.participants_t.c.id == pid)
+                      .values(n_events=D.participants_t.c.n_events))
+        t0 = time.monotonic()
+        with pytest.raises(sa.exc.OperationalError):
+            store.record(pid, "stroke", "t0", {})
+        assert time.monotonic() - t0 < 6
+        tx.rollback()
+    finally:
+        other.close()
+    store.record(pid, "stroke", "t0", {})  # and the log works again once the lock is gone
+    assert [r["kind"] for r in store.timeline(pid)] == ["consent", "stroke"]
+    store.engine.dispose()
+
+
+def test_a_stuck_log_write_holds_no_model_slot(tmp_path, monkeypatch):
+    """Before: a write waiting on the log held one of the shared model slots, so with every slot held
+    by stuck writes no participant's stroke was even computed."""
+    import threading
+
+    from ic_zoo.study.ui import build_study_demo
+
+    demo = build_study_demo(load_study(_mini_study(tmp_path)), f"sqlite:///{tmp_path / 'stuck.sqlite'}",
+                            concurrency=1)
+    url = _serve(demo)
+    try:
+        bg = tmp_path / "mini" / "f0.png"
+        a, b = Client(url, verbose=False), Client(url, verbose=False)
+        a.predict(0, "A1", api_name="/consent")
+        b.predict(0, "B1", api_name="/consent")
+        store = demo.study_store
+        real, writing, release = store.record, threading.Semaphore(0), threading.Event()
+
+        def stuck(*args, **kwargs):  # a log that does not answer until released
+            writing.release()
+            release.wait(60)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(store, "record", stuck)
+        ja = a.submit(0, {"background": handle_file(str(bg)), "layers": [handle_file(
+            _layer((128, 128), _square((128, 128), 10, 10), tmp_path / "a.png"))], "composite": None},
+            api_name="/study_edit")
+        assert writing.acquire(timeout=60)  # A's stroke is computed and now waits on the log
+        jb = b.submit(0, {"background": handle_file(str(bg)), "layers": [handle_file(
+            _layer((128, 128), _square((128, 128), 50, 50), tmp_path / "b.png"))], "composite": None},
+            api_name="/study_edit")
+        reached = writing.acquire(timeout=30)  # B's stroke got the only model slot meanwhile
+        release.set()
+        assert reached, "B's stroke waited for A's log write"
+        assert "1 stroke(s)" in _status(ja.result(timeout=60)) and "1 stroke(s)" in _status(jb.result(timeout=60))
+    finally:
+        release.set()
+        demo.close()
+
+
+def test_replay_reports_a_change_missing_from_the_log(tmp_path, capsys):
+    """Before: a log whose n_edits jumped (a stroke applied on the page but never logged) replayed
+    without a word about it."""
+    from ic_zoo.cli import main
+    from ic_zoo.study.ui import build_study_demo
+
+    db = f"sqlite:///{tmp_path / 'gap.sqlite'}"
+    path = _mini_study(tmp_path)
+    demo = build_study_demo(load_study(path), db)
+    url = _serve(demo)
+    try:
+        c = Client(url, verbose=False)
+        c.predict(0, "G1", api_name="/consent")
+        bg = path.parent / "f0.png"
+        for i in range(3):
+            e = _edit(c, bg, _layer((128, 128), _square((128, 128), 10 + 30 * i, 20), tmp_path / f"g{i}.png"))
+            bg = e[0]["background"]
+    finally:
+        demo.close()
+    assert main(["study", "replay", "--db", db]) == 0
+    assert "GAP" not in capsys.readouterr().out
+    # the second stroke's row never made it (as when its write failed): numbers close up, n_edits jumps 1 -> 3
+    eng = D.engine_for(db)
+    with eng.begin() as conn:
+        second = [r for r in _rows(db, kind="stroke")][1]
+        conn.execute(D.interactions_t.delete().where(D.interactions_t.c.id == second["id"]))
+        conn.execute(D.interactions_t.update().where(D.interactions_t.c.seq > second["seq"])
+                     .values(seq=D.interactions_t.c.seq - 1))
+    assert _strokes_n_edits(db) == [1, 3]
+    rep = tmp_path / "gap.json"
+    assert main(["study", "replay", "--db", db, "--json", str(rep)]) == 1
+    out = capsys.readouterr().out
+    assert "GAP G1 task t0 event 4 (stroke): it was made with 3 edit(s) on the image but the log rebuilds 2" in out
+    assert json.loads(rep.read_text())["gaps"] == [{"participant": "G1", "task": "t0", "seq": 4, "kind": "stroke",
+                                                    "logged_n_edits": 3, "rebuilt_n_edits": 2}]
+    # a row missing from the middle of the sequence
+    with eng.begin() as conn:
+        conn.execute(D.interactions_t.delete().where(D.interactions_t.c.kind == "task_shown"))
+    eng.dispose()
+    assert main(["study", "replay", "--db", db]) == 1
+    assert "GAP G1: event number(s) 2 missing from the log" in capsys.readouterr().out
+

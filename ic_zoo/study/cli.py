@@ -31,10 +31,18 @@ def cmd_replay(args) -> int:
     for m in rep["mismatches"][:20]:
         print(f"  MISMATCH {m['participant']} task {m['task']} event {m['seq']} {m['model']}: "
               f"classes {'same' if m['same_classes'] else 'differ'}, probability difference {m['prob_diff']:.2e}")
+    for gap in rep["gaps"]:
+        if gap["task"] is None:
+            print(f"  GAP {gap['participant']}: event number(s) {', '.join(map(str, gap['missing_seq']))} "
+                  "missing from the log")
+        else:
+            print(f"  GAP {gap['participant']} task {gap['task']} event {gap['seq']} ({gap['kind']}): it was made "
+                  f"with {gap['logged_n_edits']} edit(s) on the image but the log rebuilds {gap['rebuilt_n_edits']}; "
+                  "a change before it was not logged, so this task's later images are not what the participant saw")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rep, f, indent=1)
-    return 0 if rep["reproduced"] == rep["strokes"] else 1
+    return 0 if rep["reproduced"] == rep["strokes"] and not rep["gaps"] else 1
 
 
 def cmd_progress(args) -> int:
@@ -76,7 +84,11 @@ def add_args(p) -> None:
     db(e)
     e.add_argument("--out", required=True)
     e.set_defaults(func=cmd_export)
-    r = sub.add_parser("replay", help="re-run logged edits and check that the logged predictions reproduce")
+    r = sub.add_parser("replay", help="re-run logged edits and check that the logged predictions reproduce",
+                       description="Re-run every logged edit and check that each model's logged top-5 reproduces, "
+                       "and that the log has no gap (a missing event number, or a change whose n_edits the log "
+                       "cannot rebuild: a change made on the page but never logged). Exit status 0 when all "
+                       "reproduces, 1 with a MISMATCH or GAP line for each problem, 2 when the log cannot be read.")
     db(r)
     r.add_argument("--participant", default=None, help="one participant (default: all)")
     r.add_argument("--device", default=None)

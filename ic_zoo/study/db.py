@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,9 @@ def engine_for(url: str | None, default_path: str | Path = "study.sqlite") -> sa
         url = f"sqlite:///{Path(url).resolve()}"
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    wait = busy_timeout_s()
     if url.startswith("sqlite"):
-        eng = sa.create_engine(url, connect_args={"timeout": 60, "check_same_thread": False}, pool_pre_ping=True)
+        eng = sa.create_engine(url, connect_args={"timeout": wait, "check_same_thread": False}, pool_pre_ping=True)
 
         @sa.event.listens_for(eng, "connect")
         def _pragmas(dbapi_conn, _):
@@ -112,16 +114,30 @@ def engine_for(url: str | None, default_path: str | Path = "study.sqlite") -> sa
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=60000")
+            cur.execute(f"PRAGMA busy_timeout={int(wait * 1000)}")  # a locked log fails a write in `wait` s
             cur.close()
 
         return eng
-    # connect_timeout: a server that is down, or a port that accepts but never answers, fails in ~10 s
+    # connect_timeout: a server that is down, or a port that accepts but never answers, fails in ~10 s;
+    # lock_timeout: a write waiting on a lock fails in `wait` s; statement_timeout bounds everything else
+    ms = int(wait * 1000)
     return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                            connect_args={"connect_timeout": CONNECT_TIMEOUT_S})
+                            connect_args={"connect_timeout": CONNECT_TIMEOUT_S,
+                                          "options": f"-c lock_timeout={ms} -c statement_timeout={max(30_000, 6 * ms)}"})
 
 
 CONNECT_TIMEOUT_S = 10
+BUSY_TIMEOUT_ENV = "IC_ZOO_DB_BUSY_TIMEOUT_S"
+
+
+def busy_timeout_s() -> float:
+    """How long a write waits for a locked log before it fails (IC_ZOO_DB_BUSY_TIMEOUT_S, default 5 s):
+    bounded, so a stuck database costs a participant one repeated change, not a frozen page."""
+    try:
+        return max(0.1, float(os.environ.get(BUSY_TIMEOUT_ENV) or 5))
+    except ValueError:
+        raise DatabaseError(f"{BUSY_TIMEOUT_ENV} must be a number of seconds, not "
+                            f"'{os.environ[BUSY_TIMEOUT_ENV]}'.") from None
 
 
 def masked_url(engine_or_url) -> str:

@@ -104,10 +104,15 @@ def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> 
             "masks": sum(1 for r in inter if r["mask_file"])}
 
 
+CHANGES = ("stroke", "undo", "redo", "reset", "upload")  # the logged events that change the image
+
+
 def rebuild(session_factory: Callable[[np.ndarray], object], base: np.ndarray, events: list[dict],
-            load_upload: Callable[[str], np.ndarray], on_stroke: Callable | None = None):
+            load_upload: Callable[[str], np.ndarray], on_stroke: Callable | None = None,
+            on_change: Callable | None = None):
     """Re-apply a task's logged events (stroke, undo, redo, reset, upload) in order, from ``base``.
-    ``on_stroke(session, event)`` is called after each stroke. Returns the session."""
+    ``on_stroke(session, event, payload)`` is called after each stroke, ``on_change(...)`` after each
+    of them (strokes included). Returns the session."""
     session = session_factory(base)
     for ev in events:
         kind, payload = ev["kind"], ev["payload"] if isinstance(ev["payload"], dict) else json.loads(ev["payload"])
@@ -123,19 +128,30 @@ def rebuild(session_factory: Callable[[np.ndarray], object], base: np.ndarray, e
             session.reset()
         elif kind == "upload":
             session = session_factory(load_upload(payload["image_key"]))
+        if kind in CHANGES and on_change is not None:
+            on_change(session, ev, payload)
     return session
+
+
+def seq_gaps(seqs: list[int]) -> list[int]:
+    """The event numbers missing from a participant's 1, 2, 3, ... sequence."""
+    have = set(seqs)
+    return [n for n in range(1, max(seqs, default=0) + 1) if n not in have]
 
 
 def replay(engine: sa.Engine, participant: str | None = None, study_key: str | None = None,
            device: str | None = None, tol: float = 1e-4, log: Callable[[str], None] = print) -> dict:
     """Re-run every logged edit of one participant (or all) and compare each model's top-5 on the
-    modified image with the logged one: same classes in the same order, probabilities within ``tol``."""
+    modified image with the logged one: same classes in the same order, probabilities within ``tol``.
+    Gaps are reported too (``report["gaps"]``): event numbers missing from a participant's sequence, and
+    a change whose logged ``n_edits`` is not what the log rebuilds (a change that was applied on the
+    page but never logged: the images after it cannot be rebuilt)."""
     from ..session import Session
 
     st = pick_study(engine, study_key)
     sid = st["id"]
     report = {"study": st["key"], "participants": 0, "strokes": 0, "reproduced": 0, "max_prob_diff": 0.0,
-              "mismatches": []}
+              "mismatches": [], "gaps": []}
     with engine.connect() as conn:
         q = sa.select(participants_t).where(participants_t.c.study_id == sid)
         if participant:
@@ -149,15 +165,27 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
             report["participants"] += 1
             rows = [dict(r) for r in conn.execute(sa.select(interactions_t).where(
                 interactions_t.c.participant_id == p["id"]).order_by(interactions_t.c.seq)).mappings()]
+            missing = seq_gaps([r["seq"] for r in rows])
+            if missing:
+                report["gaps"].append({"participant": p["code"], "task": None, "missing_seq": missing})
             tasks: dict[str, list[dict]] = {}
             for r in rows:
                 if r["task_id"] is not None:
                     tasks.setdefault(r["task_id"], []).append(r)
             for task_id, events in tasks.items():
-                strokes = [e for e in events if e["kind"] == "stroke"]
-                if not strokes:
+                changes = [e for e in events if e["kind"] in CHANGES]
+                if not changes:
                     continue
-                pretrained = bool(json.loads(strokes[0]["payload"]).get("pretrained", True))
+                pretrained = bool(json.loads(changes[0]["payload"]).get("pretrained", True))
+                gapped = []
+
+                def count(session, ev, payload, p=p, task_id=task_id, gapped=gapped):
+                    logged, rebuilt = payload.get("n_edits"), len(session.edits)
+                    if logged is not None and logged != rebuilt and not gapped:  # the first one of the task
+                        gapped.append(ev["seq"])
+                        report["gaps"].append({"participant": p["code"], "task": task_id, "seq": ev["seq"],
+                                               "kind": ev["kind"], "logged_n_edits": logged,
+                                               "rebuilt_n_edits": rebuilt})
 
                 def check(session, ev, payload, p=p, task_id=task_id):
                     report["strokes"] += 1
@@ -177,7 +205,7 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
                     report["reproduced"] += int(ok)
 
                 rebuild(lambda img: Session(img, pretrained=pretrained, device=device), stored_image(conn, sid, task_id),
-                        events, lambda key: stored_image(conn, sid, key), check)
+                        events, lambda key: stored_image(conn, sid, key), check, count)
             log(f"{p['code']}: {sum(len([e for e in ev if e['kind'] == 'stroke']) for ev in tasks.values())} "
                 "stroke(s) replayed")
     return report

@@ -4,20 +4,24 @@ A participant arrives by a link (``?participant=P01``, or an id generated and ke
 accepts the consent text (nothing is recorded before), then works through their tasks: paint over
 part of the task's image, see each model's top-5 and class map (models in the participant's
 counterbalanced order), answer the questions. Every interaction is committed to the log before the
-page answers; a participant who leaves and comes back resumes where they were, strokes included.
-Researchers see progress on ``/admin`` (password from the environment).
+page answers, and a change counts only once its row is: one that cannot be logged is undone and the
+participant asked to repeat it. A participant who leaves and comes back resumes where they were,
+strokes included. Researchers see progress on ``/admin`` (password from the environment).
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import gradio as gr
+import sqlalchemy as sa
 
 from .. import imageio, present
 from ..errors import IcZooError
@@ -33,6 +37,9 @@ MAX_TEXT = 5000
 CLIENT_TIME_JS = "(t, ...rest) => [Date.now(), ...rest]"  # the browser's clock rides along as the first input
 BAD_ID = ("The participant id in this link is not valid: use 1 to 40 letters, digits, '-' or '_' "
           "(for example ?participant=P01). Please check the link you were given.")
+NOT_SAVED = ("Your last change could not be saved (the study log is busy), so it was undone: please make it "
+             "again.")
+NOT_ANSWERED = "Your answers could not be saved (the study log is busy): please submit them again."
 
 
 class StudyState:
@@ -50,6 +57,23 @@ class StudyState:
 
     def __deepcopy__(self, memo):
         return StudyState()
+
+
+def saved_image_state(session) -> tuple:
+    """What a change can alter in a Session: its edit and redo stacks, and the images their edits hold
+    (a stroke can retire the image of the deepest one). References only, nothing is copied."""
+    stacked = session._edits + session._redo
+    return session, list(session._edits), list(session._redo), [e.image for e in stacked]
+
+
+def put_back(saved: tuple):
+    """The session of ``saved_image_state``, exactly as it was then (cached model results are recomputed)."""
+    session, edits, redo, images = saved
+    with session._lock:
+        session._edits[:], session._redo[:] = edits, redo
+        for e, img in zip(edits + redo, images):
+            e.image = img
+    return session
 
 
 def default_db(study: Study) -> str:
@@ -73,7 +97,12 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     url = store.engine.url.render_as_string(hide_password=True)
     log.info("study '%s' (%s): logging to %s", study.title, study.key, url)
     conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
-    common = dict(concurrency_id="models", concurrency_limit=conc)
+    # Model work and log writes are kept apart: every handler runs in the Gradio queue "study", which
+    # admits several at once, and holds one of `conc` model slots only around model work (inpainting,
+    # evaluating, rebuilding a task). Its log write comes after the slot is released, so a write waiting
+    # on a locked log (at most IC_ZOO_DB_BUSY_TIMEOUT_S) never keeps anyone's models waiting.
+    model_slots = threading.BoundedSemaphore(conc)
+    common = dict(concurrency_id="study", concurrency_limit=max(8, 4 * conc))
     png_dir = Path(tempfile.mkdtemp(prefix="ic_zoo_study_"))
     n_tasks = len(study.tasks)
 
@@ -102,6 +131,10 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
 
     def evaluate(st):
         """Each model's title, table and maps, and what the log keeps of them."""
+        with model_slots:
+            return _evaluate(st)
+
+    def _evaluate(st):
         task = study.tasks[st.task_index]
         s = st.session
         res = s.evaluate(st.models, map_classes=[])
@@ -152,7 +185,8 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         p = st.participant
         st.models = study.model_order(task, p["ordinal"], p["code"])
         events = store.timeline(p["id"], task.id)
-        st.session = rebuild(new_session, store.images[task.id], events, store.image)
+        with model_slots:
+            st.session = rebuild(new_session, store.images[task.id], events, store.image)
         shown = [e for e in events if e["kind"] == "task_shown"]
         st.started = aware(shown[0]["server_time"]) if shown else now()
         store.record(p["id"], "task_resumed" if shown else "task_shown", task.id,
@@ -243,16 +277,30 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
             raise gr.Error("You have finished the study; thank you!", print_exception=False)
         return st
 
-    def _after_change(st, kind, payload, t, request, mask=None):
-        """Evaluate, log (committed before the page answers), and return the edit outputs."""
-        task = study.tasks[st.task_index]
-        t0 = time.perf_counter()
-        res, views, logged = evaluate(st)
-        payload.update(models=logged, model_order=st.models, pretrained=pretrained, n_edits=len(st.session.edits),
-                       compute_ms=round(1000 * (time.perf_counter() - t0), 2),
-                       seconds_on_task=round((now() - st.started).total_seconds(), 3))
-        store.record(st.participant["id"], kind, task.id, payload, mask=mask, client_time=client_ms(t),
-                     session=sess_id(request))
+    def logged_change(st, kind, t, request, change):
+        """Make a change (``change()`` returns its payload and mask), evaluate it, log it, and return the
+        edit outputs. It counts only once its row is committed: when the write fails (a locked or
+        unreachable log, within the busy timeout) the tab's image is put back exactly as it was (edits,
+        redo stack, image) and the participant is asked to make the change again; earlier rows stay."""
+        before = saved_image_state(st.session)
+        try:
+            payload, mask = change()
+            t0 = time.perf_counter()
+            res, views, logged = evaluate(st)
+            payload.update(models=logged, model_order=st.models, pretrained=pretrained,
+                           n_edits=len(st.session.edits), compute_ms=round(1000 * (time.perf_counter() - t0), 2),
+                           seconds_on_task=round((now() - st.started).total_seconds(), 3))
+            store.record(st.participant["id"], kind, study.tasks[st.task_index].id, payload, mask=mask,
+                         client_time=client_ms(t), session=sess_id(request))
+        except BaseException as exc:
+            st.session = put_back(before)
+            if not isinstance(exc, sa.exc.SQLAlchemyError):
+                raise
+            why = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
+            log.warning("participant %s: a %s could not be logged (%s); it was undone", st.participant["code"],
+                        kind, why)
+            gr.Warning(NOT_SAVED)
+            return [st, editor_value(st), f"**{NOT_SAVED}**"] + [gr.skip()] * (3 * MAX_MODELS)
         return [st, editor_value(st), status_text(st, res)] + model_outputs(views)
 
     @guarded
@@ -267,23 +315,29 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         mask = stroke_mask(value)
         if mask is None or not mask.any():
             return unchanged(st)
-        task = study.tasks[st.task_index]
-        edit = st.session.apply(mask, task.inpainter)
-        return _after_change(st, "stroke", edit.summary(), t, request, mask=edit.mask)
+        inpainter = study.tasks[st.task_index].inpainter
+
+        def stroke():
+            with model_slots:
+                edit = st.session.apply(mask, inpainter)
+            return edit.summary(), edit.mask
+
+        return logged_change(st, "stroke", t, request, stroke)
 
     def stack_op(op: str):
         @guarded
         def fn(t, st, request: gr.Request):
             st = _need_task(st)
-            if op == "reset":
-                changed = bool(st.session.edits)
-                st.session.reset()
-            else:
-                changed = getattr(st.session, op)()
-            if not changed:
+            s = st.session
+            if not {"undo": s.can_undo, "redo": s.can_redo, "reset": bool(s.edits)}[op]:
                 gr.Info(f"Nothing to {op}.")
                 return unchanged(st)
-            return _after_change(st, op, {}, t, request)
+
+            def do():
+                getattr(st.session, op)()
+                return {}, None
+
+            return logged_change(st, op, t, request, do)
 
         fn.__name__ = f"on_{op}"
         return fn
@@ -294,13 +348,15 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         if not path:
             return unchanged(st)
         img = fit_max_side(imageio.load_image(path), max_side)
-        import hashlib
-
         key = "upload:" + hashlib.sha256(img.tobytes()).hexdigest()[:16]
-        sha = store.store_image(key, img)
-        st.session = new_session(img)
-        return _after_change(st, "upload", {"image_key": key, "image_sha256": sha, "shape": list(img.shape),
-                                            "filename": os.path.basename(str(path))}, t, request)
+
+        def use_it():
+            sha = store.store_image(key, img)
+            st.session = new_session(img)
+            return {"image_key": key, "image_sha256": sha, "shape": list(img.shape),
+                    "filename": os.path.basename(str(path))}, None
+
+        return logged_change(st, "upload", t, request, use_it)
 
     @guarded
     def on_submit(t, *args):  # (client time, the question inputs..., state)
@@ -325,10 +381,15 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
             answers[q.id] = a
         elapsed = (now() - st.started).total_seconds()
         late = bool(task.time_limit_s and elapsed > task.time_limit_s)
-        r = store.answer(st.participant["id"], st.task_index, answers,
-                         {"answers": answers, "late": late, "seconds_on_task": round(elapsed, 3),
-                          "n_edits": len(st.session.edits), "model_order": st.models},
-                         client_time=client_ms(t), session=st.sess)
+        try:
+            r = store.answer(st.participant["id"], st.task_index, answers,
+                             {"answers": answers, "late": late, "seconds_on_task": round(elapsed, 3),
+                              "n_edits": len(st.session.edits), "model_order": st.models},
+                             client_time=client_ms(t), session=st.sess)
+        except sa.exc.SQLAlchemyError as exc:  # one transaction: nothing of it was kept
+            log.warning("participant %s: answers could not be logged (%s)", st.participant["code"],
+                        type(exc).__name__)
+            raise gr.Error(NOT_ANSWERED, print_exception=False) from None
         st.task_index = r["task_index"]
         if st.task_index < n_tasks:
             open_task(st, client_ms(t), st.sess)
