@@ -756,3 +756,184 @@ def test_replay_reports_a_change_missing_from_the_log(tmp_path, capsys):
     assert main(["study", "replay", "--db", db]) == 1
     assert "GAP G1: event number(s) 2 missing from the log" in capsys.readouterr().out
 
+
+def _load_fn(demo):
+    return next(f.fn for f in demo.fns.values() if f.name == "on_load")
+
+
+def _request(**query):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(query_params=query, session_hash="h", client=None)
+
+
+def test_participant_links_are_signed_and_an_unsigned_one_reaches_nobody(tmp_path, monkeypatch, capsys):
+    """Before: anyone who knew or guessed ?participant=P01 resumed P01, strokes and answers included."""
+    from ic_zoo.cli import main
+    from ic_zoo.study import security
+    from ic_zoo.study.ui import build_study_demo
+
+    monkeypatch.delenv("IC_ZOO_STUDY_SECRET", raising=False)
+    assert main(["study", "links", "--ids", "P01", "--base-url", "http://x/"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "IC_ZOO_STUDY_SECRET" in err[0], err
+    monkeypatch.setenv("IC_ZOO_STUDY_SECRET", "link-secret-" + "7" * 20)
+    monkeypatch.setenv("IC_ZOO_BROWSER_SECRET", "browser-secret-" + "8" * 20)
+    assert main(["study", "links", "--ids", "P01,P02", "--n", "2", "--base-url", "https://study.example.org/s"]) == 0
+    lines = [ln.split("\t") for ln in capsys.readouterr().out.strip().splitlines()]
+    assert [ln[0] for ln in lines[:2]] == ["P01", "P02"] and len(lines) == 4
+    import re
+
+    assert all(re.fullmatch(r"p-[0-9a-f]{16}", ln[0]) for ln in lines[2:]) and lines[2][0] != lines[3][0]
+    links = {code: link for code, link in lines}
+    assert re.fullmatch(r"https://study\.example\.org/s\?participant=P01\.[0-9a-f]{20}", links["P01"])
+    p01 = links["P01"].split("participant=")[1]
+    assert security.verify(os.environ["IC_ZOO_STUDY_SECRET"], p01) == "P01"
+    assert security.verify("another-secret-0123456789", p01) is None
+
+    db = f"sqlite:///{tmp_path / 'signed.sqlite'}"
+    path = _mini_study(tmp_path)
+    demo = build_study_demo(load_study(path), db)
+    url = _serve(demo)
+    try:
+        c = Client(url, verbose=False)
+        for forged in ("P01", "P01." + "0" * 20, links["P02"].split("=")[1].replace("P02", "P01")):
+            with pytest.raises(Exception, match="not valid for this study"):
+                c.predict(0, forged, api_name="/consent")
+        assert _rows(db) == []  # nobody was created
+        out = c.predict(0, p01, api_name="/consent")
+        assert any(isinstance(o, str) and "Task 1 of 1" in o for o in out)
+        _edit(c, path.parent / "f0.png", _layer((128, 128), _square((128, 128), 30, 30), tmp_path / "s.png"))
+        on_load = _load_fn(demo)
+        # the unsigned link: one sentence, no consent button, nothing of P01's
+        out = on_load(None, _request(participant="P01"))
+        assert "not valid for this study" in out[3] and out[4]["visible"] is False and out[0].participant is None
+        assert not any(isinstance(o, str) and ("stroke(s)" in o or "Task" in o) for o in out)
+        # the link as issued: P01 continues, their stroke included
+        out = on_load(None, _request(participant=p01))
+        assert any(isinstance(o, str) and "1 stroke(s)" in o for o in out) and out[0].participant["code"] == "P01"
+        # without a link: a new random id, signed, kept in the browser
+        ids = [on_load(None, _request())[1] for _ in range(2)]
+        codes = [security.verify(os.environ["IC_ZOO_STUDY_SECRET"], i) for i in ids]
+        assert all(re.fullmatch(r"anon-[0-9a-f]{16}", c_) for c_ in codes) and codes[0] != codes[1]
+    finally:
+        demo.close()
+    assert [p["participant"] for p in D.StudyStore(D.engine_for(db), load_study(path)).progress()] == ["P01"]
+
+
+def test_new_participants_are_capped_per_minute(tmp_path, monkeypatch):
+    """Before: the API created participants without limit, each taking a Latin-square row."""
+    from ic_zoo.study.ui import build_study_demo
+
+    monkeypatch.setenv("IC_ZOO_STUDY_NEW_PER_MIN", "2")
+    db = f"sqlite:///{tmp_path / 'cap.sqlite'}"
+    demo = build_study_demo(load_study(_mini_study(tmp_path)), db)
+    url = _serve(demo)
+    try:
+        c = Client(url, verbose=False)
+        c.predict(0, "N1", api_name="/consent")
+        c.predict(0, "N2", api_name="/consent")
+        with pytest.raises(Exception, match="Many people are joining the study at this moment: please wait"):
+            c.predict(0, "N3", api_name="/consent")
+        out = c.predict(0, "N1", api_name="/consent")  # coming back is not joining
+        assert any(isinstance(o, str) and "Welcome back" in o for o in out)
+    finally:
+        demo.close()
+    eng = D.engine_for(db)
+    with eng.connect() as conn:
+        assert conn.execute(sa.select(D.studies_t.c.n_participants)).scalar_one() == 2  # no row used by N3
+        assert conn.execute(sa.select(D.participants_t.c.code).order_by(D.participants_t.c.ordinal)).scalars().all() \
+            == ["N1", "N2"]
+    eng.dispose()
+
+
+def test_a_public_study_needs_its_secrets(tmp_path, monkeypatch):
+    """Before: the browser-state secret defaulted to a value derived from the public study file."""
+    from ic_zoo.errors import IcZooError
+    from ic_zoo.study.ui import build_study_demo
+
+    study = load_study(_mini_study(tmp_path))
+    for name in ("IC_ZOO_STUDY_SECRET", "IC_ZOO_BROWSER_SECRET", "SPACE_ID"):
+        monkeypatch.delenv(name, raising=False)
+    db = tmp_path / "public.sqlite"
+    with pytest.raises(IcZooError) as info:
+        build_study_demo(study, f"sqlite:///{db}", public=True)
+    msg = str(info.value)
+    assert _one_sentence(msg) and "IC_ZOO_STUDY_SECRET and IC_ZOO_BROWSER_SECRET" in msg, msg
+    assert "secrets.token_hex(32)" in msg and not db.exists()  # refused before anything is opened
+    monkeypatch.setenv("SPACE_ID", "someone/study")  # a Space is public whatever app.py passes
+    monkeypatch.setenv("IC_ZOO_STUDY_SECRET", "s" * 32)
+    with pytest.raises(IcZooError, match="set IC_ZOO_BROWSER_SECRET in the environment"):
+        build_study_demo(study, f"sqlite:///{db}")
+    monkeypatch.setenv("IC_ZOO_BROWSER_SECRET", "short")
+    with pytest.raises(IcZooError, match="at least 16 characters"):
+        build_study_demo(study, f"sqlite:///{db}")
+    monkeypatch.setenv("IC_ZOO_BROWSER_SECRET", "b" * 32)
+
+    def browser_secret(demo):
+        return next(b for b in demo.blocks.values() if isinstance(b, gr.BrowserState)).secret
+
+    import gradio as gr
+
+    assert browser_secret(build_study_demo(study, f"sqlite:///{db}", public=True)) == "b" * 32
+    # on this machine only, without secrets: a random browser secret per process, not one from the study
+    for name in ("IC_ZOO_STUDY_SECRET", "IC_ZOO_BROWSER_SECRET", "SPACE_ID"):
+        monkeypatch.delenv(name)
+    first, second = (browser_secret(build_study_demo(study, f"sqlite:///{db}")) for _ in range(2))
+    assert first != second and study.key not in first and len(first) >= 32
+
+
+def test_admin_wrong_passwords_lock_out_and_are_logged(tmp_path, monkeypatch, caplog):
+    """Before: 1.7 guesses a second per endpoint, forever, and no failure was logged."""
+    import logging
+
+    from ic_zoo.study.ui import build_study_demo
+
+    monkeypatch.setenv("IC_ZOO_ADMIN_PASSWORD", "s3cret")
+    monkeypatch.setenv("IC_ZOO_ADMIN_MAX_FAILURES", "3")
+    demo = build_study_demo(load_study(_mini_study(tmp_path)), f"sqlite:///{tmp_path / 'admin.sqlite'}")
+    url = _serve(demo)
+    caplog.set_level(logging.WARNING, logger="ic_zoo.study")
+    try:
+        c = Client(url, verbose=False)
+        assert "0 participant(s)" in c.predict("s3cret", api_name="/admin_progress")[0]
+        t0 = time.monotonic()
+        for guess, api in [("guess-1", "/admin_progress"), ("guess-2", "/admin_export"), ("guess-3", "/admin_progress")]:
+            with pytest.raises(Exception, match="Wrong password"):
+                c.predict(guess, api_name=api)
+        assert time.monotonic() - t0 < 10
+        for api in ("/admin_progress", "/admin_export"):  # now even the right password is refused, unread
+            with pytest.raises(Exception, match="Too many wrong passwords: the admin page is locked for 15 more"):
+                c.predict("s3cret", api_name=api)
+    finally:
+        demo.close()
+    logged = [r.getMessage() for r in caplog.records if r.name == "ic_zoo.study" and "admin" in r.getMessage()]
+    assert sum("wrong password from 127.0.0.1" in m for m in logged) == 3, logged
+    assert any("locked for 127.0.0.1 for 900 s" in m for m in logged), logged
+    assert not any("guess" in m or "s3cret" in m for m in logged)
+
+
+def test_admin_lockout_per_address_and_overall_and_the_join_cap():
+    from ic_zoo.study.security import AdminLockout, RateCap, issue, verify
+
+    t = [0.0]
+    lock = AdminLockout(max_failures=5, lock_s=900, clock=lambda: t[0])
+    for i in range(4):
+        assert lock.failed("10.0.0.1") == i + 1 and lock.locked_for("10.0.0.1") == 0
+    lock.succeeded("10.0.0.1")  # a right password clears the address
+    for _ in range(5):
+        lock.failed("10.0.0.1")
+    assert lock.locked_for("10.0.0.1") == 900 and lock.locked_for("10.0.0.2") == 0
+    t[0] = 900.0
+    assert lock.locked_for("10.0.0.1") == 0
+    for i in range(20):  # one guess from each of 20 addresses: then the page is closed to everyone
+        lock.failed(f"192.168.0.{i}")
+    assert lock.locked_for("172.16.0.1") == 900
+    cap = RateCap(2, 60, clock=lambda: t[0])
+    assert cap.take() and cap.take() and not cap.take()
+    t[0] += 60
+    assert cap.take()
+    assert verify(None, "P01") == "P01" and verify(None, "P 01") is None  # unsigned: a local study
+    signed = issue("k" * 16, "P01")
+    assert verify("k" * 16, signed) == "P01" and verify("k" * 16, "P01") is None
+    assert verify("k" * 16, signed[:-1] + ("0" if signed[-1] != "0" else "1")) is None

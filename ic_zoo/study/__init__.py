@@ -6,7 +6,8 @@ SQLAlchemy), and the researcher's side (export, replay, progress).
     store = StudyStore(engine_for("sqlite:///study.sqlite"), study)
 
 The Gradio UI is ``ic_zoo.study.ui.build_study_demo`` (``python app.py --study study.yaml``); the CLI is
-``python -m ic_zoo study export|replay|progress``.
+``python -m ic_zoo study export|replay|progress|links`` (``links`` issues signed participant links,
+see ``ic_zoo.study.security``).
 """
 from .db import SCHEMA_VERSION, StudyStore, engine_for, migrate, schema_version  # noqa: F401
 from .definition import Study, StudyError, Task, counterbalance, load_study, valid_participant, williams_square  # noqa: F401

@@ -1,4 +1,4 @@
-"""``python -m ic_zoo study export|replay|progress|check``: the researcher's side of a study log."""
+"""``python -m ic_zoo study export|replay|progress|links|check``: the researcher's side of a study log."""
 from __future__ import annotations
 
 import json
@@ -43,6 +43,25 @@ def cmd_replay(args) -> int:
         with open(args.json, "w") as f:
             json.dump(rep, f, indent=1)
     return 0 if rep["reproduced"] == rep["strokes"] and not rep["gaps"] else 1
+
+
+def cmd_links(args) -> int:
+    import os
+    import urllib.parse
+
+    from .security import STUDY_SECRET_ENV, SecurityError, issue, new_id
+
+    secret = os.environ.get(STUDY_SECRET_ENV)
+    if not secret:
+        raise SecurityError(f"set {STUDY_SECRET_ENV} to the secret the app runs with (the links are signed "
+                            "with it); a study on this machine without it takes plain ?participant=P01 links.")
+    ids = [i.strip() for i in (args.ids or "").split(",") if i.strip()] + [new_id("p") for _ in range(args.n)]
+    if not ids:
+        raise SecurityError("give the participant ids with --ids P01,P02 or a number of random ones with --n 20.")
+    sep = "&" if "?" in args.base_url else "?"
+    for code in ids:
+        print(f"{code}\t{args.base_url}{sep}participant={urllib.parse.quote(issue(secret, code))}")
+    return 0
 
 
 def cmd_progress(args) -> int:
@@ -98,9 +117,17 @@ def add_args(p) -> None:
     g = sub.add_parser("progress", help="per-participant progress")
     db(g)
     g.set_defaults(func=cmd_progress)
+    k = sub.add_parser("links", help="issue signed participant links (needs IC_ZOO_STUDY_SECRET)",
+                       description="Print one line per participant: the id, a tab, and the link to send. Each link "
+                       "is signed with IC_ZOO_STUDY_SECRET (the app must run with the same value): it is valid "
+                       "only as issued, so a participant's id cannot be guessed or changed in the link.")
+    k.add_argument("--ids", default=None, help="participant ids, comma separated (P01,P02,...)")
+    k.add_argument("--n", type=int, default=0, help="this many random ids (p-<16 hex digits>) as well")
+    k.add_argument("--base-url", required=True, help="the study's address, e.g. https://study.example.org/")
+    k.set_defaults(func=cmd_links)
     c = sub.add_parser("check", help="validate a study file (fields, images, models)")
     c.add_argument("study")
     c.set_defaults(func=cmd_check)
 
 
-EXTRA_COMMANDS["study"] = ("user studies: export, replay, progress, check a study file", add_args, None)
+EXTRA_COMMANDS["study"] = ("user studies: export, replay, progress, links, check a study file", add_args, None)

@@ -1,23 +1,25 @@
 """Study mode of the app: ``python app.py --study study.yaml [--db URL]``.
 
-A participant arrives by a link (``?participant=P01``, or an id generated and kept in the browser),
-accepts the consent text (nothing is recorded before), then works through their tasks: paint over
-part of the task's image, see each model's top-5 and class map (models in the participant's
-counterbalanced order), answer the questions. Every interaction is committed to the log before the
-page answers, and a change counts only once its row is: one that cannot be logged is undone and the
-participant asked to repeat it. A participant who leaves and comes back resumes where they were,
-strokes included. Researchers see progress on ``/admin`` (password from the environment).
+A participant arrives by a link (``?participant=P01.<token>``, signed with ``IC_ZOO_STUDY_SECRET`` by
+``python -m ic_zoo study links``; plain ``?participant=P01`` only for a local study without that secret;
+or an id generated and kept in the browser), accepts the consent text (nothing is recorded before), then
+works through their tasks: paint over part of the task's image, see each model's top-5 and class map
+(models in the participant's counterbalanced order), answer the questions. Every interaction is
+committed to the log before the page answers, and a change counts only once its row is: one that cannot
+be logged is undone and the participant asked to repeat it. A participant who leaves and comes back
+resumes where they were, strokes included. Researchers see progress on ``/admin`` (password from the
+environment; wrong passwords are logged and lock the page after a few). See ``security.py``.
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import logging
+import math
 import os
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import gradio as gr
@@ -27,8 +29,9 @@ from .. import imageio, present
 from ..errors import IcZooError
 from ..gradio_util import editor, editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png
 from .db import aware, now, open_engine
-from .definition import Study, valid_participant
+from .definition import Study
 from .research import rebuild
+from .security import AdminLockout, RateCap, env_int, issue, new_id, study_secrets, verify
 
 log = logging.getLogger("ic_zoo.study")
 MAX_MODELS = 4
@@ -37,6 +40,9 @@ MAX_TEXT = 5000
 CLIENT_TIME_JS = "(t, ...rest) => [Date.now(), ...rest]"  # the browser's clock rides along as the first input
 BAD_ID = ("The participant id in this link is not valid: use 1 to 40 letters, digits, '-' or '_' "
           "(for example ?participant=P01). Please check the link you were given.")
+BAD_LINK = ("The participant id in this link is not valid for this study: please open the exact link you were "
+            "given (an id cannot be typed in or changed).")
+TOO_MANY = "Many people are joining the study at this moment: please wait a minute and try again."
 NOT_SAVED = ("Your last change could not be saved (the study log is busy), so it was undone: please make it "
              "again.")
 NOT_ANSWERED = "Your answers could not be saved (the study log is busy): please submit them again."
@@ -76,13 +82,20 @@ def put_back(saved: tuple):
     return session
 
 
+def _digest(text) -> bytes:
+    """Passwords are compared as digests: equal lengths, so the comparison's time says nothing."""
+    return hashlib.sha256(str(text).encode()).digest()
+
+
 def default_db(study: Study) -> str:
     return str(Path.cwd() / f"{Path(study.source).stem or 'study'}.sqlite")
 
 
 def build_study_demo(study: Study, db: str | None = None, device: str | None = None, pretrained: bool = True,
                      concurrency: int | None = None, plugins_dir: str | None = None,
-                     max_side: int = 768) -> gr.Blocks:
+                     max_side: int = 768, public: bool = False) -> gr.Blocks:
+    """``public``: reachable from other machines (``--share``, a non-loopback ``--host``; a Hugging Face
+    Space always is): then IC_ZOO_STUDY_SECRET and IC_ZOO_BROWSER_SECRET must be set (one sentence if not)."""
     import ic_zoo
     from ic_zoo import discovery
 
@@ -93,9 +106,15 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     problems = check_models(study)
     if problems:
         raise IcZooError("the study names things that are not available: " + "; ".join(problems) + ".")
+    link_secret, browser_secret = study_secrets(public or bool(os.environ.get("SPACE_ID")))
+    joins = RateCap(env_int("IC_ZOO_STUDY_NEW_PER_MIN", 30))  # new participants a minute
+    lockout = AdminLockout(env_int("IC_ZOO_ADMIN_MAX_FAILURES", 5), env_int("IC_ZOO_ADMIN_LOCKOUT_S", 900))
     store = StudyStore(open_engine(db, default_db(study)), study)  # one sentence if the log cannot open
     url = store.engine.url.render_as_string(hide_password=True)
     log.info("study '%s' (%s): logging to %s", study.title, study.key, url)
+    if link_secret is None:
+        log.warning("IC_ZOO_STUDY_SECRET is not set: participant ids in links are not signed (fine on this "
+                    "machine only; a public study needs it)")
     conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
     # Model work and log writes are kept apart: every handler runs in the Gradio queue "study", which
     # admits several at once, and holds one of `conc` model slots only around model work (inpainting,
@@ -237,17 +256,21 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         st = StudyState()
         params = dict(request.query_params) if request is not None else {}
         if "participant" in params:
-            code = valid_participant(params.get("participant"))
+            issued = params.get("participant")
+            code = verify(link_secret, issued)
             if code is None:
-                return screen(st, BAD_ID)
-        else:
-            code = valid_participant(stored) or f"anon-{uuid.uuid4().hex[:12]}"
-        st.code = code
+                return screen(st, BAD_ID if link_secret is None else BAD_LINK)
+        else:  # the id this browser was given before, or a new random one
+            issued, code = stored, verify(link_secret, stored)
+            if code is None:
+                code = new_id()
+                issued = code if link_secret is None else issue(link_secret, code)
+        st.code = issued  # shown on the consent screen and sent back with the consent, as issued
         sess_id(request, st)
         row = store.participant(code)
         if row is None:
-            return screen(st, "", stored=code)
-        return _enter(st, row, None, sess_id(request), code, resumed=True)
+            return screen(st, "", stored=issued)
+        return _enter(st, row, None, sess_id(request), issued, resumed=True)
 
     def _enter(st, row, client_time, session, stored, resumed):
         st.participant = row
@@ -260,15 +283,17 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     @guarded
     def on_consent(t, code, st, request: gr.Request):
         st = st if isinstance(st, StudyState) else StudyState()
-        code = valid_participant(code)
+        issued, code = code, verify(link_secret, code)
         if code is None:
-            raise gr.Error(BAD_ID, print_exception=False)
-        st.code = code
+            raise gr.Error(BAD_ID if link_secret is None else BAD_LINK, print_exception=False)
+        st.code = issued
         sess_id(request, st)
         ip = request.client.host if (study.log_ip and request is not None and request.client) else None
         existed = store.participant(code) is not None
+        if not existed and not joins.take():  # refused before the log: no Latin-square row is used
+            raise gr.Error(TOO_MANY, print_exception=False)
         row = store.consent(code, ip=ip, client_time=client_ms(t), session=sess_id(request))
-        return _enter(st, row, client_ms(t), sess_id(request), code, resumed=existed)
+        return _enter(st, row, client_ms(t), sess_id(request), issued, resumed=existed)
 
     def _need_task(st):
         if not isinstance(st, StudyState) or st.participant is None:
@@ -397,19 +422,31 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         return screen(st, note)
 
     # -- admin -----------------------------------------------------------------------------------------
-    def _admin_ok(password):
+    def _admin_ok(password, request):
+        """Every admin handler starts here: a locked-out address is refused before its password is
+        looked at; a wrong one is logged (the address, never the password) and counted."""
         want = study.password()
         if not want:
             raise gr.Error(f"The admin page is disabled: set the environment variable {study.admin_password_env} "
                            "before starting the app.", print_exception=False)
-        if not password or not hmac.compare_digest(str(password).encode(), want.encode()):
-            time.sleep(1.0)  # slow down guessing
+        host = (request.client.host if request is not None and request.client else None) or "unknown"
+        wait = lockout.locked_for(host)
+        if wait > 0:
+            raise gr.Error(f"Too many wrong passwords: the admin page is locked for {math.ceil(wait / 60)} more "
+                           "minute(s).", print_exception=False)
+        if not password or not hmac.compare_digest(_digest(password), _digest(want)):  # constant time
+            n = lockout.failed(host)
+            log.warning("admin: wrong password from %s (%d of %d before a lockout)", host, n, lockout.max_failures)
+            if lockout.locked_for(host) > 0:
+                log.warning("admin: the admin page is locked for %s for %d s after repeated wrong passwords",
+                            "everyone" if lockout.locked_for("*") > 0 else host, lockout.lock_s)
             raise gr.Error("Wrong password.", print_exception=False)
+        lockout.succeeded(host)
 
-    def on_admin(password):
+    def on_admin(password, request: gr.Request):
         import pandas as pd
 
-        _admin_ok(password)
+        _admin_ok(password, request)
         parts = store.progress()
         tasks = store.task_progress()
         done = sum(1 for p in parts if p["finished"])
@@ -417,12 +454,12 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
                    f"{n_tasks} task(s).")
         return summary, pd.DataFrame(parts), pd.DataFrame(tasks)
 
-    def on_admin_export(password):
+    def on_admin_export(password, request: gr.Request):
         import shutil
 
         from .research import export
 
-        _admin_ok(password)
+        _admin_ok(password, request)
         d = Path(tempfile.mkdtemp(prefix="ic_zoo_study_export_"))
         export(store.engine, d / "export", study.key)
         return shutil.make_archive(str(d / f"study_{study.key}"), "zip", d / "export")
@@ -431,7 +468,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     with gr.Blocks(title=study.title, fill_width=True, delete_cache=(3600, 3 * 3600)) as demo:
         state = gr.State(StudyState())
         stored = gr.BrowserState(None, storage_key=f"ic_zoo_study_{study.key}",
-                                 secret=os.environ.get("IC_ZOO_BROWSER_SECRET", f"ic_zoo:{study.key}"))
+                                 secret=browser_secret)
         client_time = gr.Number(visible=False, value=0)
         gr.Markdown(f"# {study.title}")
         pid_note = gr.Markdown(elem_id="participant_note")
