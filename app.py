@@ -830,7 +830,8 @@ def main(argv=None) -> None:
         print(f"NOTE: {SHARE_WARNING}", flush=True)
     if args.study:
         app = build_study(args.study, args.db, device=args.device, pretrained=not args.no_pretrained,
-                          plugins_dir=args.plugins_dir)
+                          plugins_dir=args.plugins_dir,  # reachable from elsewhere: its secrets must be set
+                          public=args.share or args.host not in ("127.0.0.1", "localhost", "::1"))
     else:
         try:
             app = build_demo(models=args.model, device=args.device, max_side=args.max_side,

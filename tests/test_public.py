@@ -231,3 +231,18 @@ def test_library_errors_and_warnings_have_fitting_names(tmp_path, photo):
     assert "warning: flower2d/squeezenet: Class index 999 is outside" in r.stderr
     r = cli("--out", str(tmp_path / "afile"))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "is a file" in r.stderr
+
+
+def test_soak_small_form():
+    """The soak benchmark in small form (the full run is by hand: benchmarks/soak.py): 4 API clients x 10
+    edits x 2 rounds against a started app, no errors, no crossed results, bounded memory."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import soak
+
+    d = soak.run(clients=4, edits=10, rounds=2, settle=2.0)
+    assert d["errors"] == 0 and d["crossed"] == 0, d["rounds_detail"]
+    assert all(r["edits"] == 40 for r in d["rounds_detail"])
+    assert d["growth_after_first_round_mb"] < 150, d["rounds_detail"]

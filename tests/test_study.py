@@ -937,3 +937,27 @@ def test_admin_lockout_per_address_and_overall_and_the_join_cap():
     signed = issue("k" * 16, "P01")
     assert verify("k" * 16, signed) == "P01" and verify("k" * 16, "P01") is None
     assert verify("k" * 16, signed[:-1] + ("0" if signed[-1] != "0" else "1")) is None
+
+
+def test_a_released_tab_rebuilds_its_task_from_the_log(tmp_path, monkeypatch):
+    """Bounded memory in study mode (issue 12): beyond IC_ZOO_MAX_SESSIONS the least recently used tab
+    gives up its images; its next stroke finds them rebuilt from the log, strokes included."""
+    from ic_zoo.study.ui import build_study_demo
+
+    monkeypatch.setenv("IC_ZOO_MAX_SESSIONS", "1")
+    path = _mini_study(tmp_path)
+    demo = build_study_demo(load_study(path), f"sqlite:///{tmp_path / 'tabs.sqlite'}")
+    url = _serve(demo)
+    try:
+        a, b = Client(url, verbose=False), Client(url, verbose=False)
+        a.predict(0, "R1", api_name="/consent")
+        e1 = _edit(a, path.parent / "f0.png", _layer((128, 128), _square((128, 128), 20, 20), tmp_path / "a.png"))
+        assert "1 stroke(s)" in _status(e1)
+        b.predict(0, "R2", api_name="/consent")  # a second tab: a's images are released
+        assert demo.ic_zoo_tabs.released >= 1
+        e2 = _edit(a, e1[0]["background"], _layer((128, 128), _square((128, 128), 60, 60), tmp_path / "b.png"))
+        assert "2 stroke(s)" in _status(e2)  # the first stroke came back from the log
+        assert "1 stroke(s)" in _status(a.predict(0, api_name="/study_undo"))
+    finally:
+        demo.close()
+        demo.ic_zoo_tabs.close()

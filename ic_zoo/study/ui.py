@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 import gradio as gr
+import numpy as np
 import sqlalchemy as sa
 
-from .. import imageio, present
+from .. import gradio_util, imageio, present
 from ..errors import IcZooError
 from ..gradio_util import editor, editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png
 from .db import aware, now, open_engine
@@ -60,6 +61,14 @@ class StudyState:
         self.started = None  # server time the current task was first shown
         self.png: str | None = None
         self.sess: str | None = None  # Gradio's session hash, logged with each interaction
+
+    def release(self, reason: str) -> None:
+        """Drop the images (gradio_util.Tabs: idle too long, or the server needed room); the place in
+        the study stays, and the next event rebuilds the task's image from the log."""
+        self.session = None
+        if self.png is not None:
+            Path(self.png).unlink(missing_ok=True)
+            self.png = None
 
     def __deepcopy__(self, memo):
         return StudyState()
@@ -124,6 +133,17 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     common = dict(concurrency_id="study", concurrency_limit=max(8, 4 * conc))
     png_dir = Path(tempfile.mkdtemp(prefix="ic_zoo_study_"))
     n_tasks = len(study.tasks)
+    # bounded memory (gradio_util.Tabs): a tab idle past IC_ZOO_SESSION_TTL_S, or the least recently used
+    # beyond IC_ZOO_MAX_SESSIONS, gives up its images; its next event rebuilds them from the log
+    tabs = gradio_util.Tabs(StudyState)
+
+    def held(fn):
+        return tabs.hold(guarded(fn))
+
+    # the canvas sends back what it was given (a task image, or an upload fitted to max_side): anything far
+    # larger did not come from this page
+    biggest = max([max_side * max_side] + [int(np.prod(im.shape[:2])) for im in store.images.values()])
+    editor_pixels = min(imageio.max_pixels_default(), max(4 * biggest, 1_000_000))
 
     def new_session(img):  # task images are used as the researcher made them; uploads are fitted first
         return ic_zoo.Session(img, device=device, pretrained=pretrained)
@@ -251,7 +271,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         return out
 
     # -- handlers --------------------------------------------------------------------------------------
-    @guarded
+    @held
     def on_load(stored, request: gr.Request):
         st = StudyState()
         params = dict(request.query_params) if request is not None else {}
@@ -280,7 +300,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         note = "Welcome back: you continue where you left off." if resumed and st.task_index < n_tasks else ""
         return screen(st, note, stored=stored)
 
-    @guarded
+    @held
     def on_consent(t, code, st, request: gr.Request):
         st = st if isinstance(st, StudyState) else StudyState()
         issued, code = code, verify(link_secret, code)
@@ -300,6 +320,11 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
             raise gr.Error("Please read and accept the consent text first.", print_exception=False)
         if st.task_index >= n_tasks:
             raise gr.Error("You have finished the study; thank you!", print_exception=False)
+        if st.session is None:  # released by Tabs (idle, or the server needed room): rebuilt from the log
+            task = study.tasks[st.task_index]
+            with model_slots:
+                st.session = rebuild(new_session, store.images[task.id], store.timeline(st.participant["id"], task.id),
+                                     store.image)
         return st
 
     def logged_change(st, kind, t, request, change):
@@ -328,7 +353,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
             return [st, editor_value(st), f"**{NOT_SAVED}**"] + [gr.skip()] * (3 * MAX_MODELS)
         return [st, editor_value(st), status_text(st, res)] + model_outputs(views)
 
-    @guarded
+    @held
     def on_edit(t, value, st, request: gr.Request):
         st = _need_task(st)
         if not value or value.get("background") is None:
@@ -350,7 +375,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         return logged_change(st, "stroke", t, request, stroke)
 
     def stack_op(op: str):
-        @guarded
+        @held
         def fn(t, st, request: gr.Request):
             st = _need_task(st)
             s = st.session
@@ -367,7 +392,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         fn.__name__ = f"on_{op}"
         return fn
 
-    @guarded
+    @held
     def on_upload(t, path, st, request: gr.Request):
         st = _need_task(st)
         if not path:
@@ -383,7 +408,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
 
         return logged_change(st, "upload", t, request, use_it)
 
-    @guarded
+    @held
     def on_submit(t, *args):  # (client time, the question inputs..., state)
         *vals, st = args
         st = _need_task(st)
@@ -466,7 +491,8 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
 
     # -- layout ----------------------------------------------------------------------------------------
     with gr.Blocks(title=study.title, fill_width=True, delete_cache=(3600, 3 * 3600)) as demo:
-        state = gr.State(StudyState())
+        state = gr.State(StudyState(), time_to_live=4 * tabs.ttl_s,
+                         delete_callback=lambda st: st.release("idle") if isinstance(st, StudyState) else None)
         stored = gr.BrowserState(None, storage_key=f"ic_zoo_study_{study.key}",
                                  secret=browser_secret)
         client_time = gr.Number(visible=False, value=0)
@@ -485,7 +511,8 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
             header = gr.Markdown(elem_id="task_header")
             with gr.Row():
                 with gr.Column(scale=3):
-                    canvas = editor("Paint over what to remove (brush size: in the toolbar)", height=460)
+                    canvas = editor("Paint over what to remove (brush size: in the toolbar)", height=460,
+                                    max_pixels=editor_pixels)
                     with gr.Row():
                         undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
                         reset_btn = gr.Button("Reset", size="sm", elem_id="reset")
@@ -544,4 +571,5 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         show.click(guarded(on_admin), pw, [summary, per_p, per_t], api_name="admin_progress")
         dl.click(guarded(on_admin_export), pw, zip_file, api_name="admin_export")
     demo.study_store = store  # for tests and scripts
+    demo.ic_zoo_tabs = tabs  # for tests
     return demo
