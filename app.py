@@ -292,7 +292,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 info.append(str(exc))
             if stroke_effect and s.edits:
                 eff = s.stroke_effect(m, interactive)
-                info.append(present.stroke_effect_text(eff))
+                info.append(present.stroke_effect_text(eff, s.edits[-1]))
             outs += [title, present.table_frame(rows), panel, "\n\n".join(info)]
         dt = time.perf_counter() - t0
         last = s.edits[-1] if s.edits else None

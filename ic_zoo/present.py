@@ -83,7 +83,8 @@ def _fit(img: np.ndarray, width: int) -> np.ndarray:
 
 def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256, box=None) -> np.ndarray:
     """One picture per model: the class map on the original, on the modified image (one shared scale),
-    and their signed difference (red rose, blue fell)."""
+    and their signed difference (red rose, blue fell), captioned with the class, above the colour bars
+    of both scales."""
     from .viz import draw_box
 
     a = overlay(original, maps.original)
@@ -91,10 +92,30 @@ def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256
     d = diverging(maps.difference, modified)
     if box is not None:
         a, b, d = (draw_box(x, box, (255, 255, 255), max(1, original.shape[1] // 200)) for x in (a, b, d))
-    tiles = [_caption(_fit(a, width), "original"), _caption(_fit(b, width), "modified"),
-             _caption(_fit(d, width), "difference")]
+    what = short(maps.label, 30)
+    tiles = [_caption(_fit(a, width), f"original: {what}"), _caption(_fit(b, width), f"modified: {what}"),
+             _caption(_fit(d, width), "difference (modified - original)")]
     sep = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
-    return np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], 1)
+    top = np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], 1)
+    shared = colour_bar(2 * width + 4, f"{maps.explainer}, one scale for both: 0 to {maps.scale:.3g}")
+    diff = colour_bar(width, "fell    0    rose", diverging_bar=True)
+    sep = np.full((shared.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([top, np.concatenate([shared, sep, diff], 1)], 0)
+
+
+def colour_bar(width: int, text: str = "", diverging_bar: bool = False) -> np.ndarray:
+    """A horizontal colour bar (jet 0 to the shared maximum, or blue-white-red for a difference) with a
+    caption under it."""
+    import cv2
+
+    from .viz import _jet
+
+    ramp = np.linspace(0, 1, max(width, 2), dtype=np.float32)[None].repeat(10, 0)
+    bar = diverging(ramp * 2 - 1) if diverging_bar else _jet(ramp)
+    out = np.concatenate([bar, np.full((18, bar.shape[1], 3), 255, np.uint8)], 0)
+    if text:
+        cv2.putText(out, text, (4, 23), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (30, 30, 30), 1, cv2.LINE_AA)
+    return out
 
 
 def single_panel(image: np.ndarray, heat: np.ndarray, title: str, width: int = 256) -> np.ndarray:
@@ -110,11 +131,9 @@ def boxes_overlay(image: np.ndarray, boxes: dict[str, tuple], width: int | None 
     out = image.copy()
     lw = max(2, image.shape[1] // 160)
     for i, (name, box) in enumerate(boxes.items()):
-        out = draw_box(out, box, PALETTE[i % len(PALETTE)], lw)
-        # nested boxes would hide each other: offset the outline inwards per model
-        if i:
-            x0, y0, x1, y1 = box
-            out = draw_box(out, (x0 + i * lw, y0 + i * lw, x1 - i * lw, y1 - i * lw), PALETTE[i % len(PALETTE)], lw)
+        # coinciding crops would hide each other: each model's outline sits one line width further in
+        x0, y0, x1, y1 = box
+        out = draw_box(out, (x0 + i * lw, y0 + i * lw, x1 - i * lw, y1 - i * lw), PALETTE[i % len(PALETTE)], lw)
     if width:
         out = _fit(out, width)
     legend = np.full((18 * len(boxes) + 4, out.shape[1], 3), 255, np.uint8)
@@ -169,9 +188,17 @@ def history_image(hist: dict, width: int = 640, height: int = 260) -> np.ndarray
     return img
 
 
-def stroke_effect_text(eff: dict | None) -> str:
+def stroke_effect_text(eff: dict | None, edit=None) -> str:
+    """What the last edit did to the class: a stroke by its area and the map's mass inside it; the
+    whole-image blur as a blur (its "stroke" covers everything, so the mass says nothing)."""
     if not eff:
         return ""
+    change = (f"its confidence went {100 * eff['prob_before']:.1f}% → {100 * eff['prob_after']:.1f}% "
+              f"({eff['delta_pp']:+.1f} pp)")
+    if edit is not None and edit.inpainter == "blur" and eff["stroke_area"] >= 0.999:
+        sigma = edit.params.get("sigma")
+        return (f"The whole image was blurred{f' (sigma {sigma:g})' if sigma else ''}; for *{short(eff['label'])}* "
+                f"{change}.")
     mass = "n/a" if eff["mass_in_stroke"] is None else f"{100 * eff['mass_in_stroke']:.0f}%"
     return (f"Last stroke covered {100 * eff['stroke_area']:.1f}% of the image and {mass} of the "
             f"{eff['explainer']} map of *{short(eff['label'])}*; its confidence went "
@@ -185,19 +212,34 @@ def inpainter_check_frame(check: dict):
     for m, r in check["models"].items():
         for inp, v in r["by_inpainter"].items():
             rows.append({"model": m, "class": short(r["label"], 28), "inpainter": inp,
-                         "before %": 100 * r["prob_before"], "after %": 100 * v["prob"], "Δ pp": v["delta_pp"],
-                         "top-1 after": short(v["top1_label"], 28)})
+                         "before %": round(100 * r["prob_before"], 1), "after %": round(100 * v["prob"], 1),
+                         "Δ pp": round(v["delta_pp"], 1), "top-1 after": short(v["top1_label"], 28)})
     return pd.DataFrame(rows)
+
+
+def inpainter_check_verdict(r: dict) -> str:
+    """A verdict only where the numbers carry one: the effect (the median change over the fillers) must
+    be larger than its spread across them, and the fillers must agree on whether the top-1 changed."""
+    deltas = sorted(v["delta_pp"] for v in r["by_inpainter"].values())
+    n = len(deltas)
+    if n < 2:
+        return "only one inpainter ran, so there is nothing to compare"
+    effect = float(np.median(deltas))
+    if abs(effect) <= r["spread_pp"]:
+        return (f"no verdict: the effect ({effect:+.1f} pp) is not larger than its spread across fillers "
+                f"({r['spread_pp']:.1f} pp)")
+    if r["flip_votes"] not in (0, n):
+        return "the fillers disagree on the top-1: part of the effect may be an inpainting artefact"
+    return f"the effect ({effect:+.1f} pp) holds across fillers"
 
 
 def inpainter_check_summary(check: dict) -> str:
     lines = []
     for m, r in check["models"].items():
         n = len(r["by_inpainter"])
-        verdict = ("the effect holds across fillers" if r["spread_pp"] < 15 and r["flip_votes"] in (0, n)
-                   else "the fillers disagree: part of the effect may be an inpainting artefact")
         lines.append(f"- **{m}**: Δ of *{short(r['label'])}* spans {r['spread_pp']:.1f} pp over {n} inpainters "
-                     f"(std {r['std_pp']:.1f}); top-1 changed with {r['flip_votes']}/{n}: {verdict}.")
+                     f"(std {r['std_pp']:.1f}); top-1 changed with {r['flip_votes']}/{n}: "
+                     f"{inpainter_check_verdict(r)}.")
     for inp, why in check["skipped"].items():
         lines.append(f"- {inp} skipped: {why}")
     return "\n".join(lines)

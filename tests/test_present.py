@@ -1,0 +1,114 @@
+"""The presentation functions (ic_zoo.present): what the app shows, computed without Gradio."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import ic_zoo
+from ic_zoo import present
+from ic_zoo.flower2d import generator as g
+
+
+@pytest.fixture(scope="module")
+def edited():
+    """A real session on a Flower2D flower with its discriminative part removed (the class flips)."""
+    p = g.sample_params("double-12c", 3, "test", 7003)
+    img, parts = g.render(p, 128)
+    s = ic_zoo.Session(img)
+    s.apply(g.disc_mask(p, parts), "telea")
+    res = s.evaluate(["flower2d/squeezenet"], explainer="gradcam")
+    return s, res.models["flower2d/squeezenet"], p
+
+
+def test_short_and_model_title(edited):
+    _, r, _ = edited
+    assert present.short("x" * 50, 10) == "x" * 9 + "…" and present.short("abc") == "abc"
+    title = present.model_title("flower2d/squeezenet", r)
+    assert r.top1_changed and "~~" in title and "→" in title  # the old top-1 struck through, the new one named
+
+
+def test_class_rows_follow_the_tracked_or_the_modified_classes(edited):
+    _, r, p = edited
+    tracked = present.class_rows(r, "tracked")
+    assert [row["index"] for row in tracked] == [c.index for c in r.original]
+    assert tracked[0]["index"] == p["label"] and tracked[0]["delta_pp"] < 0
+    mod = present.class_rows(r, "modified")
+    assert [row["index"] for row in mod] == [c.index for c in r.modified]
+    assert [row["rank_modified"] for row in mod] == list(range(1, len(mod) + 1))
+    for row in mod:  # where each class of the modified top-k stood in the original
+        assert row["rank_original"] == int((r.probs_original > r.probs_original[row["index"]]).sum()) + 1
+    df = present.table_frame(tracked).data
+    assert list(df.columns) == ["class", "orig. %", "mod. %", "Δ pp"]
+    assert df["orig. %"].iloc[0] == pytest.approx(100 * tracked[0]["original"])
+
+
+def test_map_panel_has_three_captioned_tiles_and_the_colour_bars(edited):
+    s, r, _ = edited
+    cm = s.explain("flower2d/squeezenet", r.original[0].index)
+    panel = present.map_panel(s.original, s.modified, cm, width=200)
+    assert panel.shape[1] == 3 * 200 + 8
+    # the bottom strip: the jet bar under the first two tiles, the diverging bar (white in the middle) under the third
+    bar_row = panel[-28 + 5]
+    assert not np.array_equal(bar_row[10], bar_row[390])  # jet runs from blue to red
+    assert (bar_row[404 + 100] > 240).all()  # the difference bar is white at 0
+    unchanged = SimpleNamespace(original=cm.original, modified=cm.original, difference=np.zeros_like(cm.original),
+                                label=cm.label, explainer=cm.explainer, scale=cm.scale)
+    same = present.map_panel(s.original, s.original, unchanged, width=200)
+    diff_tile = same[22:-28, 408:]
+    assert np.abs(diff_tile.astype(int) - diff_tile.mean(axis=2, keepdims=True)).max() < 4  # grey: no change
+
+
+def test_coinciding_crops_stay_distinguishable():
+    img = np.full((160, 160, 3), 128, np.uint8)
+    box = (0.0, 0.0, 160.0, 160.0)
+    boxes = {"a": box, "b": box, "c": box}
+    for out in (present.boxes_overlay(img, boxes)[:160], present.burn_frames(img, boxes)):
+        colours = {tuple(int(v) for v in out[80, x]) for x in range(0, 12)}
+        for i in range(3):
+            assert present.PALETTE[i] in colours, (i, colours)  # every model's frame is visible
+    assert (img == 128).all()  # the input is never drawn on
+
+
+def test_stroke_effect_text_tells_a_blur_from_a_stroke():
+    eff = {"label": "tabby cat", "prob_before": 0.8, "prob_after": 0.3, "delta_pp": -50.0, "stroke_area": 1.0,
+           "mass_in_stroke": 1.0, "explainer": "gradcam"}
+    blur = SimpleNamespace(inpainter="blur", params={"sigma": 3.0})
+    txt = present.stroke_effect_text(eff, blur)
+    assert txt.startswith("The whole image was blurred (sigma 3)") and "covered" not in txt
+    stroke = SimpleNamespace(inpainter="telea", params={})
+    assert present.stroke_effect_text({**eff, "stroke_area": 0.05, "mass_in_stroke": 0.4}, stroke).startswith(
+        "Last stroke covered 5.0% of the image and 40%")
+    assert present.stroke_effect_text(None) == ""
+
+
+def _check(deltas, flips=0):
+    rows = {f"f{i}": {"prob": 0.5, "delta_pp": d, "top1": 0, "top1_label": "x", "flipped": i < flips}
+            for i, d in enumerate(deltas)}
+    ds = np.array(deltas)
+    return {"models": {"m": {"class": 0, "label": "cat", "prob_before": 0.8123456789, "by_inpainter": rows,
+                             "spread_pp": float(ds.max() - ds.min()), "std_pp": float(ds.std()),
+                             "flip_votes": flips}}, "skipped": {"lama": "not installed"}}
+
+
+def test_inpainter_check_gives_a_verdict_only_when_the_effect_beats_its_spread():
+    small = _check([-1.0, -0.2, -2.1])  # the issue's case: a -1 pp effect
+    assert "no verdict" in present.inpainter_check_summary(small)
+    assert "holds across fillers" not in present.inpainter_check_summary(small)
+    big = _check([-40.0, -44.0, -38.0])
+    assert "the effect (-40.0 pp) holds across fillers" in present.inpainter_check_summary(big)
+    split = _check([-40.0, -44.0, -38.0], flips=1)
+    assert "disagree on the top-1" in present.inpainter_check_summary(split)
+    assert "lama skipped: not installed" in present.inpainter_check_summary(big)
+    df = present.inpainter_check_frame(big)
+    assert df["before %"].iloc[0] == 81.2  # rounded, not 14 decimals
+
+
+def test_history_image_and_plugins_table(edited):
+    s, _, _ = edited
+    h = s.history("flower2d/squeezenet")
+    img = present.history_image(h, width=400, height=200)
+    assert img.shape == (200, 400, 3) and img.dtype == np.uint8
+    md = present.plugins_markdown(None, ic_zoo.list_plugins("inpainter"))
+    assert md.startswith("| kind | name | status | source |") and "`telea`" in md
