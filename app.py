@@ -45,9 +45,10 @@ classifies the edited image again. You see which classes gained or lost confiden
 maps* showing where each model looks, so you can compare the regions you think matter with the ones the
 models use.
 
-**How to paint.** Pick an example or upload an image. Choose the brush in the editor (its size is in the
-editor's toolbar) and paint over a region; on release it is inpainted. Strokes accumulate; use **Undo**,
-**Redo** and **Reset**. The coloured frames show the part of the image each model actually sees: strokes
+**How to paint.** Pick an example or upload an image and paint over a region; on release it is
+inpainted. `[` and `]` change the brush size; strokes accumulate; **Undo** (Ctrl/Cmd-Z), **Redo**
+(Shift-Ctrl/Cmd-Z) and **Reset** step through them. *Other ways to select a region*: click a superpixel
+(Shift-click several), or upload a mask. The coloured frames show the part of the image each model actually sees: strokes
 outside a model's frame are invisible to it.
 
 **Reading the tables.** Rows are the original image's top-5 classes, followed into the edited image
@@ -82,6 +83,8 @@ class AppState:
         self.typed: list[str] = []  # names this tab typed that were accepted
         self.notice = ""  # a message for the next status line (a refused model name)
         self.expired = ""  # why this tab's session was released (gradio_util.Tabs), until a new image
+        self.slow_version: int | None = None  # the edit count the slow maps were computed at
+        self.pending: np.ndarray | None = None  # regions clicked for one selection, not applied yet
 
     def release(self, reason: str) -> None:
         """Drop the images and caches (the tab was idle too long, or the server needed room)."""
@@ -135,6 +138,20 @@ def _choices(kind: str) -> list[tuple[str, str]]:
                 label += " (unavailable)"
         out.append((label, s.name))
     return out
+
+
+def _inpainter_choices() -> tuple[list[tuple[str, str]], list[str]]:
+    """The inpainters that can run here (choices), and the names of the others (named beside the picker,
+    not offered: a stroke must never be painted for a filler that cannot fill it; the Plugins tab says
+    why)."""
+    usable, unusable = [], []
+    for s in ic_zoo.list_plugins("inpainter"):
+        reason = s.unavailable_reason()
+        if reason is None:
+            usable.append((s.name, s.name))
+        else:
+            unusable.append(s.name)
+    return usable, unusable
 
 
 def _classifier_choices(extra=()) -> list[tuple[str, str]]:
@@ -200,7 +217,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         another zoo and nobody named models (no --model, no choice in this tab), else None."""
         st.session = ic_zoo.Session(fit_max_side(img, max_side), device=device, pretrained=pretrained)
         st.selected, st.rows, st.result, st.source = {}, {}, None, source
-        st.expired = ""
+        st.expired, st.slow_version, st.pending = "", None, None
         for msg in st.session.warnings:  # a tiny image, NaN pixels: beside the results, and as a toast
             gr.Warning(msg)
             st.notice = f"{st.notice} {msg}".strip()
@@ -234,89 +251,94 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         st.last_png = str(path)
         return {"background": str(path), "layers": [], "composite": None}  # the canvas composes it
 
-    def render(st: AppState, names, explainer, rows_mode, editor=True, original=True, stroke_effect=True,
-               switch_to=None):
-        """The common output list of every event: state, editor, model picker, original, per-model slots,
-        the domain line and its button, status, json. ``switch_to``: models replacing ``names`` (the
-        picker is updated); otherwise the picker is left alone."""
-        # Plain values everywhere: Gradio turns every gr.skip()/gr.update() into a component rebuild and a
-        # config update, which cost more than a whole Flower2D edit. Column visibility has its own event.
+    def render(st: AppState, names, explainer, rows_mode, show_editor=True, show_original=True,
+               stroke_effect=True, switch_to=None) -> dict:
+        """The outputs of every event, by component: the canvas, the picker, the original, the before /
+        after slider, the click-select image, each shown model's title, table, maps and note, the domain
+        line, the status and the JSON. Components left out stay as they are. ``switch_to``: models
+        replacing ``names`` (the picker is updated); otherwise the picker is left alone."""
+        # Plain values: Gradio turns every gr.update() into a component rebuild and a config update, which
+        # cost more than a whole Flower2D edit. Column visibility has its own event.
         if switch_to is not None:
             names = switch_to
         names = check_models(names)
-        picker = gr.update(value=names) if switch_to is not None else gr.skip()
-        outs: list = [st]
+        out: dict = {state: st}
+        if switch_to is not None:
+            out[model_dd] = gr.update(value=names)
         if st.session is None:
-            outs += [gr.skip() if not editor else None, picker, None]
-            for _ in range(MAX_MODELS):
-                outs += ["", None, None, ""]
-            outs += ["", gr.update(visible=False), st.take_notice() or gr.skip(), None]
-            return outs
+            if show_editor:
+                out[editor] = None
+            out.update({original_img: None, domain_md: "", domain_btn: gr.update(visible=False), result_json: None})
+            notice = st.take_notice()
+            if notice:
+                out[status] = notice
+            return by_position(out)
         if not names:
             raise gr.Error("Select at least one model.")
         st.models = names
-        ex = ic_zoo.get_spec("explainer", explainer)
-        interactive = explainer if ex.meta.get("cost") != "slow" else "gradcam"
+        interactive, slow_note_text = present.interactive_explainer(explainer)
         t0 = time.perf_counter()
         # one forward per model serves the prediction and the maps (the explainer's taps ride along)
         res = st.session.evaluate(names, explainer=interactive, map_classes=[])
         st.result = res
         s = st.session
-        outs.append(editor_value(st, names) if editor else gr.skip())
-        outs.append(picker)
-        if original or st.original_view is None:
+        if show_editor:
+            out[editor] = editor_value(st, names)
+            out[slider] = (s.original, s.modified)
+            out[click_img] = s.modified
+        if show_original or st.original_view is None:
             st.original_view = present.boxes_overlay(s.original, boxes(st, names))
-        outs.append(st.original_view)
+            out[original_img] = st.original_view
         flipped = []
-        for i in range(MAX_MODELS):
-            if i >= len(names):
-                outs += ["", None, None, ""]
-                continue
-            m = names[i]
+        for i, m in enumerate(names[:MAX_MODELS]):
+            _, title_c, table_c, maps_c, info_c = slots[i]
             r = res.models[m]
             rows = present.class_rows(r, "modified" if rows_mode == ROWS[1] else "tracked")
             st.rows[m] = rows
             c = st.selected.get(m, r.tracked[0].index)
-            title = present.model_title(m, r)
             if r.top1_changed:
                 flipped.append(m)
             info = []
             try:
                 cm = s.explain(m, c, interactive)
                 panel = present.map_panel(s.original, s.modified, cm, box=r.box)
-                info.append(f"Map: **{present.short(cm.label)}** ({interactive}"
-                            + (f"; {explainer} is slow, use *Compute slow maps*" if interactive != explainer else "")
-                            + ")")
+                info.append(f"Map: **{present.short(cm.label)}** ({interactive}{slow_note_text})")
             except IcZooError as exc:
                 panel = None
                 info.append(str(exc))
             if stroke_effect and s.edits:
-                eff = s.stroke_effect(m, interactive)
-                info.append(present.stroke_effect_text(eff, s.edits[-1]))
-            outs += [title, present.table_frame(rows), panel, "\n\n".join(info)]
+                info.append(present.stroke_effect_text(s.stroke_effect(m, interactive), s.edits[-1]))
+            out.update({title_c: present.model_title(m, r), table_c: present.table_frame(rows), maps_c: panel,
+                        info_c: "\n\n".join(info)})
         dt = time.perf_counter() - t0
-        last = s.edits[-1] if s.edits else None
-        status = (f"{len(s.edits)} edit(s)" + (f"; last inpainted with {last.inpainter} in {1000 * last.seconds:.0f} ms"
-                                                 if last else "") + f"; models and maps in {1000 * dt:.0f} ms"
-                  + (f"; **top-1 changed for {', '.join(flipped)}**" if flipped else ""))
-        notice = st.take_notice()  # a refused model name, say: shown once with the results
-        if notice:
-            status = f"{notice} {status}"
+        out[status] = present.status_line(s, dt, flipped, st.take_notice())
+        if st.slow_version is not None:
+            out[slow_note] = present.slow_maps_note(st.slow_version, s)
         doc = res.to_dict()
-        if last is not None:
-            doc["last_edit"] = last.summary()
+        if s.edits:
+            doc["last_edit"] = s.edits[-1].summary()
         doc["image_shape"] = list(s.original.shape)
         doc["image_domain"] = st.domain
         mismatch = zoo.domain_mismatch(names, domain=st.domain)  # (line, the fitting domain) or None
         doc["domain_mismatch"] = mismatch is not None
         if mismatch is None:
-            outs += ["", gr.update(visible=False)]
+            out.update({domain_md: "", domain_btn: gr.update(visible=False)})
         else:
             text, fits = mismatch
-            outs += [f"**{text}**", gr.update(visible=True, value=f"Use the {zoo.DOMAIN_TITLE[fits]} models")]
+            out.update({domain_md: f"**{text}**",
+                        domain_btn: gr.update(visible=True, value=f"Use the {zoo.DOMAIN_TITLE[fits]} models")})
             doc["domain_note"] = text
-        outs += [status, doc]
-        return outs
+        out[result_json] = doc
+        return by_position(out)
+
+    def by_position(out: dict) -> list:
+        """``out`` in the order of ``outputs`` (the one place that order is written): a model slot not in
+        use gets blanks (plain values cost Gradio less than a skip), any other component left out is
+        left as it is."""
+        for _, *parts in slots:
+            for c, blank in zip(parts, ("", None, None, "")):
+                out.setdefault(c, blank)
+        return [out.get(c, gr.skip()) for c in outputs]
 
     with gr.Blocks(title="Interactive Classification", fill_width=True, delete_cache=(3600, 3 * 3600)) as demo:
         # Gradio drops a state after its own time to live (long: Tabs releases the images first, and a
@@ -324,106 +346,139 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         state = gr.State(AppState(), time_to_live=4 * tabs.ttl_s,
                          delete_callback=lambda st: st.release("it was idle too long") if isinstance(st, AppState)
                          else None)
-        gr.Markdown("# Interactive Classification\nPaint over part of an image and watch every model change its "
-                    "mind (or not), with the regions each one uses.")
-        with gr.Accordion("Tutorial: what am I looking at? (click to hide)", open=True) as tutorial:
+        seen_tutorial = gr.BrowserState(False, storage_key="ic_zoo_tutorial_seen")
+        gr.Markdown("## Interactive Classification\nPaint over part of an image and watch every model change its "
+                    "mind (or not), with the regions each one uses.", elem_id="header")
+        with gr.Accordion("Tutorial: what am I looking at?", open=True, elem_id="tutorial") as tutorial:
             gr.Markdown(TUTORIAL)
             skip_tutorial = gr.Button("Got it, hide the tutorial", size="sm")
-        with gr.Row():
-            with gr.Column(scale=3):
-                gallery = gr.Gallery(value=[(p, c) for p, c in examples], label="Examples (click one)", columns=5,
-                                     height=210, allow_preview=False, elem_id="examples")
-            with gr.Column(scale=1):
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=4, min_width=320):
+                gallery = gr.Gallery(value=[(p, c) for p, c in examples], label="Examples (click one)", columns=8,
+                                     height=128, allow_preview=False, elem_id="examples")
+            with gr.Column(scale=1, min_width=220):
                 upload = gr.File(label="…or upload an image (any common format)", file_count="single",
-                                 type="filepath", elem_id="upload")
+                                 type="filepath", elem_id="upload", height=128)
         with gr.Row():
             model_dd = gr.Dropdown(_classifier_choices(named), value=default, multiselect=True, max_choices=MAX_MODELS,
                                    allow_custom_value=True, filterable=True, scale=3, elem_id="models",
                                    label=f"Models to compare (up to {MAX_MODELS}; or type timm:<name>, "
                                          "torchvision:<name>, hf-hub:<repo id> and press Enter)")
-            inpainter_dd = gr.Dropdown(_choices("inpainter"), value="telea", label="Inpainter", scale=1,
-                                       elem_id="inpainter")
+            usable, unusable = _inpainter_choices()
+            inpainter_dd = gr.Dropdown(usable, value="telea", scale=1, elem_id="inpainter",
+                                       label="Inpainter" + (f" (not here: {', '.join(unusable)}; see Plugins)"
+                                                            if unusable else ""))
             explainer_dd = gr.Dropdown(_choices("explainer"), value=explainer_default, label="Explainer", scale=1,
                                        elem_id="explainer")
-        with gr.Row():
-            with gr.Column(scale=3):
-                editor = gradio_util.editor("Paint over what to remove (brush size: in the toolbar)",
-                                            max_pixels=editor_pixels)
+        with gr.Row(equal_height=False):
+            # the canvas, and beside it (under it on a narrow screen) the results
+            with gr.Column(scale=4, min_width=340, elem_id="canvas_column"):
+                editor = gradio_util.editor("Paint over what to remove", height=440, max_pixels=editor_pixels)
+                gr.HTML(gradio_util.keys_help(), elem_id="brush_label")
                 with gr.Row():
                     undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
                     redo_btn = gr.Button("Redo", size="sm", elem_id="redo")
                     reset_btn = gr.Button("Reset", size="sm", elem_id="reset")
                     blur_btn = gr.Button("Blur whole image", size="sm", elem_id="blur_all")
                 status = gr.Markdown("Pick an example or upload an image to start.", elem_id="status")
-            with gr.Column(scale=2):
-                original_img = gr.Image(label="Original, with the crop each model sees", type="numpy",
-                                        interactive=False, format="jpeg", elem_id="original")
-                rows_radio = gr.Radio(ROWS, value=ROWS[0], label="Table rows", elem_id="rows")
-                class_search = gr.Dropdown([], label="Show the map of any class (type to search)", filterable=True,
-                                           allow_custom_value=True, elem_id="class_search")
+                with gr.Accordion("Other ways to select a region", open=False, elem_id="select_tools"):
+                    with gr.Row(equal_height=False):
+                        with gr.Column(min_width=200):
+                            click_img = gr.Image(label="Click a region to remove it (superpixels at the model's "
+                                                       "resolution; hold Shift to pick several)", type="numpy",
+                                                 interactive=False, format="png", elem_id="click_select",
+                                                 height=220)
+                            with gr.Row():
+                                collect = gr.Checkbox(False, label="Collect several regions", elem_id="collect")
+                                remove_sel = gr.Button("Remove the selected regions", size="sm",
+                                                       elem_id="remove_selected")
+                        with gr.Column(min_width=200):
+                            mask_upload = gr.File(label="…or upload a mask (PNG, white = remove)", type="filepath",
+                                                  file_count="single", elem_id="mask_upload", height=120)
+            with gr.Column(scale=7, min_width=340, elem_id="results"):
+                with gr.Row(equal_height=True):
+                    domain_md = gr.Markdown("", elem_id="domain_note")
+                    domain_btn = gr.Button("Use the ImageNet models", visible=False, size="sm", scale=0,
+                                           min_width=220, elem_id="domain_switch")
+                slots = []
+                with gr.Row(equal_height=False):
+                    for i in range(MAX_MODELS):
+                        with gr.Column(visible=False, min_width=230, elem_id=f"model_{i}") as col:
+                            title = gr.Markdown(elem_id=f"model_{i}_title")
+                            table = gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
+                                                 show_search="none", buttons=["copy"], max_height=240,
+                                                 column_widths=["46%", "18%", "18%", "18%"])
+                            maps = gr.Image(show_label=False, interactive=False, format="jpeg",
+                                            elem_id=f"model_{i}_maps")
+                            info = gr.Markdown(elem_id=f"model_{i}_info")
+                        slots.append((col, title, table, maps, info))
+                with gr.Row():
+                    rows_radio = gr.Radio(ROWS, value=ROWS[0], label="Table rows", elem_id="rows")
+                    class_search = gr.Dropdown([], label="Show the map of any class (type to search)",
+                                               filterable=True, allow_custom_value=True, elem_id="class_search")
         set_models_btn = gr.Button(visible=False)  # hosts the /set_models API endpoint (the picker uses .select)
-        with gr.Row(equal_height=True):
-            domain_md = gr.Markdown("", elem_id="domain_note")
-            domain_btn = gr.Button("Use the ImageNet models", visible=False, size="sm", scale=0, min_width=220,
-                                   elem_id="domain_switch")
-        slots = []
-        with gr.Row(equal_height=False):
-            for i in range(MAX_MODELS):
-                with gr.Column(visible=False, min_width=280, elem_id=f"model_{i}") as col:
-                    title = gr.Markdown(elem_id=f"model_{i}_title")
-                    table = gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
-                                         show_search="none", buttons=["copy"],
-                                         column_widths=["46%", "18%", "18%", "18%"])
-                    maps = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps")
-                    info = gr.Markdown(elem_id=f"model_{i}_info")
-                slots.append((col, title, table, maps, info))
-        with gr.Accordion("History of the edits", open=True):
-            hist_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
-            hist_img = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id="history")
-        with gr.Accordion("Compute slow maps (Score-CAM, Ablation-CAM, FullGrad)", open=False):
-            slow_btn = gr.Button("Compute the chosen slow explainer's maps for the shown classes")
-            slow_out = gr.Gallery(label="Slow maps", columns=2, height=300)
-        with gr.Accordion("Contrastive map: why A rather than B?", open=False):
-            with gr.Row():
-                con_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
-                con_a = gr.Dropdown([], label="A (the class to explain)", filterable=True, allow_custom_value=True)
-                con_b = gr.Dropdown([], label="B (rather than)", filterable=True, allow_custom_value=True)
-                con_btn = gr.Button("Show")
-            con_img = gr.Image(show_label=False, interactive=False, format="jpeg")
-        with gr.Accordion("Sanity check: does the map depend on the model?", open=False):
-            san_btn = gr.Button("Compare each shown map with the same explainer on a model whose head is randomised")
-            san_gallery = gr.Gallery(columns=4, height=260, show_label=False)
-            san_text = gr.Markdown()
-        with gr.Accordion("VEBI: the features each class relies on (interpretation)", open=False):
-            gr.Markdown("For models with a fitted VEBI relevance file (the Flower2D zoo ships one per model): the "
-                        "internal features selected as relevant for a class, each shown as its average "
-                        "visualisation over the images that fire it most.")
-            with gr.Row():
-                vebi_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
-                vebi_class = gr.Dropdown([], label="Class", filterable=True, allow_custom_value=True)
-                vebi_btn = gr.Button("Show")
-            vebi_gallery = gr.Gallery(columns=3, height=260, show_label=False)
-            vebi_text = gr.Markdown()
-        with gr.Accordion("Inpainter check: an effect of the model or of the filler?", open=False):
-            chk_btn = gr.Button("Re-run the last edit with every inpainter")
-            chk_text = gr.Markdown()
-            chk_table = gr.Dataframe(interactive=False)
-        with gr.Accordion("Export this experiment", open=False):
-            exp_btn = gr.Button("Build a zip (images, masks, maps, tables, versions, weight hashes)")
-            exp_file = gr.File(label="Download", interactive=False)
-        with gr.Accordion("Plugins", open=False):
-            gr.Markdown(present.plugins_markdown(report, ic_zoo.list_plugins()))
-        with gr.Accordion("Raw result (JSON, as the API returns it)", open=False):
-            result_json = gr.JSON()
+        with gr.Tabs(elem_id="tools"):
+            with gr.Tab("Before / after"):
+                with gr.Row(equal_height=False):
+                    slider = gr.ImageSlider(label="Original | modified (drag the handle)", type="numpy",
+                                            interactive=False, elem_id="before_after")
+                    original_img = gr.Image(label="Original, with the crop each model sees", type="numpy",
+                                            interactive=False, format="jpeg", elem_id="original", height=360)
+            with gr.Tab("History"):
+                hist_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
+                hist_img = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id="history")
+            with gr.Tab("Slow maps"):
+                slow_btn = gr.Button("Compute the chosen slow explainer's maps (Score-CAM, Ablation-CAM, FullGrad) "
+                                     "for the shown classes")
+                slow_note = gr.Markdown("", elem_id="slow_note")
+                slow_out = gr.Gallery(label="Slow maps", columns=2, height=300, elem_id="slow_maps")
+            with gr.Tab("Contrast"):
+                gr.Markdown("Why A rather than B: the map of logit(A) − logit(B).")
+                with gr.Row():
+                    con_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
+                    con_a = gr.Dropdown([], label="A (the class to explain)", filterable=True, allow_custom_value=True)
+                    con_b = gr.Dropdown([], label="B (rather than)", filterable=True, allow_custom_value=True)
+                    con_btn = gr.Button("Show")
+                con_img = gr.Image(label="Contrastive map", interactive=False, format="jpeg", elem_id="contrast")
+            with gr.Tab("Sanity check"):
+                san_btn = gr.Button("Compare each shown map with the same explainer on a model whose head is "
+                                    "randomised: does the map depend on the model?")
+                san_gallery = gr.Gallery(columns=4, height=260, show_label=False)
+                san_text = gr.Markdown()
+            with gr.Tab("VEBI"):
+                gr.Markdown("For models with a fitted VEBI relevance file (the Flower2D zoo ships one per model): the "
+                            "internal features selected as relevant for a class, each shown as its average "
+                            "visualisation over the images that fire it most.")
+                with gr.Row():
+                    vebi_model = gr.Dropdown(default, value=default[0] if default else None, label="Model")
+                    vebi_class = gr.Dropdown([], label="Class", filterable=True, allow_custom_value=True)
+                    vebi_btn = gr.Button("Show")
+                vebi_gallery = gr.Gallery(columns=3, height=260, show_label=False)
+                vebi_text = gr.Markdown()
+            with gr.Tab("Inpainter check"):
+                chk_btn = gr.Button("Re-run the last edit with every inpainter: an effect of the model or of the "
+                                    "filler?")
+                chk_text = gr.Markdown()
+                chk_table = gr.Dataframe(interactive=False)
+            with gr.Tab("Export"):
+                exp_btn = gr.Button("Build a zip (images, masks, maps of the shown and chosen classes, tables, "
+                                    "versions, weight hashes)")
+                exp_file = gr.File(label="Download", interactive=False)
+            with gr.Tab("Plugins"):
+                gr.Markdown(present.plugins_markdown(report, ic_zoo.list_plugins()))
+            with gr.Tab("Raw JSON"):
+                result_json = gr.JSON(label="The result, as the API returns it")
+        gradio_util.page_script(demo)
 
-        outputs = [state, editor, model_dd, original_img]
+        outputs = [state, editor, model_dd, original_img, slider, click_img, slow_note]
         for col, title, table, maps, info in slots:
             outputs += [title, table, maps, info]
         outputs += [domain_md, domain_btn, status, result_json]
         columns = [col for col, *_ in slots]
 
-        def show_columns(names):
-            n = len(names or [])
+        def show_columns(names, st=None):
+            """A column per selected model, once there is an image (no placeholder tables before)."""
+            n = len(names or []) if isinstance(st, AppState) and st.session is not None else 0
             return [gr.update(visible=i < n) for i in range(MAX_MODELS)]
         common = dict(concurrency_id="models", concurrency_limit=conc)
 
@@ -432,7 +487,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         def on_edit(value, names, inpainter, explainer, rows_mode, st):
             st = st if isinstance(st, AppState) else AppState()
             if not value or value.get("background") is None:
-                return render(st, names, explainer, rows_mode, editor=False, original=False)
+                return render(st, names, explainer, rows_mode, show_editor=False, show_original=False)
             if st.session is None and st.expired:  # the canvas still shows the image of a released session:
                 why, st.expired = st.expired, ""  # told once; an image sent again then starts a new session
                 raise gr.Error(gradio_util.expired_sentence(why))
@@ -449,13 +504,56 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 return render(st, names, explainer, rows_mode, switch_to=switch)
             if mask is not None and mask.any():
                 st.session.apply(mask, inpainter)
-            return render(st, names, explainer, rows_mode, original=False)
+            return render(st, names, explainer, rows_mode, show_original=False)
+
+        @tab_call
+        def on_click_select(collect, names, inpainter, explainer, rows_mode, st, evt: gr.SelectData):
+            """A click on the click-select image: the superpixel under it is removed, like a stroke; with
+            *collect* on (or Shift held) it joins a selection that *Remove the selected regions* applies."""
+            st = _need_session(st)
+            x, y = (int(v) for v in evt.index[:2])
+            region = st.session.region_at(x, y)
+            if collect:
+                st.pending = region if st.pending is None else (st.pending | region)
+                shown = present.highlight(st.session.modified, st.pending)
+                return by_position({state: st, click_img: shown, status: f"{int(st.pending.sum())} pixels "
+                                    "selected; press *Remove the selected regions* (or release Shift)."})
+            st.session.apply(region, inpainter)
+            return render(st, names, explainer, rows_mode, show_original=False)
+
+        @tab_call
+        def on_remove_selected(names, inpainter, explainer, rows_mode, st):
+            st = _need_session(st)
+            if st.pending is None or not st.pending.any():
+                raise gr.Error("No region is selected: click the regions to remove first.")
+            pending, st.pending = st.pending, None
+            st.session.apply(pending, inpainter)
+            return render(st, names, explainer, rows_mode, show_original=False)
+
+        @tab_call
+        def on_mask(path, names, inpainter, explainer, rows_mode, st):
+            """An uploaded mask (white or opaque = remove) applied as one stroke; one of another size is
+            resized to the image, and the page says so."""
+            st = _need_session(st)
+            if not path:
+                return render(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+            mask = imageio.load_mask(path)
+            shape = st.session.original.shape[:2]
+            if mask.shape != shape:
+                st.notice = (f"The mask was {mask.shape[1]}x{mask.shape[0]} and the image is {shape[1]}x{shape[0]}: "
+                             "it was resized to fit.")
+                gr.Warning(st.notice)
+                mask = imageio.resize_mask(mask, shape)
+            if not mask.any():
+                raise gr.Error("The mask is empty (nothing white or opaque): nothing to remove.")
+            st.session.apply(mask, inpainter)
+            return render(st, names, explainer, rows_mode, show_original=False)
 
         @tab_call
         def on_upload(path, names, explainer, rows_mode, st):
             st = AppState() if not isinstance(st, AppState) else st
             if not path:
-                return render(st, names, explainer, rows_mode, editor=False, original=False)
+                return render(st, names, explainer, rows_mode, show_editor=False, show_original=False)
             img = ic_zoo.load_image(path)
             switch = new_session(st, img, os.path.basename(str(path)), names)
             return render(st, names, explainer, rows_mode, switch_to=switch)
@@ -472,7 +570,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             """The domain line's button: the zoo that fits the image, in one click."""
             st = _need_session(st)
             st.user_chose = False
-            return render(st, names, explainer, rows_mode, original=True, switch_to=zoo_for[st.domain])
+            return render(st, names, explainer, rows_mode, show_original=True, switch_to=zoo_for[st.domain])
 
         @tab_guarded
         def on_pick(names, st, evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)):
@@ -547,7 +645,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 st = _need_session(st)
                 if not getattr(st.session, op)():
                     gr.Info(f"Nothing to {op}.")
-                return render(st, names, explainer, rows_mode, original=False)
+                return render(st, names, explainer, rows_mode, show_original=False)
 
             step.__name__ = step.__qualname__ = f"on_{op}"
             return tab_call(step)
@@ -559,18 +657,18 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             st = _need_session(st)
             st.session.reset()
             st.selected = {}
-            return render(st, names, explainer, rows_mode, original=False)
+            return render(st, names, explainer, rows_mode, show_original=False)
 
         @tab_call
         def on_blur(names, explainer, rows_mode, st):
             st = _need_session(st)
             st.session.apply(np.ones(st.session.original.shape[:2], bool), "blur", sigma=3.0)
-            return render(st, names, explainer, rows_mode, original=False)
+            return render(st, names, explainer, rows_mode, show_original=False)
 
         @tab_call
         def on_settings(names, explainer, rows_mode, st):
             st = st if isinstance(st, AppState) else AppState()
-            return render(st, names, explainer, rows_mode, editor=st.session is not None, original=True)
+            return render(st, names, explainer, rows_mode, show_editor=st.session is not None, show_original=True)
 
         def on_table_select(slot: int):
             @tab_call
@@ -588,20 +686,20 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                 rows = st.rows.get(m) or []
                 if 0 <= row < len(rows):
                     st.selected[m] = rows[row]["index"]
-            return render(st, names, explainer, rows_mode, editor=False, original=False)
+            return render(st, names, explainer, rows_mode, show_editor=False, show_original=False)
 
         @tab_call
         def on_class_search(label, names, explainer, rows_mode, st):
             if not isinstance(st, AppState) or st.session is None:  # choices refreshed before any image
                 return render(st if isinstance(st, AppState) else AppState(), names, explainer, rows_mode,
-                              editor=False, original=False)
+                              show_editor=False, show_original=False)
             if label:
                 hits = [m for m in names or [] if label in clf(m).labels]
                 if not hits:
                     raise gr.Error(f"No selected model has a class called '{label}'.")
                 for m in hits:
                     st.selected[m] = clf(m).labels.index(label)
-            return render(st, names, explainer, rows_mode, editor=False, original=False)
+            return render(st, names, explainer, rows_mode, show_editor=False, show_original=False)
 
         def class_choices(names):
             seen, out = set(), []
@@ -641,14 +739,14 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             for lab in (a, b):
                 if lab not in labels:
                     raise gr.Error(f"'{lab}' is not a class of {name}; pick one from the list.")
-            ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
+            ex = present.interactive_explainer(explainer)[0]
             cm = st.session.contrast(name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
             return present.map_panel(st.session.original, st.session.modified, cm)
 
         @tab_call
         def on_sanity(names, explainer, st):
             st = _need_session(st)
-            ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
+            ex = present.interactive_explainer(explainer)[0]
             pics, lines = [], []
             for m in (names or [])[:MAX_MODELS]:
                 r = st.result.models[m] if st.result and m in st.result.models else None
@@ -699,8 +797,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         @tab_call
         def on_check(names, st, progress=gr.Progress()):
             st = _need_session(st)
+            forward = gradio_util.monotonic(progress)
             chk = st.session.inpainter_check((names or [])[:MAX_MODELS],
-                                             progress=lambda f, msg: progress(f, desc=msg))
+                                             progress=lambda f, msg: forward(f, desc=msg))
             return present.inpainter_check_summary(chk), present.inpainter_check_frame(chk)
 
         @tab_call
@@ -711,29 +810,33 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                                "(Score-CAM, Ablation-CAM, FullGrad) first.")
             pics = []
             names = (names or [])[:MAX_MODELS]
+            forward = gradio_util.monotonic(progress)  # an explainer reports 0..1 per image: never backwards
             for i, m in enumerate(names):
                 r = st.result.models[m] if st.result and m in st.result.models else None
                 c = st.selected.get(m, r.tracked[0].index if r else 0)
 
-                def prog(f, msg, i=i):
-                    progress((i + f) / len(names), desc=f"{m}: {msg}")
+                def prog(f, msg, i=i, m=m):
+                    forward((i + f) / len(names), desc=f"{m}: {msg}")
 
                 try:
                     cm = st.session.explain(m, c, explainer, progress=prog)
                 except IcZooError as exc:
                     gr.Warning(f"{m}: {exc}")
                     continue
-                pics.append((present.map_panel(st.session.original, st.session.modified, cm), f"{m}: {cm.label}"))
-            return pics
+                pics.append((present.map_panel(st.session.original, st.session.modified, cm),
+                             f"{m}: {cm.label} (edit {len(st.session.edits)})"))
+            st.slow_version = len(st.session.edits)
+            return pics, present.slow_maps_note(st.slow_version, st.session), st
 
         @tab_call
         def on_export(names, explainer, st):
             st = _need_session(st)
-            ex = explainer if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow" else "gradcam"
+            ex = present.interactive_explainer(explainer)[0]
             d = Path(tempfile.mkdtemp(prefix="ic_zoo_export_"))
-            return str(export.export_zip(st.session, (names or [])[:MAX_MODELS], ex,
-                                                d / "interactive_classification.zip",
-                                                extra={"source": st.source}))
+            names = (names or [])[:MAX_MODELS]
+            chosen = {m: [st.selected[m]] for m in names if m in st.selected}  # the classes picked for the maps
+            return str(export.export_zip(st.session, names, ex, d / "interactive_classification.zip",
+                                         extra={"source": st.source}, map_classes=chosen))
 
         # -- wiring ----------------------------------------------------------------------------------
         settings = [model_dd, explainer_dd, rows_radio, state]
@@ -741,10 +844,20 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         ev = editor.change(on_edit, [editor, model_dd, inpainter_dd, explainer_dd, rows_radio, state], outputs,
                            api_name="edit", trigger_mode="always_last", show_progress_on=[status], **common)
         ev.then(**hist_then)
+        cols_then = dict(fn=show_columns, inputs=[model_dd, state], outputs=columns, api_visibility="private",
+                         queue=False)
+        ev.then(**cols_then)
         upload.upload(on_upload, [upload] + settings, outputs, api_name="load", show_progress_on=[status],
-                      **common).then(**hist_then)
+                      **common).then(**hist_then).then(**cols_then)
+        pick = [model_dd, inpainter_dd, explainer_dd, rows_radio, state]
+        click_img.select(on_click_select, [collect] + pick, outputs, api_visibility="private",
+                         show_progress_on=[status], **common).then(**hist_then)
+        remove_sel.click(on_remove_selected, pick, outputs, api_name="remove_selected", show_progress_on=[status],
+                         **common).then(**hist_then)
+        mask_upload.upload(on_mask, [mask_upload] + pick, outputs, api_name="apply_mask",
+                           show_progress_on=[status], **common).then(**hist_then)
         gallery.select(on_example, settings, outputs, api_visibility="private", show_progress_on=[status],
-                       **common).then(**hist_then)
+                       **common).then(**hist_then).then(**cols_then)
         for btn, fn, name in ((undo_btn, on_undo, "undo"), (redo_btn, on_redo, "redo"), (reset_btn, on_reset, "reset"),
                               (blur_btn, on_blur, "blur_all")):
             btn.click(fn, settings, outputs, api_name=name, show_progress_on=[status], **common).then(**hist_then)
@@ -756,7 +869,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                              **loads).then(on_settings, settings, outputs, api_visibility="private",
                                            show_progress_on=[status], **common)
         domain_btn.click(on_switch, settings, outputs, api_name="switch_zoo", show_progress_on=[status], **common)
-        model_dd.change(show_columns, model_dd, columns, api_visibility="private", queue=False).then(
+        model_dd.change(**cols_then).then(
             class_choices, model_dd, class_search, api_visibility="private").then(
             model_lists, model_dd, [hist_model, con_model], api_visibility="private").then(
             lambda names: gr.update(choices=list(names or []), value=(names or [None])[0]), model_dd, vebi_model,
@@ -774,12 +887,17 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                       **common)
         san_btn.click(on_sanity, [model_dd, explainer_dd, state], [san_gallery, san_text], api_name="sanity", **common)
         chk_btn.click(on_check, [model_dd, state], [chk_text, chk_table], api_name="inpainter_check", **common)
-        slow_btn.click(on_slow, [model_dd, explainer_dd, state], slow_out, api_name="slow_maps", **common)
+        slow_btn.click(on_slow, [model_dd, explainer_dd, state], [slow_out, slow_note, state], api_name="slow_maps",
+                       **common)
         vebi_model.change(vebi_classes, vebi_model, vebi_class, api_visibility="private")
         vebi_btn.click(on_vebi, [vebi_model, vebi_class], [vebi_gallery, vebi_text], api_name="vebi_features")
         exp_btn.click(on_export, [model_dd, explainer_dd, state], exp_file, api_name="export", **common)
-        skip_tutorial.click(lambda: gr.update(open=False), None, tutorial, api_visibility="private", queue=False)
-        demo.load(show_columns, model_dd, columns, api_visibility="private", queue=False).then(
+        skip_tutorial.click(lambda: (gr.update(open=False), True), None, [tutorial, seen_tutorial],
+                            api_visibility="private", queue=False)
+        # the tutorial is open on the first visit only (remembered in the browser)
+        demo.load(lambda seen: (gr.update(open=not seen), True), seen_tutorial, [tutorial, seen_tutorial],
+                  api_visibility="private", queue=False)
+        demo.load(**cols_then).then(
             class_choices, model_dd, class_search, api_visibility="private").then(
             contrast_choices, con_model, [con_a, con_b], api_visibility="private").then(
             vebi_classes, vebi_model, vebi_class, api_visibility="private")
@@ -840,7 +958,7 @@ def main(argv=None) -> None:
             sys.exit(f"error: {exc}")
     app.queue(default_concurrency_limit=2)
     app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
-               max_file_size="50mb", footer_links=["api"], show_error=False,
+               max_file_size="50mb", footer_links=[] if args.study else ["api"], show_error=False,
                state_session_capacity=SESSION_CAPACITY)
 
 

@@ -55,10 +55,17 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", s)
 
 
-def export_zip(session, models: list[str], explainer: str | None, path: str | Path, extra: dict | None = None) -> Path:
-    """Write the experiment held by ``session`` (for ``models``) to ``path`` and return it."""
+def export_zip(session, models: list[str], explainer: str | None, path: str | Path, extra: dict | None = None,
+               map_classes: dict[str, list[int]] | None = None) -> Path:
+    """Write the experiment held by ``session`` (for ``models``) to ``path`` and return it: the maps of
+    each model's tracked classes, and of the classes in ``map_classes`` (those chosen in the app)."""
     path = Path(path)
     result = session.evaluate(models, explainer=explainer)
+    for m, classes in (map_classes or {}).items():
+        if explainer and m in result.models and result.models[m].note is None:
+            for c in classes:
+                if c not in result.models[m].maps:
+                    result.models[m].maps[c] = session.explain(m, int(c), explainer)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
         z.writestr("original.png", _png(session.original))
         z.writestr("modified.png", _png(session.modified))
@@ -103,6 +110,7 @@ def export_zip(session, models: list[str], explainer: str | None, path: str | Pa
         meta = {"created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                 "image_shape": list(session.original.shape), "explainer": explainer, "models": models_meta,
                 "inpainters": [{"name": e.inpainter, "params": e.params} for e in session.edits],
+                "map_classes": {m: [int(c) for c in cs] for m, cs in (map_classes or {}).items()},
                 "versions": versions(), **(extra or {})}
         z.writestr("meta.json", json.dumps(meta, indent=2))
     return path

@@ -4,8 +4,10 @@ Imported only by the apps: ``import ic_zoo`` never imports Gradio.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
+import json
 import logging
 import os
 
@@ -319,8 +321,16 @@ EDITOR_FORMATS = ("PNG", "JPEG", "WEBP")
 # Gradio's component metaclass writes a ``.pyi`` stub beside the module of every component class it
 # creates (for its own custom-component tooling): next to an installed package that is a write into
 # site-packages, which fails on a read-only install. Canvas adds no events, so it needs no stub.
-_write_stub, component_meta.create_or_modify_pyi = component_meta.create_or_modify_pyi, lambda *a, **k: None
-try:
+@contextlib.contextmanager
+def _no_stub():
+    write, component_meta.create_or_modify_pyi = component_meta.create_or_modify_pyi, lambda *a, **k: None
+    try:
+        yield
+    finally:
+        component_meta.create_or_modify_pyi = write
+
+
+with _no_stub():
     class Canvas(gr.ImageEditor):
         """``gr.ImageEditor`` whose every image (background, layers, composite) passes the library's input gate
         before it is decoded: the pixel limit read from the header, PNG / JPEG / WebP only, EXIF orientation,
@@ -329,10 +339,17 @@ try:
         The background arrives as RGB, layers as RGBA (``type="numpy"`` only). The composite is checked from
         its header and dropped: the app never uses it, so it is never decoded."""
 
-        is_template = True  # the frontend's ImageEditor
-        # set on the instance (an __init__ of its own would hide ImageEditor's arguments from Gradio's config)
+        # class attributes, not constructor arguments: Gradio rebuilds a component from its constructor
+        # arguments for each session it updates, and an __init__ of its own would hide ImageEditor's
+        # arguments from the page's config. ``editor()`` makes a subclass per limit.
         max_pixels: int | None = None  # default: the library's limit
         max_layers: int = MAX_LAYERS
+
+        def get_block_name(self) -> str:  # the frontend's ImageEditor
+            return "imageeditor"
+
+        def get_block_class(self) -> str:
+            return "imageeditor"
 
         def _gate(self, file, what: str, decode: bool = True):
             from PIL import Image
@@ -394,16 +411,155 @@ try:
             out = [self._gate(f, f"stroke layer {i + 1}") for i, f in enumerate(layers)]
             self._gate(data.composite, "the composite", decode=False)
             return {"background": bg, "layers": [a for a in out if a is not None], "composite": None}
-finally:
-    component_meta.create_or_modify_pyi = _write_stub
 
 
 def editor(label: str, height: int = 520, elem_id: str = "editor", max_pixels: int | None = None) -> Canvas:
     """The painting canvas: one fixed red brush, no uploads or transforms (the mask must align); every
     image it sends passes the input gate (see ``Canvas``), ``max_pixels`` each (default: the library's)."""
-    canvas = Canvas(
+    canvas = _canvas_class(max_pixels)(
         label=label, type="numpy", image_mode="RGBA", sources=(), layers=False, transforms=(), format="png",
-        elem_id=elem_id, height=height, brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=12),
+        elem_id=elem_id, elem_classes=["ic-canvas"], height=height,
+        brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=12),
         eraser=gr.Eraser(default_size=12))
-    canvas.max_pixels = max_pixels
     return canvas
+
+
+@functools.lru_cache(maxsize=None)
+def _canvas_class(max_pixels: int | None) -> type:
+    if max_pixels is None:
+        return Canvas
+    with _no_stub():
+        return type("Canvas", (Canvas,), {"max_pixels": int(max_pixels), "__module__": __name__})
+
+
+#: The page's styles and keys, installed by ``page_script()`` from a load event (Gradio 6 takes ``css``
+#: and ``js`` only at launch, and tests and Spaces launch the demo themselves).
+PAGE_CSS = """
+/* one set of undo / redo / reset: the app's (the canvas's own would undo pixels the tables never saw) */
+.ic-canvas button[aria-label="Undo"], .ic-canvas button[aria-label="Redo"],
+.ic-canvas button[aria-label="Clear canvas"] { display: none !important; }
+/* busy while a stroke is processed: the status line's progress tracker is showing */
+.ic-canvas { position: relative; }
+body:has(#status [data-testid="status-tracker"]:not(.hide):not(.error)) .ic-canvas::after {
+  content: "Classifying…"; position: absolute; top: 44px; right: 10px; z-index: 50; pointer-events: none;
+  padding: 2px 10px; border-radius: 10px; background: rgba(20, 20, 20, .72); color: #fff; font-size: 13px; }
+body:has(#status [data-testid="status-tracker"]:not(.hide):not(.error)) .ic-canvas canvas { opacity: .82; }
+/* gallery titles wrap instead of being cut */
+#examples .caption-label { white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; max-width: 100% !important; line-height: 1.15; }
+#brush_label { font-size: 13px; opacity: .85; }
+"""
+
+PAGE_JS = """
+() => {
+  if (window.__icZooKeys) return;
+  window.__icZooKeys = true;
+  const style = document.createElement('style');
+  style.textContent = __CSS__;
+  document.head.appendChild(style);
+  const canvas = () => document.querySelector('.ic-canvas');
+  const tool = (name) => canvas() && canvas().querySelector(`button[aria-label="${name}"]`);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  window.icZooBrush = 12;
+  const showBrush = (v) => {
+    const el = document.querySelector('#brush_label');
+    if (el) el.querySelectorAll('.ic-brush').forEach((s) => { s.textContent = String(v); });
+  };
+  async function setBrush(delta) {
+    // the size lives in the canvas's own size picker: open it, set it, and give the drawing tool back
+    // (an open picker would eat the next stroke's first press)
+    const active = ['Erase', 'Brush'].find((n) => tool(n) && tool(n).classList.contains('highlight')) || 'Brush';
+    let range = canvas() && canvas().querySelector('.size_picker input[type=range]');
+    if (!range) {
+      const b = tool('Brush Size');
+      if (!b) return;
+      b.click(); await sleep(60);
+      range = canvas().querySelector('.size_picker input[type=range]');
+    }
+    if (!range) return;
+    const v = Math.max(1, Math.min(100, (parseInt(range.value, 10) || window.icZooBrush) + delta));
+    range.value = String(v);
+    range.dispatchEvent(new Event('input', { bubbles: true }));
+    range.dispatchEvent(new Event('change', { bubbles: true }));
+    window.icZooBrush = v;
+    showBrush(v);
+    // a full press (the picker closes on a pointer press outside it, which .click() alone is not)
+    const back = tool(active);
+    if (back) {
+      for (const t of ['pointerdown', 'mousedown', 'pointerup', 'mouseup'])
+        back.dispatchEvent(new PointerEvent(t, { bubbles: true, cancelable: true }));
+      back.click();
+    }
+  }
+  let queue = Promise.resolve();
+  document.addEventListener('keydown', (e) => {
+    const t = e.target;
+    const typing = t && (t.isContentEditable || (/^(INPUT|TEXTAREA|SELECT)$/).test(t.tagName)) &&
+                   !(t.type === 'range');
+    if (typing) return;
+    const mod = e.ctrlKey || e.metaKey;
+    const key = (e.key || '').toLowerCase();
+    if (mod && key === 'z') {
+      e.preventDefault();
+      const b = document.querySelector(e.shiftKey ? '#redo' : '#undo');
+      if (b) b.click();
+    } else if (mod && key === 'y') {
+      e.preventDefault();
+      const b = document.querySelector('#redo');
+      if (b) b.click();
+    } else if (!mod && (e.key === '[' || e.key === ']')) {
+      e.preventDefault();
+      const d = e.key === '[' ? -3 : 3;
+      queue = queue.then(() => setBrush(d));  // one at a time: each reads the size the last one set
+    }
+  }, true);
+  // click-select: Shift-clicks collect several regions into one selection, applied on releasing Shift
+  let shiftPicked = false;
+  const collectBox = () => document.querySelector('#collect input[type=checkbox]');
+  document.addEventListener('click', (e) => {
+    if (!e.shiftKey || !e.target.closest || !e.target.closest('#click_select')) return;
+    const box = collectBox();
+    if (box && !box.checked) box.click();
+    shiftPicked = true;
+  }, true);
+  const idle = () => !document.querySelector('#status [data-testid="status-tracker"]:not(.hide):not(.error)');
+  document.addEventListener('keyup', async (e) => {
+    if (e.key !== 'Shift' || !shiftPicked) return;
+    shiftPicked = false;
+    for (let i = 0; i < 100 && !idle(); i++) await sleep(50);  // the last click's event first
+    const b = document.querySelector('#remove_selected');
+    if (b) b.click();
+    const box = collectBox();
+    if (box && box.checked) box.click();
+  });
+}
+"""
+
+def keys_help(redo: bool = True) -> str:
+    """The line under the canvas: the brush size (kept current by the page script) and the keys."""
+    return ("Brush size: <b class='ic-brush'>12</b> px · <kbd>[</kbd> / <kbd>]</kbd> smaller / larger · "
+            "<kbd>Ctrl</kbd>+<kbd>Z</kbd> undo" + (" · <kbd>Shift</kbd>+<kbd>Ctrl</kbd>+<kbd>Z</kbd> redo"
+                                                  if redo else "") + " (<kbd>⌘</kbd> on a Mac)")
+
+
+#: Study pages: participants see no navigation (Gradio 6.31 still draws "Home" with gr.Navbar(visible=False)).
+NO_NAVIGATION_CSS = ".nav-holder { display: none !important; }"
+
+
+def page_script(demo: gr.Blocks, extra_css: str = "") -> None:
+    """Install the page's styles and keys (call inside ``with demo:``)."""
+    demo.load(None, None, None, js=PAGE_JS.replace("__CSS__", json.dumps(PAGE_CSS + extra_css)),
+              api_visibility="private", queue=False)
+
+
+def monotonic(progress):
+    """A ``gr.Progress`` that never goes backwards (steps that each report 0..1 would make it jump back)."""
+    best = [0.0]
+
+    def report(fraction, desc=None):
+        if isinstance(fraction, (int, float)):
+            best[0] = max(best[0], float(fraction))
+            fraction = best[0]
+        return progress(fraction, desc=desc)
+
+    return report

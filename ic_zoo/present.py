@@ -94,7 +94,7 @@ def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256
         a, b, d = (draw_box(x, box, (255, 255, 255), max(1, original.shape[1] // 200)) for x in (a, b, d))
     what = short(maps.label, 30)
     tiles = [_caption(_fit(a, width), f"original: {what}"), _caption(_fit(b, width), f"modified: {what}"),
-             _caption(_fit(d, width), "difference (modified - original)")]
+             _caption(_fit(d, width), "difference")]
     sep = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     top = np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], 1)
     shared = colour_bar(2 * width + 4, f"{maps.explainer}, one scale for both: 0 to {maps.scale:.3g}")
@@ -142,6 +142,13 @@ def boxes_overlay(image: np.ndarray, boxes: dict[str, tuple], width: int | None 
         cv2.putText(legend, short(name, 60), (22, 15 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (30, 30, 30), 1,
                     cv2.LINE_AA)
     return np.concatenate([out, legend], 0)
+
+
+def highlight(image: np.ndarray, mask: np.ndarray, colour=(255, 0, 0), alpha: float = 0.45) -> np.ndarray:
+    """``image`` with ``mask`` tinted (a selection not applied yet)."""
+    out = image.astype(np.float32).copy()
+    out[mask] = out[mask] * (1 - alpha) + np.array(colour, np.float32) * alpha
+    return (out + 0.5).astype(np.uint8)
 
 
 def burn_frames(image: np.ndarray, boxes: dict[str, tuple]) -> np.ndarray:
@@ -259,3 +266,39 @@ def plugins_markdown(report, specs) -> str:
     elif report is not None:
         lines += ["", f"All {len(report.records)} plugin sources loaded."]
     return "\n".join(lines)
+
+
+# -- display rules (one place for what the app and study mode say) ------------------------------------
+def interactive_explainer(name: str) -> tuple[str, str]:
+    """The explainer whose maps are shown on every stroke, and a note when it is not ``name``: a slow
+    explainer (Score-CAM, Ablation-CAM, FullGrad) would take seconds to minutes per stroke, so Grad-CAM
+    stands in until *Compute slow maps* is pressed."""
+    from .registry import get_spec
+
+    if get_spec("explainer", name).meta.get("cost") != "slow":
+        return name, ""
+    return "gradcam", f"; {name} is slow, use *Slow maps*"
+
+
+def status_line(session, seconds: float, flipped: list[str], notice: str = "") -> str:
+    """The line under the canvas after an event: the edits, what the last one was, the time, the flips.
+    Every successful event writes it, so an earlier error never lingers."""
+    edits = session.edits
+    last = edits[-1] if edits else None
+    what = ""
+    if last is not None:
+        what = (f"; the whole image blurred in {1000 * last.seconds:.0f} ms" if last.inpainter == "blur"
+                and last.area == last.mask.size else f"; last inpainted with {last.inpainter} in "
+                f"{1000 * last.seconds:.0f} ms")
+    line = (f"{len(edits)} edit(s){what}; models and maps in {1000 * seconds:.0f} ms"
+            + (f"; **top-1 changed for {', '.join(flipped)}**" if flipped else ""))
+    return f"{notice} {line}" if notice else line
+
+
+def slow_maps_note(computed_at_edit: int, session) -> str:
+    """The slow maps are of one image: say which, and that they are stale once it changed."""
+    now = len(session.edits)
+    if computed_at_edit == now:
+        return f"These maps are of the current image (edit {now})."
+    return (f"**These maps are from edit {computed_at_edit}; the image is now at edit {now}.** Press the button "
+            "to compute them again.")

@@ -300,6 +300,7 @@ class Session:
         self._redo: list[Edit] = []
         self._lock = threading.RLock()
         self._states: dict[tuple[str, int], _ImageState] = {}
+        self._segments: tuple | None = None  # (key, labels) of the current image's superpixels
 
     # -- pickling (ZeroGPU runs each model call in a forked worker: the state crosses by pickle) ----
     def __getstate__(self) -> dict:
@@ -309,6 +310,7 @@ class Session:
             state = dict(self.__dict__)
         state.pop("_lock", None)
         state["_states"] = {}
+        state["_segments"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -432,6 +434,29 @@ class Session:
                 del self._states[key]
             elif key[1] not in hot and st.x is not None:
                 self._states[key] = _ImageState(None, st.prediction)
+
+    def region_at(self, x: int, y: int, n_segments: int = 150, side: int = 224) -> np.ndarray:
+        """The superpixel of the current image under pixel (x, y), as a mask in image coordinates: SLIC
+        (scikit-image) on the image scaled to the models' resolution (longer side ``side``), so a region
+        is about what a model can tell apart. Only the current image's segmentation is kept."""
+        import cv2
+        from skimage.segmentation import slic
+
+        img = self.modified
+        h, w = img.shape[:2]
+        if not (0 <= int(x) < w and 0 <= int(y) < h):
+            raise MaskError(f"the point ({x}, {y}) is outside the {w}x{h} image.")
+        key = (self.version, n_segments, side)
+        if self._segments is None or self._segments[0] != key:
+            s = min(1.0, side / max(h, w))
+            small = img if s >= 1 else cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))),
+                                                  interpolation=cv2.INTER_AREA)
+            lab = slic(small, n_segments=n_segments, compactness=10, start_label=0)
+            rows = np.minimum((np.arange(h) * small.shape[0] / h).astype(int), small.shape[0] - 1)
+            cols = np.minimum((np.arange(w) * small.shape[1] / w).astype(int), small.shape[1] - 1)
+            self._segments = (key, lab[rows][:, cols])
+        labels = self._segments[1]
+        return labels == labels[int(y), int(x)]
 
     def _image_of(self, version: int) -> np.ndarray | None:
         if version == 0:

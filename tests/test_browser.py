@@ -200,7 +200,11 @@ def _wait_text(page, selector: str, text: str, timeout=120_000):
 
 
 def _choose(page, j: int, label: str):
-    page.locator(f"#q{j}_choice label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$")).click()
+    choice = page.locator(f"#q{j}_choice label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+    choice.click()
+    choice.locator("input").wait_for(state="attached")
+    page.wait_for_function(f"() => !!document.querySelector('#q{j}_choice input:checked')", timeout=10_000)
+    page.wait_for_timeout(300)  # the radio's value reaches the app's state before the next click
 
 
 def test_example_study_end_to_end(study_server):

@@ -496,6 +496,8 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         stored = gr.BrowserState(None, storage_key=f"ic_zoo_study_{study.key}",
                                  secret=browser_secret)
         client_time = gr.Number(visible=False, value=0)
+        gr.Navbar(visible=False, main_page_name=False)  # participants see no "Home" / "Admin" links (the admin page is by URL)
+        gradio_util.page_script(demo, gradio_util.NO_NAVIGATION_CSS)
         gr.Markdown(f"# {study.title}")
         pid_note = gr.Markdown(elem_id="participant_note")
         with gr.Column(visible=True, elem_id="consent_screen") as consent_col:
@@ -511,14 +513,20 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
             header = gr.Markdown(elem_id="task_header")
             with gr.Row():
                 with gr.Column(scale=3):
-                    canvas = editor("Paint over what to remove (brush size: in the toolbar)", height=460,
-                                    max_pixels=editor_pixels)
+                    canvas = editor("Paint over what to remove", height=440, max_pixels=editor_pixels)
+                    gr.HTML(gradio_util.keys_help(redo=False), elem_id="brush_label")
                     with gr.Row():
                         undo_btn = gr.Button("Undo", size="sm", elem_id="undo")
                         reset_btn = gr.Button("Reset", size="sm", elem_id="reset")
+                    status = gr.Markdown(elem_id="status")
+                    # the questions directly under the canvas (on a phone too: the results come after them)
+                    radios, texts = [], []
+                    for j in range(MAX_QUESTIONS):
+                        radios.append(gr.Radio([], visible=False, elem_id=f"q{j}_choice"))
+                        texts.append(gr.Textbox(visible=False, lines=2, max_length=MAX_TEXT, elem_id=f"q{j}_text"))
+                    submit = gr.Button("Submit and continue", variant="primary", elem_id="submit")
                     upload = gr.File(label="…or use your own image", file_count="single", type="filepath",
                                      elem_id="upload", visible=study.allow_upload)
-                    status = gr.Markdown(elem_id="status")
                 with gr.Column(scale=2):
                     cols, slots = [], []
                     for i in range(MAX_MODELS):
@@ -530,11 +538,6 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
                                       gr.Image(show_label=False, interactive=False, format="jpeg",
                                                elem_id=f"model_{i}_maps")]
                         cols.append(col)
-            radios, texts = [], []
-            for j in range(MAX_QUESTIONS):
-                radios.append(gr.Radio([], visible=False, elem_id=f"q{j}_choice"))
-                texts.append(gr.Textbox(visible=False, lines=2, max_length=MAX_TEXT, elem_id=f"q{j}_text"))
-            submit = gr.Button("Submit and continue", variant="primary", elem_id="submit")
         done_md = gr.Markdown(elem_id="done")
 
         question_outputs = [c for pair in zip(radios, texts) for c in pair]

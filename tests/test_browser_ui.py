@@ -1,0 +1,173 @@
+"""The editor and the results as a person uses them (issue 13), in headless Chromium: results beside the
+canvas at 1400 x 1000 and under it at 400 px, the keys ([ ] for the brush, Ctrl-Z / Shift-Ctrl-Z), one
+set of undo / redo / reset, click-to-select a superpixel, an uploaded mask, the before / after slider,
+and the tutorial collapsed on a second visit."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+import app as app_module  # noqa: E402
+from test_browser import ARGS, CHROMIUM, ROOT, _screen_point, _status, _wait_status  # noqa: E402
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")]
+FLOWERS = ["flower2d/squeezenet", "flower2d/resnet", "flower2d/vit"]
+IMAGE = ROOT / "examples" / "flower2d" / "images" / "test_09001.png"
+
+
+@pytest.fixture(scope="module")
+def url():
+    demo = app_module.build_demo(models=FLOWERS)
+    _, u, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    yield u
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def _open(browser, url, width=1400, height=1000):
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#status", timeout=60_000)
+    page.locator("#upload input[type=file]").set_input_files(str(IMAGE))
+    _wait_status(page, "0 edit(s)")
+    page.wait_for_timeout(1200)
+    return page
+
+
+def _stroke(page, y=128, x0=90, x1=170, size=256):
+    pts = [(x, y + dy) for dy in (-6, 0, 6) for x in (x0, x1)]
+    sx, sy = _screen_point(page, (size, size), *pts[0])
+    page.mouse.move(sx, sy)
+    page.mouse.down()
+    for x, yy in pts[1:]:
+        page.mouse.move(*_screen_point(page, (size, size), x, yy), steps=5)
+    page.mouse.up()
+
+
+def _in_view(page, selector, height) -> bool:
+    b = page.locator(selector).bounding_box()
+    return b is not None and b["y"] >= 0 and b["y"] + b["height"] <= height
+
+
+def test_results_beside_the_canvas_keys_and_one_set_of_undo(url, browser):
+    page = _open(browser, url)
+    page.get_by_role("button", name="Got it, hide the tutorial").click()  # as on every visit after the first
+    page.wait_for_timeout(800)
+    # the canvas's own undo / redo / clear are not shown: the app's buttons are the only ones
+    visible = page.eval_on_selector_all(
+        "#editor button", "els => els.filter(e => e.offsetParent !== null).map(e => e.getAttribute('aria-label'))")
+    assert not {"Undo", "Redo", "Clear canvas"} & set(visible), visible
+    # no placeholder tables before an image; after one, the models' columns
+    assert page.locator("#model_0_table").is_visible()
+    # [ and ] change the brush size, and the label says it
+    page.locator("#header").click()  # the keys act on the page, not inside a text field
+    page.keyboard.press("]")
+    page.keyboard.press("]")
+    page.wait_for_function("() => document.querySelector('#brush_label').innerText.includes('18')", timeout=5000)
+    page.get_by_role("button", name="Brush Size").click()
+    assert page.locator("#editor .size_picker input[type=range]").input_value() == "18"
+    page.get_by_role("button", name="Brush", exact=True).click()  # closes the size picker
+    page.keyboard.press("[")
+    page.wait_for_function("() => document.querySelector('#brush_label').innerText.includes('15')", timeout=5000)
+    # a stroke: the top-1 change and the maps are in view at 1400 x 1000, without scrolling
+    _stroke(page)
+    _wait_status(page, "1 edit(s)")
+    page.wait_for_timeout(800)
+    assert page.evaluate("window.scrollY") == 0
+    for sel in ("#model_0_title", "#model_0_maps", "#model_1_title", "#model_2_title"):
+        assert _in_view(page, sel, 1000), (sel, page.locator(sel).bounding_box())
+    # Ctrl-Z undoes, Shift-Ctrl-Z redoes
+    page.keyboard.press("Control+z")
+    _wait_status(page, "0 edit(s)")
+    page.keyboard.press("Control+Shift+z")
+    _wait_status(page, "1 edit(s)")
+    # the before / after slider holds both images
+    page.get_by_role("tab", name="Before / after").click()
+    page.wait_for_function("() => document.querySelectorAll('#before_after img').length >= 2", timeout=20_000)
+    srcs = page.eval_on_selector_all("#before_after img", "els => els.map(e => e.src)")
+    assert len(set(srcs)) >= 2, srcs
+    page.close()
+
+
+def test_click_select_a_superpixel_and_upload_a_mask(url, browser, tmp_path):
+    page = _open(browser, url)
+    page.get_by_role("button", name="Other ways to select a region").click()
+    img = page.locator("#click_select img")
+    img.wait_for(timeout=20_000)
+    box = img.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)  # the flower's centre
+    _wait_status(page, "1 edit(s)")
+    # Shift-clicks collect several regions; releasing Shift removes them as one stroke
+    page.keyboard.down("Shift")
+    for fx in (0.3, 0.7):
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * 0.5)
+        page.wait_for_timeout(700)
+    page.wait_for_function("() => document.querySelector('#status').innerText.includes('selected')",
+                           timeout=20_000)
+    page.keyboard.up("Shift")
+    _wait_status(page, "2 edit(s)")
+    # a mask of another size than the image: resized, said, applied
+    m = np.zeros((64, 64), np.uint8)
+    m[10:30, 10:30] = 255
+    Image.fromarray(m).save(tmp_path / "mask.png")
+    page.locator("#mask_upload input[type=file]").set_input_files(str(tmp_path / "mask.png"))
+    _wait_status(page, "3 edit(s)")
+    assert "resized to fit" in _status(page)
+    page.close()
+
+
+def test_a_phone_sees_the_first_result_under_the_canvas_and_the_tutorial_once(url, browser):
+    page = _open(browser, url, width=400, height=800)
+    canvas = page.locator("#editor").bounding_box()
+    first = page.locator("#model_0").bounding_box()
+    status = page.locator("#status").bounding_box()
+    assert first["y"] >= canvas["y"] + canvas["height"]
+    assert first["y"] - (status["y"] + status["height"]) < 220, (canvas, status, first)
+    # the tutorial was open on this first visit; a reload in the same browser finds it closed
+    page.reload(wait_until="load")
+    page.wait_for_selector("#status", timeout=60_000)
+    page.wait_for_timeout(1500)
+    assert not page.get_by_text("What this is.").is_visible()
+    page.close()
+
+
+def test_the_study_page_shows_participants_no_navigation_or_api_links(tmp_path, browser):
+    from ic_zoo.study import load_study
+    from ic_zoo.study.ui import build_study_demo
+
+    demo = build_study_demo(load_study(ROOT / "examples" / "study" / "flower_study.yaml"),
+                            f"sqlite:///{tmp_path / 's.sqlite'}")
+    _, u, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                          footer_links=[])
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(u + "?participant=UI01", wait_until="load")
+        page.wait_for_selector("#agree", timeout=60_000)
+        page.wait_for_timeout(1000)
+        text = page.locator("body").inner_text()
+        assert "Use via API" not in text and "Admin" not in text, text[:400]
+        assert not page.get_by_role("link", name="Home").is_visible()
+        page.locator("#agree").click()
+        page.wait_for_selector("#submit", timeout=60_000)
+        canvas = page.locator("#editor").bounding_box()
+        q = page.locator("#q0_choice, #q0_text").first.bounding_box()
+        assert q["y"] >= canvas["y"] + canvas["height"] and q["y"] - (canvas["y"] + canvas["height"]) < 200
+        page.close()
+    finally:
+        demo.close()
+        demo.ic_zoo_tabs.close()
