@@ -407,7 +407,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                             title = gr.Markdown(elem_id=f"model_{i}_title")
                             table = gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
                                                  show_search="none", buttons=["copy"], max_height=240,
-                                                 column_widths=["46%", "18%", "18%", "18%"])
+                                                 column_widths=["43%", "19%", "19%", "19%"])
                             maps = gr.Image(show_label=False, interactive=False, format="jpeg",
                                             elem_id=f"model_{i}_maps")
                             info = gr.Markdown(elem_id=f"model_{i}_info")
@@ -477,9 +477,11 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         columns = [col for col, *_ in slots]
 
         def show_columns(names, st=None):
-            """A column per selected model, once there is an image (no placeholder tables before)."""
-            n = len(names or []) if isinstance(st, AppState) and st.session is not None else 0
-            return [gr.update(visible=i < n) for i in range(MAX_MODELS)]
+            """A column per selected model, shown once there is an image (no placeholder tables before):
+            until then "hidden" (mounted, so that the first image's maps appear when it is shown)."""
+            n = len(names or [])
+            shown = isinstance(st, AppState) and st.session is not None
+            return [gr.update(visible=(True if shown else "hidden") if i < n else False) for i in range(MAX_MODELS)]
         common = dict(concurrency_id="models", concurrency_limit=conc)
 
         # -- handlers --------------------------------------------------------------------------------

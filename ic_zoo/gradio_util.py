@@ -438,16 +438,20 @@ PAGE_CSS = """
 /* one set of undo / redo / reset: the app's (the canvas's own would undo pixels the tables never saw) */
 .ic-canvas button[aria-label="Undo"], .ic-canvas button[aria-label="Redo"],
 .ic-canvas button[aria-label="Clear canvas"] { display: none !important; }
-/* busy while a stroke is processed: the status line's progress tracker is showing */
+/* busy while a stroke is processed: the status line's progress tracker is showing (an error shows the
+   same tracker with a clear button instead of the progress) */
 .ic-canvas { position: relative; }
-body:has(#status [data-testid="status-tracker"]:not(.hide):not(.error)) .ic-canvas::after {
+body:has(#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-status))) .ic-canvas::after {
   content: "Classifying…"; position: absolute; top: 44px; right: 10px; z-index: 50; pointer-events: none;
   padding: 2px 10px; border-radius: 10px; background: rgba(20, 20, 20, .72); color: #fff; font-size: 13px; }
-body:has(#status [data-testid="status-tracker"]:not(.hide):not(.error)) .ic-canvas canvas { opacity: .82; }
+body:has(#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-status))) .ic-canvas canvas { opacity: .82; }
 /* gallery titles wrap instead of being cut */
 #examples .caption-label { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; max-width: 100% !important; line-height: 1.15; }
 #brush_label { font-size: 13px; opacity: .85; }
+/* the model tables: numbers on one line in a narrow column */
+[id^="model_"][id$="_table"] td, [id^="model_"][id$="_table"] th { padding: 3px 5px !important; }
+[id^="model_"][id$="_table"] td:not(:first-child) { white-space: nowrap !important; }
 """
 
 PAGE_JS = """
@@ -522,7 +526,7 @@ PAGE_JS = """
     if (box && !box.checked) box.click();
     shiftPicked = true;
   }, true);
-  const idle = () => !document.querySelector('#status [data-testid="status-tracker"]:not(.hide):not(.error)');
+  const idle = () => !document.querySelector('#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-status))');
   document.addEventListener('keyup', async (e) => {
     if (e.key !== 'Shift' || !shiftPicked) return;
     shiftPicked = false;

@@ -110,8 +110,8 @@ def _comparison_screenshot(page, path):
     page.get_by_role("button", name="Got it, hide the tutorial").click()
     page.wait_for_timeout(1500)
     top = page.locator("#models").bounding_box()
-    bottom = max((page.locator(f"#model_{i}_info").bounding_box() or {"y": 0, "height": 0} for i in range(3)),
-                 key=lambda b: b["y"] + b["height"])
+    bottom = max([page.locator(f"#model_{i}_info").bounding_box() or {"y": 0, "height": 0} for i in range(3)]
+                 + [page.locator("#status").bounding_box()], key=lambda b: b["y"] + b["height"])
     page.screenshot(path=path, full_page=True, clip={
         "x": 0, "y": top["y"] - 8, "width": 1400, "height": bottom["y"] + bottom["height"] - top["y"] + 16})
 

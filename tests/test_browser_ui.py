@@ -131,6 +131,19 @@ def test_click_select_a_superpixel_and_upload_a_mask(url, browser, tmp_path):
     page.close()
 
 
+def test_an_error_leaves_no_busy_sign(url, browser):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#status", timeout=60_000)
+    page.wait_for_timeout(1000)
+    page.locator("#undo").click()  # nothing loaded yet: one sentence
+    page.wait_for_selector("text=Pick an example or upload an image first", timeout=20_000)
+    page.wait_for_timeout(500)
+    after = page.evaluate("() => getComputedStyle(document.querySelector('.ic-canvas'), '::after').content")
+    assert after in ("none", "normal", ""), after
+    page.close()
+
+
 def test_a_phone_sees_the_first_result_under_the_canvas_and_the_tutorial_once(url, browser):
     page = _open(browser, url, width=400, height=800)
     canvas = page.locator("#editor").bounding_box()
@@ -138,6 +151,16 @@ def test_a_phone_sees_the_first_result_under_the_canvas_and_the_tutorial_once(ur
     status = page.locator("#status").bounding_box()
     assert first["y"] >= canvas["y"] + canvas["height"]
     assert first["y"] - (status["y"] + status["height"]) < 220, (canvas, status, first)
+    if os.environ.get("IC_ZOO_SCREENSHOT"):  # the README's phone picture, beside the desktop one
+        page.locator("#model_0_maps").scroll_into_view_if_needed()  # the browser loads it lazily
+        page.wait_for_function("() => { const i = document.querySelector('#model_0_maps img'); "
+                               "return i && i.complete && i.naturalWidth > 0; }", timeout=20_000)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.wait_for_timeout(300)
+        canvas, first = page.locator("#editor").bounding_box(), page.locator("#model_0").bounding_box()
+        shot = os.environ["IC_ZOO_SCREENSHOT"].replace(".png", "_phone.png")
+        page.screenshot(path=shot, full_page=True, clip={"x": 0, "y": canvas["y"] - 8, "width": 400,
+                                                          "height": first["y"] + first["height"] - canvas["y"] + 16})
     # the tutorial was open on this first visit; a reload in the same browser finds it closed
     page.reload(wait_until="load")
     page.wait_for_selector("#status", timeout=60_000)
