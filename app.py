@@ -83,7 +83,7 @@ class AppState:
         self.typed: list[str] = []  # names this tab typed that were accepted
         self.notice = ""  # a message for the next status line (a refused model name)
         self.expired = ""  # why this tab's session was released (gradio_util.Tabs), until a new image
-        self.slow_version: int | None = None  # the edit count the slow maps were computed at
+        self.slow_of: tuple[int, int] | None = None  # (session version, edit count) the slow maps are of
         self.pending: np.ndarray | None = None  # regions clicked for one selection, not applied yet
 
     def release(self, reason: str) -> None:
@@ -217,7 +217,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         another zoo and nobody named models (no --model, no choice in this tab), else None."""
         st.session = ic_zoo.Session(fit_max_side(img, max_side), device=device, pretrained=pretrained)
         st.selected, st.rows, st.result, st.source = {}, {}, None, source
-        st.expired, st.slow_version, st.pending = "", None, None
+        st.expired, st.slow_of, st.pending = "", None, None
         for msg in st.session.warnings:  # a tiny image, NaN pixels: beside the results, and as a toast
             gr.Warning(msg)
             st.notice = f"{st.notice} {msg}".strip()
@@ -312,8 +312,8 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                         info_c: "\n\n".join(info)})
         dt = time.perf_counter() - t0
         out[status] = present.status_line(s, dt, flipped, st.take_notice())
-        if st.slow_version is not None:
-            out[slow_note] = present.slow_maps_note(st.slow_version, s)
+        if st.slow_of is not None:
+            out[slow_note] = present.slow_maps_note(st.slow_of, s)
         doc = res.to_dict()
         if s.edits:
             doc["last_edit"] = s.edits[-1].summary()
@@ -827,8 +827,8 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                     continue
                 pics.append((present.map_panel(st.session.original, st.session.modified, cm),
                              f"{m}: {cm.label} (edit {len(st.session.edits)})"))
-            st.slow_version = len(st.session.edits)
-            return pics, present.slow_maps_note(st.slow_version, st.session), st
+            st.slow_of = (st.session.version, len(st.session.edits))
+            return pics, present.slow_maps_note(st.slow_of, st.session), st
 
         @tab_call
         def on_export(names, explainer, st):
@@ -848,7 +848,6 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         ev.then(**hist_then)
         cols_then = dict(fn=show_columns, inputs=[model_dd, state], outputs=columns, api_visibility="private",
                          queue=False)
-        ev.then(**cols_then)
         upload.upload(on_upload, [upload] + settings, outputs, api_name="load", show_progress_on=[status],
                       **common).then(**hist_then).then(**cols_then)
         pick = [model_dd, inpainter_dd, explainer_dd, rows_radio, state]

@@ -21,6 +21,7 @@ from .errors import IcZooError
 
 log = logging.getLogger("ic_zoo.app")
 BRUSH = "#ff0000"
+BRUSH_SIZE = 12  # the canvas's default brush, as the line under it and the page script say
 
 
 def guarded(fn):
@@ -120,15 +121,15 @@ class Tabs:
                 if self._busy.get(key):
                     continue
                 del self._live[key]
-                out.append((st, f"it was idle for more than {_duration(self.ttl_s)}" if idle else
-                            f"the server keeps at most {self.max_tabs} sessions and this one was the least "
-                            "recently used"))
-        for st, why in out:
-            st.release(why)
-        self.released += len(out)
+                # released under the lock: a handler starting now waits for it, then finds the sentence
+                st.release(f"it was idle for more than {_duration(self.ttl_s)}" if idle else
+                           f"the server keeps at most {self.max_tabs} sessions and this one was the least "
+                           "recently used")
+                out.append(st)
+            self.released += len(out)
         if out:
             _return_freed_memory()
-        return [st for st, _ in out]
+        return out
 
     def hold(self, fn):
         """``fn`` with every tab state among its arguments marked in use while it runs, and every tab
@@ -416,12 +417,11 @@ with _no_stub():
 def editor(label: str, height: int = 520, elem_id: str = "editor", max_pixels: int | None = None) -> Canvas:
     """The painting canvas: one fixed red brush, no uploads or transforms (the mask must align); every
     image it sends passes the input gate (see ``Canvas``), ``max_pixels`` each (default: the library's)."""
-    canvas = _canvas_class(max_pixels)(
+    return _canvas_class(max_pixels)(
         label=label, type="numpy", image_mode="RGBA", sources=(), layers=False, transforms=(), format="png",
         elem_id=elem_id, elem_classes=["ic-canvas"], height=height,
-        brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=12),
-        eraser=gr.Eraser(default_size=12))
-    return canvas
+        brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=BRUSH_SIZE),
+        eraser=gr.Eraser(default_size=BRUSH_SIZE))
 
 
 @functools.lru_cache(maxsize=None)
@@ -464,7 +464,7 @@ PAGE_JS = """
   const canvas = () => document.querySelector('.ic-canvas');
   const tool = (name) => canvas() && canvas().querySelector(`button[aria-label="${name}"]`);
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  window.icZooBrush = 12;
+  window.icZooBrush = __BRUSH__;
   const showBrush = (v) => {
     const el = document.querySelector('#brush_label');
     if (el) el.querySelectorAll('.ic-brush').forEach((s) => { s.textContent = String(v); });
@@ -541,7 +541,7 @@ PAGE_JS = """
 
 def keys_help(redo: bool = True) -> str:
     """The line under the canvas: the brush size (kept current by the page script) and the keys."""
-    return ("Brush size: <b class='ic-brush'>12</b> px · <kbd>[</kbd> / <kbd>]</kbd> smaller / larger · "
+    return (f"Brush size: <b class='ic-brush'>{BRUSH_SIZE}</b> px · <kbd>[</kbd> / <kbd>]</kbd> smaller / larger · "
             "<kbd>Ctrl</kbd>+<kbd>Z</kbd> undo" + (" · <kbd>Shift</kbd>+<kbd>Ctrl</kbd>+<kbd>Z</kbd> redo"
                                                   if redo else "") + " (<kbd>⌘</kbd> on a Mac)")
 
@@ -552,8 +552,8 @@ NO_NAVIGATION_CSS = ".nav-holder { display: none !important; }"
 
 def page_script(demo: gr.Blocks, extra_css: str = "") -> None:
     """Install the page's styles and keys (call inside ``with demo:``)."""
-    demo.load(None, None, None, js=PAGE_JS.replace("__CSS__", json.dumps(PAGE_CSS + extra_css)),
-              api_visibility="private", queue=False)
+    js = PAGE_JS.replace("__CSS__", json.dumps(PAGE_CSS + extra_css)).replace("__BRUSH__", str(BRUSH_SIZE))
+    demo.load(None, None, None, js=js, api_visibility="private", queue=False)
 
 
 def monotonic(progress):

@@ -195,6 +195,11 @@ def history_image(hist: dict, width: int = 640, height: int = 260) -> np.ndarray
     return img
 
 
+def whole_image_blur(edit) -> bool:
+    """The app's *Blur whole image*: a blur whose mask is the whole image (a stroke in name only)."""
+    return edit is not None and edit.inpainter == "blur" and edit.area == edit.mask.size
+
+
 def stroke_effect_text(eff: dict | None, edit=None) -> str:
     """What the last edit did to the class: a stroke by its area and the map's mass inside it; the
     whole-image blur as a blur (its "stroke" covers everything, so the mass says nothing)."""
@@ -202,7 +207,7 @@ def stroke_effect_text(eff: dict | None, edit=None) -> str:
         return ""
     change = (f"its confidence went {100 * eff['prob_before']:.1f}% → {100 * eff['prob_after']:.1f}% "
               f"({eff['delta_pp']:+.1f} pp)")
-    if edit is not None and edit.inpainter == "blur" and eff["stroke_area"] >= 0.999:
+    if whole_image_blur(edit):
         sigma = edit.params.get("sigma")
         return (f"The whole image was blurred{f' (sigma {sigma:g})' if sigma else ''}; for *{short(eff['label'])}* "
                 f"{change}.")
@@ -287,18 +292,20 @@ def status_line(session, seconds: float, flipped: list[str], notice: str = "") -
     last = edits[-1] if edits else None
     what = ""
     if last is not None:
-        what = (f"; the whole image blurred in {1000 * last.seconds:.0f} ms" if last.inpainter == "blur"
-                and last.area == last.mask.size else f"; last inpainted with {last.inpainter} in "
-                f"{1000 * last.seconds:.0f} ms")
+        what = (f"; the whole image blurred in {1000 * last.seconds:.0f} ms" if whole_image_blur(last)
+                else f"; last inpainted with {last.inpainter} in {1000 * last.seconds:.0f} ms")
     line = (f"{len(edits)} edit(s){what}; models and maps in {1000 * seconds:.0f} ms"
             + (f"; **top-1 changed for {', '.join(flipped)}**" if flipped else ""))
     return f"{notice} {line}" if notice else line
 
 
-def slow_maps_note(computed_at_edit: int, session) -> str:
-    """The slow maps are of one image: say which, and that they are stale once it changed."""
+def slow_maps_note(computed: tuple[int, int], session) -> str:
+    """The slow maps are of one image, ``computed`` = (its ``session.version``, its edit count): say which,
+    and that they are stale once the image changed (an undo and a new stroke keep the count, not the
+    version)."""
+    version, at_edit = computed
     now = len(session.edits)
-    if computed_at_edit == now:
+    if version == session.version:
         return f"These maps are of the current image (edit {now})."
-    return (f"**These maps are from edit {computed_at_edit}; the image is now at edit {now}.** Press the button "
-            "to compute them again.")
+    return (f"**These maps are from edit {at_edit}, of an image that has changed since (now at edit {now}).** "
+            "Press the button to compute them again.")

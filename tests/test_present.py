@@ -74,10 +74,10 @@ def test_coinciding_crops_stay_distinguishable():
 def test_stroke_effect_text_tells_a_blur_from_a_stroke():
     eff = {"label": "tabby cat", "prob_before": 0.8, "prob_after": 0.3, "delta_pp": -50.0, "stroke_area": 1.0,
            "mass_in_stroke": 1.0, "explainer": "gradcam"}
-    blur = SimpleNamespace(inpainter="blur", params={"sigma": 3.0})
+    blur = SimpleNamespace(inpainter="blur", params={"sigma": 3.0}, area=100, mask=np.ones((10, 10), bool))
     txt = present.stroke_effect_text(eff, blur)
     assert txt.startswith("The whole image was blurred (sigma 3)") and "covered" not in txt
-    stroke = SimpleNamespace(inpainter="telea", params={})
+    stroke = SimpleNamespace(inpainter="telea", params={}, area=5, mask=np.ones((10, 10), bool))
     assert present.stroke_effect_text({**eff, "stroke_area": 0.05, "mass_in_stroke": 0.4}, stroke).startswith(
         "Last stroke covered 5.0% of the image and 40%")
     assert present.stroke_effect_text(None) == ""
@@ -112,3 +112,11 @@ def test_history_image_and_plugins_table(edited):
     assert img.shape == (200, 400, 3) and img.dtype == np.uint8
     md = present.plugins_markdown(None, ic_zoo.list_plugins("inpainter"))
     assert md.startswith("| kind | name | status | source |") and "`telea`" in md
+
+
+def test_slow_maps_say_when_the_image_changed_under_them():
+    now = SimpleNamespace(version=7, edits=[object(), object()])
+    assert present.slow_maps_note((7, 2), now) == "These maps are of the current image (edit 2)."
+    # an undo and a new stroke: the same count, another image
+    stale = present.slow_maps_note((5, 2), now)
+    assert "from edit 2, of an image that has changed since (now at edit 2)" in stale and "compute them again" in stale
