@@ -208,7 +208,14 @@ def _map_leaves(value, leaf):
     return leaf(value)
 
 
+class _WireOutputs(dict):
+    """A handler's ``{component: value}`` on its way out of a ZeroGPU worker: keyed by the components' ids
+    (the worker's copies of the components are not the page's)."""
+
+
 def _to_wire(value):
+    if isinstance(value, dict) and value and all(isinstance(k, gr.blocks.Block) for k in value):
+        return _WireOutputs({k._id: _to_wire(v) for k, v in value.items()})
     return _map_leaves(value, lambda v: _WireTable(v.data) if type(v).__name__ == "Styler" and hasattr(v, "data")
                        else v)
 
@@ -216,6 +223,11 @@ def _to_wire(value):
 def _from_wire(value):
     from .present import style_table
 
+    if isinstance(value, _WireOutputs):
+        from gradio.context import LocalContext
+
+        blocks = LocalContext.blocks_config.get().blocks  # this session's components, by id
+        return {blocks[i]: _from_wire(v) for i, v in value.items()}
     return _map_leaves(value, lambda v: style_table(v.df) if isinstance(v, _WireTable) else v)
 
 

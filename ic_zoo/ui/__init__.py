@@ -1,0 +1,18 @@
+"""The app's user interface, built from parts (``python app.py``; study mode reuses the comparison).
+
+* ``panels``: one function per panel (header, inputs, pickers, editor, results, tools); each builds its
+  components inside the caller's ``gr.Blocks`` and returns a small object naming them.
+* ``comparison``: the model columns (title, top-5 table, maps, note per model), drawn by ``gr.render``
+  from the selection. The app and study mode both show it.
+* ``handlers`` and ``tool_handlers``: the event handlers, each followed by the lines that wire it. A
+  handler returns ``{component: value}``; a component left out keeps its value.
+* ``context``: what the handlers share (the zoos, the model checks, the per-tab state store) and the
+  one function that turns a tab's session into what the page shows (``AppContext.show``).
+* ``state``: ``AppState``, everything one browser tab owns.
+
+Adding a panel: write ``def my_panel(ctx) -> MyPanel`` in ``panels.py`` (build its components, return
+them in a dataclass), call it from ``app.build_demo`` where it should appear (its place on the page),
+and write ``def wire_my_panel(ctx, ui)`` in ``tool_handlers.py`` with its handlers and their wiring,
+called from ``handlers.wire``. A handler that changes what the model columns show calls
+``ctx.show(...)``, which returns the dict to hand back.
+"""

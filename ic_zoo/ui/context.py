@@ -1,0 +1,265 @@
+"""What the app's handlers share: the configuration decided at start-up (plugins, zoos, defaults), the
+model checks, the per-tab state store, and ``show``, the one function that turns a tab's session into
+what the page shows."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+import ic_zoo
+
+from .. import discovery, gradio_util, imageio, present, zoo
+from ..errors import IcZooError
+from ..gradio_util import fit_max_side, guarded, model_call, write_editor_png
+from .comparison import model_view
+from .state import AppState
+
+log = logging.getLogger("ic_zoo.app")
+MAX_MODELS = 4
+MAX_SIDE = 768  # uploads are downscaled to this longer side: the canvas stays responsive, models see <= 256 px
+ROWS = ["original top-5 (tracked)", "modified top-5"]
+EXAMPLE_CAPTIONS = {"chelsea": "Chelsea the cat: paint over the eyes", "coffee": "An espresso: paint over the cup",
+                    "camera": "The cameraman: paint over the tripod", "astronaut": "Astronaut Eileen Collins",
+                    "rocket": "A SpaceX rocket"}
+
+
+def example_list(folder: Path) -> list[tuple[str, str]]:
+    """(path, caption) for the examples in ``folder``, each caption naming the zoo it uses: photos
+    (ImageNet models) first, then Flower2D flowers (the Flower2D models, which know their ground truth)."""
+    out = []
+    for name, cap in EXAMPLE_CAPTIONS.items():
+        p = folder / f"{name}.jpg"
+        if p.is_file():
+            out.append((str(p), f"{cap} · ImageNet models"))
+    idx = folder / "flower2d" / "index.json"
+    if idx.is_file():
+        for row in json.loads(idx.read_text()):
+            out.append((str(folder / "flower2d" / row["image"]), f"Flower2D: {row['label_name']} · Flower2D models"))
+    return out
+
+
+def explainer_choices() -> list[tuple[str, str]]:
+    return [(s.name + (" (slow)" if s.meta.get("cost") == "slow" else "")
+             + (" (unavailable)" if s.unavailable_reason() else ""), s.name)
+            for s in ic_zoo.list_plugins("explainer") if not s.is_namespace]
+
+
+def inpainter_choices() -> tuple[list[tuple[str, str]], list[str]]:
+    """The inpainters that can run here (choices), and the names of the others (named beside the picker,
+    not offered: a stroke must never be painted for a filler that cannot fill it; the Plugins tab says
+    why)."""
+    usable, unusable = [], []
+    for s in ic_zoo.list_plugins("inpainter"):
+        if s.unavailable_reason() is None:
+            usable.append((s.name, s.name))
+        else:
+            unusable.append(s.name)
+    return usable, unusable
+
+
+def classifier_choices(extra=()) -> list[tuple[str, str]]:
+    """Every registered classifier (marked when it needs a download), then names given with --model or
+    typed in the picker (``timm:<name>``, ``torchvision:<name>``, ``hf-hub:<repo id>``)."""
+    out, seen = [], set()
+    for s in ic_zoo.list_plugins("classifier"):
+        if s.is_namespace:
+            continue
+        reason = s.unavailable_reason()
+        note = " (embedded, offline)" if s.meta.get("embedded") and reason is None else ""
+        out.append((s.name + (note if reason is None else " (needs a download)"), s.name))
+        seen.add(s.name)
+    for name in extra:
+        if name not in seen:
+            out.append((name, name))
+            seen.add(name)
+    return out
+
+
+class AppContext:
+    """Start-up decisions and shared services. ``ui`` (the page's panels) is set once they are built."""
+
+    def __init__(self, models=None, device=None, max_side: int = MAX_SIDE, plugins_dir=None, concurrency=None,
+                 pretrained: bool = True, examples_dir: Path | None = None, default_plugins: Path | None = None):
+        if plugins_dir is None and default_plugins is not None and not os.environ.get(discovery.PLUGINS_DIR_ENV) \
+                and not discovery.autoload_disabled():
+            plugins_dir = str(default_plugins)  # the app's own folder, wherever it is started from
+        self.report = discovery.ensure_loaded(**({"plugins_dir": plugins_dir} if plugins_dir else {}))
+        self.device, self.pretrained, self.max_side = device, pretrained, max_side
+        self.named = [zoo.resolve_model(m, pretrained=pretrained) for m in (models or [])]  # one sentence if bad
+        self.auto_models = not self.named  # no --model: each new image gets the zoo of its domain
+        # the zoo of each domain, decided once at start-up (each decision checks every default's weights)
+        self.zoo_for = {d: zoo.default_models(pretrained=pretrained, domain=d)[:MAX_MODELS] for d in zoo.DOMAINS}
+        self.default = (self.named or self.zoo_for["imagenet"])[:MAX_MODELS]
+        self.checked: set[str] = set(self.named)  # names that passed zoo.resolve_model
+        if gradio_util.on_zero_gpu():
+            self._preload()
+        # what the canvas may send back: the app shows images of at most max_side, so anything far larger
+        # did not come from this page (an API client sends its own image through /load, which fits it)
+        self.editor_pixels = min(imageio.max_pixels_default(), max(4 * max_side * max_side, 1_000_000))
+        conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
+        self.common = dict(concurrency_id="models", concurrency_limit=conc)  # every event that runs models
+        self.examples = example_list(examples_dir) if examples_dir is not None else []
+        self.png_dir = Path(tempfile.mkdtemp(prefix="ic_zoo_editor_"))
+        # bounded memory: every tab's state is released after IC_ZOO_SESSION_TTL_S idle, or when more than
+        # IC_ZOO_MAX_SESSIONS tabs hold images (least recently used first); see gradio_util.Tabs
+        self.tabs = gradio_util.Tabs(AppState)
+        self.ui = None
+
+    def _preload(self) -> None:
+        """ZeroGPU runs each model call in a forked worker: load the default zoos here, in the main process,
+        so that every worker has them (ZeroGPU moves them to its GPU)."""
+        for m in dict.fromkeys(self.default + self.zoo_for["imagenet"] + self.zoo_for["flower2d"]):
+            try:
+                self.clf(m)
+            except IcZooError as exc:
+                log.warning("could not preload %s: %s", m, exc)
+
+    # -- services ----------------------------------------------------------------------------------------
+    def tab_call(self, fn):
+        """A handler that runs models and takes (or returns) a tab's state: one sentence for every failure,
+        on a ZeroGPU GPU when there is one, the tab's state held while it runs."""
+        return self.tabs.hold(model_call(fn))
+
+    def tab_guarded(self, fn):
+        """The same, for handlers that stay in the main process on ZeroGPU."""
+        return self.tabs.hold(guarded(fn))
+
+    def clf(self, name):
+        return ic_zoo.get_classifier(name, pretrained=self.pretrained, device=self.device)
+
+    def check_models(self, names) -> list[str]:
+        """The names, each validated once (before anything loads); one sentence for the first bad one."""
+        names = [str(n).strip() for n in (names or [])][:MAX_MODELS]
+        for n in names:
+            if n not in self.checked:
+                zoo.resolve_model(n, pretrained=self.pretrained)
+                self.checked.add(n)
+        return names
+
+    @staticmethod
+    def state_of(st) -> AppState:
+        return st if isinstance(st, AppState) else AppState()
+
+    @staticmethod
+    def need_session(st) -> AppState:
+        if isinstance(st, AppState) and st.session is None and st.expired:
+            raise gr.Error(gradio_util.expired_sentence(st.expired))
+        if not isinstance(st, AppState) or st.session is None:
+            raise gr.Error("Pick an example or upload an image first.")
+        return st
+
+    def shown_class(self, st, name: str) -> int:
+        """The class a model's maps show: the one picked for it, else its original top-1."""
+        r = st.result.models[name] if st.result and name in st.result.models else None
+        return st.selected.get(name, r.tracked[0].index if r else 0)
+
+    def new_session(self, st: AppState, img: np.ndarray, source: str, names=None):
+        """A new image: a new session; returns the models to switch to when the image's domain calls for
+        another zoo and nobody named models (no --model, no choice in this tab), else None."""
+        st.session = ic_zoo.Session(fit_max_side(img, self.max_side), device=self.device, pretrained=self.pretrained)
+        st.selected, st.rows, st.result, st.source = {}, {}, None, source
+        st.expired, st.slow_of, st.pending = "", None, None
+        for msg in st.session.warnings:  # a tiny image, NaN pixels: beside the results, and as a toast
+            gr.Warning(msg)
+            st.notice = f"{st.notice} {msg}".strip()
+        st.original_view = None
+        st.domain = zoo.image_domain(st.session.original)
+        if not self.auto_models or st.user_chose:
+            return None
+        want = self.zoo_for[st.domain]
+        return want if list(names or []) != want else None
+
+    def boxes(self, st, names):
+        return {m: self.clf(m).input_box(st.session.original.shape) for m in names}
+
+    def editor_value(self, st, names):
+        shown = present.burn_frames(st.session.modified, self.boxes(st, names))
+        st.displayed = shown
+        path = write_editor_png(shown, self.png_dir / f"{id(st)}_{st.session.version}_{time.monotonic_ns()}.png")
+        if st.last_png is not None:  # Gradio copied the previous one into its cache already
+            Path(st.last_png).unlink(missing_ok=True)
+        st.last_png = str(path)
+        return {"background": str(path), "layers": [], "composite": None}  # the canvas composes it
+
+    # -- what the page shows -------------------------------------------------------------------------------
+    def show(self, st: AppState, names, explainer, rows_mode, show_editor=True, show_original=True,
+             stroke_effect=True, switch_to=None) -> dict:
+        """Everything an event changes, by component: the model columns, the canvas, the picker, the
+        original, the before / after slider, the click-select image, the domain line, the status and the
+        JSON. Components left out keep their value. ``switch_to``: models replacing ``names`` (the picker
+        is updated); otherwise the picker is left alone."""
+        ui = self.ui
+        if switch_to is not None:
+            names = switch_to
+        names = self.check_models(names)
+        out: dict = {ui.state: st}
+        if switch_to is not None:
+            out[ui.pickers.models] = gr.update(value=names)
+        if st.session is None:
+            if show_editor:
+                out[ui.editor.canvas] = None
+            out.update({ui.tools.original: None, ui.results.domain_md: "",
+                        ui.results.domain_btn: gr.update(visible=False), ui.tools.result_json: None})
+            out.update(ui.results.compare.clear(st))
+            notice = st.take_notice()
+            if notice:
+                out[ui.editor.status] = notice
+            return out
+        if not names:
+            raise gr.Error("Select at least one model.")
+        st.models = names
+        interactive, slow_note = present.interactive_explainer(explainer)
+        t0 = time.perf_counter()
+        # one forward per model serves the prediction and the maps (the explainer's taps ride along)
+        res = st.session.evaluate(names, explainer=interactive, map_classes=[])
+        st.result = res
+        s = st.session
+        if show_editor:
+            out[ui.editor.canvas] = self.editor_value(st, names)
+            out[ui.tools.slider] = (s.original, s.modified)
+            out[ui.editor.click_img] = s.modified
+        if show_original or st.original_view is None:
+            st.original_view = present.boxes_overlay(s.original, self.boxes(st, names))
+            out[ui.tools.original] = st.original_view
+        views = []
+        for m in names:
+            r = res.models[m]
+            view, _ = model_view(s, m, r, st.selected.get(m, r.tracked[0].index), interactive,
+                                 rows_mode="modified" if rows_mode == ROWS[1] else "tracked", slow_note=slow_note,
+                                 effect=stroke_effect)
+            st.rows[m] = view.rows
+            views.append(view)
+        out.update(ui.results.compare.show(st, views))
+        flipped = [m for m in names if res.models[m].top1_changed]
+        out[ui.editor.status] = present.status_line(s, time.perf_counter() - t0, flipped, st.take_notice())
+        if st.slow_of is not None:
+            out[ui.tools.slow_note] = present.slow_maps_note(st.slow_of, s)
+        out.update(self._domain_and_json(st, names, res))
+        return out
+
+    def _domain_and_json(self, st, names, res) -> dict:
+        """The domain line (the models and the image do not fit: the fitting zoo in one click) and the
+        JSON the API returns."""
+        ui, s = self.ui, st.session
+        doc = res.to_dict()
+        if s.edits:
+            doc["last_edit"] = s.edits[-1].summary()
+        doc["image_shape"] = list(s.original.shape)
+        doc["image_domain"] = st.domain
+        mismatch = zoo.domain_mismatch(names, domain=st.domain)  # (line, the fitting domain) or None
+        doc["domain_mismatch"] = mismatch is not None
+        out = {ui.results.domain_md: "", ui.results.domain_btn: gr.update(visible=False)}
+        if mismatch is not None:
+            text, fits = mismatch
+            out = {ui.results.domain_md: f"**{text}**",
+                   ui.results.domain_btn: gr.update(visible=True, value=f"Use the {zoo.DOMAIN_TITLE[fits]} models")}
+            doc["domain_note"] = text
+        out[ui.tools.result_json] = doc
+        return out

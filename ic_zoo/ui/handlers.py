@@ -1,0 +1,330 @@
+"""The app's event handlers, each followed by its wiring. A handler returns ``{component: value}``
+(usually ``ctx.show(...)``: the model columns, the canvas, the status, the JSON); components left out
+keep their value. ``wire`` attaches them all; the tools' tabs are in ``tool_handlers``."""
+from __future__ import annotations
+
+import os
+import time
+
+import gradio as gr
+import numpy as np
+
+import ic_zoo
+
+from .. import gradio_util, imageio, present
+from ..errors import IcZooError
+from ..gradio_util import editor_rgb, same_image, stroke_mask
+from . import tool_handlers
+from .context import MAX_MODELS, AppContext, classifier_choices
+from .panels import Page
+from .state import AppState
+
+
+def wire(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
+    history = tool_handlers.wire(ctx, ui)  # the tools' tabs; `history` refreshes the History tab
+    wire_images(ctx, ui, history)
+    wire_strokes(ctx, ui, history)
+    wire_models(ctx, ui, history)
+    wire_views(ctx, ui)
+    wire_page(ctx, ui, demo)
+
+
+# -- a new image: an upload, an example, the fitting zoo -------------------------------------------------
+def wire_images(ctx: AppContext, ui: Page, history: dict) -> None:
+    out, settings, busy = ui.view_outputs(), ui.settings(), dict(show_progress_on=[ui.editor.status], **ctx.common)
+
+    @ctx.tab_call
+    def on_upload(path, names, explainer, rows_mode, st):
+        st = ctx.state_of(st)
+        if not path:
+            return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+        switch = ctx.new_session(st, ic_zoo.load_image(path), os.path.basename(str(path)), names)
+        return ctx.show(st, names, explainer, rows_mode, switch_to=switch)
+
+    ui.inputs.upload.upload(on_upload, [ui.inputs.upload] + settings, out, api_name="load", **busy).then(**history)
+
+    @ctx.tab_call
+    def on_example(names, explainer, rows_mode, st, evt: gr.SelectData):
+        st = ctx.state_of(st)
+        path, caption = ctx.examples[evt.index]
+        switch = ctx.new_session(st, ic_zoo.load_image(path), caption, names)
+        return ctx.show(st, names, explainer, rows_mode, switch_to=switch)
+
+    ui.inputs.gallery.select(on_example, settings, out, api_visibility="private", **busy).then(**history)
+
+    @ctx.tab_call
+    def on_switch(names, explainer, rows_mode, st):
+        """The domain line's button: the zoo that fits the image, in one click."""
+        st = ctx.need_session(st)
+        st.user_chose = False
+        return ctx.show(st, names, explainer, rows_mode, show_original=True, switch_to=ctx.zoo_for[st.domain])
+
+    ui.results.domain_btn.click(on_switch, settings, out, api_name="switch_zoo", **busy)
+
+
+# -- strokes and the edit stack -----------------------------------------------------------------------
+def wire_strokes(ctx: AppContext, ui: Page, history: dict) -> None:
+    out, busy = ui.view_outputs(), dict(show_progress_on=[ui.editor.status], **ctx.common)
+    ed, pk, rows = ui.editor, ui.pickers, ui.results.rows
+    pick = [pk.models, pk.inpainter, pk.explainer, rows, ui.state]
+
+    @ctx.tab_call
+    def on_edit(value, names, inpainter, explainer, rows_mode, st):
+        st = ctx.state_of(st)
+        if not value or value.get("background") is None:
+            return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+        if st.session is None and st.expired:  # the canvas still shows the image of a released session:
+            why, st.expired = st.expired, ""  # told once; an image sent again then starts a new session
+            raise gr.Error(gradio_util.expired_sentence(why))
+        img = editor_rgb(value["background"])
+        mask = stroke_mask(value)
+        known = st.session is not None and (same_image(img, st.session.modified) or (
+            st.displayed is not None and same_image(img, st.displayed)))
+        if not known:
+            switch = ctx.new_session(st, img, "editor", names)
+            if mask is not None and mask.shape != st.session.original.shape[:2]:
+                mask = imageio.resize_mask(mask, st.session.original.shape[:2])
+            if mask is not None and mask.any():
+                st.session.apply(mask, inpainter)
+            return ctx.show(st, names, explainer, rows_mode, switch_to=switch)
+        if mask is not None and mask.any():
+            st.session.apply(mask, inpainter)
+        return ctx.show(st, names, explainer, rows_mode, show_original=False)
+
+    ed.canvas.change(on_edit, [ed.canvas] + pick, out, api_name="edit", trigger_mode="always_last",
+                     **busy).then(**history)
+
+    @ctx.tab_call
+    def on_click_select(collect, names, inpainter, explainer, rows_mode, st, evt: gr.SelectData):
+        """A click on the click-select image: the superpixel under it is removed, like a stroke; with
+        *collect* on (or Shift held) it joins a selection that *Remove the selected regions* applies."""
+        st = ctx.need_session(st)
+        x, y = (int(v) for v in evt.index[:2])
+        region = st.session.region_at(x, y)
+        if collect:
+            st.pending = region if st.pending is None else (st.pending | region)
+            return {ui.state: st, ed.click_img: present.highlight(st.session.modified, st.pending),
+                    ed.status: f"{int(st.pending.sum())} pixels selected; press *Remove the selected regions* "
+                               "(or release Shift)."}
+        st.session.apply(region, inpainter)
+        return ctx.show(st, names, explainer, rows_mode, show_original=False)
+
+    ed.click_img.select(on_click_select, [ed.collect] + pick, out, api_visibility="private", **busy).then(**history)
+
+    @ctx.tab_call
+    def on_remove_selected(names, inpainter, explainer, rows_mode, st):
+        st = ctx.need_session(st)
+        if st.pending is None or not st.pending.any():
+            raise gr.Error("No region is selected: click the regions to remove first.")
+        pending, st.pending = st.pending, None
+        st.session.apply(pending, inpainter)
+        return ctx.show(st, names, explainer, rows_mode, show_original=False)
+
+    ed.remove_selected.click(on_remove_selected, pick, out, api_name="remove_selected", **busy).then(**history)
+
+    @ctx.tab_call
+    def on_mask(path, names, inpainter, explainer, rows_mode, st):
+        """An uploaded mask (white or opaque = remove) applied as one stroke; one of another size is
+        resized to the image, and the page says so."""
+        st = ctx.need_session(st)
+        if not path:
+            return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+        mask = imageio.load_mask(path)
+        shape = st.session.original.shape[:2]
+        if mask.shape != shape:
+            st.notice = (f"The mask was {mask.shape[1]}x{mask.shape[0]} and the image is {shape[1]}x{shape[0]}: "
+                         "it was resized to fit.")
+            gr.Warning(st.notice)
+            mask = imageio.resize_mask(mask, shape)
+        if not mask.any():
+            raise gr.Error("The mask is empty (nothing white or opaque): nothing to remove.")
+        st.session.apply(mask, inpainter)
+        return ctx.show(st, names, explainer, rows_mode, show_original=False)
+
+    ed.mask_upload.upload(on_mask, [ed.mask_upload] + pick, out, api_name="apply_mask", **busy).then(**history)
+
+    def stack_step(op: str):
+        def step(names, explainer, rows_mode, st):
+            st = ctx.need_session(st)
+            if op == "reset":
+                st.session.reset()
+                st.selected = {}
+            elif op == "blur_all":
+                st.session.apply(np.ones(st.session.original.shape[:2], bool), "blur", sigma=3.0)
+            elif not getattr(st.session, op)():
+                gr.Info(f"Nothing to {op}.")
+            return ctx.show(st, names, explainer, rows_mode, show_original=False)
+
+        step.__name__ = step.__qualname__ = f"on_{op}"
+        return ctx.tab_call(step)
+
+    for btn, op in ((ed.undo, "undo"), (ed.redo, "redo"), (ed.reset, "reset"), (ed.blur, "blur_all")):
+        btn.click(stack_step(op), ui.settings(), out, api_name=op, **busy).then(**history)
+
+
+# -- the models to compare --------------------------------------------------------------------------------
+def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
+    pk, t = ui.pickers, ui.tools
+    picked = [ui.state, pk.models, ui.editor.status]
+    loads = dict(show_progress_on=[ui.editor.status], concurrency_id="loads", concurrency_limit=2)
+    redraw = dict(fn=on_settings(ctx), inputs=ui.settings(), outputs=ui.view_outputs(), api_visibility="private",
+                  show_progress_on=[ui.editor.status], **ctx.common)
+
+    @ctx.tab_guarded  # not on a ZeroGPU worker: models load in the main process, which every worker shares
+    def on_models(names, st, progress=gr.Progress(track_tqdm=True)):
+        """The models to compare (the picker, or the /set_models API): check every new name before
+        anything loads, refuse a bad one with its sentence (the previous selection stays), then load
+        the new models with progress, outside the models queue so other users' edits go on meanwhile."""
+        st = ctx.state_of(st)
+        names = [str(n).strip() for n in (names or []) if str(n).strip()]
+        if not names:
+            return {ui.state: st, ui.editor.status: "Select at least one model."}
+        previous = list(st.models if st.models is not None else ctx.default)
+        ok, problems = [], []
+        for n in names:
+            try:
+                ok.append(ctx.check_models([n])[0])
+            except IcZooError as exc:
+                problems.append(str(exc))
+        if len(ok) > MAX_MODELS:
+            problems.append(f"At most {MAX_MODELS} models can be compared; the first {MAX_MODELS} are kept.")
+            ok = ok[:MAX_MODELS]
+        if problems and not ok:
+            ok = previous
+        for n in ok:  # a typed name (a namespace's: timm:..., hf-hub:...) joins this tab's choices
+            if n not in st.typed and ic_zoo.get_spec("classifier", n).name != n:
+                st.typed.append(n)
+        loaded = []
+        new = [n for n in ok if not ic_zoo.REGISTRY.has_instance("classifier", n, pretrained=ctx.pretrained,
+                                                                    device=ctx.device)]
+        for i, n in enumerate(new):
+            progress((i, len(new)), desc=f"{n}: getting its weights (a download the first time), then building it")
+            t0 = time.perf_counter()
+            try:
+                ctx.clf(n)
+            except IcZooError as exc:
+                problems.append(str(exc))
+                ok.remove(n)
+                continue
+            loaded.append(f"{n} in {time.perf_counter() - t0:.1f} s")
+        if not ok:
+            ok = previous
+        st.user_chose = st.user_chose or ok != previous  # a refused name alone changes nothing
+        st.models = ok
+        for msg in problems:
+            gr.Warning(msg)
+        lines = problems + ([f"Loaded {', '.join(loaded)}."] if loaded else [])
+        st.notice = " ".join(lines)
+        return {ui.state: st, pk.models: gr.update(value=ok, choices=classifier_choices(ctx.named + st.typed)),
+                ui.editor.status: " ".join(lines) or f"Models: {', '.join(ok)}."}
+
+    pk.set_models.click(on_models, [pk.models, ui.state], picked, api_name="set_models", **loads).then(**redraw)
+
+    @ctx.tab_guarded
+    def on_pick(names, st, evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)):
+        """A model picked, typed (Enter) or removed in the picker. Gradio reports a typed name only as a
+        select event, and may hand over the picker's value from before it, so the change is applied
+        to that value from the event itself."""
+        names = [str(n) for n in (names or [])]
+        value = str(evt.value) if evt.value is not None else ""
+        if evt.selected and value and value not in names:
+            names.append(value)
+        elif not evt.selected and value in names:
+            names.remove(value)
+        return on_models(names, st, progress)
+
+    pk.models.select(on_pick, [pk.models, ui.state], picked, api_visibility="private", **loads).then(**redraw)
+
+    def class_choices(names):
+        """Every class of the selected models, for the class search."""
+        seen, out = set(), []
+        for m in (names or [])[:MAX_MODELS]:
+            try:
+                for lab in ctx.clf(m).labels:
+                    if lab not in seen:
+                        seen.add(lab)
+                        out.append(lab)
+            except IcZooError:
+                continue
+        return gr.update(choices=out, value=None)
+
+    def model_lists(names):
+        """The tools' model pickers follow the selection."""
+        names = list(names or [])
+        first = gr.update(choices=names, value=names[0] if names else None)
+        return {t.hist_model: first, t.con_model: first, t.vebi_model: first}
+
+    pk.models.change(class_choices, pk.models, ui.results.class_search, api_visibility="private").then(
+        model_lists, pk.models, [t.hist_model, t.con_model, t.vebi_model], api_visibility="private").then(**history)
+    ui.page_load.append((class_choices, pk.models, ui.results.class_search))
+
+
+# -- what the columns show: the explainer, the table rows, the class of the maps ---------------------------
+def on_settings(ctx: AppContext):
+    @ctx.tab_call
+    def on_settings(names, explainer, rows_mode, st):
+        st = ctx.state_of(st)
+        return ctx.show(st, names, explainer, rows_mode, show_editor=st.session is not None, show_original=True)
+
+    return on_settings
+
+
+def row_clicks(ctx: AppContext):
+    """Wires a model column's table (the comparison view calls it on each redraw): a click on a row shows
+    that class's maps."""
+
+    def select_row(name, names, explainer, rows_mode, st, evt):
+        st = ctx.need_session(st)
+        if name in (names or []) and evt.index is not None:
+            row = evt.index[0] if isinstance(evt.index, (list, tuple)) else int(evt.index)
+            rows = st.rows.get(name) or []
+            if 0 <= row < len(rows):
+                st.selected[name] = rows[row]["index"]
+        return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+
+    def wire_column(i, view, table):
+        ui = ctx.ui
+
+        @ctx.tab_call
+        def on_row(names, explainer, rows_mode, st, evt: gr.SelectData):
+            return select_row(view.name, names, explainer, rows_mode, st, evt)
+
+        table.select(on_row, ui.settings(), ui.view_outputs(), api_visibility="private",
+                     show_progress_on=[ui.editor.status], **ctx.common)
+
+    return wire_column
+
+
+def wire_views(ctx: AppContext, ui: Page) -> None:
+    busy = dict(show_progress_on=[ui.editor.status], **ctx.common)
+    redraw = on_settings(ctx)
+    for comp in (ui.pickers.explainer, ui.results.rows):
+        comp.change(redraw, ui.settings(), ui.view_outputs(), api_visibility="private", **busy)
+
+    @ctx.tab_call
+    def on_class_search(label, names, explainer, rows_mode, st):
+        if not isinstance(st, AppState) or st.session is None:  # choices refreshed before any image
+            return ctx.show(ctx.state_of(st), names, explainer, rows_mode, show_editor=False, show_original=False)
+        if label:
+            hits = [m for m in names or [] if label in ctx.clf(m).labels]
+            if not hits:
+                raise gr.Error(f"No selected model has a class called '{label}'.")
+            for m in hits:
+                st.selected[m] = ctx.clf(m).labels.index(label)
+        return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+
+    ui.results.class_search.change(on_class_search, [ui.results.class_search] + ui.settings(), ui.view_outputs(),
+                                   api_visibility="private", **busy)
+
+
+# -- the page: the tutorial, and what a new tab loads ---------------------------------------------------------
+def wire_page(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
+    h = ui.header
+    h.skip_tutorial.click(lambda: (gr.update(open=False), True), None, [h.tutorial, h.seen_tutorial],
+                          api_visibility="private", queue=False)
+    # the tutorial is open on the first visit only (remembered in the browser)
+    demo.load(lambda seen: (gr.update(open=not seen), True), h.seen_tutorial, [h.tutorial, h.seen_tutorial],
+              api_visibility="private", queue=False)
+    ev = None
+    for fn, inputs, outputs in ui.page_load:  # each list a panel needs, filled when the tab opens
+        ev = (demo.load if ev is None else ev.then)(fn, inputs, outputs, api_visibility="private")

@@ -1,0 +1,197 @@
+"""The handlers of the tools' tabs (history, slow maps, contrast, sanity, VEBI, inpainter check, export),
+each followed by its wiring."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+
+import ic_zoo
+
+from .. import export, gradio_util, present
+from ..errors import IcZooError
+from .context import MAX_MODELS, AppContext
+from .panels import Page
+from .state import AppState
+
+
+def wire(ctx: AppContext, ui: Page) -> dict:
+    """Wire every tool; returns the History tab's refresh, for the events that change the image to chain."""
+    history = wire_history(ctx, ui)
+    wire_slow_maps(ctx, ui)
+    wire_contrast(ctx, ui)
+    wire_sanity(ctx, ui)
+    wire_vebi(ctx, ui)
+    wire_inpainter_check(ctx, ui)
+    wire_export(ctx, ui)
+    return history
+
+
+def wire_history(ctx: AppContext, ui: Page) -> dict:
+    t = ui.tools
+
+    @ctx.tab_guarded
+    def on_history(name, st):
+        if not isinstance(st, AppState) or st.session is None or not name:
+            return None
+        return present.history_image(st.session.history(name))
+
+    history = dict(fn=on_history, inputs=[t.hist_model, ui.state], outputs=t.hist_img, api_visibility="private")
+    t.hist_model.change(**history)
+    return history
+
+
+def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
+    t = ui.tools
+
+    @ctx.tab_call
+    def on_slow(names, explainer, st, progress=gr.Progress()):
+        st = ctx.need_session(st)
+        if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow":
+            raise gr.Error(f"{explainer} is interactive: its maps are already shown. Choose a slow explainer "
+                           "(Score-CAM, Ablation-CAM, FullGrad) first.")
+        pics = []
+        names = (names or [])[:MAX_MODELS]
+        forward = gradio_util.monotonic(progress)  # an explainer reports 0..1 per image: never backwards
+        for i, m in enumerate(names):
+            def prog(f, msg, i=i, m=m):
+                forward((i + f) / len(names), desc=f"{m}: {msg}")
+
+            try:
+                cm = st.session.explain(m, ctx.shown_class(st, m), explainer, progress=prog)
+            except IcZooError as exc:
+                gr.Warning(f"{m}: {exc}")
+                continue
+            pics.append((present.map_panel(st.session.original, st.session.modified, cm),
+                         f"{m}: {cm.label} (edit {len(st.session.edits)})"))
+        st.slow_of = (st.session.version, len(st.session.edits))
+        return {t.slow_out: pics, t.slow_note: present.slow_maps_note(st.slow_of, st.session), ui.state: st}
+
+    t.slow_btn.click(on_slow, [ui.pickers.models, ui.pickers.explainer, ui.state], [t.slow_out, t.slow_note, ui.state],
+                     api_name="slow_maps", **ctx.common)
+
+
+def wire_contrast(ctx: AppContext, ui: Page) -> None:
+    t = ui.tools
+
+    def contrast_choices(name):
+        if not name:
+            return gr.update(choices=[]), gr.update(choices=[])
+        labels = ctx.clf(name).labels
+        return gr.update(choices=labels, value=labels[0]), gr.update(choices=labels, value=labels[1])
+
+    t.con_model.change(contrast_choices, t.con_model, [t.con_a, t.con_b], api_visibility="private")
+    ui.page_load.append((contrast_choices, t.con_model, [t.con_a, t.con_b]))
+
+    @ctx.tab_call
+    def on_contrast(name, a, b, explainer, st):
+        st = ctx.need_session(st)
+        if not (name and a and b):
+            raise gr.Error("Choose a model and two classes.")
+        labels = ctx.clf(name).labels
+        for lab in (a, b):
+            if lab not in labels:
+                raise gr.Error(f"'{lab}' is not a class of {name}; pick one from the list.")
+        ex = present.interactive_explainer(explainer)[0]
+        cm = st.session.contrast(name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
+        return present.map_panel(st.session.original, st.session.modified, cm)
+
+    t.con_btn.click(on_contrast, [t.con_model, t.con_a, t.con_b, ui.pickers.explainer, ui.state], t.con_img,
+                    api_name="contrast", **ctx.common)
+
+
+def wire_sanity(ctx: AppContext, ui: Page) -> None:
+    t = ui.tools
+
+    @ctx.tab_call
+    def on_sanity(names, explainer, st):
+        st = ctx.need_session(st)
+        ex = present.interactive_explainer(explainer)[0]
+        pics, lines = [], []
+        for m in (names or [])[:MAX_MODELS]:
+            try:
+                out = st.session.sanity(m, ctx.shown_class(st, m), ex)
+            except IcZooError as exc:
+                lines.append(f"- **{m}**: {exc}")
+                continue
+            pics += [(present.single_panel(st.session.modified, out["real"], "real"), f"{m}: real"),
+                     (present.single_panel(st.session.modified, out["randomized"], "randomised head"),
+                      f"{m}: randomised head")]
+            verdict = ("similar: this map says little about what the model learned" if out["correlation"] > 0.8
+                       else "different: the map depends on the learned head")
+            lines.append(f"- **{m}**, *{present.short(out['label'])}*: correlation {out['correlation']:.2f} "
+                         f"with the randomised-head map ({verdict}).")
+        return {t.san_gallery: pics, t.san_text: "\n".join(lines)}
+
+    t.san_btn.click(on_sanity, [ui.pickers.models, ui.pickers.explainer, ui.state], [t.san_gallery, t.san_text],
+                    api_name="sanity", **ctx.common)
+
+
+def wire_vebi(ctx: AppContext, ui: Page) -> None:
+    t = ui.tools
+
+    def vebi_classes(name):
+        if not name:
+            return gr.update(choices=[], value=None)
+        labels = ctx.clf(name).labels
+        return gr.update(choices=labels, value=labels[0])
+
+    t.vebi_model.change(vebi_classes, t.vebi_model, t.vebi_class, api_visibility="private")
+    ui.page_load.append((vebi_classes, t.vebi_model, t.vebi_class))
+
+    @ctx.tab_call
+    def on_vebi(name, label):
+        from ..explainers import vebi as V
+
+        if not name or not label:
+            raise gr.Error("Choose a model and a class.")
+        c = ctx.clf(name)
+        rel = V.load_relevance(c)
+        if rel is None:
+            raise gr.Error(f"{name} has no VEBI relevance file; fit one with: python -m ic_zoo vebi fit --model {name}")
+        if label not in c.labels:
+            raise gr.Error(f"'{label}' is not a class of {name}.")
+        j = c.labels.index(label)
+        pics, lines = [], [f"**{label}**: {int((rel.W[:, j] > 0).sum())} relevant features (mu = {rel.mu:g}); top:"]
+        for r, f in enumerate(rel.top_features(j)):
+            desc = V.describe_feature(rel, f)
+            lines.append(f"- {desc}, weight {rel.W[f, j]:.2f}")
+            if rel.interp_image is not None:
+                heat = rel.interp_heat[j, r].astype(np.float32) / 255.0
+                pics.append((present.single_panel(rel.interp_image[j, r], heat, desc, width=192), desc))
+        return {t.vebi_gallery: pics, t.vebi_text: "\n".join(lines)}
+
+    t.vebi_btn.click(on_vebi, [t.vebi_model, t.vebi_class], [t.vebi_gallery, t.vebi_text], api_name="vebi_features")
+
+
+def wire_inpainter_check(ctx: AppContext, ui: Page) -> None:
+    t = ui.tools
+
+    @ctx.tab_call
+    def on_check(names, st, progress=gr.Progress()):
+        st = ctx.need_session(st)
+        forward = gradio_util.monotonic(progress)
+        chk = st.session.inpainter_check((names or [])[:MAX_MODELS], progress=lambda f, msg: forward(f, desc=msg))
+        return {t.chk_text: present.inpainter_check_summary(chk), t.chk_table: present.inpainter_check_frame(chk)}
+
+    t.chk_btn.click(on_check, [ui.pickers.models, ui.state], [t.chk_text, t.chk_table], api_name="inpainter_check",
+                    **ctx.common)
+
+
+def wire_export(ctx: AppContext, ui: Page) -> None:
+    t = ui.tools
+
+    @ctx.tab_call
+    def on_export(names, explainer, st):
+        st = ctx.need_session(st)
+        ex = present.interactive_explainer(explainer)[0]
+        d = Path(tempfile.mkdtemp(prefix="ic_zoo_export_"))
+        names = (names or [])[:MAX_MODELS]
+        chosen = {m: [st.selected[m]] for m in names if m in st.selected}  # the classes picked for the maps
+        return str(export.export_zip(st.session, names, ex, d / "interactive_classification.zip",
+                                     extra={"source": st.source}, map_classes=chosen))
+
+    t.exp_btn.click(on_export, [ui.pickers.models, ui.pickers.explainer, ui.state], t.exp_file, api_name="export",
+                    **ctx.common)
