@@ -153,7 +153,7 @@ class Tabs:
                             self._busy[id(st)] = n
                         else:
                             self._busy.pop(id(st), None)
-            results = out if isinstance(out, (list, tuple)) else [out]
+            results = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else [out]
             with self._lock:
                 for o in results:
                     if isinstance(o, self.kind):

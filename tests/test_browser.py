@@ -42,8 +42,13 @@ def _status(page) -> str:
 
 
 def _wait_status(page, text: str, timeout=120_000):
+    """Wait for the status line to say ``text``; when it names an edit count ("N edit(s)"), also for the
+    model columns of that edit (they are drawn just after the event, by the comparison view's render)."""
     page.wait_for_function(f"() => document.querySelector('#status').innerText.includes({json.dumps(text)})",
                            timeout=timeout)
+    n = re.search(r"(\d+) edit\(s\)", text)
+    if n:
+        page.wait_for_selector(f"#model_columns.ic-at-{n.group(1)}", state="attached", timeout=timeout)
 
 
 def _screen_point(page, img_shape, x, y):

@@ -169,6 +169,13 @@ def test_tabs_never_release_a_state_in_use():
     tabs.hold(handler)(busy)
     assert busy not in seen["released_during"] and other.why is not None and busy.why is None
     tabs.close()
+    # a state a handler returns among its {component: value} outputs counts as used now, like a returned one
+    tabs = gradio_util.Tabs(S, ttl_s=3600, max_tabs=1, sweep_s=3600)
+    first, fresh = S(), S()
+    tabs.hold(lambda st: st)(first)
+    tabs.hold(lambda: {"state": fresh, "status": "ok"})()
+    assert len(tabs) == 1 and fresh.why is None and "least recently used" in first.why
+    tabs.close()
 
 
 def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):

@@ -758,7 +758,14 @@ def test_replay_reports_a_change_missing_from_the_log(tmp_path, capsys):
 
 
 def _load_fn(demo):
-    return next(f.fn for f in demo.fns.values() if f.name == "on_load")
+    """The study page's load handler, its {component: value} result listed in the order of its outputs."""
+    f = next(f for f in demo.fns.values() if f.name == "on_load")
+
+    def call(*args):
+        out = f.fn(*args)
+        return [out.get(c) for c in f.outputs] if isinstance(out, dict) else out
+
+    return call
 
 
 def _request(**query):

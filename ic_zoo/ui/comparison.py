@@ -60,9 +60,11 @@ class Comparison:
 
     token: gr.State
 
-    def show(self, st, views) -> dict:
-        """Hand ``views`` to the columns: ``{token: new value}``, to merge into a handler's outputs."""
-        st.views = list(views)
+    def show(self, st, views, stamp: int | str = "") -> dict:
+        """Hand ``views`` to the columns: ``{token: new value}``, to merge into a handler's outputs.
+        ``stamp`` (the edit count) marks the columns' row with the class ``ic-at-<stamp>``, so that a page
+        script or a test can tell which edit the columns show (they are drawn just after the event)."""
+        st.views, st.views_stamp = list(views), stamp
         return {self.token: next(_tokens)}
 
     def clear(self, st) -> dict:
@@ -84,7 +86,9 @@ def comparison(state: gr.State, *, info: bool = True, table_height: int = 240,
         views = list(getattr(st, "views", None) or [])
         if not views:
             return
-        with gr.Row(equal_height=False, elem_id="model_columns", key="model_columns"):
+        stamp = getattr(st, "views_stamp", "")
+        with gr.Row(equal_height=False, elem_id="model_columns", key="model_columns", preserved_by_key=None,
+                    elem_classes=["ic-columns", f"ic-at-{stamp}"]):
             for i, v in enumerate(views):
                 with gr.Column(min_width=230, elem_id=f"model_{i}", key=f"model_{i}"):
                     gr.Markdown(v.title, elem_id=f"model_{i}_title", key=f"model_{i}_title", preserved_by_key=None)

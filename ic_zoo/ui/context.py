@@ -236,7 +236,7 @@ class AppContext:
                                  effect=stroke_effect)
             st.rows[m] = view.rows
             views.append(view)
-        out.update(ui.results.compare.show(st, views))
+        out.update(ui.results.compare.show(st, views, stamp=len(s.edits)))
         flipped = [m for m in names if res.models[m].top1_changed]
         out[ui.editor.status] = present.status_line(s, time.perf_counter() - t0, flipped, st.take_notice())
         if st.slow_of is not None:

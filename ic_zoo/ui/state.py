@@ -12,6 +12,7 @@ class AppState:
         self.selected: dict[str, int] = {}  # model -> class shown in the maps
         self.rows: dict[str, list[dict]] = {}  # model -> rows of its table, as shown
         self.views: list = []  # what the model columns show (comparison.ModelView, in order)
+        self.views_stamp: int | str = ""  # the edit count they are of
         self.result = None
         self.source = ""
         self.displayed: np.ndarray | None = None  # what the editor shows: the modified image with crop frames
