@@ -226,8 +226,10 @@ def _from_wire(value):
     if isinstance(value, _WireOutputs):
         from gradio.context import LocalContext
 
-        blocks = LocalContext.blocks_config.get().blocks  # this session's components, by id
-        return {blocks[i]: _from_wire(v) for i, v in value.items()}
+        # the page's components as built (an update rebuilds a session's copy of a component under a new
+        # id, which Gradio would not match to the event's outputs), then this session's (a gr.render's)
+        built, session = LocalContext.blocks.get().blocks, LocalContext.blocks_config.get().blocks
+        return {(built.get(i) or session[i]): _from_wire(v) for i, v in value.items()}
     return _map_leaves(value, lambda v: style_table(v.df) if isinstance(v, _WireTable) else v)
 
 

@@ -131,6 +131,11 @@ class AppContext:
         """The same, for handlers that stay in the main process on ZeroGPU."""
         return self.tabs.hold(guarded(fn))
 
+    def busy(self) -> dict:
+        """The settings of an event that runs models: the models queue, the busy sign on the status line
+        (and the canvas)."""
+        return dict(show_progress_on=[self.ui.editor.status], **self.common)
+
     def clf(self, name):
         return ic_zoo.get_classifier(name, pretrained=self.pretrained, device=self.device)
 

@@ -23,7 +23,9 @@ from .state import AppState
 def wire(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
     history = tool_handlers.wire(ctx, ui)  # the tools' tabs; `history` refreshes the History tab
     wire_images(ctx, ui, history)
-    wire_strokes(ctx, ui, history)
+    wire_canvas(ctx, ui, history)
+    wire_selections(ctx, ui, history)
+    wire_edit_stack(ctx, ui, history)
     wire_models(ctx, ui, history)
     wire_views(ctx, ui)
     wire_page(ctx, ui, demo)
@@ -31,7 +33,7 @@ def wire(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
 
 # -- a new image: an upload, an example, the fitting zoo -------------------------------------------------
 def wire_images(ctx: AppContext, ui: Page, history: dict) -> None:
-    out, settings, busy = ui.view_outputs(), ui.settings(), dict(show_progress_on=[ui.editor.status], **ctx.common)
+    out, settings, busy = ui.view_outputs(), ui.settings(), ctx.busy()
 
     @ctx.tab_call
     def on_upload(path, names, explainer, rows_mode, st):
@@ -62,11 +64,16 @@ def wire_images(ctx: AppContext, ui: Page, history: dict) -> None:
     ui.results.domain_btn.click(on_switch, settings, out, api_name="switch_zoo", **busy)
 
 
-# -- strokes and the edit stack -----------------------------------------------------------------------
-def wire_strokes(ctx: AppContext, ui: Page, history: dict) -> None:
-    out, busy = ui.view_outputs(), dict(show_progress_on=[ui.editor.status], **ctx.common)
-    ed, pk, rows = ui.editor, ui.pickers, ui.results.rows
-    pick = [pk.models, pk.inpainter, pk.explainer, rows, ui.state]
+# -- strokes, other selections, the edit stack ------------------------------------------------------------
+def _stroke_inputs(ui: Page) -> list:
+    """The inputs of an event that removes a region: models, inpainter, explainer, table rows, state."""
+    pk = ui.pickers
+    return [pk.models, pk.inpainter, pk.explainer, ui.results.rows, ui.state]
+
+
+def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
+    out, busy = ui.view_outputs(), ctx.busy()
+    ed, pick = ui.editor, _stroke_inputs(ui)
 
     @ctx.tab_call
     def on_edit(value, names, inpainter, explainer, rows_mode, st):
@@ -93,6 +100,12 @@ def wire_strokes(ctx: AppContext, ui: Page, history: dict) -> None:
 
     ed.canvas.change(on_edit, [ed.canvas] + pick, out, api_name="edit", trigger_mode="always_last",
                      **busy).then(**history)
+
+
+def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
+    """Click-to-select (a superpixel; several with Shift or *collect*) and mask upload: strokes too."""
+    out, busy = ui.view_outputs(), ctx.busy()
+    ed, pick = ui.editor, _stroke_inputs(ui)
 
     @ctx.tab_call
     def on_click_select(collect, names, inpainter, explainer, rows_mode, st, evt: gr.SelectData):
@@ -143,6 +156,10 @@ def wire_strokes(ctx: AppContext, ui: Page, history: dict) -> None:
 
     ed.mask_upload.upload(on_mask, [ed.mask_upload] + pick, out, api_name="apply_mask", **busy).then(**history)
 
+
+def wire_edit_stack(ctx: AppContext, ui: Page, history: dict) -> None:
+    out, busy, ed = ui.view_outputs(), ctx.busy(), ui.editor
+
     def stack_step(op: str):
         def step(names, explainer, rows_mode, st):
             st = ctx.need_session(st)
@@ -163,18 +180,14 @@ def wire_strokes(ctx: AppContext, ui: Page, history: dict) -> None:
 
 
 # -- the models to compare --------------------------------------------------------------------------------
-def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
-    pk, t = ui.pickers, ui.tools
-    picked = [ui.state, pk.models, ui.editor.status]
-    loads = dict(show_progress_on=[ui.editor.status], concurrency_id="loads", concurrency_limit=2)
-    redraw = dict(fn=on_settings(ctx), inputs=ui.settings(), outputs=ui.view_outputs(), api_visibility="private",
-                  show_progress_on=[ui.editor.status], **ctx.common)
+def choose_models(ctx: AppContext, ui: Page):
+    """The handler that sets a tab's models (the picker, or the /set_models API)."""
 
     @ctx.tab_guarded  # not on a ZeroGPU worker: models load in the main process, which every worker shares
     def on_models(names, st, progress=gr.Progress(track_tqdm=True)):
-        """The models to compare (the picker, or the /set_models API): check every new name before
-        anything loads, refuse a bad one with its sentence (the previous selection stays), then load
-        the new models with progress, outside the models queue so other users' edits go on meanwhile."""
+        """Check every new name before anything loads, refuse a bad one with its sentence (the previous
+        selection stays), then load the new models with progress, outside the models queue so other
+        users' edits go on meanwhile."""
         st = ctx.state_of(st)
         names = [str(n).strip() for n in (names or []) if str(n).strip()]
         if not names:
@@ -215,8 +228,19 @@ def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
             gr.Warning(msg)
         lines = problems + ([f"Loaded {', '.join(loaded)}."] if loaded else [])
         st.notice = " ".join(lines)
-        return {ui.state: st, pk.models: gr.update(value=ok, choices=classifier_choices(ctx.named + st.typed)),
+        return {ui.state: st, ui.pickers.models: gr.update(value=ok, choices=classifier_choices(ctx.named + st.typed)),
                 ui.editor.status: " ".join(lines) or f"Models: {', '.join(ok)}."}
+
+    return on_models
+
+
+def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
+    pk, t = ui.pickers, ui.tools
+    picked = [ui.state, pk.models, ui.editor.status]
+    loads = dict(show_progress_on=[ui.editor.status], concurrency_id="loads", concurrency_limit=2)
+    redraw = dict(fn=on_settings(ctx), inputs=ui.settings(), outputs=ui.view_outputs(), api_visibility="private",
+                  **ctx.busy())
+    on_models = choose_models(ctx, ui)
 
     pk.set_models.click(on_models, [pk.models, ui.state], picked, api_name="set_models", **loads).then(**redraw)
 
@@ -289,14 +313,13 @@ def row_clicks(ctx: AppContext):
         def on_row(names, explainer, rows_mode, st, evt: gr.SelectData):
             return select_row(view.name, names, explainer, rows_mode, st, evt)
 
-        table.select(on_row, ui.settings(), ui.view_outputs(), api_visibility="private",
-                     show_progress_on=[ui.editor.status], **ctx.common)
+        table.select(on_row, ui.settings(), ui.view_outputs(), api_visibility="private", **ctx.busy())
 
     return wire_column
 
 
 def wire_views(ctx: AppContext, ui: Page) -> None:
-    busy = dict(show_progress_on=[ui.editor.status], **ctx.common)
+    busy = ctx.busy()
     redraw = on_settings(ctx)
     for comp in (ui.pickers.explainer, ui.results.rows):
         comp.change(redraw, ui.settings(), ui.view_outputs(), api_visibility="private", **busy)
