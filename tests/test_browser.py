@@ -48,7 +48,9 @@ def _wait_status(page, text: str, timeout=120_000):
                            timeout=timeout)
     n = re.search(r"(\d+) edit\(s\)", text)
     if n:
-        page.wait_for_selector(f"#model_columns.ic-at-{n.group(1)}", state="attached", timeout=timeout)
+        page.wait_for_function("() => { const e = document.querySelector('#model_columns_at'); "
+                               f"return !!e && e.textContent.includes('columns of edit {n.group(1)}.'); }}",
+                               timeout=timeout)
 
 
 def _screen_point(page, img_shape, x, y):

@@ -64,11 +64,12 @@ class StudyState:
         self.sess: str | None = None  # Gradio's session hash, logged with each interaction
         self.views: list = []  # what the model columns show (ui.comparison)
         self.views_stamp: int | str = ""
+        self.views_layout: list[str] = []
 
     def release(self, reason: str) -> None:
         """Drop the images (gradio_util.Tabs: idle too long, or the server needed room); the place in
         the study stays, and the next event rebuilds the task's image from the log."""
-        self.session, self.views = None, []
+        self.session, self.views = None, []  # (views_layout still says what the page shows)
         if self.png is not None:
             Path(self.png).unlink(missing_ok=True)
             self.png = None
@@ -181,10 +182,10 @@ class StudyPage:
     def screen_outputs(self) -> list:
         c, t = self.consent, self.task
         return ([self.state, self.stored, c.pid_box, c.pid_note, c.agree, c.column, t.column, t.header, t.canvas,
-                 t.status, t.compare.token] + t.questions() + [self.done])
+                 t.status, t.compare.layout, t.compare.values] + t.questions() + [self.done])
 
     def edit_outputs(self) -> list:
-        return [self.state, self.task.canvas, self.task.status, self.task.compare.token]
+        return [self.state, self.task.canvas, self.task.status, self.task.compare.layout, self.task.compare.values]
 
 
 # -- the study's server side ----------------------------------------------------------------------------

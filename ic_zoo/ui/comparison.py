@@ -3,9 +3,10 @@ drawn by ``gr.render`` from what the tab's state holds, so there are exactly as 
 and no hidden slots. The app and study mode both show it.
 
 A handler computes the columns' content (``model_view`` per model) and hands it over with
-``Comparison.show(state, views)``, which stores it in the tab's state and returns the new value of the
-view's token; the token's change redraws the columns. Components keep their keys across redraws, so
-the page updates them in place.
+``Comparison.show(state, views)``, which stores it in the tab's state and returns a new token: the
+``layout`` token when the models differ from the drawn ones (the columns are drawn again), else the
+``values`` token (the drawn columns are refreshed in place, a cheap update). Either follows the event's
+answer as one more request; ``#model_columns_at`` then says which edit the columns show.
 """
 from __future__ import annotations
 
@@ -55,20 +56,35 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
 
 @dataclass
 class Comparison:
-    """The comparison panel: ``token`` (a gr.State) redraws the columns whenever a handler returns a new
-    value for it."""
+    """The comparison panel. Two gr.State tokens: a new ``layout`` draws the columns again (another number
+    or order of models: gr.render), a new ``values`` refreshes the drawn columns in place (a plain event
+    inside the render, whose outputs are the columns' components)."""
 
-    token: gr.State
+    layout: gr.State
+    values: gr.State
 
     def show(self, st, views, stamp: int | str = "") -> dict:
-        """Hand ``views`` to the columns: ``{token: new value}``, to merge into a handler's outputs.
-        ``stamp`` (the edit count) marks the columns' row with the class ``ic-at-<stamp>``, so that a page
-        script or a test can tell which edit the columns show (they are drawn just after the event)."""
+        """Hand ``views`` to the columns, as the token to merge into a handler's outputs. ``stamp`` (the
+        edit count) is written into ``#model_columns_at`` as ``data-at``, so that a page script or a test
+        can tell which edit the columns show (they follow the event's answer)."""
         st.views, st.views_stamp = list(views), stamp
-        return {self.token: next(_tokens)}
+        names = [v.name for v in st.views]
+        if names != getattr(st, "views_layout", []):
+            st.views_layout = names
+            return {self.layout: next(_tokens)}
+        return {self.values: next(_tokens)}
 
     def clear(self, st) -> dict:
         return self.show(st, [])
+
+
+def _stamp(st) -> str:
+    return f"columns of edit {getattr(st, 'views_stamp', '')}."
+
+
+def _column_values(view: ModelView, info: bool) -> list:
+    out = [view.title, present.table_frame(view.rows), view.panel]
+    return out + [view.info] if info else out
 
 
 def comparison(state: gr.State, *, info: bool = True, table_height: int = 240,
@@ -78,29 +94,41 @@ def comparison(state: gr.State, *, info: bool = True, table_height: int = 240,
     has the elem_ids ``model_{i}``, ``model_{i}_title``, ``_table``, ``_maps`` and ``_info``.
     ``wire_column(i, view, table)`` attaches a column's events (the app's row clicks); it runs on each
     redraw, inside it."""
-    token = gr.State(0)
+    layout, values = gr.State(0), gr.State(0)
 
-    @gr.render(inputs=[state, token], triggers=[token.change], queue=False, show_progress="hidden",
+    @gr.render(inputs=[state], triggers=[layout.change], queue=False, show_progress="hidden",
                trigger_mode="always_last")
-    def columns(st, _token):
+    def columns(st):
         views = list(getattr(st, "views", None) or [])
         if not views:
             return
-        stamp = getattr(st, "views_stamp", "")
-        with gr.Row(equal_height=False, elem_id="model_columns", key="model_columns", preserved_by_key=None,
-                    elem_classes=["ic-columns", f"ic-at-{stamp}"]):
+        drawn, parts = [v.name for v in views], []
+        with gr.Row(equal_height=False, elem_id="model_columns"):
             for i, v in enumerate(views):
-                with gr.Column(min_width=230, elem_id=f"model_{i}", key=f"model_{i}"):
-                    gr.Markdown(v.title, elem_id=f"model_{i}_title", key=f"model_{i}_title", preserved_by_key=None)
-                    table = gr.Dataframe(present.table_frame(v.rows), interactive=False, wrap=True,
-                                         elem_id=f"model_{i}_table", key=f"model_{i}_table", preserved_by_key=None,
-                                         show_search="none", buttons=["copy"], max_height=table_height,
-                                         column_widths=list(widths))
-                    gr.Image(v.panel, show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps",
-                             key=f"model_{i}_maps", preserved_by_key=None)
+                with gr.Column(min_width=230, elem_id=f"model_{i}"):
+                    title, table, maps, *note = _column_values(v, info)
+                    col = [gr.Markdown(title, elem_id=f"model_{i}_title"),
+                           gr.Dataframe(table, interactive=False, wrap=True, elem_id=f"model_{i}_table",
+                                        show_search="none", buttons=["copy"], max_height=table_height,
+                                        column_widths=list(widths)),
+                           gr.Image(maps, show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps")]
                     if info:
-                        gr.Markdown(v.info, elem_id=f"model_{i}_info", key=f"model_{i}_info", preserved_by_key=None)
+                        col.append(gr.Markdown(note[0], elem_id=f"model_{i}_info"))
+                    parts += col
                 if wire_column is not None:
-                    wire_column(i, v, table)
+                    wire_column(i, v, col[1])
+        at = gr.Markdown(_stamp(st), elem_id="model_columns_at", elem_classes=["ic-stamp"])
 
-    return Comparison(token)
+        def refresh(st):
+            """The drawn columns' new values (a column whose model is no longer there is left as it is)."""
+            now = list(getattr(st, "views", None) or [])
+            out = []
+            for i, name in enumerate(drawn):
+                same = i < len(now) and now[i].name == name
+                out += _column_values(now[i], info) if same else [gr.skip()] * (4 if info else 3)
+            return [_stamp(st)] + out
+
+        values.change(refresh, [state], [at] + parts, queue=False, show_progress="hidden", trigger_mode="always_last",
+                      api_visibility="private")
+
+    return Comparison(layout, values)

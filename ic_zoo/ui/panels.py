@@ -278,7 +278,8 @@ class Page:
         """What ``AppContext.show`` may change, in the order the API returns it (canvas first, the picker
         second; the domain line, the status and the JSON last)."""
         return [self.state, self.editor.canvas, self.pickers.models, self.tools.original, self.tools.slider,
-                self.editor.click_img, self.tools.slow_note, self.results.compare.token, self.results.domain_md,
+                self.editor.click_img, self.tools.slow_note, self.results.compare.layout, self.results.compare.values,
+                self.results.domain_md,
                 self.results.domain_btn, self.editor.status, self.tools.result_json]
 
     def settings(self) -> list:

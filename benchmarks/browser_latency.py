@@ -1,0 +1,140 @@
+"""How long a stroke takes to show on the page, measured in headless Chromium (Debian's chromium).
+
+    python benchmarks/browser_latency.py --preset flower2d --strokes 12 --json benchmarks/browser_flower2d_cpu.json
+    python benchmarks/browser_latency.py --table benchmarks/browser_flower2d_cpu.json
+
+Launches app.build_demo() on 127.0.0.1, opens the page at 1400 x 1000, uploads the image, then paints
+strokes on the canvas with the mouse, each at a new place, and times from the pointer's release to:
+``status``, the status line naming the new edit (the event's answer: canvas, status, JSON); and
+``columns``, the model columns of that edit drawn (the comparison view's redraw, a second request
+that follows the answer). Prints a table and writes JSON. ``app_latency.py`` measures the API alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+from app_latency import PRESETS  # noqa: E402
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def markdown_table(paths) -> str:
+    """The README's table from saved results (never typed)."""
+    lines = ["| models | image | status line (median / p90) | model columns drawn (median / p90) |",
+             "|---|---|---:|---:|"]
+    for path in paths:
+        d = json.loads(Path(path).read_text())
+        h, w = d["image_shape"][:2]
+        lines.append(f"| {' + '.join(d['models'])} | {w} x {h} | **{d['median_status_s'] * 1000:.0f} ms** / "
+                     f"{d['p90_status_s'] * 1000:.0f} ms | **{d['median_columns_s'] * 1000:.0f} ms** / "
+                     f"{d['p90_columns_s'] * 1000:.0f} ms |")
+    return "\n".join(lines) + "\n"
+
+
+def _columns_at(k: int) -> str:
+    """A page test: the model columns show edit ``k`` (their stamp, ``#model_columns_at``)."""
+    return f"() => {{ const e = document.querySelector('#model_columns_at'); return !!e && e.textContent.includes('columns of edit {k}.'); }}"
+
+
+def _screen_point(page, img_shape, x, y):
+    """Image pixel -> page coordinates: the editor centres the image in its canvas at the zoom it shows."""
+    ed = page.locator("#editor")
+    box = ed.locator("canvas").first.bounding_box()
+    zoom = float(re.search(r"(\d+)%", ed.inner_text()).group(1)) / 100
+    h, w = img_shape[:2]
+    return box["x"] + box["width"] / 2 + (x - w / 2) * zoom, box["y"] + box["height"] / 2 + (y - h / 2) * zoom
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", choices=list(PRESETS), default="flower2d")
+    ap.add_argument("--strokes", type=int, default=12)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                    help="no run: print the README's markdown table from these saved results")
+    args = ap.parse_args(argv)
+    if args.table:
+        print(markdown_table(args.table), end="")
+        return 0
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        sys.exit("error: needs Debian's chromium (apt-get install chromium)")
+    models, image = PRESETS[args.preset]
+    image = str(ROOT / image)
+    import app
+    from playwright.sync_api import sync_playwright
+
+    import ic_zoo
+
+    shape = ic_zoo.load_image(image).shape
+    demo = app.build_demo(models=models)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    status_t, columns_t = [], []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="load")
+            page.wait_for_selector("#status", timeout=60_000)
+            page.locator("#upload input[type=file]").set_input_files(image)
+            page.wait_for_function(_columns_at(0), timeout=120_000)
+            page.get_by_text("Got it, hide the tutorial").click()  # the canvas and the columns in view
+            page.wait_for_timeout(1500)
+            page.locator("#editor").scroll_into_view_if_needed()
+            h, w = shape[:2]
+            rng = np.random.default_rng(0)
+            for k in range(1, args.strokes + 1):
+                x0, y = rng.uniform(0.2, 0.6) * w, rng.uniform(0.2, 0.8) * h
+                pts = [_screen_point(page, shape, x, y) for x in (x0, x0 + 0.2 * w)]
+                page.mouse.move(*pts[0])
+                page.mouse.down()
+                page.mouse.move(*pts[1], steps=4)
+                t0 = time.perf_counter()
+                page.mouse.up()
+                page.wait_for_function(f"() => document.querySelector('#status').innerText.includes('{k} edit(s)')",
+                                       polling="raf", timeout=120_000)
+                status_t.append(time.perf_counter() - t0)
+                page.wait_for_function(_columns_at(k), polling="raf", timeout=120_000)
+                columns_t.append(time.perf_counter() - t0)
+                page.wait_for_timeout(1200)  # the canvas settles before the next stroke
+            browser.close()
+    finally:
+        demo.close()
+    import torch
+
+    doc = {"preset": args.preset, "models": models, "image": str(Path(image).relative_to(ROOT)),
+           "image_shape": list(shape), "strokes": args.strokes,
+           "median_status_s": statistics.median(status_t), "p90_status_s": float(np.percentile(status_t, 90)),
+           "median_columns_s": statistics.median(columns_t), "p90_columns_s": float(np.percentile(columns_t, 90)),
+           "median_redraw_s": statistics.median([c - s for c, s in zip(columns_t, status_t)]),
+           "machine": {"cpu": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__}}
+    print(f"{'preset':<10} {'status median':>14} {'p90':>7} {'columns median':>15} {'p90':>7} {'redraw':>8}")
+    print(f"{args.preset:<10} {doc['median_status_s'] * 1000:12.0f}ms {doc['p90_status_s'] * 1000:5.0f}ms "
+          f"{doc['median_columns_s'] * 1000:13.0f}ms {doc['p90_columns_s'] * 1000:5.0f}ms "
+          f"{doc['median_redraw_s'] * 1000:6.0f}ms")
+    print(f"{args.strokes} strokes painted in headless Chromium, {doc['machine']['threads']} threads")
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
