@@ -466,6 +466,9 @@ body:has(#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-statu
 /* the model tables: numbers on one line in a narrow column */
 [id^="model_"][id$="_table"] td, [id^="model_"][id$="_table"] th { padding: 3px 5px !important; }
 [id^="model_"][id$="_table"] td:not(:first-child) { white-space: nowrap !important; }
+[id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] th *, [id^="model_"][id$="_table"] td:not(:first-child) * {
+  white-space: nowrap !important; word-break: keep-all !important; }
+[id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] td { font-size: 12.5px !important; }
 #model_columns_at { position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 """
 

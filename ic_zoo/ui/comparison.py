@@ -88,7 +88,7 @@ def _column_values(view: ModelView, info: bool) -> list:
 
 
 def comparison(state: gr.State, *, info: bool = True, table_height: int = 240,
-               widths=("43%", "19%", "19%", "19%"),
+               widths=("34%", "22%", "22%", "22%"),
                wire_column: Callable[[int, ModelView, gr.Dataframe], None] | None = None) -> Comparison:
     """The model columns, for the tab whose state is ``state`` (any object with ``views``). Column ``i``
     has the elem_ids ``model_{i}``, ``model_{i}_title``, ``_table``, ``_maps`` and ``_info``.
