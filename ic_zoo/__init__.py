@@ -29,6 +29,8 @@ _LAZY = {
     "Classifier": ("ic_zoo.classifiers._base", "Classifier"),
     "Inpainter": ("ic_zoo.inpainters._base", "Inpainter"),
     "Explainer": ("ic_zoo.explainers._base", "Explainer"),
+    "ExplainOutput": ("ic_zoo.explainers._base", "ExplainOutput"),
+    "GradientCAM": ("ic_zoo.explainers.cam_base", "GradientCAM"),
 }
 
 __all__ = ["register", "create", "instance", "list_plugins", "get_spec", "REGISTRY", "IcZooError",

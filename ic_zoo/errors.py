@@ -42,6 +42,11 @@ class DuplicatePluginError(PluginError):
     pass
 
 
+class PluginContractError(PluginError):
+    """A plugin that does not keep its kind's contract (wrong base class, missing hook, metadata declared
+    twice with different values)."""
+
+
 class PluginUnavailableError(PluginError):
     """A registered plugin that cannot run here (missing dependency, unsupported model)."""
 

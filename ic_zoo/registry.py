@@ -15,14 +15,23 @@ A factory is any callable returning the plugin object. A name ending in ``:`` re
 from __future__ import annotations
 
 import contextvars
+import importlib
 import importlib.util
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from .errors import DuplicatePluginError, PluginUnavailableError, UnknownPluginError
+from .errors import DuplicatePluginError, PluginContractError, PluginUnavailableError, UnknownPluginError
 
 KINDS = ("classifier", "inpainter", "explainer")
+#: each kind's base class, imported only when a plugin class is registered or an object is made
+KIND_BASES = {"classifier": ("ic_zoo.classifiers._base", "Classifier"),
+              "inpainter": ("ic_zoo.inpainters._base", "Inpainter"),
+              "explainer": ("ic_zoo.explainers._base", "Explainer")}
+#: what a plugin class may declare as class attributes instead of register()'s keywords (once: both,
+#: when they differ, is refused)
+CLASS_META = ("description", "cost")
+COSTS = ("interactive", "slow")
 
 #: import name -> the line that installs it, for modules whose PyPI name differs.
 PIP_NAMES = {
@@ -54,6 +63,90 @@ def _default_source(factory: Callable) -> str:
     if mod.startswith("ic_zoo.") or mod == "ic_zoo":
         return "ic_zoo (built-in)"
     return mod or "<unknown>"
+
+
+def kind_base(kind: str) -> type:
+    mod, attr = KIND_BASES[kind]
+    return getattr(importlib.import_module(mod), attr)
+
+
+def declared(cls: type, base: type, attr: str):
+    """The value of ``attr`` that ``cls`` or a plugin class between it and ``base`` declares, else None
+    (the base's own default does not count)."""
+    for c in cls.__mro__:
+        if c is base or c in base.__mro__:
+            return None
+        if attr in vars(c):
+            return vars(c)[attr]
+    return None
+
+
+def _missing_hook(kind: str, cls: type, base: type) -> str | None:
+    def own(hook):
+        return getattr(cls, hook, None) is not getattr(base, hook, None)
+
+    if kind == "inpainter" and not own("_inpaint"):
+        return "_inpaint(image, mask)"
+    if kind == "explainer" and not (own("explain") or (own("taps") and own("from_run"))):
+        return "explain(clf, x, classes, progress), or taps(clf) with from_run(clf, run, x, classes)"
+    for c in cls.__mro__[1:]:  # a base that asks for one of its hooks (ic_zoo.GradientCAM: weights or cam)
+        need = vars(c).get("one_of_hooks")
+        if need and not any(getattr(cls, h, None) is not getattr(c, h, None) for h in need):
+            return " or ".join(f"{h}(acts, grads)" for h in need)
+    return None
+
+
+def check_declaration(kind: str, name: str, factory: Callable, meta: dict) -> dict:
+    """register()'s metadata (``description`` included) merged with what a plugin class declares, checked
+    once at registration: a class must subclass its kind's base and implement its hooks, its ``name`` (if
+    it sets one) is the registered one, and a description or cost declared both ways must agree. A
+    factory function is checked when it makes its object (``Registry.create``)."""
+    merged = dict(meta)
+    if isinstance(factory, type):
+        base = kind_base(kind)
+        if not issubclass(factory, base):
+            raise PluginContractError(f"{kind} '{name}' is the class {factory.__name__}, which is not an "
+                                      f"ic_zoo.{base.__name__}; subclass it")
+        hook = _missing_hook(kind, factory, base)
+        if hook:
+            raise PluginContractError(f"{kind} '{name}' ({factory.__name__}) does not implement {hook}")
+        own_name = declared(factory, base, "name")
+        if own_name and own_name != name:
+            raise PluginContractError(f"{kind} '{name}' is registered under that name, but its class "
+                                      f"{factory.__name__} says name = {own_name!r}; use one name")
+        for attr in CLASS_META:
+            v = declared(factory, base, attr)
+            if v in (None, ""):
+                continue
+            if merged.get(attr) not in (None, "") and merged[attr] != v:
+                raise PluginContractError(f"{kind} '{name}' declares its {attr} twice, {v!r} on the class and "
+                                          f"{merged[attr]!r} in register(); declare it once")
+            merged[attr] = v
+    if kind in ("inpainter", "explainer"):
+        merged.setdefault("cost", "interactive")
+        if merged["cost"] not in COSTS:
+            raise PluginContractError(f"{kind} '{name}' has cost {merged['cost']!r}; it must be one of "
+                                      f"{', '.join(COSTS)}")
+    return merged
+
+
+def check_object(spec: "PluginSpec", obj):
+    """The object a factory made, held to its spec: an instance of the kind's base, carrying the spec's
+    cost and description (the one declaration the app, the CLI and Session all read)."""
+    base = kind_base(spec.kind)
+    if not isinstance(obj, base):
+        raise PluginContractError(f"{spec.kind} '{spec.name}' returned a {type(obj).__name__}, not an "
+                                  f"ic_zoo.{base.__name__}; see plugins/README.md")
+    for attr, want in (("cost", spec.meta.get("cost")), ("description", spec.description)):
+        if want in (None, "") or not hasattr(obj, attr) or getattr(obj, attr) == want:
+            continue
+        own = declared(type(obj), base, attr)
+        if own not in (None, "") and attr == "cost":  # (a description set in __init__ may differ)
+            raise PluginContractError(f"{spec.kind} '{spec.name}' is registered with cost {want!r} but "
+                                      f"its object says {own!r}; declare it once")
+        if attr == "cost" or not getattr(obj, attr, ""):
+            setattr(obj, attr, want)
+    return obj
 
 
 @dataclass(frozen=True)
@@ -131,8 +224,9 @@ class Registry:
 
         def decorate(fn: Callable) -> Callable:
             src = source or _current_source.get() or _default_source(fn)
-            doc = description or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-            spec = PluginSpec(kind, name, fn, src, doc, tuple(requires), pip, check, dict(meta))
+            merged = check_declaration(kind, name, fn, {**meta, "description": description})
+            doc = merged.pop("description") or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+            spec = PluginSpec(kind, name, fn, src, doc, tuple(requires), pip, check, merged)
             with self._lock:
                 old = self._specs.get((kind, name))
                 if old is not None and not replace and old.source != src:
@@ -203,7 +297,7 @@ class Registry:
         obj = spec.factory(rest, **kwargs) if rest is not None else spec.factory(**kwargs)
         if kind != "classifier" and hasattr(obj, "name") and not getattr(obj, "name", None):
             obj.name = name
-        return obj
+        return check_object(spec, obj)
 
     @staticmethod
     def _instance_key(kind: str, name: str, kwargs: Mapping[str, Any]) -> tuple:

@@ -56,6 +56,7 @@ def _wait_status(page, text: str, timeout=120_000):
 def _screen_point(page, img_shape, x, y):
     """Image pixel -> page coordinates: the editor centres the image in its canvas at the zoom it shows."""
     ed = page.locator("#editor")
+    ed.locator("canvas").first.wait_for(state="visible", timeout=60_000)  # mounted, laid out
     box = ed.locator("canvas").first.bounding_box()
     zoom = float(re.search(r"(\d+)%", ed.inner_text()).group(1)) / 100
     h, w = img_shape[:2]

@@ -13,7 +13,19 @@ import pytest
 import ic_zoo
 from ic_zoo.discovery import discover
 from ic_zoo.errors import DuplicatePluginError, PluginUnavailableError, UnknownPluginError
+from ic_zoo import Inpainter
 from ic_zoo.registry import Registry
+
+
+class Tagged(Inpainter):
+    """The smallest inpainter (keeps the image): the registry's mechanics are tested with it."""
+
+    def __init__(self, *tag, **kw):
+        super().__init__()
+        self.tag = tag + ((kw,) if kw else ())
+
+    def _inpaint(self, image, mask):
+        return image
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,11 +48,11 @@ def test_register_decorator_and_namespace():
 
     @reg.register("inpainter", "a", description="first")
     def make_a(**kw):
-        return ("a", kw)
+        return Tagged("a", **kw)
 
-    reg.register("classifier", "ns:", lambda rest, **kw: ("ns", rest, kw))
-    assert reg.create("inpainter", "a", x=1) == ("a", {"x": 1})
-    assert reg.create("classifier", "ns:foo/bar", pretrained=False) == ("ns", "foo/bar", {"pretrained": False})
+    reg.register("inpainter", "ns:", lambda rest, **kw: Tagged("ns", rest, **kw))
+    assert reg.create("inpainter", "a", x=1).tag == ("a", {"x": 1})
+    assert reg.create("inpainter", "ns:foo/bar", pretrained=False).tag == ("ns", "foo/bar", {"pretrained": False})
     assert reg.spec("inpainter", "a").description == "first"
     with pytest.raises(UnknownPluginError, match="no inpainter called 'b'.*known: a"):
         reg.create("inpainter", "b")
@@ -50,12 +62,12 @@ def test_register_decorator_and_namespace():
 
 def test_duplicate_names_both_sources_unless_replace():
     reg = Registry()
-    reg.register("explainer", "dup", lambda: 1, source="pkg_one")
+    reg.register("inpainter", "dup", lambda: Tagged(1), source="pkg_one")
     with pytest.raises(DuplicatePluginError) as info:
-        reg.register("explainer", "dup", lambda: 2, source="plugins/two.py")
+        reg.register("inpainter", "dup", lambda: Tagged(2), source="plugins/two.py")
     assert "pkg_one" in str(info.value) and "plugins/two.py" in str(info.value) and "replace=True" in str(info.value)
-    reg.register("explainer", "dup", lambda: 3, source="plugins/two.py", replace=True)
-    assert reg.create("explainer", "dup") == 3
+    reg.register("inpainter", "dup", lambda: Tagged(3), source="plugins/two.py", replace=True)
+    assert reg.create("inpainter", "dup").tag == (3,)
 
 
 def test_missing_requirement_gives_pip_line():
@@ -73,7 +85,7 @@ def test_instance_is_created_once_across_threads():
 
     def factory(**kw):
         calls.append(1)
-        return object()
+        return Tagged()
 
     reg.register("inpainter", "once", factory)
     out = []
@@ -92,10 +104,13 @@ def _write(folder: Path, name: str, body: str) -> Path:
 
 def test_folder_plugins_load_and_failures_are_reported(tmp_path):
     _write(tmp_path, "a_good.py", """
-        from ic_zoo import register
+        from ic_zoo import Inpainter, register
+        class Good(Inpainter):
+            def _inpaint(self, image, mask):
+                return image
         @register("inpainter", "good_one", description="ok")
         def make(**kw):
-            return "good"
+            return Good()
     """)
     _write(tmp_path, "missing_dep.py", """
         import definitely_not_installed_pkg
@@ -114,7 +129,7 @@ def test_folder_plugins_load_and_failures_are_reported(tmp_path):
     report = discover(reg, builtins=False, entry_points=False, plugins_dir=tmp_path)
     by = {Path(r.source).name: r for r in report.records}
     assert by["a_good.py"].ok and by["a_good.py"].registered == ["inpainter:good_one"]
-    assert reg.create("inpainter", "good_one") == "good"
+    assert type(reg.create("inpainter", "good_one")).__name__ == "Good"
     assert not by["missing_dep.py"].ok
     assert "definitely_not_installed_pkg" in by["missing_dep.py"].error
     assert "pip install definitely_not_installed_pkg" in by["missing_dep.py"].error
@@ -122,7 +137,7 @@ def test_folder_plugins_load_and_failures_are_reported(tmp_path):
     assert ("inpainter", "half_registered") not in reg  # rolled back
     clash = by["z_clash.py"]
     assert not clash.ok and "a_good.py" in clash.error and "clash.py" in clash.error
-    assert reg.create("inpainter", "good_one") == "good"  # the first one survives the clash
+    assert type(reg.create("inpainter", "good_one")).__name__ == "Good"  # the first one survives the clash
     assert not by["syntax.py"].ok and "SyntaxError" in by["syntax.py"].error
     assert "4 failed" in report.summary() or len(report.failed) == 4
 
@@ -131,9 +146,12 @@ def test_entry_point_plugins(tmp_path, monkeypatch):
     pkg = tmp_path / "ep_plugin_pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text(textwrap.dedent("""
-        from ic_zoo import register
+        from ic_zoo import Explainer, register
+        class FromEntryPoint(Explainer):
+            def explain(self, clf, x, classes, progress=None):
+                raise NotImplementedError
         def setup():
-            register("explainer", "ep_explainer", lambda: "from entry point")
+            register("explainer", "ep_explainer", FromEntryPoint)
     """))
     dist = tmp_path / "ep_plugin_pkg-1.0.dist-info"
     dist.mkdir()
@@ -145,7 +163,7 @@ def test_entry_point_plugins(tmp_path, monkeypatch):
     rec = [r for r in report.records if r.origin == "entry point"]
     assert rec and rec[0].ok, report.summary()
     assert "ep-plugin-pkg" in rec[0].source
-    assert reg.create("explainer", "ep_explainer") == "from entry point"
+    assert type(reg.create("explainer", "ep_explainer")).__name__ == "FromEntryPoint"
 
 
 def test_autoload_switch(tmp_path, monkeypatch):
@@ -202,7 +220,7 @@ def test_plugins_never_load_from_the_working_directory(tmp_path):
         f"open({str(marker)!r}, 'w').write('ran')\n"
         "from ic_zoo import register, Inpainter\n"
         "@register('inpainter', 'evil')\n"
-        "class Evil(Inpainter):\n    name = 'evil'\n")
+        "class Evil(Inpainter):\n    name = 'evil'\n    def _inpaint(self, image, mask):\n        return image\n")
     env = {k: v for k, v in os.environ.items() if k not in ("IC_ZOO_PLUGINS_DIR", "IC_ZOO_DISABLE_PLUGIN_AUTOLOAD")}
     env["PYTHONPATH"] = str(root)
 
@@ -222,3 +240,97 @@ def test_plugins_never_load_from_the_working_directory(tmp_path):
     assert not marker.exists()
     # named explicitly, the folder loads (and its code runs): that is the operator's choice
     assert "evil" in names("--plugins-dir", str(work / "plugins")) and marker.exists()
+
+
+# -- one plugin contract: metadata declared once, checked at registration (issue 14) ---------------------
+def test_an_explainer_declared_as_plugins_readme_says_is_slow_everywhere(capsys):
+    """Before: `cost = "slow"` on the class (as plugins/README.md says) reached Session but not the app
+    or the CLI, which read only register(..., cost=): the explainer ran on every stroke there."""
+    import numpy as np
+
+    from ic_zoo import Explainer, cli, present
+    from ic_zoo.explainers._base import ExplainOutput
+    from ic_zoo.ui.context import explainer_choices
+
+    @ic_zoo.register("explainer", "t_centre_slow")
+    class CentreSlow(Explainer):
+        cost = "slow"
+        description = "a centred blob (a test)"
+
+        def supports(self, clf):
+            return None
+
+        def explain(self, clf, x, classes, progress=None):
+            h, w = x.shape[-2:]
+            yy, xx = np.mgrid[:h, :w]
+            blob = np.exp(-((yy - h / 2) ** 2 + (xx - w / 2) ** 2) / (0.1 * h * w)).astype(np.float32)
+            maps = np.stack([blob] * len(classes))
+            return ExplainOutput(maps, maps / maps.max())
+
+    try:
+        spec = ic_zoo.get_spec("explainer", "t_centre_slow")
+        assert spec.meta["cost"] == "slow" and spec.description == "a centred blob (a test)"
+        assert ic_zoo.instance("explainer", "t_centre_slow").cost == "slow"
+        assert ("t_centre_slow (slow)", "t_centre_slow") in explainer_choices()  # the app's picker
+        assert present.interactive_explainer("t_centre_slow")[0] == "gradcam"  # not run on every stroke
+        cli.main(["list", "--kind", "explainer"])
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if "t_centre_slow" in ln)
+        assert line.rstrip().endswith("[slow]")
+        s = ic_zoo.Session(np.full((64, 64, 3), 128, np.uint8), pretrained=False)
+        cm = s.explain("flower2d/squeezenet", 0, "t_centre_slow")  # the slow path, as Slow maps run it
+        assert cm.explainer == "t_centre_slow" and cm.original.shape == (64, 64)
+    finally:
+        ic_zoo.REGISTRY.unregister("explainer", "t_centre_slow")
+
+
+def test_a_cost_given_only_to_register_reaches_the_object():
+    from ic_zoo import Explainer
+
+    reg = Registry()
+
+    @reg.register("explainer", "kw_slow", cost="slow", description="keyword only")
+    class KwSlow(Explainer):
+        def explain(self, clf, x, classes, progress=None):
+            raise NotImplementedError
+
+    obj = reg.create("explainer", "kw_slow")
+    assert obj.cost == "slow" and obj.description == "keyword only"
+    assert reg.spec("explainer", "kw_slow").meta["cost"] == "slow"
+
+
+def test_registration_refuses_a_plugin_that_breaks_its_contract():
+    from ic_zoo import Explainer
+    from ic_zoo.errors import PluginContractError
+
+    reg = Registry()
+
+    class Twice(Explainer):
+        cost = "slow"
+
+        def explain(self, clf, x, classes, progress=None):
+            return None
+
+    class NoHook(Explainer):
+        pass
+
+    class Named(Tagged):
+        name = "something_else"
+
+    cases = [
+        (lambda: reg.register("explainer", "twice", Twice, cost="interactive"),
+         "declares its cost twice, 'slow' on the class and 'interactive' in register(); declare it once"),
+        (lambda: reg.register("explainer", "nohook", NoHook), "does not implement explain("),
+        (lambda: reg.register("explainer", "wrongbase", Tagged), "which is not an ic_zoo.Explainer; subclass it"),
+        (lambda: reg.register("inpainter", "named", Named), "says name = 'something_else'; use one name"),
+        (lambda: reg.register("explainer", "badcost", Twice, cost="sometimes"), "declares its cost twice"),
+        (lambda: reg.register("inpainter", "badcost2", lambda: Tagged(), cost="sometimes"),
+         "has cost 'sometimes'; it must be one of interactive, slow"),
+    ]
+    for call, sentence in cases:
+        with pytest.raises(PluginContractError) as info:
+            call()
+        assert sentence in str(info.value) and "\n" not in str(info.value), str(info.value)
+    assert reg.specs() == []  # nothing refused was registered
+    reg.register("inpainter", "liar", lambda: "not an inpainter")
+    with pytest.raises(PluginContractError, match="returned a str, not an ic_zoo.Inpainter; see plugins/README.md"):
+        reg.create("inpainter", "liar")

@@ -83,10 +83,8 @@ def occluded_batch(image: np.ndarray, n_segments: int, inpainter: str, dilate: i
 
 @register("explainer", "occlusion", requires=("skimage", "cv2"), cost="slow",
           description="occlusion by inpainting: SLIC superpixels removed one at a time, the drop of p(class)")
-class Occlusion(Explainer):
+class Occlusion(Explainer):  # its cost and description: the register() call above, once
     name = "occlusion"
-    cost = "slow"
-    description = "Occlusion by inpainting superpixels"
 
     def __init__(self, n_segments: Sequence[int] = (60, 120, 200), inpainter: str = "telea", dilate: int = 1,
                  batch: int = 64) -> None:

@@ -17,7 +17,6 @@ from ._base import ExplainOutput, Explainer, TapSpec, input_size_wh, normalize_l
           description="CAM (Zhou et al. 2016): class weights applied to the last feature map; GAP heads only")
 class TrueCAM(Explainer):
     name = "cam"
-    description = "CAM (Zhou et al. 2016)"
 
     def supports(self, clf) -> str | None:
         if clf.cam_head() is None:

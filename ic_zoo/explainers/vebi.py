@@ -383,7 +383,6 @@ def describe_feature(rel: Relevance, f: int) -> str:
                       "features, with the stride fix; needs a fitted relevance file (Flower2D ships them)")
 class Vebi(Explainer):
     name = "vebi"
-    description = "Visual Explanation by Interpretation"
 
     def __init__(self, k: int = TOP_FEATURES, stride_fix: bool = True) -> None:
         self.k = k
