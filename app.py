@@ -120,12 +120,21 @@ def main(argv=None) -> None:
                state_session_capacity=SESSION_CAPACITY)
 
 
+def __getattr__(name: str):
+    """``gradio app.py`` (hot reload) and ``from app import demo`` find a module-level ``demo``, built on
+    first use: importing app.py builds nothing (tests and scripts import it for ``build_demo``). A Space
+    running a study sets IC_ZOO_STUDY (and IC_ZOO_STUDY_DB); IC_ZOO_APP_NO_DEMO=1 makes ``demo`` None."""
+    if name != "demo":
+        raise AttributeError(f"module 'app' has no attribute {name!r}")
+    if os.environ.get("IC_ZOO_APP_NO_DEMO") == "1":
+        built = None
+    elif os.environ.get("IC_ZOO_STUDY"):
+        built = build_study(os.environ["IC_ZOO_STUDY"], os.environ.get("IC_ZOO_STUDY_DB"))
+    else:
+        built = build_demo()
+    globals()["demo"] = built
+    return built
+
+
 if __name__ == "__main__":
     main()
-else:  # `gradio app.py` (hot reload) and imports find a module-level demo
-    if os.environ.get("IC_ZOO_APP_NO_DEMO") == "1":
-        demo = None
-    elif os.environ.get("IC_ZOO_STUDY"):  # a Space running a study: set IC_ZOO_STUDY (and IC_ZOO_STUDY_DB)
-        demo = build_study(os.environ["IC_ZOO_STUDY"], os.environ.get("IC_ZOO_STUDY_DB"))
-    else:
-        demo = build_demo()

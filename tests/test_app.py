@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +222,17 @@ def test_vebi_in_the_app(server, flower):
     labels = g.class_names("double-12c")
     gallery, text = c.predict("flower2d/resnet", labels[p["label"]], api_name="/vebi_features")
     assert len(gallery) >= 1 and "relevant features" in text and "channel" in text
+
+
+def test_importing_the_app_builds_nothing_until_demo_is_asked_for():
+    """Before: `import app` built the whole demo (plugins, zoos, the page) as a side effect. Now
+    `app.demo` is built on first use, for `gradio app.py` and `from app import demo`."""
+    import subprocess
+    import sys
+
+    code = ("import app, gradio as gr; assert 'demo' not in vars(app); d = app.demo; "
+            "assert isinstance(d, gr.Blocks) and app.demo is d and vars(app)['demo'] is d; print('ok')")
+    env = {k: v for k, v in os.environ.items() if k not in ("IC_ZOO_APP_NO_DEMO", "IC_ZOO_STUDY")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(Path(app_module.__file__).parent), env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
