@@ -81,14 +81,6 @@ def hub_offline() -> bool:
     return not reachable(hf_endpoint())
 
 
-def _set_hub_offline() -> None:
-    """Make huggingface_hub serve from its cache without trying the network (it would retry for ~45 s)."""
-    from huggingface_hub import constants
-
-    constants.HF_HUB_OFFLINE = True
-    os.environ["HF_HUB_OFFLINE"] = "1"
-
-
 def hf_cached_file(repo_id: str, filenames: tuple[str, ...] | list[str], revision: str | None = None) -> str | None:
     from huggingface_hub import try_to_load_from_cache
 
@@ -120,16 +112,17 @@ def weights_error(model: str, reason: str) -> WeightsUnavailableError:
 
 
 def require_hf_weights(model: str, repo_id: str, filenames: tuple[str, ...], revision: str | None = None,
-                       size_hint: str = "") -> None:
-    """Raise WeightsUnavailableError unless the files are cached or the hub is reachable. When they
-    are cached and the hub is unreachable, switch huggingface_hub to offline mode so it loads at once."""
+                       size_hint: str = "") -> str | None:
+    """Raise WeightsUnavailableError unless the files are cached or the hub is reachable. Returns the
+    cached file when it must be loaded from the cache (the hub cannot be used): the caller loads it
+    from there (``local_files_only``, or timm's ``file``) instead of letting the hub client retry the
+    network for about 45 s; nothing is switched for the rest of the process. None: load as usual."""
     cached = hf_cached_file(repo_id, filenames, revision)
     offline = hub_offline()
     if cached is None and offline:
         raise WeightsUnavailableError(unavailable_message(model, hf_cache_dir(), hf_endpoint().split("//")[-1],
                                                           size_hint))
-    if cached is not None and offline:
-        _set_hub_offline()
+    return cached if offline else None
 
 
 def hf_weights_reason(repo_id: str, filenames: tuple[str, ...], size_hint: str = "") -> str | None:

@@ -87,3 +87,25 @@ def test_hf_hub_from_pretrained(tiny_hf_models, photo, kind):
 def test_hf_hub_unknown_repo_offline():
     with pytest.raises(WeightsUnavailableError, match="hf-hub:nobody/nothing"):
         ic_zoo.create("classifier", "hf-hub:nobody/nothing", pretrained=True)
+
+
+def test_cached_weights_load_offline_without_switching_the_hub_client_off(imagenet_weights, tiny_hf_models,
+                                                                          monkeypatch):
+    """Before: a check that found the hub unreachable set HF_HUB_OFFLINE for the whole process (every
+    other library's hub calls with it). Now the cached files are loaded from the cache by the call that
+    needs them (timm's ``file``, transformers' ``local_files_only``) and nothing else changes."""
+    import os
+
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("IC_ZOO_OFFLINE", "1")  # the hub is unreachable (as on this machine)
+    t0 = time.perf_counter()
+    clf = ic_zoo.create("classifier", "resnet50.a1_in1k", pretrained=True)
+    hf = ic_zoo.create("classifier", "hf-hub:test-org/tiny-vit", pretrained=True)
+    assert time.perf_counter() - t0 < 60
+    assert _same_weights(clf.model, imagenet_weights["resnet50.a1_in1k"])
+    assert _same_weights(hf.model, tiny_hf_models["vit"])
+    assert constants.HF_HUB_OFFLINE is False and "HF_HUB_OFFLINE" not in os.environ

@@ -44,13 +44,13 @@ def _build(repo: str, pretrained: bool = True, device=None):
 
     key = f"hf-hub:{repo}"
     files = ("model.safetensors", "pytorch_model.bin") if pretrained else ("config.json",)
-    require_hf_weights(key, repo, files)
+    local = require_hf_weights(key, repo, files) is not None  # the hub cannot be used: the cache only
     try:
         if pretrained:
-            model = AutoModelForImageClassification.from_pretrained(repo)
+            model = AutoModelForImageClassification.from_pretrained(repo, local_files_only=local)
         else:
-            model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(repo))
-        processor = AutoImageProcessor.from_pretrained(repo)
+            model = AutoModelForImageClassification.from_config(AutoConfig.from_pretrained(repo, local_files_only=local))
+        processor = AutoImageProcessor.from_pretrained(repo, local_files_only=local)
     except OSError as exc:
         raise WeightsUnavailableError(
             f"'{key}' could not be loaded from the Hugging Face hub or its cache {hf_cache_dir()} "

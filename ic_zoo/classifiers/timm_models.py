@@ -61,8 +61,9 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
         embedded = None  # the package is missing: timm's own download path
     if pretrained and embedded is None:
         hub_id, files = _hub_id(name)
-        if hub_id is not None:
-            require_hf_weights(key, hub_id, files, size_hint=_SIZES.get(name, ""))
+        cached = require_hf_weights(key, hub_id, files, size_hint=_SIZES.get(name, "")) if hub_id else None
+        if cached is not None:  # the hub cannot be used: timm loads the cached file itself
+            kwargs = {**kwargs, "pretrained_cfg_overlay": {**kwargs.get("pretrained_cfg_overlay", {}), "file": cached}}
     model = timm.create_model(name, pretrained=pretrained and embedded is None, **kwargs)
     if embedded is not None:
         from .embedded_weights import state_dict

@@ -59,13 +59,28 @@ def _adapter(clf):
 
 
 class _QuietTqdm:
-    """Stands in for the ``tqdm`` module inside pytorch-grad-cam: no printing; progress goes to the
-    callback of the calling thread instead."""
+    """Stands in for the ``tqdm`` module inside pytorch-grad-cam. In a thread that ic_zoo is running a
+    slow method in, progress goes to that call's callback and nothing is printed; anywhere else (another
+    user of pytorch-grad-cam in the same process) it is the real ``tqdm``, bars and all."""
 
     local = threading.local()
 
+    def __init__(self, real=None) -> None:
+        self.real = real
+
+    def __getattr__(self, name):  # tqdm.auto, tqdm.trange, ...: the real module's
+        if self.real is None:
+            raise AttributeError(name)
+        return getattr(self.real, name)
+
     def tqdm(self, iterable, *args, **kwargs):
         cb = getattr(self.local, "callback", None)
+        if cb is None and self.real is not None:
+            return self.real.tqdm(iterable, *args, **kwargs)
+        return self._report(iterable, cb)
+
+    @staticmethod
+    def _report(iterable, cb):
         items = list(iterable)
         n = max(len(items), 1)
         for i, item in enumerate(items):
@@ -83,6 +98,8 @@ def _silence_library_tqdm() -> None:
     import pytorch_grad_cam.ablation_cam as ab
     import pytorch_grad_cam.score_cam as sc
 
+    if _QUIET.real is None:
+        _QUIET.real = sc.tqdm if not isinstance(sc.tqdm, _QuietTqdm) else None
     sc.tqdm = _QUIET
     ab.tqdm = _QUIET
 
@@ -223,10 +240,10 @@ class SlowLibraryCAM(Explainer):
         with clf.lock:
             lib, raw_store = self._make(clf)
             try:
-                for j, c in enumerate(classes):
-                    if progress is not None:
-                        _QUIET.local.callback = lambda f, j=j, c=c: progress(
-                            (j + f) / len(classes), f"{self.name}: class {c} ({j + 1}/{len(classes)})")
+                for j, c in enumerate(classes):  # this thread's library loops report here (never print)
+                    _QUIET.local.callback = (lambda f: None) if progress is None else (
+                        lambda f, j=j, c=c: progress((j + f) / len(classes),
+                                                     f"{self.name}: class {c} ({j + 1}/{len(classes)})"))
                     raw_store.clear()
                     norm = lib(x, [ClassifierOutputTarget(c)])
                     norms.append(np.asarray(norm[0], np.float32))
