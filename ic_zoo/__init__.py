@@ -12,8 +12,9 @@ OpenCV and friends load on first use.
 from __future__ import annotations
 
 from .errors import (BadImageError, ClassIndexError, DuplicatePluginError, ExplainerNotSupportedError, IcZooError,
-                     IcZooWarning, ImageTooLargeError, InputError, MaskError, PluginError, PluginUnavailableError,
-                     StateError, UnknownPluginError, WeightsUnavailableError)
+                     IcZooWarning, ImageTooLargeError, InputError, MaskError, PluginContractError, PluginError,
+                     PluginUnavailableError,
+                     UnknownPluginError, WeightsUnavailableError)
 from .registry import REGISTRY, create, get_spec, instance, list_plugins, register
 
 __version__ = "0.1.0"
@@ -36,7 +37,7 @@ _LAZY = {
 __all__ = ["register", "create", "instance", "list_plugins", "get_spec", "REGISTRY", "IcZooError",
            "InputError", "BadImageError", "ImageTooLargeError", "MaskError", "ClassIndexError", "IcZooWarning", "PluginError",
            "UnknownPluginError", "DuplicatePluginError", "PluginUnavailableError", "WeightsUnavailableError",
-           "ExplainerNotSupportedError", "StateError", *_LAZY]
+           "ExplainerNotSupportedError", "PluginContractError", *_LAZY]
 
 
 def __getattr__(name: str):

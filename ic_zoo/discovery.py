@@ -20,7 +20,6 @@ import importlib.util
 import os
 import sys
 import threading
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,7 +53,6 @@ class LoadRecord:
     ok: bool
     registered: list[str] = field(default_factory=list)
     error: str | None = None
-    detail: str | None = None  # traceback, for the plugins panel's "details"
 
     def to_dict(self) -> dict:
         return {"source": self.source, "origin": self.origin, "ok": self.ok,
@@ -104,7 +102,7 @@ def _load_one(registry: Registry, source: str, origin: str, loader) -> LoadRecor
             raise
         for kind, name, old in reversed(log):
             registry._restore(kind, name, old)
-        return LoadRecord(source, origin, False, [], _describe_failure(exc), traceback.format_exc(limit=5))
+        return LoadRecord(source, origin, False, [], _describe_failure(exc))
     finally:
         _current_source.reset(tok_src)
         _current_log.reset(tok_log)
@@ -212,13 +210,3 @@ def ensure_loaded(**kwargs) -> LoadReport:
     return _REPORT
 
 
-def reload_plugins(**kwargs) -> LoadReport:
-    """Discover again (e.g. after dropping a file into the plugins folder)."""
-    global _REPORT
-    with _LOCK:
-        _REPORT = discover(**kwargs)
-    return _REPORT
-
-
-def last_report() -> LoadReport | None:
-    return _REPORT

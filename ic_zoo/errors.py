@@ -66,7 +66,3 @@ class ExplainerNotSupportedError(IcZooError):
 class IcZooWarning(UserWarning):
     """Something the user should know that does not stop the work (a tiny image, NaN pixels, an empty
     mask): the CLI prints it to stderr, the app shows it beside the results."""
-
-
-class StateError(IcZooError):
-    """An operation that does not fit the current state (e.g. undo with nothing to undo)."""

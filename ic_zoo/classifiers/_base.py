@@ -364,13 +364,6 @@ class Classifier:
             self._weights_hash = h.hexdigest()[:16]
         return self._weights_hash
 
-    def describe(self) -> dict:
-        return {"key": self.key, "family": self.family, "pretrained": self.pretrained,
-                "weights": self.weights_source, "num_classes": self.num_classes,
-                "input_size": list(self.input_size), "device": str(self.device),
-                "target_layers": [type(m).__name__ for m in self.target_layers],
-                "true_cam": self.cam_head() is not None}
-
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.key} pretrained={self.pretrained} on {self.device}>"
 

@@ -54,9 +54,6 @@ class Inpainter:
         self.work_size = work_size
         self.params = params
 
-    def describe(self) -> dict:
-        return {"name": self.name, "work_size": self.work_size, **self.params}
-
     def inpaint(self, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
         import cv2
 
