@@ -137,15 +137,15 @@ def check_object(spec: "PluginSpec", obj):
     if not isinstance(obj, base):
         raise PluginContractError(f"{spec.kind} '{spec.name}' returned a {type(obj).__name__}, not an "
                                   f"ic_zoo.{base.__name__}; see plugins/README.md")
-    for attr, want in (("cost", spec.meta.get("cost")), ("description", spec.description)):
-        if want in (None, "") or not hasattr(obj, attr) or getattr(obj, attr) == want:
-            continue
-        own = declared(type(obj), base, attr)
-        if own not in (None, "") and attr == "cost":  # (a description set in __init__ may differ)
-            raise PluginContractError(f"{spec.kind} '{spec.name}' is registered with cost {want!r} but "
+    cost = spec.meta.get("cost")
+    if cost and hasattr(obj, "cost") and obj.cost != cost:
+        own = declared(type(obj), base, "cost")
+        if own not in (None, ""):
+            raise PluginContractError(f"{spec.kind} '{spec.name}' is registered with cost {cost!r} but "
                                       f"its object says {own!r}; declare it once")
-        if attr == "cost" or not getattr(obj, attr, ""):
-            setattr(obj, attr, want)
+        obj.cost = cost
+    if spec.description and hasattr(obj, "description") and not obj.description:
+        obj.description = spec.description  # (one set in __init__ is the object's own)
     return obj
 
 

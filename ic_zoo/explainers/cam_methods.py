@@ -19,7 +19,8 @@ from typing import Sequence
 import numpy as np
 
 from ..registry import register
-from ._base import ExplainOutput, Explainer, Progress, TapSpec, input_size_wh, resize_maps
+from ._base import ExplainOutput, Explainer, Progress, input_size_wh, resize_maps
+from .cam_base import GradientCAM
 
 # name -> (pytorch_grad_cam class, label, uses gradients)
 FAST_METHODS = {
@@ -104,8 +105,9 @@ def _silence_library_tqdm() -> None:
     ab.tqdm = _QUIET
 
 
-class LibraryCAM(Explainer):
-    """A pytorch-grad-cam method fed from one tapped forward pass (interactive)."""
+class LibraryCAM(GradientCAM):
+    """A pytorch-grad-cam method fed from one tapped forward pass (interactive): the base's taps, the
+    library's own map math."""
 
     def __init__(self, name: str, class_name: str, uses_gradients: bool, description: str = "") -> None:
         self.name = name
@@ -126,10 +128,6 @@ class LibraryCAM(Explainer):
                 lib.activations_and_grads.release()
             self._libs[clf] = lib
         return lib
-
-    def taps(self, clf) -> TapSpec:
-        n = len(clf.target_layers)
-        return TapSpec(list(clf.target_layers), [self.uses_gradients] * n, [False] * n)
 
     def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
         classes = [int(c) for c in classes]
