@@ -15,7 +15,8 @@ from .errors import (BadImageError, ClassIndexError, DuplicatePluginError, Expla
                      IcZooWarning, ImageTooLargeError, InputError, MaskError, PluginContractError, PluginError,
                      PluginUnavailableError,
                      UnknownPluginError, WeightsUnavailableError)
-from .registry import REGISTRY, create, get_spec, instance, list_plugins, register
+from .discovery import create, get_spec, instance, list_plugins
+from .registry import REGISTRY, register
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,9 @@ _LAZY = {
     "Explainer": ("ic_zoo.explainers._base", "Explainer"),
     "ExplainOutput": ("ic_zoo.explainers._base", "ExplainOutput"),
     "GradientCAM": ("ic_zoo.explainers.cam_base", "GradientCAM"),
+    "Command": ("ic_zoo.command", "Command"),
+    "InputGeometry": ("ic_zoo.classifiers._base", "InputGeometry"),
+    "TokenGridReshape": ("ic_zoo.classifiers._base", "TokenGridReshape"),
 }
 
 __all__ = ["register", "create", "instance", "list_plugins", "get_spec", "REGISTRY", "IcZooError",

@@ -129,7 +129,7 @@ def run_bench(models=DEFAULT_MODELS, explainer: str = "gradcam", size: int = 224
                     x = clf.preprocess(edited)
                     top = [int(c) for c in clf.predict_tensor(x).order[:k]]
                     with clf.unfrozen():  # the usual way: parameters require grad, full backward per class
-                        cam = lib_cls(model=_adapter(clf), target_layers=clf.target_layers,
+                        cam = lib_cls(model=clf.logits_module(), target_layers=clf.target_layers,
                                       reshape_transform=clf.reshape_transform)
                         try:
                             ref = np.stack([cam(x, [ClassifierOutputTarget(c)])[0] for c in top])
@@ -172,12 +172,6 @@ def _edited(img, size, r, inpainter):
 
         _EDIT_CACHE[key] = get_inpainter(inpainter).inpaint(img, stroke_mask(size, r))
     return _EDIT_CACHE[key]
-
-
-def _adapter(clf):
-    from .explainers.cam_methods import _adapter as adapter
-
-    return adapter(clf)
 
 
 def format_table(res: dict) -> str:

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from .errors import IcZooError, IcZooWarning
+from .registry import KINDS
 
 
 def _models(args, image=None) -> list[str]:
@@ -35,7 +36,7 @@ def _emit(obj, as_json: bool) -> None:
 # -- list ------------------------------------------------------------------------------------------
 def cmd_list(args) -> int:
     from .discovery import ensure_loaded
-    from .registry import list_plugins
+    from .discovery import list_plugins
 
     report = ensure_loaded()
     specs = list_plugins(args.kind)
@@ -211,20 +212,6 @@ def cmd_bench(args) -> int:
 
 
 # -- parser ----------------------------------------------------------------------------------------
-#: Other modules add subcommands here: name -> (help, add_arguments(parser), run(args) -> int)
-EXTRA_COMMANDS: dict = {}
-
-
-def _register_extra_commands() -> None:
-    for mod in ("ic_zoo.flower2d.cli", "ic_zoo.explain_bench", "ic_zoo.study.cli"):
-        try:
-            __import__(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(mod.rsplit(".", 1)[0]):
-                continue  # that part of ic_zoo is not there (yet)
-            raise
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ic_zoo", description="Interactive Classification: edit an "
                                 "image, compare how classifiers change their minds, see where they look.")
@@ -240,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
 
     sp = sub.add_parser("list", help="plugins with availability and reason")
-    sp.add_argument("--kind", choices=["classifier", "inpainter", "explainer"])
+    sp.add_argument("--kind", choices=list(KINDS))
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=cmd_list)
 
@@ -275,23 +262,38 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_bench)
 
-    _register_extra_commands()
-    for name, (help_, add_args, run) in EXTRA_COMMANDS.items():
-        sp = sub.add_parser(name, help=help_)
-        add_args(sp)
-        if run is not None:  # else add_args set a func per sub-command
-            sp.set_defaults(func=run)
+    from .discovery import instance, list_plugins
+
+    for spec in list_plugins("command"):  # flower2d, explain-bench, vebi, study and plugins' commands
+        if spec.unavailable_reason() is not None:
+            continue
+        sp = sub.add_parser(spec.name, help=spec.description, description=spec.description)
+        try:
+            cmd = instance("command", spec.name)
+            sp.set_defaults(func=cmd.run)  # a command with sub-commands sets func on each of them
+            cmd.add_arguments(sp)
+        except Exception as exc:  # noqa: BLE001 - one broken plugin command must not take the CLI down
+            msg = f"the '{spec.name}' command ({spec.source}) failed to set up: {type(exc).__name__}: {exc}"
+            sp.set_defaults(func=lambda args, m=msg: _fail(m))
     return p
 
 
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--plugins-dir", default=None)
+    plugins_dir = pre.parse_known_args(argv)[0].plugins_dir
+    if plugins_dir:  # discovery reads that folder, before the parser lists the plugins' commands
+        from .discovery import ensure_loaded
+
+        ensure_loaded(plugins_dir=plugins_dir)
     parser = build_parser()
     args = parser.parse_args(argv)
     debug = os.environ.get("IC_ZOO_DEBUG", "") not in ("", "0")
-    if args.plugins_dir:  # before anything discovers plugins
-        from .discovery import PLUGINS_DIR_ENV
-
-        os.environ[PLUGINS_DIR_ENV] = args.plugins_dir
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {message}", file=sys.stderr)

@@ -1,8 +1,10 @@
 """Plugin discovery: built-ins, then installed packages, then a plugins folder, into one registry.
 
 Loading never raises: each source is imported on its own, and what failed is recorded with the
-reason (a missing dependency comes with its ``pip install`` line). A source that fails half-way has
-its registrations rolled back, so the registry never holds half a plugin.
+reason (a missing dependency comes with its ``pip install`` line). Each source's declarations (what
+its modules passed to ``register``) are built into a fresh Registry, checked there, and merged into
+the target only when the whole source loaded, so the registry never holds half a plugin. The import
+graph is one way: ``discovery -> registry``.
 
 Environment:
   IC_ZOO_DISABLE_PLUGIN_AUTOLOAD=1   skip entry points and the plugins folder (tests, locked-down hosts)
@@ -23,7 +25,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .registry import REGISTRY, Registry, _active_registry, _current_log, _current_source, pip_hint
+from typing import Any, Callable
+
+from .registry import DECLARED, REGISTRY, PluginSpec, Registry, within, pip_hint
 
 ENTRY_POINT_GROUP = "ic_zoo.plugins"
 DISABLE_ENV = "IC_ZOO_DISABLE_PLUGIN_AUTOLOAD"
@@ -43,6 +47,10 @@ BUILTIN_MODULES = (
     "ic_zoo.explainers.true_cam",
     "ic_zoo.explainers.occlusion",
     "ic_zoo.explainers.vebi",
+    "ic_zoo.flower2d.cli",
+    "ic_zoo.explain_bench",
+    "ic_zoo.explainers.vebi_cli",
+    "ic_zoo.study.cli",
 )
 
 
@@ -53,6 +61,7 @@ class LoadRecord:
     ok: bool
     registered: list[str] = field(default_factory=list)
     error: str | None = None
+    modules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"source": self.source, "origin": self.origin, "ok": self.ok,
@@ -88,30 +97,37 @@ def _describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {msg}" if msg else type(exc).__name__
 
 
-def _load_one(registry: Registry, source: str, origin: str, loader) -> LoadRecord:
-    log: list = []
-    tok_src = _current_source.set(source)
-    tok_log = _current_log.set(log)
-    tok_reg = _active_registry.set(registry)
+def _load_one(registry: Registry, source: str, origin: str, load: Callable[[], Any], owns: tuple[str, ...]) -> LoadRecord:
+    """Import one source (``load``), build the declarations of the modules it owns (names or package
+    prefixes) into a fresh Registry, and merge that into ``registry``. On any failure nothing is merged
+    and the source's declarations are dropped."""
+    DECLARED.claim(owns)  # what it declares while loading waits for the outcome
+    mods: list[str] = []
     try:
-        result = loader()
+        result = load()
         if callable(result) and origin == "entry point":
             result()  # an entry point may name a function that registers its plugins
+        mods = sorted(m for m in DECLARED.modules() if within(owns, m))
+        fresh = Registry()
+        for d in DECLARED.declarations(mods):
+            fresh.add(d.spec if origin == "built-in" else _relabel(d.spec, source), replace=d.replace)
+        registry.merge(fresh)
     except BaseException as exc:  # noqa: BLE001 - a plugin must never take the app down
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and origin == "built-in":
             raise
-        for kind, name, old in reversed(log):
-            registry._restore(kind, name, old)
-        return LoadRecord(source, origin, False, [], _describe_failure(exc))
-    finally:
-        _current_source.reset(tok_src)
-        _current_log.reset(tok_log)
-        _active_registry.reset(tok_reg)
-    return LoadRecord(source, origin, True, [f"{k}:{n}" for k, n, _ in log])
+        DECLARED.forget(sorted(m for m in DECLARED.modules() if within(owns, m)))
+        return LoadRecord(source, origin, False, [], _describe_failure(exc), tuple(mods))
+    return LoadRecord(source, origin, True, [f"{s.kind}:{s.name}" for s in fresh.specs()], None, tuple(mods))
+
+
+def _relabel(spec: PluginSpec, source: str) -> PluginSpec:
+    import dataclasses
+
+    return dataclasses.replace(spec, source=source)
 
 
 def _import_file(path: Path):
-    mod_name = f"ic_zoo_plugins.{path.stem}"
+    mod_name = _file_module(path)
     spec = importlib.util.spec_from_file_location(mod_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
@@ -125,24 +141,8 @@ def _import_file(path: Path):
     return module
 
 
-def _import_builtin(name: str, registry: Registry):
-    """Built-in modules register into the process registry when first imported; a custom registry
-    gets copies of those specs (modules are never re-imported, so class identities stay stable)."""
-    first = name not in sys.modules
-    tok = _active_registry.set(REGISTRY)
-    try:
-        importlib.import_module(name)
-    finally:
-        _active_registry.reset(tok)
-    if registry is not REGISTRY or not first:
-        log = _current_log.get()
-        for spec in REGISTRY.specs():
-            if getattr(spec.factory, "__module__", None) == name:
-                old = registry._specs.get((spec.kind, spec.name))
-                if registry is not REGISTRY:
-                    registry._specs[(spec.kind, spec.name)] = spec
-                if log is not None:
-                    log.append((spec.kind, spec.name, old))
+def _file_module(path: Path) -> str:
+    return f"ic_zoo_plugins.{path.stem}"
 
 
 def autoload_disabled() -> bool:
@@ -172,7 +172,7 @@ def discover(registry: Registry | None = None, *, builtins: bool = True, entry_p
     if builtins:
         for name in BUILTIN_MODULES:
             report.records.append(_load_one(registry, f"{name} (built-in)", "built-in",
-                                            lambda n=name: _import_builtin(n, registry)))
+                                            lambda n=name: importlib.import_module(n), (name,)))
     if entry_points if entry_points is not None else auto:
         try:
             eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
@@ -182,7 +182,8 @@ def discover(registry: Registry | None = None, *, builtins: bool = True, entry_p
         for ep in eps:
             dist = getattr(getattr(ep, "dist", None), "name", None)
             src = f"{ep.value} (entry point '{ep.name}'" + (f" of {dist})" if dist else ")")
-            report.records.append(_load_one(registry, src, "entry point", ep.load))
+            module = getattr(ep, "module", None) or ep.value.split(":")[0]
+            report.records.append(_load_one(registry, src, "entry point", ep.load, (module.split(".")[0],)))
     folder = None
     if plugins_dir is None:
         folder = plugins_dir_default() if auto else None
@@ -192,7 +193,8 @@ def discover(registry: Registry | None = None, *, builtins: bool = True, entry_p
         for path in sorted(folder.glob("*.py")):
             if path.name.startswith("_"):
                 continue
-            report.records.append(_load_one(registry, str(path), "folder", lambda p=path: _import_file(p)))
+            report.records.append(_load_one(registry, str(path), "folder", lambda p=path: _import_file(p),
+                                            (_file_module(path),)))
     return report
 
 
@@ -201,12 +203,45 @@ _REPORT: LoadReport | None = None
 
 
 def ensure_loaded(**kwargs) -> LoadReport:
-    """Discover into the process registry once; later calls return the same report."""
+    """Discover into the process registry once; later calls return the same report. Declarations made
+    by modules discovery does not load (a script, a notebook) join it then, and as they are made after."""
     global _REPORT
     if _REPORT is None:
         with _LOCK:
             if _REPORT is None:
-                _REPORT = discover(**kwargs)
+                report = discover(**kwargs)
+                for d in DECLARED.declarations(DECLARED.modules()):
+                    if DECLARED.is_source(d.module):
+                        continue
+                    try:
+                        REGISTRY.add(d.spec, replace=d.replace)
+                    except Exception as exc:  # noqa: BLE001 - a clash is reported like a failed source
+                        report.records.append(LoadRecord(d.module, "direct", False, [], _describe_failure(exc),
+                                                         (d.module,)))
+                REGISTRY.loaded = True
+                _REPORT = report
     return _REPORT
 
 
+def loaded() -> Registry:
+    """The process registry, discovered."""
+    ensure_loaded()
+    return REGISTRY
+
+
+def create(kind: str, name: str, **kwargs: Any) -> Any:
+    """Create a plugin from the process registry (discovering plugins on first use)."""
+    return loaded().create(kind, name, **kwargs)
+
+
+def instance(kind: str, name: str, **kwargs: Any) -> Any:
+    """A cached shared plugin object (models are loaded once per process)."""
+    return loaded().instance(kind, name, **kwargs)
+
+
+def list_plugins(kind: str | None = None) -> list[PluginSpec]:
+    return loaded().specs(kind)
+
+
+def get_spec(kind: str, name: str) -> PluginSpec:
+    return loaded().spec(kind, name)

@@ -11,23 +11,33 @@ central list to drift). Nothing heavy is imported here; factories import what th
 
 A factory is any callable returning the plugin object. A name ending in ``:`` registers a namespace:
 ``create("classifier", "timm:convnext_tiny")`` calls the ``timm:`` factory with ``"convnext_tiny"``.
+
+:func:`register` declares: it checks the plugin and records it under the module that declared it
+(:data:`DECLARED`, like timm's ``_module_to_models``). A :class:`Registry` holds specs; discovery
+(``ic_zoo.discovery``) builds each plugin source's declarations into a fresh Registry and merges it
+into the process registry only when the whole source loaded. Declarations from modules discovery does
+not load (a script, a notebook, a test) go straight into the process registry once it is loaded. This
+module imports nothing from discovery.
 """
 from __future__ import annotations
 
-import contextvars
+import dataclasses
 import importlib
 import importlib.util
+import itertools
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
 from .errors import DuplicatePluginError, PluginContractError, PluginUnavailableError, UnknownPluginError
 
-KINDS = ("classifier", "inpainter", "explainer")
+KINDS = ("classifier", "inpainter", "explainer", "command")
 #: each kind's base class, imported only when a plugin class is registered or an object is made
 KIND_BASES = {"classifier": ("ic_zoo.classifiers._base", "Classifier"),
               "inpainter": ("ic_zoo.inpainters._base", "Inpainter"),
-              "explainer": ("ic_zoo.explainers._base", "Explainer")}
+              "explainer": ("ic_zoo.explainers._base", "Explainer"),
+              "command": ("ic_zoo.command", "Command")}
 #: what a plugin class may declare as class attributes instead of register()'s keywords (once: both,
 #: when they differ, is refused)
 CLASS_META = ("description", "cost")
@@ -49,13 +59,6 @@ PIP_NAMES = {
 def pip_hint(module: str) -> str:
     top = module.split(".")[0]
     return f"pip install {PIP_NAMES.get(top, top)}"
-
-
-# Set by discovery while it imports a plugin, so registrations are attributed to their file/package.
-_current_source: contextvars.ContextVar[str | None] = contextvars.ContextVar("ic_zoo_source", default=None)
-_current_log: contextvars.ContextVar[list | None] = contextvars.ContextVar("ic_zoo_log", default=None)
-# The registry that register() writes to; discovery points it at the registry it fills.
-_active_registry: contextvars.ContextVar["Registry | None"] = contextvars.ContextVar("ic_zoo_registry", default=None)
 
 
 def _default_source(factory: Callable) -> str:
@@ -89,6 +92,8 @@ def _missing_hook(kind: str, cls: type, base: type) -> str | None:
         return "_inpaint(image, mask)"
     if kind == "explainer" and not (own("explain") or (own("taps") and own("from_run"))):
         return "explain(clf, x, classes, progress), or taps(clf) with from_run(clf, run, x, classes)"
+    if kind == "command" and not own("add_arguments"):
+        return "add_arguments(parser)"
     for c in cls.__mro__[1:]:  # a base that asks for one of its hooks (ic_zoo.GradientCAM: weights or cam)
         need = vars(c).get("one_of_hooks")
         if need and not any(getattr(cls, h, None) is not getattr(c, h, None) for h in need):
@@ -204,55 +209,139 @@ class PluginSpec:
         }
 
 
+def make_spec(kind: str, name: str, factory: Callable, *, source: str | None = None, description: str = "",
+              requires: tuple[str, ...] | list = (), pip: str = "", check: Callable[[], str | None] | None = None,
+              **meta: Any) -> PluginSpec:
+    """The spec of one registration, checked (:func:`check_declaration`): what :func:`register` and
+    :meth:`Registry.register` both build."""
+    if kind not in KINDS:
+        raise ValueError(f"plugin kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    if not name or not isinstance(name, str):
+        raise ValueError("a plugin needs a non-empty string name")
+    merged = check_declaration(kind, name, factory, {**meta, "description": description})
+    doc = merged.pop("description") or ((factory.__doc__ or "").strip().splitlines() or [""])[0]
+    return PluginSpec(kind, name, factory, source or _default_source(factory), doc, tuple(requires), pip, check,
+                      merged)
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """One register() call: the spec, whether it may replace another source's, the module that made
+    it, and its place in the order of all declarations."""
+
+    spec: PluginSpec
+    replace: bool
+    module: str
+    serial: int
+
+
+class Catalogue:
+    """Every :func:`register` call, by declaring module. A module that is imported again (or a setup
+    function called again) re-declares its plugins in place."""
+
+    def __init__(self) -> None:
+        self._by_module: dict[str, dict[tuple[str, str], Declaration]] = {}
+        self._lock = threading.Lock()
+        self._serial = itertools.count(1)
+        self._sources: set[str] = {"ic_zoo_plugins"}  # plugin files are always imported by discovery
+
+    def claim(self, prefixes) -> None:
+        """Mark modules (names or package prefixes) as plugin sources: their declarations reach a
+        registry only through discovery, which merges them when the whole source has loaded."""
+        with self._lock:
+            self._sources.update(prefixes)
+
+    def is_source(self, module: str) -> bool:
+        with self._lock:
+            return within(self._sources, module)
+
+    def declare(self, module: str, spec: PluginSpec, replace: bool = False) -> Declaration:
+        d = Declaration(spec, replace, module, next(self._serial))
+        with self._lock:
+            self._by_module.setdefault(module, {})[(spec.kind, spec.name)] = d
+        return d
+
+    def modules(self) -> set[str]:
+        with self._lock:
+            return set(self._by_module)
+
+    def declarations(self, modules) -> list[Declaration]:
+        """The declarations of ``modules``, in the order they were made."""
+        with self._lock:
+            out = [d for m in modules for d in self._by_module.get(m, {}).values()]
+        return sorted(out, key=lambda d: d.serial)
+
+    def forget(self, modules) -> None:
+        """Drop what ``modules`` declared (a source that failed half-way)."""
+        with self._lock:
+            for m in modules:
+                self._by_module.pop(m, None)
+
+
+#: Every register() call in this process, by module.
+DECLARED = Catalogue()
+
+
+def within(prefixes, module: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
 class Registry:
-    """Holds plugin specs by (kind, name) and, for shared use, their instances."""
+    """Holds plugin specs by (kind, name) and, for shared use, their instances. ``loaded`` is set on the
+    process registry once discovery has filled it."""
 
     def __init__(self) -> None:
         self._specs: dict[tuple[str, str], PluginSpec] = {}
+        self._replaces: set[tuple[str, str]] = set()  # added with replace=True: may override on merge
         self._instances: dict[tuple, Any] = {}
         self._lock = threading.RLock()
         self._instance_locks: dict[tuple, threading.Lock] = {}
+        self.loaded = False
 
     # -- registration -------------------------------------------------------------------------
-    def register(self, kind: str, name: str, factory: Callable | None = None, *, replace: bool = False,
-                 source: str | None = None, description: str = "", requires: tuple[str, ...] | list = (),
-                 pip: str = "", check: Callable[[], str | None] | None = None, **meta: Any):
-        if kind not in KINDS:
-            raise ValueError(f"plugin kind must be one of {', '.join(KINDS)}, not {kind!r}")
-        if not name or not isinstance(name, str):
-            raise ValueError("a plugin needs a non-empty string name")
+    def register(self, kind: str, name: str, factory: Callable | None = None, *, replace: bool = False, **meta: Any):
+        """Register straight into this registry (same keywords as :func:`register`)."""
 
         def decorate(fn: Callable) -> Callable:
-            src = source or _current_source.get() or _default_source(fn)
-            merged = check_declaration(kind, name, fn, {**meta, "description": description})
-            doc = merged.pop("description") or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
-            spec = PluginSpec(kind, name, fn, src, doc, tuple(requires), pip, check, merged)
-            with self._lock:
-                old = self._specs.get((kind, name))
-                if old is not None and not replace and old.source != src:
-                    raise DuplicatePluginError(
-                        f"{kind} '{name}' from {src} clashes with '{name}' already registered by "
-                        f"{old.source}; rename one of them or pass replace=True")
-                self._specs[(kind, name)] = spec
-                self._instances = {k: v for k, v in self._instances.items() if k[:2] != (kind, name)}
-            log = _current_log.get()
-            if log is not None:
-                log.append((kind, name, old))
+            self.add(make_spec(kind, name, fn, **meta), replace=replace)
             return fn
 
         return decorate(factory) if factory is not None else decorate
 
+    def _clash(self, spec: PluginSpec, replace: bool) -> None:
+        old = self._specs.get((spec.kind, spec.name))
+        if old is not None and not replace and old.source != spec.source:
+            raise DuplicatePluginError(
+                f"{spec.kind} '{spec.name}' from {spec.source} clashes with '{spec.name}' already registered by "
+                f"{old.source}; rename one of them or pass replace=True")
+
+    def _put(self, spec: PluginSpec, replace: bool) -> None:
+        self._specs[(spec.kind, spec.name)] = spec
+        (self._replaces.add if replace else self._replaces.discard)((spec.kind, spec.name))
+        self._instances = {k: v for k, v in self._instances.items() if k[:2] != (spec.kind, spec.name)}
+
+    def add(self, spec: PluginSpec, replace: bool = False) -> None:
+        """Add one spec; a name another source holds is refused unless ``replace``."""
+        with self._lock:
+            self._clash(spec, replace)
+            self._put(spec, replace)
+
+    def merge(self, other: "Registry") -> None:
+        """Add all of ``other``'s specs, or none: a clash is raised before anything is added (a spec
+        added to ``other`` with ``replace=True`` may override)."""
+        with self._lock, other._lock:
+            pairs = [(s, (s.kind, s.name) in other._replaces) for s in other._specs.values()]
+        with self._lock:
+            for s, rep in pairs:
+                self._clash(s, rep)
+            for s, rep in pairs:
+                self._put(s, rep)
+
     def unregister(self, kind: str, name: str) -> None:
         with self._lock:
             self._specs.pop((kind, name), None)
+            self._replaces.discard((kind, name))
             self._instances = {k: v for k, v in self._instances.items() if k[:2] != (kind, name)}
-
-    def _restore(self, kind: str, name: str, old: PluginSpec | None) -> None:
-        with self._lock:
-            if old is None:
-                self._specs.pop((kind, name), None)
-            else:
-                self._specs[(kind, name)] = old
 
     # -- lookup -------------------------------------------------------------------------------
     def resolve(self, kind: str, name: str) -> tuple[PluginSpec, str | None]:
@@ -329,41 +418,29 @@ class Registry:
             self._instances.clear()
 
 
-#: The process-wide registry used by :func:`register`, :func:`create` and discovery.
+#: The process-wide registry: discovery fills it (``ic_zoo.discovery.ensure_loaded``).
 REGISTRY = Registry()
 
 
 def register(kind: str, name: str, factory: Callable | None = None, *, replace: bool = False, **meta: Any):
-    """Register a plugin factory in the default registry; usable as a decorator or a plain call.
+    """Declare a plugin factory; usable as a decorator or a plain call.
 
     Keywords: ``description``, ``requires`` (importable module names), ``pip`` (install line if one
     is missing), ``check`` (callable returning None or a reason it cannot run), and any metadata
-    (e.g. ``cost="slow"`` for explainers). A name already taken raises DuplicatePluginError naming
-    both sources, unless ``replace=True``.
+    (e.g. ``cost="slow"`` for explainers). The declaration is checked now (one sentence if it breaks
+    the contract). A plugin module's declarations reach the process registry when discovery loads that
+    module; anyone else's (a script, a notebook) as soon as it is made, once the registry is loaded. A
+    name already taken raises DuplicatePluginError naming both sources, unless ``replace=True``.
     """
-    return (_active_registry.get() or REGISTRY).register(kind, name, factory, replace=replace, **meta)
+    module = sys._getframe(1).f_globals.get("__name__", "") or ""  # the declaring module (as warnings does)
 
+    def decorate(fn: Callable) -> Callable:
+        spec = make_spec(kind, name, fn, **meta)
+        if module == "__main__" or not module.startswith("ic_zoo."):
+            spec = dataclasses.replace(spec, source=module or spec.source)
+        DECLARED.declare(module, spec, replace)
+        if REGISTRY.loaded and not DECLARED.is_source(module):
+            REGISTRY.add(spec, replace=replace)
+        return fn
 
-def _loaded() -> Registry:
-    from .discovery import ensure_loaded
-
-    ensure_loaded()
-    return REGISTRY
-
-
-def create(kind: str, name: str, **kwargs: Any) -> Any:
-    """Create a plugin from the default registry (discovering plugins on first use)."""
-    return _loaded().create(kind, name, **kwargs)
-
-
-def instance(kind: str, name: str, **kwargs: Any) -> Any:
-    """A cached shared plugin object (models are loaded once per process)."""
-    return _loaded().instance(kind, name, **kwargs)
-
-
-def list_plugins(kind: str | None = None) -> list[PluginSpec]:
-    return _loaded().specs(kind)
-
-
-def get_spec(kind: str, name: str) -> PluginSpec:
-    return _loaded().spec(kind, name)
+    return decorate(factory) if factory is not None else decorate

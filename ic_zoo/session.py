@@ -32,7 +32,7 @@ Progress = Callable[[float, str], None]
 
 def get_classifier(name: str, pretrained: bool = True, device: str | None = None):
     """The process-wide classifier for ``name`` (loaded once, shared by every session)."""
-    from .registry import instance
+    from .discovery import instance
 
     return instance("classifier", name, pretrained=pretrained, device=device)
 
@@ -42,7 +42,7 @@ def get_inpainter(name: str, **params):
     is an InputError with one sentence (not a TypeError or ValueError from its constructor)."""
     import inspect
 
-    from .registry import get_spec, instance
+    from .discovery import get_spec, instance
 
     spec = get_spec("inpainter", name)
     try:
@@ -62,7 +62,7 @@ def get_inpainter(name: str, **params):
 
 
 def get_explainer(name: str):
-    from .registry import instance
+    from .discovery import instance
 
     return instance("explainer", name)
 
@@ -487,7 +487,7 @@ class Session:
             x = st.x
         if spec is not None:
             run = clf.run(x, spec.layers, spec.grad, spec.use_input)
-            pred = clf._prediction(run.logits)
+            pred = clf.prediction(run.logits)
             st_new = _ImageState(x, pred, run, want, st.maps if st is not None else {})
         else:
             st_new = _ImageState(x, clf.predict_tensor(x))
@@ -639,7 +639,7 @@ class Session:
                         progress: Progress | None = None) -> dict:
         """Re-run the last edit with every inpainter: the spread of the confidence change tells an
         effect of the model from an artefact of the filler."""
-        from .registry import list_plugins
+        from .discovery import list_plugins
 
         with self._lock:
             if not self._edits:
@@ -703,9 +703,7 @@ class Session:
         ex = get_explainer(explainer)
         with self._lock:
             clf = self.classifier(name)
-            rand = clf._extras.get("randomized_head")
-            if rand is None:
-                rand = clf._extras["randomized_head"] = clf.with_randomized_head()
+            rand = clf.cached("randomized_head", clf.with_randomized_head)
             real = self.explain(name, int(cls), explainer)
             x = self._state(name, self.version).x
             r = ex.explain(rand, x, [int(cls)]).raw[0]

@@ -26,7 +26,7 @@ MAX_DEFAULT = 4
 
 
 def _reason(name: str) -> str | None:
-    from .registry import get_spec
+    from .discovery import get_spec
 
     try:
         return get_spec("classifier", name).unavailable_reason()
@@ -45,9 +45,9 @@ def imagenet_unavailable() -> dict[str, str]:
 
 
 def offline_zoo() -> list[str]:
-    from .registry import REGISTRY, _loaded
+    from .discovery import REGISTRY, loaded
 
-    _loaded()
+    loaded()
     return [m for m in FLOWER2D_DEFAULT if ("classifier", m) in REGISTRY]
 
 
@@ -117,7 +117,7 @@ def image_domain(image: np.ndarray) -> str:
 
 def model_domain(name: str) -> str:
     """The domain a classifier was trained for: "flower2d" for the Flower2D zoo, else "imagenet"."""
-    from .registry import get_spec
+    from .discovery import get_spec
 
     try:
         spec = get_spec("classifier", name)
@@ -149,9 +149,9 @@ TYPED_FORMS = "a registered name (python -m ic_zoo list), timm:<name>, torchvisi
 def resolve_model(name: str, pretrained: bool = True) -> str:
     """Check a model name before anything loads and return the key to use; raise an IcZooError with one
     sentence when it cannot work here. The CLI and the app both call this."""
-    from .registry import _loaded
+    from .discovery import loaded
 
-    reg = _loaded()
+    reg = loaded()
     if not isinstance(name, str) or not name.strip():
         raise UnknownPluginError(f"A model name is empty; type {TYPED_FORMS}.")
     name = name.strip()

@@ -150,16 +150,11 @@ def test_hf_vit_fast_path_equals_library(photo):
         def forward(self, x):
             return self.model(pixel_values=x).logits
 
-    clf = Tiny()
-    clf.key, clf.model, clf.labels = "tiny-hf-vit", model, list("abcd")
-    clf.geometry = InputGeometry((64, 64), None)
     import torchvision.transforms as T
 
-    clf.transform = T.Compose([T.Resize((64, 64)), T.ToTensor()])
-    clf.family = "vit"
-    clf._finish_init("cpu")
-    clf.target_layers = [clf.model.vit.layers[-1].layernorm_before]
-    clf.reshape_transform = TokenGridReshape((4, 4), 1)
+    clf = Tiny(model, list("abcd"), T.Compose([T.Resize((64, 64)), T.ToTensor()]), InputGeometry((64, 64), None),
+               [model.vit.layers[-1].layernorm_before], key="tiny-hf-vit",
+               reshape_transform=TokenGridReshape((4, 4), 1), device="cpu")
     x = clf.preprocess(photo)
     ours = ic_zoo.instance("explainer", "gradcam").explain(clf, x, [0, 1, 2, 3])
     ref = _library_maps(clf, "GradCAM", x, [0, 1, 2, 3])

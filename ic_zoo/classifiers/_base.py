@@ -44,6 +44,14 @@ class InputGeometry:
             return (new_long, new_short) if w <= h else (new_short, new_long)
         return int(self.resize[0]), int(self.resize[1])
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(h, w) of the model input: the crop, else an exact resize (224 x 224 when only the short side
+        is fixed)."""
+        if self.crop is not None:
+            return int(self.crop[0]), int(self.crop[1])
+        return (int(self.resize[0]), int(self.resize[1])) if isinstance(self.resize, tuple) else (224, 224)
+
     def box(self, h: int, w: int) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) in original-image pixels of the region the model sees."""
         rh, rw = self.resized_size(h, w)
@@ -166,35 +174,84 @@ class Run:
 
 
 class Classifier:
-    """Base class: subclasses set the attributes in ``__init__`` (see the backends for examples)."""
+    """A model with what travels with its weights, built in one call (as timm's ``build_model_with_cfg``
+    builds a model from its ``PretrainedCfg``)::
 
-    key: str = ""
-    labels: list[str]
-    model: torch.nn.Module
-    transform: Callable[[Image.Image], torch.Tensor]
-    geometry: InputGeometry
-    target_layers: list[torch.nn.Module]
-    reshape_transform: Callable | None = None
-    norm: tuple = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # (mean, std) of the input, in [0, 1] units
-    pretrained: bool = False
-    weights_source: str = "random"
-    family: str = ""  # "cnn" or "vit"
+        Classifier(model, labels, transform, InputGeometry(256, (224, 224)), [model.layer4[-1]],
+                   key="my-resnet", norm=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
 
-    def _finish_init(self, device: torch.device | str | None) -> None:
+    ``model`` returns logits (B, C) (override :meth:`forward` when it returns an object, as transformers
+    models do); ``labels`` names the C classes; ``transform`` turns a PIL image into the input tensor, the
+    model's own preprocessing; ``geometry`` says which part of the image the input shows;
+    ``target_layers`` are modules of ``model`` that the CAM family taps; ``reshape_transform`` turns a
+    ViT's tokens into a (B, C, h, w) grid. ``norm`` is the input's (mean, std) in [0, 1] units (read off a
+    ``Normalize`` step of ``transform`` when not given). The model is put in eval mode on ``device`` with
+    its parameters frozen. Subclasses add :meth:`cam_head` (true CAM) or :meth:`forward`.
+    """
+
+    def __init__(self, model: torch.nn.Module, labels: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
+                 geometry: InputGeometry, target_layers: Sequence[torch.nn.Module], *, key: str = "",
+                 reshape_transform: Callable | None = None, norm: tuple | None = None, family: str | None = None,
+                 pretrained: bool = False, weights_source: str = "random",
+                 device: torch.device | str | None = None) -> None:
+        from ..errors import PluginContractError
+
+        what = f"classifier '{key}'" if key else "a classifier"
+        if not isinstance(model, torch.nn.Module):
+            raise PluginContractError(f"{what} needs an nn.Module as its model, not a {type(model).__name__}")
+        labels = [str(label) for label in labels]
+        if not labels:
+            raise PluginContractError(f"{what} has no class labels")
+        if not isinstance(geometry, InputGeometry):
+            raise PluginContractError(f"{what} needs its geometry as an InputGeometry(resize, crop)")
+        modules = {id(m) for m in model.modules()}
+        target_layers = list(target_layers)
+        if not target_layers or any(id(t) not in modules for t in target_layers):
+            raise PluginContractError(f"{what} needs target layers that are modules of its model")
+        self.key = key
+        self.labels = labels
+        self.transform = transform
+        self.geometry = geometry
+        self.target_layers = target_layers
+        self.reshape_transform = reshape_transform
+        self.norm = norm if norm is not None else _norm_of(transform)
+        self.family = family or ("vit" if reshape_transform is not None else "cnn")
+        self.pretrained = bool(pretrained)
+        self.weights_source = weights_source if pretrained else "random"
         self.device = torch.device(device) if device is not None else default_device()
-        self.model = self.model.eval().to(self.device)
+        # eval() and to() work in place, so the target layers stay the model's own modules
+        self.model = model.eval().to(self.device)
         # Frozen parameters: a forward builds no autograd graph unless a tap starts one.
         self.model.requires_grad_(False)
+        self._fresh_caches()
+
+    def _fresh_caches(self) -> None:
         self.lock = threading.RLock()
         self._weights_hash: str | None = None
-        self._extras: dict[str, Any] = {}
+        self._cache: dict[str, Any] = {}
+
+    def cached(self, name: str, make: Callable[[], Any]) -> Any:
+        """What ``make()`` returns, made once per classifier and kept with it (an explainer's fitted
+        state, a derived model): dropped with the classifier, never shared with a copy."""
+        with self.lock:
+            if name not in self._cache:
+                self._cache[name] = make()
+            return self._cache[name]
+
+    def forget(self, name: str) -> None:
+        """Drop what :meth:`cached` keeps under ``name`` (it is made again on next use)."""
+        with self.lock:
+            self._cache.pop(name, None)
+
+    def logits_module(self) -> torch.nn.Module:
+        """An ``nn.Module`` whose forward is :meth:`forward` (logits), for libraries that take a module
+        (pytorch-grad-cam, Captum) when the model itself returns an object."""
+        return self.cached("logits_module", lambda: _LogitsModule(self))
 
     # -- input -------------------------------------------------------------------------------
     @property
     def input_size(self) -> tuple[int, int]:
-        if self.geometry.crop is not None:
-            return tuple(self.geometry.crop)
-        return tuple(self.geometry.resize) if isinstance(self.geometry.resize, tuple) else (224, 224)
+        return self.geometry.input_size
 
     @property
     def num_classes(self) -> int:
@@ -234,12 +291,13 @@ class Classifier:
     def predict_tensor(self, x: torch.Tensor) -> Prediction:
         with self.lock, torch.inference_mode():
             logits = self.forward(x)
-        return self._prediction(logits)
+        return self.prediction(logits)
 
     def predict(self, image: np.ndarray) -> Prediction:
         return self.predict_tensor(self.preprocess(image))
 
-    def _prediction(self, logits: torch.Tensor) -> Prediction:
+    def prediction(self, logits: torch.Tensor) -> Prediction:
+        """Logits (1, C), from :meth:`forward` or a :meth:`run`, as a Prediction (probabilities, top-k)."""
         lg = logits.detach()[0].float()
         probs = torch.softmax(lg, dim=0)
         return Prediction(lg.cpu().numpy(), probs.cpu().numpy(), self.labels)
@@ -348,9 +406,7 @@ class Classifier:
         clone = copy.copy(self)
         clone.model = model
         clone.key = f"{self.key} (randomised head)"
-        clone.lock = threading.RLock()
-        clone._weights_hash = None
-        clone._extras = {}
+        clone._fresh_caches()
         clone.target_layers = [model.get_submodule(names[id(m)]) for m in self.target_layers]
         return clone
 
@@ -366,6 +422,24 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.key} pretrained={self.pretrained} on {self.device}>"
+
+
+class _LogitsModule(torch.nn.Module):
+    def __init__(self, clf: Classifier) -> None:
+        super().__init__()
+        self.inner = clf.model  # registered, so .modules() / hooks see the real layers
+        self._clf = [clf]  # not a submodule
+
+    def forward(self, x):
+        return self._clf[0].forward(x)
+
+
+def _norm_of(transform) -> tuple:
+    """(mean, std) of the last ``Normalize`` step of a torchvision ``Compose``, else no normalisation."""
+    for step in reversed(getattr(transform, "transforms", [transform])):
+        if type(step).__name__ == "Normalize":
+            return tuple(float(v) for v in step.mean), tuple(float(v) for v in step.std)
+    return (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
 
 
 def paste_maps(maps: np.ndarray, box: tuple[float, float, float, float], shape: tuple[int, int]) -> np.ndarray:

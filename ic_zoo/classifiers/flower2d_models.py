@@ -29,10 +29,9 @@ def shipped() -> dict[str, tuple[str, str, Path]]:
 
 
 def _build(key: str, variant: str, arch: str, cfg_path: Path, pretrained: bool = True, device=None):
-    import torch
-
     from ..flower2d.models import Flower2DTransform, build
-    from ._base import CamHead, Classifier, InputGeometry, TokenGridReshape
+    from ._base import InputGeometry, TokenGridReshape
+    from .backends import Flower2DClassifier
 
     cfg = json.loads(cfg_path.read_text())
     model = build(arch, cfg["num_classes"])
@@ -41,38 +40,20 @@ def _build(key: str, variant: str, arch: str, cfg_path: Path, pretrained: bool =
 
         model.load_state_dict(load_file(str(cfg_path.with_suffix(".safetensors"))))
 
-    class Flower2DClassifier(Classifier):
-        def cam_head(self):
-            if arch == "squeezenet":
-                return CamHead(self.model.classifier[2], lambda a, classes: a[:, list(classes)])
-            if arch == "resnet":
-                w = self.model.fc.weight
-                return CamHead(self.model.avgpool, lambda a, classes: torch.einsum("kc,bchw->bkhw", w[list(classes)], a),
-                               use_input=True)
-            return None
-
-    clf = Flower2DClassifier()
-    clf.key = key
-    clf.model = model
-    clf.labels = list(cfg["labels"])
-    clf.transform = Flower2DTransform(cfg["input_size"], cfg["mean"], cfg["std"])
-    clf.geometry = InputGeometry((cfg["input_size"], cfg["input_size"]), None)
-    clf.norm = (tuple(cfg["mean"]), tuple(cfg["std"]))
-    clf.pretrained = pretrained
-    clf.weights_source = str(cfg_path.with_suffix(".safetensors").relative_to(WEIGHTS_DIR.parents[1])) \
-        if pretrained else "random"
-    clf.family = "vit" if arch == "vit" else "cnn"
-    clf.config = cfg
-    clf.variant = variant
-    clf._finish_init(device)
     if arch == "squeezenet":
-        clf.target_layers = [clf.model.features[-1]]
+        target_layers, reshape = [model.features[-1]], None
     elif arch == "resnet":
-        clf.target_layers = [clf.model.layer3]
+        target_layers, reshape = [model.layer3], None
     else:
-        clf.target_layers = [clf.model.blocks[-1].norm1]
-        clf.reshape_transform = TokenGridReshape(clf.model.patch_embed.grid_size, clf.model.num_prefix_tokens)
-    return clf
+        target_layers = [model.blocks[-1].norm1]
+        reshape = TokenGridReshape(model.patch_embed.grid_size, model.num_prefix_tokens)
+    weights = cfg_path.with_suffix(".safetensors")
+    return Flower2DClassifier(arch, cfg, variant, model, list(cfg["labels"]),
+                              Flower2DTransform(cfg["input_size"], cfg["mean"], cfg["std"]),
+                              InputGeometry((cfg["input_size"], cfg["input_size"]), None), target_layers, key=key,
+                              reshape_transform=reshape, norm=(tuple(cfg["mean"]), tuple(cfg["std"])),
+                              family="vit" if arch == "vit" else "cnn", pretrained=pretrained,
+                              weights_source=str(weights.relative_to(WEIGHTS_DIR.parents[1])), device=device)
 
 
 def _register_all() -> None:

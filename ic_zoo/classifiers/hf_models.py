@@ -39,8 +39,9 @@ def _build(repo: str, pretrained: bool = True, device=None):
 
     from ..errors import WeightsUnavailableError
     from ..weights import hf_cache_dir, require_hf_weights
-    from ._base import Classifier, TokenGridReshape
+    from ._base import TokenGridReshape
     from ._layers import last_spatial_layer
+    from .backends import HFClassifier
 
     key = f"hf-hub:{repo}"
     files = ("model.safetensors", "pytorch_model.bin") if pretrained else ("config.json",)
@@ -59,34 +60,24 @@ def _build(repo: str, pretrained: bool = True, device=None):
     def transform(pil):
         return processor(images=pil, return_tensors="pt")["pixel_values"]
 
-    class HFClassifier(Classifier):
-        def forward(self, x):
-            return self.model(pixel_values=x).logits
-
-    clf = HFClassifier()
-    clf.key = key
-    clf.model = model
     cfg = model.config
-    clf.labels = [str(cfg.id2label.get(i, f"class {i}")) for i in range(cfg.num_labels)]
-    clf.transform = transform
-    clf.geometry = _geometry(processor)
+    labels = [str(cfg.id2label.get(i, f"class {i}")) for i in range(cfg.num_labels)]
+    norm = None
     if getattr(processor, "do_normalize", True) and getattr(processor, "image_mean", None) is not None:
-        clf.norm = (tuple(processor.image_mean), tuple(processor.image_std))
-    else:
-        clf.norm = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    clf.pretrained = pretrained
-    clf.weights_source = repo if pretrained else "random"
+        norm = (tuple(processor.image_mean), tuple(processor.image_std))
+    geometry = _geometry(processor)
     names = [n for n, _ in model.named_modules() if re.search(r"(?:^|\.)layers?\.\d+\.layernorm_before$", n)]
-    clf.family = "vit" if names and getattr(cfg, "patch_size", None) else "cnn"
-    clf._finish_init(device)
-    if clf.family == "vit":
-        clf.target_layers = [clf.model.get_submodule(names[-1])]
-        h, w = clf.input_size
+    reshape = None
+    if names and getattr(cfg, "patch_size", None):
+        target_layers = [model.get_submodule(names[-1])]
+        h, w = geometry.input_size
         ps = cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0]
-        clf.reshape_transform = TokenGridReshape((h // ps, w // ps), 1)
+        reshape = TokenGridReshape((h // ps, w // ps), 1)
     else:
-        clf.target_layers = [last_spatial_layer(clf.model, clf.input_size, call=lambda m, x: m(pixel_values=x))]
-    return clf
+        target_layers = [last_spatial_layer(model, geometry.input_size, call=lambda m, x: m(pixel_values=x))]
+    return HFClassifier(model, labels, transform, geometry, target_layers, key=key, reshape_transform=reshape,
+                        norm=norm or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), family="vit" if reshape else "cnn",
+                        pretrained=pretrained, weights_source=repo, device=device)
 
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")

@@ -46,13 +46,13 @@ def _reason(name: str) -> str | None:
 
 def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
     import timm
-    import torch
     from timm.data import ImageNetInfo, create_transform, infer_imagenet_subset, resolve_data_config
 
     from ..errors import UnknownPluginError
     from ..weights import require_hf_weights
-    from ._base import CamHead, Classifier, InputGeometry, TokenGridReshape, geometry_from_transform
+    from ._base import InputGeometry, TokenGridReshape, geometry_from_transform
     from ._layers import last_spatial_layer
+    from .backends import TimmClassifier
 
     if not timm.is_model(name.split(".")[0]):
         raise UnknownPluginError(f"timm has no model called '{name}'.")
@@ -88,50 +88,24 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
     else:
         labels = [f"class {i}" for i in range(num_classes)]
 
-    class TimmClassifier(Classifier):
-        def cam_head(self):
-            pool = getattr(self.model, "global_pool", None)
-            fc = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
-            if self.family != "cnn" or pool is None or not isinstance(fc, torch.nn.Linear):
-                return None
-            if getattr(pool, "pool_type", None) != "avg":
-                return None
-            if not isinstance(getattr(self.model, "head_drop", torch.nn.Identity()), (torch.nn.Dropout, torch.nn.Identity)):
-                return None
-            w = fc.weight
-
-            def to_maps(a, classes):  # Zhou et al.: sum_k w_ck f_k(x, y), bias left out
-                return torch.einsum("kc,bchw->bkhw", w[list(classes)], a)
-
-            return CamHead(pool, to_maps, use_input=True)
-
-    clf = TimmClassifier()
-    clf.key = key
-    clf.model = model
-    clf.labels = labels
-    clf.transform = tf
-    clf.geometry = geometry
-    clf.norm = (tuple(data_cfg["mean"]), tuple(data_cfg["std"]))
-    clf.pretrained = pretrained
-    if embedded is not None:
-        clf.weights_source = f"{embedded.pip} (embedded; sha256 {embedded.sha256[:16]})"
-    else:
-        clf.weights_source = (model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or name) \
-            if pretrained else "random"
     is_vit = hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model.patch_embed, "grid_size")
-    clf.family = "vit" if is_vit else "cnn"
-    clf._finish_init(device)
+    reshape = None
     if is_vit:
-        clf.target_layers = [clf.model.blocks[-1].norm1]
-        clf.reshape_transform = TokenGridReshape(clf.model.patch_embed.grid_size,
-                                                 getattr(clf.model, "num_prefix_tokens", 1))
+        target_layers = [model.blocks[-1].norm1]
+        reshape = TokenGridReshape(model.patch_embed.grid_size, getattr(model, "num_prefix_tokens", 1))
     else:
-        info = getattr(clf.model, "feature_info", None)
+        info = getattr(model, "feature_info", None)
         try:
-            clf.target_layers = [clf.model.get_submodule(info[-1]["module"])]
+            target_layers = [model.get_submodule(info[-1]["module"])]
         except Exception:
-            clf.target_layers = [last_spatial_layer(clf.model, tuple(data_cfg["input_size"][1:]))]
-    return clf
+            target_layers = [last_spatial_layer(model, tuple(data_cfg["input_size"][1:]))]
+    if embedded is not None:
+        source = f"{embedded.pip} (embedded; sha256 {embedded.sha256[:16]})"
+    else:
+        source = model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or name
+    return TimmClassifier(model, labels, tf, geometry, target_layers, key=key, reshape_transform=reshape,
+                          norm=(tuple(data_cfg["mean"]), tuple(data_cfg["std"])), family="vit" if is_vit else "cnn",
+                          pretrained=pretrained, weights_source=source, device=device)
 
 
 def _named(name: str, description: str, family: str, **meta):

@@ -41,11 +41,11 @@ def _target_layers(arch: str, model):
 
 
 def _build(arch: str, key: str, pretrained: bool = True, device=None):
-    import torch
     from torchvision.models import get_model
 
     from ..weights import require_url_weights, torch_checkpoint_dir
-    from ._base import CamHead, Classifier, InputGeometry
+    from ._base import InputGeometry
+    from .backends import TorchvisionClassifier
 
     weights = _weights_enum(arch)
     if pretrained:
@@ -55,37 +55,10 @@ def _build(arch: str, key: str, pretrained: bool = True, device=None):
         model.load_state_dict(weights.get_state_dict(progress=False, check_hash=True))
     tf = weights.transforms()
 
-    class TorchvisionClassifier(Classifier):
-        def cam_head(self):
-            head = getattr(self.model, "classifier", None)
-            if arch.startswith("squeezenet"):
-                # Dropout -> Conv1x1(512 -> C) -> ReLU -> global average pool: the ReLU output is the
-                # stack of class maps, and its spatial mean is the logit (the seed's CAM).
-                return CamHead(head[2], lambda a, classes: a[:, list(classes)])
-            fc = getattr(self.model, "fc", None)
-            pool = getattr(self.model, "avgpool", None)
-            if isinstance(fc, torch.nn.Linear) and isinstance(pool, torch.nn.AdaptiveAvgPool2d):
-                w = fc.weight
-
-                def to_maps(a, classes):  # Zhou et al.: sum_k w_ck f_k(x, y), bias left out
-                    return torch.einsum("kc,bchw->bkhw", w[list(classes)], a)
-
-                return CamHead(pool, to_maps, use_input=True)
-            return None
-
-    clf = TorchvisionClassifier()
-    clf.key = key
-    clf.model = model
-    clf.labels = list(weights.meta["categories"])
-    clf.transform = tf
-    clf.geometry = InputGeometry(int(tf.resize_size[0]), (int(tf.crop_size[0]), int(tf.crop_size[0])))
-    clf.norm = (tuple(tf.mean), tuple(tf.std))
-    clf.pretrained = pretrained
-    clf.weights_source = weights.url if pretrained else "random"
-    clf.family = "cnn"
-    clf._finish_init(device)
-    clf.target_layers = _target_layers(arch, clf.model)
-    return clf
+    return TorchvisionClassifier(arch, model, list(weights.meta["categories"]), tf,
+                                 InputGeometry(int(tf.resize_size[0]), (int(tf.crop_size[0]), int(tf.crop_size[0]))),
+                                 _target_layers(arch, model), key=key, norm=(tuple(tf.mean), tuple(tf.std)),
+                                 family="cnn", pretrained=pretrained, weights_source=weights.url, device=device)
 
 
 @register("classifier", "squeezenet1_1", requires=("torchvision",), check=lambda: _reason("squeezenet1_1"),

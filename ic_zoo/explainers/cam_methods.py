@@ -41,24 +41,6 @@ SLOW_METHODS = {
 }
 
 
-def _adapter(clf):
-    """nn.Module view of a classifier whose forward returns logits (transformers return objects)."""
-    import torch
-
-    cached = clf._extras.get("logits_module")
-    if cached is None:
-        class LogitsModule(torch.nn.Module):
-            def __init__(self, inner):
-                super().__init__()
-                self.inner = inner
-
-            def forward(self, x):
-                return clf.forward(x)
-
-        cached = clf._extras["logits_module"] = LogitsModule(clf.model)
-    return cached
-
-
 class _QuietTqdm:
     """Stands in for the ``tqdm`` module inside pytorch-grad-cam. In a thread that ic_zoo is running a
     slow method in, progress goes to that call's callback and nothing is printed; anywhere else (another
@@ -124,7 +106,7 @@ class LibraryCAM(GradientCAM):
 
             with clf.lock:
                 lib = getattr(pytorch_grad_cam, self.class_name)(
-                    model=_adapter(clf), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
+                    model=clf.logits_module(), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
                 lib.activations_and_grads.release()
             self._libs[clf] = lib
         return lib
@@ -215,7 +197,7 @@ class SlowLibraryCAM(Explainer):
                     raw_store.append(np.sum(np.asarray(cam_per_target_layer), axis=1).astype(np.float32))
                 return super().aggregate_multi_layers(cam_per_target_layer)
 
-        kwargs = dict(model=_adapter(clf), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
+        kwargs = dict(model=clf.logits_module(), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
         if self.class_name == "AblationCAM":
             kwargs["ablation_layer"] = AblationLayerVit() if clf.reshape_transform is not None else AblationLayer()
         if self.class_name == "FullGrad":

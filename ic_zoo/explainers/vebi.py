@@ -171,28 +171,26 @@ def relevance_path(clf) -> Path:
 
 
 def load_relevance(clf) -> Relevance | None:
-    cached = clf._extras.get("vebi_relevance")
-    if cached is None:
-        p = relevance_path(clf)
-        if not _sibling(p, ".json").is_file():
-            return None
-        cached = clf._extras["vebi_relevance"] = Relevance.load(p)
-    return cached
+    p = relevance_path(clf)
+    rel = clf.cached("vebi_relevance", lambda: Relevance.load(p) if _sibling(p, ".json").is_file() else None)
+    if rel is None:
+        clf.forget("vebi_relevance")  # not fitted yet: look again next time
+    return rel
 
 
 # -- guided backprop with the stride fix ---------------------------------------------------------------
 def _guided_copy(clf):
     """A copy of the model whose ReLUs backpropagate only positive signal where the input was positive
     (guided backprop) and whose strided convolutions backpropagate with the stride fix."""
+    return clf.cached("vebi_guided", lambda: _make_guided_copy(clf))
+
+
+def _make_guided_copy(clf):
     import copy
 
     import torch
     from torch import nn
     import torch.nn.functional as F
-
-    cached = clf._extras.get("vebi_guided")
-    if cached is not None:
-        return cached
 
     class GuidedReLUFn(torch.autograd.Function):
         @staticmethod
@@ -246,7 +244,6 @@ def _guided_copy(clf):
             elif isinstance(child, nn.Conv2d) and max(child.stride) > 1:
                 setattr(mod, child_name, StrideFixConv2d(child))
     model.requires_grad_(False)
-    clf._extras["vebi_guided"] = model
     return model
 
 
@@ -311,16 +308,15 @@ def _guided_copy_plain(clf):
     """Guided backprop without the stride fix (the ablation the paper's fix is measured against)."""
     import copy
 
-    cached = clf._extras.get("vebi_guided_plain")
-    if cached is None:
-        fixed = _guided_copy(clf)
-        cached = copy.deepcopy(fixed)
-        for name, mod in list(cached.named_modules()):
+    def make():
+        plain = copy.deepcopy(_guided_copy(clf))
+        for name, mod in list(plain.named_modules()):
             for child_name, child in list(mod.named_children()):
                 if type(child).__name__ == "StrideFixConv2d":
                     setattr(mod, child_name, child.conv)
-        clf._extras["vebi_guided_plain"] = cached
-    return cached
+        return plain
+
+    return clf.cached("vebi_guided_plain", make)
 
 
 # -- fitting -----------------------------------------------------------------------------------------

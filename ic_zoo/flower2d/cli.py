@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..cli import EXTRA_COMMANDS
+from ..command import Command
+from ..registry import register
 
 
 def cmd_generate(args) -> int:
@@ -142,4 +143,7 @@ def add_arguments(p) -> None:
     e.set_defaults(func=cmd_evaluate)
 
 
-EXTRA_COMMANDS["flower2d"] = ("Flower2D: generate the ground-truth dataset, train its models", add_arguments, None)
+@register("command", "flower2d", description="Flower2D: generate the ground-truth dataset, train its models")
+class Flower2DCommand(Command):
+    def add_arguments(self, parser) -> None:
+        add_arguments(parser)

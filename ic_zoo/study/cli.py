@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from ..cli import EXTRA_COMMANDS
-from .definition import StudyError
+from ..command import Command
+from ..registry import register
 
 
 def _engine(args):
@@ -130,4 +130,7 @@ def add_args(p) -> None:
     c.set_defaults(func=cmd_check)
 
 
-EXTRA_COMMANDS["study"] = ("user studies: export, replay, progress, links, check a study file", add_args, None)
+@register("command", "study", description="user studies: export, replay, progress, links, check a study file")
+class StudyCommand(Command):
+    def add_arguments(self, parser) -> None:
+        add_args(parser)

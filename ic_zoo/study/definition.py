@@ -233,9 +233,9 @@ def load_study(path: str | Path) -> Study:
 
 def check_models(study: Study) -> list[str]:
     """Problems with the models / explainers / inpainters the study names (empty when fine)."""
-    from ..registry import REGISTRY, _loaded
+    from ..discovery import REGISTRY, loaded
 
-    _loaded()
+    loaded()
     out = []
     for t in study.tasks:
         for m in t.models:

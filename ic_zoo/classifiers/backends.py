@@ -1,0 +1,79 @@
+"""The Classifier subclass of each backend, at module level: what a backend adds to the base class
+(true CAM's head, a forward for models that return objects, the Flower2D config). The ``*_models``
+modules register the backends and build these; this module imports torch, they do not.
+"""
+from __future__ import annotations
+
+import torch
+
+from ._base import CamHead, Classifier
+
+
+def _linear_cam(fc: torch.nn.Linear):
+    w = fc.weight
+
+    def to_maps(a, classes):  # Zhou et al.: sum_k w_ck f_k(x, y), bias left out
+        return torch.einsum("kc,bchw->bkhw", w[list(classes)], a)
+
+    return to_maps
+
+
+def _relu_maps(a, classes):  # a 1x1-conv head's ReLU output is the stack of class maps (SqueezeNet)
+    return a[:, list(classes)]
+
+
+class TimmClassifier(Classifier):
+    """A timm model: preprocessing from its pretrained config, true CAM on GAP + linear CNN heads."""
+
+    def cam_head(self):
+        pool = getattr(self.model, "global_pool", None)
+        fc = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
+        if self.family != "cnn" or pool is None or not isinstance(fc, torch.nn.Linear):
+            return None
+        if getattr(pool, "pool_type", None) != "avg":
+            return None
+        if not isinstance(getattr(self.model, "head_drop", torch.nn.Identity()), (torch.nn.Dropout, torch.nn.Identity)):
+            return None
+        return CamHead(pool, _linear_cam(fc), use_input=True)
+
+
+class TorchvisionClassifier(Classifier):
+    """A torchvision model (weights enum preprocessing); true CAM on SqueezeNet and GAP + fc heads."""
+
+    def __init__(self, arch: str, *args, **kwargs) -> None:
+        self.arch = arch
+        super().__init__(*args, **kwargs)
+
+    def cam_head(self):
+        head = getattr(self.model, "classifier", None)
+        if self.arch.startswith("squeezenet"):
+            # Dropout -> Conv1x1(512 -> C) -> ReLU -> global average pool: the ReLU output is the
+            # stack of class maps, and its spatial mean is the logit (the seed's CAM).
+            return CamHead(head[2], _relu_maps)
+        fc = getattr(self.model, "fc", None)
+        pool = getattr(self.model, "avgpool", None)
+        if isinstance(fc, torch.nn.Linear) and isinstance(pool, torch.nn.AdaptiveAvgPool2d):
+            return CamHead(pool, _linear_cam(fc), use_input=True)
+        return None
+
+
+class HFClassifier(Classifier):
+    """A transformers ``...ForImageClassification`` model: its output object's logits."""
+
+    def forward(self, x):
+        return self.model(pixel_values=x).logits
+
+
+class Flower2DClassifier(Classifier):
+    """One of the project's Flower2D models, with its training config (labels, variant, accuracy)."""
+
+    def __init__(self, arch: str, config: dict, variant: str, *args, **kwargs) -> None:
+        self.arch, self.config, self.variant = arch, config, variant
+        super().__init__(*args, **kwargs)
+
+    def cam_head(self):
+        if self.arch == "squeezenet":
+            return CamHead(self.model.classifier[2], _relu_maps)
+        if self.arch == "resnet":
+            return CamHead(self.model.avgpool, _linear_cam(self.model.fc), use_input=True)
+        return None
