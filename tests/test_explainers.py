@@ -13,7 +13,7 @@ import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 import ic_zoo
-from ic_zoo.explainers.cam_methods import FAST_METHODS, _adapter
+from ic_zoo.explainers.cam_methods import FAST_METHODS
 
 MODELS = ["squeezenet1_1", "timm:resnet18", "timm:vit_tiny_patch16_224"]
 
@@ -38,7 +38,7 @@ def models():
 def _library_maps(clf, method_class, x, classes):
     import pytorch_grad_cam
 
-    cam = getattr(pytorch_grad_cam, method_class)(model=_adapter(clf), target_layers=clf.target_layers,
+    cam = getattr(pytorch_grad_cam, method_class)(model=clf.logits_module(), target_layers=clf.target_layers,
                                                   reshape_transform=clf.reshape_transform)
     try:
         with clf.unfrozen():
