@@ -41,6 +41,8 @@ KIND_BASES = {"classifier": ("ic_zoo.classifiers._base", "Classifier"),
 #: what a plugin class may declare as class attributes instead of register()'s keywords (once: both,
 #: when they differ, is refused)
 CLASS_META = ("description", "cost")
+#: an explainer's cost says when its maps are made: "interactive" from the edit's own forward pass, on
+#: every stroke; "slow" with passes of its own, on demand (the app's Slow maps). Only explainers have one.
 COSTS = ("interactive", "slow")
 
 #: import name -> the line that installs it, for modules whose PyPI name differs.
@@ -127,11 +129,14 @@ def check_declaration(kind: str, name: str, factory: Callable, meta: dict) -> di
                 raise PluginContractError(f"{kind} '{name}' declares its {attr} twice, {v!r} on the class and "
                                           f"{merged[attr]!r} in register(); declare it once")
             merged[attr] = v
-    if kind in ("inpainter", "explainer"):
+    if kind == "explainer":
         merged.setdefault("cost", "interactive")
         if merged["cost"] not in COSTS:
             raise PluginContractError(f"{kind} '{name}' has cost {merged['cost']!r}; it must be one of "
                                       f"{', '.join(COSTS)}")
+    elif "cost" in merged:
+        raise PluginContractError(f"{kind} '{name}' declares a cost, which only explainers have (when their maps "
+                                  "are made: on every stroke or on demand); say how slow it is in its description")
     return merged
 
 
@@ -384,7 +389,7 @@ class Registry:
         if reason:
             raise PluginUnavailableError(f"{kind} '{name}' is unavailable: {reason}")
         obj = spec.factory(rest, **kwargs) if rest is not None else spec.factory(**kwargs)
-        if kind != "classifier" and hasattr(obj, "name") and not getattr(obj, "name", None):
+        if hasattr(obj, "name") and not getattr(obj, "name", None):
             obj.name = name
         return check_object(spec, obj)
 

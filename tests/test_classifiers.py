@@ -97,7 +97,7 @@ def test_tapped_gradients_stop_at_the_target_layer(clfs, photo):
 
 def test_namespaces(photo):
     r18 = ic_zoo.create("classifier", "timm:resnet18", pretrained=False)
-    assert r18.key == "timm:resnet18" and r18.num_classes == 1000 and r18.family == "cnn"
+    assert r18.name == "timm:resnet18" and r18.num_classes == 1000 and r18.family == "cnn"
     assert r18.labels[1].startswith("goldfish")
     tv = ic_zoo.create("classifier", "torchvision:resnet18", pretrained=False)
     assert tv.labels[1] == "goldfish" and tv.cam_head() is not None

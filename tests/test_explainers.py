@@ -153,7 +153,7 @@ def test_hf_vit_fast_path_equals_library(photo):
     import torchvision.transforms as T
 
     clf = Tiny(model, list("abcd"), T.Compose([T.Resize((64, 64)), T.ToTensor()]), InputGeometry((64, 64), None),
-               [model.vit.layers[-1].layernorm_before], key="tiny-hf-vit",
+               [model.vit.layers[-1].layernorm_before], name="tiny-hf-vit",
                reshape_transform=TokenGridReshape((4, 4), 1), device="cpu")
     x = clf.preprocess(photo)
     ours = ic_zoo.instance("explainer", "gradcam").explain(clf, x, [0, 1, 2, 3])

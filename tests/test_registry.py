@@ -323,8 +323,10 @@ def test_registration_refuses_a_plugin_that_breaks_its_contract():
         (lambda: reg.register("explainer", "wrongbase", Tagged), "which is not an ic_zoo.Explainer; subclass it"),
         (lambda: reg.register("inpainter", "named", Named), "says name = 'something_else'; use one name"),
         (lambda: reg.register("explainer", "badcost", Twice, cost="sometimes"), "declares its cost twice"),
-        (lambda: reg.register("inpainter", "badcost2", lambda: Tagged(), cost="sometimes"),
+        (lambda: reg.register("explainer", "badcost2", lambda: Tagged(), cost="sometimes"),
          "has cost 'sometimes'; it must be one of interactive, slow"),
+        (lambda: reg.register("inpainter", "slowfill", lambda: Tagged(), cost="slow"),
+         "declares a cost, which only explainers have"),
     ]
     for call, sentence in cases:
         with pytest.raises(PluginContractError) as info:

@@ -178,7 +178,7 @@ class Classifier:
     builds a model from its ``PretrainedCfg``)::
 
         Classifier(model, labels, transform, InputGeometry(256, (224, 224)), [model.layer4[-1]],
-                   key="my-resnet", norm=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
+                   name="my-resnet", norm=((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)))
 
     ``model`` returns logits (B, C) (override :meth:`forward` when it returns an object, as transformers
     models do); ``labels`` names the C classes; ``transform`` turns a PIL image into the input tensor, the
@@ -190,13 +190,13 @@ class Classifier:
     """
 
     def __init__(self, model: torch.nn.Module, labels: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
-                 geometry: InputGeometry, target_layers: Sequence[torch.nn.Module], *, key: str = "",
+                 geometry: InputGeometry, target_layers: Sequence[torch.nn.Module], *, name: str = "",
                  reshape_transform: Callable | None = None, norm: tuple | None = None, family: str | None = None,
                  pretrained: bool = False, weights_source: str = "random",
                  device: torch.device | str | None = None) -> None:
         from ..errors import PluginContractError
 
-        what = f"classifier '{key}'" if key else "a classifier"
+        what = f"classifier '{name}'" if name else "a classifier"
         if not isinstance(model, torch.nn.Module):
             raise PluginContractError(f"{what} needs an nn.Module as its model, not a {type(model).__name__}")
         labels = [str(label) for label in labels]
@@ -208,7 +208,7 @@ class Classifier:
         target_layers = list(target_layers)
         if not target_layers or any(id(t) not in modules for t in target_layers):
             raise PluginContractError(f"{what} needs target layers that are modules of its model")
-        self.key = key
+        self.name = name  # the registered name, as for every plugin kind
         self.labels = labels
         self.transform = transform
         self.geometry = geometry
@@ -363,7 +363,7 @@ class Classifier:
                     h.remove()
         missing = [i for i, a in enumerate(acts) if a is None]
         if missing:
-            raise RuntimeError(f"{self.key}: tapped layer(s) {missing} did not run in the forward pass")
+            raise RuntimeError(f"{self.name}: tapped layer(s) {missing} did not run in the forward pass")
         return Run(logits, acts, grad_mask)
 
     # -- explanation support -----------------------------------------------------------------
@@ -405,7 +405,7 @@ class Classifier:
                 head.bias.zero_()
         clone = copy.copy(self)
         clone.model = model
-        clone.key = f"{self.key} (randomised head)"
+        clone.name = f"{self.name} (randomised head)"
         clone._fresh_caches()
         clone.target_layers = [model.get_submodule(names[id(m)]) for m in self.target_layers]
         return clone
@@ -421,7 +421,7 @@ class Classifier:
         return self._weights_hash
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.key} pretrained={self.pretrained} on {self.device}>"
+        return f"<{type(self).__name__} {self.name} pretrained={self.pretrained} on {self.device}>"
 
 
 class _LogitsModule(torch.nn.Module):

@@ -50,7 +50,7 @@ def _build(key: str, variant: str, arch: str, cfg_path: Path, pretrained: bool =
     weights = cfg_path.with_suffix(".safetensors")
     return Flower2DClassifier(arch, cfg, variant, model, list(cfg["labels"]),
                               Flower2DTransform(cfg["input_size"], cfg["mean"], cfg["std"]),
-                              InputGeometry((cfg["input_size"], cfg["input_size"]), None), target_layers, key=key,
+                              InputGeometry((cfg["input_size"], cfg["input_size"]), None), target_layers, name=key,
                               reshape_transform=reshape, norm=(tuple(cfg["mean"]), tuple(cfg["std"])),
                               family="vit" if arch == "vit" else "cnn", pretrained=pretrained,
                               weights_source=str(weights.relative_to(WEIGHTS_DIR.parents[1])), device=device)

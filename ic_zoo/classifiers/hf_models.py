@@ -75,7 +75,7 @@ def _build(repo: str, pretrained: bool = True, device=None):
         reshape = TokenGridReshape((h // ps, w // ps), 1)
     else:
         target_layers = [last_spatial_layer(model, geometry.input_size, call=lambda m, x: m(pixel_values=x))]
-    return HFClassifier(model, labels, transform, geometry, target_layers, key=key, reshape_transform=reshape,
+    return HFClassifier(model, labels, transform, geometry, target_layers, name=key, reshape_transform=reshape,
                         norm=norm or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), family="vit" if reshape else "cnn",
                         pretrained=pretrained, weights_source=repo, device=device)
 

@@ -103,7 +103,7 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
         source = f"{embedded.pip} (embedded; sha256 {embedded.sha256[:16]})"
     else:
         source = model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or name
-    return TimmClassifier(model, labels, tf, geometry, target_layers, key=key, reshape_transform=reshape,
+    return TimmClassifier(model, labels, tf, geometry, target_layers, name=key, reshape_transform=reshape,
                           norm=(tuple(data_cfg["mean"]), tuple(data_cfg["std"])), family="vit" if is_vit else "cnn",
                           pretrained=pretrained, weights_source=source, device=device)
 

@@ -57,7 +57,7 @@ def _build(arch: str, key: str, pretrained: bool = True, device=None):
 
     return TorchvisionClassifier(arch, model, list(weights.meta["categories"]), tf,
                                  InputGeometry(int(tf.resize_size[0]), (int(tf.crop_size[0]), int(tf.crop_size[0]))),
-                                 _target_layers(arch, model), key=key, norm=(tuple(tf.mean), tuple(tf.std)),
+                                 _target_layers(arch, model), name=key, norm=(tuple(tf.mean), tuple(tf.std)),
                                  family="cnn", pretrained=pretrained, weights_source=weights.url, device=device)
 
 

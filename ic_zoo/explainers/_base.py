@@ -44,7 +44,7 @@ class Explainer:
 
     def supports(self, clf) -> str | None:
         """None when this explainer applies to ``clf``, else one sentence saying why not."""
-        return None if getattr(clf, "target_layers", None) else f"{clf.key} declares no CAM target layer"
+        return None if getattr(clf, "target_layers", None) else f"{clf.name} declares no CAM target layer"
 
     # interactive explainers -----------------------------------------------------------------
     def taps(self, clf) -> TapSpec | None:

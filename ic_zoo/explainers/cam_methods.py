@@ -175,7 +175,7 @@ class SlowLibraryCAM(Explainer):
 
             if not any(isinstance(m, (torch.nn.Conv2d, torch.nn.BatchNorm2d)) and getattr(m, "bias", None) is not None
                        for m in clf.model.modules()):
-                return f"FullGrad needs convolution or batch-norm biases, and {clf.key} has none"
+                return f"FullGrad needs convolution or batch-norm biases, and {clf.name} has none"
             return None
         return super().supports(clf)
 

@@ -20,7 +20,7 @@ class TrueCAM(Explainer):
 
     def supports(self, clf) -> str | None:
         if clf.cam_head() is None:
-            return (f"CAM needs a global-average-pooling + linear head, which {clf.key} does not have; "
+            return (f"CAM needs a global-average-pooling + linear head, which {clf.name} does not have; "
                     "use Grad-CAM or HiResCAM instead")
         return None
 

@@ -50,7 +50,7 @@ def feature_layers(clf) -> list[str]:
         return out
     if "blocks" in names:
         return [n for n in names if re.fullmatch(r"blocks\.\d+", n)]
-    raise ValueError(f"VEBI does not know which layers of {clf.key} to use")
+    raise ValueError(f"VEBI does not know which layers of {clf.name} to use")
 
 
 def _is_vit(clf) -> bool:
@@ -162,7 +162,7 @@ def relevance_path(clf) -> Path:
     """Flower2D models keep theirs beside their weights; others in $IC_ZOO_CACHE/vebi/."""
     from ..weights import ic_zoo_cache_dir
 
-    key = getattr(clf, "key", "")
+    key = getattr(clf, "name", "")
     if key.startswith("flower2d") and hasattr(clf, "config"):
         from ..classifiers.flower2d_models import WEIGHTS_DIR
 
@@ -347,7 +347,7 @@ def fit_relevance(clf, images: np.ndarray, mu: float = DEFAULT_MU, layers: list[
     selected = [int((W[:, j] > 1e-9).sum()) for j in range(C)]
     say(f"mu={mu}: {np.mean(selected):.1f} features per class (min {min(selected)}), probe accuracy {probe:.3f}")
     rel = Relevance(layers, channels, W.astype(np.float32), float(mu),
-                    {"model": clf.key, "fit_images": int(len(X)), "probe_accuracy": probe,
+                    {"model": clf.name, "fit_images": int(len(X)), "probe_accuracy": probe,
                      "features_per_class": selected, "labels": "model predictions",
                      "top_features": TOP_FEATURES})
     # interpretation: per class, its top features averaged over the images (of that class) that fire them most
@@ -386,8 +386,8 @@ class Vebi(Explainer):
 
     def supports(self, clf) -> str | None:
         if load_relevance(clf) is None:
-            return (f"VEBI needs the relevant features of {clf.key}, fitted once: python -m ic_zoo vebi fit "
-                    f"--model {clf.key}")
+            return (f"VEBI needs the relevant features of {clf.name}, fitted once: python -m ic_zoo vebi fit "
+                    f"--model {clf.name}")
         return None
 
     def features_for(self, clf, x, cls: int) -> list[tuple[int, float]]:

@@ -66,7 +66,7 @@ def interaction_stats(clf, variant: str, n: int = 200, size: int = 128, seed: in
     def mean(k):
         return float(np.mean(rows[k])) if rows[k] else float("nan")
 
-    return {"model": clf.key, "variant": variant, "n": n, "size": size, "dilate": dilate, "inpainter": inpainter,
+    return {"model": clf.name, "variant": variant, "n": n, "size": size, "dilate": dilate, "inpainter": inpainter,
             "accuracy": mean("correct"), "evaluated": len(rows["disc_flip"]),
             "disc_flip_rate": mean("disc_flip"), "disc_mean_drop": mean("disc_drop"),
             "exact_disc_flip_rate": mean("exact_flip"), "exact_disc_mean_drop": mean("exact_drop"),

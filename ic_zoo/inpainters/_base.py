@@ -47,7 +47,6 @@ class Inpainter:
 
     name: str = ""
     pad_multiple: int = 1
-    cost: str = "interactive"  # or "slow"
     needs_context: bool = True  # fills the mask from the unmasked pixels (False: transforms the masked ones)
 
     def __init__(self, work_size: int | None = DEFAULT_WORK_SIZE, **params) -> None:

@@ -42,7 +42,7 @@ def _reason() -> str | None:
     return url_weights_reason(lama_url(), lama_path().parent, LAMA_SIZE)
 
 
-@register("inpainter", "lama", requires=("torch",), check=_reason, cost="slow",
+@register("inpainter", "lama", requires=("torch",), check=_reason,
           description="LaMa big-lama (TorchScript, as in IOPaint): learned large-mask inpainting; 196 MB download")
 class LaMa(Inpainter):
     name = "lama"
