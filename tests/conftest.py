@@ -225,3 +225,20 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'study.sqlite'}"
     return request.getfixturevalue("pg_url")
+
+
+def slow_except(values, *fast):
+    """Parametrize ``values``, all but ``fast`` marked slow: the fast tier (``-m "not slow"``) keeps a
+    representative case, the full suite runs them all."""
+    return [v if v in fast else pytest.param(v, marks=pytest.mark.slow) for v in values]
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """With a marker expression (the fast tier, ``-m "not slow"``), name any ic_zoo module that no test
+    of the run imported: the tier is meant to reach every module."""
+    if not config.getoption("markexpr"):
+        return
+    pkg = ROOT / "ic_zoo"
+    names = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in pkg.rglob("*.py")}
+    missing = sorted(n for n in names if n not in sys.modules and not n.endswith("__main__"))
+    terminalreporter.write_line("ic_zoo modules this run did not import: " + (", ".join(missing) or "none"))

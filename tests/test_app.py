@@ -224,6 +224,7 @@ def test_vebi_in_the_app(server, flower):
     assert len(gallery) >= 1 and "relevant features" in text and "channel" in text
 
 
+@pytest.mark.slow
 def test_importing_the_app_builds_nothing_until_demo_is_asked_for():
     """Before: `import app` built the whole demo (plugins, zoos, the page) as a side effect. Now
     `app.demo` is built on first use, for `gradio app.py` and `from app import demo`."""

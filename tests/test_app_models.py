@@ -145,6 +145,7 @@ def test_out_of_domain_line_for_a_photo_on_flower2d_models(flowers_named, flower
     assert not out[-1]["domain_mismatch"] and out[-3] == ""
 
 
+@pytest.mark.slow
 def test_model_names_given_with_dash_m_work_through_every_endpoint(no_hub_weights, tmp_path):
     named = ["tf_efficientnet_lite0.in1k", "timm:tf_efficientnet_lite1"]
     demo = app_module.build_demo(models=named)
@@ -209,6 +210,7 @@ def test_a_model_that_cannot_work_stops_the_app_with_one_sentence(no_hub_weights
     assert "cannot load here" in str(info.value) and "--no-pretrained" in str(info.value)
 
 
+@pytest.mark.slow
 def test_loading_a_model_does_not_hold_up_other_users(flowers_named, flower_png):
     """Two users load slow models at once; a third user's edit is answered meanwhile (loads run outside
     the models queue, whose two slots stay free for edits)."""

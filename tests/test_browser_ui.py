@@ -15,7 +15,7 @@ os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import app as app_module  # noqa: E402
 from test_browser import ARGS, CHROMIUM, ROOT, _screen_point, _status, _wait_status  # noqa: E402
 
-pytestmark = [pytest.mark.browser,
+pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")]
 FLOWERS = ["flower2d/squeezenet", "flower2d/resnet", "flower2d/vit"]
 IMAGE = ROOT / "examples" / "flower2d" / "images" / "test_09001.png"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import slow_except
 import torch
 
 import ic_zoo
@@ -30,7 +31,7 @@ def _get(clfs, name):
     return clfs[name]
 
 
-@pytest.mark.parametrize("name", NAMED)
+@pytest.mark.parametrize("name", slow_except(NAMED, *[n for n in NAMED if not n.startswith("vit_base")]))
 def test_contract(clfs, photo, name):
     clf = _get(clfs, name)
     x = clf.preprocess(photo)

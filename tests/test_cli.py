@@ -61,6 +61,7 @@ def test_classify_many_images_json(files, capsys):
     assert len(bad) == 1 and "not an image" in bad[0]["error"]
 
 
+@pytest.mark.slow
 def test_edit_with_pretrained_weights_from_caches(files, imagenet_weights, tmp_path):
     """The issue's acceptance run: a real photo, a hand-made mask, the three default models with weights
     loaded through pretrained=True from pre-populated caches, the hub offline."""
@@ -128,6 +129,7 @@ def test_bad_inputs_get_one_sentence(files, tmp_path, case, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in err[0], err
 
 
+@pytest.mark.slow
 def test_bad_input_in_a_fresh_process_has_no_traceback(files):
     r = cli("classify", str(files / "cut.jpg"), "--no-pretrained", "-m", "squeezenet1_1")
     assert r.returncode == 2 and "Traceback" not in r.stderr

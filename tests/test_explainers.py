@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from conftest import slow_except
 import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -47,7 +48,7 @@ def _library_maps(clf, method_class, x, classes):
         cam.activations_and_grads.release()
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", slow_except(MODELS, "squeezenet1_1", "timm:vit_tiny_patch16_224"))
 @pytest.mark.parametrize("method", sorted(FAST_METHODS))
 def test_fast_maps_equal_library(models, photo, model, method):
     clf = models[model]
@@ -87,7 +88,7 @@ def test_cam_not_supported_for_token_pooling_vit(models):
     assert reason and "Grad-CAM" in reason
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", slow_except(MODELS, "squeezenet1_1"))
 @pytest.mark.parametrize("method", ["scorecam", "ablationcam", "fullgrad"])
 def test_slow_methods_work_release_hooks_and_restore_the_model(models, photo, model, method):
     clf = models[model]
@@ -111,6 +112,7 @@ def test_slow_methods_work_release_hooks_and_restore_the_model(models, photo, mo
         assert seen and seen[-1] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_concurrent_calls_on_one_model_do_not_share_hooks(models, photo):
     clf = models["timm:resnet18"]
     ex = ic_zoo.instance("explainer", "gradcam")
@@ -161,6 +163,7 @@ def test_hf_vit_fast_path_equals_library(photo):
     assert np.abs(ours.normalized - ref).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_the_library_progress_stand_in_leaves_other_callers_their_tqdm(models, photo):
     """ic_zoo routes pytorch-grad-cam's progress to its own callback in the thread that runs a slow
     method; any other caller in the process still gets the real tqdm."""

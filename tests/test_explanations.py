@@ -84,6 +84,7 @@ def _checkerboard(h: np.ndarray) -> float:
     return float(f[h.shape[0] // 2, :].sum() + f[:, h.shape[1] // 2].sum()) / float(f.sum() + 1e-12)
 
 
+@pytest.mark.slow
 def test_vebi_finds_the_parts_and_the_stride_fix_removes_the_checkerboard():
     clf = get_classifier("flower2d/resnet")
     fixed, plain, gc = get_explainer("vebi"), get_explainer("vebi-nofix"), get_explainer("gradcam")
@@ -100,6 +101,7 @@ def test_vebi_finds_the_parts_and_the_stride_fix_removes_the_checkerboard():
     assert np.mean(cb_fix) < 0.7 * np.mean(cb_plain), (np.mean(cb_fix), np.mean(cb_plain))
 
 
+@pytest.mark.slow
 def test_occlusion_points_at_the_discriminative_parts_and_shares_its_inpainting():
     from ic_zoo.explainers import occlusion as O
 
@@ -128,6 +130,7 @@ def test_metrics_on_known_maps():
     assert top_m_iou(inv, m) == 0.0 and pointing(inv, m) == 0.0 and energy(inv, m) == 0.0
 
 
+@pytest.mark.slow
 def test_quick_benchmark_orders_its_controls(tmp_path, capsys):
     from ic_zoo.cli import main
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import slow_except
 from PIL import Image
 
 import ic_zoo
@@ -142,7 +143,7 @@ def generated_test_split(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("model", SHIPPED)
+@pytest.mark.parametrize("model", slow_except(SHIPPED, "flower2d/squeezenet"))
 def test_classify_cli_accuracy_on_generated_images(model, generated_test_split, capsys):
     from ic_zoo.cli import main
 
@@ -159,7 +160,7 @@ def test_classify_cli_accuracy_on_generated_images(model, generated_test_split, 
     assert len(lines) == 240 and acc >= 0.98, acc
 
 
-@pytest.mark.parametrize("model", SHIPPED)
+@pytest.mark.parametrize("model", slow_except(SHIPPED, "flower2d/resnet", "flower2d/squeezenet"))
 def test_removing_the_discriminative_part_changes_the_class(model):
     from ic_zoo.flower2d.evaluate import interaction_stats
 
@@ -229,6 +230,7 @@ def test_examples_have_their_masks():
         assert np.array_equal(np.asarray(Image.open(d / row["mask"])) > 0, g.disc_mask(params, parts))
 
 
+@pytest.mark.slow
 def test_training_is_deterministic_with_a_seed(tmp_path):
     """Two runs of the training script with one seed give bit-identical weights (a tiny run)."""
     from safetensors.torch import load_file

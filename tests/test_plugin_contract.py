@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import slow_except
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import ic_zoo  # noqa: E402
@@ -61,7 +62,7 @@ def test_the_registry_holds_every_kind_and_no_source_failed():
         assert (s.meta.get("cost") in ("interactive", "slow")) == (s.kind == "explainer")
 
 
-@pytest.mark.parametrize("name", _ids("classifier"))
+@pytest.mark.parametrize("name", slow_except(_ids("classifier"), *[n for n in _ids("classifier") if not n.startswith("vit_base")]))
 def test_classifier_contract(name):
     spec = ic_zoo.get_spec("classifier", name)
     if spec.is_namespace:

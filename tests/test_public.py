@@ -70,6 +70,7 @@ def _refused(c, bg, layers=()) -> str:
     return msg
 
 
+@pytest.mark.slow
 def test_every_image_the_canvas_sends_passes_the_gate(server, files):
     import resource
 
@@ -126,6 +127,7 @@ def small_server(monkeypatch):
     demo.ic_zoo_tabs.close()
 
 
+@pytest.mark.slow
 def test_tab_states_expire_and_are_evicted_with_a_sentence(small_server, files):
     demo, url = small_server
     d = files
@@ -203,6 +205,7 @@ def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):
     assert s.version == 0 and not s.edits
 
 
+@pytest.mark.slow
 def test_library_errors_and_warnings_have_fitting_names(tmp_path, photo):
     """Issue 12, item 9: a class out of range is a ClassIndexError (not a MaskError); a tiny or NaN image
     is classified with an IcZooWarning; the CLI prints warnings to stderr and refuses a file as --out."""
@@ -240,6 +243,7 @@ def test_library_errors_and_warnings_have_fitting_names(tmp_path, photo):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "is a file" in r.stderr
 
 
+@pytest.mark.slow
 def test_soak_small_form():
     """The soak benchmark in small form (the full run is by hand: benchmarks/soak.py): 4 API clients x 10
     edits x 2 rounds against a started app, no errors, no crossed results, bounded memory."""

@@ -204,6 +204,7 @@ def test_builtins_cover_the_three_kinds():
     assert costs["gradcam"] == costs["cam"] == "interactive"
 
 
+@pytest.mark.slow
 def test_plugins_never_load_from_the_working_directory(tmp_path):
     """Before: `python -m ic_zoo list` (and study mode) imported ./plugins/*.py from the current folder,
     so starting it inside a folder someone else can write ran their code."""
