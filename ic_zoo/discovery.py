@@ -51,6 +51,7 @@ BUILTIN_MODULES = (
     "ic_zoo.explain_bench",
     "ic_zoo.explainers.vebi_cli",
     "ic_zoo.study.cli",
+    "ic_zoo.latency",
 )
 
 

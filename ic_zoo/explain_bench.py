@@ -33,7 +33,9 @@ from .command import Command
 from .registry import register
 
 ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam",
-                  "fullgrad", "vebi", "vebi-nofix", "occlusion")
+                  "fullgrad", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive")
+#: the fast occlusion and its reference: when both run, their agreement is scored too
+OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
 QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")
 CONTROLS = ("gt", "random", "centre")
 VARIANTS = ("double-12c", "single-6c")
@@ -190,6 +192,7 @@ def run(variants=VARIANTS, models=None, explainers=None, n: int = 40, seeds: int
             per = {e: {} for e in explainers + list(CONTROLS)}
             notes = {}
             all_samples = []
+            occ_maps: dict = {}  # (seed, j) -> {explainer: map, "image": model-input image}
             for seed in range(seeds):
                 samples, tries = select_images(clf, variant, n, seed)
                 all_samples += samples
@@ -208,6 +211,10 @@ def run(variants=VARIANTS, models=None, explainers=None, n: int = 40, seeds: int
                             h = control_map(name, m, rng)
                         else:
                             h = ex.explain(clf, clf.preprocess(img), [p["label"]]).raw[0]
+                            if name in OCCLUSION_PAIR:
+                                occ_maps.setdefault((seed, j), {"image": img})[name] = h
+                                if name == "occlusion":
+                                    occ_maps[(seed, j)]["passes"] = ex.last_passes
                         vals["top_m_iou"].append(top_m_iou(h, m))
                         vals["mean_iou"].append(mean_iou(h, m))
                         vals["pointing"].append(pointing(h, m))
@@ -225,7 +232,9 @@ def run(variants=VARIANTS, models=None, explainers=None, n: int = 40, seeds: int
                              "metrics": {k_: {"mean": float(np.mean(v)), "std": float(np.std(v)), "per_seed": v}
                                          for k_, v in metrics.items()}})
             sel = part_selectivity(clf, all_samples[: max(10, n)], fill)
-            parts_rows.append({"variant": variant, "model": key, **sel, "unsupported": notes})
+            agreement = occlusion_agreement(occ_maps)
+            parts_rows.append({"variant": variant, "model": key, **sel, "unsupported": notes,
+                               **({"occlusion_agreement": agreement} if agreement else {})})
             log(f"{variant} {key}: selectivity exact {sel['selectivity_exact']:.3f}, inpaint {sel['selectivity_inpaint']:.3f}")
     import torch
 
@@ -239,6 +248,36 @@ def run(variants=VARIANTS, models=None, explainers=None, n: int = 40, seeds: int
         draw_figure(fig_data, figure)
         doc["figure"] = figure
     return doc
+
+
+def occlusion_agreement(maps: dict) -> dict | None:
+    """How the fast occlusion's maps agree with the exhaustive ones on the same images, scored on the
+    segments of the finest segmentation (200 SLIC superpixels): whether the top segment is the same,
+    and the Spearman correlation of the segment scores (mean map value per segment), over all segments
+    and over those carrying at least 10% of the exhaustive map's top score (the explanation itself)."""
+    from scipy.stats import spearmanr
+
+    from .explainers.occlusion import segments
+
+    same, rho_all, rho_top, passes = [], [], [], []
+    for d in maps.values():
+        if not all(k in d for k in OCCLUSION_PAIR):
+            continue
+        seg = segments(d["image"], 200)
+        ids = np.unique(seg)
+        fast, ref = (np.array([d[k][seg == i].mean() for i in ids]) for k in OCCLUSION_PAIR)
+        same.append(float(np.argmax(fast) == np.argmax(ref)))
+        rho_all.append(float(spearmanr(fast, ref).statistic))
+        top = ref >= 0.1 * ref.max() if ref.max() > 0 else np.zeros_like(ref, bool)
+        if top.sum() >= 3:
+            rho_top.append(float(spearmanr(fast[top], ref[top]).statistic))
+        passes.append(d.get("passes", 0))
+    if not same:
+        return None
+    return {"images": len(same), "same_top_segment": float(np.mean(same)),
+            "spearman_all_segments": float(np.nanmean(rho_all)),
+            "spearman_explaining_segments": float(np.nanmean(rho_top)) if rho_top else float("nan"),
+            "fast_passes_mean": float(np.mean(passes))}
 
 
 def _m(row, k):
@@ -353,6 +392,32 @@ def draw_figure(fig_data: dict, path: str) -> None:
     save_png(np.concatenate(blocks, 0), path)
 
 
+def format_occlusion_markdown(doc: dict) -> str:
+    """The fast occlusion against the exhaustive one, per model: top-|M| IoU, pointing, deletion AUC
+    and ms per image of each, and their agreement (empty when the run did not have both)."""
+    res = {(r["variant"], r["model"], r["explainer"]): r["metrics"] for r in doc["results"]}
+    lines = []
+    for pr in doc["parts"]:
+        a = pr.get("occlusion_agreement")
+        f, e = (res.get((pr["variant"], pr["model"], k)) for k in OCCLUSION_PAIR)
+        if not a or not f or not e:
+            continue
+
+        def cells(m):
+            return (f"{m['top_m_iou']['mean']:.3f} / {m['pointing']['mean']:.2f} / {m['deletion_auc']['mean']:.3f} / "
+                    f"{1000 * m['seconds_per_image']['mean']:.0f}")
+
+        lines.append(f"| `{pr['model']}` | {cells(f)} | {cells(e)} | {f['top_m_iou']['mean'] - e['top_m_iou']['mean']:+.3f} | "
+                     f"{a['same_top_segment']:.2f} | {a['spearman_all_segments']:.2f} / "
+                     f"{a['spearman_explaining_segments']:.2f} | {a['fast_passes_mean']:.0f} |")
+    if not lines:
+        return ""
+    head = ("| model | occlusion (fast): IoU / pointing / deletion AUC / ms per image (map and scoring) | "
+            "occlusion-exhaustive | IoU gap | "
+            "same top segment | Spearman all / explaining segments | fast passes |\n|---|---|---|---:|---:|---:|---:|")
+    return head + "\n" + "\n".join(lines) + "\n"
+
+
 def format_markdown(doc: dict) -> str:
     """The README's tables: per variant, one row per explainer, per model top-|M| IoU / pointing /
     deletion AUC (means over seeds); the best real explainer per model in bold."""
@@ -401,9 +466,15 @@ def cmd_bench(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=1))
         print(f"wrote {args.json}")
+    occ = format_occlusion_markdown(doc)
+    if occ:
+        print("\nfast occlusion against the exhaustive one:\n" + occ)
     if args.markdown:
         Path(args.markdown).write_text(format_markdown(doc))
         print(f"wrote {args.markdown}")
+    if args.occlusion_markdown:
+        Path(args.occlusion_markdown).write_text(occ)
+        print(f"wrote {args.occlusion_markdown}")
     return 0
 
 
@@ -414,6 +485,8 @@ def add_bench_args(p) -> None:
     p.add_argument("--n", type=int, default=None, help="images per seed (default 40; 6 with --quick)")
     p.add_argument("--seeds", type=int, default=None, help="disjoint image sets (default 3; 1 with --quick)")
     p.add_argument("--markdown", default=None, help="also write the README's tables (Markdown) here")
+    p.add_argument("--occlusion-markdown", default=None,
+                   help="write the fast-against-exhaustive occlusion table (Markdown) here (runs with both)")
     p.add_argument("--quick", action="store_true", help="one model per variant, four explainers: a CI smoke test")
     p.add_argument("--figure", default=None, help="save a PNG of every method's maps on the same images")
     p.add_argument("--json", default=None)

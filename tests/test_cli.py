@@ -177,3 +177,23 @@ def test_a_mask_given_as_a_list(tmp_path):
     grid = [[1 if 4 <= y < 8 and 4 <= x < 8 else 0 for x in range(16)] for y in range(16)]
     s.apply(grid, "mean_fill")  # before: an AttributeError
     assert len(s.edits) == 1 and s.edits[0].mask.sum() == 16
+
+
+def test_latency_table_per_explainer_and_model(tmp_path, capsys):
+    """python -m ic_zoo latency: ms per class beyond the forward pass, the ratio to Grad-CAM, JSON and a
+    Markdown table from the JSON; an explainer that does not apply is n/a, a skipped cell not run."""
+    out = tmp_path / "lat.json"
+    assert main(["latency", "-m", "flower2d/squeezenet", "-m", "flower2d/vit", "--explainers", "gradcam", "cam",
+                 "occlusion", "--repeats", "1", "--skip", "flower2d/vit:occlusion", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    cell = {(c["model"], c["explainer"]): c for c in doc["cells"]}
+    assert cell[("flower2d/squeezenet", "gradcam")]["vs_gradcam"] == pytest.approx(1.0)
+    occ = cell[("flower2d/squeezenet", "occlusion")]
+    assert occ["ms"] > 0 and occ["passes"] >= 16 and occ["vs_gradcam"] > 1
+    assert cell[("flower2d/vit", "cam")]["status"].startswith("n/a")
+    assert cell[("flower2d/vit", "occlusion")]["status"] == "not run (--skip)"
+    capsys.readouterr()
+    md = tmp_path / "lat.md"
+    assert main(["latency", "--from-json", str(out), "--markdown", str(md)]) == 0
+    table = md.read_text()
+    assert "| occlusion |" in table and "not run" in table and "n/a" in table

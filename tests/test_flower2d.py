@@ -230,7 +230,6 @@ def test_examples_have_their_masks():
         assert np.array_equal(np.asarray(Image.open(d / row["mask"])) > 0, g.disc_mask(params, parts))
 
 
-@pytest.mark.slow
 def test_training_is_deterministic_with_a_seed(tmp_path):
     """Two runs of the training script with one seed give bit-identical weights (a tiny run)."""
     from safetensors.torch import load_file
