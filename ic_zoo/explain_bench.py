@@ -33,7 +33,7 @@ from .command import Command
 from .registry import register
 
 ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam",
-                  "fullgrad", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive")
+                  "fullgrad", "fem", "kpcacam", "shapleycam", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive")
 #: the fast occlusion and its reference: when both run, their agreement is scored too
 OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
 QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")

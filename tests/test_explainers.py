@@ -112,6 +112,19 @@ def test_slow_methods_work_release_hooks_and_restore_the_model(models, photo, mo
         assert seen and seen[-1] == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("model", slow_except(["squeezenet1_1", "timm:resnet18"], "squeezenet1_1"))
+def test_shapley_cam_equals_the_library_and_leaves_the_model_frozen(models, photo, model):
+    """ShapleyCAM (pytorch-grad-cam 1.5.7) differentiates the gradients again, so it runs with the
+    parameters unfrozen; afterwards they are frozen again, nothing is hooked, and the map is the library's."""
+    clf = models[model]
+    x = torch.nn.functional.interpolate(clf.preprocess(photo), size=(96, 96), mode="bilinear", align_corners=False)
+    ours = ic_zoo.instance("explainer", "shapleycam").explain(clf, x, [1, 2]).normalized
+    np.testing.assert_allclose(ours, _library_maps(clf, "ShapleyCAM", x, [1, 2]), atol=1e-4)
+    assert _hooks(clf.model) == 0 and not any(p.requires_grad for p in clf.model.parameters())
+    vit = models["timm:vit_tiny_patch16_224"]
+    assert "fused attention" in ic_zoo.instance("explainer", "shapleycam").supports(vit)
+
+
 @pytest.mark.slow
 def test_concurrent_calls_on_one_model_do_not_share_hooks(models, photo):
     clf = models["timm:resnet18"]

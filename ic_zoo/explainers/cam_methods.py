@@ -33,11 +33,17 @@ FAST_METHODS = {
                  False),
     "eigengradcam": ("EigenGradCAM", "Eigen-Grad-CAM: principal component of gradient x activation", True),
     "gradcamelementwise": ("GradCAMElementWise", "Grad-CAM element-wise (ReLU of gradient x activation)", True),
+    "fem": ("FEM", "FEM (Fuad et al. 2020): channels weighted by how often they exceed mean + 2 std; class-agnostic",
+            False),
+    "kpcacam": ("KPCA_CAM", "KPCA-CAM (Karmani et al. 2024): first kernel principal component of the activations; "
+                "class-agnostic", False),
 }
 SLOW_METHODS = {
     "scorecam": ("ScoreCAM", "Score-CAM (Wang et al. 2020): one forward per channel, gradient-free"),
     "ablationcam": ("AblationCAM", "Ablation-CAM (Desai & Ramaswamy 2020): one forward per ablated channel"),
     "fullgrad": ("FullGrad", "FullGrad (Srinivas & Fleuret 2019): input and all bias gradients"),
+    "shapleycam": ("ShapleyCAM", "ShapleyCAM (Cai 2025): weights from the gradient and a Hessian-vector product, "
+                   "Grad-CAM read as a Shapley value; a second backward per class"),
 }
 
 
@@ -177,6 +183,9 @@ class SlowLibraryCAM(Explainer):
                        for m in clf.model.modules()):
                 return f"FullGrad needs convolution or batch-norm biases, and {clf.name} has none"
             return None
+        if self.class_name == "ShapleyCAM" and clf.family == "vit":
+            return (f"ShapleyCAM differentiates the gradients a second time, which torch's fused attention in "
+                    f"{clf.name} does not support; use it on a CNN")
         return super().supports(clf)
 
     def _make(self, clf):
@@ -217,7 +226,12 @@ class SlowLibraryCAM(Explainer):
         classes = [int(c) for c in classes]
         size = input_size_wh(x)
         raws, norms = [], []
-        with clf.lock:
+        import contextlib
+
+        # ShapleyCAM differentiates the gradients themselves (a Hessian-vector product): that needs the
+        # graph the frozen parameters do not record, so it runs with them unfrozen (and frozen again after)
+        unfrozen = clf.unfrozen() if self.class_name == "ShapleyCAM" else contextlib.nullcontext()
+        with clf.lock, unfrozen:
             lib, raw_store = self._make(clf)
             try:
                 for j, c in enumerate(classes):  # this thread's library loops report here (never print)
