@@ -16,6 +16,7 @@ and anything else must be named (IC_ZOO_PLUGINS_DIR, ``--plugins-dir``, ``plugin
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
@@ -24,7 +25,6 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Any, Callable
 
 from .registry import DECLARED, REGISTRY, PluginSpec, Registry, within, pip_hint
@@ -62,7 +62,6 @@ class LoadRecord:
     ok: bool
     registered: list[str] = field(default_factory=list)
     error: str | None = None
-    modules: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return {"source": self.source, "origin": self.origin, "ok": self.ok,
@@ -103,28 +102,25 @@ def _load_one(registry: Registry, source: str, origin: str, load: Callable[[], A
     prefixes) into a fresh Registry, and merge that into ``registry``. On any failure nothing is merged
     and the source's declarations are dropped."""
     DECLARED.claim(owns)  # what it declares while loading waits for the outcome
-    mods: list[str] = []
+
+    def owned() -> list[str]:
+        return [m for m in DECLARED.modules() if within(owns, m)]
+
     try:
         result = load()
         if callable(result) and origin == "entry point":
             result()  # an entry point may name a function that registers its plugins
-        mods = sorted(m for m in DECLARED.modules() if within(owns, m))
         fresh = Registry()
-        for d in DECLARED.declarations(mods):
-            fresh.add(d.spec if origin == "built-in" else _relabel(d.spec, source), replace=d.replace)
+        for d in DECLARED.declarations(owned()):
+            fresh.add(d.spec if origin == "built-in" else dataclasses.replace(d.spec, source=source),
+                      replace=d.replace)
         registry.merge(fresh)
     except BaseException as exc:  # noqa: BLE001 - a plugin must never take the app down
         if isinstance(exc, (KeyboardInterrupt, SystemExit)) and origin == "built-in":
             raise
-        DECLARED.forget(sorted(m for m in DECLARED.modules() if within(owns, m)))
-        return LoadRecord(source, origin, False, [], _describe_failure(exc), tuple(mods))
-    return LoadRecord(source, origin, True, [f"{s.kind}:{s.name}" for s in fresh.specs()], None, tuple(mods))
-
-
-def _relabel(spec: PluginSpec, source: str) -> PluginSpec:
-    import dataclasses
-
-    return dataclasses.replace(spec, source=source)
+        DECLARED.forget(owned())
+        return LoadRecord(source, origin, False, [], _describe_failure(exc))
+    return LoadRecord(source, origin, True, [f"{s.kind}:{s.name}" for s in fresh.specs()])
 
 
 def _import_file(path: Path):
@@ -217,8 +213,7 @@ def ensure_loaded(**kwargs) -> LoadReport:
                     try:
                         REGISTRY.add(d.spec, replace=d.replace)
                     except Exception as exc:  # noqa: BLE001 - a clash is reported like a failed source
-                        report.records.append(LoadRecord(d.module, "direct", False, [], _describe_failure(exc),
-                                                         (d.module,)))
+                        report.records.append(LoadRecord(d.module, "direct", False, [], _describe_failure(exc)))
                 REGISTRY.loaded = True
                 _REPORT = report
     return _REPORT

@@ -227,6 +227,11 @@ def db_url(request, tmp_path):
     return request.getfixturevalue("pg_url")
 
 
+def hooks(model) -> int:
+    """How many forward, forward-pre and backward hooks the modules of ``model`` hold (0: all released)."""
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
+
 def slow_except(values, *fast):
     """Parametrize ``values``, all but ``fast`` marked slow: the fast tier (``-m "not slow"``) keeps a
     representative case, the full suite runs them all."""

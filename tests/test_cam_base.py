@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import hooks
 
 import ic_zoo
 from ic_zoo import GradientCAM
 from ic_zoo.errors import PluginContractError
 from ic_zoo.flower2d import generator as g
 from ic_zoo.registry import Registry
-
-
-def _hooks(model) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
 class PlainGradCAM(GradientCAM):
@@ -42,7 +39,7 @@ def test_one_hook_gives_the_built_in_grad_cam_on_cnns_and_vits(flower, model):
     a, b = mine.explain(clf, x, classes), ours.explain(clf, x, classes)
     assert a.normalized.shape == b.normalized.shape == (2,) + tuple(x.shape[-2:])
     np.testing.assert_allclose(a.normalized, b.normalized, atol=1e-4)
-    assert _hooks(clf.model) == 0 and mine.cost == "interactive"
+    assert hooks(clf.model) == 0 and mine.cost == "interactive"
 
 
 def test_the_example_plugin_is_loaded_and_points_against_the_class(flower):
@@ -57,7 +54,7 @@ def test_the_example_plugin_is_loaded_and_points_against_the_class(flower):
     gc = s.explain("flower2d/resnet", flower[1], "gradcam")
     top = gc.original >= np.quantile(gc.original, 0.9)
     assert cf.original[top].mean() < 0.5 * cf.original[~top].mean()  # low where Grad-CAM is high
-    assert _hooks(ic_zoo.get_classifier("flower2d/resnet").model) == 0
+    assert hooks(ic_zoo.get_classifier("flower2d/resnet").model) == 0
 
 
 def test_a_gradient_cam_without_its_hook_is_refused_at_registration():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import slow_except
+from conftest import hooks, slow_except
 import torch
 
 import ic_zoo
@@ -13,10 +13,6 @@ from ic_zoo.errors import UnknownPluginError
 
 ic_zoo.ensure_loaded()
 NAMED = [s.name for s in ic_zoo.list_plugins("classifier") if not s.is_namespace]
-
-
-def _hooks(model) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +43,7 @@ def test_contract(clfs, photo, name):
         run = clf.run(x, clf.target_layers, grad=False)
         sp = clf.reshape_transform(run.acts[0])
         assert sp.ndim == 4 and tuple(sp.shape[-2:]) == clf.reshape_transform.grid
-    assert _hooks(clf.model) == 0
+    assert hooks(clf.model) == 0
 
 
 @pytest.mark.parametrize("name", NAMED)
@@ -82,7 +78,7 @@ def test_hooks_released_after_a_failing_run(clfs, photo):
     unused = torch.nn.Conv2d(1, 1, 1)
     with pytest.raises(RuntimeError, match="did not run"):
         clf.run(clf.preprocess(photo), [unused, clf.target_layers[0]])
-    assert _hooks(clf.model) == 0 and _hooks(unused) == 0
+    assert hooks(clf.model) == 0 and hooks(unused) == 0
 
 
 def test_tapped_gradients_stop_at_the_target_layer(clfs, photo):

@@ -9,7 +9,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import slow_except
+from conftest import hooks, slow_except
 import torch
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -17,10 +17,6 @@ import ic_zoo
 from ic_zoo.explainers.cam_methods import FAST_METHODS
 
 MODELS = ["squeezenet1_1", "timm:resnet18", "timm:vit_tiny_patch16_224"]
-
-
-def _hooks(model) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +55,7 @@ def test_fast_maps_equal_library(models, photo, model, method):
     assert ours.normalized.shape == ref.shape == (6, *clf.input_size)
     assert np.abs(ours.normalized - ref).max() < 1e-4
     assert ours.raw.min() >= 0 and np.isfinite(ours.raw).all()
-    assert _hooks(clf.model) == 0
+    assert hooks(clf.model) == 0
 
 
 def test_true_cam_equals_gradcam_for_a_linear_head(models, photo):
@@ -105,7 +101,7 @@ def test_slow_methods_work_release_hooks_and_restore_the_model(models, photo, mo
     assert out.normalized.max() > 0
     r = out.raw[0]  # the raw map is the library's map before its min-max scaling
     assert np.allclose((r - r.min()) / (r.max() - r.min() + 1e-12), out.normalized[0], atol=1e-3)
-    assert _hooks(clf.model) == 0
+    assert hooks(clf.model) == 0
     assert [type(m).__name__ for m in clf.model.modules()] == before  # AblationCAM swaps a layer in and out
     assert np.allclose(clf.predict_tensor(x).logits, ref_logits)
     if method in ("scorecam", "ablationcam"):
@@ -120,7 +116,7 @@ def test_shapley_cam_equals_the_library_and_leaves_the_model_frozen(models, phot
     x = torch.nn.functional.interpolate(clf.preprocess(photo), size=(96, 96), mode="bilinear", align_corners=False)
     ours = ic_zoo.instance("explainer", "shapleycam").explain(clf, x, [1, 2]).normalized
     np.testing.assert_allclose(ours, _library_maps(clf, "ShapleyCAM", x, [1, 2]), atol=1e-4)
-    assert _hooks(clf.model) == 0 and not any(p.requires_grad for p in clf.model.parameters())
+    assert hooks(clf.model) == 0 and not any(p.requires_grad for p in clf.model.parameters())
     vit = models["timm:vit_tiny_patch16_224"]
     assert "fused attention" in ic_zoo.instance("explainer", "shapleycam").supports(vit)
 
@@ -149,7 +145,7 @@ def test_concurrent_calls_on_one_model_do_not_share_hooks(models, photo):
     assert not errors
     for a, b in zip(serial, results):
         assert np.allclose(a, b, atol=1e-5)
-    assert _hooks(clf.model) == 0
+    assert hooks(clf.model) == 0
 
 
 def test_hf_vit_fast_path_equals_library(photo):

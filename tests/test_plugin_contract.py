@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import slow_except
+from conftest import hooks, slow_except
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import ic_zoo  # noqa: E402
@@ -35,10 +35,6 @@ SPECS = ic_zoo.list_plugins()
 
 def _ids(kind):
     return [s.name for s in SPECS if s.kind == kind]
-
-
-def _no_hooks(model) -> bool:
-    return all(not (m._forward_hooks or m._forward_pre_hooks or m._backward_hooks) for m in model.modules())
 
 
 def _one_sentence(text: str) -> bool:
@@ -91,7 +87,7 @@ def test_classifier_contract(name):
         assert acts.ndim == 4 and acts.shape[-1] > 1
         grads = run.grads([0, 1])
         assert grads and grads[0].shape[0] == 2
-    assert _no_hooks(clf.model) and not any(p.requires_grad for p in clf.model.parameters())
+    assert hooks(clf.model) == 0 and not any(p.requires_grad for p in clf.model.parameters())
     head = clf.cam_head()
     if head is not None:
         with clf.lock:
@@ -155,7 +151,7 @@ def test_explainer_contract(name, flower_models):
         assert np.isfinite(out.raw).all() and (out.raw >= 0).all()
         assert out.normalized.min() >= 0 and out.normalized.max() <= 1 + 1e-6
         assert seen == sorted(seen)  # progress never goes backwards
-        assert _no_hooks(clf.model) and not any(p.requires_grad for p in clf.model.parameters())
+        assert hooks(clf.model) == 0 and not any(p.requires_grad for p in clf.model.parameters())
         ran += 1
     assert ran, f"{name} supports neither a CNN nor a ViT"
 

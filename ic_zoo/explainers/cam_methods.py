@@ -13,7 +13,6 @@ the library's own call, with progress reported per batch and hooks always releas
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import Sequence
 
 import numpy as np
@@ -102,20 +101,19 @@ class LibraryCAM(GradientCAM):
         self.class_name = class_name
         self.uses_gradients = uses_gradients
         self.description = description
-        self._libs: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
     def _lib(self, clf):
-        """A library object used only for its math: its hooks are released at once."""
-        lib = self._libs.get(clf)
-        if lib is None:
+        """A library object used only for its math (its hooks are released at once), kept with the
+        classifier."""
+        def make():
             import pytorch_grad_cam
 
-            with clf.lock:
-                lib = getattr(pytorch_grad_cam, self.class_name)(
-                    model=clf.logits_module(), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
-                lib.activations_and_grads.release()
-            self._libs[clf] = lib
-        return lib
+            lib = getattr(pytorch_grad_cam, self.class_name)(
+                model=clf.logits_module(), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
+            lib.activations_and_grads.release()
+            return lib
+
+        return clf.cached(f"pytorch-grad-cam {self.class_name}", make)
 
     def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
         classes = [int(c) for c in classes]
