@@ -152,21 +152,29 @@ class Run:
     def grads(self, classes: Sequence[int], taps: Sequence[int] | None = None) -> list[torch.Tensor]:
         """d logit[c] / d act for each class c: one tensor (k, *act.shape[1:]) per tap, batched in one
         backward sweep (vmap over the output gradients) with a per-class loop as the fallback."""
+        classes = list(classes)
+        v = torch.zeros((len(classes), self.logits.shape[-1]), dtype=self.logits.dtype, device=self.logits.device)
+        v[torch.arange(len(classes)), torch.as_tensor(classes, dtype=torch.long)] = 1
+        return self.vjp(v, taps)
+
+    def vjp(self, vectors: torch.Tensor, taps: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """d (v . logits) / d act for each row v of ``vectors`` (k, classes): what a target that is a
+        function of the logits needs (its gradient at the logits, pulled back), in the same one sweep."""
         idx = [i for i in (taps if taps is not None else range(len(self.acts))) if self.grad_mask[i]]
         inputs = [self.acts[i] for i in idx]
         if not inputs:
             return []
-        classes = list(classes)
-        sel = self.logits[0, classes]
-        k = len(classes)
+        sel = self.logits[0]
+        vectors = vectors.to(dtype=sel.dtype, device=sel.device)
+        k = vectors.shape[0]
         try:
-            eye = torch.eye(k, dtype=sel.dtype, device=sel.device)
-            grads = torch.autograd.grad(sel, inputs, grad_outputs=eye, retain_graph=True, is_grads_batched=True,
+            grads = torch.autograd.grad(sel, inputs, grad_outputs=vectors, retain_graph=True, is_grads_batched=True,
                                         allow_unused=True)
             out = [g[:, 0] if g is not None else torch.zeros((k,) + a.shape[1:], dtype=a.dtype, device=a.device)
                    for g, a in zip(grads, inputs)]
         except RuntimeError:
-            per = [torch.autograd.grad(sel[j], inputs, retain_graph=True, allow_unused=True) for j in range(k)]
+            per = [torch.autograd.grad(sel, inputs, grad_outputs=vectors[j], retain_graph=True, allow_unused=True)
+                   for j in range(k)]
             out = []
             for t, a in enumerate(inputs):
                 out.append(torch.cat([p[t] if p[t] is not None else torch.zeros_like(a) for p in per], 0))
@@ -307,7 +315,7 @@ class Classifier:
         """One forward pass capturing the outputs (or inputs) of ``taps``.
 
         Taps with ``grad`` start a graph there (activation detached and made a leaf that requires
-        grad); hooks are registered for this call only and always removed. Callers hold ``self.lock``
+        grad), unless an earlier tap's graph already reaches them (then gradients reach both); hooks are registered for this call only and always removed. Callers hold ``self.lock``
         for as long as they use the returned Run, so concurrent calls never share hooks or graphs.
         """
         taps = list(taps)
@@ -325,9 +333,11 @@ class Classifier:
                 if not grad_mask[i]:
                     acts[i] = t
                     return None
-                leaf = t.detach().requires_grad_(True)
-                acts[i] = leaf
-                t = leaf.clone()  # later in-place ops (ReLU(inplace=True)) must not touch the leaf
+                if t.requires_grad:  # a graph an earlier tap started reaches here: keep it, so both get gradients
+                    acts[i] = t
+                else:
+                    acts[i] = t.detach().requires_grad_(True)
+                t = acts[i].clone()  # later in-place ops (ReLU(inplace=True)) must not touch the tap
                 if isinstance(output, tuple):
                     return (t,) + tuple(output[1:])
                 if isinstance(output, list):
@@ -339,9 +349,8 @@ class Classifier:
                     return None
                 t = inputs[0]
                 if grad_mask[i]:
-                    leaf = t.detach().requires_grad_(True)
-                    acts[i] = leaf
-                    return (leaf.clone(),) + tuple(inputs[1:])
+                    acts[i] = t if t.requires_grad else t.detach().requires_grad_(True)
+                    return (acts[i].clone(),) + tuple(inputs[1:])
                 acts[i] = t
                 return None
 

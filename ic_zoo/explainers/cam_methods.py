@@ -7,12 +7,16 @@ single forward pass taps the target layer, and the gradients of all requested cl
 the logits back to that layer only, in one batched sweep. Maps equal the library's to float precision
 (tests check 1e-4).
 
-Slow methods (Score-CAM, Ablation-CAM, FullGrad) need many extra passes by design; they run through
-the library's own call, with progress reported per batch and hooks always released.
+FinerCAM (a target that is a function of all the logits) and RefineCAM (a product over several layers)
+take the same path: the target's gradient at the logits is pulled back in the one sweep, and RefineCAM's
+layers are all tapped in the one forward pass.
+
+FullGrad and ShapleyCAM need gradients the tapped pass does not give (all biases; a second derivative);
+they run through the library's own call, with progress per class and hooks always released. Score-CAM
+and Ablation-CAM are in ``channel_cams``.
 """
 from __future__ import annotations
 
-import threading
 from typing import Sequence
 
 import numpy as np
@@ -38,58 +42,15 @@ FAST_METHODS = {
                 "class-agnostic", False),
 }
 SLOW_METHODS = {
-    "scorecam": ("ScoreCAM", "Score-CAM (Wang et al. 2020): one forward per channel, gradient-free"),
-    "ablationcam": ("AblationCAM", "Ablation-CAM (Desai & Ramaswamy 2020): one forward per ablated channel"),
     "fullgrad": ("FullGrad", "FullGrad (Srinivas & Fleuret 2019): input and all bias gradients"),
     "shapleycam": ("ShapleyCAM", "ShapleyCAM (Cai 2025): weights from the gradient and a Hessian-vector product, "
                    "Grad-CAM read as a Shapley value; a second backward per class"),
 }
 
-
-class _QuietTqdm:
-    """Stands in for the ``tqdm`` module inside pytorch-grad-cam. In a thread that ic_zoo is running a
-    slow method in, progress goes to that call's callback and nothing is printed; anywhere else (another
-    user of pytorch-grad-cam in the same process) it is the real ``tqdm``, bars and all."""
-
-    local = threading.local()
-
-    def __init__(self, real=None) -> None:
-        self.real = real
-
-    def __getattr__(self, name):  # tqdm.auto, tqdm.trange, ...: the real module's
-        if self.real is None:
-            raise AttributeError(name)
-        return getattr(self.real, name)
-
-    def tqdm(self, iterable, *args, **kwargs):
-        cb = getattr(self.local, "callback", None)
-        if cb is None and self.real is not None:
-            return self.real.tqdm(iterable, *args, **kwargs)
-        return self._report(iterable, cb)
-
-    @staticmethod
-    def _report(iterable, cb):
-        items = list(iterable)
-        n = max(len(items), 1)
-        for i, item in enumerate(items):
-            if cb is not None:
-                cb(i / n)
-            yield item
-        if cb is not None:
-            cb(1.0)
-
-
-_QUIET = _QuietTqdm()
-
-
-def _silence_library_tqdm() -> None:
-    import pytorch_grad_cam.ablation_cam as ab
-    import pytorch_grad_cam.score_cam as sc
-
-    if _QUIET.real is None:
-        _QUIET.real = sc.tqdm if not isinstance(sc.tqdm, _QuietTqdm) else None
-    sc.tqdm = _QUIET
-    ab.tqdm = _QUIET
+FINERCAM = ("FinerCAM (Zhang et al. 2025): Grad-CAM of the class against its three most similar classes, "
+            "what sets it apart from the ones it is confused with")
+REFINECAM = ("RefineCAM (2026): the product of Grad-CAM++ maps of the target layer and the stage ends before it, "
+             "early-layer detail denoised by the later layers")
 
 
 class LibraryCAM(GradientCAM):
@@ -163,6 +124,161 @@ class LibraryCAM(GradientCAM):
         return ExplainOutput(raw, np.asarray(normalized, np.float32))
 
 
+class FinerLibraryCAM(LibraryCAM):
+    """FinerCAM (pytorch-grad-cam 1.5.7): Grad-CAM of the library's ``FinerWeightedTarget``, the class's
+    logit against its most similar classes (the three whose logits are closest), weighted by their
+    probabilities: what sets the class apart from the ones it is confused with. The target's gradient at
+    the logits is pulled back to the layer in the tapped pass's one sweep."""
+
+    alpha = 1.0
+    comparisons = (1, 2, 3)  # ranks by closeness of the logit; rank 0 is the class itself
+
+    def __init__(self, name: str, description: str = "") -> None:
+        super().__init__(name, "GradCAM", True, description)
+
+    def _targets(self, logits: np.ndarray, classes: list[int]):
+        """The library's own choice of the comparison classes (FinerCAM.forward with ``target_idx``)."""
+        from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
+
+        cats = [c for c in self.comparisons if c < len(logits)]
+        out = []
+        for c in classes:
+            order = np.argsort(np.abs(logits - logits[c]))
+            out.append(FinerWeightedTarget(int(order[0]), [int(order[i]) for i in cats], self.alpha))
+        return out
+
+    def _pulled_back(self, run, targets, n: int):
+        import torch
+
+        z = run.logits[0].detach().float().clone().requires_grad_(True)
+        vs = torch.stack([torch.autograd.grad(t(z), z)[0] for t in targets])  # d target / d logits
+        return run.vjp(vs, list(range(n)))
+
+    def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
+        classes = [int(c) for c in classes]
+        n = len(clf.target_layers)
+        targets = self._targets(run.logits[0].detach().float().cpu().numpy(), classes)
+        with clf.lock:
+            grads = self._pulled_back(run, targets, n)
+        return self._maps(clf, run, x, classes, grads)
+
+    def contrast_from_run(self, clf, run, x, a: int, b: int) -> ExplainOutput:
+        """"Why a rather than b": FinerCAM with b as the one comparison class."""
+        from pytorch_grad_cam.utils.model_targets import FinerWeightedTarget
+
+        n = len(clf.target_layers)
+        with clf.lock:
+            grads = self._pulled_back(run, [FinerWeightedTarget(int(a), [int(b)], self.alpha)], n)
+        return self._maps(clf, run, x, [int(a)], grads)
+
+
+def refine_layers(clf, n: int = 3) -> list:
+    """The layers RefineCAM multiplies: the target layer and the ends of the stages before it. For a CNN,
+    the last module at each of the ``n`` coarsest spatial sizes (found by one probe pass, kept with the
+    classifier); for a ViT, the target layer's namesakes in the last ``n`` blocks."""
+    import torch
+
+    def find():
+        target = clf.target_layers[-1]
+        names = {id(m): k for k, m in clf.model.named_modules()}
+        tname = names.get(id(target), "")
+        if clf.family == "vit":
+            parts = tname.split(".")
+            at = max((i for i, p in enumerate(parts) if p.isdigit()), default=None)
+            if at is None:
+                return [target]
+            mods = dict(clf.model.named_modules())
+            last = int(parts[at])
+            picked = [mods.get(".".join(parts[:at] + [str(i)] + parts[at + 1:]))
+                      for i in range(max(0, last - n + 1), last + 1)]
+            return [p for p in picked if p is not None]
+        seen: list = []  # (module, spatial size) as each module's forward ends
+
+        def note(mod, inputs, out):
+            if isinstance(out, torch.Tensor) and out.dim() == 4:
+                seen.append((mod, tuple(out.shape[-2:])))
+
+        hooks = [mod.register_forward_hook(note) for mod in clf.model.modules() if mod is not clf.model]
+        try:
+            with clf.lock, torch.inference_mode():
+                clf.forward(torch.zeros((1, 3) + tuple(clf.input_size), device=clf.device))
+        finally:
+            for h in hooks:
+                h.remove()
+        calls: dict = {}
+        for mod, _ in seen:
+            calls[id(mod)] = calls.get(id(mod), 0) + 1
+        upto = max(i for i, (mod, _) in enumerate(seen) if mod is target)
+        final = seen[upto][1]
+        ends: dict = {}
+        for mod, hw in seen[:upto]:
+            if calls[id(mod)] == 1 and hw[0] > final[0]:  # a module run twice (a shared ReLU) cannot be tapped
+                ends[hw] = mod  # the last module to finish at each size: the end of that stage
+        return [ends[hw] for hw in list(ends)[-(n - 1):]] + [target] if n > 1 else [target]
+
+    return clf.cached(f"refine layers {n}", find)
+
+
+class RefineLibraryCAM(LibraryCAM):
+    """RefineCAM (pytorch-grad-cam 1.5.7): the product of Grad-CAM++ maps of several layers, from the
+    stage ends before the target layer up to it; the early layers' detail, denoised by the later ones.
+    All layers are tapped in the one forward pass, their gradients taken in the one sweep."""
+
+    def __init__(self, name: str, description: str = "") -> None:
+        super().__init__(name, "GradCAMPlusPlus", True, description)
+
+    def supports(self, clf) -> str | None:
+        reason = super().supports(clf)
+        if reason is None and len(refine_layers(clf)) < 2:
+            return f"RefineCAM multiplies maps of several layers, and no layer before {clf.name}'s target was found"
+        return reason
+
+    def taps(self, clf):
+        from ._base import TapSpec
+
+        layers = refine_layers(clf)
+        return TapSpec(list(layers), [True] * len(layers), [False] * len(layers))
+
+    def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
+        from pytorch_grad_cam.utils.image import scale_cam_image
+
+        classes = [int(c) for c in classes]
+        layers = refine_layers(clf)
+        with clf.lock:
+            grads = run.grads(classes, list(range(len(layers))))
+        product = None
+        for i, layer in enumerate(layers):
+            one = _OneLayer(run, i)
+            maps = self._maps(_Layers(clf, [layer]), one, x, classes, [grads[i]]).normalized
+            product = maps if product is None else product * maps
+        return ExplainOutput(product.astype(np.float32), np.asarray(scale_cam_image(product), np.float32))
+
+    def contrast_from_run(self, clf, run, x, a: int, b: int) -> ExplainOutput:
+        from ..errors import ExplainerNotSupportedError
+
+        raise ExplainerNotSupportedError("RefineCAM multiplies maps of one class; use Grad-CAM or FinerCAM to "
+                                         "contrast two classes.")
+
+
+class _OneLayer:
+    """One tap of a Run, seen as a run with that tap only."""
+
+    def __init__(self, run, i: int) -> None:
+        self.acts = [run.acts[i]]
+        self.logits = run.logits
+
+
+class _Layers:
+    """A classifier seen with other target layers (for the library's per-layer math)."""
+
+    def __init__(self, clf, layers) -> None:
+        self._clf = clf
+        self.target_layers = layers
+
+    def __getattr__(self, name):
+        return getattr(self._clf, name)
+
+
 class SlowLibraryCAM(Explainer):
     """A pytorch-grad-cam method run through the library's own call, one class at a time."""
 
@@ -188,7 +304,6 @@ class SlowLibraryCAM(Explainer):
 
     def _make(self, clf):
         import pytorch_grad_cam
-        from pytorch_grad_cam.ablation_layer import AblationLayer, AblationLayerVit
 
         base = getattr(pytorch_grad_cam, self.class_name)
         raw_store: list = []
@@ -205,8 +320,6 @@ class SlowLibraryCAM(Explainer):
                 return super().aggregate_multi_layers(cam_per_target_layer)
 
         kwargs = dict(model=clf.logits_module(), target_layers=clf.target_layers, reshape_transform=clf.reshape_transform)
-        if self.class_name == "AblationCAM":
-            kwargs["ablation_layer"] = AblationLayerVit() if clf.reshape_transform is not None else AblationLayer()
         if self.class_name == "FullGrad":
             kwargs["target_layers"] = []
         import contextlib
@@ -217,10 +330,8 @@ class SlowLibraryCAM(Explainer):
         return lib, raw_store
 
     def explain(self, clf, x, classes: Sequence[int], progress: Progress | None = None) -> ExplainOutput:
-        from pytorch_grad_cam.utils.find_layers import replace_layer_recursive
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        _silence_library_tqdm()
         classes = [int(c) for c in classes]
         size = input_size_wh(x)
         raws, norms = [], []
@@ -232,22 +343,18 @@ class SlowLibraryCAM(Explainer):
         with clf.lock, unfrozen:
             lib, raw_store = self._make(clf)
             try:
-                for j, c in enumerate(classes):  # this thread's library loops report here (never print)
-                    _QUIET.local.callback = (lambda f: None) if progress is None else (
-                        lambda f, j=j, c=c: progress((j + f) / len(classes),
-                                                     f"{self.name}: class {c} ({j + 1}/{len(classes)})"))
+                for j, c in enumerate(classes):
+                    if progress is not None:
+                        progress(j / len(classes), f"{self.name}: class {c} ({j + 1}/{len(classes)})")
                     raw_store.clear()
                     norm = lib(x, [ClassifierOutputTarget(c)])
                     norms.append(np.asarray(norm[0], np.float32))
                     raws.append(resize_maps(raw_store[-1][:1], size)[0] if raw_store else norms[-1])
             finally:
-                _QUIET.local.callback = None
                 lib.activations_and_grads.release()
-                abl = getattr(lib, "ablation_layer", None)
-                if abl is not None and any(m is abl for m in lib.model.modules()):
-                    for layer in clf.target_layers:  # the library swaps the layer out; never leave it so
-                        replace_layer_recursive(lib.model, abl, layer)
                 clf.model.zero_grad(set_to_none=True)
+        if progress is not None:
+            progress(1.0, f"{self.name}: done")
         return ExplainOutput(np.stack(raws).astype(np.float32), np.stack(norms).astype(np.float32))
 
 
@@ -255,6 +362,10 @@ def _register_all() -> None:
     for name, (cls_name, desc, grads) in FAST_METHODS.items():
         register("explainer", name, (lambda n=name, c=cls_name, g=grads, d=desc: LibraryCAM(n, c, g, d)),
                  requires=("pytorch_grad_cam",), description=desc, cost="interactive", library=cls_name)
+    register("explainer", "finercam", lambda: FinerLibraryCAM("finercam", FINERCAM), requires=("pytorch_grad_cam",),
+             description=FINERCAM, cost="interactive", library="FinerCAM")
+    register("explainer", "refinecam", lambda: RefineLibraryCAM("refinecam", REFINECAM),
+             requires=("pytorch_grad_cam",), description=REFINECAM, cost="interactive", library="RefineCAM")
     for name, (cls_name, desc) in SLOW_METHODS.items():
         register("explainer", name, (lambda n=name, c=cls_name, d=desc: SlowLibraryCAM(n, c, d)),
                  requires=("pytorch_grad_cam",), description=desc, cost="slow", library=cls_name)
