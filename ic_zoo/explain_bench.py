@@ -1,6 +1,7 @@
 """Which map tells the truth? Scoring every explainer against Flower2D's ground truth.
 
 ``python -m ic_zoo explain-bench [--variants ...] [--models ...] [--explainers ...] [--n N] [--json OUT] [--quick]``
+``python -m ic_zoo explain-bench --protocol parts``: FunnyBirds' part-level scores (``explain_parts``)
 
 For each variant x shipped model, on held-out test images that the model classifies correctly *and*
 that pass the recolour test (recolouring the discriminative parts to another class's colours makes the
@@ -32,8 +33,9 @@ import numpy as np
 from .command import Command
 from .registry import register
 
-ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "scorecam", "ablationcam",
-                  "fullgrad", "fem", "kpcacam", "shapleycam", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive")
+ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "finercam", "refinecam",
+                  "scorecam", "scorecam-topk", "ablationcam", "ablationcam-topk", "fullgrad", "fem", "kpcacam",
+                  "shapleycam", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive")
 #: the fast occlusion and its reference: when both run, their agreement is scored too
 OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
 QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")
@@ -453,11 +455,61 @@ def format_markdown(doc: dict) -> str:
     return "\n".join(out)
 
 
+def merge(old: dict, new: dict) -> dict:
+    """``old`` with ``new``'s rows in place of the same (variant, model, explainer) and its other rows
+    added: a published table gains or re-measures explainers without rerunning the rest. Both must score
+    the same images (same n, seeds, size and deletion steps), else one sentence says which differs."""
+    from .errors import InputError
+
+    for k in ("n", "seeds", "size", "fractions"):
+        if old["config"].get(k) != new["config"].get(k):
+            raise InputError(f"the table to update was measured with {k}={old['config'].get(k)} and this run with "
+                             f"{k}={new['config'].get(k)}; run with the same --n and --seeds to update it.")
+    key = lambda r: (r["variant"], r["model"], r["explainer"])  # noqa: E731
+    fresh = {key(r): r for r in new["results"]}
+    rows = [fresh.pop(key(r), r) for r in old["results"]] + list(fresh.values())
+    parts = {(p["variant"], p["model"]): dict(p) for p in old["parts"]}
+    for p in new["parts"]:
+        was = parts.setdefault((p["variant"], p["model"]), {})
+        unsupported = {**was.get("unsupported", {}), **p.get("unsupported", {})}
+        was.update(p, unsupported=unsupported)
+    cfg = dict(old["config"])
+    for k in ("variants", "explainers"):
+        cfg[k] = list(dict.fromkeys(list(old["config"][k]) + list(new["config"][k])))
+    out = {**old, "config": cfg, "machine": new["machine"], "results": rows, "parts": list(parts.values()),
+           "targets": verdicts(rows)}
+    out["updates"] = list(old.get("updates", [])) + [{"explainers": new["config"]["explainers"],
+                                                      "variants": new["config"]["variants"],
+                                                      "seconds": new["seconds"]}]
+    return out
+
+
 # -- CLI -------------------------------------------------------------------------------------------------
 def cmd_bench(args) -> int:
+    if args.update and not Path(args.update).is_file():
+        print(f"explain-bench: there is no table at {args.update} to update; run without --update first.",
+              file=sys.stderr)
+        return 2
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.protocol == "parts":
+        return _cmd_parts(args, log)
     doc = run(variants=args.variants or VARIANTS, models=args.models, explainers=args.explainers, n=args.n or
               (6 if args.quick else 40), seeds=args.seeds or (1 if args.quick else 3), quick=args.quick,
-              figure=args.figure, log=lambda s: print(s, file=sys.stderr, flush=True))
+              figure=args.figure, log=log)
+    if args.protocol == "all":
+        from . import explain_parts
+
+        doc.update(explain_parts.run_parts(args.variants or VARIANTS, args.models, args.explainers,
+                                           n=6 if args.quick else 20, quick=args.quick, size=SIZE, log=log))
+    if args.update:
+        from .errors import InputError
+
+        try:
+            doc = merge(json.loads(Path(args.update).read_text()), doc)
+        except InputError as exc:
+            print(f"explain-bench: {exc}", file=sys.stderr)
+            return 2
+        args.json = args.json or args.update
     print(format_table(doc))
     bad = controls_ordered(doc)
     print("controls ordered (mask > every explainer > random on top-|M| IoU): " + ("yes" if not bad else "NO"))
@@ -475,7 +527,43 @@ def cmd_bench(args) -> int:
     if args.occlusion_markdown:
         Path(args.occlusion_markdown).write_text(occ)
         print(f"wrote {args.occlusion_markdown}")
+    if "part_protocol" in doc:
+        _write_parts(args, doc)
     return 0
+
+
+def _cmd_parts(args, log) -> int:
+    """``--protocol parts``: the part-level protocol alone (its own JSON and Markdown)."""
+    from . import explain_parts
+
+    t0 = time.perf_counter()
+    import torch
+
+    doc = {"config": {"protocol": "parts", "variants": list(args.variants or VARIANTS), "quick": args.quick,
+                      "size": SIZE},
+           "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                       "threads": torch.get_num_threads()}}
+    doc.update(explain_parts.run_parts(args.variants or VARIANTS, args.models, args.explainers,
+                                       n=args.n or (6 if args.quick else 20), quick=args.quick, size=SIZE, log=log))
+    doc["seconds"] = round(time.perf_counter() - t0, 1)
+    print(explain_parts.format_markdown(doc))
+    print(f"\n{doc['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+        print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(explain_parts.format_markdown(doc))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+def _write_parts(args, doc) -> None:
+    from . import explain_parts
+
+    print("\npart-level protocol:\n" + explain_parts.format_markdown(doc))
+    if args.parts_markdown:
+        Path(args.parts_markdown).write_text(explain_parts.format_markdown(doc))
+        print(f"wrote {args.parts_markdown}")
 
 
 def add_bench_args(p) -> None:
@@ -490,6 +578,12 @@ def add_bench_args(p) -> None:
     p.add_argument("--quick", action="store_true", help="one model per variant, four explainers: a CI smoke test")
     p.add_argument("--figure", default=None, help="save a PNG of every method's maps on the same images")
     p.add_argument("--json", default=None)
+    p.add_argument("--protocol", choices=("regions", "parts", "all"), default="regions",
+                   help="regions: overlap with the ground-truth mask and deletion (the default); parts: FunnyBirds' "
+                        "part-level scores by exact re-rendering and the removal-operator gap; all: both")
+    p.add_argument("--parts-markdown", default=None, help="with --protocol all: write the part-level tables here")
+    p.add_argument("--update", default=None, metavar="JSON",
+                   help="merge this run's rows into that earlier table (same --n and --seeds) and write it back")
     p.set_defaults(func=cmd_bench)
 
 

@@ -146,9 +146,9 @@ def _occlusion_pair(key, n):
                                     pytest.param("flower2d/squeezenet", 20, marks=pytest.mark.slow)])
 def test_fast_occlusion_agrees_with_the_exhaustive_one(key, n):
     """Measured on 20 held-out images per model (benchmarks/occlusion_fast_vs_exhaustive.json): the same
-    top segment on 95-100% of them, top-|M| IoU within 0.02, Spearman 0.94-1.00 over the segments that
-    explain (>= 10% of the exhaustive top score), a fifth to a half of the passes (a third on these
-    CNNs). The thresholds leave room for other images: 95%, 0.03, 0.9 and half. Spearman over all 200
+    top segment on 95-100% of them, top-|M| IoU within 0.007, Spearman 0.975-1.00 over the segments that
+    explain (>= 10% of the exhaustive top score), a quarter to three quarters of the passes (37-46% on
+    these CNNs). The thresholds leave room for other images: 95%, 0.03, 0.9 and 60%. Spearman over all 200
     segments is lower by construction (the background is never removed, so it is one plateau against
     the exhaustive map's small noisy values) and is not held to a bound."""
     from ic_zoo.explain_bench import occlusion_agreement
@@ -157,7 +157,7 @@ def test_fast_occlusion_agrees_with_the_exhaustive_one(key, n):
     a = occlusion_agreement(maps)
     assert a["same_top_segment"] >= 0.95, a
     assert np.mean(ious["fast"]) >= np.mean(ious["ref"]) - 0.03, ious
-    assert a["fast_passes_mean"] <= 0.5 * n_ref, (a, n_ref)
+    assert a["fast_passes_mean"] <= 0.6 * n_ref, (a, n_ref)
     assert a["spearman_explaining_segments"] >= 0.9, a
 
 
@@ -202,3 +202,36 @@ def test_quick_benchmark_orders_its_controls(tmp_path, capsys):
     assert {p["variant"] for p in doc["parts"]} == {"double-12c", "single-6c"}
     assert all(p["selectivity_exact"] > 0.9 for p in doc["parts"])
     assert fig.is_file() and doc["seconds"] < 240
+
+
+def test_a_published_table_gains_explainers_without_rerunning_the_rest(tmp_path, capsys):
+    """explain-bench --update merges a run's rows into an earlier table of the same images: re-measured
+    rows replace theirs, new ones are added, the others stay; a table of other images is refused."""
+    from ic_zoo.cli import main
+    from ic_zoo.errors import InputError
+    from ic_zoo.explain_bench import merge
+
+    def row(e, v):
+        return {"variant": "double-12c", "model": "flower2d/resnet", "explainer": e, "control": e == "gt",
+                "metrics": {k: {"mean": v, "std": 0.0, "per_seed": [v]}
+                            for k in ("top_m_iou", "pointing", "deletion_auc")}}
+
+    cfg = {"variants": ["double-12c"], "explainers": ["gradcam", "cam"], "controls": ["gt"], "n": 4, "seeds": 1,
+           "quick": False, "size": 64, "fractions": [0.0, 0.1]}
+    old = {"config": cfg, "machine": {}, "results": [row("gradcam", 0.5), row("cam", 0.4), row("gt", 1.0)],
+           "parts": [{"variant": "double-12c", "model": "flower2d/resnet", "selectivity_exact": 1.0,
+                      "unsupported": {"x": "why"}}], "targets": {}, "seconds": 10.0}
+    new = {"config": {**cfg, "explainers": ["gradcam", "finercam"]}, "machine": {"torch": "t"},
+           "results": [row("gradcam", 0.6), row("finercam", 0.7), row("gt", 1.0)],
+           "parts": [{"variant": "double-12c", "model": "flower2d/resnet", "selectivity_exact": 0.9,
+                      "unsupported": {}}], "targets": {}, "seconds": 3.0}
+    doc = merge(old, new)
+    got = {r["explainer"]: r["metrics"]["top_m_iou"]["mean"] for r in doc["results"]}
+    assert got == {"gradcam": 0.6, "cam": 0.4, "gt": 1.0, "finercam": 0.7}
+    assert doc["config"]["explainers"] == ["gradcam", "cam", "finercam"]
+    assert doc["parts"][0]["selectivity_exact"] == 0.9 and doc["parts"][0]["unsupported"] == {"x": "why"}
+    assert doc["seconds"] == 10.0 and doc["updates"][0]["seconds"] == 3.0
+    with pytest.raises(InputError, match="n=4 and this run with n=8"):
+        merge(old, {**new, "config": {**new["config"], "n": 8}})
+    assert main(["explain-bench", "--update", str(tmp_path / "none.json")]) == 2
+    assert "no table at" in capsys.readouterr().err

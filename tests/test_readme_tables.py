@@ -1,0 +1,30 @@
+"""The README's benchmark tables are the ones the benchmarks generate from their JSON, never typed:
+each Markdown file under benchmarks/ is what its formatter makes of the JSON beside it, and every line
+of its table appears in the README."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _formatters():
+    from ic_zoo import bench, explain_bench, latency
+
+    return [("explain_bench", explain_bench.format_markdown),
+            ("occlusion_fast_vs_exhaustive", explain_bench.format_occlusion_markdown),
+            ("latency_cpu", latency.format_markdown),
+            ("edit_lite_cpu", bench.format_markdown)]
+
+
+@pytest.mark.parametrize("stem,fmt", _formatters(), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_readme_tables_are_generated_from_the_json(stem, fmt):
+    doc = json.loads((ROOT / "benchmarks" / f"{stem}.json").read_text())
+    md = (ROOT / "benchmarks" / f"{stem}.md").read_text()
+    assert fmt(doc).strip() == md.strip(), f"benchmarks/{stem}.md is not what its JSON gives; regenerate it"
+    readme = (ROOT / "README.md").read_text()
+    missing = [line for line in md.splitlines() if line.startswith("|") and line not in readme]
+    assert not missing, f"README lacks these lines of benchmarks/{stem}.md: {missing[:3]}"
