@@ -45,6 +45,7 @@ BUILTIN_MODULES = (
     "ic_zoo.inpainters.lama_inpaint",
     "ic_zoo.explainers.cam_methods",
     "ic_zoo.explainers.channel_cams",
+    "ic_zoo.explainers.attention",
     "ic_zoo.explainers.true_cam",
     "ic_zoo.explainers.occlusion",
     "ic_zoo.explainers.vebi",

@@ -35,7 +35,7 @@ from .registry import register
 
 ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "finercam", "refinecam",
                   "scorecam", "scorecam-topk", "ablationcam", "ablationcam-topk", "fullgrad", "fem", "kpcacam",
-                  "shapleycam", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive")
+                  "shapleycam", "rollout", "chefer", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive")
 #: the fast occlusion and its reference: when both run, their agreement is scored too
 OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
 QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")
@@ -499,8 +499,9 @@ def cmd_bench(args) -> int:
     if args.protocol == "all":
         from . import explain_parts
 
-        doc.update(explain_parts.run_parts(args.variants or VARIANTS, args.models, args.explainers,
-                                           n=6 if args.quick else 20, quick=args.quick, size=SIZE, log=log))
+        doc.update(explain_parts.run_parts(args.variants or VARIANTS, args.models, _explainers(args), select_images,
+                                           control_map, n=6 if args.quick else 20, quick=args.quick, size=SIZE,
+                                           log=log))
     if args.update:
         from .errors import InputError
 
@@ -543,8 +544,9 @@ def _cmd_parts(args, log) -> int:
                       "size": SIZE},
            "machine": {"python": platform.python_version(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()}}
-    doc.update(explain_parts.run_parts(args.variants or VARIANTS, args.models, args.explainers,
-                                       n=args.n or (6 if args.quick else 20), quick=args.quick, size=SIZE, log=log))
+    doc.update(explain_parts.run_parts(args.variants or VARIANTS, args.models, _explainers(args), select_images,
+                                       control_map, n=args.n or (6 if args.quick else 20), quick=args.quick, size=SIZE,
+                                       log=log))
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     print(explain_parts.format_markdown(doc))
     print(f"\n{doc['seconds']:.0f} s")
@@ -555,6 +557,10 @@ def _cmd_parts(args, log) -> int:
         Path(args.markdown).write_text(explain_parts.format_markdown(doc))
         print(f"wrote {args.markdown}")
     return 0
+
+
+def _explainers(args) -> list[str]:
+    return list(args.explainers or (QUICK_EXPLAINERS if args.quick else ALL_EXPLAINERS))
 
 
 def _write_parts(args, doc) -> None:

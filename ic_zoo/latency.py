@@ -94,7 +94,7 @@ def run(models=DEFAULT_MODELS, explainers=None, repeats: int = 5, slow_repeats: 
             if spec is not None:  # an interactive explainer: time its map from the edit's own (tapped) pass
                 def one() -> float:
                     with clf.lock:
-                        r = clf.run(x, spec.layers, spec.grad, spec.use_input)
+                        r = clf.run(x, spec.layers, spec.grad, spec.use_input, during=spec.during)
                         t = time.perf_counter()
                         ex.from_run(clf, r, x, [cls])
                         return time.perf_counter() - t

@@ -486,7 +486,7 @@ class Session:
         else:
             x = st.x
         if spec is not None:
-            run = clf.run(x, spec.layers, spec.grad, spec.use_input)
+            run = clf.run(x, spec.layers, spec.grad, spec.use_input, during=spec.during)
             pred = clf.prediction(run.logits)
             st_new = _ImageState(x, pred, run, want, st.maps if st is not None else {})
         else:

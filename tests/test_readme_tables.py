@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _formatters():
-    from ic_zoo import bench, explain_bench, latency
+    from ic_zoo import bench, explain_bench, explain_parts, latency
 
     return [("explain_bench", explain_bench.format_markdown),
+            ("explain_parts", explain_parts.format_markdown),
             ("occlusion_fast_vs_exhaustive", explain_bench.format_occlusion_markdown),
             ("latency_cpu", latency.format_markdown),
             ("edit_lite_cpu", bench.format_markdown)]

@@ -8,6 +8,7 @@ the logits and, for the layers an explainer taps, activations from which gradien
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from dataclasses import dataclass, field
@@ -311,11 +312,12 @@ class Classifier:
         return Prediction(lg.cpu().numpy(), probs.cpu().numpy(), self.labels)
 
     def run(self, x: torch.Tensor, taps: Sequence[torch.nn.Module] = (), grad: Sequence[bool] | bool = True,
-            use_input: Sequence[bool] | None = None) -> Run:
+            use_input: Sequence[bool] | None = None, during: Callable | None = None) -> Run:
         """One forward pass capturing the outputs (or inputs) of ``taps``.
 
         Taps with ``grad`` start a graph there (activation detached and made a leaf that requires
-        grad), unless an earlier tap's graph already reaches them (then gradients reach both); hooks are registered for this call only and always removed. Callers hold ``self.lock``
+        grad), unless an earlier tap's graph already reaches them (then gradients reach both); ``during``
+        makes a context manager held around the pass (a TapSpec's ``during``); hooks are registered for this call only and always removed. Callers hold ``self.lock``
         for as long as they use the returned Run, so concurrent calls never share hooks or graphs.
         """
         taps = list(taps)
@@ -365,7 +367,7 @@ class Classifier:
                     else:
                         handles.append(layer.register_forward_hook(out_hook))
                 ctx = torch.enable_grad() if any(grad_mask) else torch.no_grad()
-                with ctx:
+                with ctx, (during() if during is not None else contextlib.nullcontext()):
                     logits = self.forward(x)
             finally:
                 for h in handles:

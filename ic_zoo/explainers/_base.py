@@ -29,6 +29,9 @@ class TapSpec:
     layers: list
     grad: list[bool]
     use_input: list[bool]
+    #: a context manager factory held around the tapped pass (e.g. switching a fused attention kernel off
+    #: so the attention matrix exists to be tapped); None: nothing
+    during: Callable | None = None
 
 
 @dataclass
@@ -59,7 +62,7 @@ class Explainer:
         if spec is None:
             raise NotImplementedError(f"{type(self).__name__} must implement explain() or taps()/from_run()")
         with clf.lock:
-            run = clf.run(x, spec.layers, spec.grad, spec.use_input)
+            run = clf.run(x, spec.layers, spec.grad, spec.use_input, during=spec.during)
             return self.from_run(clf, run, x, classes)
 
     def __repr__(self) -> str:

@@ -1,0 +1,104 @@
+"""Attention rollout and Chefer et al.'s gradient-weighted relevance: equal to a reference computed here
+independently (the attention captured by plain hooks with the parameters trainable, the formulas in
+numpy), from one tapped pass with the fused kernel switched off for that pass only."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+from conftest import hooks
+
+import ic_zoo
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import timm.models.vision_transformer as V
+    import torchvision.transforms as T
+
+    from ic_zoo.classifiers._base import Classifier, InputGeometry, TokenGridReshape
+
+    torch.manual_seed(0)
+    net = V.VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=3, num_heads=2, num_classes=5)
+    ref = copy.deepcopy(net).eval()
+    clf = Classifier(net, list("abcde"), T.Compose([T.Resize((32, 32)), T.ToTensor()]), InputGeometry((32, 32), None),
+                     [net.blocks[-1].norm1], name="tiny-timm-vit", reshape_transform=TokenGridReshape((4, 4), 1),
+                     device="cpu")
+    rng = np.random.default_rng(0)
+    x = clf.preprocess(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    return clf, ref, x
+
+
+def _reference(ref, x, c):
+    """Attention of every block by plain hooks (gradients retained), then the papers' formulas."""
+    store = []
+
+    def keep(module, inputs, out):
+        out.retain_grad()
+        store.append(out)
+
+    for blk in ref.blocks:
+        blk.attn.fused_attn = False
+        blk.attn.attn_drop.register_forward_hook(keep)
+    logits = ref(x)
+    logits[0, c].backward()
+    atts = [a.detach()[0].numpy().astype(np.float64) for a in store]  # (heads, N, N)
+    grads = [a.grad[0].numpy().astype(np.float64) for a in store]
+    n = atts[0].shape[-1]
+    roll = np.eye(n)
+    for a in atts:
+        a = 0.5 * a.mean(0) + 0.5 * np.eye(n)
+        roll = (a / a.sum(-1, keepdims=True)) @ roll
+    rel = np.eye(n)
+    for a, g in zip(atts, grads):
+        rel = rel + np.maximum(g * a, 0).mean(0) @ rel
+    return roll[0, 1:].reshape(4, 4), rel[0, 1:].reshape(4, 4)
+
+
+@pytest.mark.parametrize("name,which", [("rollout", 0), ("chefer", 1)])
+def test_attention_maps_equal_an_independent_reference(tiny, name, which):
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    clf, ref, x = tiny
+    classes = [1, 3]
+    out = ic_zoo.instance("explainer", name).explain(clf, x, classes)
+    for j, c in enumerate(classes):
+        grid = _reference(copy.deepcopy(ref), x, c)[which]
+        expect = scale_cam_image(np.maximum(grid, 0)[None].astype(np.float32), (32, 32))
+        expect = scale_cam_image(expect)[0]  # the library's two scalings, as for any map
+        assert np.abs(out.normalized[j] - expect).max() < 1e-4
+    assert hooks(clf.model) == 0
+
+
+def test_the_fused_kernel_comes_back_and_other_models_are_refused(tiny):
+    clf, _, x = tiny
+    before = [b.attn.fused_attn for b in clf.model.blocks]
+    ic_zoo.instance("explainer", "chefer").explain(clf, x, [0])
+    assert [b.attn.fused_attn for b in clf.model.blocks] == before
+    cnn = ic_zoo.create("classifier", "flower2d/resnet")
+    assert "attention" in ic_zoo.instance("explainer", "rollout").supports(cnn)
+    vit = ic_zoo.create("classifier", "flower2d/vit")
+    assert ic_zoo.instance("explainer", "chefer").supports(vit) is None
+    rollout = ic_zoo.instance("explainer", "rollout").explain(vit, vit.preprocess(np.zeros((64, 64, 3), np.uint8)), [0, 1])
+    assert np.allclose(rollout.normalized[0], rollout.normalized[1])  # class-agnostic
+
+
+def test_the_session_taps_attention_on_the_edit_pass():
+    """In the app's path (the edit's one tapped pass, the session's cache), the attention explainers get
+    their matrices too, and the maps equal a direct call."""
+    from ic_zoo.flower2d import generator as g
+    from ic_zoo.session import Session
+
+    img, _ = g.render(g.sample_params("double-12c", 0, "test", 5), 64)
+    s = Session(img)
+    mask = np.zeros(img.shape[:2], bool)
+    mask[10:20, 10:20] = True
+    s.apply(mask, "telea")
+    maps = s.explain("flower2d/vit", [0, 2], explainer="chefer")
+    vit = s.classifier("flower2d/vit")
+    direct = ic_zoo.instance("explainer", "chefer").explain(vit, vit.preprocess(s.modified), [0, 2])
+    assert np.abs(maps[1].modified_normalized - direct.normalized[1]).max() < 1e-4
+    assert np.abs(maps[1].raw_modified - direct.raw[1]).max() < 1e-5
+    assert hooks(vit.model) == 0
