@@ -174,22 +174,16 @@ def part_selectivity(clf, samples, fill) -> dict:
 
 def run(variants=VARIANTS, models=None, explainers=None, n: int = 40, seeds: int = 3, quick: bool = False,
         figure: str | None = None, log=print) -> dict:
-    from .classifiers.flower2d_models import shipped
+    from .classifiers.flower2d_models import shipped_for
     from .flower2d import generator as g
     from .session import get_classifier, get_explainer, get_inpainter
 
     t_start = time.perf_counter()
     explainers = list(explainers or (QUICK_EXPLAINERS if quick else ALL_EXPLAINERS))
     fill = get_inpainter("telea")
-    zoo = shipped()
     rows, parts_rows, fig_data = [], [], {}
     for variant in variants:
-        names = [k for k, (v, _, _) in zoo.items() if v == variant]
-        if models:
-            names = [k for k in names if k in models or k.split("/")[-1] in models]
-        if quick:
-            names = [k for k in names if k.endswith("/resnet")] or names[:1]
-        for key in names:
+        for key in shipped_for(variant, models, quick):
             clf = get_classifier(key)
             per = {e: {} for e in explainers + list(CONTROLS)}
             notes = {}

@@ -227,7 +227,7 @@ def run_parts(variants, models, explainers, select_images, control_map, n: int =
     images the model gets right and that pass the recolour test) and its control maps."""
     import time
 
-    from .classifiers.flower2d_models import shipped
+    from .classifiers.flower2d_models import shipped_for
     from .flower2d import generator as g
     from .session import get_classifier, get_explainer
 
@@ -235,14 +235,8 @@ def run_parts(variants, models, explainers, select_images, control_map, n: int =
     explainers = list(explainers)
     controls = ("gt", "random")
     rows, gaps = [], []
-    zoo = shipped()
     for variant in variants:
-        names = [k for k, (v, _, _) in zoo.items() if v == variant]
-        if models:
-            names = [k for k in names if k in models or k.split("/")[-1] in models]
-        if quick:
-            names = [k for k in names if k.endswith("/resnet")] or names[:1]
-        for key in names:
+        for key in shipped_for(variant, models, quick):
             clf = get_classifier(key)
             samples, _ = select_images(clf, variant, n, 0)
             removals = [Removals(clf, params, size) for params, _, _ in samples]  # shared by every explainer

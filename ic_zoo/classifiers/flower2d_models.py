@@ -28,6 +28,17 @@ def shipped() -> dict[str, tuple[str, str, Path]]:
     return out
 
 
+def shipped_for(variant: str, models=None, quick: bool = False) -> list[str]:
+    """The shipped models of ``variant`` a benchmark runs: those named in ``models`` (keys or architectures:
+    squeezenet, resnet, vit), all when None; with ``quick``, the ResNet only (or the first)."""
+    names = [k for k, (v, _, _) in shipped().items() if v == variant]
+    if models:
+        names = [k for k in names if k in models or k.split("/")[-1] in models]
+    if quick:
+        names = [k for k in names if k.endswith("/resnet")] or names[:1]
+    return names
+
+
 def _build(key: str, variant: str, arch: str, cfg_path: Path, pretrained: bool = True, device=None):
     from ..flower2d.models import Flower2DTransform, build
     from ._base import InputGeometry, TokenGridReshape
