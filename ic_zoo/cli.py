@@ -166,6 +166,10 @@ def cmd_edit(args) -> int:
                                     "original": f"maps/{_slug(m)}/{stem}_original.png",
                                     "modified": f"maps/{_slug(m)}/{stem}_modified.png",
                                     "difference": f"maps/{_slug(m)}/{stem}_difference.png"}
+            if args.trust or args.road:
+                files[str(cm.index)]["trust"] = {
+                    w: sess.trust(m, cm.index, args.explainer, w, road=args.road).to_dict()
+                    for w in ("original", "modified")}
         doc["models"][m]["map_files"] = files
     with open(out / "result.json", "w") as f:
         json.dump(doc, f, indent=2)
@@ -247,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--class", dest="class_", type=int, action="append",
                     help="class index to map (repeatable; default the original's top-1)")
     sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--trust", action="store_true",
+                    help="add each map's trust score: its deletion AUC by inpainting beside random maps'")
+    sp.add_argument("--road", action="store_true", help="with the trust score, pytorch-grad-cam's ROADCombined too")
     sp.add_argument("--out", default="ic_zoo_out")
     common(sp)
     sp.set_defaults(func=cmd_edit)

@@ -46,6 +46,7 @@ BUILTIN_MODULES = (
     "ic_zoo.explainers.cam_methods",
     "ic_zoo.explainers.channel_cams",
     "ic_zoo.explainers.attention",
+    "ic_zoo.explainers.captum_methods",
     "ic_zoo.explainers.true_cam",
     "ic_zoo.explainers.occlusion",
     "ic_zoo.explainers.vebi",

@@ -32,6 +32,7 @@ import numpy as np
 
 from .command import Command
 from .registry import register
+from .trust import FRACTIONS
 
 ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "finercam", "refinecam",
                   "scorecam", "scorecam-topk", "ablationcam", "ablationcam-topk", "fullgrad", "fem", "kpcacam",
@@ -41,7 +42,6 @@ OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
 QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")
 CONTROLS = ("gt", "random", "centre")
 VARIANTS = ("double-12c", "single-6c")
-FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
 THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 TARGETS = {"double-12c": (0.75, 0.95), "single-6c": (0.65, 0.90)}  # (top-|M| IoU, pointing)
 PROTOTYPE = {"double-12c": (0.646, 0.98), "single-6c": (0.574, 0.833)}  # VEBI-style without the stride fix
@@ -87,13 +87,12 @@ def roc_auc(pos: list[float], neg: list[float]) -> float:
 
 
 def control_map(name: str, m: np.ndarray, rng) -> np.ndarray:
-    import cv2
-
     if name == "gt":
         return m.astype(np.float32)
     if name == "random":
-        noise = rng.standard_normal(m.shape).astype(np.float32)
-        return _norm(cv2.GaussianBlur(noise, (0, 0), 4.0)).astype(np.float32)
+        from .trust import random_map
+
+        return random_map(m.shape, rng)
     if name == "centre":
         yy, xx = np.mgrid[0:m.shape[0], 0:m.shape[1]]
         s = 0.25 * m.shape[0]
@@ -102,19 +101,10 @@ def control_map(name: str, m: np.ndarray, rng) -> np.ndarray:
 
 
 def deletion_auc(clf, img: np.ndarray, h: np.ndarray, y: int, fill) -> float:
-    import torch
+    """The deletion AUC of map ``h`` (the trust score's measure, ``trust.deletion_probs``)."""
+    from .trust import auc, deletion_probs
 
-    order = np.argsort(-np.asarray(h).ravel(), kind="stable")
-    batch = []
-    for f in FRACTIONS:
-        k = int(round(f * h.size))
-        mask = np.zeros(h.size, bool)
-        mask[order[:k]] = True
-        batch.append(fill.inpaint(img, mask.reshape(h.shape)) if k else img)
-    with clf.lock, torch.inference_mode():
-        p = torch.softmax(clf.forward(clf.image_to_tensor(np.stack(batch))).float(), 1)[:, y].cpu().numpy()
-    x = np.asarray(FRACTIONS)
-    return float(np.trapezoid(p, x) / (x[-1] - x[0]))
+    return float(auc(deletion_probs(clf, img, h, y, fill))[0])
 
 
 # -- the run -------------------------------------------------------------------------------------------

@@ -285,6 +285,21 @@ def interactive_explainer(name: str) -> tuple[str, str]:
     return "gradcam", f"; {name} is slow, use *Slow maps*"
 
 
+def trust_text(scores: dict) -> str:
+    """One line for beside a model's maps: each shown map's deletion AUC against random maps' (``scores``:
+    "original" / "modified" -> trust.TrustScore), and whether it beats them."""
+    parts = []
+    for which, t in scores.items():
+        if not np.isfinite(t.auc):
+            parts.append(f"{which}: an empty map, nothing to test")
+            continue
+        road = f", ROAD {t.road:+.2f}" if t.road is not None else ""
+        parts.append(f"{which} {t.auc:.2f} vs random {t.random_auc:.2f}: **{t.verdict}**{road}")
+    first = next(iter(scores.values()))
+    return (f"Trust (deletion AUC when the map's hottest pixels are removed by {first.inpainter}; lower is better): "
+            + "; ".join(parts) + ".")
+
+
 def status_line(session, seconds: float, flipped: list[str], notice: str = "") -> str:
     """The line under the canvas after an event: the edits, what the last one was, the time, the flips.
     Every successful event writes it, so an earlier error never lingers."""

@@ -268,6 +268,7 @@ class _ImageState:
     run: Any = None
     run_explainer: str | None = None
     maps: dict = field(default_factory=dict)  # (explainer, class) -> (raw, normalized)
+    trust: dict = field(default_factory=dict)  # (explainer, class, inpainter, n_random, road) -> TrustScore
 
 
 class Session:
@@ -488,7 +489,8 @@ class Session:
         if spec is not None:
             run = clf.run(x, spec.layers, spec.grad, spec.use_input, during=spec.during)
             pred = clf.prediction(run.logits)
-            st_new = _ImageState(x, pred, run, want, st.maps if st is not None else {})
+            st_new = _ImageState(x, pred, run, want, st.maps if st is not None else {},
+                                 st.trust if st is not None else {})
         else:
             st_new = _ImageState(x, clf.predict_tensor(x))
         self._states[key] = st_new
@@ -694,6 +696,34 @@ class Session:
             return ClassMaps(name, f"{ex.name} ({clf.labels[a]} rather than {clf.labels[b]})", int(a),
                              f"{clf.labels[a]} rather than {clf.labels[b]}", o.raw[0], m.raw[0], o.normalized[0],
                              m.normalized[0], clf.input_box(self.original.shape), self.original.shape[:2])
+
+    def trust(self, name: str, cls: int, explainer: str = "gradcam", which: str = "modified", *,
+              inpainter: str = "telea", road: bool = False, n_random: int | None = None):
+        """Does the map deserve trust? Its deletion AUC by inpainting (``inpainter``) for this model and
+        class, beside ``n_random`` random maps' (``trust.TrustScore``; ``.verdict`` says better than, no
+        better than, or worse than random), and with ``road`` pytorch-grad-cam's ROADCombined too. One
+        batched pass per map, computed once per image version."""
+        from . import trust as tr
+
+        n_random = tr.N_RANDOM if n_random is None else int(n_random)
+        if which not in ("original", "modified"):
+            raise InputError(f"which is 'original' or 'modified', not {which!r}.")
+        self.explain(name, int(cls), explainer)  # checks the model, class and explainer; maps cached
+        ex = get_explainer(explainer)
+        with self._lock:
+            version = 0 if which == "original" else self.version
+            st = self._state(name, version)
+            key = (ex.name, int(cls), inpainter, n_random, bool(road))
+            if key not in st.trust:
+                clf = self.classifier(name)
+                raw = self._maps(name, version, ex, [int(cls)], None)[0][0]
+                img = clf.tensor_to_image(st.x)
+                score = tr.trust_score(clf, img, raw, int(cls), get_inpainter(inpainter), model=name,
+                                       explainer=ex.name, n_random=n_random)
+                if road:
+                    score.road = tr.road(clf, st.x, raw, int(cls))
+                st.trust[key] = score
+            return st.trust[key]
 
     def sanity(self, name: str, cls: int, explainer: str = "gradcam") -> dict:
         """The map of ``cls`` on the modified image beside the same explainer on a copy of the model whose

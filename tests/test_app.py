@@ -237,3 +237,22 @@ def test_importing_the_app_builds_nothing_until_demo_is_asked_for():
     out = subprocess.run([sys.executable, "-c", code], cwd=str(Path(app_module.__file__).parent), env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_trust_scores_follow_the_columns(server, flower):
+    """The columns come at the stroke's speed; the trust score of every model's maps follows (the /trust
+    follow-up, public for API clients): the discriminative map of a flower beats random maps."""
+    _, url = server
+    d, p = flower
+    c = Client(url, verbose=False)
+    r = _result(_edit(c, d / "flower.png", [d / "disc.png"]))
+    assert "trust" not in r  # not measured inside the stroke
+    out = c.predict(FLOWERS[0], api_name="/trust")
+    doc = next(o for o in out if isinstance(o, dict) and "models" in o)
+    assert set(doc["trust"]) == set(FLOWERS)
+    for m in FLOWERS:
+        t = doc["trust"][m]
+        assert set(t) == {"original", "modified"}
+        assert t["original"]["explainer"] == "gradcam" and t["original"]["inpainter"] == "telea"
+        assert 0 <= t["original"]["deletion_auc"] <= 1 and 0 <= t["original"]["random_deletion_auc"] <= 1
+    assert sum(doc["trust"][m]["original"]["verdict"] == "better than random" for m in FLOWERS) >= 2

@@ -4,7 +4,6 @@ set of undo / redo / reset, click-to-select a superpixel, an uploaded mask, the 
 and the tutorial collapsed on a second visit."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np

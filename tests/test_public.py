@@ -3,7 +3,6 @@ sends passes the library's gate with one sentence, and memory stays bounded (tab
 evicted with a sentence, the undo depth and the per-version caches are capped)."""
 from __future__ import annotations
 
-import io
 import os
 import time
 

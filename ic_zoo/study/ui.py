@@ -273,7 +273,8 @@ class StudyApp:
             for m in st.models:
                 r = res.models[m]
                 c = r.tracked[0].index
-                view, cm = model_view(s, m, r, c, task.explainer)
+                # participants see what the study designed; a trust line would be a new cue for them
+                view, cm = model_view(s, m, r, c, task.explainer, trust=False)
                 entry = r.to_dict()
                 entry["map"] = {"explainer": task.explainer, "class": c}
                 if cm is None:

@@ -31,27 +31,60 @@ class ModelView:
     title: str  # markdown: the model and its top-1, with the change
     rows: list[dict]  # the table's rows (present.class_rows)
     panel: np.ndarray | None  # the maps (present.map_panel), None when the explainer cannot explain it
-    info: str = ""  # markdown under the maps: which map, the stroke's effect, or why there is no map
+    info: str = ""  # markdown under the maps: which map, its trust score, the stroke's effect, or why there is no map
+    trust: dict | None = None  # the trust scores of the maps shown ({"original": ..., "modified": ...} as dicts)
+    cls: int | None = None  # the class of the maps and the explainer that made them (None: no maps)
+    explainer: str = ""
+
+
+TRUST_PENDING = "Trust: being measured (the map's deletion AUC against random maps)..."
 
 
 def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mode: str = "tracked",
-               slow_note: str = "", effect: bool = False):
+               slow_note: str = "", effect: bool = False, trust: bool | str = True):
     """One model's column for ``result`` (its ModelResult in ``session``): the map of class ``cls`` by
-    ``explainer``, and with ``effect`` the share of the map the last stroke removed. Returns the view
-    and the ClassMaps (None when the explainer refused, its sentence then in ``info``)."""
+    ``explainer``, its trust score (``Session.trust``) beside it when ``trust`` (``"later"``: a line
+    saying it is being measured, for ``add_trust`` to fill in), and with ``effect`` the share of the map
+    the last stroke removed. Returns the view and the ClassMaps (None when the explainer refused, its
+    sentence then in ``info``)."""
     info, cm = [], None
     try:
         cm = session.explain(name, cls, explainer)
         panel = present.map_panel(session.original, session.modified, cm, box=result.box)
         info.append(f"Map: **{present.short(cm.label)}** ({explainer}{slow_note})")
+        if trust == "later":
+            info.append(TRUST_PENDING)
     except IcZooError as exc:
         panel = None
         info.append(str(exc))
     if effect and session.edits:
         info.append(present.stroke_effect_text(session.stroke_effect(name, explainer), session.edits[-1]))
     view = ModelView(name, present.model_title(name, result), present.class_rows(result, rows_mode), panel,
-                     "\n\n".join(info))
+                     "\n\n".join(info), None, int(cls) if cm is not None else None, explainer)
+    if trust is True:
+        add_trust(session, view)
     return view, cm
+
+
+def add_trust(session, view: ModelView) -> bool:
+    """Measure the trust score of ``view``'s maps (the original's, and the modified image's after an edit)
+    and put it beside them; False when there is nothing to do (no maps, or measured already)."""
+    if view.cls is None or view.trust is not None:
+        return False
+    try:
+        scores = {w: session.trust(view.name, view.cls, view.explainer, w)
+                  for w in (("original", "modified") if session.edits else ("original",))}
+        line = present.trust_text(scores)
+        view.trust = {w: t.to_dict() for w, t in scores.items()}
+    except IcZooError as exc:
+        line, view.trust = f"Trust: {exc}", {}
+    parts = view.info.split("\n\n")
+    if TRUST_PENDING in parts:
+        parts[parts.index(TRUST_PENDING)] = line
+    else:
+        parts.insert(1, line)
+    view.info = "\n\n".join(parts)
+    return True
 
 
 @dataclass

@@ -238,7 +238,7 @@ class AppContext:
             r = res.models[m]
             view, _ = model_view(s, m, r, st.selected.get(m, r.tracked[0].index), interactive,
                                  rows_mode="modified" if rows_mode == ROWS[1] else "tracked", slow_note=slow_note,
-                                 effect=stroke_effect)
+                                 effect=stroke_effect, trust="later")  # measured by the follow-up
             st.rows[m] = view.rows
             views.append(view)
         out.update(ui.results.compare.show(st, views, stamp=len(s.edits)))
@@ -246,10 +246,10 @@ class AppContext:
         out[ui.editor.status] = present.status_line(s, time.perf_counter() - t0, flipped, st.take_notice())
         if st.slow_of is not None:
             out[ui.tools.slow_note] = present.slow_maps_note(st.slow_of, s)
-        out.update(self._domain_and_json(st, names, res))
+        out.update(self.domain_and_json(st, names, res))
         return out
 
-    def _domain_and_json(self, st, names, res) -> dict:
+    def domain_and_json(self, st, names, res) -> dict:
         """The domain line (the models and the image do not fit: the fitting zoo in one click) and the
         JSON the API returns."""
         ui, s = self.ui, st.session
@@ -258,6 +258,9 @@ class AppContext:
             doc["last_edit"] = s.edits[-1].summary()
         doc["image_shape"] = list(s.original.shape)
         doc["image_domain"] = st.domain
+        trust = {v.name: v.trust for v in getattr(st, "views", None) or [] if v.trust}
+        if trust:
+            doc["trust"] = trust  # each shown map's deletion AUC beside random maps' (trust.TrustScore)
         mismatch = zoo.domain_mismatch(names, domain=st.domain)  # (line, the fitting domain) or None
         doc["domain_mismatch"] = mismatch is not None
         out = {ui.results.domain_md: "", ui.results.domain_btn: gr.update(visible=False)}

@@ -98,8 +98,9 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
             st.session.apply(mask, inpainter)
         return ctx.show(st, names, explainer, rows_mode, show_original=False)
 
+    # the follow-up is public as /trust: an API client calls it after /edit for the maps' trust scores
     ed.canvas.change(on_edit, [ed.canvas] + pick, out, api_name="edit", trigger_mode="always_last",
-                     **busy).then(**history)
+                     **busy).then(**{**history, "api_name": "trust", "api_visibility": "public"})
 
 
 def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:

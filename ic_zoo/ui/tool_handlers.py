@@ -12,6 +12,7 @@ import ic_zoo
 
 from .. import export, gradio_util, present
 from ..errors import IcZooError
+from .comparison import add_trust
 from .context import MAX_MODELS, AppContext
 from .panels import Page
 from .state import AppState
@@ -30,15 +31,28 @@ def wire(ctx: AppContext, ui: Page) -> dict:
 
 
 def wire_history(ctx: AppContext, ui: Page) -> dict:
-    t = ui.tools
+    """The History tab's refresh, which also measures the trust score beside each column's maps (the
+    columns are shown first, at the stroke's speed; their trust lines follow). Every event that changes
+    the image chains it."""
+    t, compare = ui.tools, ui.results.compare
 
     @ctx.tab_guarded
-    def on_history(name, st):
-        if not isinstance(st, AppState) or st.session is None or not name:
-            return None
-        return present.history_image(st.session.history(name))
+    def on_after(name, st):
+        if not isinstance(st, AppState) or st.session is None:
+            return {t.hist_img: None}
+        out = {t.hist_img: present.history_image(st.session.history(name)) if name else None}
+        views = list(getattr(st, "views", None) or [])
+        if [v for v in views if add_trust(st.session, v)]:  # every view measured (no short cut)
+            out.update(compare.show(st, views, stamp=st.views_stamp))
+            if st.result is not None:
+                out.update(ctx.domain_and_json(st, st.models, st.result))
+            out[ui.state] = st
+        return out
 
-    history = dict(fn=on_history, inputs=[t.hist_model, ui.state], outputs=t.hist_img, api_visibility="private")
+    history = dict(fn=on_after, inputs=[t.hist_model, ui.state],
+                   outputs=[t.hist_img, compare.layout, compare.values, ui.state, t.result_json,
+                            ui.results.domain_md, ui.results.domain_btn],
+                   api_visibility="private", show_progress="hidden", **ctx.common)
     t.hist_model.change(**history)
     return history
 

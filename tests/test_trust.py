@@ -1,0 +1,122 @@
+"""The trust score beside every map: the map's deletion AUC by inpainting against random maps'. On Flower2D,
+where the discriminative parts are known, the ground-truth map is scored better than random and its
+inverse (everything but the parts) worse; an empty map is said to be empty; ROAD orders them the same way;
+the app shows the score under each model's maps and returns it in its JSON; the CLI writes it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import ic_zoo
+from ic_zoo import trust as tr
+from ic_zoo.explain_bench import select_images
+from ic_zoo.flower2d import generator as g
+
+
+@pytest.fixture(scope="module")
+def case():
+    clf = ic_zoo.create("classifier", "flower2d/resnet", pretrained=True, device="cpu")
+    samples, _ = select_images(clf, "double-12c", 2, 0)
+    p, img, parts = samples[0]
+    gt = g.disc_mask(p, parts).astype(np.float32)
+    x = clf.preprocess(img)
+    return clf, img, gt, p["label"], x
+
+
+def _far_first(gt):
+    """A map that points away from the parts: hottest where farthest from them."""
+    import cv2
+
+    return cv2.distanceTransform((gt == 0).astype(np.uint8), cv2.DIST_L2, 3).astype(np.float32)
+
+
+def test_verdicts():
+    def score(a, r, sd):
+        return tr.TrustScore("m", "c", "e", "telea", a, r, sd, 2)
+
+    assert score(0.2, 0.5, 0.02).verdict == "better than random"
+    assert score(0.8, 0.5, 0.02).verdict == "worse than random"
+    assert score(0.51, 0.5, 0.02).verdict == "no better than random"  # inside the random maps' spread
+    assert score(0.495, 0.5, 0.0).verdict == "no better than random"  # inside the margin
+
+
+def test_ground_truth_map_beats_random_and_its_inverse_does_not(case):
+    clf, img, gt, y, x = case
+    fill = ic_zoo.create("inpainter", "telea")
+    seen = clf.tensor_to_image(x)
+    assert seen.shape[:2] == gt.shape  # the model sees the image at the map's size
+    good = tr.trust_score(clf, seen, gt, y, fill, n_random=4)
+    bad = tr.trust_score(clf, seen, _far_first(gt), y, fill, n_random=4)
+    assert good.auc < good.random_auc and good.verdict == "better than random"
+    assert bad.auc > bad.random_auc and bad.verdict != "better than random"
+    assert good.random_auc == bad.random_auc  # the same random maps (same seed) for both
+    assert len(good.curve) == len(tr.FRACTIONS) and good.curve[0] == pytest.approx(float(clf.predict(seen).probs[y]),
+                                                                                   abs=1e-4)
+    d = good.to_dict()
+    assert d["verdict"] == "better than random" and d["deletion_auc"] < d["random_deletion_auc"]
+
+
+def test_empty_map_is_said_to_be_empty(case):
+    clf, img, gt, y, x = case
+    t = tr.trust_score(clf, clf.tensor_to_image(x), np.zeros_like(gt), y, ic_zoo.create("inpainter", "telea"))
+    assert not np.isfinite(t.auc) and t.verdict.startswith("an empty map") and t.to_dict()["deletion_auc"] is None
+    assert np.isfinite(t.random_auc)
+
+
+def test_road_orders_ground_truth_above_its_inverse(case):
+    clf, img, gt, y, x = case
+    assert tr.road(clf, x, gt, y) > tr.road(clf, x, _far_first(gt), y)
+
+
+def test_session_trust_is_cached_per_image_version_and_checked(case):
+    from ic_zoo.errors import ClassIndexError, InputError
+
+    clf, img, gt, y, x = case
+    s = ic_zoo.Session(img, device="cpu")
+    a = s.trust("flower2d/resnet", y, "gradcam")
+    assert a is s.trust("flower2d/resnet", y, "gradcam")  # computed once
+    assert a.explainer == "gradcam" and a.inpainter == "telea" and a.model == "flower2d/resnet"
+    s.apply(gt > 0, "telea")
+    b = s.trust("flower2d/resnet", y, "gradcam")
+    assert b is not a and s.trust("flower2d/resnet", y, "gradcam", "original") is a
+    with_road = s.trust("flower2d/resnet", y, "gradcam", road=True)
+    assert with_road.road is not None and with_road.auc == pytest.approx(b.auc)
+    with pytest.raises(ClassIndexError):
+        s.trust("flower2d/resnet", 99, "gradcam")
+    with pytest.raises(InputError):
+        s.trust("flower2d/resnet", y, "gradcam", "both")
+
+
+def test_cli_edit_writes_trust(case, tmp_path):
+    from ic_zoo.cli import main
+    from ic_zoo.imageio import save_png
+
+    clf, img, gt, y, x = case
+    save_png(img, tmp_path / "f.png")
+    save_png(((gt > 0) * 255).astype(np.uint8), tmp_path / "m.png")
+    assert main(["edit", str(tmp_path / "f.png"), "--mask", str(tmp_path / "m.png"), "-m", "flower2d/resnet",
+                 "--trust", "--out", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "result.json").read_text())
+    t = next(iter(doc["models"]["flower2d/resnet"]["map_files"].values()))["trust"]
+    assert set(t) == {"original", "modified"} and t["original"]["verdict"] in (
+        "better than random", "no better than random", "worse than random")
+    assert t["original"]["road"] is None
+
+
+def test_app_shows_trust_under_each_map(case):
+    from ic_zoo.ui.comparison import model_view
+
+    clf, img, gt, y, x = case
+    s = ic_zoo.Session(img, device="cpu")
+    res = s.evaluate(["flower2d/resnet"])
+    view, cm = model_view(s, "flower2d/resnet", res.models["flower2d/resnet"], y, "gradcam")
+    assert "Trust (deletion AUC" in view.info and "random" in view.info
+    assert set(view.trust) == {"original"}
+    s.apply(gt > 0, "telea")
+    res = s.evaluate(["flower2d/resnet"])
+    view, _ = model_view(s, "flower2d/resnet", res.models["flower2d/resnet"], y, "gradcam")
+    assert set(view.trust) == {"original", "modified"} and "modified" in view.info
+    quiet, _ = model_view(s, "flower2d/resnet", res.models["flower2d/resnet"], y, "gradcam", trust=False)
+    assert quiet.trust is None and "Trust" not in quiet.info
