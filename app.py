@@ -84,7 +84,7 @@ def parse_args(argv=None):
     p.add_argument("--auth", action="append", default=[], metavar="USER:PASS", help="require a login (repeatable)")
     p.add_argument("--model", "-m", action="append", help="models to compare by default (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
-    p.add_argument("--plugins-dir", default=None, help="folder of plugin .py files (default ./plugins)")
+    p.add_argument("--plugins-dir", default=None, help="folder of plugin .py files (default: $IC_ZOO_PLUGINS_DIR, else the plugins/ folder beside app.py; never the working directory)")
     p.add_argument("--max-side", type=int, default=MAX_SIDE, help="uploads are downscaled to this longer side")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for trying the app offline)")
     p.add_argument("--study", default=os.environ.get("IC_ZOO_STUDY"),

@@ -429,13 +429,13 @@ with _no_stub():
 
 
 def editor(label: str, height: int = 520, elem_id: str = "editor", max_pixels: int | None = None) -> Canvas:
-    """The painting canvas: one fixed red brush, no uploads or transforms (the mask must align); every
+    """The painting canvas: one fixed red brush, no eraser, no uploads or transforms (the mask must align); every
     image it sends passes the input gate (see ``Canvas``), ``max_pixels`` each (default: the library's)."""
     return _canvas_class(max_pixels)(
         label=label, type="numpy", image_mode="RGBA", sources=(), layers=False, transforms=(), format="png",
         elem_id=elem_id, elem_classes=["ic-canvas"], height=height,
         brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=BRUSH_SIZE),
-        eraser=gr.Eraser(default_size=BRUSH_SIZE))
+        eraser=gr.Eraser(default_size=BRUSH_SIZE))  # (its button is hidden: PAGE_CSS)
 
 
 @functools.lru_cache(maxsize=None)
@@ -459,8 +459,11 @@ body:has(#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-statu
   content: "Classifying…"; position: absolute; top: 44px; right: 10px; z-index: 50; pointer-events: none;
   padding: 2px 10px; border-radius: 10px; background: rgba(20, 20, 20, .72); color: #fff; font-size: 13px; }
 body:has(#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-status))) .ic-canvas canvas { opacity: .82; }
-/* gallery titles wrap instead of being cut */
-#examples .caption-label { white-space: normal !important; overflow: visible !important;
+/* no eraser: strokes are applied on release, so there is never paint left to erase (eraser=False would
+   also drop the canvas's zoom readout) */
+.ic-canvas button[aria-label="Erase"] { display: none !important; }
+/* gallery titles wrap instead of being cut (the examples and every gallery of maps) */
+#examples .caption-label, .ic-gallery .caption-label { white-space: normal !important; overflow: visible !important;
   text-overflow: clip !important; max-width: 100% !important; line-height: 1.15; }
 #brush_label { font-size: 13px; opacity: .85; }
 /* the model tables: numbers on one line in a narrow column */

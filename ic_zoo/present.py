@@ -103,6 +103,11 @@ def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256
     return np.concatenate([top, np.concatenate([shared, sep, diff], 1)], 0)
 
 
+def titled(img: np.ndarray, text: str) -> np.ndarray:
+    """``img`` with a one-line title above it (a contrastive panel names both of its classes there)."""
+    return _caption(img, text)
+
+
 def colour_bar(width: int, text: str = "", diverging_bar: bool = False) -> np.ndarray:
     """A horizontal colour bar (jet 0 to the shared maximum, or blue-white-red for a difference) with a
     caption under it."""

@@ -251,6 +251,9 @@ def test_example_study_end_to_end(study_server):
         page.mouse.up()
         _wait_text(page, "#status", "1 stroke(s)")
         assert "top-1 changed" in page.locator("#status").inner_text()
+        if os.environ.get("IC_ZOO_SCREENSHOT"):  # the README's study picture, beside the app's
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(Path(os.environ["IC_ZOO_SCREENSHOT"]).with_name("study.png")))
         # submitting with a question unanswered: one sentence, still on task 1
         _choose(page, 0, "petals")
         page.locator("#submit").click()

@@ -329,3 +329,14 @@ def test_the_package_has_no_import_cycle():
     for m in graph:
         if m not in state:
             visit(m, [m])
+
+
+def test_an_explainer_plugin_needs_no_private_import():
+    """Everything the explainer contract names is public: the base, the tap spec, the output and the two
+    helpers the built-ins use to make raw and normalised maps."""
+    import ic_zoo
+    from ic_zoo.explainers import _base
+
+    for name in ("Explainer", "TapSpec", "ExplainOutput", "resize_maps", "normalize_like_library", "GradientCAM"):
+        assert name in ic_zoo.__all__ and getattr(ic_zoo, name) is not None
+    assert ic_zoo.TapSpec is _base.TapSpec and ic_zoo.resize_maps is _base.resize_maps

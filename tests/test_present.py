@@ -120,3 +120,11 @@ def test_slow_maps_say_when_the_image_changed_under_them():
     # an undo and a new stroke: the same count, another image
     stale = present.slow_maps_note((5, 2), now)
     assert "from edit 2, of an image that has changed since (now at edit 2)" in stale and "compute them again" in stale
+
+
+def test_a_titled_panel_names_both_classes_above_it():
+    from ic_zoo import present
+
+    img = np.zeros((40, 300, 3), np.uint8)
+    out = present.titled(img, "why 'a' rather than 'b'")
+    assert out.shape == (62, 300, 3) and (out[:22] < 255).any() and (out[22:] == img).all()

@@ -536,6 +536,22 @@ def test_a_damaged_or_unwritable_sqlite_log_is_one_sentence(tmp_path):
     assert _one_sentence(str(info.value)) and "not a database URL" in str(info.value)
 
 
+def test_a_log_that_opens_but_cannot_take_the_first_writes_is_one_sentence(tmp_path):
+    """A valid log opened read-only: the schema is there, so migrating writes nothing; registering a new
+    study is then the first write, and it fails as one sentence, not a traceback."""
+    from ic_zoo.errors import DatabaseError
+
+    path = tmp_path / "log.sqlite"
+    D.StudyStore(D.engine_for(f"sqlite:///{path}"), load_study(_mini_study(tmp_path, tasks=1)))
+    other = tmp_path / "other"
+    other.mkdir()
+    study = load_study(_mini_study(other, tasks=2))
+    with pytest.raises(DatabaseError) as info:
+        D.StudyStore(D.engine_for(f"sqlite:///file:{path}?mode=ro&uri=true"), study)
+    msg = str(info.value)
+    assert _one_sentence(msg) and "readonly" in msg.lower() and "writable" in msg, msg
+
+
 @pytest.mark.slow
 def test_an_unreachable_or_silent_postgresql_is_one_sentence_within_the_timeout():
     """Before: a closed port gave a traceback; a port that accepts and never answers hung for 147 s."""

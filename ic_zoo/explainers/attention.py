@@ -59,13 +59,14 @@ def _grid(clf) -> tuple[int, int]:
     return tuple(getattr(clf.reshape_transform, "grid"))
 
 
-class AttentionExplainer(Explainer):
-    cost = "interactive"
-    uses_gradients = False
+ROLLOUT = ("attention rollout (Abnar & Zuidema 2020): the head-averaged attention with its residual, multiplied "
+           "over the blocks; the class token's row; class-agnostic; timm ViTs")
+CHEFER = ("gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021; successor of their CVPR 2021 "
+          "LRP method): R += mean over heads of ReLU(grad x attention) R, block by block; timm ViTs")
 
-    def __init__(self, name: str, description: str = "") -> None:
-        self.name = name
-        self.description = description
+
+class AttentionExplainer(Explainer):
+    uses_gradients = False  # (interactive, the Explainer default: both read the edit's one tapped pass)
 
     def supports(self, clf) -> str | None:
         if clf.family != "vit" or not attention_modules(clf) or not hasattr(clf.reshape_transform, "grid"):
@@ -98,6 +99,8 @@ class AttentionExplainer(Explainer):
 
 
 class Rollout(AttentionExplainer):
+    name, description = "rollout", ROLLOUT
+
     def token_maps(self, clf, run, classes):
         import torch
 
@@ -115,6 +118,7 @@ class Rollout(AttentionExplainer):
 
 
 class Chefer(AttentionExplainer):
+    name, description = "chefer", CHEFER
     uses_gradients = True
 
     def token_maps(self, clf, run, classes):
@@ -131,9 +135,5 @@ class Chefer(AttentionExplainer):
         return r[:, 0].numpy()
 
 
-ROLLOUT = ("attention rollout (Abnar & Zuidema 2020): the head-averaged attention with its residual, multiplied "
-           "over the blocks; the class token's row; class-agnostic; timm ViTs")
-CHEFER = ("gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021; successor of their CVPR 2021 "
-          "LRP method): R += mean over heads of ReLU(grad x attention) R, block by block; timm ViTs")
-register("explainer", "rollout", lambda: Rollout("rollout", ROLLOUT), description=ROLLOUT, cost="interactive")
-register("explainer", "chefer", lambda: Chefer("chefer", CHEFER), description=CHEFER, cost="interactive")
+register("explainer", "rollout", Rollout)  # name, description and cost: the class's
+register("explainer", "chefer", Chefer)

@@ -280,9 +280,8 @@ class _Layers:
 
 
 class SlowLibraryCAM(Explainer):
-    """A pytorch-grad-cam method run through the library's own call, one class at a time."""
-
-    cost = "slow"
+    """A pytorch-grad-cam method run through the library's own call, one class at a time (slow: declared
+    where each is registered)."""
 
     def __init__(self, name: str, class_name: str, description: str = "") -> None:
         self.name = name

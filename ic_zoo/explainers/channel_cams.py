@@ -89,8 +89,7 @@ def _top_channels(acts: np.ndarray, k: int | None) -> np.ndarray:
 
 
 class _ChannelCAM(Explainer):
-    cost = "slow"
-    kind = ""
+    kind = ""  # (slow: declared once, where each variant is registered)
 
     def __init__(self, name: str, description: str = "", k: int | None = None) -> None:
         if k is not None and (int(k) != k or k < 1):

@@ -13,7 +13,7 @@ from ..registry import register
 from ._base import ExplainOutput, Explainer, TapSpec, input_size_wh, normalize_like_library, resize_maps
 
 
-@register("explainer", "cam", requires=("pytorch_grad_cam",), cost="interactive",
+@register("explainer", "cam", requires=("pytorch_grad_cam",),
           description="CAM (Zhou et al. 2016): class weights applied to the last feature map; GAP heads only")
 class TrueCAM(Explainer):
     name = "cam"

@@ -275,7 +275,17 @@ class StudyStore:
 
         self.engine = engine
         self.study = study
-        migrate(engine)
+        self.images: dict[str, np.ndarray] = {t.id: load_image(t.image) for t in study.tasks}
+        try:  # the first writes: a log that opened but cannot take them (read-only, damaged) is one sentence too
+            migrate(engine)
+            self.study_id = self._register(engine, study)
+            for t in study.tasks:
+                self.store_image(t.id, self.images[t.id])
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            raise _database_problem(masked_url(engine), exc) from None
+
+    @staticmethod
+    def _register(engine: sa.Engine, study) -> int:
         with engine.connect() as conn:
             sid = conn.execute(sa.select(studies_t.c.id).where(studies_t.c.key == study.key)).scalar()
         if sid is None:
@@ -287,11 +297,7 @@ class StudyStore:
             except sa.exc.IntegrityError:  # another replica registered it first
                 with engine.connect() as conn:
                     sid = conn.execute(sa.select(studies_t.c.id).where(studies_t.c.key == study.key)).scalar_one()
-        self.study_id = int(sid)
-        self.images: dict[str, np.ndarray] = {}
-        for t in study.tasks:
-            self.images[t.id] = load_image(t.image)
-            self.store_image(t.id, self.images[t.id])
+        return int(sid)
 
     def store_image(self, key: str, img: np.ndarray) -> str:
         """Keep an image in the log (task images, uploads) so that exports and replays need nothing else."""

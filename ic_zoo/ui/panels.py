@@ -220,7 +220,8 @@ def tools(ctx: AppContext) -> Tools:
             slow_btn = gr.Button("Compute the chosen slow explainer's maps (Score-CAM, Ablation-CAM, FullGrad) for the "
                                  "shown classes")
             slow_note = gr.Markdown("", elem_id="slow_note")
-            slow_out = gr.Gallery(label="Slow maps", columns=2, height=300, elem_id="slow_maps")
+            slow_out = gr.Gallery(label="Slow maps", columns=2, height=300, elem_id="slow_maps",
+                                  elem_classes=["ic-gallery"])
         with gr.Tab("Contrast"):
             gr.Markdown("Why A rather than B: the map of logit(A) − logit(B).")
             with gr.Row():
@@ -232,7 +233,8 @@ def tools(ctx: AppContext) -> Tools:
         with gr.Tab("Sanity check"):
             san_btn = gr.Button("Compare each shown map with the same explainer on a model whose head is randomised: "
                                 "does the map depend on the model?")
-            san_gallery = gr.Gallery(columns=4, height=260, show_label=False)
+            san_gallery = gr.Gallery(columns=4, height=260, show_label=False, elem_id="sanity_maps",
+                                     elem_classes=["ic-gallery"])
             san_text = gr.Markdown()
         with gr.Tab("VEBI"):
             gr.Markdown("For models with a fitted VEBI relevance file (the Flower2D zoo ships one per model): the "
@@ -242,7 +244,8 @@ def tools(ctx: AppContext) -> Tools:
                 vebi_model = _model_picker(ctx)
                 vebi_class = gr.Dropdown([], label="Class", filterable=True, allow_custom_value=True)
                 vebi_btn = gr.Button("Show")
-            vebi_gallery = gr.Gallery(columns=3, height=260, show_label=False)
+            vebi_gallery = gr.Gallery(columns=3, height=260, show_label=False, elem_id="vebi_maps",
+                                      elem_classes=["ic-gallery"])
             vebi_text = gr.Markdown()
         with gr.Tab("Inpainter check"):
             chk_btn = gr.Button("Re-run the last edit with every inpainter: an effect of the model or of the filler?")

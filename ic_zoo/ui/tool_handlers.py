@@ -44,14 +44,13 @@ def wire_history(ctx: AppContext, ui: Page) -> dict:
         views = list(getattr(st, "views", None) or [])
         if [v for v in views if add_trust(st.session, v)]:  # every view measured (no short cut)
             out.update(compare.show(st, views, stamp=st.views_stamp))
-            if st.result is not None:
-                out.update(ctx.domain_and_json(st, st.models, st.result))
+            if st.result is not None:  # the JSON gains the scores (the domain line stays as it is)
+                out[t.result_json] = ctx.domain_and_json(st, st.models, st.result)[t.result_json]
             out[ui.state] = st
         return out
 
     history = dict(fn=on_after, inputs=[t.hist_model, ui.state],
-                   outputs=[t.hist_img, compare.layout, compare.values, ui.state, t.result_json,
-                            ui.results.domain_md, ui.results.domain_btn],
+                   outputs=[t.hist_img, compare.layout, compare.values, ui.state, t.result_json],
                    api_visibility="private", show_progress="hidden", **ctx.common)
     t.hist_model.change(**history)
     return history
@@ -110,7 +109,9 @@ def wire_contrast(ctx: AppContext, ui: Page) -> None:
                 raise gr.Error(f"'{lab}' is not a class of {name}; pick one from the list.")
         ex = present.interactive_explainer(explainer)[0]
         cm = st.session.contrast(name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
-        return present.map_panel(st.session.original, st.session.modified, cm)
+        panel = present.map_panel(st.session.original, st.session.modified, cm)
+        title = f"why '{present.short(a, 34)}' rather than '{present.short(b, 34)}'"
+        return gr.update(value=present.titled(panel, title), label=f"Contrastive map: why {a} rather than {b}")
 
     t.con_btn.click(on_contrast, [t.con_model, t.con_a, t.con_b, ui.pickers.explainer, ui.state], t.con_img,
                     api_name="contrast", **ctx.common)
