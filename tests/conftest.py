@@ -232,6 +232,27 @@ def hooks(model) -> int:
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
 
 
+def seeded_classifiers(names) -> dict:
+    """Each classifier built on the CPU from torch seed 0 (random weights, reproducible; the Flower2D ones
+    with their shipped weights)."""
+    import torch
+
+    import ic_zoo
+
+    out = {}
+    for name in names:
+        torch.manual_seed(0)
+        out[name] = ic_zoo.create("classifier", name, pretrained=name.startswith("flower2d"), device="cpu")
+    return out
+
+
+def held_out_flower(size: int = 128) -> np.ndarray:
+    """One held-out double-12c flower (test sample 7001)."""
+    from ic_zoo.flower2d import generator as g
+
+    return g.render(g.sample_params("double-12c", 0, "test", 7001), size)[0]
+
+
 def slow_except(values, *fast):
     """Parametrize ``values``, all but ``fast`` marked slow: the fast tier (``-m "not slow"``) keeps a
     representative case, the full suite runs them all."""

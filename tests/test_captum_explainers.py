@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import hooks, slow_except
+from conftest import held_out_flower, hooks, seeded_classifiers, slow_except
 
 import ic_zoo
 from ic_zoo.explainers import captum_methods as cm
@@ -18,18 +18,12 @@ NAMES = ["inputxgradient", "integratedgradients", "smoothgrad", "captum-occlusio
 
 @pytest.fixture(scope="module")
 def clfs():
-    out = {}
-    for name in MODELS:
-        torch.manual_seed(0)
-        out[name] = ic_zoo.create("classifier", name, pretrained=name.startswith("flower2d"), device="cpu")
-    return out
+    return seeded_classifiers(MODELS)
 
 
 @pytest.fixture(scope="module")
 def flower():
-    from ic_zoo.flower2d import generator as g
-
-    return g.render(g.sample_params("double-12c", 0, "test", 7001), 128)[0]
+    return held_out_flower()
 
 
 def _direct(name, clf, x, c):

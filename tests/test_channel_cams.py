@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import hooks, slow_except
+from conftest import held_out_flower, hooks, seeded_classifiers, slow_except
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget, FinerWeightedTarget
 
 import ic_zoo
@@ -19,18 +19,12 @@ IMAGENET = ["squeezenet1_1", "timm:resnet18", "timm:vit_tiny_patch16_224"]
 
 @pytest.fixture(scope="module")
 def clfs():
-    out = {}
-    for name in FLOWER + IMAGENET:
-        torch.manual_seed(0)
-        out[name] = ic_zoo.create("classifier", name, pretrained=name.startswith("flower2d"), device="cpu")
-    return out
+    return seeded_classifiers(FLOWER + IMAGENET)
 
 
 @pytest.fixture(scope="module")
 def flower():
-    from ic_zoo.flower2d import generator as g
-
-    return g.render(g.sample_params("double-12c", 0, "test", 7001), 128)[0]
+    return held_out_flower()
 
 
 def _input(clf, flower):
