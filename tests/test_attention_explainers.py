@@ -57,6 +57,38 @@ def _reference(ref, x, c):
     return roll[0, 1:].reshape(4, 4), rel[0, 1:].reshape(4, 4)
 
 
+def _legrad_reference(ref, x, c):
+    """LeGrad by plain hooks: each block's attention and output kept, that block's own score (its tokens
+    through the final norm and head) differentiated at its attention, one class and one block at a time."""
+    atts, outs = [], []
+    for blk in ref.blocks:
+        blk.attn.fused_attn = False
+        blk.attn.attn_drop.register_forward_hook(lambda m, i, o: atts.append(o))
+        blk.register_forward_hook(lambda m, i, o: outs.append(o))
+    ref(x)
+    maps = []
+    for a, z in zip(atts, outs):
+        score = ref.forward_head(ref.norm(z))[0, c]
+        g = torch.autograd.grad(score, a, retain_graph=True)[0][0].numpy().astype(np.float64)  # (heads, N, N)
+        maps.append(np.maximum(g, 0).mean(0).mean(0))
+    return np.mean(maps, 0)[1:].reshape(4, 4)
+
+
+def test_legrad_equals_an_independent_reference(tiny):
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    clf, ref, x = tiny
+    out = ic_zoo.instance("explainer", "legrad").explain(clf, x, [1, 3])
+    for j, c in enumerate([1, 3]):
+        grid = _legrad_reference(copy.deepcopy(ref), x, c)
+        expect = scale_cam_image(scale_cam_image(np.maximum(grid, 0)[None].astype(np.float32), (32, 32)))[0]
+        assert np.abs(out.normalized[j] - expect).max() < 1e-4
+        raw = ic_zoo.resize_maps(np.maximum(grid, 0)[None], (32, 32))[0]  # the raw map: the grid, resized
+        assert np.abs(out.raw[j] - raw).max() <= 1e-4 * raw.max()
+    assert not np.allclose(out.normalized[0], out.normalized[1])  # class-specific
+    assert hooks(clf.model) == 0 and all(p.grad is None for p in clf.model.parameters())
+
+
 @pytest.mark.parametrize("name,which", [("rollout", 0), ("chefer", 1)])
 def test_attention_maps_equal_an_independent_reference(tiny, name, which):
     from pytorch_grad_cam.utils.image import scale_cam_image

@@ -181,6 +181,10 @@ def test_paint_out_the_cup_on_a_real_photo_and_type_a_model_name(photo_server):
         title = page.locator("#model_0_title").inner_text()
         assert "espresso" in title and "→" in title, title
         assert page.locator("#domain_note").inner_text().strip() == ""  # photo on ImageNet models: no warning
+        # the trust scores follow the columns: every model's line under its maps, with a verdict
+        page.wait_for_function("() => [0, 1, 2].every(i => { const e = document.querySelector(`#model_${i}_info`); "
+                               "return !!e && e.innerText.includes('than random'); })", timeout=120_000)
+        assert "Trust (deletion AUC" in page.locator("#model_0_info").inner_text()
         shot = os.environ.get("IC_ZOO_SCREENSHOT")
         if shot:
             _comparison_screenshot(page, shot)

@@ -1,7 +1,7 @@
 """Explainers that read a vision transformer's attention.
 
 Gradient CAMs on a ViT weigh one block's token features; the attention matrices say how the class token
-gathers the patches, layer by layer. Two methods, for timm ViTs (the Flower2D ViT is one):
+gathers the patches, layer by layer. Three methods, for timm ViTs (the Flower2D ViT is one):
 
 * ``rollout``, attention rollout (Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL
   2020, Eq. 1-2): per block the head-averaged attention A_l, with the residual connection as
@@ -15,7 +15,10 @@ gathers the patches, layer by layer. Two methods, for timm ViTs (the Flower2D Vi
   Attention Visualization", which weighted by LRP relevances: here the attention gradient takes their
   place, with no layer-wise relevance rules to write for every module. Class-specific.
 
-Both come from one tapped forward pass: the attention of every block is captured where timm computes it
+* ``legrad``, LeGrad (Bousselham et al. 2024): each block's attention gradient of the score that block's
+  own tokens give through the final norm and head; averaged over blocks. Class-specific.
+
+All come from one tapped forward pass: the attention of every block is captured where timm computes it
 (the attention-dropout module, with the fused kernel switched off for the pass, since the fused kernel
 never forms the matrix), and the gradients of all requested classes flow back to all blocks in one sweep.
 A model whose attention cannot be captured this way (a Hugging Face ViT, a CNN) is refused with one
@@ -61,6 +64,9 @@ def _grid(clf) -> tuple[int, int]:
 
 ROLLOUT = ("attention rollout (Abnar & Zuidema 2020): the head-averaged attention with its residual, multiplied "
            "over the blocks; the class token's row; class-agnostic; timm ViTs")
+LEGRAD = ("LeGrad (Bousselham et al. 2024): per block, the class score read from that block's tokens through the "
+          "final norm and head, its gradient at the block's attention (ReLU, mean over heads and queries), "
+          "averaged over blocks; timm ViTs; one partial backward per block")
 CHEFER = ("gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021; successor of their CVPR 2021 "
           "LRP method): R += mean over heads of ReLU(grad x attention) R, block by block; timm ViTs")
 
@@ -135,5 +141,61 @@ class Chefer(AttentionExplainer):
         return r[:, 0].numpy()
 
 
+class LeGrad(AttentionExplainer):
+    """LeGrad (Bousselham, Boggust, Chaybouti, Strobelt & Kuehne, "LeGrad: An Explainability Method for
+    Vision Transformers via Feature Formation Sensitivity", 2024, Eq. 3-6). For every block l the class
+    token after that block, z_l, is read as the model reads its last one, s_l = head(norm(z_l)) (the
+    "logit lens"); the map of block l is Ê_l = mean over heads and query tokens of ReLU(∂s_l[c] / ∂A_l),
+    A_l that block's attention; the explanation is the mean of Ê_l over the blocks, restricted to the
+    patch tokens. All blocks' attention and outputs are tapped in the edit's one pass; each block costs a
+    partial backward from its own score to its own attention, all classes at once."""
+
+    name, description = "legrad", LEGRAD
+    uses_gradients = True
+
+    def supports(self, clf) -> str | None:
+        why = super().supports(clf)
+        if why is None and not (hasattr(clf.model, "forward_head") and hasattr(clf.model, "norm")
+                                and len(_blocks(clf)) == len(attention_modules(clf))):
+            why = f"LeGrad reads every block's tokens through the final norm and head, which {clf.name} does not expose"
+        return why
+
+    def taps(self, clf):
+        from ._base import TapSpec
+
+        mods = attention_modules(clf)
+        n = len(mods)
+        return TapSpec([m.attn_drop for m in mods] + _blocks(clf), [True] * n + [False] * n, [False] * (2 * n),
+                       during=lambda: unfused(mods))
+
+    def token_maps(self, clf, run, classes):
+        import torch
+
+        n = len(run.acts) // 2
+        model = clf.model
+        k = len(classes)
+        total = None
+        for block in range(n):
+            scores = model.forward_head(model.norm(run.acts[n + block]))[0]  # s_l: (C,)
+            v = torch.zeros((k, scores.shape[-1]), dtype=scores.dtype, device=scores.device)
+            v[torch.arange(k), torch.as_tensor(classes)] = 1
+            try:
+                g = torch.autograd.grad(scores, run.acts[block], grad_outputs=v, is_grads_batched=True,
+                                        retain_graph=True)[0][:, 0]  # (k, heads, N, N)
+            except RuntimeError:  # no batched gradients here: one class at a time
+                g = torch.stack([torch.autograd.grad(scores, run.acts[block], grad_outputs=v[j], retain_graph=True)[0][0]
+                                 for j in range(k)])
+            e = g.detach().double().clamp(min=0).mean(1).mean(1).cpu()  # (k, N): per key token
+            total = e if total is None else total + e
+        return (total / n).numpy()
+
+
+def _blocks(clf) -> list:
+    """The transformer blocks holding the attention modules, in order."""
+    mods = attention_modules(clf)
+    return [b for b in clf.model.modules() if getattr(b, "attn", None) is not None and any(b.attn is m for m in mods)]
+
+
 register("explainer", "rollout", Rollout)  # name, description and cost: the class's
 register("explainer", "chefer", Chefer)
+register("explainer", "legrad", LeGrad)
