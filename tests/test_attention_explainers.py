@@ -134,3 +134,74 @@ def test_the_session_taps_attention_on_the_edit_pass():
     assert np.abs(maps[1].modified_normalized - direct.normalized[1]).max() < 1e-4
     assert np.abs(maps[1].raw_modified - direct.raw[1]).max() < 1e-5
     assert hooks(vit.model) == 0
+
+
+@pytest.fixture(scope="module")
+def hf_vit(hf_snapshot, tmp_root):
+    """A tiny transformers ViT in the hub cache, loaded as a user's hf-hub: model is."""
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(0)
+    labels = {0: "cat", 1: "dog", 2: "cow"}
+    net = ViTForImageClassification(ViTConfig(image_size=64, patch_size=16, hidden_size=32, num_hidden_layers=3,
+                                              num_attention_heads=2, intermediate_size=64, num_labels=3,
+                                              id2label=labels, label2id={v: k for k, v in labels.items()}))
+    d = tmp_root / "hf_vit_attention"
+    net.save_pretrained(d)
+    ViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(d)
+    hf_snapshot("test-org/tiny-vit-attention", {p.name: p for p in d.iterdir() if p.is_file()})
+    clf = ic_zoo.create("classifier", "hf-hub:test-org/tiny-vit-attention", pretrained=True, device="cpu")
+    rng = np.random.default_rng(1)
+    return clf, clf.preprocess(rng.integers(0, 255, (70, 70, 3), dtype=np.uint8))
+
+
+def _hf_reference(clf, x, c):
+    """Rollout, Chefer and LeGrad from transformers' own returned attentions and hidden states, on a copy
+    with trainable parameters, one class at a time (no hooks, no taps)."""
+    net = copy.deepcopy(clf.model)
+    net.set_attn_implementation("eager")
+    for p in net.parameters():
+        p.requires_grad_(True)
+    out = net(pixel_values=x, output_attentions=True, output_hidden_states=True)
+    atts = list(out.attentions)
+    grads = torch.autograd.grad(out.logits[0, c], atts, retain_graph=True)
+    a64 = [a.detach()[0].double().numpy() for a in atts]
+    g64 = [g[0].double().numpy() for g in grads]
+    n = a64[0].shape[-1]
+    roll, rel = np.eye(n), np.eye(n)
+    for a, g in zip(a64, g64):
+        m = 0.5 * a.mean(0) + 0.5 * np.eye(n)
+        roll = (m / m.sum(-1, keepdims=True)) @ roll
+        rel = rel + np.maximum(g * a, 0).mean(0) @ rel
+    leg = []
+    for a, z in zip(atts, out.hidden_states[1:]):
+        s = net.classifier(net.vit.layernorm(z)[:, 0])[0, c]
+        g = torch.autograd.grad(s, a, retain_graph=True)[0][0].double().numpy()
+        leg.append(np.maximum(g, 0).mean(0).mean(0))
+    return {"rollout": roll[0, 1:], "chefer": rel[0, 1:], "legrad": np.mean(leg, 0)[1:]}
+
+
+@pytest.mark.parametrize("name", ["rollout", "chefer", "legrad"])
+def test_hugging_face_vits_get_the_same_maps(hf_vit, name):
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    clf, x = hf_vit
+    ex = ic_zoo.instance("explainer", name)
+    assert ex.supports(clf) is None and ex.taps(clf) is None  # transformers hands the attention out itself
+    before, held = clf.model.config._attn_implementation, hooks(clf.model)  # (transformers keeps hooks of its own)
+    out = ex.explain(clf, x, [0, 2])
+    assert clf.model.config._attn_implementation == before  # eager only for the pass
+    for j, c in enumerate([0, 2]):
+        grid = _hf_reference(clf, x, c)[name].reshape(4, 4)
+        expect = scale_cam_image(scale_cam_image(np.maximum(grid, 0)[None].astype(np.float32), (64, 64)))[0]
+        assert np.abs(out.normalized[j] - expect).max() < 1e-4, name
+    assert hooks(clf.model) == held and all(p.grad is None for p in clf.model.parameters())
+
+
+def test_a_session_explains_a_hugging_face_vit_with_attention(hf_vit):
+    from ic_zoo.session import Session
+
+    clf, _ = hf_vit
+    s = Session(np.random.default_rng(2).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    m = s.explain("hf-hub:test-org/tiny-vit-attention", 1, explainer="chefer")
+    assert m.raw_original.shape == (64, 64) and m.raw_original.max() > 0

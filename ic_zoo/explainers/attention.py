@@ -1,7 +1,8 @@
 """Explainers that read a vision transformer's attention.
 
 Gradient CAMs on a ViT weigh one block's token features; the attention matrices say how the class token
-gathers the patches, layer by layer. Three methods, for timm ViTs (the Flower2D ViT is one):
+gathers the patches, layer by layer. Three methods, for timm ViTs (the Flower2D ViT is one) and
+transformers ViTs:
 
 * ``rollout``, attention rollout (Abnar & Zuidema, "Quantifying Attention Flow in Transformers", ACL
   2020, Eq. 1-2): per block the head-averaged attention A_l, with the residual connection as
@@ -21,8 +22,9 @@ gathers the patches, layer by layer. Three methods, for timm ViTs (the Flower2D 
 All come from one tapped forward pass: the attention of every block is captured where timm computes it
 (the attention-dropout module, with the fused kernel switched off for the pass, since the fused kernel
 never forms the matrix), and the gradients of all requested classes flow back to all blocks in one sweep.
-A model whose attention cannot be captured this way (a Hugging Face ViT, a CNN) is refused with one
-sentence.
+A transformers ViT hands its attention weights out in eager mode: one pass with eager attention (restored
+after) and hooks of that call on its attention modules and layers. A model with no attention to capture (a
+CNN) is refused with one sentence.
 """
 from __future__ import annotations
 
@@ -73,11 +75,13 @@ CHEFER = ("gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021;
 
 class AttentionExplainer(Explainer):
     uses_gradients = False  # (interactive, the Explainer default: both read the edit's one tapped pass)
+    needs_tokens = False  # the blocks' token outputs too (LeGrad)
 
     def supports(self, clf) -> str | None:
-        if clf.family != "vit" or not attention_modules(clf) or not hasattr(clf.reshape_transform, "grid"):
-            return (f"{self.name} reads a timm vision transformer's attention, and {clf.name} has none it can "
-                    "capture; use Grad-CAM")
+        if not hasattr(clf.reshape_transform, "grid") or clf.family != "vit" or not (
+                attention_modules(clf) or _hf_attention(clf)):
+            return (f"{self.name} reads a vision transformer's attention (timm or Hugging Face ViTs), and {clf.name} "
+                    "has none it can capture; use Grad-CAM")
         if _prefix(clf) < 1:
             return f"{self.name} reads the class token's attention, and {clf.name} has no class token"
         return None
@@ -85,9 +89,19 @@ class AttentionExplainer(Explainer):
     def taps(self, clf):
         from ._base import TapSpec
 
+        if _hf_attention(clf):
+            return None  # transformers hands the attention out itself (explain)
         mods = attention_modules(clf)
         drops = [m.attn_drop for m in mods]
-        return TapSpec(drops, [self.uses_gradients] * len(drops), [False] * len(drops), during=lambda: unfused(mods))
+        n = len(drops)
+        layers, grad = drops + (_blocks(clf) if self.needs_tokens else []), [self.uses_gradients] * n
+        return TapSpec(layers, grad + [False] * (len(layers) - n), [False] * len(layers), during=lambda: unfused(mods))
+
+    def explain(self, clf, x, classes: Sequence[int], progress=None) -> ExplainOutput:
+        if not _hf_attention(clf):
+            return super().explain(clf, x, classes, progress)
+        with clf.lock:
+            return self.from_run(clf, _hf_run(clf, x, self.uses_gradients, self.needs_tokens), x, classes)
 
     def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
         classes = [int(c) for c in classes]
@@ -152,31 +166,23 @@ class LeGrad(AttentionExplainer):
 
     name, description = "legrad", LEGRAD
     uses_gradients = True
+    needs_tokens = True
 
     def supports(self, clf) -> str | None:
         why = super().supports(clf)
-        if why is None and not (hasattr(clf.model, "forward_head") and hasattr(clf.model, "norm")
-                                and len(_blocks(clf)) == len(attention_modules(clf))):
+        if why is None and _head_of_tokens(clf) is None:
             why = f"LeGrad reads every block's tokens through the final norm and head, which {clf.name} does not expose"
         return why
-
-    def taps(self, clf):
-        from ._base import TapSpec
-
-        mods = attention_modules(clf)
-        n = len(mods)
-        return TapSpec([m.attn_drop for m in mods] + _blocks(clf), [True] * n + [False] * n, [False] * (2 * n),
-                       during=lambda: unfused(mods))
 
     def token_maps(self, clf, run, classes):
         import torch
 
         n = len(run.acts) // 2
-        model = clf.model
+        head = _head_of_tokens(clf)
         k = len(classes)
         total = None
         for block in range(n):
-            scores = model.forward_head(model.norm(run.acts[n + block]))[0]  # s_l: (C,)
+            scores = head(run.acts[n + block])[0]  # s_l: (C,)
             v = torch.zeros((k, scores.shape[-1]), dtype=scores.dtype, device=scores.device)
             v[torch.arange(k), torch.as_tensor(classes)] = 1
             try:
@@ -188,6 +194,67 @@ class LeGrad(AttentionExplainer):
             e = g.detach().double().clamp(min=0).mean(1).mean(1).cpu()  # (k, N): per key token
             total = e if total is None else total + e
         return (total / n).numpy()
+
+
+def _head_of_tokens(clf):
+    """tokens (1, N, D) after any block -> the logits the model would give were they its last: the final
+    norm and head (timm's ``forward_head(norm(.))``; a transformers ViT's ``classifier(layernorm(.)[:, 0])``)."""
+    m = clf.model
+    if _hf_attention(clf):
+        base = getattr(m, "base_model", None)
+        if getattr(base, "layernorm", None) is not None and callable(getattr(m, "classifier", None)):
+            return lambda z: m.classifier(base.layernorm(z)[:, 0])
+        return None
+    if hasattr(m, "forward_head") and hasattr(m, "norm") and len(_blocks(clf)) == len(attention_modules(clf)):
+        return lambda z: m.forward_head(m.norm(z))
+    return None
+
+
+def _hf_layers(clf) -> tuple[list, list]:
+    """A transformers ViT's attention modules (each returns its output and, in eager mode, its attention
+    weights) and its encoder layers, in order; empty lists for anything else."""
+    import re
+
+    m = clf.model
+    if clf.family != "vit" or not hasattr(m, "set_attn_implementation"):
+        return [], []
+    named = list(m.named_modules())
+    att = [mod for n, mod in named if re.search(r"(?:^|\.)layers?\.\d+\.attention$", n)]
+    layers = [mod for n, mod in named if re.search(r"(?:^|\.)layers?\.\d+$", n)]
+    return (att, layers) if att and len(att) == len(layers) else ([], [])
+
+
+def _hf_attention(clf) -> bool:
+    """A transformers ViT, whose eager attention hands out its weights."""
+    return bool(_hf_layers(clf)[0])
+
+
+def _hf_run(clf, x, grads: bool, tokens: bool):
+    """One transformers forward, eager attention for this pass only (restored after), every layer's
+    attention weights and, with ``tokens``, every layer's output captured by hooks of this call (always
+    removed), as a Run: the attentions first (with gradients when ``grads``: the input is made a leaf so
+    the frozen model records the graph), then the tokens."""
+    import torch
+
+    from ..classifiers._base import Run
+
+    m = clf.model
+    att_mods, layer_mods = _hf_layers(clf)
+    atts, outs, handles = [], [], []
+    before = m.config._attn_implementation
+    try:
+        m.set_attn_implementation("eager")
+        handles = [mod.register_forward_hook(lambda mod, i, o: atts.append(o[1])) for mod in att_mods]
+        if tokens:
+            handles += [mod.register_forward_hook(lambda mod, i, o: outs.append(o[0] if isinstance(o, tuple) else o))
+                        for mod in layer_mods]
+        with torch.enable_grad() if grads or tokens else torch.no_grad():
+            logits = m(pixel_values=x.detach().clone().requires_grad_(grads or tokens)).logits
+    finally:
+        for h in handles:
+            h.remove()
+        m.set_attn_implementation(before)
+    return Run(logits, atts + outs, [grads] * len(atts) + [False] * len(outs))
 
 
 def _blocks(clf) -> list:
