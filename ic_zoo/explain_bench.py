@@ -533,6 +533,16 @@ def _cmd_parts(args, log) -> int:
                                        control_map, n=args.n or (6 if args.quick else 20), quick=args.quick, size=SIZE,
                                        log=log))
     doc["seconds"] = round(time.perf_counter() - t0, 1)
+    if args.update:
+        from .errors import InputError
+
+        try:
+            doc = explain_parts.merge(json.loads(Path(args.update).read_text()), doc)
+        except (InputError, KeyError) as exc:
+            print(f"explain-bench: {exc if isinstance(exc, InputError) else 'that file is not a part-level table'}",
+                  file=sys.stderr)
+            return 2
+        args.json = args.json or args.update
     print(explain_parts.format_markdown(doc))
     print(f"\n{doc['seconds']:.0f} s")
     if args.json:

@@ -272,6 +272,32 @@ FUNNYBIRDS_REFERENCE = {"csdc": 0.735, "pc": 0.602, "dc": 0.532, "d": 0.544, "sd
                         "com": 0.583, "cor": 0.546, "con": 0.806, "mean": 0.645}
 
 
+def merge(old: dict, new: dict) -> dict:
+    """``old``'s part-level rows with ``new``'s in place of the same (variant, model, explainer) and its
+    other rows added (the removal gap and controls re-measured on the same images replace theirs). Both
+    must score the same images (same n, gap n, thresholds and size), else one sentence says which differs."""
+    from .errors import InputError
+
+    for k in ("n", "gap_n", "thresholds"):
+        if old["parts_config"].get(k) != new["parts_config"].get(k):
+            raise InputError(f"the part-level table to update was measured with {k}={old['parts_config'].get(k)} and "
+                             f"this run with {k}={new['parts_config'].get(k)}; run with the same --n to update it.")
+    if old["config"].get("size") != new["config"].get("size"):
+        raise InputError("the part-level table to update was measured at another image size; run it again whole.")
+    key = lambda r: (r["variant"], r["model"], r["explainer"])  # noqa: E731
+    fresh = {key(r): r for r in new["part_protocol"]}
+    rows = [fresh.pop(key(r), r) for r in old["part_protocol"]] + list(fresh.values())
+    gaps = {(g_["variant"], g_["model"]): g_ for g_ in old.get("removal_gap", [])}
+    gaps.update({(g_["variant"], g_["model"]): g_ for g_ in new.get("removal_gap", [])})
+    cfg = dict(old["parts_config"])
+    cfg["explainers"] = list(dict.fromkeys(list(old["parts_config"]["explainers"]) + list(new["parts_config"]["explainers"])))
+    out = {**old, "parts_config": cfg, "machine": new.get("machine", old.get("machine")), "part_protocol": rows,
+           "removal_gap": list(gaps.values())}
+    out["updates"] = list(old.get("updates", [])) + [{"explainers": new["parts_config"]["explainers"],
+                                                      "seconds": new.get("seconds")}]
+    return out
+
+
 def format_markdown(doc: dict) -> str:
     """The part-level tables and the removal-operator gap, generated for the README."""
     def f(v):

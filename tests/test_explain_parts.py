@@ -94,3 +94,28 @@ def test_the_protocol_runs_from_the_cli_and_writes_its_tables(tmp_path, capsys):
     gt = next(r for r in doc["part_protocol"] if r["explainer"] == "gt")["scores"]
     rnd = next(r for r in doc["part_protocol"] if r["explainer"] == "random")["scores"]
     assert gt["com"] > rnd["com"]
+
+
+def test_a_published_part_table_gains_explainers_without_rerunning_the_rest():
+    """explain-bench --protocol parts --update: re-measured rows replace theirs, new ones are added, the
+    others stay; a table of other images (another n) is refused with one sentence."""
+    from ic_zoo.errors import InputError
+    from ic_zoo.explain_parts import merge
+
+    def row(e, com):
+        return {"variant": "double-12c", "model": "flower2d/resnet", "explainer": e, "control": e == "gt",
+                "scores": {"com": com, "images": 4}}
+
+    cfg = {"n": 4, "gap_n": 2, "explainers": ["gradcam", "cam"], "controls": ["gt"], "thresholds": 80}
+    old = {"config": {"size": 64}, "parts_config": cfg, "part_protocol": [row("gradcam", 0.5), row("cam", 0.4),
+                                                                          row("gt", 1.0)],
+           "removal_gap": [{"variant": "double-12c", "model": "flower2d/resnet", "inpainters": {"telea": {}}}]}
+    new = {"config": {"size": 64}, "parts_config": {**cfg, "explainers": ["cam", "inputxgradient"]},
+           "part_protocol": [row("cam", 0.45), row("inputxgradient", 0.6)], "removal_gap": [], "seconds": 3.0}
+    out = merge(old, new)
+    got = {r["explainer"]: r["scores"]["com"] for r in out["part_protocol"]}
+    assert got == {"gradcam": 0.5, "cam": 0.45, "gt": 1.0, "inputxgradient": 0.6}
+    assert out["parts_config"]["explainers"] == ["gradcam", "cam", "inputxgradient"]
+    assert out["removal_gap"] == old["removal_gap"] and out["updates"][-1]["explainers"] == ["cam", "inputxgradient"]
+    with pytest.raises(InputError, match="n=4"):
+        merge(old, {**new, "parts_config": {**new["parts_config"], "n": 6}})
