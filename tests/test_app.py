@@ -256,3 +256,15 @@ def test_trust_scores_follow_the_columns(server, flower):
         assert t["original"]["explainer"] == "gradcam" and t["original"]["inpainter"] == "telea"
         assert 0 <= t["original"]["deletion_auc"] <= 1 and 0 <= t["original"]["random_deletion_auc"] <= 1
     assert sum(doc["trust"][m]["original"]["verdict"] == "better than random" for m in FLOWERS) >= 2
+
+
+def test_slow_maps_come_with_their_trust_scores(server, flower):
+    _, url = server
+    d, _ = flower
+    c = Client(url, verbose=False)
+    _edit(c, d / "flower.png", [d / "disc.png"])
+    gallery, note = c.predict(FLOWERS[:2], "occlusion", api_name="/slow_maps")
+    assert len(gallery) == 2 and "current image (edit 1)" in note
+    for m in FLOWERS[:2]:
+        line = next(x for x in note.splitlines() if m in x)
+        assert "Trust (deletion AUC" in line and "original" in line and "modified" in line and "random" in line

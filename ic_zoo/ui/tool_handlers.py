@@ -65,22 +65,27 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
         if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow":
             raise gr.Error(f"{explainer} is interactive: its maps are already shown. Choose a slow explainer "
                            "(Score-CAM, Ablation-CAM, FullGrad) first.")
-        pics = []
+        pics, trust = [], []
         names = (names or [])[:MAX_MODELS]
         forward = gradio_util.monotonic(progress)  # an explainer reports 0..1 per image: never backwards
+        s = st.session
         for i, m in enumerate(names):
             def prog(f, msg, i=i, m=m):
                 forward((i + f) / len(names), desc=f"{m}: {msg}")
 
             try:
-                cm = st.session.explain(m, ctx.shown_class(st, m), explainer, progress=prog)
+                cls = ctx.shown_class(st, m)
+                cm = s.explain(m, cls, explainer, progress=prog)
+                scores = {w: s.trust(m, cls, explainer, w) for w in (("original", "modified") if s.edits else
+                                                                       ("original",))}
             except IcZooError as exc:
                 gr.Warning(f"{m}: {exc}")
                 continue
-            pics.append((present.map_panel(st.session.original, st.session.modified, cm),
-                         f"{m}: {cm.label} (edit {len(st.session.edits)})"))
-        st.slow_of = (st.session.version, len(st.session.edits))
-        return {t.slow_out: pics, t.slow_note: present.slow_maps_note(st.slow_of, st.session), ui.state: st}
+            pics.append((present.map_panel(s.original, s.modified, cm), f"{m}: {cm.label} (edit {len(s.edits)})"))
+            trust.append(f"- **{m}**: {present.trust_text(scores)}")
+        st.slow_of = (s.version, len(s.edits))
+        note = present.slow_maps_note(st.slow_of, s) + ("\n\n" + "\n".join(trust) if trust else "")
+        return {t.slow_out: pics, t.slow_note: note, ui.state: st}
 
     t.slow_btn.click(on_slow, [ui.pickers.models, ui.pickers.explainer, ui.state], [t.slow_out, t.slow_note, ui.state],
                      api_name="slow_maps", **ctx.common)
