@@ -37,7 +37,7 @@ from .trust import FRACTIONS
 ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "finercam", "refinecam",
                   "scorecam", "scorecam-topk", "ablationcam", "ablationcam-topk", "fullgrad", "fem", "kpcacam",
                   "shapleycam", "rollout", "chefer", "legrad", "inputxgradient", "integratedgradients", "smoothgrad",
-                  "captum-occlusion", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive")
+                  "captum-occlusion", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive", "lime")
 #: the fast occlusion and its reference: when both run, their agreement is scored too
 OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
 QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")
