@@ -190,6 +190,7 @@ def test_export_inpainter_check_sanity_contrast(server, flower):
     labels = g.class_names("double-12c")
     img = c.predict("flower2d/resnet", labels[0], labels[1], "gradcam", api_name="/contrast")
     assert img and os.path.exists(img)
+    assert np.asarray(Image.open(img)).shape[0] > 22 + 256  # the panel under a title naming both classes
 
 
 def test_strokes_outside_a_models_crop_are_invisible_to_it(imagenet_weights, photo, tmp_path):

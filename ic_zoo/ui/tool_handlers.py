@@ -116,7 +116,7 @@ def wire_contrast(ctx: AppContext, ui: Page) -> None:
         cm = st.session.contrast(name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
         panel = present.map_panel(st.session.original, st.session.modified, cm)
         title = f"why '{present.short(a, 34)}' rather than '{present.short(b, 34)}'"
-        return gr.update(value=present.titled(panel, title), label=f"Contrastive map: why {a} rather than {b}")
+        return present.titled(panel, title)  # (an image, as API clients expect; the title names both classes)
 
     t.con_btn.click(on_contrast, [t.con_model, t.con_a, t.con_b, ui.pickers.explainer, ui.state], t.con_img,
                     api_name="contrast", **ctx.common)
