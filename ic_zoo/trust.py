@@ -25,6 +25,8 @@ FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
 N_RANDOM = 2
 #: the random maps' spread below which a gap is not called a difference (AUC units)
 MARGIN = 0.01
+#: below this p(class) on the image itself there is too little left to delete: no verdict
+MIN_P = 0.10
 
 
 def random_map(shape: tuple[int, int], rng) -> np.ndarray:
@@ -94,6 +96,8 @@ class TrustScore:
         """"better than random", "no better than random" or "worse than random"."""
         if not np.isfinite(self.auc):
             return "an empty map, nothing to test"
+        if self.curve and self.curve[0] < MIN_P:
+            return f"not testable here (p < {MIN_P:.0%} before any deletion)"
         bar = max(MARGIN, self.random_std)
         if self.auc < self.random_auc - bar:
             return "better than random"

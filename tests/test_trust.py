@@ -33,13 +33,15 @@ def _far_first(gt):
 
 
 def test_verdicts():
-    def score(a, r, sd):
-        return tr.TrustScore("m", "c", "e", "telea", a, r, sd, 2)
+    def score(a, r, sd, p0=0.9):
+        return tr.TrustScore("m", "c", "e", "telea", a, r, sd, 2, curve=[p0, a])
 
     assert score(0.2, 0.5, 0.02).verdict == "better than random"
     assert score(0.8, 0.5, 0.02).verdict == "worse than random"
     assert score(0.51, 0.5, 0.02).verdict == "no better than random"  # inside the random maps' spread
     assert score(0.495, 0.5, 0.0).verdict == "no better than random"  # inside the margin
+    # the class is nearly gone from the image (a stroke removed it): there is nothing left to delete
+    assert score(0.02, 0.05, 0.01, p0=0.06).verdict.startswith("not testable")
 
 
 def test_ground_truth_map_beats_random_and_its_inverse_does_not(case):
