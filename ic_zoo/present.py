@@ -295,8 +295,8 @@ def trust_text(scores: dict) -> str:
     "original" / "modified" -> trust.TrustScore), and whether it beats them."""
     parts = []
     for which, t in scores.items():
-        if not np.isfinite(t.auc):
-            parts.append(f"{which}: an empty map, nothing to test")
+        if not np.isfinite(t.auc):  # no AUC to show: the verdict says why
+            parts.append(f"{which}: {t.verdict}")
             continue
         road = f", ROAD {t.road:+.2f}" if t.road is not None else ""
         parts.append(f"{which} {t.auc:.2f} vs random {t.random_auc:.2f}: **{t.verdict}**{road}")

@@ -268,7 +268,7 @@ class _ImageState:
     run: Any = None
     run_explainer: str | None = None
     maps: dict = field(default_factory=dict)  # (explainer, class) -> (raw, normalized)
-    trust: dict = field(default_factory=dict)  # (explainer, class, inpainter, n_random, road) -> TrustScore
+    trust: dict = field(default_factory=dict)  # (explainer, class, inpainter, n_random) -> TrustScore
 
 
 class Session:
@@ -713,17 +713,16 @@ class Session:
         with self._lock:
             version = 0 if which == "original" else self.version
             st = self._state(name, version)
-            key = (ex.name, int(cls), inpainter, n_random, bool(road))
+            key = (ex.name, int(cls), inpainter, n_random)
+            clf = self.classifier(name)
+            raw = self._maps(name, version, ex, [int(cls)], None)[0][0]  # cached by explain() above
             if key not in st.trust:
-                clf = self.classifier(name)
-                raw = self._maps(name, version, ex, [int(cls)], None)[0][0]
-                img = clf.tensor_to_image(st.x)
-                score = tr.trust_score(clf, img, raw, int(cls), get_inpainter(inpainter), model=name,
-                                       explainer=ex.name, n_random=n_random)
-                if road:
-                    score.road = tr.road(clf, st.x, raw, int(cls))
-                st.trust[key] = score
-            return st.trust[key]
+                st.trust[key] = tr.trust_score(clf, clf.tensor_to_image(st.x), raw, int(cls), get_inpainter(inpainter),
+                                               model=name, explainer=ex.name, n_random=n_random)
+            score = st.trust[key]
+            if road and score.road is None:  # asked for later: added to the score already measured
+                score.road = tr.road(clf, st.x, raw, int(cls))
+            return score
 
     def sanity(self, name: str, cls: int, explainer: str = "gradcam") -> dict:
         """The map of ``cls`` on the modified image beside the same explainer on a copy of the model whose

@@ -150,22 +150,28 @@ class Run:
         self.acts = acts
         self.grad_mask = grad_mask
 
-    def grads(self, classes: Sequence[int], taps: Sequence[int] | None = None) -> list[torch.Tensor]:
+    def grads(self, classes: Sequence[int], taps: Sequence[int] | None = None,
+              output: torch.Tensor | None = None) -> list[torch.Tensor]:
         """d logit[c] / d act for each class c: one tensor (k, *act.shape[1:]) per tap, batched in one
-        backward sweep (vmap over the output gradients) with a per-class loop as the fallback."""
+        backward sweep (vmap over the output gradients) with a per-class loop as the fallback. ``output``:
+        other scores (1, classes) computed from the taps to differentiate instead of the logits (LeGrad
+        reads every block's tokens through the head)."""
+        out = self.logits if output is None else output
         classes = list(classes)
-        v = torch.zeros((len(classes), self.logits.shape[-1]), dtype=self.logits.dtype, device=self.logits.device)
+        v = torch.zeros((len(classes), out.shape[-1]), dtype=out.dtype, device=out.device)
         v[torch.arange(len(classes)), torch.as_tensor(classes, dtype=torch.long)] = 1
-        return self.vjp(v, taps)
+        return self.vjp(v, taps, output)
 
-    def vjp(self, vectors: torch.Tensor, taps: Sequence[int] | None = None) -> list[torch.Tensor]:
+    def vjp(self, vectors: torch.Tensor, taps: Sequence[int] | None = None,
+            output: torch.Tensor | None = None) -> list[torch.Tensor]:
         """d (v . logits) / d act for each row v of ``vectors`` (k, classes): what a target that is a
-        function of the logits needs (its gradient at the logits, pulled back), in the same one sweep."""
+        function of the logits needs (its gradient at the logits, pulled back), in the same one sweep
+        (``output``: as in ``grads``)."""
         idx = [i for i in (taps if taps is not None else range(len(self.acts))) if self.grad_mask[i]]
         inputs = [self.acts[i] for i in idx]
         if not inputs:
             return []
-        sel = self.logits[0]
+        sel = (self.logits if output is None else output)[0]
         vectors = vectors.to(dtype=sel.dtype, device=sel.device)
         k = vectors.shape[0]
         try:

@@ -65,12 +65,12 @@ def _grid(clf) -> tuple[int, int]:
 
 
 ROLLOUT = ("attention rollout (Abnar & Zuidema 2020): the head-averaged attention with its residual, multiplied "
-           "over the blocks; the class token's row; class-agnostic; timm ViTs")
+           "over the blocks; the class token's row; class-agnostic; timm and Hugging Face ViTs")
 LEGRAD = ("LeGrad (Bousselham et al. 2024): per block, the class score read from that block's tokens through the "
           "final norm and head, its gradient at the block's attention (ReLU, mean over heads and queries), "
-          "averaged over blocks; timm ViTs; one partial backward per block")
+          "averaged over blocks; timm and Hugging Face ViTs; one partial backward per block")
 CHEFER = ("gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021; successor of their CVPR 2021 "
-          "LRP method): R += mean over heads of ReLU(grad x attention) R, block by block; timm ViTs")
+          "LRP method): R += mean over heads of ReLU(grad x attention) R, block by block; timm and Hugging Face ViTs")
 
 
 class AttentionExplainer(Explainer):
@@ -175,22 +175,12 @@ class LeGrad(AttentionExplainer):
         return why
 
     def token_maps(self, clf, run, classes):
-        import torch
-
         n = len(run.acts) // 2
         head = _head_of_tokens(clf)
-        k = len(classes)
         total = None
         for block in range(n):
-            scores = head(run.acts[n + block])[0]  # s_l: (C,)
-            v = torch.zeros((k, scores.shape[-1]), dtype=scores.dtype, device=scores.device)
-            v[torch.arange(k), torch.as_tensor(classes)] = 1
-            try:
-                g = torch.autograd.grad(scores, run.acts[block], grad_outputs=v, is_grads_batched=True,
-                                        retain_graph=True)[0][:, 0]  # (k, heads, N, N)
-            except RuntimeError:  # no batched gradients here: one class at a time
-                g = torch.stack([torch.autograd.grad(scores, run.acts[block], grad_outputs=v[j], retain_graph=True)[0][0]
-                                 for j in range(k)])
+            # s_l, the scores of this block's tokens, differentiated at this block's attention: (k, heads, N, N)
+            g = run.grads(classes, [block], output=head(run.acts[n + block]))[0]
             e = g.detach().double().clamp(min=0).mean(1).mean(1).cpu()  # (k, N): per key token
             total = e if total is None else total + e
         return (total / n).numpy()

@@ -86,22 +86,27 @@ class Segmentation:
         self.ids = np.unique(self.seg)
         self._done: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
+        self._fill = None  # the inpainter, looked up on first use
 
-    def inpainted(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
+    def remove(self, mask: np.ndarray) -> np.ndarray:
+        """The image with ``mask`` (dilated by ``dilate`` px) removed by the inpainter."""
         import cv2
 
         from ..session import get_inpainter
 
+        if self.dilate:
+            k = np.ones((2 * self.dilate + 1, 2 * self.dilate + 1), np.uint8)
+            mask = cv2.dilate(mask.astype(np.uint8), k) > 0
+        if self._fill is None:
+            self._fill = get_inpainter(self.inpainter)
+        return self._fill.inpaint(self.image, mask)
+
+    def inpainted(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
         with self._lock:
             todo = [int(s) for s in ids if int(s) not in self._done]
             if todo:
-                fill = get_inpainter(self.inpainter)
-                k = np.ones((2 * self.dilate + 1, 2 * self.dilate + 1), np.uint8) if self.dilate else None
                 for i, s in enumerate(todo):
-                    m = self.seg == s
-                    if k is not None:
-                        m = cv2.dilate(m.astype(np.uint8), k) > 0
-                    self._done[s] = fill.inpaint(self.image, m)
+                    self._done[s] = self.remove(self.seg == s)
                     if progress is not None and i % 8 == 0:
                         progress(i / len(todo), f"inpainting superpixel {i + 1}/{len(todo)}")
             return np.stack([self._done[int(s)] for s in ids])
@@ -279,24 +284,17 @@ class _Coalitions:
     def images(self, progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(kept rows, images) of the subsets that leave enough of the image to fill from (a context
         inpainter refuses a near-full mask; those rare subsets are left out)."""
-        import cv2
-
         from ..errors import MaskError
-        from ..session import get_inpainter
 
         with self._lock:
             if self._images is None:
                 s = self.s
-                fill = get_inpainter(s.inpainter)
-                k = np.ones((2 * s.dilate + 1, 2 * s.dilate + 1), np.uint8) if s.dilate else None
                 pos = np.searchsorted(s.ids, s.seg)
                 rows, ims = [], []
                 for i, kept in enumerate(self.kept):
                     removed = ~kept[pos]
-                    if k is not None:
-                        removed = cv2.dilate(removed.astype(np.uint8), k) > 0
                     try:
-                        ims.append(fill.inpaint(s.image, removed) if removed.any() else s.image)
+                        ims.append(s.remove(removed) if removed.any() else s.image)
                         rows.append(i)
                     except MaskError:
                         continue

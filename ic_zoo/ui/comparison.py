@@ -66,14 +66,19 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
     return view, cm
 
 
+def shown_trust(session, name: str, cls: int, explainer: str) -> dict:
+    """The trust scores of the maps a panel shows: the original's, and the modified image's after an edit."""
+    return {w: session.trust(name, cls, explainer, w) for w in (("original", "modified") if session.edits
+                                                                 else ("original",))}
+
+
 def add_trust(session, view: ModelView) -> bool:
     """Measure the trust score of ``view``'s maps (the original's, and the modified image's after an edit)
     and put it beside them; False when there is nothing to do (no maps, or measured already)."""
     if view.cls is None or view.trust is not None:
         return False
     try:
-        scores = {w: session.trust(view.name, view.cls, view.explainer, w)
-                  for w in (("original", "modified") if session.edits else ("original",))}
+        scores = shown_trust(session, view.name, view.cls, view.explainer)
         line = present.trust_text(scores)
         view.trust = {w: t.to_dict() for w, t in scores.items()}
     except IcZooError as exc:

@@ -12,7 +12,7 @@ import ic_zoo
 
 from .. import export, gradio_util, present
 from ..errors import IcZooError
-from .comparison import add_trust
+from .comparison import add_trust, shown_trust
 from .context import MAX_MODELS, AppContext
 from .panels import Page
 from .state import AppState
@@ -76,8 +76,7 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
             try:
                 cls = ctx.shown_class(st, m)
                 cm = s.explain(m, cls, explainer, progress=prog)
-                scores = {w: s.trust(m, cls, explainer, w) for w in (("original", "modified") if s.edits else
-                                                                       ("original",))}
+                scores = shown_trust(s, m, cls, explainer)
             except IcZooError as exc:
                 gr.Warning(f"{m}: {exc}")
                 continue
