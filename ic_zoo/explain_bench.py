@@ -165,6 +165,16 @@ def part_selectivity(clf, samples, fill) -> dict:
 
 def run(variants=VARIANTS, models=None, explainers=None, n: int = 40, seeds: int = 3, quick: bool = False,
         figure: str | None = None, log=print) -> dict:
+    """Score every explainer on every shipped model of each variant. The models mostly get the same
+    images right, so the inpaintings (occlusion's superpixels, LIME's subsets: 3 scales + the coarse
+    level per image) are kept for the whole variant and shared by its models."""
+    from .explainers.occlusion import cache_size
+
+    with cache_size(8 * n * seeds + 16):
+        return _run(variants, models, explainers, n, seeds, quick, figure, log)
+
+
+def _run(variants, models, explainers, n, seeds, quick, figure, log) -> dict:
     from .classifiers.flower2d_models import shipped_for
     from .flower2d import generator as g
     from .session import get_classifier, get_explainer, get_inpainter

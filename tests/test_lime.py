@@ -77,3 +77,29 @@ def test_bad_parameters_are_one_sentence():
         ic_zoo.create("explainer", "lime", samples=3)
     with pytest.raises(InputError, match="keep"):
         ic_zoo.create("explainer", "lime", keep=1.5)
+
+
+def test_parallel_removal_equals_one_at_a_time_and_keeps_refusals_in_place(monkeypatch):
+    """Batch removals (LIME's subsets, occlusion's superpixels) fill several masks at once on a
+    thread-safe inpainter; the images are the serial ones, in order, and a mask the inpainter refuses
+    (too little context) stays a MaskError at its own position rather than shifting the rest."""
+    import cv2
+
+    from ic_zoo.errors import MaskError
+
+    rng = np.random.default_rng(3)
+    image = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
+    masks = [rng.random((48, 48)) < f for f in (0.05, 0.1, 1.0, 0.15, 0.0, 0.2) * 6]
+    s = occ.Segmentation(image, 30, "telea", 1)
+    monkeypatch.setattr(occ, "REMOVE_THREADS", 1)
+    serial = s.remove_many(masks)
+    monkeypatch.setattr(occ, "REMOVE_THREADS", 2)
+    parallel = s.remove_many(masks)
+    assert len(parallel) == len(masks)
+    for a, b, m in zip(serial, parallel, masks):
+        assert isinstance(a, MaskError) == isinstance(b, MaskError) == bool(m.all())
+        if not m.all():
+            assert np.array_equal(a, b)
+            grown = cv2.dilate(m.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0  # dilate=1
+            assert np.array_equal(b[~grown], image[~grown])
+    assert np.array_equal(parallel[4], image)  # an empty removal is the image itself

@@ -48,6 +48,9 @@ class Inpainter:
     name: str = ""
     pad_multiple: int = 1
     needs_context: bool = True  # fills the mask from the unmasked pixels (False: transforms the masked ones)
+    #: whether ``inpaint`` may run on several threads at once (it holds no state between calls and its
+    #: work releases the GIL): batch removals (occlusion, LIME) then fill several masks in parallel
+    thread_safe: bool = False
 
     def __init__(self, work_size: int | None = DEFAULT_WORK_SIZE, **params) -> None:
         self.work_size = work_size

@@ -9,6 +9,7 @@ from ._base import DEFAULT_WORK_SIZE, Inpainter
 
 class _OpenCVInpaint(Inpainter):
     flag_name = "INPAINT_TELEA"
+    thread_safe = True  # cv2.inpaint releases the GIL
 
     def __init__(self, radius: float = 3.0, work_size: int | None = DEFAULT_WORK_SIZE) -> None:
         if not radius > 0:
@@ -37,6 +38,7 @@ class NavierStokes(_OpenCVInpaint):
           description="Gaussian blur inside the mask (the seed's blur tool); sigma in px")
 class Blur(Inpainter):
     name = "blur"
+    thread_safe = True
     needs_context = False  # blurs the masked pixels themselves: any mask, the whole image included
 
     def __init__(self, sigma: float = 8.0, work_size: int | None = DEFAULT_WORK_SIZE) -> None:
@@ -53,6 +55,7 @@ class Blur(Inpainter):
 @register("inpainter", "mean_fill", description="fills the mask with the mean colour of the unmasked pixels (a control)")
 class MeanFill(Inpainter):
     name = "mean_fill"
+    thread_safe = True
 
     def __init__(self, work_size: int | None = None) -> None:
         super().__init__(work_size)
