@@ -82,8 +82,9 @@ def parse_args(argv=None):
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--share", action="store_true", help="create a temporary public link (expires after 72 h)")
     p.add_argument("--auth", action="append", default=[], metavar="USER:PASS", help="require a login (repeatable)")
-    p.add_argument("--model", "-m", action="append", help="models to compare by default (repeatable)")
-    p.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    p.add_argument("--model", "-m", action="append", help="models to compare by default (repeatable; default: $IC_ZOO_MODELS, comma-separated)")
+    p.add_argument("--device", default=os.environ.get("IC_ZOO_DEVICE") or None,
+                   help="cpu, cuda, ... (default: $IC_ZOO_DEVICE, else cuda if available)")
     p.add_argument("--plugins-dir", default=None, help="folder of plugin .py files (default: $IC_ZOO_PLUGINS_DIR, else the plugins/ folder beside app.py; never the working directory)")
     p.add_argument("--max-side", type=int, default=MAX_SIDE, help="uploads are downscaled to this longer side")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for trying the app offline)")
@@ -91,11 +92,19 @@ def parse_args(argv=None):
                    help="run a user study defined in this YAML/TOML file (see examples/study/)")
     p.add_argument("--db", default=os.environ.get("IC_ZOO_STUDY_DB"),
                    help="study log: sqlite:///file.sqlite (default: <study name>.sqlite here) or postgresql://...")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.model:  # the container's way to name them: IC_ZOO_MODELS=a,b,c
+        args.model = [m.strip() for m in os.environ.get("IC_ZOO_MODELS", "").split(",") if m.strip()] or None
+    return args
 
 
 def main(argv=None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    """Build, serve and stop gracefully (see ic_zoo.serve: 503 on /healthz while loading, 200 when ready,
+    503 and no new events after SIGTERM while the ones in flight finish)."""
+    from ic_zoo import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request Gradio makes to itself
     args = parse_args(argv)
     auth = []
     for item in args.auth:
@@ -104,20 +113,31 @@ def main(argv=None) -> None:
         auth.append(tuple(item.split(":", 1)))
     if args.share:
         print(f"NOTE: {SHARE_WARNING}", flush=True)
-    if args.study:
-        app = build_study(args.study, args.db, device=args.device, pretrained=not args.no_pretrained,
-                          plugins_dir=args.plugins_dir,  # reachable from elsewhere: its secrets must be set
-                          public=args.share or args.host not in ("127.0.0.1", "localhost", "::1"))
-    else:
-        try:
-            app = build_demo(models=args.model, device=args.device, max_side=args.max_side,
-                             plugins_dir=args.plugins_dir, pretrained=not args.no_pretrained)
-        except IcZooError as exc:  # a --model that cannot work here: its sentence, before anything starts
-            sys.exit(f"error: {exc}")
-    app.queue(default_concurrency_limit=2)
-    app.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth or None,
-               max_file_size="50mb", footer_links=[] if args.study else ["api"], show_error=False,
-               state_session_capacity=SESSION_CAPACITY)
+
+    def build():
+        if args.study:
+            app = build_study(args.study, args.db, device=args.device, pretrained=not args.no_pretrained,
+                              plugins_dir=args.plugins_dir,  # reachable from elsewhere: its secrets must be set
+                              public=args.share or args.host not in ("127.0.0.1", "localhost", "::1"))
+        else:
+            try:
+                app = build_demo(models=args.model, device=args.device, max_side=args.max_side,
+                                 plugins_dir=args.plugins_dir, pretrained=not args.no_pretrained)
+            except IcZooError as exc:  # a --model that cannot work here: its sentence, before anything starts
+                sys.exit(f"error: {exc}")
+        app.queue(default_concurrency_limit=2)
+        return app
+
+    try:
+        code = serve.run(build, args.host, args.port,
+                         dict(share=args.share, auth=auth or None, max_file_size="50mb",
+                              footer_links=[] if args.study else ["api"], show_error=False,
+                              state_session_capacity=SESSION_CAPACITY))
+    except OSError as exc:  # the port is taken, the interface does not exist
+        sys.exit(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}).")
+    except IcZooError as exc:
+        sys.exit(f"error: {exc}")
+    sys.exit(code)
 
 
 def __getattr__(name: str):

@@ -31,7 +31,8 @@ def guarded(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error:
+        except gr.Error as exc:  # a sentence for the user, not a failure: no traceback in the server log
+            exc.print_exception = False
             raise
         except IcZooError as exc:
             raise gr.Error(str(exc), print_exception=False) from None

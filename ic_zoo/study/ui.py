@@ -445,6 +445,8 @@ class StudyApp:
                            seconds_on_task=round((now() - st.started).total_seconds(), 3))
             self.store.record(st.participant["id"], kind, self.study.tasks[st.task_index].id, payload, mask=mask,
                               client_time=self.client_ms(t), session=self.sess_id(request))
+            log.info("participant %s: %s logged (%d edit(s) on task %s)", st.participant["code"], kind,
+                     len(st.session.edits), self.study.tasks[st.task_index].id)
         except BaseException as exc:
             st.session = put_back(before)
             if not isinstance(exc, sa.exc.SQLAlchemyError):
@@ -644,5 +646,6 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     with demo.route("Admin", "/admin", show_in_navbar=False):
         app.admin_page()
     demo.study_store = app.store  # for tests and scripts
+    demo.ic_zoo_closers = [app.store.engine.dispose]  # ic_zoo.serve closes the log after the last event
     demo.ic_zoo_tabs = app.tabs  # for tests
     return demo

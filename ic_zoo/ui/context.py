@@ -149,8 +149,18 @@ class AppContext:
         return names
 
     @staticmethod
-    def state_of(st) -> AppState:
-        return st if isinstance(st, AppState) else AppState()
+    def state_of(st, request=None) -> AppState:
+        """The tab's state. A tab whose replica stopped reaches this one with a fresh state: its first
+        event here (when the proxy says where it was pinned, see ic_zoo.serve.moved_here) marks the
+        state expired, so that the handler says so in one sentence and the next image starts afresh."""
+        from .. import serve
+
+        st = st if isinstance(st, AppState) else AppState()
+        if not st.arrived:
+            st.arrived = True
+            if st.session is None and request is not None and serve.moved_here(request):
+                st.expired = serve.MOVED
+        return st
 
     @staticmethod
     def need_session(st) -> AppState:

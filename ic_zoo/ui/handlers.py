@@ -76,8 +76,8 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
     ed, pick = ui.editor, _stroke_inputs(ui)
 
     @ctx.tab_call
-    def on_edit(value, names, inpainter, explainer, rows_mode, st):
-        st = ctx.state_of(st)
+    def on_edit(value, names, inpainter, explainer, rows_mode, st, request: gr.Request):
+        st = ctx.state_of(st, request)
         if not value or value.get("background") is None:
             return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
         if st.session is None and st.expired:  # the canvas still shows the image of a released session:

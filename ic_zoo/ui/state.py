@@ -27,6 +27,7 @@ class AppState:
         self.expired = ""  # why this tab's session was released (gradio_util.Tabs), until a new image
         self.slow_of: tuple[int, int] | None = None  # (session version, edit count) the slow maps are of
         self.pending: np.ndarray | None = None  # regions clicked for one selection, not applied yet
+        self.arrived = False  # its first event was seen here (a tab moved from a stopped replica is told once)
 
     def release(self, reason: str) -> None:
         """Drop the images and caches (the tab was idle too long, or the server needed room)."""
