@@ -146,77 +146,39 @@ def imagenet_weights(tmp_root):
 
 
 # -- PostgreSQL: a real server on loopback, started for the session ------------------------------------
-def _pg_bindir() -> Path | None:
-    import glob
-    import shutil
+def _loopback():
+    """benchmarks/replicas.py: PostgreSQL, the replicas and the proxy on loopback (tests and benchmark)."""
+    bench = str(Path(__file__).resolve().parents[1] / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    import replicas
 
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    exe = shutil.which("initdb")
-    return Path(exe).parent if exe else None
+    return replicas
 
 
 def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return _loopback().free_port()
 
 
 @pytest.fixture(scope="session")
 def pg_server():
     """A throwaway PostgreSQL cluster in a temporary folder (trust auth, loopback only); skipped with the
     reason where no server can be started (.ci/run installs Debian's postgresql package)."""
-    import shutil
-    import subprocess
-
-    bindir = _pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's 'postgresql' package "
-                    "(.ci/run does) to test the PostgreSQL log")
-    data = Path(tempfile.mkdtemp(prefix="ic_zoo_pg_"))
-    prefix = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-        shutil.chown(data, "postgres", "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
-
-    def run(*cmd):
-        return subprocess.run(prefix + [str(c) for c in cmd], capture_output=True, text=True, timeout=120)
-
-    r = run(bindir / "initdb", "-D", data / "db", "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
-    if r.returncode != 0:
-        pytest.skip(f"initdb failed, cannot start PostgreSQL here: {r.stderr.strip().splitlines()[-1:]}")
-    opts = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c max_connections=200"
-    r = run(bindir / "pg_ctl", "-D", data / "db", "-o", opts, "-l", data / "server.log", "-w", "-t", "60", "start")
-    if r.returncode != 0:
-        log = (data / "server.log").read_text()[-500:] if (data / "server.log").exists() else r.stderr
-        pytest.skip(f"PostgreSQL did not start here: {log.strip()}")
+    server = _loopback().postgres()
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
+        url = server.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        yield url
     finally:
-        run(bindir / "pg_ctl", "-D", data / "db", "-m", "fast", "-w", "stop")
-        shutil.rmtree(data, ignore_errors=True)
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture
 def pg_url(pg_server):
     """A fresh, empty database on the session's server."""
-    import uuid
-
-    import sqlalchemy as sa
-
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    eng = sa.create_engine("postgresql+psycopg://" + pg_server.split("://", 1)[1] + "/postgres",
-                           isolation_level="AUTOCOMMIT")
-    with eng.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    eng.dispose()
-    return f"{pg_server}/{name}"
+    return _loopback().new_database(pg_server)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
