@@ -19,6 +19,7 @@ import pytest
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 from ic_zoo import serve  # noqa: E402
+from ic_zoo.study.ui import MOVED as STUDY_MOVED  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -142,10 +143,19 @@ def test_three_replicas_behind_the_proxy_share_one_log_and_survive_a_kill_9(pg_u
     try:
         cluster.start()
         run = R.drive(cluster, n_participants, n_strokes, kill_after=n_participants * n_strokes // 3)
+        # a tab still pinned to the killed replica reaches another one and is told to reload
+        from gradio_client import Client
+
+        ghost = Client(cluster.url(), verbose=False, httpx_kwargs={"cookies": {R.COOKIE: run.killed}})
+        with pytest.raises(Exception) as moved:
+            ghost.predict(0, api_name="/study_undo")
+        assert STUDY_MOVED in str(moved.value)
     finally:
         cluster.stop()
     assert run.errors == [], run.errors[:5]
     assert not any("session not found" in m.lower() for m in run.messages), "Session not found"
+    # a stroke that reached another replica after the kill was told to reload, not to consent again
+    assert not any("accept the consent" in m for m in run.messages)
     assert run.killed is not None and run.moved, "the kill hit no participant"
     # load went to every replica: each one logged strokes (counted in its own log)
     per = run.per_replica_logged

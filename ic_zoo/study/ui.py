@@ -47,6 +47,8 @@ BAD_LINK = ("The participant id in this link is not valid for this study: please
 TOO_MANY = "Many people are joining the study at this moment: please wait a minute and try again."
 NOT_SAVED = ("Your last change could not be saved (the study log is busy), so it was undone: please make it "
              "again.")
+MOVED = ("The server you were working on stopped: please reload the page to continue where you left off "
+         "(everything you did is kept).")
 NOT_ANSWERED = "Your answers could not be saved (the study log is busy): please submit them again."
 
 
@@ -418,8 +420,12 @@ class StudyApp:
                                show_progress_on=[ui.consent.pid_note], **self.common)
 
     # -- a task: strokes, undo / reset, an upload, the answers ---------------------------------------------
-    def need_task(self, st):
+    def need_task(self, st, request=None):
         if not isinstance(st, StudyState) or st.participant is None:
+            from .. import serve
+
+            if request is not None and serve.moved_here(request):  # its replica stopped: the log has it all
+                raise gr.Error(MOVED, print_exception=False)
             raise gr.Error("Please read and accept the consent text first.", print_exception=False)
         if st.task_index >= self.n_tasks:
             raise gr.Error("You have finished the study; thank you!", print_exception=False)
@@ -460,7 +466,7 @@ class StudyApp:
         return self.shown(st, res, views)
 
     def on_edit(self, t, value, st, request: gr.Request):
-        st = self.need_task(st)
+        st = self.need_task(st, request)
         if not value or value.get("background") is None:
             return self.unchanged(st)
         img = editor_rgb(value["background"])
@@ -481,7 +487,7 @@ class StudyApp:
 
     def stack_op(self, op: str):
         def fn(t, st, request: gr.Request):
-            st = self.need_task(st)
+            st = self.need_task(st, request)
             s = st.session
             if not {"undo": s.can_undo, "redo": s.can_redo, "reset": bool(s.edits)}[op]:
                 gr.Info(f"Nothing to {op}.")
@@ -497,7 +503,7 @@ class StudyApp:
         return fn
 
     def on_upload(self, t, path, st, request: gr.Request):
-        st = self.need_task(st)
+        st = self.need_task(st, request)
         if not path:
             return self.unchanged(st)
         img = fit_max_side(imageio.load_image(path), self.max_side)
