@@ -217,3 +217,52 @@ def test_a_user_whose_replica_dies_gets_one_sentence_and_a_fresh_session(tmp_pat
         cluster.stop()
     other = 1 - (int(home[1:]) - 1)
     assert "Traceback" not in cluster.log_text(other)
+
+
+# -- the pieces, without processes -----------------------------------------------------------------------
+def test_health_states_and_the_pinned_replica(monkeypatch):
+    monkeypatch.setenv("IC_ZOO_REPLICA", "r2")
+    h = serve.Health()
+    assert (h.code, h.body()["status"], h.body()["replica"]) == (503, "starting", "r2")
+    h.set("ready")
+    assert h.code == 200
+    h.set("draining")
+    assert h.code == 503
+
+    class Req:
+        def __init__(self, pinned):
+            self.headers = {serve.PINNED_HEADER: pinned} if pinned is not None else {}
+
+    assert serve.moved_here(Req("r1"))  # pinned to r1, answered by r2: its state is gone
+    assert not serve.moved_here(Req("r2")) and not serve.moved_here(Req("")) and not serve.moved_here(Req(None))
+    assert not serve.moved_here(None)
+
+
+def test_the_environment_names_models_device_and_drain_time(monkeypatch):
+    import app
+
+    monkeypatch.setenv("IC_ZOO_MODELS", "flower2d/resnet, flower2d/vit")
+    monkeypatch.setenv("IC_ZOO_DEVICE", "cpu")
+    args = app.parse_args([])
+    assert args.model == ["flower2d/resnet", "flower2d/vit"] and args.device == "cpu"
+    assert app.parse_args(["-m", "flower2d/squeezenet"]).model == ["flower2d/squeezenet"]  # the flag wins
+    monkeypatch.setenv(serve.DRAIN_ENV, "soon")
+    from ic_zoo.errors import InputError
+
+    with pytest.raises(InputError, match="IC_ZOO_DRAIN_S must be a number of seconds"):
+        serve.drain_seconds()
+
+
+def test_a_port_in_use_is_one_sentence(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        env = dict(os.environ, IC_ZOO_APP_NO_DEMO="0", GRADIO_SERVER_PORT=str(port))
+        r = subprocess.run([sys.executable, "app.py", "--no-pretrained", "-m", "flower2d/squeezenet"], cwd=str(ROOT),
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "Traceback" not in r.stderr, r.stderr[-500:]
