@@ -527,18 +527,16 @@ def measure(folder: Path, server: str, replicas: int, participants: int, strokes
 
 
 def capacity_table(doc: dict) -> str:
-    """The README's capacity table: edits/s per replica and per core, participants per replica at one
-    stroke every 5 s (at 70% load), from the measured runs."""
+    """The README's capacity table: edits/s in all, per replica and per core, and how many participants
+    painting one stroke every 5 s the run's replicas serve at 70 % of the measured rate."""
     cores = doc["machine"]["cores"]
-    lines = ["| models | replicas on %d cores | participants | edits/s (all) | edits/s per replica | edits/s per core "
-             "| p50 / p95 stroke (ms) | participants per replica at 1 stroke / 5 s |" % cores,
+    lines = [f"| models | replicas on {cores} cores | participants | edits/s | edits/s per replica | edits/s per core "
+             "| p50 / p95 stroke (ms) | participants at 1 stroke / 5 s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in doc["runs"]:
         eps = r["edits_per_s"] or 0.0
-        per_rep = eps / r["replicas"]
-        per_core = eps / cores  # the replicas share the machine's cores
-        lines.append(f"| {r['label']} | {r['replicas']} | {r['participants']} | {eps:.1f} | {per_rep:.1f} | "
-                     f"{per_core:.1f} | {r['p50_ms']:.0f} / {r['p95_ms']:.0f} | {int(per_rep * 5 * 0.7)} |")
+        lines.append(f"| {r['label']} | {r['replicas']} | {r['participants']} | {eps:.1f} | {eps / r['replicas']:.1f} | "
+                     f"{eps / cores:.1f} | {r['p50_ms']:.0f} / {r['p95_ms']:.0f} | {int(eps * 5 * 0.7)} |")
     return "\n".join(lines)
 
 

@@ -12,9 +12,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _formatters():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import replicas
+
     from ic_zoo import bench, explain_bench, explain_parts, latency
 
-    return [("explain_bench", explain_bench.format_markdown),
+    return [("capacity_cpu", replicas.capacity_table),
+            ("explain_bench", explain_bench.format_markdown),
             ("explain_parts", explain_parts.format_markdown),
             ("occlusion_fast_vs_exhaustive", explain_bench.format_occlusion_markdown),
             ("latency_cpu", latency.format_markdown),

@@ -1,4 +1,4 @@
-"""``python -m ic_zoo study export|replay|progress|links|check``: the researcher's side of a study log."""
+"""``python -m ic_zoo study export|replay|analyze|progress|links|check``: the researcher's side of a study log."""
 from __future__ import annotations
 
 import json
@@ -43,6 +43,22 @@ def cmd_replay(args) -> int:
         with open(args.json, "w") as f:
             json.dump(rep, f, indent=1)
     return 0 if rep["reproduced"] == rep["strokes"] and not rep["gaps"] else 1
+
+
+def cmd_analyze(args) -> int:
+    from .analysis import analyze
+
+    doc = analyze(_engine(args), args.out, args.study_key, explainers=args.explainers, n_boot=args.bootstrap,
+                  n_random=args.random, device=args.device, log=lambda s: print(s, flush=True))
+    for r in doc["ranking"]:
+        p, lo, hi = r["iou"]
+        print(f"  {r['rank']}. {r['model']} ({r['explainer']}): IoU with the human removal map {p:.2f}"
+              + (f" [{lo:.2f}, {hi:.2f}]" if hi == hi else "") + f" over {r['tasks']} task(s)")
+    for t in doc["tasks"]:
+        for n in t["notes"]:
+            print(f"  task {t['task']}: {n}")
+    print(f"study {doc['study']}: {len(doc['tasks'])} task(s) analysed -> {args.out}/report.html")
+    return 0
 
 
 def cmd_links(args) -> int:
@@ -117,6 +133,19 @@ def add_args(p) -> None:
     g = sub.add_parser("progress", help="per-participant progress")
     db(g)
     g.set_defaults(func=cmd_progress)
+    a = sub.add_parser("analyze", help="humans vs models: removal maps, agreement, effects, an HTML report",
+                       description="Per task image: the participants' removal map (and first strokes, and what "
+                       "flipped each model), each model's class maps and flip region, their agreement (IoU at "
+                       "matched area, Spearman, pointing both ways), the effect of the participants' removals "
+                       "against random regions of the same area, bootstrap intervals over participants, and a "
+                       "ranking of the models across tasks. Writes CSV, JSON, PNG figures and report.html.")
+    db(a)
+    a.add_argument("--out", required=True)
+    a.add_argument("--explainers", nargs="+", default=["gradcam", "occlusion"])
+    a.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the participants")
+    a.add_argument("--random", type=int, default=8, help="random placements of each removal (the baseline)")
+    a.add_argument("--device", default=None)
+    a.set_defaults(func=cmd_analyze)
     k = sub.add_parser("links", help="issue signed participant links (needs IC_ZOO_STUDY_SECRET)",
                        description="Print one line per participant: the id, a tab, and the link to send. Each link "
                        "is signed with IC_ZOO_STUDY_SECRET (the app must run with the same value): it is valid "
@@ -130,7 +159,7 @@ def add_args(p) -> None:
     c.set_defaults(func=cmd_check)
 
 
-@register("command", "study", description="user studies: export, replay, progress, links, check a study file")
+@register("command", "study", description="user studies: export, replay, analyze, progress, links, check a study file")
 class StudyCommand(Command):
     def add_arguments(self, parser) -> None:
         add_args(parser)

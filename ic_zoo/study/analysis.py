@@ -1,0 +1,499 @@
+"""Humans vs models: what a study's participants removed, against where each model looks.
+
+``python -m ic_zoo study analyze --db URL --out DIR`` reads only the log (the definition, task images,
+strokes with their masks, every model's top-5 before and after each change, the answers) and writes,
+per task image:
+
+1. **Human maps**, each participant weighted equally however many strokes they made: the *removal map*
+   (the share of participants whose final image had each pixel removed), the *first-stroke map*, and per
+   model the *flip map* (for the participants who flipped that model's top-1: what they had removed at
+   the first change that flipped it).
+2. **Model maps** on the same image, for each model's original top-1, from the listed explainers
+   (default Grad-CAM and occlusion), and the model's *flip region* where the explainer finds one: the
+   smallest top share of the map whose removal (by the task's inpainter) changes the top-1.
+3. **Agreement, human vs each model map:** top-k IoU at matched area (k = the participants' mean removed
+   area), the Spearman correlation of the maps, the pointing game both ways; and per model the **effect**
+   of the participants' removals: how often they flipped it, the confidence drop per removed percent,
+   and whether their regions hurt it more than random regions of the same area and shape (each final
+   removal moved to random places and inpainted by the same inpainter). Every figure has a bootstrap
+   95 % interval over participants.
+4. **Per model across tasks:** which model "looks where people look", ranked by mean IoU with intervals.
+
+Output: ``analysis.json``, ``agreement.csv``, ``effects.csv``, ``ranking.csv``, ``answers.csv``, one PNG
+per task under ``figures/`` and ``report.html``, a single self-contained page (figures inlined).
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import sqlalchemy as sa
+
+from .db import answers_t, interactions_t, participants_t, png_to_mask, stored_image
+from .research import pick_study
+
+DEFAULT_EXPLAINERS = ("gradcam", "occlusion")
+GRID = 64  # maps are compared on a grid of at most this many pixels a side
+FLIP_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+
+
+# -- what each participant did on each task -------------------------------------------------------------
+@dataclass
+class Trace:
+    """One participant on one task, rebuilt from the log's change events (masks only, no model)."""
+
+    participant: str
+    strokes: int = 0
+    final: np.ndarray | None = None  # removed at the end (the union of the edits still applied)
+    first: np.ndarray | None = None  # the first stroke
+    flips: dict = field(default_factory=dict)  # model -> removed at the first change that flipped its top-1
+    drop_per_pct: dict = field(default_factory=dict)  # model -> confidence drop (pp) per removed % at the end
+    uploaded: bool = False  # replaced the task image by an upload: what follows is on another image
+
+
+def traces(events: list[dict], shape) -> Trace:
+    """Replay stroke / undo / redo / reset on masks, reading each model's logged result after each change."""
+    active, redo = [], []
+    t = Trace(events[0]["code"] if events else "")
+    removed = np.zeros(shape, bool)
+    last_models: dict = {}
+    for ev in events:
+        kind = ev["kind"]
+        payload = json.loads(ev["payload"]) if isinstance(ev["payload"], str) else ev["payload"]
+        if kind == "upload":
+            t.uploaded = True
+            break
+        if kind == "stroke" and ev.get("mask_png") is not None:
+            m = png_to_mask(ev["mask_png"])
+            if m.shape != tuple(shape):
+                continue
+            active.append(m)
+            redo.clear()
+            t.strokes += 1
+            if t.first is None:
+                t.first = m
+        elif kind == "undo" and active:
+            redo.append(active.pop())
+        elif kind == "redo" and redo:
+            active.append(redo.pop())
+        elif kind == "reset":
+            active, redo = [], []
+        else:
+            continue
+        removed = np.logical_or.reduce(active) if active else np.zeros(shape, bool)
+        for m, r in (payload.get("models") or {}).items():
+            last_models[m] = r
+            if r.get("top1_changed") and m not in t.flips and removed.any():
+                t.flips[m] = removed.copy()
+    t.final = removed if t.strokes else None
+    share = 100.0 * float(removed.mean())
+    for m, r in last_models.items():
+        tr = (r.get("tracked") or [None])[0]
+        if tr and share > 0:
+            t.drop_per_pct[m] = 100.0 * (tr["prob_original"] - tr["prob_modified"]) / share
+    return t
+
+
+# -- maps and their agreement ---------------------------------------------------------------------------
+def to_grid(a: np.ndarray, side: int) -> np.ndarray:
+    import cv2
+
+    h, w = a.shape[:2]
+    s = side / max(h, w)
+    if s >= 1:
+        return a.astype(np.float32)
+    return cv2.resize(a.astype(np.float32), (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _tiebreak(h: np.ndarray) -> np.ndarray:
+    """A human map has large ties (the share of participants is a few values): break them by a slightly
+    blurred copy, so that the top-k region grows from the middle of a painted area, not from a corner."""
+    import cv2
+
+    return h + 1e-3 * cv2.GaussianBlur(h.astype(np.float32), (0, 0), 1.5) / max(float(h.max()), 1e-9)
+
+
+def top_k(a: np.ndarray, k: float) -> np.ndarray:
+    n = max(1, int(round(k * a.size)))
+    out = np.zeros(a.size, bool)
+    out[np.argsort(-a.ravel(), kind="stable")[:n]] = True
+    return out.reshape(a.shape)
+
+
+def agreement(human: np.ndarray, model: np.ndarray, k: float) -> dict:
+    """top-k IoU at matched area, Spearman correlation, pointing both ways (human and model maps on one grid)."""
+    from scipy.stats import spearmanr
+
+    h = _tiebreak(human)
+    th, tm = top_k(h, k), top_k(model, k)
+    iou = float((th & tm).sum() / max((th | tm).sum(), 1))
+    rho = float(spearmanr(h.ravel(), model.ravel()).statistic) if h.std() > 0 and model.std() > 0 else float("nan")
+    return {"iou": iou, "spearman": rho,
+            "pointing_model_in_human": float(th.ravel()[int(np.argmax(model))]),
+            "pointing_human_in_model": float(tm.ravel()[int(np.argmax(h))])}
+
+
+def interval(values: np.ndarray, point: float) -> list:
+    """[point, low, high]: the 2.5 and 97.5 percentiles of the bootstrap values (NaN-free)."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if not len(v) or not np.isfinite(point):
+        return [point, float("nan"), float("nan")]
+    return [float(point), float(min(point, np.percentile(v, 2.5))), float(max(point, np.percentile(v, 97.5)))]
+
+
+def bootstrap_weights(n: int, b: int, seed: int) -> np.ndarray:
+    """(b, n) weights of n participants in b resamples with replacement (each row sums to 1)."""
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(b)]) if n else np.zeros((b, 0))
+    return counts / max(n, 1)
+
+
+# -- the analysis ---------------------------------------------------------------------------------------
+def _study_rows(engine, study_key):
+    st = pick_study(engine, study_key)
+    definition = json.loads(st["definition"])
+    with engine.connect() as conn:
+        parts = {r.id: r.code for r in conn.execute(sa.select(participants_t.c.id, participants_t.c.code)
+                                                    .where(participants_t.c.study_id == st["id"]))}
+        rows = [dict(r) for r in conn.execute(
+            sa.select(interactions_t).where(interactions_t.c.participant_id.in_(list(parts) or [-1]))
+            .order_by(interactions_t.c.participant_id, interactions_t.c.seq)).mappings()]
+        answers = [dict(r) for r in conn.execute(
+            sa.select(answers_t).where(answers_t.c.participant_id.in_(list(parts) or [-1]))).mappings()]
+        images = {t["id"]: stored_image(conn, st["id"], t["id"]) for t in definition["tasks"]}
+    for r in rows + answers:
+        r["code"] = parts[r["participant_id"]]
+    return st, definition, rows, answers, images
+
+
+def model_maps(image: np.ndarray, task: dict, explainers, pretrained: bool, device=None, log=print) -> dict:
+    """{model: {"top1", "label", "maps": {explainer: map in image coordinates}, "flip": {explainer: mask}}}."""
+    import ic_zoo
+    from ..errors import IcZooError
+    from ..session import Session
+
+    s = Session(image, pretrained=pretrained, device=device)
+    fill = ic_zoo.get_inpainter(task.get("inpainter", "telea"))
+    out = {}
+    for m in task["models"]:
+        res = s.evaluate([m]).models[m]
+        top = res.original[0]
+        entry = {"top1": int(top.index), "label": top.label, "p": float(top.prob), "maps": {}, "flip": {},
+                 "notes": {}}
+        clf = ic_zoo.get_classifier(m, pretrained=pretrained, device=device)
+        for ex in explainers:
+            try:
+                cm = s.explain(m, int(top.index), ex)
+            except IcZooError as exc:
+                entry["notes"][ex] = str(exc)
+                log(f"  {m} {ex}: {exc}")
+                continue
+            heat = np.nan_to_num(cm.original.astype(np.float32))
+            entry["maps"][ex] = heat
+            entry["flip"][ex] = flip_region(clf, image, heat, int(top.index), fill)
+        out[m] = entry
+    return out
+
+
+def flip_region(clf, image: np.ndarray, heat: np.ndarray, cls: int, fill) -> dict | None:
+    """The smallest top share of ``heat`` (FLIP_FRACTIONS) whose removal changes the top-1, else None."""
+    from ..errors import MaskError
+
+    for f in FLIP_FRACTIONS:
+        mask = top_k(heat, f)
+        try:
+            im = fill.inpaint(image, mask)
+        except MaskError:
+            break
+        if clf.predict(im).top1 != cls:
+            return {"fraction": f, "mask": mask}
+    return None
+
+
+def removal_effect(clf, image: np.ndarray, finals: list[np.ndarray], cls: int, fill, n_random: int,
+                   seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per participant: p(cls) drop (pp) when their final removal is inpainted, and the mean drop of
+    ``n_random`` random placements of the same mask (the same area and shape, moved with wrap-around)."""
+    from ..errors import MaskError
+
+    rng = np.random.default_rng(seed)
+    p0 = float(clf.predict(image).probs[cls])
+    human, rand = [], []
+    for m in finals:
+        try:
+            human.append(100 * (p0 - float(clf.predict(fill.inpaint(image, m)).probs[cls])))
+        except MaskError:
+            human.append(float("nan"))
+            rand.append(float("nan"))
+            continue
+        drops = []
+        for _ in range(n_random):
+            dy, dx = rng.integers(0, m.shape[0]), rng.integers(0, m.shape[1])
+            r = np.roll(m, (int(dy), int(dx)), axis=(0, 1))
+            drops.append(100 * (p0 - float(clf.predict(fill.inpaint(image, r)).probs[cls])))
+        rand.append(float(np.mean(drops)))
+    return np.asarray(human, float), np.asarray(rand, float)
+
+
+def analyze(engine, out: str | Path | None = None, study_key: str | None = None, explainers=DEFAULT_EXPLAINERS,
+            n_boot: int = 1000, n_random: int = 8, device=None, seed: int = 0,
+            log: Callable[[str], None] = print) -> dict:
+    """The whole analysis (see the module docstring); writes the files into ``out`` when given."""
+    import ic_zoo
+
+    st, definition, rows, answers, images = _study_rows(engine, study_key)
+    by: dict = {}
+    for r in rows:
+        if r["task_id"] is not None:
+            by.setdefault(r["task_id"], {}).setdefault(r["code"], []).append(r)
+    doc = {"study": st["key"], "title": st["title"], "explainers": list(explainers), "bootstrap": n_boot,
+           "random_placements": n_random, "tasks": [], "notes": []}
+    boot_iou: dict = {}  # (model, explainer) -> list of (point, bootstrap values) per task
+    for task in definition["tasks"]:
+        tid, image = task["id"], images[task["id"]]
+        shape = image.shape[:2]
+        tr = [traces(evs, shape) for _, evs in sorted(by.get(tid, {}).items())]
+        with_strokes = [t for t in tr if t.strokes and not t.uploaded]
+        entry = {"task": tid, "models": list(task["models"]), "participants": len(tr),
+                 "with_strokes": len(with_strokes), "notes": []}
+        doc["tasks"].append(entry)
+        if len(tr) > len(with_strokes):
+            entry["notes"].append(f"{len(tr) - len(with_strokes)} participant(s) made no stroke on the task image "
+                                  "(or replaced it by an upload) and are left out of its maps.")
+        if not with_strokes:
+            entry["notes"].append("No participant removed anything on this task: there is nothing to compare.")
+            log(f"task {tid}: no strokes")
+            continue
+        if len(with_strokes) == 1:
+            entry["notes"].append("One participant only: the intervals are not defined.")
+        pretrained = True
+        for evs in by.get(tid, {}).values():
+            for e in evs:
+                if e["kind"] == "stroke":
+                    pretrained = bool(json.loads(e["payload"]).get("pretrained", True))
+        side = min(GRID, max(shape))
+        finals = np.stack([to_grid(t.final, side) for t in with_strokes])  # (P, h, w), each in [0, 1]
+        firsts = np.stack([to_grid(t.first, side) for t in with_strokes])
+        human, first = finals.mean(0), firsts.mean(0)
+        area = float(np.mean([t.final.mean() for t in with_strokes]))
+        k = float(np.clip(area, 0.01, 0.5))
+        W = bootstrap_weights(len(with_strokes), n_boot, seed)
+        h_boot = np.tensordot(W, finals, axes=1)  # (B, h, w)
+        entry.update(mean_removed=area, matched_k=k, human_map=human, first_map=first, flip_maps={},
+                     agreement=[], effects=[])
+        log(f"task {tid}: {len(with_strokes)} participant(s) with strokes, mean removal {100 * area:.1f}%")
+        maps = model_maps(image, task, explainers, pretrained, device, log)
+        entry["model_maps"] = maps
+        fill = ic_zoo.get_inpainter(task.get("inpainter", "telea"))
+        for m, mm in maps.items():
+            flipped = [t for t in with_strokes if m in t.flips]
+            if flipped:
+                entry["flip_maps"][m] = np.stack([to_grid(t.flips[m], side) for t in flipped]).mean(0)
+            for ex, heat in mm["maps"].items():
+                g = to_grid(heat, side)
+                point = agreement(human, g, k)
+                boots = [agreement(hb, g, k) for hb in h_boot] if len(with_strokes) > 1 else []
+                row = {"model": m, "explainer": ex}
+                for key, v in point.items():
+                    row[key] = interval([b[key] for b in boots], v)
+                flip = mm["flip"].get(ex)
+                row["model_flip_fraction"] = flip["fraction"] if flip else None
+                entry["agreement"].append(row)
+                boot_iou.setdefault((m, ex), []).append((point["iou"], np.array([b["iou"] for b in boots])))
+            clf = ic_zoo.get_classifier(m, pretrained=pretrained, device=device)
+            flips = np.array([float(m in t.flips) for t in with_strokes])
+            per_pct = np.array([t.drop_per_pct.get(m, np.nan) for t in with_strokes])
+            hd, rd = removal_effect(clf, image, [t.final for t in with_strokes], mm["top1"], fill, n_random, seed)
+            diff = hd - rd
+
+            def stat(v, W=W):
+                ok = np.isfinite(v)
+                point = float(np.mean(v[ok])) if ok.any() else float("nan")
+                if len(v) < 2 or not ok.any():
+                    return [point, float("nan"), float("nan")]
+                vb = np.where(ok, v, 0.0)
+                wb = W * ok[None, :]
+                return interval((wb @ vb) / np.maximum(wb.sum(1), 1e-12), point)
+
+            entry["effects"].append({"model": m, "top1": mm["label"], "flip_rate": stat(flips),
+                                     "drop_pp_per_removed_pct": stat(per_pct), "human_drop_pp": stat(hd),
+                                     "random_drop_pp": stat(rd), "human_minus_random_pp": stat(diff),
+                                     "human_beats_random": float(np.mean(diff[np.isfinite(diff)] > 0))
+                                     if np.isfinite(diff).any() else float("nan")})
+    doc["ranking"] = ranking(boot_iou)
+    doc["answers"] = answer_counts(definition, answers)
+    if out is not None:
+        write(doc, images, Path(out))
+    return doc
+
+
+def ranking(boot_iou: dict) -> list[dict]:
+    """Per (model, explainer): the mean IoU over tasks with a bootstrap interval, best first."""
+    out = []
+    for (m, ex), per_task in boot_iou.items():
+        point = float(np.mean([p for p, _ in per_task]))
+        n = min((len(b) for _, b in per_task), default=0)
+        boots = np.mean([b[:n] for _, b in per_task], 0) if n else np.array([])
+        out.append({"model": m, "explainer": ex, "tasks": len(per_task), "iou": interval(boots, point)})
+    out.sort(key=lambda r: -r["iou"][0])
+    for i, r in enumerate(out):
+        r["rank"] = i + 1
+    return out
+
+
+def answer_counts(definition: dict, answers: list[dict]) -> list[dict]:
+    out = {}
+    for a in answers:
+        key = (a["task_id"], a["question_id"], a["answer"])
+        out[key] = out.get(key, 0) + 1
+    return [{"task": t, "question": q, "answer": a, "count": n} for (t, q, a), n in sorted(out.items(), key=str)]
+
+
+# -- writing --------------------------------------------------------------------------------------------
+def _fmt(v) -> str:
+    if isinstance(v, list):
+        p, lo, hi = v
+        return "n/a" if not np.isfinite(p) else (f"{p:.2f}" if not np.isfinite(lo) else f"{p:.2f} [{lo:.2f}, {hi:.2f}]")
+    if isinstance(v, float):
+        return "n/a" if not np.isfinite(v) else f"{v:.2f}"
+    return "" if v is None else str(v)
+
+
+AGREEMENT_COLUMNS = ["task", "model", "explainer", "iou", "spearman", "pointing_model_in_human",
+                     "pointing_human_in_model", "model_flip_fraction"]
+EFFECT_COLUMNS = ["task", "model", "top1", "flip_rate", "drop_pp_per_removed_pct", "human_drop_pp",
+                  "random_drop_pp", "human_minus_random_pp", "human_beats_random"]
+
+
+def _csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    """Intervals become three columns: value, value_lo, value_hi."""
+    with open(path, "w", newline="") as f:
+        cols = []
+        for c in columns:
+            cols += [c, f"{c}_lo", f"{c}_hi"] if any(isinstance(r.get(c), list) for r in rows) else [c]
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            flat = {}
+            for c in columns:
+                v = r.get(c)
+                if isinstance(v, list):
+                    flat[c], flat[f"{c}_lo"], flat[f"{c}_hi"] = v
+                else:
+                    flat[c] = v
+            w.writerow(flat)
+
+
+def figure(entry: dict, image: np.ndarray):
+    """The task image, the human maps and each model's maps, with their IoU and Spearman in the titles."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("image", image, None), (f"human removal (n={entry['with_strokes']})", entry["human_map"], "magma"),
+              ("first strokes", entry["first_map"], "magma")]
+    score = {(a["model"], a["explainer"]): a for a in entry["agreement"]}
+    for m, mm in entry["model_maps"].items():
+        for ex, heat in mm["maps"].items():
+            a = score[(m, ex)]
+            panels.append((f"{m.split('/')[-1]} {ex}\n{mm['label'][:18]}: IoU {a['iou'][0]:.2f}, ρ {a['spearman'][0]:.2f}",
+                           heat, "jet"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.7))
+    for ax, (title, a, cmap) in zip(np.atleast_1d(axes), panels):
+        ax.imshow(a, cmap=cmap, vmin=0 if cmap else None)
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    fig.suptitle(f"task {entry['task']}: matched area {100 * entry['matched_k']:.0f}%", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write(doc: dict, images: dict, out: Path) -> None:
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    agree, effects, figs = [], [], {}
+    for e in doc["tasks"]:
+        agree += [{"task": e["task"], **a} for a in e.get("agreement", [])]
+        effects += [{"task": e["task"], **a} for a in e.get("effects", [])]
+        if "human_map" in e:
+            png = figure(e, images[e["task"]])
+            (out / "figures" / f"{e['task']}.png").write_bytes(png)
+            figs[e["task"]] = png
+    _csv(out / "agreement.csv", agree, AGREEMENT_COLUMNS)
+    _csv(out / "effects.csv", effects, EFFECT_COLUMNS)
+    _csv(out / "ranking.csv", doc["ranking"], ["rank", "model", "explainer", "tasks", "iou"])
+    _csv(out / "answers.csv", doc["answers"], ["task", "question", "answer", "count"])
+    (out / "analysis.json").write_text(json.dumps(jsonable(doc), indent=1))
+    (out / "report.html").write_text(report_html(doc, figs))
+
+
+def jsonable(doc: dict) -> dict:
+    """The document without its arrays (maps are in the figures), NaN as null."""
+    def clean(o):
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items() if not isinstance(v, np.ndarray) and k not in ("maps", "flip")}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        if isinstance(o, (float, np.floating)):
+            return None if not np.isfinite(o) else float(o)
+        if isinstance(o, np.integer):
+            return int(o)
+        return o
+
+    return clean(doc)
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+READING = """<p><b>How to read it.</b> The <i>human removal map</i> is the share of participants whose final image
+had each pixel removed (each participant counts once, however many strokes). <i>IoU</i>: overlap of the
+human map's and the model map's top regions of the same area (the participants' mean removed area);
+1 means the same region. <i>Spearman ρ</i>: rank correlation of the two maps over all pixels.
+<i>Pointing</i>: whether the model map's peak lies in the human top region (model in human) and the
+other way round. <i>Flip rate</i>: the share of participants whose edits changed the model's top-1 at
+some point. <i>Drop per removed %</i>: the fall of the original class's probability (percentage points)
+per percent of the image removed, at the end. <i>Human − random</i>: how much more the participants'
+final removals lowered that probability than the same masks moved to random places (same inpainter);
+above 0 means people removed what the model uses. Brackets: bootstrap 95 % intervals over participants.</p>"""
+
+
+def report_html(doc: dict, figs: dict) -> str:
+    parts = [f"<h1>{html.escape(doc['title'])}: humans vs models</h1>",
+             f"<p>Study <code>{html.escape(doc['study'])}</code>; explainers: {html.escape(', '.join(doc['explainers']))};"
+             f" {doc['bootstrap']} bootstrap resamples; {doc['random_placements']} random placements per removal.</p>",
+             READING, "<h2>Which model looks where people look</h2>",
+             _table(doc["ranking"], ["rank", "model", "explainer", "tasks", "iou"])]
+    for e in doc["tasks"]:
+        parts.append(f"<h2>Task {html.escape(e['task'])}</h2><p>{e['participants']} participant(s), "
+                     f"{e['with_strokes']} with strokes.</p>")
+        parts += [f"<p class=note>{html.escape(n)}</p>" for n in e["notes"]]
+        if e["task"] in figs:
+            b64 = base64.b64encode(figs[e["task"]]).decode()
+            parts.append(f'<img alt="maps of task {html.escape(e["task"])}" src="data:image/png;base64,{b64}">')
+        if e.get("agreement"):
+            parts.append("<h3>Agreement</h3>" + _table(e["agreement"], AGREEMENT_COLUMNS[1:]))
+        if e.get("effects"):
+            parts.append("<h3>Effect of the participants' removals</h3>" + _table(e["effects"], EFFECT_COLUMNS[1:]))
+    if doc["answers"]:
+        parts.append("<h2>Answers</h2>" + _table(doc["answers"], ["task", "question", "answer", "count"]))
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
+             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
+             "font-size:13px;white-space:nowrap}img{max-width:100%}.note{color:#8a5a00}")
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(doc['title'])}: analysis</title>"
+            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+

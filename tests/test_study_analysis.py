@@ -1,0 +1,192 @@
+"""Humans vs models (``study analyze``): a study simulated through gradio_client against the study app,
+participants painting the flower's discriminative part or a leaf, then the analysis read back from the
+log: the human map lies where they painted, the flip rates are the log's, a model whose map is on the
+discriminative part agrees more with the group that painted it, and the report renders. The bootstrap
+intervals contain their point and shrink with more participants; a participant with no strokes, a task
+with one participant and a log of an older schema are handled with a sentence."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+from gradio_client import Client  # noqa: E402
+from ic_zoo.flower2d import generator as g  # noqa: E402
+from ic_zoo.study import analysis as A  # noqa: E402
+from ic_zoo.study import db as D  # noqa: E402
+from ic_zoo.study import load_study  # noqa: E402
+from test_study import _edit, _layer, _mini_study  # noqa: E402
+
+MODEL = "flower2d/resnet"
+SIZE = 128
+
+
+def _task_parts():
+    p = g.sample_params("double-12c", 0, "test", 8100)  # the image _mini_study writes for task t0
+    img, parts = g.render(p, SIZE)
+    return img, g.disc_mask(p, parts), g.part_mask(parts, "leaf")
+
+
+def _halves(mask):
+    ys, xs = np.nonzero(mask)
+    mid = int(np.median(xs))
+    a, b = mask.copy(), mask.copy()
+    a[:, mid:] = False
+    b[:, :mid] = False
+    return [m for m in (a, b) if m.any()]
+
+
+def _simulate(tmp_path, name, groups):
+    """Run the study app and let each participant paint its strokes; returns the log's URL."""
+    from ic_zoo.study.ui import build_study_demo
+
+    (tmp_path / name).mkdir(parents=True, exist_ok=True)
+    study = load_study(_mini_study(tmp_path / name, models=(MODEL,), size=SIZE))
+    url_db = f"sqlite:///{tmp_path / f'{name}.sqlite'}"
+    demo = build_study_demo(study, url_db, concurrency=2)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        for code, strokes in groups:
+            c = Client(url, verbose=False)
+            c.predict(0, code, api_name="/consent")
+            bg = study.tasks[0].image
+            for i, m in enumerate(strokes):
+                e = _edit(c, bg, _layer((SIZE, SIZE), m, tmp_path / f"{name}_{code}_{i}.png"))
+                bg = e[0]["background"]
+            c.predict(0, "petals", None, None, None, None, None, "", "", "", "", "", "", api_name="/submit")
+    finally:
+        demo.close()
+    return url_db
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("analysis")
+    img, disc, leaf = _task_parts()
+    # disc painters remove the discriminative part in two strokes; leaf painters a leaf; one does nothing
+    disc_db = _simulate(tmp, "disc", [(f"D{k}", _halves(disc)) for k in range(4)] + [("D9", [])])
+    leaf_db = _simulate(tmp, "leaf", [(f"L{k}", _halves(leaf)) for k in range(4)])
+    out = {}
+    for name, db in (("disc", disc_db), ("leaf", leaf_db)):
+        eng = D.open_engine(db)
+        out[name] = (db, A.analyze(eng, tmp / f"out_{name}", explainers=["occlusion"], n_boot=200, n_random=4,
+                                   log=lambda s: None), tmp / f"out_{name}")
+        eng.dispose()
+    return img, disc, leaf, out
+
+
+def test_the_human_map_lies_on_what_the_participants_painted(simulated):
+    img, disc, leaf, out = simulated
+    for name, region in (("disc", disc), ("leaf", leaf)):
+        task = out[name][1]["tasks"][0]
+        h = task["human_map"]
+        grid = A.to_grid(region, h.shape[0]) > 0
+        assert h.max() == pytest.approx(1.0)  # every participant removed it
+        assert h[grid].sum() / h.sum() > 0.97, name  # the mass is inside the painted region
+        assert task["mean_removed"] == pytest.approx(region.mean(), rel=0.05)
+    assert out["disc"][1]["tasks"][0]["with_strokes"] == 4 and out["disc"][1]["tasks"][0]["participants"] == 5
+    assert any("made no stroke" in n for n in out["disc"][1]["tasks"][0]["notes"])
+
+
+def test_flip_rates_are_what_the_log_says(simulated):
+    *_, out = simulated
+    for name in ("disc", "leaf"):
+        db, doc, _ = out[name]
+        eng = D.engine_for(db)
+        with eng.connect() as conn:
+            rows = conn.execute(sa.select(D.interactions_t.c.participant_id, D.interactions_t.c.payload)
+                                .where(D.interactions_t.c.kind == "stroke")).all()
+        eng.dispose()
+        flipped = {}
+        for pid, payload in rows:
+            flipped[pid] = flipped.get(pid, False) or json.loads(payload)["models"][MODEL]["top1_changed"]
+        effect = doc["tasks"][0]["effects"][0]
+        assert effect["flip_rate"][0] == pytest.approx(np.mean(list(flipped.values())))
+    # removing the discriminative part flips the model; a leaf does not
+    assert out["disc"][1]["tasks"][0]["effects"][0]["flip_rate"][0] == 1.0
+    assert out["leaf"][1]["tasks"][0]["effects"][0]["flip_rate"][0] == 0.0
+
+
+def test_a_model_looking_at_the_part_agrees_more_with_those_who_removed_it(simulated):
+    *_, out = simulated
+    iou = {n: out[n][1]["tasks"][0]["agreement"][0]["iou"][0] for n in ("disc", "leaf")}
+    assert iou["disc"] > iou["leaf"] + 0.3, iou
+    effect = {n: out[n][1]["tasks"][0]["effects"][0] for n in ("disc", "leaf")}
+    assert effect["disc"]["human_minus_random_pp"][0] > 20  # people removed what the model uses
+    assert effect["disc"]["human_drop_pp"][0] > effect["leaf"]["human_drop_pp"][0]
+    assert out["disc"][1]["ranking"][0]["model"] == MODEL
+
+
+def test_the_report_renders_with_its_tables_and_figures(simulated):
+    *_, out = simulated
+    folder = out["disc"][2]
+    page = (folder / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page and "How to read it" in page
+    assert (folder / "figures" / "t0.png").stat().st_size > 5000
+    if os.environ.get("IC_ZOO_SCREENSHOT"):  # the README's example figure
+        import shutil
+        from pathlib import Path
+
+        shutil.copy(folder / "figures" / "t0.png", Path(__file__).resolve().parents[1] / "docs" / "study_analysis.png")
+    import csv
+
+    rows = list(csv.DictReader(open(folder / "agreement.csv")))
+    assert rows[0]["model"] == MODEL and {"iou", "iou_lo", "iou_hi"} <= set(rows[0])
+    effects = list(csv.DictReader(open(folder / "effects.csv")))
+    assert float(effects[0]["flip_rate"]) == 1.0
+    doc = json.loads((folder / "analysis.json").read_text())
+    assert doc["tasks"][0]["with_strokes"] == 4 and doc["answers"][0]["answer"] == "petals"
+
+
+def test_bootstrap_intervals_contain_the_point_and_shrink_with_more_participants():
+    rng = np.random.default_rng(0)
+    model = np.zeros((32, 32), np.float32)
+    model[8:20, 8:20] = 1
+    widths = {}
+    for n in (5, 40):
+        finals = []
+        for _ in range(n):
+            m = np.zeros((32, 32), np.float32)
+            y, x = rng.integers(4, 16, 2)  # each participant's removal lands somewhere near the model's region
+            m[y:y + 10, x:x + 10] = 1
+            finals.append(m)
+        finals = np.stack(finals)
+        W = A.bootstrap_weights(n, 300, 1)
+        point = A.agreement(finals.mean(0), model, 0.12)["iou"]
+        p, lo, hi = A.interval([A.agreement(h, model, 0.12)["iou"] for h in np.tensordot(W, finals, axes=1)], point)
+        assert lo <= p <= hi
+        widths[n] = hi - lo
+    assert widths[40] < widths[5], widths
+
+
+def test_one_participant_an_empty_study_and_an_older_log_are_sentences(tmp_path, capsys):
+    from ic_zoo.cli import main
+
+    img, disc, leaf = _task_parts()
+    db = _simulate(tmp_path, "one", [("S1", _halves(disc)[:1]), ("S2", [])])
+    eng = D.engine_for(db)  # make it a version-1 log: the index of version 2 gone, the version set back
+    with eng.begin() as conn:
+        conn.execute(sa.text("DROP INDEX IF EXISTS ix_interactions_participant_task"))
+        conn.execute(D.meta_t.update().where(D.meta_t.c.key == "schema_version").values(value="1"))
+    eng.dispose()
+    code = main(["study", "analyze", "--db", db, "--out", str(tmp_path / "out"), "--explainers", "gradcam",
+                 "--bootstrap", "50", "--random", "2"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "One participant only: the intervals are not defined." in text
+    assert "1 participant(s) made no stroke" in text
+    doc = json.loads((tmp_path / "out" / "analysis.json").read_text())
+    assert doc["tasks"][0]["agreement"][0]["iou"][1] is None  # no interval, not a made-up one
+    eng = D.engine_for(db)
+    with eng.connect() as conn:
+        assert D.schema_version(conn) == D.SCHEMA_VERSION  # brought up to date before it was read
+    eng.dispose()
+    # a study nobody painted in: said, not a crash
+    empty = _simulate(tmp_path, "empty", [("E1", [])])
+    code = main(["study", "analyze", "--db", empty, "--out", str(tmp_path / "out2"), "--explainers", "gradcam"])
+    assert code == 0 and "No participant removed anything on this task" in capsys.readouterr().out
+    assert (tmp_path / "out2" / "report.html").exists()
