@@ -178,10 +178,10 @@ def model_maps(image: np.ndarray, task: dict, explainers, pretrained: bool, devi
     """{model: {"top1", "label", "maps": {explainer: map in image coordinates}, "flip": {explainer: mask}}}."""
     import ic_zoo
     from ..errors import IcZooError
-    from ..session import Session
+    from ..session import Session, get_inpainter
 
     s = Session(image, pretrained=pretrained, device=device)
-    fill = ic_zoo.get_inpainter(task.get("inpainter", "telea"))
+    fill = get_inpainter(task.get("inpainter", "telea"))
     out = {}
     for m in task["models"]:
         res = s.evaluate([m]).models[m]
@@ -248,6 +248,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
             log: Callable[[str], None] = print) -> dict:
     """The whole analysis (see the module docstring); writes the files into ``out`` when given."""
     import ic_zoo
+    from ..session import get_inpainter
 
     st, definition, rows, answers, images = _study_rows(engine, study_key)
     by: dict = {}
@@ -292,7 +293,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         log(f"task {tid}: {len(with_strokes)} participant(s) with strokes, mean removal {100 * area:.1f}%")
         maps = model_maps(image, task, explainers, pretrained, device, log)
         entry["model_maps"] = maps
-        fill = ic_zoo.get_inpainter(task.get("inpainter", "telea"))
+        fill = get_inpainter(task.get("inpainter", "telea"))
         for m, mm in maps.items():
             flipped = [t for t in with_strokes if m in t.flips]
             if flipped:
