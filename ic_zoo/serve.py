@@ -163,11 +163,16 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict, closers
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        starting = StartingServer(host, port, health)
+        try:
+            starting = StartingServer(host, port, health)
+        except OSError as exc:  # the port is taken: build anyway (a bad --model is said first), Gradio then says it
+            log.warning("cannot hold %s:%s while loading (%s)", host, port, exc.strerror or exc)
+            starting = None
         try:
             demo = build()
         finally:
-            starting.stop()
+            if starting is not None:
+                starting.stop()
         if stop.is_set():  # stopped while loading: nothing to drain
             return 0
         kwargs = dict(launch)
