@@ -165,15 +165,17 @@ def ordinals(url: str) -> dict[str, int]:
 
 
 # -- the study and its participants -----------------------------------------------------------------------
-def study_file(folder: Path, models, size: int, inpainter: str = "telea", tasks: int = 1) -> Path:
-    """A small study over held-out Flower2D flowers (or the Lite trio on the same images)."""
+def study_file(folder: Path, models, size: int, inpainter: str = "telea", tasks: int = 1, name: str = "study",
+               title: str = "Loopback study") -> Path:
+    """A small study over held-out Flower2D flowers (or the Lite trio on the same images), in
+    ``folder/name``: one choice question per task (petals or leaf)."""
     from PIL import Image
 
     from ic_zoo.flower2d import generator as g
 
-    d = folder / "study"
+    d = folder / name
     d.mkdir(parents=True, exist_ok=True)
-    lines = ["title: Loopback study", "consent: Agree?", "seed: 3", "counterbalance: latin",
+    lines = [f"title: {title}", "consent: Agree?", "seed: 3", "counterbalance: latin",
              "defaults: {models: [" + ", ".join(models) + f"], explainer: gradcam, inpainter: {inpainter}}}",
              "tasks:"]
     for i in range(tasks):

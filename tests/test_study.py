@@ -61,18 +61,9 @@ def _rows(url, kind=None, code=None):
 
 def _mini_study(tmp_path, models=("flower2d/squeezenet",), tasks=1, size=128) -> Path:
     """A small study over held-out flowers (fast enough for 1000 edits)."""
-    d = tmp_path / "mini"
-    d.mkdir(exist_ok=True)
-    lines = ["title: Mini study", "consent: Agree?", "seed: 3", "counterbalance: latin",
-             "defaults: {models: [" + ", ".join(models) + "], explainer: gradcam, inpainter: telea}", "tasks:"]
-    for i in range(tasks):
-        p = g.sample_params("double-12c", 0, "test", 8100 + i)
-        img, _ = g.render(p, size)
-        Image.fromarray(img).save(d / f"f{i}.png")
-        lines += [f"  - id: t{i}", f"    image: f{i}.png", "    questions:",
-                  "      - {id: part, text: \"Which part?\", type: choice, choices: [petals, leaf]}"]
-    (d / "study.yaml").write_text("\n".join(lines) + "\n")
-    return d / "study.yaml"
+    from conftest import _loopback
+
+    return _loopback().study_file(tmp_path, models, size, tasks=tasks, name="mini", title="Mini study")
 
 
 # -- the study file ----------------------------------------------------------------------------------------

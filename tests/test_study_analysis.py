@@ -40,12 +40,21 @@ def _halves(mask):
     return [m for m in (a, b) if m.any()]
 
 
-def _simulate(tmp_path, name, groups):
-    """Run the study app and let each participant paint its strokes; returns the log's URL."""
+def _simulate(tmp_path, name, groups, answer="petals", admin=None):
+    """Run the study app (the task with its part map and truth mask) and let each participant paint its
+    strokes and answer; returns the log's URL."""
+    from PIL import Image
+
     from ic_zoo.study.ui import build_study_demo
 
     (tmp_path / name).mkdir(parents=True, exist_ok=True)
-    study = load_study(_mini_study(tmp_path / name, models=(MODEL,), size=SIZE))
+    path = _mini_study(tmp_path / name, models=(MODEL,), size=SIZE)
+    p = g.sample_params("double-12c", 0, "test", 8100)
+    _, parts = g.render(p, SIZE)
+    Image.fromarray(parts.astype(np.uint8)).save(path.parent / "p0.png")
+    Image.fromarray((g.disc_mask(p, parts) * 255).astype(np.uint8)).save(path.parent / "m0.png")
+    path.write_text(path.read_text().replace("    image: f0.png\n", "    image: f0.png\n    parts: p0.png\n    truth: m0.png\n"))
+    study = load_study(path)
     url_db = f"sqlite:///{tmp_path / f'{name}.sqlite'}"
     demo = build_study_demo(study, url_db, concurrency=2)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
@@ -57,7 +66,13 @@ def _simulate(tmp_path, name, groups):
             for i, m in enumerate(strokes):
                 e = _edit(c, bg, _layer((SIZE, SIZE), m, tmp_path / f"{name}_{code}_{i}.png"))
                 bg = e[0]["background"]
-            c.predict(0, "petals", None, None, None, None, None, "", "", "", "", "", "", api_name="/submit")
+            c.predict(0, answer, None, None, None, None, None, "", "", "", "", "", "", api_name="/submit")
+        if admin is not None:  # the researcher opens the live report on /admin, twice
+            c = Client(url, verbose=False)
+            admin["first"] = c.predict(admin["password"], api_name="/admin_analysis")
+            admin["again"] = c.predict(admin["password"], api_name="/admin_analysis")
+            with pytest.raises(Exception, match="Wrong password"):
+                c.predict("guess", api_name="/admin_analysis")
     finally:
         demo.close()
     return url_db
@@ -69,7 +84,7 @@ def simulated(tmp_path_factory):
     img, disc, leaf = _task_parts()
     # disc painters remove the discriminative part in two strokes; leaf painters a leaf; one does nothing
     disc_db = _simulate(tmp, "disc", [(f"D{k}", _halves(disc)) for k in range(4)] + [("D9", [])])
-    leaf_db = _simulate(tmp, "leaf", [(f"L{k}", _halves(leaf)) for k in range(4)])
+    leaf_db = _simulate(tmp, "leaf", [(f"L{k}", _halves(leaf)) for k in range(4)], answer="leaf")
     out = {}
     for name, db in (("disc", disc_db), ("leaf", leaf_db)):
         eng = D.open_engine(db)
@@ -121,6 +136,24 @@ def test_a_model_looking_at_the_part_agrees_more_with_those_who_removed_it(simul
     assert out["disc"][1]["ranking"][0]["model"] == MODEL
 
 
+def test_humans_and_models_against_the_ground_truth_and_the_answers(simulated):
+    *_, out = simulated
+    disc, leaf = out["disc"][1]["tasks"][0], out["leaf"][1]["tasks"][0]
+    assert disc["truth"]["human_iou"][0] > 0.95 and disc["truth"]["human_pointing"][0] == 1.0  # they removed it
+    assert leaf["truth"]["human_iou"][0] < 0.05 and leaf["truth"]["human_pointing"][0] == 0.0
+    model = disc["truth"]["models"][0]
+    assert model["model"] == MODEL and model["iou"] > 0.6 and model["pointing"] == 1.0  # occlusion finds it
+    assert leaf["parts"]["human_top_part"] == "leaf"
+    q = leaf["parts"]["questions"][0]
+    assert q["answers"] == {"leaf": 4} and q["agree_with_their_removals"] == 1.0
+    top = disc["parts"]["models"][0]["top_part"]
+    assert top in ("petal", "centre")  # the model's map is on the discriminative parts
+    q = disc["parts"]["questions"][0]
+    assert q["answers"] == {"petal": 5}  # everyone answered, the one who did not paint too
+    assert q["agree_with_model"][f"{MODEL} (occlusion)"] == float(top == "petal")
+    assert disc["parts"]["flip_top_part"][MODEL] in ("petal", "centre")
+
+
 def test_the_report_renders_with_its_tables_and_figures(simulated):
     *_, out = simulated
     folder = out["disc"][2]
@@ -140,6 +173,9 @@ def test_the_report_renders_with_its_tables_and_figures(simulated):
     assert float(effects[0]["flip_rate"]) == 1.0
     doc = json.loads((folder / "analysis.json").read_text())
     assert doc["tasks"][0]["with_strokes"] == 4 and doc["answers"][0]["answer"] == "petals"
+    assert "Against the ground truth" in page and "the part people named" in page
+    truth = list(csv.DictReader(open(folder / "truth.csv")))
+    assert truth[0]["who"].startswith("humans") and float(truth[0]["iou"]) > 0.95
 
 
 def test_bootstrap_intervals_contain_the_point_and_shrink_with_more_participants():
@@ -190,3 +226,17 @@ def test_one_participant_an_empty_study_and_an_older_log_are_sentences(tmp_path,
     code = main(["study", "analyze", "--db", empty, "--out", str(tmp_path / "out2"), "--explainers", "gradcam"])
     assert code == 0 and "No participant removed anything on this task" in capsys.readouterr().out
     assert (tmp_path / "out2" / "report.html").exists()
+
+
+def test_the_admin_page_shows_the_live_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("IC_ZOO_ADMIN_PASSWORD", "s3cret")
+    _, disc, _ = _task_parts()
+    admin = {"password": "s3cret"}
+    _simulate(tmp_path, "admin", [("A1", _halves(disc)), ("A2", _halves(disc)[:1])], admin=admin)
+    for key in ("first", "again"):  # the second call reuses the model maps
+        body, archive = admin[key]
+        assert "Computed at" in body and "data:image/png;base64," in body and "humans (removal map)" in body
+        import zipfile
+
+        names = zipfile.ZipFile(archive).namelist()
+        assert "report.html" in names and "agreement.csv" in names

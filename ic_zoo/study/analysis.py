@@ -18,9 +18,15 @@ per task image:
    removal moved to random places and inpainted by the same inpainter). Every figure has a bootstrap
    95 % interval over participants.
 4. **Per model across tasks:** which model "looks where people look", ranked by mean IoU with intervals.
+   With ground truth in the study file (a task's ``parts``, a part map as Flower2D writes it, and
+   ``truth``, the region that decides the class): humans vs truth and each model vs truth (top-|T| IoU,
+   pointing), and the part each choice answer names against the part each model's map, each model's
+   flips and the participants' own removals point at.
 
-Output: ``analysis.json``, ``agreement.csv``, ``effects.csv``, ``ranking.csv``, ``answers.csv``, one PNG
-per task under ``figures/`` and ``report.html``, a single self-contained page (figures inlined).
+Output: ``analysis.json``, ``agreement.csv``, ``effects.csv``, ``ranking.csv``, ``answers.csv``,
+``truth.csv``, one PNG per task under ``figures/`` and ``report.html``, a single self-contained page
+(figures inlined). The admin page shows the same report for the live study (``/admin``, *Analyse now*,
+or every minute while it is open).
 """
 from __future__ import annotations
 
@@ -36,7 +42,7 @@ from typing import Callable
 import numpy as np
 import sqlalchemy as sa
 
-from .db import answers_t, interactions_t, participants_t, png_to_mask, stored_image
+from .db import answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
 from .research import pick_study
 
 DEFAULT_EXPLAINERS = ("gradcam", "occlusion")
@@ -169,9 +175,15 @@ def _study_rows(engine, study_key):
         answers = [dict(r) for r in conn.execute(
             sa.select(answers_t).where(answers_t.c.participant_id.in_(list(parts) or [-1]))).mappings()]
         images = {t["id"]: stored_image(conn, st["id"], t["id"]) for t in definition["tasks"]}
+        stored = {r[0] for r in conn.execute(sa.select(images_t.c.task_id).where(images_t.c.study_id == st["id"]))}
+        truth = {}
+        for t in definition["tasks"]:
+            for key in ("parts", "truth"):
+                if f"{key}:{t['id']}" in stored:
+                    truth.setdefault(t["id"], {})[key] = stored_image(conn, st["id"], f"{key}:{t['id']}")[:, :, 0]
     for r in rows + answers:
         r["code"] = parts[r["participant_id"]]
-    return st, definition, rows, answers, images
+    return st, definition, rows, answers, images, truth
 
 
 def model_maps(image: np.ndarray, task: dict, explainers, pretrained: bool, device=None, log=print) -> dict:
@@ -245,12 +257,14 @@ def removal_effect(clf, image: np.ndarray, finals: list[np.ndarray], cls: int, f
 
 def analyze(engine, out: str | Path | None = None, study_key: str | None = None, explainers=DEFAULT_EXPLAINERS,
             n_boot: int = 1000, n_random: int = 8, device=None, seed: int = 0,
-            log: Callable[[str], None] = print) -> dict:
-    """The whole analysis (see the module docstring); writes the files into ``out`` when given."""
+            log: Callable[[str], None] = print, cache: dict | None = None) -> dict:
+    """The whole analysis (see the module docstring); writes the files into ``out`` when given.
+    ``cache``: a dict kept between calls (the admin page's live report) for the model maps, which depend
+    only on the task image, its models and the explainers."""
     import ic_zoo
     from ..session import get_inpainter
 
-    st, definition, rows, answers, images = _study_rows(engine, study_key)
+    st, definition, rows, answers, images, truth = _study_rows(engine, study_key)
     by: dict = {}
     for r in rows:
         if r["task_id"] is not None:
@@ -291,7 +305,12 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         entry.update(mean_removed=area, matched_k=k, human_map=human, first_map=first, flip_maps={},
                      agreement=[], effects=[])
         log(f"task {tid}: {len(with_strokes)} participant(s) with strokes, mean removal {100 * area:.1f}%")
-        maps = model_maps(image, task, explainers, pretrained, device, log)
+        key = (st["key"], tid, tuple(explainers), pretrained)
+        maps = cache.get(key) if cache is not None else None
+        if maps is None:
+            maps = model_maps(image, task, explainers, pretrained, device, log)
+            if cache is not None:
+                cache[key] = maps
         entry["model_maps"] = maps
         fill = get_inpainter(task.get("inpainter", "telea"))
         for m, mm in maps.items():
@@ -329,11 +348,90 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                                      "random_drop_pp": stat(rd), "human_minus_random_pp": stat(diff),
                                      "human_beats_random": float(np.mean(diff[np.isfinite(diff)] > 0))
                                      if np.isfinite(diff).any() else float("nan")})
+        gt = truth.get(tid, {})
+        if "truth" in gt:
+            entry["truth"] = truth_scores(gt["truth"] > 127, human, h_boot, maps, side)
+        if "parts" in gt:
+            entry["parts"] = parts_and_answers(gt["parts"], task, answers, with_strokes, maps, side)
     doc["ranking"] = ranking(boot_iou)
     doc["answers"] = answer_counts(definition, answers)
     if out is not None:
-        write(doc, images, Path(out))
+        doc["figures"] = write(doc, images, Path(out))
     return doc
+
+
+def truth_scores(truth: np.ndarray, human: np.ndarray, h_boot: np.ndarray, maps: dict, side: int) -> dict:
+    """Humans vs the ground-truth region, and each model map vs it: the top-|T| IoU (T: the truth's
+    area, as explain-bench scores maps) and whether the map's peak lies inside it."""
+    t = to_grid(truth.astype(np.float32), side) > 0.5
+    k = max(float(t.mean()), 1.0 / t.size)
+
+    def score(a):
+        top = top_k(a, k)
+        return float((top & t).sum() / max((top | t).sum(), 1)), float(t.ravel()[int(np.argmax(a))])
+
+    hp = score(_tiebreak(human))
+    hb = [score(_tiebreak(h)) for h in h_boot]
+    out = {"area": float(truth.mean()), "human_iou": interval([b[0] for b in hb], hp[0]),
+           "human_pointing": interval([b[1] for b in hb], hp[1]), "models": []}
+    for m, mm in maps.items():
+        for ex, heat in mm["maps"].items():
+            iou, pt = score(to_grid(heat, side))
+            out["models"].append({"model": m, "explainer": ex, "iou": iou, "pointing": pt})
+    return out
+
+
+def _part_name(text: str) -> str | None:
+    """The Flower2D part a choice names ("petals" -> "petal", "center" -> "centre"), else None."""
+    from ..flower2d.generator import PARTS
+
+    t = str(text).strip().lower().replace("center", "centre")
+    for name in PARTS:
+        if t in (name, name + "s", name + "es") or (name == "leaf" and t == "leaves"):
+            return name
+    return None
+
+
+def parts_and_answers(parts: np.ndarray, task: dict, answers: list[dict], traces_: list, maps: dict,
+                      side: int) -> dict:
+    """Where each map's mass lies, part by part, and the participants' answers that name a part against
+    the part each model's map (and each model's flips) point at."""
+    from ..flower2d.generator import PARTS
+
+    names = {v: k for k, v in PARTS.items()}
+
+    def top_part(a: np.ndarray) -> tuple[str, dict]:
+        a = a.astype(np.float32)
+        if a.shape != parts.shape:
+            import cv2
+
+            a = cv2.resize(a, (parts.shape[1], parts.shape[0]), interpolation=cv2.INTER_LINEAR)
+        mass = {names[v]: float(a[parts == v].mean()) for v in np.unique(parts) if v in names}
+        return max(mass, key=mass.get), mass
+
+    human = np.mean([t.final for t in traces_], 0)
+    out = {"human_top_part": top_part(human)[0], "models": [], "questions": []}
+    for m, mm in maps.items():
+        for ex, heat in mm["maps"].items():
+            p, mass = top_part(heat)
+            out["models"].append({"model": m, "explainer": ex, "top_part": p, "mean_by_part": mass})
+        flips = [t.flips[m] for t in traces_ if m in t.flips]
+        if flips:
+            out.setdefault("flip_top_part", {})[m] = top_part(np.mean(flips, 0))[0]
+    for q in task.get("questions", []):
+        if q.get("type") != "choice" or not any(_part_name(c) for c in q.get("choices", [])):
+            continue
+        said = [_part_name(a["answer"]) for a in answers if a["task_id"] == task["id"] and a["question_id"] == q["id"]]
+        said = [s for s in said if s]
+        if not said:
+            continue
+        row = {"question": q["id"], "answers": {p: said.count(p) for p in sorted(set(said))},
+               "agree_with_model": {}}
+        for r in out["models"]:
+            row["agree_with_model"][f"{r['model']} ({r['explainer']})"] = float(np.mean([s == r["top_part"] for s in said]))
+        row["agree_with_their_removals"] = float(np.mean([s == out["human_top_part"] for s in said]))
+        out["questions"].append(row)
+    return out
 
 
 def ranking(boot_iou: dict) -> list[dict]:
@@ -366,6 +464,16 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return "n/a" if not np.isfinite(v) else f"{v:.2f}"
     return "" if v is None else str(v)
+
+
+TRUTH_COLUMNS = ["who", "iou", "pointing"]
+
+
+def truth_rows(e: dict) -> list[dict]:
+    t = e["truth"]
+    return [{"task": e["task"], "who": "humans (removal map)", "iou": t["human_iou"], "pointing": t["human_pointing"]}] + [
+        {"task": e["task"], "who": f"{r['model']} ({r['explainer']})", "iou": r["iou"], "pointing": r["pointing"]}
+        for r in t["models"]]
 
 
 AGREEMENT_COLUMNS = ["task", "model", "explainer", "iou", "spearman", "pointing_model_in_human",
@@ -421,7 +529,8 @@ def figure(entry: dict, image: np.ndarray):
     return buf.getvalue()
 
 
-def write(doc: dict, images: dict, out: Path) -> None:
+def write(doc: dict, images: dict, out: Path) -> dict:
+    """The files (see the module docstring); returns the figures' PNG bytes by task."""
     (out / "figures").mkdir(parents=True, exist_ok=True)
     agree, effects, figs = [], [], {}
     for e in doc["tasks"]:
@@ -435,15 +544,18 @@ def write(doc: dict, images: dict, out: Path) -> None:
     _csv(out / "effects.csv", effects, EFFECT_COLUMNS)
     _csv(out / "ranking.csv", doc["ranking"], ["rank", "model", "explainer", "tasks", "iou"])
     _csv(out / "answers.csv", doc["answers"], ["task", "question", "answer", "count"])
+    _csv(out / "truth.csv", [r for e in doc["tasks"] if e.get("truth") for r in truth_rows(e)], ["task"] + TRUTH_COLUMNS)
     (out / "analysis.json").write_text(json.dumps(jsonable(doc), indent=1))
     (out / "report.html").write_text(report_html(doc, figs))
+    return figs
 
 
 def jsonable(doc: dict) -> dict:
     """The document without its arrays (maps are in the figures), NaN as null."""
     def clean(o):
         if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items() if not isinstance(v, np.ndarray) and k not in ("maps", "flip")}
+            return {k: clean(v) for k, v in o.items()
+                    if not isinstance(v, (np.ndarray, bytes)) and k not in ("maps", "flip", "figures")}
         if isinstance(o, (list, tuple)):
             return [clean(v) for v in o]
         if isinstance(o, (float, np.floating)):
@@ -474,6 +586,12 @@ above 0 means people removed what the model uses. Brackets: bootstrap 95 % inter
 
 
 def report_html(doc: dict, figs: dict) -> str:
+    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(doc['title'])}: analysis</title>"
+            f"</head><body>{report_body(doc, figs)}</body></html>")
+
+
+def report_body(doc: dict, figs: dict) -> str:
+    """The report without its page (what the admin page shows), its style included."""
     parts = [f"<h1>{html.escape(doc['title'])}: humans vs models</h1>",
              f"<p>Study <code>{html.escape(doc['study'])}</code>; explainers: {html.escape(', '.join(doc['explainers']))};"
              f" {doc['bootstrap']} bootstrap resamples; {doc['random_placements']} random placements per removal.</p>",
@@ -490,11 +608,24 @@ def report_html(doc: dict, figs: dict) -> str:
             parts.append("<h3>Agreement</h3>" + _table(e["agreement"], AGREEMENT_COLUMNS[1:]))
         if e.get("effects"):
             parts.append("<h3>Effect of the participants' removals</h3>" + _table(e["effects"], EFFECT_COLUMNS[1:]))
+        if e.get("truth"):
+            parts.append(f"<h3>Against the ground truth</h3><p>The region that decides the class covers "
+                         f"{100 * e['truth']['area']:.1f}% of the image; IoU of each map's top region of that area "
+                         "with it, and whether the map's peak lies inside it.</p>" + _table(truth_rows(e), TRUTH_COLUMNS))
+        for q in (e.get("parts") or {}).get("questions", []):
+            rows = [{"whose map": k, "top part": next((r["top_part"] for r in e["parts"]["models"]
+                                                      if f"{r['model']} ({r['explainer']})" == k), ""),
+                     "answers naming it": v} for k, v in q["agree_with_model"].items()]
+            rows.append({"whose map": "the participants' own removals", "top part": e["parts"]["human_top_part"],
+                         "answers naming it": q["agree_with_their_removals"]})
+            said = ", ".join(f"{k} {n}" for k, n in q["answers"].items())
+            parts.append(f"<h3>Question {html.escape(q['question'])}: the part people named, against the maps</h3>"
+                         f"<p>Answers: {html.escape(said)}.</p>" + _table(rows, ["whose map", "top part", "answers naming it"]))
     if doc["answers"]:
         parts.append("<h2>Answers</h2>" + _table(doc["answers"], ["task", "question", "answer", "count"]))
-    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;"
-             "font-size:13px;white-space:nowrap}img{max-width:100%}.note{color:#8a5a00}")
-    return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(doc['title'])}: analysis</title>"
-            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>")
+    style = (".ic-report{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
+             ".ic-report table{border-collapse:collapse;margin:.5em 0}.ic-report td,.ic-report th{border:1px solid "
+             "#ccc;padding:3px 8px;font-size:13px;white-space:nowrap}.ic-report img{max-width:100%}"
+             ".ic-report .note{color:#8a5a00}")
+    return f"<style>{style}</style><div class=ic-report>{''.join(parts)}</div>"
 

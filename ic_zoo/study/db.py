@@ -266,6 +266,19 @@ def image_png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def ground_truth(path: str, shape) -> np.ndarray:
+    """A part map or truth mask of a task, checked against the task image's size, as an RGB image."""
+    from PIL import Image
+
+    from .definition import StudyError
+
+    a = np.asarray(Image.open(path).convert("L"))
+    if a.shape != tuple(shape[:2]):
+        raise StudyError(f"{Path(path).name} is {a.shape[1]}x{a.shape[0]} but its task image is "
+                         f"{shape[1]}x{shape[0]}; give the part map or mask at the image's size.")
+    return np.repeat(a[:, :, None], 3, axis=2)
+
+
 class StudyStore:
     """All reads and writes of one study's log. Thread-safe (no shared state but the engine); each write
     is one transaction, committed when the method returns."""
@@ -281,6 +294,9 @@ class StudyStore:
             self.study_id = self._register(engine, study)
             for t in study.tasks:
                 self.store_image(t.id, self.images[t.id])
+                for key in ("parts", "truth"):  # the analysis's ground truth, kept in the log too
+                    if getattr(t, key, None):
+                        self.store_image(f"{key}:{t.id}", ground_truth(getattr(t, key), self.images[t.id].shape))
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             raise _database_problem(masked_url(engine), exc) from None
 

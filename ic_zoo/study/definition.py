@@ -71,6 +71,10 @@ class Task:
     questions: list[Question] = field(default_factory=list)
     time_limit_s: float | None = None
     attention_check: bool = False
+    # ground truth for the analysis (optional; Flower2D's examples ship both): a part map (0 background,
+    # 1 stem, 2 leaf, 3 petal, 4 centre, as ic_zoo.flower2d writes it) and the region that decides the class
+    parts: str | None = None
+    truth: str | None = None
 
 
 @dataclass
@@ -93,9 +97,13 @@ class Study:
         d.pop("source")
         base = Path(self.source).parent if self.source else None
         for t in d["tasks"]:
-            p = Path(t["image"])
-            t["image_sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
-            t["image"] = str(p.relative_to(base)) if base is not None and p.is_relative_to(base) else p.name
+            for key in ("image", "parts", "truth"):
+                if t.get(key) is None:
+                    t.pop(key, None)  # a study without ground truth keeps the key it always had
+                    continue
+                p = Path(t[key])
+                t[f"{key}_sha256"] = hashlib.sha256(p.read_bytes()).hexdigest()
+                t[key] = str(p.relative_to(base)) if base is not None and p.is_relative_to(base) else p.name
         return d
 
     def to_json(self) -> str:
@@ -215,6 +223,13 @@ def load_study(path: str | Path) -> Study:
             qs.append(Question(str(q["id"]), str(q["text"]), qtype, [str(c) for c in q.get("choices") or []],
                                int(q.get("min", 1)), int(q.get("max", 5)), bool(q.get("required", True)),
                                None if q.get("expected") is None else str(q["expected"])))
+        truth = {}
+        for key in ("parts", "truth"):
+            if t.get(key):
+                f = (path.parent / t[key]).resolve()
+                if not f.is_file():
+                    raise StudyError(f"the {key} file of task '{tid}' ({t[key]}) does not exist next to {path.name}.")
+                truth[key] = str(f)
         models = list(t.get("models") or defaults.get("models") or [])
         if not models:
             raise StudyError(f"task '{tid}' has no models (set 'models' there or in 'defaults').")
@@ -222,7 +237,7 @@ def load_study(path: str | Path) -> Study:
                           str(t.get("explainer", defaults.get("explainer", "gradcam"))),
                           str(t.get("inpainter", defaults.get("inpainter", "telea"))), qs,
                           float(t["time_limit_s"]) if t.get("time_limit_s") else None,
-                          bool(t.get("attention_check", False))))
+                          bool(t.get("attention_check", False)), truth.get("parts"), truth.get("truth")))
     study = Study(str(raw["title"]), tasks, str(raw.get("consent", "")), str(raw.get("instructions", "")),
                   int(raw.get("seed", 0)), str(raw.get("counterbalance", "latin")), bool(raw.get("allow_upload", False)),
                   bool(raw.get("log_ip", False)), str(raw.get("admin_password_env", "IC_ZOO_ADMIN_PASSWORD")),

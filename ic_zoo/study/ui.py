@@ -233,6 +233,7 @@ class StudyApp:
         biggest = max([max_side * max_side] + [int(np.prod(im.shape[:2])) for im in self.store.images.values()])
         self.editor_pixels = min(imageio.max_pixels_default(), max(4 * biggest, 1_000_000))
         self.ui: StudyPage | None = None
+        self.analysis_cache: dict = {}  # the admin page's live report: model maps per task
 
     def held(self, fn):
         return self.tabs.hold(guarded(fn))
@@ -613,6 +614,22 @@ class StudyApp:
         export(self.store.engine, d / "export", self.study.key)
         return shutil.make_archive(str(d / f"study_{self.study.key}"), "zip", d / "export")
 
+    def on_admin_analysis(self, password, request: gr.Request):
+        """The humans-vs-models report of the log as it is now (model maps kept between refreshes); it holds
+        one model slot, so participants keep the others."""
+        import shutil
+
+        from .analysis import analyze, report_body
+
+        self.admin_ok(password, request)
+        d = Path(tempfile.mkdtemp(prefix="ic_zoo_study_analysis_"))
+        with self.model_slots:
+            doc = analyze(self.store.engine, d / "analysis", self.study.key, n_boot=300, device=self.device,
+                          log=lambda s: log.info("analysis: %s", s), cache=self.analysis_cache)
+        when = time.strftime("%H:%M:%S")
+        body = f"<p>Computed at {when} from the log as it was then.</p>" + report_body(doc, doc.get("figures", {}))
+        return body, shutil.make_archive(str(d / f"analysis_{self.study.key}"), "zip", d / "analysis")
+
     def admin_page(self) -> None:
         """The /admin page (by URL only): progress and the log's export, behind the admin password."""
         gr.Markdown(f"# {self.study.title}: progress (researchers only)")
@@ -626,6 +643,19 @@ class StudyApp:
         zip_file = gr.File(label="Export", interactive=False)
         show.click(guarded(self.on_admin), pw, [summary, per_p, per_t], api_name="admin_progress")
         dl.click(guarded(self.on_admin_export), pw, zip_file, api_name="admin_export")
+        gr.Markdown("## Humans vs models\nWhat the participants removed against where each model looks (the "
+                    "report of `python -m ic_zoo study analyze`), from the log as it is now.")
+        with gr.Row():
+            run = gr.Button("Analyse now", elem_id="admin_analyse")
+            live = gr.Checkbox(label="Update every minute while this page is open", value=False,
+                               elem_id="admin_live")
+        report = gr.HTML(elem_id="admin_report")
+        report_zip = gr.File(label="The analysis (CSV, JSON, figures, report.html)", interactive=False)
+        timer = gr.Timer(60, active=False)
+        live.change(lambda on: gr.Timer(active=bool(on)), live, timer, api_visibility="private")
+        run.click(guarded(self.on_admin_analysis), pw, [report, report_zip], api_name="admin_analysis",
+                  **self.common)
+        timer.tick(guarded(self.on_admin_analysis), pw, [report, report_zip], api_visibility="private", **self.common)
 
 
 def build_study_demo(study: Study, db: str | None = None, device: str | None = None, pretrained: bool = True,
