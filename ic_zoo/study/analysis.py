@@ -511,6 +511,11 @@ def figure(entry: dict, image: np.ndarray):
     panels = [("image", image, None), (f"human removal (n={entry['with_strokes']})", entry["human_map"], "magma"),
               ("first strokes", entry["first_map"], "magma")]
     score = {(a["model"], a["explainer"]): a for a in entry["agreement"]}
+    for m, flip in entry["flip_maps"].items():
+        n = sum(1 for e in entry["effects"] if e["model"] == m and e["flip_rate"][0] > 0)
+        rate = next((e["flip_rate"][0] for e in entry["effects"] if e["model"] == m), float("nan"))
+        if n:
+            panels.append((f"removed when {m.split('/')[-1]} flipped\n({100 * rate:.0f}% of participants)", flip, "magma"))
     for m, mm in entry["model_maps"].items():
         for ex, heat in mm["maps"].items():
             a = score[(m, ex)]
