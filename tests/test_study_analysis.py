@@ -221,6 +221,11 @@ def test_one_participant_an_empty_study_and_an_older_log_are_sentences(tmp_path,
     with eng.connect() as conn:
         assert D.schema_version(conn) == D.SCHEMA_VERSION  # brought up to date before it was read
     eng.dispose()
+    # an unknown explainer or a bad count: one sentence (the CLI prints it, exit status 2)
+    assert main(["study", "analyze", "--db", db, "--out", str(tmp_path / "o3"), "--explainers", "nosuch"]) == 2
+    assert "there is no explainer called 'nosuch'" in capsys.readouterr().err
+    assert main(["study", "analyze", "--db", db, "--out", str(tmp_path / "o3"), "--random", "0"]) == 2
+    assert "--random 1 or more" in capsys.readouterr().err
     # a study nobody painted in: said, not a crash
     empty = _simulate(tmp_path, "empty", [("E1", [])])
     code = main(["study", "analyze", "--db", empty, "--out", str(tmp_path / "out2"), "--explainers", "gradcam"])

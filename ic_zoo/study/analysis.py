@@ -262,8 +262,13 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
     ``cache``: a dict kept between calls (the admin page's live report) for the model maps, which depend
     only on the task image, its models and the explainers."""
     import ic_zoo
-    from ..session import get_inpainter
+    from ..errors import InputError
+    from ..session import get_explainer, get_inpainter
 
+    for ex in explainers:
+        get_explainer(ex)  # an unknown name is one sentence (with the known ones) before any work
+    if int(n_boot) < 0 or int(n_random) < 1:
+        raise InputError("the analysis takes --bootstrap 0 or more and --random 1 or more.")
     st, definition, rows, answers, images, truth = _study_rows(engine, study_key)
     by: dict = {}
     for r in rows:
