@@ -277,6 +277,19 @@ def test_example_study_end_to_end(study_server):
         _wait_text(page, "#done", "Thank you")
         page.reload(wait_until="load")  # coming back after the end: the thank-you page again
         _wait_text(page, "#done", "Thank you")
+        # the researcher's live report on /admin: its figures and tables render in the page
+        os.environ["IC_ZOO_ADMIN_PASSWORD"] = "e2e-admin"
+        try:
+            page.goto(url + "admin", wait_until="load")
+            page.locator("#admin_password input").fill("e2e-admin")
+            page.locator("#admin_analyse").click()
+            _wait_text(page, "#admin_report", "Which model looks where people look", timeout=180_000)
+            img = page.locator("#admin_report img").first
+            assert img.evaluate("i => i.complete && i.naturalWidth > 100"), "the task figure did not render"
+            report = page.locator("#admin_report").inner_text()
+            assert "Against the ground truth" in report and "humans (removal map)" in report
+        finally:
+            os.environ.pop("IC_ZOO_ADMIN_PASSWORD", None)
         browser.close()
     eng = D.engine_for(db)
     with eng.connect() as conn:
