@@ -124,14 +124,15 @@ def health_routes(health: Health) -> list:
 
 
 def guard_queue(demo, health: Health) -> None:
-    """While draining, a new event is refused with 503 and :data:`DRAINING` as its detail (Gradio's answer
-    to a full queue, which its page shows); events already queued still run."""
+    """While draining, a new event is refused with :data:`DRAINING` as its detail, which Gradio's page shows
+    as the event's error (for a 503, "queue full", it would show its own "busy" line instead); events
+    already queued still run."""
     queue = demo._queue
     push = queue.push
 
     async def guarded_push(body, request, username):
         if health.state == "draining":
-            return False, DRAINING, "queue_full"
+            return False, DRAINING, "error"
         return await push(body, request, username)
 
     queue.push = guarded_push

@@ -118,8 +118,8 @@ def test_health_is_503_while_loading_200_when_ready_and_sigterm_finishes_the_str
         late = R.Participant(cluster.url(0), "S2", cluster.secret, tmp_path)
         with pytest.raises(Exception):  # a new event while draining is refused...
             late.join()
-        code, detail = R.join_status(cluster.url(0))  # ... with 503 and one sentence
-        assert (code, detail) == (503, serve.DRAINING)
+        code, detail = R.join_status(cluster.url(0))  # ... with one sentence, which the page shows
+        assert (code, detail) == (400, serve.DRAINING)
         out = job.result(timeout=30)  # the stroke in flight finishes and is answered
         assert R.strokes_in(out) == 2
         assert cluster.wait(0, 30) == 0  # exit status 0
