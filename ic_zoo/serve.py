@@ -154,6 +154,14 @@ def drain_seconds() -> float:
         raise InputError(f"{DRAIN_ENV} must be a number of seconds, not '{os.environ[DRAIN_ENV]}'.") from None
 
 
+def _close(closers) -> None:
+    for close in closers:
+        try:
+            close()
+        except Exception as exc:  # noqa: BLE001 - closing is best effort, and said
+            log.warning("shutdown: %s", exc)
+
+
 def run(build: Callable[[], object], host: str, port: int, launch: dict, closers=(),
         health: Health | None = None) -> int:
     """Build the page (placeholder 503 meanwhile), launch it, serve until SIGTERM / SIGINT, drain, close.
@@ -174,7 +182,8 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict, closers
         finally:
             if starting is not None:
                 starting.stop()
-        if stop.is_set():  # stopped while loading: nothing to drain
+        if stop.is_set():  # stopped while loading: nothing to drain, only the log to close
+            _close(list(closers) + list(getattr(demo, "ic_zoo_closers", [])))
             return 0
         kwargs = dict(launch)
         app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
@@ -194,11 +203,7 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict, closers
             log.warning("shutdown: %d event(s) still running after %.0f s; stopping anyway", left, wait)
         else:
             log.info("shutdown: every event finished (%.1f s)", time.monotonic() - t0)
-        for close in list(closers) + list(getattr(demo, "ic_zoo_closers", [])):
-            try:
-                close()
-            except Exception as exc:  # noqa: BLE001 - closing is best effort, and said
-                log.warning("shutdown: %s", exc)
+        _close(list(closers) + list(getattr(demo, "ic_zoo_closers", [])))
         demo.close(verbose=False)
         log.info("shutdown: done")
         return 0
