@@ -119,12 +119,9 @@ def main(argv=None) -> None:
             app = build_study(args.study, args.db, device=args.device, pretrained=not args.no_pretrained,
                               plugins_dir=args.plugins_dir,  # reachable from elsewhere: its secrets must be set
                               public=args.share or args.host not in ("127.0.0.1", "localhost", "::1"))
-        else:
-            try:
-                app = build_demo(models=args.model, device=args.device, max_side=args.max_side,
-                                 plugins_dir=args.plugins_dir, pretrained=not args.no_pretrained)
-            except IcZooError as exc:  # a --model that cannot work here: its sentence, before anything starts
-                sys.exit(f"error: {exc}")
+        else:  # a --model that cannot work here raises its sentence, said below before anything starts
+            app = build_demo(models=args.model, device=args.device, max_side=args.max_side,
+                             plugins_dir=args.plugins_dir, pretrained=not args.no_pretrained)
         app.queue(default_concurrency_limit=2)
         return app
 

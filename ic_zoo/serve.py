@@ -98,7 +98,6 @@ class StartingServer:
 
     def __init__(self, host: str, port: int, health: Health) -> None:
         handler = type("Handler", (_Starting,), {"health": health})
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
         self.server = http.server.ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -162,12 +161,11 @@ def _close(closers) -> None:
             log.warning("shutdown: %s", exc)
 
 
-def run(build: Callable[[], object], host: str, port: int, launch: dict, closers=(),
-        health: Health | None = None) -> int:
+def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
     """Build the page (placeholder 503 meanwhile), launch it, serve until SIGTERM / SIGINT, drain, close.
-    ``closers``: callables run after the last event (the study log's ``engine.dispose``); ``build`` may
-    also set ``demo.ic_zoo_closers``. Returns the exit status."""
-    health = health or Health()
+    The page's ``ic_zoo_closers`` (the study log's ``engine.dispose``) run after the last event. Returns
+    the exit status."""
+    health = Health()
     wait = drain_seconds()
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -182,13 +180,12 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict, closers
         finally:
             if starting is not None:
                 starting.stop()
+        closers = list(getattr(demo, "ic_zoo_closers", []))
         if stop.is_set():  # stopped while loading: nothing to drain, only the log to close
-            _close(list(closers) + list(getattr(demo, "ic_zoo_closers", [])))
+            _close(closers)
             return 0
-        kwargs = dict(launch)
-        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
-        app_kwargs["routes"] = list(app_kwargs.get("routes", [])) + health_routes(health)
-        demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, app_kwargs=app_kwargs, **kwargs)
+        demo.launch(server_name=host, server_port=port, prevent_thread_lock=True,
+                    app_kwargs={"routes": health_routes(health)}, **launch)
         guard_queue(demo, health)
         health.set("ready")
         while not stop.wait(0.5):
@@ -203,7 +200,7 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict, closers
             log.warning("shutdown: %d event(s) still running after %.0f s; stopping anyway", left, wait)
         else:
             log.info("shutdown: every event finished (%.1f s)", time.monotonic() - t0)
-        _close(list(closers) + list(getattr(demo, "ic_zoo_closers", [])))
+        _close(closers)
         demo.close(verbose=False)
         log.info("shutdown: done")
         return 0

@@ -71,9 +71,17 @@ class _Cache:
         value = make()
         with self.lock:
             value = self.data.setdefault(key, value)
-            while len(self.data) > self.size:
-                self.data.popitem(last=False)
+            self._trim()
         return value
+
+    def resize(self, size: int) -> None:
+        with self.lock:
+            self.size = size
+            self._trim()
+
+    def _trim(self) -> None:  # oldest first, the lock held
+        while len(self.data) > self.size:
+            self.data.popitem(last=False)
 
 
 _CACHE = _Cache(size=16)
@@ -84,14 +92,11 @@ def cache_size(n: int):
     """Keep at least ``n`` segmentations and subset stacks while inside (a benchmark that explains the
     same images with several models reuses their inpaintings); the usual size again after."""
     old = _CACHE.size
-    _CACHE.size = max(old, int(n))
+    _CACHE.resize(max(old, int(n)))
     try:
         yield
     finally:
-        with _CACHE.lock:
-            _CACHE.size = old
-            while len(_CACHE.data) > old:
-                _CACHE.data.popitem(last=False)
+        _CACHE.resize(old)
 
 #: threads that fill a batch of removals at once (thread-safe inpainters only)
 REMOVE_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -108,18 +113,22 @@ class Segmentation:
         self._lock = threading.Lock()
         self._fill = None  # the inpainter, looked up on first use
 
+    @property
+    def fill(self):
+        if self._fill is None:
+            from ..session import get_inpainter
+
+            self._fill = get_inpainter(self.inpainter)
+        return self._fill
+
     def remove(self, mask: np.ndarray) -> np.ndarray:
         """The image with ``mask`` (dilated by ``dilate`` px) removed by the inpainter."""
         import cv2
 
-        from ..session import get_inpainter
-
         if self.dilate:
             k = np.ones((2 * self.dilate + 1, 2 * self.dilate + 1), np.uint8)
             mask = cv2.dilate(mask.astype(np.uint8), k) > 0
-        if self._fill is None:
-            self._fill = get_inpainter(self.inpainter)
-        return self._fill.inpaint(self.image, mask)
+        return self.fill.inpaint(self.image, mask)
 
     def remove_many(self, masks, progress: Progress | None = None, what: str = "region") -> list:
         """``remove`` for each mask, in order, on up to ``REMOVE_THREADS`` threads when the inpainter
@@ -128,10 +137,6 @@ class Segmentation:
         from concurrent.futures import ThreadPoolExecutor
 
         from ..errors import MaskError
-        from ..session import get_inpainter
-
-        if self._fill is None:
-            self._fill = get_inpainter(self.inpainter)
 
         def one(m):
             try:
@@ -141,13 +146,13 @@ class Segmentation:
 
         masks = list(masks)
         step = max(8, len(masks) // 16)
-        workers = REMOVE_THREADS if getattr(self._fill, "thread_safe", False) else 1
+        workers = REMOVE_THREADS if getattr(self.fill, "thread_safe", False) else 1
         out: list = []
-        with ThreadPoolExecutor(workers) if workers > 1 else _Inline() as ex:
+        with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as ex:
             for i in range(0, len(masks), step):
                 if progress is not None:
                     progress(i / max(len(masks), 1), f"inpainting {what} {i + 1}/{len(masks)}")
-                out += list(ex.map(one, masks[i:i + step]))
+                out += list((ex.map if ex is not None else map)(one, masks[i:i + step]))
         return out
 
     def inpainted(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
@@ -161,20 +166,6 @@ class Segmentation:
                         raise im
                     self._done[s] = im
             return np.stack([self._done[int(s)] for s in ids])
-
-
-class _Inline:
-    """A stand-in executor that maps in the calling thread."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        return None
-
-    @staticmethod
-    def map(f, items):
-        return map(f, items)
 
 
 def segmentation(image: np.ndarray, n_segments: int, inpainter: str, dilate: int = 1) -> Segmentation:

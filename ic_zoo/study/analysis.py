@@ -155,6 +155,17 @@ def interval(values: np.ndarray, point: float) -> list:
     return [float(point), float(min(point, np.percentile(v, 2.5))), float(max(point, np.percentile(v, 97.5)))]
 
 
+def mean_interval(v: np.ndarray, W: np.ndarray) -> list:
+    """[mean, low, high] of per-participant values ``v`` (NaN: not measured for that participant) over
+    the bootstrap weights ``W`` (b, n)."""
+    ok = np.isfinite(v)
+    point = float(np.mean(v[ok])) if ok.any() else float("nan")
+    if len(v) < 2 or not ok.any():
+        return [point, float("nan"), float("nan")]
+    wb = W * ok[None, :]
+    return interval((wb @ np.where(ok, v, 0.0)) / np.maximum(wb.sum(1), 1e-12), point)
+
+
 def bootstrap_weights(n: int, b: int, seed: int) -> np.ndarray:
     """(b, n) weights of n participants in b resamples with replacement (each row sums to 1)."""
     rng = np.random.default_rng(seed)
@@ -275,7 +286,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         if r["task_id"] is not None:
             by.setdefault(r["task_id"], {}).setdefault(r["code"], []).append(r)
     doc = {"study": st["key"], "title": st["title"], "explainers": list(explainers), "bootstrap": n_boot,
-           "random_placements": n_random, "tasks": [], "notes": []}
+           "random_placements": n_random, "tasks": []}
     boot_iou: dict = {}  # (model, explainer) -> list of (point, bootstrap values) per task
     for task in definition["tasks"]:
         tid, image = task["id"], images[task["id"]]
@@ -310,12 +321,12 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         entry.update(mean_removed=area, matched_k=k, human_map=human, first_map=first, flip_maps={},
                      agreement=[], effects=[])
         log(f"task {tid}: {len(with_strokes)} participant(s) with strokes, mean removal {100 * area:.1f}%")
-        key = (st["key"], tid, tuple(explainers), pretrained)
-        maps = cache.get(key) if cache is not None else None
+        cache_key = (st["key"], tid, tuple(explainers), pretrained)
+        maps = cache.get(cache_key) if cache is not None else None
         if maps is None:
             maps = model_maps(image, task, explainers, pretrained, device, log)
             if cache is not None:
-                cache[key] = maps
+                cache[cache_key] = maps
         entry["model_maps"] = maps
         fill = get_inpainter(task.get("inpainter", "telea"))
         for m, mm in maps.items():
@@ -338,19 +349,10 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
             per_pct = np.array([t.drop_per_pct.get(m, np.nan) for t in with_strokes])
             hd, rd = removal_effect(clf, image, [t.final for t in with_strokes], mm["top1"], fill, n_random, seed)
             diff = hd - rd
-
-            def stat(v, W=W):
-                ok = np.isfinite(v)
-                point = float(np.mean(v[ok])) if ok.any() else float("nan")
-                if len(v) < 2 or not ok.any():
-                    return [point, float("nan"), float("nan")]
-                vb = np.where(ok, v, 0.0)
-                wb = W * ok[None, :]
-                return interval((wb @ vb) / np.maximum(wb.sum(1), 1e-12), point)
-
-            entry["effects"].append({"model": m, "top1": mm["label"], "flip_rate": stat(flips),
-                                     "drop_pp_per_removed_pct": stat(per_pct), "human_drop_pp": stat(hd),
-                                     "random_drop_pp": stat(rd), "human_minus_random_pp": stat(diff),
+            entry["effects"].append({"model": m, "top1": mm["label"], "flip_rate": mean_interval(flips, W),
+                                     "drop_pp_per_removed_pct": mean_interval(per_pct, W),
+                                     "human_drop_pp": mean_interval(hd, W), "random_drop_pp": mean_interval(rd, W),
+                                     "human_minus_random_pp": mean_interval(diff, W),
                                      "human_beats_random": float(np.mean(diff[np.isfinite(diff)] > 0))
                                      if np.isfinite(diff).any() else float("nan")})
         gt = truth.get(tid, {})
@@ -368,12 +370,12 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
 def truth_scores(truth: np.ndarray, human: np.ndarray, h_boot: np.ndarray, maps: dict, side: int) -> dict:
     """Humans vs the ground-truth region, and each model map vs it: the top-|T| IoU (T: the truth's
     area, as explain-bench scores maps) and whether the map's peak lies inside it."""
+    from ..explain_bench import pointing, top_m_iou
+
     t = to_grid(truth.astype(np.float32), side) > 0.5
-    k = max(float(t.mean()), 1.0 / t.size)
 
     def score(a):
-        top = top_k(a, k)
-        return float((top & t).sum() / max((top | t).sum(), 1)), float(t.ravel()[int(np.argmax(a))])
+        return top_m_iou(a, t), pointing(a, t)
 
     hp = score(_tiebreak(human))
     hb = [score(_tiebreak(h)) for h in h_boot]
