@@ -210,15 +210,23 @@ def strokes_in(out) -> int:
     raise AssertionError(f"no stroke count in the answer: {[o for o in out if isinstance(o, str)][:3]}")
 
 
-def stroke_layer(shape, seed: int, path: Path) -> Path:
-    """A small red square on a transparent layer: one stroke."""
+def layer_png(shape, mask: np.ndarray, path) -> str:
+    """The editor's stroke layer: ``mask`` painted red on a transparent layer, saved as a PNG."""
     from PIL import Image
 
-    rng = np.random.default_rng(seed)
     a = np.zeros(tuple(shape[:2]) + (4,), np.uint8)
-    y, x = rng.integers(0, min(shape[:2]) - 8, 2)
-    a[y:y + 6, x:x + 6] = (255, 0, 0, 255)
+    a[mask] = (255, 0, 0, 255)
     Image.fromarray(a).save(path)
+    return str(path)
+
+
+def stroke_layer(shape, seed: int, path: Path) -> Path:
+    """A small red square at a random place: one stroke."""
+    rng = np.random.default_rng(seed)
+    m = np.zeros(tuple(shape[:2]), bool)
+    y, x = rng.integers(0, min(shape[:2]) - 8, 2)
+    m[y:y + 6, x:x + 6] = True
+    layer_png(shape, m, path)
     return path
 
 
@@ -498,7 +506,7 @@ def drive(cluster: Cluster, participants: int, strokes: int, kill_after: int | N
     return run
 
 
-def summary(run: Run, replicas: int) -> dict:
+def summary(run: Run) -> dict:
     lat = sorted(run.latencies) or [float("nan")]
     q = lambda f: lat[min(len(lat) - 1, int(f * len(lat)))]  # noqa: E731
     return {"strokes": run.strokes, "seconds": round(run.seconds, 2),
@@ -522,7 +530,7 @@ def measure(folder: Path, server: str, replicas: int, participants: int, strokes
     finally:
         cluster.stop()
     out = {"replicas": replicas, "participants": participants, "strokes_each": strokes, "models": list(models),
-           "size": size, "start_s": round(started, 1), "rss_mb": rss, **summary(run, replicas)}
+           "size": size, "start_s": round(started, 1), "rss_mb": rss, **summary(run)}
     log(f"{replicas} replica(s), {participants} x {strokes}, {len(models)} model(s): {out['edits_per_s']} edits/s, "
         f"p50 {out['p50_ms']} ms, p95 {out['p95_ms']} ms, errors {out['errors']}, per replica {out['per_replica_logged']}")
     return out

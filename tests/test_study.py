@@ -31,10 +31,9 @@ EXAMPLE = ROOT / "examples" / "study" / "flower_study.yaml"
 
 # -- helpers ---------------------------------------------------------------------------------------------
 def _layer(shape, mask, path):
-    a = np.zeros(tuple(shape[:2]) + (4,), np.uint8)
-    a[mask] = (255, 0, 0, 255)
-    Image.fromarray(a).save(path)
-    return str(path)
+    from conftest import _loopback
+
+    return _loopback().layer_png(shape, mask, path)
 
 
 def _edit(c, bg, layer, t=0.0):
