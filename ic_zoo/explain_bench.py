@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .command import Command
+from .explain_parts import map_key
 from .registry import register
 from .trust import FRACTIONS
 
@@ -164,17 +165,19 @@ def part_selectivity(clf, samples, fill) -> dict:
 
 
 def run(variants=VARIANTS, models=None, explainers=None, n: int = 40, seeds: int = 3, quick: bool = False,
-        figure: str | None = None, log=print) -> dict:
+        figure: str | None = None, log=print, parts: int | None = None) -> dict:
     """Score every explainer on every shipped model of each variant. The models mostly get the same
     images right, so the inpaintings (occlusion's superpixels, LIME's subsets: 3 scales + the coarse
-    level per image) are kept for the whole variant and shared by its models."""
+    level per image) are kept for the whole variant and shared by its models. ``parts``: also run the
+    part-level protocol on the first ``parts`` images of the first seed (``explain_parts``), which reads
+    the maps of the true class made here instead of explaining those images again."""
     from .explainers.occlusion import cache_size
 
     with cache_size(8 * n * seeds + 16):
-        return _run(variants, models, explainers, n, seeds, quick, figure, log)
+        return _run(variants, models, explainers, n, seeds, quick, figure, log, parts or 0)
 
 
-def _run(variants, models, explainers, n, seeds, quick, figure, log) -> dict:
+def _run(variants, models, explainers, n, seeds, quick, figure, log, parts_n) -> dict:
     from .classifiers.flower2d_models import shipped_for
     from .flower2d import generator as g
     from .session import get_classifier, get_explainer, get_inpainter
@@ -183,7 +186,9 @@ def _run(variants, models, explainers, n, seeds, quick, figure, log) -> dict:
     explainers = list(explainers or (QUICK_EXPLAINERS if quick else ALL_EXPLAINERS))
     fill = get_inpainter("telea")
     rows, parts_rows, fig_data = [], [], {}
+    part_level: dict = {}  # the part-level protocol's output, variant by variant
     for variant in variants:
+        maps: dict = {}  # the true class's maps of the part-level protocol's images
         for key in shipped_for(variant, models, quick):
             clf = get_classifier(key)
             per = {e: {} for e in explainers + list(CONTROLS)}
@@ -208,6 +213,8 @@ def _run(variants, models, explainers, n, seeds, quick, figure, log) -> dict:
                             h = control_map(name, m, rng)
                         else:
                             h = ex.explain(clf, clf.preprocess(img), [p["label"]]).raw[0]
+                            if seed == 0 and j < parts_n:  # the part-level protocol's images
+                                maps[map_key(key, name, img, [p["label"]])] = h[None]
                             if name in OCCLUSION_PAIR:
                                 occ_maps.setdefault((seed, j), {"image": img})[name] = h
                                 if name == "occlusion":
@@ -233,6 +240,15 @@ def _run(variants, models, explainers, n, seeds, quick, figure, log) -> dict:
             parts_rows.append({"variant": variant, "model": key, **sel, "unsupported": notes,
                                **({"occlusion_agreement": agreement} if agreement else {})})
             log(f"{variant} {key}: selectivity exact {sel['selectivity_exact']:.3f}, inpaint {sel['selectivity_inpaint']:.3f}")
+        if parts_n:  # while this variant's inpaintings are still cached
+            from . import explain_parts
+
+            done = explain_parts.run_parts([variant], models, explainers, select_images, control_map, n=parts_n,
+                                           quick=quick, size=SIZE, log=log, maps=maps)
+            for k_ in ("part_protocol", "removal_gap"):
+                part_level.setdefault(k_, []).extend(done[k_])
+            part_level["parts_config"] = done["parts_config"]
+            part_level["parts_seconds"] = round(part_level.get("parts_seconds", 0) + done["parts_seconds"], 1)
     import torch
 
     doc = {"config": {"variants": list(variants), "explainers": explainers, "controls": list(CONTROLS), "n": n,
@@ -240,7 +256,7 @@ def _run(variants, models, explainers, n, seeds, quick, figure, log) -> dict:
            "machine": {"python": platform.python_version(), "torch": torch.__version__,
                        "threads": torch.get_num_threads()},
            "results": rows, "parts": parts_rows, "targets": verdicts(rows),
-           "seconds": round(time.perf_counter() - t_start, 1)}
+           "seconds": round(time.perf_counter() - t_start, 1), **part_level}
     if figure:
         draw_figure(fig_data, figure)
         doc["figure"] = figure
@@ -473,6 +489,11 @@ def merge(old: dict, new: dict) -> dict:
         cfg[k] = list(dict.fromkeys(list(old["config"][k]) + list(new["config"][k])))
     out = {**old, "config": cfg, "machine": new["machine"], "results": rows, "parts": list(parts.values()),
            "targets": verdicts(rows)}
+    if "part_protocol" in new:  # a full run: its part-level rows merge the same way
+        from . import explain_parts
+
+        both = explain_parts.merge(old, new) if "part_protocol" in old else new
+        out.update({k: both[k] for k in ("part_protocol", "removal_gap", "parts_config")})
     out["updates"] = list(old.get("updates", [])) + [{"explainers": new["config"]["explainers"],
                                                       "variants": new["config"]["variants"],
                                                       "seconds": new["seconds"]}]
@@ -490,13 +511,8 @@ def cmd_bench(args) -> int:
         return _cmd_parts(args, log)
     doc = run(variants=args.variants or VARIANTS, models=args.models, explainers=args.explainers, n=args.n or
               (6 if args.quick else 40), seeds=args.seeds or (1 if args.quick else 3), quick=args.quick,
-              figure=args.figure, log=log)
-    if args.protocol == "all":
-        from . import explain_parts
-
-        doc.update(explain_parts.run_parts(args.variants or VARIANTS, args.models, _explainers(args), select_images,
-                                           control_map, n=6 if args.quick else 20, quick=args.quick, size=SIZE,
-                                           log=log))
+              figure=args.figure, log=log,
+              parts=(args.parts_n or (6 if args.quick else 20)) if args.protocol == "all" else None)
     if args.update:
         from .errors import InputError
 
@@ -589,9 +605,13 @@ def add_bench_args(p) -> None:
     p.add_argument("--quick", action="store_true", help="one model per variant, four explainers: a CI smoke test")
     p.add_argument("--figure", default=None, help="save a PNG of every method's maps on the same images")
     p.add_argument("--json", default=None)
-    p.add_argument("--protocol", choices=("regions", "parts", "all"), default="regions",
-                   help="regions: overlap with the ground-truth mask and deletion (the default); parts: FunnyBirds' "
-                        "part-level scores by exact re-rendering and the removal-operator gap; all: both")
+    p.add_argument("--protocol", choices=("regions", "parts", "all"), default="all",
+                   help="regions: overlap with the ground-truth mask and deletion; parts: FunnyBirds' part-level "
+                        "scores by exact re-rendering and the removal-operator gap; all: both, the part-level "
+                        "protocol reading the region maps of its images (the default)")
+    p.add_argument("--parts-n", type=int, default=None,
+                   help="with --protocol all: images per model of the part-level protocol, the first of the first "
+                        "seed (default 20; 6 with --quick)")
     p.add_argument("--parts-markdown", default=None, help="with --protocol all: write the part-level tables here")
     p.add_argument("--update", default=None, metavar="JSON",
                    help="merge this run's rows into that earlier table (same --n and --seeds) and write it back")

@@ -49,7 +49,7 @@ def deletion_probs(clf, img: np.ndarray, heats, cls: int, fill, fractions=FRACTI
     heats = np.asarray(heats, np.float32)
     if heats.ndim == 2:
         heats = heats[None]
-    batch, where = [img], []
+    masks, where = [], []
     for h in heats:
         order = np.argsort(-h.ravel(), kind="stable")
         row = []
@@ -60,9 +60,14 @@ def deletion_probs(clf, img: np.ndarray, heats, cls: int, fill, fractions=FRACTI
                 continue
             mask = np.zeros(h.size, bool)
             mask[order[:k]] = True
-            batch.append(fill.inpaint(img, mask.reshape(h.shape)))
-            row.append(len(batch) - 1)
+            masks.append(mask.reshape(h.shape))
+            row.append(len(masks))
         where.append(row)
+    batch = [img]
+    for im in fill.inpaint_many(img, masks):
+        if isinstance(im, Exception):
+            raise im
+        batch.append(im)
     with clf.lock, torch.inference_mode():
         p = torch.softmax(clf.forward(clf.image_to_tensor(np.stack(batch))).float(), 1)[:, int(cls)].cpu().numpy()
     return np.asarray([[p[i] for i in row] for row in where], np.float64)

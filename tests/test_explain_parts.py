@@ -119,3 +119,30 @@ def test_a_published_part_table_gains_explainers_without_rerunning_the_rest():
     assert out["removal_gap"] == old["removal_gap"] and out["updates"][-1]["explainers"] == ["cam", "inputxgradient"]
     with pytest.raises(InputError, match="n=4"):
         merge(old, {**new, "parts_config": {**new["parts_config"], "n": 6}})
+
+
+def test_the_full_run_reads_the_region_maps_instead_of_explaining_again(monkeypatch):
+    """explain-bench --protocol all: the part-level protocol scores the region protocol's own maps of the
+    true class (its images are the first seed's first ones), so each is made once, and the scores equal
+    those of the part-level protocol run alone."""
+    from ic_zoo import explain_bench as EB
+    from ic_zoo.session import get_explainer
+
+    ex = get_explainer("gradcam")
+    calls = []
+    real = type(ex).explain
+
+    def counting(self, clf, x, classes, progress=None):
+        calls.append(tuple(classes))
+        return real(self, clf, x, classes, progress)
+
+    monkeypatch.setattr(type(ex), "explain", counting)
+    doc = EB.run(variants=["single-6c"], explainers=["gradcam"], n=3, seeds=1, quick=True, log=lambda s: None,
+                 parts=3)
+    assert len(calls) == 3  # the region protocol's three maps; single-6c has no TS pairs to explain
+    alone = P.run_parts(["single-6c"], None, ["gradcam"], EB.select_images, EB.control_map, n=3, quick=True,
+                        size=SIZE, log=lambda s: None)
+    assert len(calls) == 6
+    shared = {r["explainer"]: r["scores"] for r in doc["part_protocol"]}
+    assert shared == {r["explainer"]: r["scores"] for r in alone["part_protocol"]}
+    assert {r["explainer"] for r in doc["results"]} == {"gradcam", "gt", "random", "centre"}

@@ -91,9 +91,11 @@ def test_parallel_removal_equals_one_at_a_time_and_keeps_refusals_in_place(monke
     image = (rng.random((48, 48, 3)) * 255).astype(np.uint8)
     masks = [rng.random((48, 48)) < f for f in (0.05, 0.1, 1.0, 0.15, 0.0, 0.2) * 6]
     s = occ.Segmentation(image, 30, "telea", 1)
-    monkeypatch.setattr(occ, "REMOVE_THREADS", 1)
+    from ic_zoo.inpainters import _base
+
+    monkeypatch.setattr(_base, "THREADS", 1)
     serial = s.remove_many(masks)
-    monkeypatch.setattr(occ, "REMOVE_THREADS", 2)
+    monkeypatch.setattr(_base, "THREADS", 2)
     parallel = s.remove_many(masks)
     assert len(parallel) == len(masks)
     for a, b, m in zip(serial, parallel, masks):

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -98,8 +97,6 @@ def cache_size(n: int):
     finally:
         _CACHE.resize(old)
 
-#: threads that fill a batch of removals at once (thread-safe inpainters only)
-REMOVE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class Segmentation:
@@ -121,38 +118,22 @@ class Segmentation:
             self._fill = get_inpainter(self.inpainter)
         return self._fill
 
-    def remove(self, mask: np.ndarray) -> np.ndarray:
-        """The image with ``mask`` (dilated by ``dilate`` px) removed by the inpainter."""
+    def remove_many(self, masks, progress: Progress | None = None, what: str = "region") -> list:
+        """The image with each mask (dilated by ``dilate`` px) removed by the inpainter, in order, several
+        at once on a thread-safe inpainter (``Inpainter.inpaint_many``); a mask the inpainter refuses gives
+        its MaskError in its place."""
         import cv2
 
+        masks = list(masks)
         if self.dilate:
             k = np.ones((2 * self.dilate + 1, 2 * self.dilate + 1), np.uint8)
-            mask = cv2.dilate(mask.astype(np.uint8), k) > 0
-        return self.fill.inpaint(self.image, mask)
-
-    def remove_many(self, masks, progress: Progress | None = None, what: str = "region") -> list:
-        """``remove`` for each mask, in order, on up to ``REMOVE_THREADS`` threads when the inpainter
-        is thread-safe (OpenCV's release the GIL: about 1.6x on 2 cores). A mask the inpainter refuses
-        (too little context left) gives its MaskError in place of the image."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from ..errors import MaskError
-
-        def one(m):
-            try:
-                return self.remove(m)
-            except MaskError as e:
-                return e
-
-        masks = list(masks)
+            masks = [cv2.dilate(m.astype(np.uint8), k) > 0 for m in masks]
         step = max(8, len(masks) // 16)
-        workers = REMOVE_THREADS if getattr(self.fill, "thread_safe", False) else 1
         out: list = []
-        with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as ex:
-            for i in range(0, len(masks), step):
-                if progress is not None:
-                    progress(i / max(len(masks), 1), f"inpainting {what} {i + 1}/{len(masks)}")
-                out += list((ex.map if ex is not None else map)(one, masks[i:i + step]))
+        for i in range(0, len(masks), step):
+            if progress is not None:
+                progress(i / max(len(masks), 1), f"inpainting {what} {i + 1}/{len(masks)}")
+            out += self.fill.inpaint_many(self.image, masks[i:i + step])
         return out
 
     def inpainted(self, ids: Sequence[int], progress: Progress | None = None) -> np.ndarray:
