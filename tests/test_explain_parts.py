@@ -146,3 +146,33 @@ def test_the_full_run_reads_the_region_maps_instead_of_explaining_again(monkeypa
     shared = {r["explainer"]: r["scores"] for r in doc["part_protocol"]}
     assert shared == {r["explainer"]: r["scores"] for r in alone["part_protocol"]}
     assert {r["explainer"] for r in doc["results"]} == {"gradcam", "gt", "random", "centre"}
+
+
+def test_target_sensitivity_counts_rounding_noise_as_a_tie(resnet12):
+    """A class-agnostic map whose copies differ by float rounding only (KPCA-CAM's two maps of one image
+    differ by ~5e-7) scores TS = 0, as an exactly repeated map does; a map that moves to each class's
+    shared part scores TS = 1."""
+    clf, samples = resnet12
+    rng = np.random.default_rng(0)
+    noisy, following = [], []
+    for params, img, parts in samples:
+        h = g.disc_mask(params, parts).astype(np.float32)
+
+        def jitter(x, cls, h=h):
+            return np.stack([h + rng.uniform(0, 1e-6, h.shape).astype(np.float32) for _ in cls])
+
+        def follow(x, cls, params=params, parts=parts, h=h):
+            y = int(params["label"])
+            tc = P.ts_classes(params["variant"], y)
+            out = []
+            for c in cls:  # the map of c1 sits on its shared petals, the map of c2 on its shared centre
+                part = "petal" if tc and c == tc[0] else "centre" if tc and c == tc[1] else None
+                out.append(g.part_mask(parts, part).astype(np.float32) if part else h)
+            return np.stack(out)
+
+        noisy.append(P.score_image(clf, jitter, params, img, parts, SIZE))
+        following.append(P.score_image(clf, follow, params, img, parts, SIZE))
+    ts_noisy = [v for r in noisy if r["ts"] is not None for v in r["ts"]]
+    ts_follow = [v for r in following if r["ts"] is not None for v in r["ts"]]
+    assert ts_noisy and ts_follow
+    assert set(ts_noisy) == {0.0} and set(ts_follow) == {1.0}

@@ -192,7 +192,7 @@ def _paint(seg: np.ndarray, ids: np.ndarray, values: np.ndarray) -> np.ndarray:
                       "scales removed, the drop of p(class); about 380 forward passes")
 class ExhaustiveOcclusion(Explainer):
     def __init__(self, n_segments: Sequence[int] = SCALES, inpainter: str = "telea", dilate: int = 1,
-                 batch: int = 64) -> None:
+                 batch: int = 32) -> None:
         self.n_segments = tuple(int(n) for n in ([n_segments] if isinstance(n_segments, int) else n_segments))
         self.inpainter, self.dilate, self.batch = inpainter, dilate, batch
 
@@ -366,7 +366,7 @@ class Lime(Explainer):
 
     def __init__(self, n_segments: Sequence[int] = SCALES, samples: int = 512, keep: float = 0.5,
                  ridge: float = 10.0, inpainter: str = "telea", seed: int = 0, dilate: int = 1,
-                 batch: int = 64) -> None:
+                 batch: int = 32) -> None:
         from ..errors import InputError
 
         if int(samples) < 16 or not 0.05 <= float(keep) <= 0.95 or float(ridge) < 0:
