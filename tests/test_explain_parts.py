@@ -119,6 +119,14 @@ def test_a_published_part_table_gains_explainers_without_rerunning_the_rest():
     assert out["removal_gap"] == old["removal_gap"] and out["updates"][-1]["explainers"] == ["cam", "inputxgradient"]
     with pytest.raises(InputError, match="n=4"):
         merge(old, {**new, "parts_config": {**new["parts_config"], "n": 6}})
+    # a full run (--protocol all --update): the region table's merge carries the part-level rows the same way
+    from ic_zoo.explain_bench import merge as merge_full
+
+    region = {"config": {"variants": ["double-12c"], "explainers": ["gradcam", "cam"], "n": 4, "seeds": 1,
+                         "size": 64, "fractions": [0.0]}, "machine": {}, "results": [], "parts": [], "seconds": 9.0}
+    full = merge_full({**old, **region}, {**new, **region, "config": {**region["config"], "explainers": ["cam"]}})
+    assert {r["explainer"]: r["scores"]["com"] for r in full["part_protocol"]} == got
+    assert full["parts_config"]["explainers"] == ["gradcam", "cam", "inputxgradient"]
 
 
 def test_the_full_run_reads_the_region_maps_instead_of_explaining_again(monkeypatch):
