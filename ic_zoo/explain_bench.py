@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .command import Command
-from .explain_parts import map_key
+from . import explain_parts
 from .registry import register
 from .trust import FRACTIONS
 
@@ -217,7 +217,7 @@ def _run(variants, models, explainers, n, seeds, quick, figure, log, parts_n) ->
                         else:
                             h = ex.explain(clf, clf.preprocess(img), [p["label"]]).raw[0]
                             if seed == 0 and j < parts_n:  # the part-level protocol's images
-                                maps[map_key(key, name, img, [p["label"]])] = h[None]
+                                maps[explain_parts.map_key(key, name, img, [p["label"]])] = h[None]
                             if name in OCCLUSION_PAIR:
                                 occ_maps.setdefault((seed, j), {"image": img})[name] = h
                                 if name == "occlusion":
@@ -244,8 +244,6 @@ def _run(variants, models, explainers, n, seeds, quick, figure, log, parts_n) ->
                                **({"occlusion_agreement": agreement} if agreement else {})})
             log(f"{variant} {key}: selectivity exact {sel['selectivity_exact']:.3f}, inpaint {sel['selectivity_inpaint']:.3f}")
         if parts_n:  # while this variant's inpaintings are still cached
-            from . import explain_parts
-
             done = explain_parts.run_parts([variant], models, explainers, select_images, control_map, n=parts_n,
                                            quick=quick, size=SIZE, log=log, maps=maps)
             for k_ in ("part_protocol", "removal_gap"):
@@ -493,8 +491,6 @@ def merge(old: dict, new: dict) -> dict:
     out = {**old, "config": cfg, "machine": new["machine"], "results": rows, "parts": list(parts.values()),
            "targets": verdicts(rows)}
     if "part_protocol" in new:  # a full run: its part-level rows merge the same way
-        from . import explain_parts
-
         both = explain_parts.merge(old, new) if "part_protocol" in old else new
         out.update({k: both[k] for k in ("part_protocol", "removal_gap", "parts_config")})
     out["updates"] = list(old.get("updates", [])) + [{"explainers": new["config"]["explainers"],
@@ -512,10 +508,10 @@ def cmd_bench(args) -> int:
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     if args.protocol == "parts":
         return _cmd_parts(args, log)
-    doc = run(variants=args.variants or VARIANTS, models=args.models, explainers=args.explainers, n=args.n or
-              (6 if args.quick else 20), seeds=args.seeds or (1 if args.quick else 3), quick=args.quick,
-              figure=args.figure, log=log,
-              parts=(args.parts_n or args.n or (6 if args.quick else 20)) if args.protocol == "all" else None)
+    n = args.n or (6 if args.quick else 20)
+    doc = run(variants=args.variants or VARIANTS, models=args.models, explainers=args.explainers, n=n,
+              seeds=args.seeds or (1 if args.quick else 3), quick=args.quick, figure=args.figure, log=log,
+              parts=(args.parts_n or n) if args.protocol == "all" else None)
     if args.update:
         from .errors import InputError
 
@@ -549,8 +545,6 @@ def cmd_bench(args) -> int:
 
 def _cmd_parts(args, log) -> int:
     """``--protocol parts``: the part-level protocol alone (its own JSON and Markdown)."""
-    from . import explain_parts
-
     t0 = time.perf_counter()
     import torch
 
@@ -588,8 +582,6 @@ def _explainers(args) -> list[str]:
 
 
 def _write_parts(args, doc) -> None:
-    from . import explain_parts
-
     print("\npart-level protocol:\n" + explain_parts.format_markdown(doc))
     if args.parts_markdown:
         Path(args.parts_markdown).write_text(explain_parts.format_markdown(doc))

@@ -98,7 +98,6 @@ def cache_size(n: int):
         _CACHE.resize(old)
 
 
-
 class Segmentation:
     """One SLIC segmentation of one image; each segment inpainted on first request and kept."""
 
