@@ -6,7 +6,11 @@
 For each model of the variant, on the explain-bench's own images (``select_images``, 3 seeds x 20 by
 default, so the same images as the published table), the explainer's map of the true class is computed;
 for every image whose hottest pixel lies outside the discriminative mask it records the distance in
-pixels from that pixel to the mask, and which part it lies on. Prints a table and writes JSON.
+pixels from that pixel to the mask, which part it lies on, how many pixels share the peak value (the
+map's top plateau) and what share of them lies in the mask (so a miss that is only numpy's raster-order
+tie-break inside a plateau straddling the mask's edge shows as a share above 0), and the model's p(class)
+with that part removed by the generator's exact re-render (does the model itself depend on the part the
+map points at?). Prints a table and writes JSON.
 """
 from __future__ import annotations
 
@@ -23,6 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def misses(key: str, variant: str, explainer: str, n: int, seeds: int) -> dict:
     from ic_zoo.explain_bench import select_images
     from ic_zoo.flower2d import generator as g
+    import torch
+
     from ic_zoo.session import get_classifier, get_explainer
 
     clf, ex = get_classifier(key), get_explainer(explainer)
@@ -38,8 +44,15 @@ def misses(key: str, variant: str, explainer: str, n: int, seeds: int) -> dict:
             if m[y, x]:
                 continue
             yy, xx = np.nonzero(m)
+            part = names[int(parts[y, x])]
+            plateau = h >= h[y, x] * (1 - 1e-6)
+            ims = np.stack([img, g.render(p, img.shape[0], remove=[part])[0]])
+            with torch.inference_mode():
+                pr = torch.softmax(clf.forward(clf.image_to_tensor(ims)).float(), 1)[:, p["label"]].tolist()
             out.append({"seed": seed, "image": j, "px_from_mask": float(np.min(np.hypot(yy - y, xx - x))),
-                        "part_at_peak": names[int(parts[y, x])]})
+                        "part_at_peak": part, "plateau_px": int(plateau.sum()),
+                        "plateau_in_mask": round(float(m[plateau].mean()), 3),
+                        "p_class": round(pr[0], 4), "p_class_part_removed": round(pr[1], 4)})
     return {"model": key, "variant": variant, "explainer": explainer, "images": images, "misses": out}
 
 
@@ -62,9 +75,13 @@ def main(argv=None) -> int:
             rows.append(r)
             d = [m["px_from_mask"] for m in r["misses"]]
             parts = sorted({m["part_at_peak"] for m in r["misses"]})
+            share = [m["plateau_in_mask"] for m in r["misses"]]
+            drop = [m["p_class"] - m["p_class_part_removed"] for m in r["misses"]]
             print(f"{key:<24} {a.explainer:<10} images {r['images']:3d}  misses {len(d):2d}  "
                   f"px from mask: max {max(d) if d else 0:.1f}, median {np.median(d) if d else 0:.1f}  "
-                  f"on: {', '.join(parts) or '-'}")
+                  f"on: {', '.join(parts) or '-'}  peak plateau in mask: max {max(share) if share else 0:.2f}  "
+                  f"p(class) drop when that part is re-rendered away: median {np.median(drop) if drop else 0:.3f}, "
+                  f"max {max(drop) if drop else 0:.3f}")
     if a.json:
         Path(a.json).write_text(json.dumps({"config": vars(a), "rows": rows}, indent=1))
         print(f"wrote {a.json}")
