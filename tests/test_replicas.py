@@ -53,6 +53,39 @@ def test_the_dockerfile_lints_clean_and_runs_the_tested_entrypoint(tmp_path):
     assert r.returncode != 0 and "DL3007" in r.stdout
 
 
+def _docker_ignored(path: str, patterns: list[str]) -> bool:
+    """Docker's .dockerignore rule for the patterns used here: a path relative to the build context is
+    excluded by the last pattern that matches it or one of its parent folders ('**' is any number of
+    folders, '!' re-includes)."""
+    import fnmatch
+
+    def match(pat, p):
+        rx = fnmatch.translate(pat.replace("**/", "\x00")).replace("\x00", "(?:.*/)?")
+        return re.match(rx, p) is not None
+
+    parts, out = path.split("/"), False
+    for line in patterns:
+        neg, pat = line.startswith("!"), line.lstrip("!").strip("/")
+        if any(match(pat, "/".join(parts[:i])) for i in range(1, len(parts) + 1)):
+            out = not neg
+    return out
+
+
+def test_the_image_build_leaves_out_secrets_and_local_state():
+    """`COPY . .` copies the build context: the deploy/.env that the README has users write (and any
+    other .env) must never enter the image's layers, while the code and requirements must."""
+    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    patterns = [ln for ln in lines if ln and not ln.startswith("#")]
+    for secret in ("deploy/.env", ".env", "prod.env", "deploy/staging.env", "study.sqlite", "study.sqlite-wal",
+                   ".git/config", "ic_zoo/__pycache__/x.pyc"):
+        assert _docker_ignored(secret, patterns), secret
+    for needed in ("app.py", "requirements.txt", "ic_zoo/app_main.py", "ic_zoo/flower2d/weights/x.safetensors",
+                   "deploy/k8s.yaml", "Dockerfile"):
+        assert not _docker_ignored(needed, patterns), needed
+    # the rule matters because the whole context is copied
+    assert re.search(r"^COPY (--\S+ )*\. \.$", (ROOT / "Dockerfile").read_text(), re.M)
+
+
 def test_the_kubernetes_manifests_validate_against_their_schemas(tmp_path):
     kv = _bin("kubernetes-validate")
     r = subprocess.run([kv, "--strict", "--quiet", str(DEPLOY / "k8s.yaml")], capture_output=True, text=True,
