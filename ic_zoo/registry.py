@@ -106,7 +106,8 @@ def _missing_hook(kind: str, cls: type, base: type) -> str | None:
 def check_declaration(kind: str, name: str, factory: Callable, meta: dict) -> dict:
     """register()'s metadata (``description`` included) merged with what a plugin class declares, checked
     once at registration: a class must subclass its kind's base and implement its hooks, its ``name`` (if
-    it sets one) is the registered one, and a description or cost declared both ways must agree. A
+    it sets one) is the registered one, and a description or cost is declared once, on the class or in
+    register(), never both (two copies that agree today drift apart tomorrow). A
     factory function is checked when it makes its object (``Registry.create``)."""
     merged = dict(meta)
     if isinstance(factory, type):
@@ -125,7 +126,7 @@ def check_declaration(kind: str, name: str, factory: Callable, meta: dict) -> di
             v = declared(factory, base, attr)
             if v in (None, ""):
                 continue
-            if merged.get(attr) not in (None, "") and merged[attr] != v:
+            if merged.get(attr) not in (None, ""):  # even the same value: one place to change it
                 raise PluginContractError(f"{kind} '{name}' declares its {attr} twice, {v!r} on the class and "
                                           f"{merged[attr]!r} in register(); declare it once")
             merged[attr] = v

@@ -324,6 +324,8 @@ def test_registration_refuses_a_plugin_that_breaks_its_contract():
         (lambda: reg.register("explainer", "wrongbase", Tagged), "which is not an ic_zoo.Explainer; subclass it"),
         (lambda: reg.register("inpainter", "named", Named), "says name = 'something_else'; use one name"),
         (lambda: reg.register("explainer", "badcost", Twice, cost="sometimes"), "declares its cost twice"),
+        (lambda: reg.register("explainer", "same_twice", Twice, cost="slow"),
+         "declares its cost twice, 'slow' on the class and 'slow' in register(); declare it once"),
         (lambda: reg.register("explainer", "badcost2", lambda: Tagged(), cost="sometimes"),
          "has cost 'sometimes'; it must be one of interactive, slow"),
         (lambda: reg.register("inpainter", "slowfill", lambda: Tagged(), cost="slow"),
