@@ -152,6 +152,13 @@ def test_humans_and_models_against_the_ground_truth_and_the_answers(simulated):
     assert q["answers"] == {"petal": 5}  # everyone answered, the one who did not paint too
     assert q["agree_with_model"][f"{MODEL} (occlusion)"] == float(top == "petal")
     assert disc["parts"]["flip_top_part"][MODEL] in ("petal", "centre")
+    assert q["agree_with_flips"][MODEL] == float(disc["parts"]["flip_top_part"][MODEL] == "petal")
+    # across tasks (one here): the ranking carries the model's truth IoU and the answers naming its part
+    r = out["disc"][1]["ranking"][0]
+    assert r["truth_iou"] == pytest.approx(model["iou"])
+    assert r["answers_naming_its_part"] == q["agree_with_model"][f"{MODEL} (occlusion)"]
+    assert r["pointing_model_in_human"] == disc["agreement"][0]["pointing_model_in_human"][0]
+    assert out["disc"][1]["humans_vs_truth"] == {"tasks": 1, "iou": disc["truth"]["human_iou"][0]}
 
 
 def test_the_report_renders_with_its_tables_and_figures(simulated):
@@ -174,6 +181,9 @@ def test_the_report_renders_with_its_tables_and_figures(simulated):
     doc = json.loads((folder / "analysis.json").read_text())
     assert doc["tasks"][0]["with_strokes"] == 4 and doc["answers"][0]["answer"] == "petals"
     assert "Against the ground truth" in page and "the part people named" in page
+    assert f"the removals that flipped {MODEL}" in page and "truth iou" in page
+    ranking = list(csv.DictReader(open(folder / "ranking.csv")))
+    assert ranking[0]["model"] == MODEL and float(ranking[0]["truth_iou"]) > 0.6
     truth = list(csv.DictReader(open(folder / "truth.csv")))
     assert truth[0]["who"].startswith("humans") and float(truth[0]["iou"]) > 0.95
 

@@ -361,6 +361,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         if "parts" in gt:
             entry["parts"] = parts_and_answers(gt["parts"], task, answers, with_strokes, maps, side)
     doc["ranking"] = ranking(boot_iou)
+    across_tasks(doc)
     doc["answers"] = answer_counts(definition, answers)
     if out is not None:
         doc["figures"] = write(doc, images, Path(out))
@@ -437,6 +438,8 @@ def parts_and_answers(parts: np.ndarray, task: dict, answers: list[dict], traces
         for r in out["models"]:
             row["agree_with_model"][f"{r['model']} ({r['explainer']})"] = float(np.mean([s == r["top_part"] for s in said]))
         row["agree_with_their_removals"] = float(np.mean([s == out["human_top_part"] for s in said]))
+        row["agree_with_flips"] = {m: float(np.mean([s == part for s in said]))
+                                   for m, part in out.get("flip_top_part", {}).items()}
         out["questions"].append(row)
     return out
 
@@ -453,6 +456,30 @@ def ranking(boot_iou: dict) -> list[dict]:
     for i, r in enumerate(out):
         r["rank"] = i + 1
     return out
+
+
+def across_tasks(doc: dict) -> None:
+    """Adds to each ranking row, over the tasks: the mean pointing both ways, the mean IoU with the
+    ground-truth region (Flower2D tasks) and the share of part-naming answers that name the part its map
+    is on; and to the document the humans' own IoU with the truth over the same tasks."""
+    for r in doc["ranking"]:
+        key = (r["model"], r["explainer"])
+        rows = [a for e in doc["tasks"] for a in e.get("agreement", []) if (a["model"], a["explainer"]) == key]
+        for c in ("pointing_model_in_human", "pointing_human_in_model"):
+            r[c] = float(np.mean([a[c][0] for a in rows])) if rows else float("nan")
+        truth = [t["iou"] for e in doc["tasks"] for t in (e.get("truth") or {}).get("models", [])
+                 if (t["model"], t["explainer"]) == key]
+        r["truth_iou"] = float(np.mean(truth)) if truth else float("nan")
+        named = [q["agree_with_model"][f"{r['model']} ({r['explainer']})"] for e in doc["tasks"]
+                 for q in (e.get("parts") or {}).get("questions", [])
+                 if f"{r['model']} ({r['explainer']})" in q["agree_with_model"]]
+        r["answers_naming_its_part"] = float(np.mean(named)) if named else float("nan")
+    human = [e["truth"]["human_iou"][0] for e in doc["tasks"] if e.get("truth")]
+    doc["humans_vs_truth"] = {"tasks": len(human), "iou": float(np.mean(human)) if human else float("nan")}
+
+
+RANKING_COLUMNS = ["rank", "model", "explainer", "tasks", "iou", "pointing_model_in_human",
+                   "pointing_human_in_model", "truth_iou", "answers_naming_its_part"]
 
 
 def answer_counts(definition: dict, answers: list[dict]) -> list[dict]:
@@ -526,8 +553,13 @@ def figure(entry: dict, image: np.ndarray):
     for m, mm in entry["model_maps"].items():
         for ex, heat in mm["maps"].items():
             a = score[(m, ex)]
-            panels.append((f"{m.split('/')[-1]} {ex}\n{mm['label'][:18]}: IoU {a['iou'][0]:.2f}, ρ {a['spearman'][0]:.2f}",
+            panels.append((f"{m.split('/')[-1]} {ex}\n{mm['label'][:18]}: IoU {a['iou'][0]:.2f}, ρ {a['spearman'][0]:.2f}\n"
+                           f"pointing {a['pointing_model_in_human'][0]:.0f} / {a['pointing_human_in_model'][0]:.0f}",
                            heat, "jet"))
+            flip = mm.get("flip", {}).get(ex)
+            if flip:
+                panels.append((f"removing its top {100 * flip['fraction']:.0f}%\nflips {m.split('/')[-1]}",
+                               flip["mask"].astype(np.float32), "gray"))
     fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.7))
     for ax, (title, a, cmap) in zip(np.atleast_1d(axes), panels):
         ax.imshow(a, cmap=cmap, vmin=0 if cmap else None)
@@ -554,7 +586,7 @@ def write(doc: dict, images: dict, out: Path) -> dict:
             figs[e["task"]] = png
     _csv(out / "agreement.csv", agree, AGREEMENT_COLUMNS)
     _csv(out / "effects.csv", effects, EFFECT_COLUMNS)
-    _csv(out / "ranking.csv", doc["ranking"], ["rank", "model", "explainer", "tasks", "iou"])
+    _csv(out / "ranking.csv", doc["ranking"], RANKING_COLUMNS)
     _csv(out / "answers.csv", doc["answers"], ["task", "question", "answer", "count"])
     _csv(out / "truth.csv", [r for e in doc["tasks"] if e.get("truth") for r in truth_rows(e)], ["task"] + TRUTH_COLUMNS)
     (out / "analysis.json").write_text(json.dumps(jsonable(doc), indent=1))
@@ -594,7 +626,11 @@ other way round. <i>Flip rate</i>: the share of participants whose edits changed
 some point. <i>Drop per removed %</i>: the fall of the original class's probability (percentage points)
 per percent of the image removed, at the end. <i>Human − random</i>: how much more the participants'
 final removals lowered that probability than the same masks moved to random places (same inpainter);
-above 0 means people removed what the model uses. Brackets: bootstrap 95 % intervals over participants.</p>"""
+above 0 means people removed what the model uses. Brackets: bootstrap 95 % intervals over participants.
+In the ranking, over the tasks: <i>truth iou</i>, the overlap of the model's map with the region that
+really decides the class (Flower2D tasks), and <i>answers naming its part</i>, the share of answers that
+name the part the model's map is on. In the figures, a grey panel is the smallest top share of a map
+whose removal flips that model by itself.</p>"""
 
 
 def report_html(doc: dict, figs: dict) -> str:
@@ -608,7 +644,11 @@ def report_body(doc: dict, figs: dict) -> str:
              f"<p>Study <code>{html.escape(doc['study'])}</code>; explainers: {html.escape(', '.join(doc['explainers']))};"
              f" {doc['bootstrap']} bootstrap resamples; {doc['random_placements']} random placements per removal.</p>",
              READING, "<h2>Which model looks where people look</h2>",
-             _table(doc["ranking"], ["rank", "model", "explainer", "tasks", "iou"])]
+             _table(doc["ranking"], RANKING_COLUMNS)]
+    if doc.get("humans_vs_truth", {}).get("tasks"):
+        parts.append(f"<p>On the {doc['humans_vs_truth']['tasks']} task(s) with a ground-truth region, the "
+                     f"participants' removal map overlaps it with IoU {doc['humans_vs_truth']['iou']:.2f} "
+                     "(<i>truth iou</i> above: each model's map, the same way).</p>")
     for e in doc["tasks"]:
         parts.append(f"<h2>Task {html.escape(e['task'])}</h2><p>{e['participants']} participant(s), "
                      f"{e['with_strokes']} with strokes.</p>")
@@ -630,6 +670,8 @@ def report_body(doc: dict, figs: dict) -> str:
                      "answers naming it": v} for k, v in q["agree_with_model"].items()]
             rows.append({"whose map": "the participants' own removals", "top part": e["parts"]["human_top_part"],
                          "answers naming it": q["agree_with_their_removals"]})
+            rows += [{"whose map": f"the removals that flipped {m}", "top part": e["parts"]["flip_top_part"][m],
+                      "answers naming it": v} for m, v in q.get("agree_with_flips", {}).items()]
             said = ", ".join(f"{k} {n}" for k, n in q["answers"].items())
             parts.append(f"<h3>Question {html.escape(q['question'])}: the part people named, against the maps</h3>"
                          f"<p>Answers: {html.escape(said)}.</p>" + _table(rows, ["whose map", "top part", "answers naming it"]))
