@@ -53,11 +53,11 @@ def test_subsets_are_seeded_inpainted_once_and_shared(six):
     x = clf.preprocess(img)
     a = small.explain(clf, x, [0, 1])
     seen = clf.tensor_to_image(x)
-    c = occ.coalitions(seen, 30, "telea", 32, 0.5, 0, 1)
+    c = occ.coalitions(seen, 30, "telea", 32, small.keep, 0, 1)
     assert c._images is not None  # made by the call above, kept for the next model
     other = ic_zoo.create("classifier", "flower2d-6c/squeezenet", pretrained=True, device="cpu")
     assert other.tensor_to_image(other.preprocess(img)).tobytes() == seen.tobytes()
-    assert occ.coalitions(seen, 30, "telea", 32, 0.5, 0, 1) is c  # the same subsets for another model
+    assert occ.coalitions(seen, 30, "telea", 32, small.keep, 0, 1) is c  # the same subsets for another model
     b = small.explain(clf, x, [0, 1])
     np.testing.assert_array_equal(a.raw, b.raw)
     kept, ims = c.images()
@@ -133,3 +133,12 @@ def test_pointing_misses_records_the_plateau_and_the_exact_part_removal():
             want = torch.softmax(clf.forward(clf.image_to_tensor(gone[None])).float(), 1)[0, p["label"]].item()
         assert abs(miss["p_class_part_removed"] - want) < 1e-3
         assert 0.0 <= miss["p_class"] <= 1.0
+        kept, gone = miss["p_class_half_mask_removed"], miss["p_class_half_mask_and_part_removed"]
+        assert 0.0 <= kept <= 1.0 and 0.0 <= gone <= 1.0
+    # an empty part changes nothing, and the draws are seeded (the same figures again); the whole mask
+    # removed as well costs the class more than half of it
+    p, img, parts = samples[0]
+    m = g.disc_mask(p, parts)
+    kept, same = pm.half_mask_removed(clf, img, m, np.zeros_like(m), p["label"], 7)
+    assert kept == same and (kept, same) == pm.half_mask_removed(clf, img, m, np.zeros_like(m), p["label"], 7)
+    assert pm.half_mask_removed(clf, img, m, m, p["label"], 7)[1] < kept

@@ -350,7 +350,8 @@ def ridge(kept: np.ndarray, p: np.ndarray, lam: float) -> np.ndarray:
 
 @register("explainer", "lime", requires=("skimage", "cv2"), cost="slow",
           description="LIME by inpainting (Ribeiro et al. 2016; removal by inpainting as in Agarwal & Nguyen "
-                      "2020): 512 random half-sets of superpixels per SLIC scale removed together, p(class) "
+                      "2020): per SLIC scale, 512 random subsets of superpixels (each removed with probability "
+                      "0.7) removed together, p(class) "
                       "fitted by ridge regression; about 1,540 forward passes, shared by every model")
 class Lime(Explainer):
     """LIME over superpixels with removal by inpainting. For each of the three SLIC scales, ``samples``
@@ -363,7 +364,7 @@ class Lime(Explainer):
     the whole range of removals, as in KernelSHAP's sampling, not LIME's neighbourhood weighting. The
     subsets are drawn from a fixed seed, inpainted once per image and shared by every model and class."""
 
-    def __init__(self, n_segments: Sequence[int] = SCALES, samples: int = 512, keep: float = 0.5,
+    def __init__(self, n_segments: Sequence[int] = SCALES, samples: int = 512, keep: float = 0.3,
                  ridge: float = 10.0, inpainter: str = "telea", seed: int = 0, dilate: int = 1,
                  batch: int = 32) -> None:
         from ..errors import InputError
