@@ -128,3 +128,31 @@ def test_a_titled_panel_names_both_classes_above_it():
     img = np.zeros((40, 300, 3), np.uint8)
     out = present.titled(img, "why 'a' rather than 'b'")
     assert out.shape == (62, 300, 3) and (out[:22] < 255).any() and (out[22:] == img).all()
+
+
+def test_progress_never_goes_backwards_across_steps():
+    """Several explainers (or images) each report 0..1: the bar the user sees only moves forward."""
+    from ic_zoo import gradio_util
+
+    seen = []
+    forward = gradio_util.monotonic(lambda f, desc=None: seen.append((f, desc)))
+    for f in (0.2, 0.778, 0.667, 0.889, 0.1, 1.0):
+        forward(f, desc=f"step at {f}")
+    assert [f for f, _ in seen] == [0.2, 0.778, 0.778, 0.889, 0.889, 1.0]
+    assert seen[2][1] == "step at 0.667"  # the words still follow the step
+    forward(None, desc="indeterminate")  # a non-number passes through
+    assert seen[-1] == (None, "indeterminate")
+
+
+def test_the_status_line_after_a_success_says_what_happened_and_no_earlier_error():
+    mask = np.zeros((8, 8), bool)
+    mask[:2, :2] = True
+    stroke = SimpleNamespace(inpainter="telea", seconds=0.012, area=int(mask.sum()), mask=mask)
+    blur = SimpleNamespace(inpainter="blur", seconds=0.003, area=64, mask=np.ones((8, 8), bool))
+    line = present.status_line(SimpleNamespace(edits=[stroke]), 0.25, ["resnet"])
+    assert line == ("1 edit(s); last inpainted with telea in 12 ms; models and maps in 250 ms; "
+                    "**top-1 changed for resnet**")
+    assert "blurred" in present.status_line(SimpleNamespace(edits=[stroke, blur]), 0.1, [])
+    assert present.status_line(SimpleNamespace(edits=[]), 0.1, [], notice="Resized to 768 px.").startswith(
+        "Resized to 768 px. 0 edit(s)")
+    assert present.status_line(SimpleNamespace(edits=[]), 0.1, []).startswith("0 edit(s); models")
