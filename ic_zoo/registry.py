@@ -105,9 +105,9 @@ def _missing_hook(kind: str, cls: type, base: type) -> str | None:
 
 def check_declaration(kind: str, name: str, factory: Callable, meta: dict) -> dict:
     """register()'s metadata (``description`` included) merged with what a plugin class declares, checked
-    once at registration: a class must subclass its kind's base and implement its hooks, its ``name`` (if
-    it sets one) is the registered one, and a description or cost is declared once, on the class or in
-    register(), never both (two copies that agree today drift apart tomorrow). A
+    once at registration: a class must subclass its kind's base and implement its hooks; its name is the
+    one register() gives (the registry sets it on the object), and a description or cost is declared
+    once, on the class or in register(), never both (two copies that agree today drift apart tomorrow). A
     factory function is checked when it makes its object (``Registry.create``)."""
     merged = dict(meta)
     if isinstance(factory, type):
@@ -122,6 +122,9 @@ def check_declaration(kind: str, name: str, factory: Callable, meta: dict) -> di
         if own_name and own_name != name:
             raise PluginContractError(f"{kind} '{name}' is registered under that name, but its class "
                                       f"{factory.__name__} says name = {own_name!r}; use one name")
+        if own_name:
+            raise PluginContractError(f"{kind} '{name}' declares its name twice, on the class {factory.__name__} "
+                                      "and in register(); drop name = ... from the class (the registry sets it)")
         for attr in CLASS_META:
             v = declared(factory, base, attr)
             if v in (None, ""):

@@ -11,7 +11,6 @@ from ic_zoo import Inpainter, register
 
 @register("inpainter", "pixelate", description="mosaic of block x block cells over the mask (example plugin)")
 class Pixelate(Inpainter):
-    name = "pixelate"
     needs_context = False  # averages the masked cells themselves: works on the whole image too
 
     def __init__(self, block: int = 16, work_size=None):

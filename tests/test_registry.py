@@ -221,7 +221,7 @@ def test_plugins_never_load_from_the_working_directory(tmp_path):
         f"open({str(marker)!r}, 'w').write('ran')\n"
         "from ic_zoo import register, Inpainter\n"
         "@register('inpainter', 'evil')\n"
-        "class Evil(Inpainter):\n    name = 'evil'\n    def _inpaint(self, image, mask):\n        return image\n")
+        "class Evil(Inpainter):\n    def _inpaint(self, image, mask):\n        return image\n")
     env = {k: v for k, v in os.environ.items() if k not in ("IC_ZOO_PLUGINS_DIR", "IC_ZOO_DISABLE_PLUGIN_AUTOLOAD")}
     env["PYTHONPATH"] = str(root)
 
@@ -323,6 +323,8 @@ def test_registration_refuses_a_plugin_that_breaks_its_contract():
         (lambda: reg.register("explainer", "nohook", NoHook), "does not implement explain("),
         (lambda: reg.register("explainer", "wrongbase", Tagged), "which is not an ic_zoo.Explainer; subclass it"),
         (lambda: reg.register("inpainter", "named", Named), "says name = 'something_else'; use one name"),
+        (lambda: reg.register("inpainter", "something_else", Named),
+         "declares its name twice, on the class Named and in register(); drop name = ... from the class"),
         (lambda: reg.register("explainer", "badcost", Twice, cost="sometimes"), "declares its cost twice"),
         (lambda: reg.register("explainer", "same_twice", Twice, cost="slow"),
          "declares its cost twice, 'slow' on the class and 'slow' in register(); declare it once"),

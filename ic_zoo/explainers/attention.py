@@ -119,7 +119,7 @@ class AttentionExplainer(Explainer):
 
 
 class Rollout(AttentionExplainer):
-    name, description = "rollout", ROLLOUT
+    description = ROLLOUT
 
     def token_maps(self, clf, run, classes):
         import torch
@@ -138,7 +138,7 @@ class Rollout(AttentionExplainer):
 
 
 class Chefer(AttentionExplainer):
-    name, description = "chefer", CHEFER
+    description = CHEFER
     uses_gradients = True
 
     def token_maps(self, clf, run, classes):
@@ -164,7 +164,7 @@ class LeGrad(AttentionExplainer):
     patch tokens. All blocks' attention and outputs are tapped in the edit's one pass; each block costs a
     partial backward from its own score to its own attention, all classes at once."""
 
-    name, description = "legrad", LEGRAD
+    description = LEGRAD
     uses_gradients = True
     needs_tokens = True
 
@@ -253,6 +253,6 @@ def _blocks(clf) -> list:
     return [b for b in clf.model.modules() if getattr(b, "attn", None) is not None and any(b.attn is m for m in mods)]
 
 
-register("explainer", "rollout", Rollout)  # name, description and cost: the class's
+register("explainer", "rollout", Rollout)  # description and cost: the class's
 register("explainer", "chefer", Chefer)
 register("explainer", "legrad", LeGrad)

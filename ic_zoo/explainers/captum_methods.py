@@ -98,7 +98,7 @@ class CaptumExplainer(Explainer):
 
 
 class InputXGradient(CaptumExplainer):
-    name, description, cost = "inputxgradient", IXG, "interactive"
+    description, cost = IXG, "interactive"
     per_class = False
 
     def attribute(self, clf, module, x, targets):
@@ -108,7 +108,7 @@ class InputXGradient(CaptumExplainer):
 
 
 class IntegratedGradients(CaptumExplainer):
-    name, description, cost = "integratedgradients", IG, "slow"
+    description, cost = IG, "slow"
 
     def attribute(self, clf, module, x, targets):
         from captum.attr import IntegratedGradients as Method
@@ -123,7 +123,7 @@ def smoothgrad_stdev(x) -> float:
 
 
 class SmoothGrad(CaptumExplainer):
-    name, description, cost = "smoothgrad", SG, "slow"
+    description, cost = SG, "slow"
 
     def attribute(self, clf, module, x, targets):
         import torch
@@ -145,7 +145,7 @@ def occlusion_window(x) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
 
 
 class CaptumOcclusion(CaptumExplainer):
-    name, description, cost = "captum-occlusion", OCC, "slow"
+    description, cost = OCC, "slow"
 
     def attribute(self, clf, module, x, targets):
         import torch
@@ -157,5 +157,6 @@ class CaptumOcclusion(CaptumExplainer):
                                                target=targets, perturbations_per_eval=_batch(clf))
 
 
-for _cls in (InputXGradient, IntegratedGradients, SmoothGrad, CaptumOcclusion):  # name, description, cost: the class's
-    register("explainer", _cls.name, _cls, requires=("captum",), pip="pip install captum", library="captum")
+for _name, _cls in (("inputxgradient", InputXGradient), ("integratedgradients", IntegratedGradients),
+                    ("smoothgrad", SmoothGrad), ("captum-occlusion", CaptumOcclusion)):  # description, cost: the class's
+    register("explainer", _name, _cls, requires=("captum",), pip="pip install captum", library="captum")

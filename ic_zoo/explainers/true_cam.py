@@ -16,7 +16,6 @@ from ._base import ExplainOutput, Explainer, TapSpec, input_size_wh, normalize_l
 @register("explainer", "cam", requires=("pytorch_grad_cam",),
           description="CAM (Zhou et al. 2016): class weights applied to the last feature map; GAP heads only")
 class TrueCAM(Explainer):
-    name = "cam"
 
     def supports(self, clf) -> str | None:
         if clf.cam_head() is None:

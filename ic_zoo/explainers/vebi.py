@@ -378,7 +378,6 @@ def describe_feature(rel: Relevance, f: int) -> str:
           description="VEBI (Oramas et al., ICLR 2019): guided-backprop heatmaps of the class's relevant "
                       "features, with the stride fix; needs a fitted relevance file (Flower2D ships them)")
 class Vebi(Explainer):
-    name = "vebi"
 
     def __init__(self, k: int = TOP_FEATURES, stride_fix: bool = True) -> None:
         self.k = k
@@ -415,7 +414,6 @@ class Vebi(Explainer):
 @register("explainer", "vebi-nofix", requires=("torch",), cost="interactive",
           description="VEBI without the stride fix (plain guided backprop through strided convolutions): the ablation")
 class VebiNoFix(Vebi):
-    name = "vebi-nofix"
 
     def __init__(self) -> None:
         super().__init__(stride_fix=False)

@@ -45,7 +45,6 @@ def _reason() -> str | None:
 @register("inpainter", "lama", requires=("torch",), check=_reason,
           description="LaMa big-lama (TorchScript, as in IOPaint): learned large-mask inpainting; 196 MB download")
 class LaMa(Inpainter):
-    name = "lama"
     pad_multiple = 8
 
     def __init__(self, device: str | None = None, work_size: int | None = DEFAULT_WORK_SIZE) -> None:

@@ -24,20 +24,17 @@ class _OpenCVInpaint(Inpainter):
 
 @register("inpainter", "telea", requires=("cv2",), description="OpenCV fast marching (Telea 2004); radius in px")
 class Telea(_OpenCVInpaint):
-    name = "telea"
     flag_name = "INPAINT_TELEA"
 
 
 @register("inpainter", "ns", requires=("cv2",), description="OpenCV Navier-Stokes (Bertalmio 2001); radius in px")
 class NavierStokes(_OpenCVInpaint):
-    name = "ns"
     flag_name = "INPAINT_NS"
 
 
 @register("inpainter", "blur", requires=("cv2",),
           description="Gaussian blur inside the mask (the seed's blur tool); sigma in px")
 class Blur(Inpainter):
-    name = "blur"
     thread_safe = True
     needs_context = False  # blurs the masked pixels themselves: any mask, the whole image included
 
@@ -54,7 +51,6 @@ class Blur(Inpainter):
 
 @register("inpainter", "mean_fill", description="fills the mask with the mean colour of the unmasked pixels (a control)")
 class MeanFill(Inpainter):
-    name = "mean_fill"
     thread_safe = True
 
     def __init__(self, work_size: int | None = None) -> None:

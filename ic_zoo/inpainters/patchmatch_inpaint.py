@@ -14,7 +14,6 @@ _SEED_LOCK = threading.Lock()  # the native library keeps one global RNG
 @register("inpainter", "patchmatch", requires=("patchmatch",), pip="PyPatchMatch",
           description="PatchMatch: copies matching patches from the rest of the image; patch_size is a radius")
 class PatchMatch(Inpainter):
-    name = "patchmatch"
 
     def __init__(self, patch_size: int = 5, seed: int = 0, work_size: int | None = DEFAULT_WORK_SIZE) -> None:
         if not 1 <= int(patch_size) <= 64:
