@@ -55,7 +55,6 @@ from ic_zoo.inpainters.opencv_inpaint import Telea
 
 @register("inpainter", "slow-telea", description="Telea after IC_ZOO_TEST_SLOW_S seconds (tests only)")
 class SlowTelea(Telea):
-    name = "slow-telea"
 
     def _inpaint(self, image, mask):
         time.sleep(float(os.environ.get("IC_ZOO_TEST_SLOW_S", "2")))
