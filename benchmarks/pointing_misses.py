@@ -31,32 +31,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 DRAWS = 24
 
 
-def half_mask_removed(clf, img: np.ndarray, m: np.ndarray, part: np.ndarray, label: int, seed: int):
-    """Mean p(label) with a random half of the mask's superpixels inpainted, the part kept / removed too."""
-    import cv2
+def p_class(clf, ims, label: int) -> list[float]:
+    """The model's p(label) on each image."""
     import torch
 
-    from ic_zoo.explainers.occlusion import segments
-    from ic_zoo.session import get_inpainter
+    with torch.inference_mode():
+        return torch.softmax(clf.forward(clf.image_to_tensor(np.stack(ims))).float(), 1)[:, label].tolist()
 
-    fill, grow, rng = get_inpainter("telea"), np.ones((3, 3), np.uint8), np.random.default_rng(seed)
-    seg = segments(img, 120)
-    ids = np.array([i for i in np.unique(seg) if m[seg == i].mean() > 0.5])
+
+def half_mask_removed(clf, img: np.ndarray, m: np.ndarray, part: np.ndarray, label: int, seed: int):
+    """Mean p(label) with a random half of the mask's superpixels inpainted, the part kept / removed too."""
+    from ic_zoo.explainers.occlusion import segmentation
+
+    s, rng = segmentation(img, 120, "telea", 1), np.random.default_rng(seed)  # LIME's own removal
+    ids = np.array([i for i in s.ids if m[s.seg == i].mean() > 0.5])
     masks = []
     for _ in range(DRAWS):
-        half = np.isin(seg, ids[rng.random(len(ids)) < 0.5])
+        half = np.isin(s.seg, ids[rng.random(len(ids)) < 0.5])
         masks += [half, half | part]
-    ims = [fill.inpaint(img, cv2.dilate(k.astype(np.uint8), grow) > 0) for k in masks]
-    with torch.inference_mode():
-        pr = torch.softmax(clf.forward(clf.image_to_tensor(np.stack(ims))).float(), 1)[:, label].numpy()
+    pr = np.array(p_class(clf, s.remove_many(masks), label))
     return round(float(pr[0::2].mean()), 4), round(float(pr[1::2].mean()), 4)
 
 
 def misses(key: str, variant: str, explainer: str, n: int, seeds: int, params: dict | None = None) -> dict:
     from ic_zoo.explain_bench import select_images
     from ic_zoo.flower2d import generator as g
-    import torch
-
     from ic_zoo.session import get_classifier, get_explainer
 
     import ic_zoo
@@ -77,9 +76,7 @@ def misses(key: str, variant: str, explainer: str, n: int, seeds: int, params: d
             yy, xx = np.nonzero(m)
             part = names[int(parts[y, x])]
             plateau = h >= h[y, x] * (1 - 1e-6)
-            ims = np.stack([img, g.render(p, img.shape[0], remove=[part])[0]])
-            with torch.inference_mode():
-                pr = torch.softmax(clf.forward(clf.image_to_tensor(ims)).float(), 1)[:, p["label"]].tolist()
+            pr = p_class(clf, [img, g.render(p, img.shape[0], remove=[part])[0]], p["label"])
             half = half_mask_removed(clf, img, m, g.part_mask(parts, part), p["label"], 1000 * seed + j)
             out.append({"seed": seed, "image": j, "px_from_mask": float(np.min(np.hypot(yy - y, xx - x))),
                         "part_at_peak": part, "plateau_px": int(plateau.sum()),
