@@ -462,20 +462,21 @@ def across_tasks(doc: dict) -> None:
     """Adds to each ranking row, over the tasks: the mean pointing both ways, the mean IoU with the
     ground-truth region (Flower2D tasks) and the share of part-naming answers that name the part its map
     is on; and to the document the humans' own IoU with the truth over the same tasks."""
+    def mean(v: list) -> float:
+        return float(np.mean(v)) if v else float("nan")
+
     for r in doc["ranking"]:
-        key = (r["model"], r["explainer"])
+        key, label = (r["model"], r["explainer"]), f"{r['model']} ({r['explainer']})"
         rows = [a for e in doc["tasks"] for a in e.get("agreement", []) if (a["model"], a["explainer"]) == key]
         for c in ("pointing_model_in_human", "pointing_human_in_model"):
-            r[c] = float(np.mean([a[c][0] for a in rows])) if rows else float("nan")
-        truth = [t["iou"] for e in doc["tasks"] for t in (e.get("truth") or {}).get("models", [])
-                 if (t["model"], t["explainer"]) == key]
-        r["truth_iou"] = float(np.mean(truth)) if truth else float("nan")
-        named = [q["agree_with_model"][f"{r['model']} ({r['explainer']})"] for e in doc["tasks"]
-                 for q in (e.get("parts") or {}).get("questions", [])
-                 if f"{r['model']} ({r['explainer']})" in q["agree_with_model"]]
-        r["answers_naming_its_part"] = float(np.mean(named)) if named else float("nan")
+            r[c] = mean([a[c][0] for a in rows])
+        r["truth_iou"] = mean([t["iou"] for e in doc["tasks"] for t in (e.get("truth") or {}).get("models", [])
+                               if (t["model"], t["explainer"]) == key])
+        r["answers_naming_its_part"] = mean([q["agree_with_model"][label] for e in doc["tasks"]
+                                             for q in (e.get("parts") or {}).get("questions", [])
+                                             if label in q["agree_with_model"]])
     human = [e["truth"]["human_iou"][0] for e in doc["tasks"] if e.get("truth")]
-    doc["humans_vs_truth"] = {"tasks": len(human), "iou": float(np.mean(human)) if human else float("nan")}
+    doc["humans_vs_truth"] = {"tasks": len(human), "iou": mean(human)}
 
 
 RANKING_COLUMNS = ["rank", "model", "explainer", "tasks", "iou", "pointing_model_in_human",
