@@ -11,11 +11,11 @@ pixels from that pixel to the mask, which part it lies on, how many pixels share
 map's top plateau) and what share of them lies in the mask (so a miss that is only numpy's raster-order
 tie-break inside a plateau straddling the mask's edge shows as a share above 0), and the model's p(class)
 with that part removed by the generator's exact re-render (does the model itself depend on the part the
-map points at?). LIME judges each superpixel with about half of the others removed, so each miss also
-records p(class) with a random half of the mask's superpixels removed by LIME's own operator (the
-120-superpixel scale, telea, masks grown by 1 px; the mean of ``DRAWS`` draws), once with the peak's part
-kept and once with it removed too: does the model need that part once the mask is half gone? Prints a
-table and writes JSON.
+map points at?). LIME judges each superpixel with many of the others removed (70 % by default), so
+each miss also records p(class) with a random half of the mask's superpixels removed by LIME's own
+operator (the 120-superpixel scale, telea, masks grown by 1 px; the mean of ``DRAWS`` draws), once with
+the peak's part kept and once with it removed too: does the model need that part once the mask is half
+gone? Prints a table and writes JSON.
 """
 from __future__ import annotations
 
