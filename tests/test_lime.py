@@ -142,3 +142,27 @@ def test_pointing_misses_records_the_plateau_and_the_exact_part_removal():
     kept, same = pm.half_mask_removed(clf, img, m, np.zeros_like(m), p["label"], 7)
     assert kept == same and (kept, same) == pm.half_mask_removed(clf, img, m, np.zeros_like(m), p["label"], 7)
     assert pm.half_mask_removed(clf, img, m, m, p["label"], 7)[1] < kept
+
+
+def test_another_class_costs_no_forward_pass_and_gives_the_same_map(six):
+    """Each model classifies the subsets once and keeps every class: the map of a second class, asked for
+    alone, is the one a joint call gives, with no forward pass; another model classifies them itself."""
+    clf, samples = six
+    _, img, _ = samples[1]
+    small = ic_zoo.create("explainer", "lime", n_segments=(30,), samples=32)
+    x = clf.preprocess(img)
+    joint = small.explain(clf, x, [0, 3]).raw
+    calls = []
+    real = clf.forward
+    clf.forward = lambda t: (calls.append(len(t)), real(t))[1]
+    try:
+        alone = small.explain(clf, x, [3]).raw
+    finally:
+        del clf.forward
+    assert calls == []
+    np.testing.assert_allclose(alone[0], joint[1], rtol=1e-6, atol=1e-9)
+    other = ic_zoo.create("classifier", "flower2d-6c/squeezenet", pretrained=True, device="cpu")
+    real_o = other.forward
+    other.forward = lambda t: (calls.append(len(t)), real_o(t))[1]
+    small.explain(other, other.preprocess(img), [3])
+    assert sum(calls) == len(occ.coalitions(clf.tensor_to_image(x), 30, "telea", 32, small.keep, 0, 1).images()[1])
