@@ -161,6 +161,36 @@ def test_humans_and_models_against_the_ground_truth_and_the_answers(simulated):
     assert out["disc"][1]["humans_vs_truth"] == {"tasks": 1, "iou": disc["truth"]["human_iou"][0]}
 
 
+def test_the_ranking_across_tasks_keeps_each_model_to_its_own_rows():
+    """Two tasks, two models (one with no map on the second task, one task without ground truth): each
+    ranking row averages only its own model's values, over the tasks where it has them."""
+    a, b = ("m/a", "occlusion"), ("m/b", "gradcam")
+
+    def agree(key, pm, ph):
+        return {"model": key[0], "explainer": key[1], "pointing_model_in_human": [pm, pm - 0.1, pm + 0.1],
+                "pointing_human_in_model": [ph, ph - 0.1, ph + 0.1]}
+
+    doc = {"ranking": [{"model": k[0], "explainer": k[1]} for k in (a, b)], "tasks": [
+        {"agreement": [agree(a, 1.0, 0.8), agree(b, 0.0, 0.2)],
+         "truth": {"human_iou": [0.9, 0.8, 1.0], "models": [{"model": "m/a", "explainer": "occlusion", "iou": 0.7},
+                                                             {"model": "m/b", "explainer": "gradcam", "iou": 0.1}]},
+         "parts": {"questions": [{"agree_with_model": {"m/a (occlusion)": 1.0, "m/b (gradcam)": 0.0}}]}},
+        {"agreement": [agree(a, 0.5, 0.4)],
+         "truth": {"human_iou": [0.5, 0.4, 0.6], "models": [{"model": "m/a", "explainer": "occlusion", "iou": 0.3}]},
+         "parts": {"questions": [{"agree_with_model": {"m/a (occlusion)": 0.5}}]}},
+        {"agreement": [agree(a, 0.0, 0.0), agree(b, 1.0, 1.0)]}]}  # no ground truth, no part question
+    A.across_tasks(doc)
+    ra, rb = doc["ranking"]
+    assert ra["pointing_model_in_human"] == pytest.approx(0.5) and ra["pointing_human_in_model"] == pytest.approx(0.4)
+    assert rb["pointing_model_in_human"] == pytest.approx(0.5) and rb["pointing_human_in_model"] == pytest.approx(0.6)
+    assert ra["truth_iou"] == pytest.approx(0.5) and rb["truth_iou"] == pytest.approx(0.1)
+    assert ra["answers_naming_its_part"] == pytest.approx(0.75) and rb["answers_naming_its_part"] == 0.0
+    assert doc["humans_vs_truth"] == {"tasks": 2, "iou": pytest.approx(0.7)}
+    doc["ranking"].append({"model": "m/c", "explainer": "cam"})  # a model with no rows at all
+    A.across_tasks(doc)
+    assert np.isnan(doc["ranking"][2]["truth_iou"]) and np.isnan(doc["ranking"][2]["pointing_model_in_human"])
+
+
 def test_the_report_renders_with_its_tables_and_figures(simulated):
     *_, out = simulated
     folder = out["disc"][2]
