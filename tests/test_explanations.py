@@ -208,6 +208,47 @@ def test_quick_benchmark_orders_its_controls(tmp_path, capsys):
     assert fig.is_file() and doc["seconds"] < 240
 
 
+def _flat(v) -> list[float]:
+    """Every number in a nested score document, in order (None as NaN)."""
+    if isinstance(v, dict):
+        return [x for k in sorted(v) for x in _flat(v[k])]
+    if isinstance(v, (list, tuple)):
+        return [x for e in v for x in _flat(e)]
+    return [float("nan") if v is None else float(v)]
+
+
+def test_variants_side_by_side_give_the_rows_of_one_process():
+    """jobs=2: the two variants run in two processes, one core each; every score, the verdicts and the
+    part-level rows are those of one process running both."""
+    from ic_zoo import explain_bench as EB
+
+    kw = dict(variants=["double-12c", "single-6c"], explainers=["gradcam", "occlusion"], n=2, seeds=1, quick=True,
+              log=lambda s: None, parts=2)
+    one, two = EB.run(**kw), EB.run(**kw, jobs=2)
+
+    def rows(doc):  # which rows, in order
+        return [(r["variant"], r["model"], r["explainer"]) for r in doc["results"]]
+
+    def scores(doc):  # their scores (a core's float sums differ from two cores' in the 8th digit)
+        return [x for r in doc["results"] for k, v in sorted(r["metrics"].items()) if k != "seconds_per_image"
+                for x in v["per_seed"]]
+
+    assert rows(two) == rows(one) and rows(two)[0][0] == "double-12c" and len(rows(one)) == 2 * (2 + 3)
+    assert scores(two) == pytest.approx(scores(one), rel=1e-6, abs=1e-9)
+    assert two["config"]["variants"] == ["double-12c", "single-6c"]
+    def verdicts(doc):
+        return {(v, m): (b["explainer"], b["met"]) for v, t in doc["targets"].items()
+                for m, b in t["best_per_model"].items()}
+
+    assert verdicts(two) == verdicts(one)
+    assert [(r["variant"], r["explainer"]) for r in two["part_protocol"]] == \
+        [(r["variant"], r["explainer"]) for r in one["part_protocol"]]
+    assert [x for r in two["part_protocol"] for x in _flat(r["scores"])] == pytest.approx(
+        [x for r in one["part_protocol"] for x in _flat(r["scores"])], rel=1e-6, abs=1e-9, nan_ok=True)
+    assert two["machine"]["jobs"] == 2 and "jobs" not in one["machine"]
+    assert [p["selectivity_exact"] for p in two["parts"]] == [p["selectivity_exact"] for p in one["parts"]]
+
+
 def test_a_published_table_gains_explainers_without_rerunning_the_rest(tmp_path, capsys):
     """explain-bench --update merges a run's rows into an earlier table of the same images: re-measured
     rows replace theirs, new ones are added, the others stay; a table of other images is refused."""
