@@ -15,6 +15,7 @@ def _formatters():
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import lime_samples
     import replicas
 
     from ic_zoo import bench, explain_bench, explain_parts, latency
@@ -25,7 +26,8 @@ def _formatters():
             ("explain_parts", "explain_bench", explain_parts.format_markdown),
             ("occlusion_fast_vs_exhaustive", "explain_bench", explain_bench.format_occlusion_markdown),
             ("latency_cpu", "latency_cpu", latency.format_markdown),
-            ("edit_lite_cpu", "edit_lite_cpu", bench.format_markdown)]
+            ("edit_lite_cpu", "edit_lite_cpu", bench.format_markdown),
+            ("lime_samples", "lime_samples", lime_samples.format_table)]
 
 
 @pytest.mark.parametrize("stem,source,fmt", _formatters(), ids=lambda v: v if isinstance(v, str) else "")
