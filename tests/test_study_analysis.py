@@ -2,7 +2,7 @@
 participants painting the flower's discriminative part or a leaf, then the analysis read back from the
 log: the human map lies where they painted, the flip rates are the log's, a model whose map is on the
 discriminative part agrees more with the group that painted it, and the report renders. The bootstrap
-intervals contain their point and shrink with more participants; a participant with no strokes, a task
+intervals (BCa, as scipy's) hold an unbiased point and shrink with more participants; a participant with no strokes, a task
 with one participant and a log of an older schema are handled with a sentence."""
 from __future__ import annotations
 
@@ -218,7 +218,7 @@ def test_the_report_renders_with_its_tables_and_figures(simulated):
     assert truth[0]["who"].startswith("humans") and float(truth[0]["iou"]) > 0.95
 
 
-def test_bootstrap_intervals_contain_the_point_and_shrink_with_more_participants():
+def test_bootstrap_intervals_hold_the_point_and_shrink_with_more_participants():
     rng = np.random.default_rng(0)
     model = np.zeros((32, 32), np.float32)
     model[8:20, 8:20] = 1
@@ -233,10 +233,35 @@ def test_bootstrap_intervals_contain_the_point_and_shrink_with_more_participants
         finals = np.stack(finals)
         W = A.bootstrap_weights(n, 300, 1)
         point = A.agreement(finals.mean(0), model, 0.12)["iou"]
-        p, lo, hi = A.interval([A.agreement(h, model, 0.12)["iou"] for h in np.tensordot(W, finals, axes=1)], point)
+        jack = [A.agreement(h, model, 0.12)["iou"] for h in A.leave_one_out(finals)]
+        p, lo, hi = A.interval([A.agreement(h, model, 0.12)["iou"] for h in np.tensordot(W, finals, axes=1)],
+                               point, jack)
         assert lo <= p <= hi
         widths[n] = hi - lo
     assert widths[40] < widths[5], widths
+
+
+def test_the_interval_of_a_mean_is_scipys_bca_interval():
+    """The same interval as the maintained implementation, up to the resampling: a skewed sample, where
+    BCa and the plain percentile interval differ."""
+    from scipy.stats import bootstrap
+
+    x = np.random.default_rng(3).exponential(1.0, 30)
+    _, lo, hi = A.mean_interval(x, A.bootstrap_weights(len(x), 20000, 5))
+    ref = bootstrap((x,), np.mean, n_resamples=20000, method="BCa", random_state=7).confidence_interval
+    width = ref.high - ref.low
+    assert abs(lo - ref.low) < 0.03 * width and abs(hi - ref.high) < 0.03 * width, (lo, hi, ref)
+    plain = np.percentile(A.bootstrap_weights(len(x), 20000, 5) @ x, [2.5, 97.5])
+    assert hi - plain[1] > 0.05 * width  # the skew moves BCa's upper bound up: it is not the percentile interval
+
+
+def test_a_biased_statistic_moves_its_interval_instead_of_stretching_it_to_the_point():
+    boots = np.random.default_rng(0).normal(0.0, 1.0, 2000)  # resampling pulls the statistic far below its value
+    p, lo, hi = A.interval(boots, 5.0)
+    assert p == 5.0 and hi < 5.0 and lo > 1.5  # not [-1.96, 5.0]: the bias-corrected bounds, reported as they are
+    p, lo, hi = A.interval(boots, float(np.median(boots)))  # unbiased: the usual 2.5 and 97.5 percentiles
+    assert (lo, hi) == pytest.approx(tuple(np.percentile(boots, [2.5, 97.5])))
+    assert A.interval(np.ones(50), 1.0) == [1.0, 1.0, 1.0]
 
 
 def test_one_participant_an_empty_study_and_an_older_log_are_sentences(tmp_path, capsys):
