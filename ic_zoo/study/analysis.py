@@ -168,11 +168,11 @@ def interval(values: np.ndarray, point: float, jackknife: np.ndarray | None = No
     share = (np.sum(v < point) + 0.5 * np.sum(v == point)) / len(v)
     z0 = float(ndtri(np.clip(share, 0.5 / len(v), 1 - 0.5 / len(v))))
     a = 0.0
-    if jackknife is not None:
-        j = np.asarray(jackknife, float)
-        d = np.mean(j[np.isfinite(j)]) - j[np.isfinite(j)] if np.isfinite(j).any() else np.zeros(0)
-        if len(d) > 1 and np.sum(d ** 2) > 0:
-            a = float(np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5))
+    j = np.asarray(jackknife if jackknife is not None else [], float)
+    j = j[np.isfinite(j)]
+    if len(j) > 1 and np.ptp(j) > 0:
+        d = j.mean() - j
+        a = float(np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5))
     q = [float(ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))) for z in ndtri([0.025, 0.975])]
     low, high = np.percentile(v, [100 * q[0], 100 * q[1]])
     return [float(point), float(low), float(high)]
@@ -187,13 +187,13 @@ def mean_interval(v: np.ndarray, W: np.ndarray) -> list:
     if len(v) < 2 or not ok.any():
         return [point, float("nan"), float("nan")]
     wb = W * ok[None, :]
-    x = v[ok]
-    jack = (x.sum() - x) / (len(x) - 1) if len(x) > 1 else None
+    jack = leave_one_out(v[ok]) if ok.sum() > 1 else None
     return interval((wb @ np.where(ok, v, 0.0)) / np.maximum(wb.sum(1), 1e-12), point, jack)
 
 
 def leave_one_out(finals: np.ndarray) -> np.ndarray:
-    """(P, h, w): the mean of the participants' maps ``finals`` without each one in turn (P >= 2)."""
+    """The mean of the participants' values ``finals`` (P, ...) without each one in turn (P >= 2): the
+    jackknife of a mean, of maps (P, h, w) or of numbers (P,)."""
     return (finals.sum(0)[None] - finals) / (len(finals) - 1)
 
 
@@ -372,7 +372,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                 jack = [agreement(hj, g, k) for hj in h_jack]
                 row = {"model": m, "explainer": ex}
                 for key, v in point.items():
-                    row[key] = interval([b[key] for b in boots], v, [j[key] for j in jack] or None)
+                    row[key] = interval([b[key] for b in boots], v, [j[key] for j in jack])
                 flip = mm["flip"].get(ex)
                 row["model_flip_fraction"] = flip["fraction"] if flip else None
                 entry["agreement"].append(row)
@@ -402,7 +402,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
 
 
 def truth_scores(truth: np.ndarray, human: np.ndarray, h_boot: np.ndarray, maps: dict, side: int,
-                 h_jack: np.ndarray | None = None) -> dict:
+                 h_jack=()) -> dict:
     """Humans vs the ground-truth region, and each model map vs it: the top-|T| IoU (T: the truth's
     area, as explain-bench scores maps) and whether the map's peak lies inside it. ``h_boot``: the
     bootstrap mean maps; ``h_jack``: the leave-one-out ones (for BCa)."""
@@ -415,9 +415,9 @@ def truth_scores(truth: np.ndarray, human: np.ndarray, h_boot: np.ndarray, maps:
 
     hp = score(_tiebreak(human))
     hb = [score(_tiebreak(h)) for h in h_boot]
-    hj = [score(_tiebreak(h)) for h in (h_jack if h_jack is not None else [])]
-    out = {"area": float(truth.mean()), "human_iou": interval([b[0] for b in hb], hp[0], [j[0] for j in hj] or None),
-           "human_pointing": interval([b[1] for b in hb], hp[1], [j[1] for j in hj] or None), "models": []}
+    hj = [score(_tiebreak(h)) for h in h_jack]
+    out = {"area": float(truth.mean()), "human_iou": interval([b[0] for b in hb], hp[0], [j[0] for j in hj]),
+           "human_pointing": interval([b[1] for b in hb], hp[1], [j[1] for j in hj]), "models": []}
     for m, mm in maps.items():
         for ex, heat in mm["maps"].items():
             iou, pt = score(to_grid(heat, side))
