@@ -1,8 +1,10 @@
 """Hugging Face transformers image classifiers: ``hf-hub:<repo id>``.
 
 ``from_pretrained`` loads the model and its image processor; labels come from ``config.id2label``.
-ViT-style models are explained on the last encoder block's ``layernorm_before`` with a reshape from
-their patch grid; CNN-style models on their last spatial feature map.
+ViT-style models (ViT, DeiT, BEiT, DINOv2, the CLIP vision tower) are explained on the last encoder
+block's pre-attention norm with a reshape from their patch grid and their prefix tokens (class,
+distillation, registers), read off the model and checked on one probe pass; CNN-style models, and any
+model whose token layout that check does not confirm, on their last spatial feature map.
 """
 from __future__ import annotations
 
@@ -34,12 +36,51 @@ def _geometry(processor):
     return InputGeometry(resize, crop)
 
 
+_PRE_ATTN_NORM = re.compile(r"(?:^|\.)layers?\.\d+\.(?:layernorm_before|norm1|layer_norm1)$")
+
+
+def token_layout(model, input_size, call, key):
+    """(target layer, TokenGridReshape) of a transformers ViT: the last block's pre-attention norm
+    (``layernorm_before``, ``norm1``, ``layer_norm1``), the prefix tokens its embeddings add (class token,
+    DeiT's distillation token, DINOv2's registers) and the patch grid of ``input_size`` (h, w); checked on
+    one probe pass (the norm's token count must be prefix + grid cells). (None, None) when any part is
+    missing or the check fails: the caller then explains a spatial layer instead, never a shifted map."""
+    import torch
+
+    from ..errors import PluginUnavailableError
+    from ._base import TokenGridReshape
+
+    names = [n for n, _ in model.named_modules() if _PRE_ATTN_NORM.search(n) and not n.startswith("text_model")]
+    emb = next((m for n, m in model.named_modules() if n.endswith("embeddings")
+                and (hasattr(m, "cls_token") or hasattr(m, "class_embedding"))), None)
+    ps = getattr(getattr(model.config, "vision_config", None) or model.config, "patch_size", None)
+    if not names or emb is None or not ps:
+        return None, None
+    prefix = 1 + sum(int(getattr(emb, t).shape[1]) for t in ("distillation_token", "register_tokens")
+                     if getattr(emb, t, None) is not None)
+    ph, pw = (ps, ps) if isinstance(ps, int) else (int(ps[0]), int(ps[-1]))
+    grid = (input_size[0] // ph, input_size[1] // pw)
+    layer, seen = model.get_submodule(names[-1]), []
+    handle = layer.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    try:
+        with torch.no_grad():
+            call(model, torch.zeros(1, 3, *input_size, device=next(model.parameters()).device))
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise PluginUnavailableError(f"'{key}' does not run on its own {input_size[0]} x {input_size[1]} input "
+                                     f"({first}).") from None
+    finally:
+        handle.remove()
+    if len(seen) != 1 or len(seen[0]) != 3 or seen[0][1] != prefix + grid[0] * grid[1]:
+        return None, None
+    return layer, TokenGridReshape(grid, prefix)
+
+
 def _build(repo: str, pretrained: bool = True, device=None):
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
     from ..errors import WeightsUnavailableError
     from ..weights import hf_cache_dir, require_hf_weights
-    from ._base import TokenGridReshape
     from ._layers import last_spatial_layer
     from .backends import HFClassifier
 
@@ -66,13 +107,9 @@ def _build(repo: str, pretrained: bool = True, device=None):
     if getattr(processor, "do_normalize", True) and getattr(processor, "image_mean", None) is not None:
         norm = (tuple(processor.image_mean), tuple(processor.image_std))
     geometry = _geometry(processor)
-    names = [n for n, _ in model.named_modules() if re.search(r"(?:^|\.)layers?\.\d+\.layernorm_before$", n)]
-    reshape = None
-    if names and getattr(cfg, "patch_size", None):
-        target_layers = [model.get_submodule(names[-1])]
-        h, w = geometry.input_size
-        ps = cfg.patch_size if isinstance(cfg.patch_size, int) else cfg.patch_size[0]
-        reshape = TokenGridReshape((h // ps, w // ps), 1)
+    target, reshape = token_layout(model, geometry.input_size, lambda m, x: m(pixel_values=x), key)
+    if target is not None:
+        target_layers = [target]
     else:
         target_layers = [last_spatial_layer(model, geometry.input_size, call=lambda m, x: m(pixel_values=x))]
     return HFClassifier(model, labels, transform, geometry, target_layers, name=key, reshape_transform=reshape,
@@ -114,7 +151,7 @@ def validate(repo: str, pretrained: bool = True) -> None:
         raise UnknownPluginError(f"The config.json of 'hf-hub:{repo}' cannot be read; check the repo.") from None
     archs = [a for a in cfg.get("architectures") or [] if isinstance(a, str)]
     model_type = str(cfg.get("model_type", "?"))
-    if not any(a.endswith("ForImageClassification") for a in archs):
+    if not any("ForImageClassification" in a for a in archs):  # DeiT's ...ForImageClassificationWithTeacher too
         from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES
 
         if archs or model_type not in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES:

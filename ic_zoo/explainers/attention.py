@@ -141,6 +141,13 @@ class Chefer(AttentionExplainer):
     description = CHEFER
     uses_gradients = True
 
+    def supports(self, clf) -> str | None:
+        why = super().supports(clf)
+        if why is None and _hf_attention(clf) and not _hf_head(clf)[1]:
+            why = (f"chefer propagates relevance to the class token, which the head of {clf.name} does not read "
+                   "(or is not known to read); use LeGrad or Grad-CAM")
+        return why
+
     def token_maps(self, clf, run, classes):
         import torch
 
@@ -191,25 +198,23 @@ def _head_of_tokens(clf):
     norm and head (timm's ``forward_head(norm(.))``; a transformers ViT's ``classifier(layernorm(.)[:, 0])``)."""
     m = clf.model
     if _hf_attention(clf):
-        base = getattr(m, "base_model", None)
-        if getattr(base, "layernorm", None) is not None and callable(getattr(m, "classifier", None)):
-            return lambda z: m.classifier(base.layernorm(z)[:, 0])
-        return None
+        return _hf_head(clf)[0]
     if hasattr(m, "forward_head") and hasattr(m, "norm") and len(_blocks(clf)) == len(attention_modules(clf)):
         return lambda z: m.forward_head(m.norm(z))
     return None
 
 
 def _hf_layers(clf) -> tuple[list, list]:
-    """A transformers ViT's attention modules (each returns its output and, in eager mode, its attention
-    weights) and its encoder layers, in order; empty lists for anything else."""
+    """A transformers ViT's attention modules (``attention``: ViT, DeiT, BEiT, DINOv2; ``self_attn``: the CLIP
+    vision tower; each returns its output and, in eager mode, its attention weights) and its encoder
+    layers, in order; empty lists for anything else."""
     import re
 
     m = clf.model
     if clf.family != "vit" or not hasattr(m, "set_attn_implementation"):
         return [], []
     named = list(m.named_modules())
-    att = [mod for n, mod in named if re.search(r"(?:^|\.)layers?\.\d+\.attention$", n)]
+    att = [mod for n, mod in named if re.search(r"(?:^|\.)layers?\.\d+\.(?:attention|self_attn)$", n)]
     layers = [mod for n, mod in named if re.search(r"(?:^|\.)layers?\.\d+$", n)]
     return (att, layers) if att and len(att) == len(layers) else ([], [])
 
@@ -217,6 +222,37 @@ def _hf_layers(clf) -> tuple[list, list]:
 def _hf_attention(clf) -> bool:
     """A transformers ViT, whose eager attention hands out its weights."""
     return bool(_hf_layers(clf)[0])
+
+
+def _hf_head(clf):
+    """(tokens (1, N, D) after any layer -> the logits the model's own head gives from them, whether that head
+    reads the class token), for the transformers classes whose head is known (their forward in
+    transformers 5); (None, False) for others. A classifier's model may give its own ``head_of_tokens``
+    (the zero-shot CLIP classifier does)."""
+    import torch
+
+    m, p = clf.model, _prefix(clf)
+    if callable(getattr(m, "head_of_tokens", None)):
+        return m.head_of_tokens, True
+    base, kind = m.base_model, type(m).__name__
+    if kind in ("ViTForImageClassification", "DeiTForImageClassification"):
+        return (lambda z: m.classifier(base.layernorm(z)[:, 0])), True
+    if kind == "DeiTForImageClassificationWithTeacher":  # the mean of the class and distillation heads
+        def teacher(z):
+            h = base.layernorm(z)
+            return (m.cls_classifier(h[:, 0]) + m.distillation_classifier(h[:, 1])) / 2
+        return teacher, True
+    if kind in ("Dinov2ForImageClassification", "Dinov2WithRegistersForImageClassification"):
+        def dino(z):  # the class token beside the mean of the patch tokens (registers left out)
+            h = base.layernorm(z)
+            return m.classifier(torch.cat([h[:, 0], h[:, p:].mean(1)], dim=1))
+        return dino, True
+    if kind == "BeitForImageClassification":  # mean-pooled patches (use_mean_pooling) or the class token
+        pooled = getattr(base.pooler, "layernorm", None) is not None
+        return (lambda z: m.classifier(base.pooler(base.layernorm(z)))), not pooled
+    if kind == "CLIPForImageClassification":  # the mean of the tokens after the class token, no final norm
+        return (lambda z: m.classifier(z[:, 1:].mean(1))), False
+    return None, False
 
 
 def _hf_run(clf, x, grads: bool, tokens: bool):
@@ -239,7 +275,7 @@ def _hf_run(clf, x, grads: bool, tokens: bool):
             handles += [mod.register_forward_hook(lambda mod, i, o: outs.append(o[0] if isinstance(o, tuple) else o))
                         for mod in layer_mods]
         with torch.enable_grad() if grads or tokens else torch.no_grad():
-            logits = m(pixel_values=x.detach().clone().requires_grad_(grads or tokens)).logits
+            logits = clf.forward(x.detach().clone().requires_grad_(grads or tokens))
     finally:
         for h in handles:
             h.remove()
