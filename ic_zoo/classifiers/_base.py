@@ -201,14 +201,16 @@ class Classifier:
     ``target_layers`` are modules of ``model`` that the CAM family taps; ``reshape_transform`` turns a
     ViT's tokens into a (B, C, h, w) grid. ``norm`` is the input's (mean, std) in [0, 1] units (read off a
     ``Normalize`` step of ``transform`` when not given). The model is put in eval mode on ``device`` with
-    its parameters frozen. Subclasses add :meth:`cam_head` (true CAM) or :meth:`forward`.
+    its parameters frozen. A model whose feature maps cannot be read right may give no target layers and
+    ``cam_refusal``, the sentence the CAM family answers with. Subclasses add :meth:`cam_head` (true CAM)
+    or :meth:`forward`.
     """
 
     def __init__(self, model: torch.nn.Module, labels: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
                  geometry: InputGeometry, target_layers: Sequence[torch.nn.Module], *, name: str = "",
                  reshape_transform: Callable | None = None, norm: tuple | None = None, family: str | None = None,
                  pretrained: bool = False, weights_source: str = "random",
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, cam_refusal: str | None = None) -> None:
         from ..errors import PluginContractError
 
         what = f"classifier '{name}'" if name else "a classifier"
@@ -221,8 +223,11 @@ class Classifier:
             raise PluginContractError(f"{what} needs its geometry as an InputGeometry(resize, crop)")
         modules = {id(m) for m in model.modules()}
         target_layers = list(target_layers)
-        if not target_layers or any(id(t) not in modules for t in target_layers):
+        if (not target_layers and not cam_refusal) or any(id(t) not in modules for t in target_layers):
             raise PluginContractError(f"{what} needs target layers that are modules of its model")
+        #: why the CAM family is not offered for this model (no target layer whose layout could be
+        #: verified), one sentence; None when ``target_layers`` are given
+        self.cam_refusal = None if target_layers else cam_refusal
         self.name = name  # the registered name, as for every plugin kind
         self.labels = labels
         self.transform = transform

@@ -28,7 +28,8 @@ class TimmClassifier(Classifier):
     def cam_head(self):
         pool = getattr(self.model, "global_pool", None)
         fc = self.model.get_classifier() if hasattr(self.model, "get_classifier") else None
-        if self.family != "cnn" or pool is None or not isinstance(fc, torch.nn.Linear):
+        if self.family != "cnn" or self.reshape_transform is not None or pool is None or not isinstance(
+                fc, torch.nn.Linear):  # (the pool's input is read as NCHW: not for NHWC or token stages)
             return None
         if getattr(pool, "pool_type", None) != "avg":
             return None

@@ -50,9 +50,10 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
 
     from ..errors import UnknownPluginError
     from ..weights import require_hf_weights
-    from ._base import InputGeometry, TokenGridReshape, geometry_from_transform
+    from ._base import InputGeometry, geometry_from_transform
     from ._layers import last_spatial_layer
     from .backends import TimmClassifier
+    from .tapping import derive_tap
 
     if not timm.is_model(name.split(".")[0]):
         raise UnknownPluginError(f"timm has no model called '{name}'.")
@@ -69,7 +70,12 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
         from .embedded_weights import state_dict
 
         model.load_state_dict(state_dict(embedded, model), strict=True)
-    data_cfg = resolve_data_config({}, model=model)
+    if not getattr(model, "num_classes", 0):
+        raise UnknownPluginError(headless_sentence(name))
+    img_size = kwargs.get("img_size")  # built at another input size: the preprocessing follows the model
+    if img_size is not None:
+        img_size = (int(img_size), int(img_size)) if isinstance(img_size, int) else tuple(int(v) for v in img_size)
+    data_cfg = resolve_data_config({"input_size": (3, *img_size)} if img_size else {}, model=model)
     tf = create_transform(**data_cfg)
     try:
         geometry = geometry_from_transform(tf)
@@ -88,24 +94,19 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
     else:
         labels = [f"class {i}" for i in range(num_classes)]
 
-    is_vit = hasattr(model, "blocks") and hasattr(model, "patch_embed") and hasattr(model.patch_embed, "grid_size")
-    reshape = None
-    if is_vit:
-        target_layers = [model.blocks[-1].norm1]
-        reshape = TokenGridReshape(model.patch_embed.grid_size, getattr(model, "num_prefix_tokens", 1))
-    else:
-        info = getattr(model, "feature_info", None)
-        try:
-            target_layers = [model.get_submodule(info[-1]["module"])]
-        except Exception:
-            target_layers = [last_spatial_layer(model, tuple(data_cfg["input_size"][1:]))]
+    size = tuple(data_cfg["input_size"][1:])
+    tap = derive_tap(model, key, size, fallback=lambda: last_spatial_layer(model, size))
+    is_vit = tap.refusal is None and ".blocks[-1].norm1" in tap.layout  # global attention over prefix + patches
     if embedded is not None:
         source = f"{embedded.pip} (embedded; sha256 {embedded.sha256[:16]})"
     else:
         source = model.pretrained_cfg.get("hf_hub_id") or model.pretrained_cfg.get("url") or name
-    return TimmClassifier(model, labels, tf, geometry, target_layers, name=key, reshape_transform=reshape,
-                          norm=(tuple(data_cfg["mean"]), tuple(data_cfg["std"])), family="vit" if is_vit else "cnn",
-                          pretrained=pretrained, weights_source=source, device=device)
+    clf = TimmClassifier(model, labels, tf, geometry, [tap.layer] if tap.layer is not None else [], name=key,
+                         reshape_transform=tap.reshape, norm=(tuple(data_cfg["mean"]), tuple(data_cfg["std"])),
+                         family="vit" if is_vit else "cnn", pretrained=pretrained, weights_source=source,
+                         device=device, cam_refusal=tap.refusal and f"{tap.refusal}; the CAM family is not offered")
+    clf.tap_layout = tap.layout  # how the target layer is read (NCHW, NHWC, tokens: p prefix + h x w grid)
+    return clf
 
 
 def _named(name: str, description: str, family: str, **meta):
@@ -127,6 +128,38 @@ vit_base = _named("vit_base_patch16_224.augreg2_in21k_ft_in1k",
                   "ViT-B/16 (timm, AugReg2, IN-21k -> IN-1k), 86.6 M parameters", "vit")
 vit_small = _named("vit_small_patch16_224.augreg_in21k_ft_in1k",
                    "ViT-S/16 (timm, AugReg, IN-21k -> IN-1k), 22.1 M parameters: the ViT sized for CPUs", "vit")
+
+
+def classifier_tags(arch: str, n: int = 4) -> list[str]:
+    """Up to ``n`` pretrained timm names with a classification head: tags of ``arch`` first, then of its
+    siblings (the same name up to the patch size or the last size word, e.g. eva02_tiny_*)."""
+    import re
+
+    import timm
+
+    def heads(pattern: str) -> list[str]:
+        out = []
+        for full in timm.list_pretrained(pattern):
+            cfg = timm.models.get_pretrained_cfg(full)
+            if cfg is not None and getattr(cfg, "num_classes", 0):
+                out.append(full)
+        return out
+
+    found = heads(arch + ".*")
+    stem = re.split(r"_patch\d|_\d+$", arch)[0]
+    if len(found) < n and stem != arch:
+        found += [f for f in heads(stem + "*") if f not in found]
+    return found[:n]
+
+
+def headless_sentence(name: str) -> str:
+    """One sentence for a timm checkpoint without a classification head, naming tags that have one."""
+    arch = name.split(".")[0]
+    tags = classifier_tags(arch)
+    hint = (f"; fine-tuned classifiers near it: {', '.join('timm:' + t for t in tags)}" if tags
+            else "; choose a tag trained for classification, such as one ending in in1k")
+    return (f"timm's '{name}' is a feature extractor without a classification head (a self-supervised or "
+            f"pre-training checkpoint), not an image classifier{hint}.")
 
 
 def validate(name: str, pretrained: bool = True) -> None:
@@ -151,8 +184,7 @@ def validate(name: str, pretrained: bool = True) -> None:
         raise UnknownPluginError(f"timm's {arch} has no weights tagged '{tag}'"
                                  + (f"; its tags include {', '.join(tags)}." if tags else "."))
     if cfg is not None and getattr(cfg, "num_classes", None) == 0:
-        raise UnknownPluginError(f"timm's '{name}' is a feature extractor without a classification head, not an "
-                                 "image classifier; choose a tag trained for classification, such as in1k.")
+        raise UnknownPluginError(headless_sentence(name))
     if not pretrained:
         return
     e = embedded_for(name)
@@ -168,5 +200,6 @@ def validate(name: str, pretrained: bool = True) -> None:
 
 @register("classifier", "timm:", requires=("timm",), validate=validate, domain="imagenet",
           description="any timm model by name, e.g. timm:convnext_tiny.fb_in1k")
-def timm_any(name: str, pretrained: bool = True, device=None):
-    return _build(name, f"timm:{name}", pretrained, device)
+def timm_any(name: str, pretrained: bool = True, device=None, **kwargs):
+    """``kwargs`` go to ``timm.create_model`` (e.g. ``img_size=(160, 224)``: the preprocessing follows)."""
+    return _build(name, f"timm:{name}", pretrained, device, **kwargs)

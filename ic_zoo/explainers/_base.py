@@ -47,7 +47,9 @@ class Explainer:
 
     def supports(self, clf) -> str | None:
         """None when this explainer applies to ``clf``, else one sentence saying why not."""
-        return None if getattr(clf, "target_layers", None) else f"{clf.name} declares no CAM target layer"
+        if getattr(clf, "target_layers", None):
+            return None
+        return getattr(clf, "cam_refusal", None) or f"{clf.name} declares no CAM target layer"
 
     # interactive explainers -----------------------------------------------------------------
     def taps(self, clf) -> TapSpec | None:

@@ -229,6 +229,9 @@ class RefineLibraryCAM(LibraryCAM):
 
     def supports(self, clf) -> str | None:
         reason = super().supports(clf)
+        if reason is None and clf.family != "vit" and clf.reshape_transform is not None:
+            return (f"RefineCAM reads the stages before {clf.name}'s target layer as NCHW maps, and its target is "
+                    f"read as {getattr(clf, 'tap_layout', 'a reshaped layer')}; use Grad-CAM")
         if reason is None and len(refine_layers(clf)) < 2:
             return f"RefineCAM multiplies maps of several layers, and no layer before {clf.name}'s target was found"
         return reason
