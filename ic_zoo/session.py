@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from .errors import ClassIndexError, ExplainerNotSupportedError, IcZooWarning, InputError, MaskError
+from .explainers._base import is_blank
 from .imageio import as_rgb_array, load_image, mask_from_array, resize_mask
 
 _uid = itertools.count(1)
@@ -75,6 +76,10 @@ MAX_UNDO = 20
 MIN_SIDE = 16
 #: Strokes one image may take (about 55 KB each at 768 x 576 once retired); then Reset or a new image.
 MAX_EDITS = 200
+#: Where a map is blank: at most this many other interactive explainers are named as giving one, out of at
+#: most ``MAX_ALTERNATIVE_TRIES`` tried (each one pass on the image; nothing is tried for a map that is not blank).
+MAX_ALTERNATIVES = 3
+MAX_ALTERNATIVE_TRIES = 8
 
 
 class Edit:
@@ -167,6 +172,10 @@ class ClassMaps:
     ``modified`` are divided by the larger of the two maxima (so they compare) and placed in image
     coordinates (zero outside the model's input crop ``box``); ``difference`` = modified - original in
     [-1, 1]. ``*_normalized`` are min-max per map, as pytorch-grad-cam returns them.
+
+    ``blank`` (``blank_original``, ``blank_modified``): a map with no positive evidence, zero everywhere
+    (``explainers._base.is_blank``), which is no answer; ``alternatives`` then names the interactive explainers
+    whose map of this class is not blank on those images (None: not looked for).
     """
 
     model: str
@@ -179,11 +188,25 @@ class ClassMaps:
     modified_normalized: np.ndarray
     box: tuple[float, float, float, float]
     image_shape: tuple[int, int]
+    alternatives: list[str] | None = None
     _cache: dict = field(default_factory=dict, repr=False)
 
     @property
     def scale(self) -> float:
         return float(max(self.raw_original.max(), self.raw_modified.max(), 1e-12))
+
+    @property
+    def blank_original(self) -> bool:
+        return is_blank(self.raw_original)
+
+    @property
+    def blank_modified(self) -> bool:
+        return is_blank(self.raw_modified)
+
+    @property
+    def blank(self) -> bool:
+        """True when the map of either image has no positive evidence."""
+        return self.blank_original or self.blank_modified
 
     def _image(self, which: str) -> np.ndarray:
         if which not in self._cache:
@@ -212,8 +235,12 @@ class ClassMaps:
         return float(m[mask].sum() / total) if total > 0 else 0.0
 
     def to_dict(self) -> dict:
-        return {"index": self.index, "label": self.label, "explainer": self.explainer, "scale": self.scale,
-                "max_original": float(self.raw_original.max()), "max_modified": float(self.raw_modified.max())}
+        out = {"index": self.index, "label": self.label, "explainer": self.explainer, "scale": self.scale,
+               "max_original": float(self.raw_original.max()), "max_modified": float(self.raw_modified.max()),
+               "blank": self.blank, "blank_original": self.blank_original, "blank_modified": self.blank_modified}
+        if self.blank and self.alternatives is not None:
+            out["blank_alternatives"] = list(self.alternatives)
+        return out
 
 
 @dataclass
@@ -516,6 +543,56 @@ class Session:
         norm = np.stack([st.maps[(explainer.name, c)][1] for c in classes])
         return raw, norm
 
+    def _side_maps(self, name: str, version: int, explainer, classes: list[int]) -> np.ndarray:
+        """Raw maps of ``explainer`` on one image version by its own pass, leaving the version's tapped run
+        (the shown explainer's) in place; cached with the version's maps."""
+        st = self._state(name, version)
+        todo = [c for c in classes if (explainer.name, c) not in st.maps]
+        if todo:
+            out = explainer.explain(self.classifier(name), st.x, todo)
+            for j, c in enumerate(todo):
+                st.maps[(explainer.name, c)] = (out.raw[j], out.normalized[j])
+        return np.stack([st.maps[(explainer.name, c)][0] for c in classes])
+
+    def _alternatives(self, name: str, explainer, blank: dict[int, list[int]]) -> dict[int, list[str]]:
+        """For each class whose map by ``explainer`` is blank (``blank``: class -> the image versions where it
+        is), the other interactive explainers (those of the same kind first) whose map of that class is not
+        blank on those versions; one pass per explainer and version serves every class. Not named: a
+        class-agnostic map (the same for every class), a map of evidence against the class, an explainer that
+        fails here. Bounded by ``MAX_ALTERNATIVES`` per class and ``MAX_ALTERNATIVE_TRIES`` explainers."""
+        from .discovery import list_plugins
+
+        clf = self.classifier(name)
+        cands = []
+        for spec in list_plugins("explainer"):
+            if spec.is_namespace or spec.name == explainer.name or spec.unavailable_reason():
+                continue
+            try:
+                alt = get_explainer(spec.name)
+                if alt.cost == "interactive" and alt.positive_evidence and alt.supports(clf) is None:
+                    cands.append(alt)
+            except Exception:  # an explainer that cannot be built or checked here is not offered
+                continue
+        cands.sort(key=lambda a: type(a) is not type(explainer))
+        classes = list(blank)
+        if len(classes) == 1 and clf.num_classes > 1:  # a second class tells a class-agnostic map
+            classes.append((classes[0] + 1) % clf.num_classes)
+        versions = list(dict.fromkeys(v for vs in blank.values() for v in vs))
+        found: dict[int, list[str]] = {c: [] for c in blank}
+        for alt in cands[:MAX_ALTERNATIVE_TRIES]:
+            try:
+                raws = {v: self._side_maps(name, v, alt, classes) for v in versions}
+            except Exception:  # one that fails on this model is not named
+                continue
+            if len(classes) > 1 and all(np.array_equal(r[0], r[j]) for r in raws.values() for j in range(len(r))):
+                continue
+            for j, c in enumerate(blank):
+                if len(found[c]) < MAX_ALTERNATIVES and not any(is_blank(raws[v][j]) for v in blank[c]):
+                    found[c].append(alt.name)
+            if all(len(f) == MAX_ALTERNATIVES for f in found.values()):
+                break
+        return found
+
     def explain(self, name: str, classes: int | Sequence[int], explainer: str = "gradcam",
                 progress: Progress | None = None) -> list[ClassMaps] | ClassMaps:
         """Class maps for any class indices, for the original and the current modified image."""
@@ -538,6 +615,13 @@ class Session:
             box = clf.input_box(self.original.shape)
             out = [ClassMaps(name, ex.name, c, clf.labels[c], ro[j], rm[j], no[j], nm[j], box,
                              self.original.shape[:2]) for j, c in enumerate(cls)]
+            blank = {cm.index: sorted({v for v, b in ((0, cm.blank_original), (self.version, cm.blank_modified)) if b})
+                     for cm in out if cm.blank}
+            if blank:  # a blank map: which explainers do give one (only then, and bounded)
+                found = self._alternatives(name, ex, blank)
+                for cm in out:
+                    if cm.blank:
+                        cm.alternatives = found[cm.index]
         return out[0] if single else out
 
     def evaluate(self, models: Iterable[str], explainer: str | None = None, *, k: int | None = None,

@@ -7,5 +7,7 @@ from ic_zoo import GradientCAM, register
 
 @register("explainer", "counterfactual-gradcam", description="Grad-CAM's counterfactual map: evidence against the class")
 class CounterfactualGradCAM(GradientCAM):
+    positive_evidence = False  # its map is evidence against the class: never named for a blank map
+
     def weights(self, acts, grads):  # acts (1, C, h, w), grads (k, C, h, w) -> (k, C)
         return -grads.mean(axis=(2, 3))

@@ -13,6 +13,10 @@ resolution. Two kinds:
 Maps are returned twice: ``raw`` (non-negative, in the method's own units, comparable between the
 original and the modified image of the same model) and ``normalized`` (min-max per map, exactly what
 pytorch-grad-cam returns for the same input).
+
+A map can be **blank**: no positive evidence anywhere (Grad-CAM on an image whose weighted activations are
+all negative, which the ReLU leaves at zero). ``is_blank`` is the one test; ``ExplainOutput.blank`` and
+the session's ``ClassMaps.blank`` read it, so a caller gets a flag, not only zeros.
 """
 from __future__ import annotations
 
@@ -34,16 +38,35 @@ class TapSpec:
     during: Callable | None = None
 
 
+#: a raw map none of whose values exceeds this has no positive evidence (float32 round-off of a zero map)
+BLANK_EPS = 1e-7
+
+
+def is_blank(raw: np.ndarray) -> np.ndarray | bool:
+    """Per map of ``raw`` (..., h, w): True where no value exceeds ``BLANK_EPS`` (NaN counts as nothing)."""
+    raw = np.asarray(raw)
+    out = ~(raw > BLANK_EPS).any(axis=(-2, -1))
+    return bool(out) if out.ndim == 0 else out
+
+
 @dataclass
 class ExplainOutput:
     raw: np.ndarray  # (k, h, w) float32 >= 0 at model-input resolution
     normalized: np.ndarray  # (k, h, w) float32 in [0, 1]
+
+    @property
+    def blank(self) -> np.ndarray:
+        """(k,) bool: True for a class whose map has no positive evidence (all zero)."""
+        return is_blank(self.raw)
 
 
 class Explainer:
     name: str = ""
     cost: str = "interactive"  # "interactive" or "slow"
     description: str = ""
+    #: False where a map is not evidence for the class (evidence against it, say): such an explainer is never
+    #: named as one that gives a map where another's is blank
+    positive_evidence: bool = True
 
     def supports(self, clf) -> str | None:
         """None when this explainer applies to ``clf``, else one sentence saying why not."""
