@@ -111,6 +111,7 @@ def _slug(name: str) -> str:
 
 def cmd_edit(args) -> int:
 
+    from . import present
     from .imageio import load_image, load_mask, save_png
     from .session import Session
     from .viz import diverging, overlay
@@ -140,6 +141,7 @@ def cmd_edit(args) -> int:
            "timings_ms": {"inpaint": round(1000 * edit.seconds, 2) if edit else 0.0,
                           "evaluate": round(1000 * result.seconds, 2)}}
     doc["models"] = {m: r.to_dict() for m, r in result.models.items()}
+    blanks = []  # one line per blank map: no positive evidence, and the explainers that give one
     for m, r in result.models.items():
         clf = sess.classifier(m)
         doc["models"][m]["weights"] = {"source": clf.weights_source, "sha256_16": clf.weights_hash()}
@@ -154,6 +156,8 @@ def cmd_edit(args) -> int:
             continue
         files = {}
         for cm in maps:
+            if cm.blank:
+                blanks.append(f"{m}: {present.blank_text(cm, markdown=False)}")
             d = out / "maps" / _slug(m)
             d.mkdir(parents=True, exist_ok=True)
             stem = f"class{cm.index}"
@@ -165,7 +169,8 @@ def cmd_edit(args) -> int:
                                     "mass_in_mask_modified": cm.mass_in(mask, "modified"),
                                     "original": f"maps/{_slug(m)}/{stem}_original.png",
                                     "modified": f"maps/{_slug(m)}/{stem}_modified.png",
-                                    "difference": f"maps/{_slug(m)}/{stem}_difference.png"}
+                                    "difference": f"maps/{_slug(m)}/{stem}_difference.png",
+                                    **{k: v for k, v in cm.to_dict().items() if k.startswith("blank")}}
             if args.trust or args.road:
                 files[str(cm.index)]["trust"] = {
                     w: sess.trust(m, cm.index, args.explainer, w, road=args.road).to_dict()
@@ -178,6 +183,8 @@ def cmd_edit(args) -> int:
         flip = f"top-1 changed to '{r.modified[0].label}'" if r.top1_changed else "top-1 unchanged"
         print(f"{m}: '{t0.label}' {100 * t0.prob_original:.1f}% -> {100 * t0.prob_modified:.1f}% "
               f"({t0.delta_pp:+.1f} pp); {flip}")
+    for line in blanks:
+        print(line)
     print(f"wrote {out / 'result.json'}")
     return 0
 

@@ -103,6 +103,26 @@ def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256
     return np.concatenate([top, np.concatenate([shared, sep, diff], 1)], 0)
 
 
+def blank_text(maps, markdown: bool = True) -> str:
+    """The line beside a blank map (``ClassMaps.blank``: no positive evidence, zero everywhere), naming the
+    explainers that do give a map of the class for this model; "" for a map that is not blank. Plain text
+    (for the CLI) without ``markdown``."""
+    if not maps.blank:
+        return ""
+    which = ("" if maps.blank_original and maps.blank_modified
+             else " of the original" if maps.blank_original else " of the modified image")
+    em = "*" if markdown else ""
+    line = (f"No positive evidence for {em}{short(maps.label)}{em} in this {maps.explainer} map{which} "
+            "(zero everywhere: for a CAM, every weighted activation is negative)")
+    alts = maps.alternatives
+    if alts:
+        names = alts[0] if len(alts) == 1 else ", ".join(alts[:-1]) + " and " + alts[-1]
+        line += f"; {names} give{'s' if len(alts) == 1 else ''} one for this model"
+    elif alts is not None:
+        line += "; no other interactive explainer gives one for this model"
+    return line + "."
+
+
 def titled(img: np.ndarray, text: str) -> np.ndarray:
     """``img`` with a one-line title above it (a contrastive panel names both of its classes there)."""
     return _caption(img, text)

@@ -35,6 +35,7 @@ class ModelView:
     trust: dict | None = None  # the trust scores of the maps shown ({"original": ..., "modified": ...} as dicts)
     cls: int | None = None  # the class of the maps and the explainer that made them (None: no maps)
     explainer: str = ""
+    map: dict | None = None  # the shown maps' ClassMaps.to_dict() (their scale, whether blank), for the JSON
 
 
 TRUST_PENDING = "Trust: being measured (the map's deletion AUC against random maps)..."
@@ -52,6 +53,8 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
         cm = session.explain(name, cls, explainer)
         panel = present.map_panel(session.original, session.modified, cm, box=result.box)
         info.append(f"Map: **{present.short(cm.label)}** ({explainer}{slow_note})")
+        if cm.blank:  # an empty map is no answer: said beside it, with the explainers that give one
+            info.append(present.blank_text(cm))
         if trust == "later":
             info.append(TRUST_PENDING)
     except IcZooError as exc:
@@ -60,7 +63,8 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
     if effect and session.edits:
         info.append(present.stroke_effect_text(session.stroke_effect(name, explainer), session.edits[-1]))
     view = ModelView(name, present.model_title(name, result), present.class_rows(result, rows_mode), panel,
-                     "\n\n".join(info), None, int(cls) if cm is not None else None, explainer)
+                     "\n\n".join(info), None, int(cls) if cm is not None else None, explainer,
+                     cm.to_dict() if cm is not None else None)
     if trust is True:
         add_trust(session, view)
     return view, cm

@@ -268,7 +268,11 @@ class AppContext:
             doc["last_edit"] = s.edits[-1].summary()
         doc["image_shape"] = list(s.original.shape)
         doc["image_domain"] = st.domain
-        trust = {v.name: v.trust for v in getattr(st, "views", None) or [] if v.trust}
+        views = getattr(st, "views", None) or []
+        for v in views:  # the maps each column shows (blank or not), beside the tracked classes' maps
+            if v.map is not None and v.name in doc["models"]:
+                doc["models"][v.name]["maps"][str(v.cls)] = v.map
+        trust = {v.name: v.trust for v in views if v.trust}
         if trust:
             doc["trust"] = trust  # each shown map's deletion AUC beside random maps' (trust.TrustScore)
         mismatch = zoo.domain_mismatch(names, domain=st.domain)  # (line, the fitting domain) or None

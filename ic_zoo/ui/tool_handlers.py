@@ -81,7 +81,7 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
                 gr.Warning(f"{m}: {exc}")
                 continue
             pics.append((present.map_panel(s.original, s.modified, cm), f"{m}: {cm.label} (edit {len(s.edits)})"))
-            trust.append(f"- **{m}**: {present.trust_text(scores)}")
+            trust.append(f"- **{m}**: {present.trust_text(scores)} {present.blank_text(cm)}".rstrip())
         st.slow_of = (s.version, len(s.edits))
         note = present.slow_maps_note(st.slow_of, s) + ("\n\n" + "\n".join(trust) if trust else "")
         return {t.slow_out: pics, t.slow_note: note, ui.state: st}
