@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .explainers._base import is_blank
+
 FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
 N_RANDOM = 2
 #: the random maps' spread below which a gap is not called a difference (AUC units)
@@ -125,7 +127,7 @@ def trust_score(clf, img: np.ndarray, heat: np.ndarray, cls: int, fill, *, model
     heat = np.asarray(heat, np.float32)
     rng = np.random.default_rng(seed)
     rand = [random_map(heat.shape, rng) for _ in range(n_random)]
-    empty = not bool((heat > 0).any())  # nothing marked: no order to test (an empty map scores nan)
+    empty = bool(is_blank(heat))  # nothing marked: no order to test (an empty map scores nan)
     probs = deletion_probs(clf, img, ([] if empty else [heat]) + rand, cls, fill)
     if empty:
         probs = np.concatenate([np.full((1, probs.shape[1]), np.nan), probs])
