@@ -82,7 +82,7 @@ def parse_args(argv=None):
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--share", action="store_true", help="create a temporary public link (expires after 72 h)")
     p.add_argument("--auth", action="append", default=[], metavar="USER:PASS", help="require a login (repeatable)")
-    p.add_argument("--model", "-m", action="append", help="models to compare by default (repeatable; default: $IC_ZOO_MODELS, comma-separated)")
+    p.add_argument("--model", "-m", action="append", help="models to compare by default (repeatable; default: $IC_ZOO_MODELS, comma- or semicolon-separated)")
     p.add_argument("--device", default=os.environ.get("IC_ZOO_DEVICE") or None,
                    help="cpu, cuda, ... (default: $IC_ZOO_DEVICE, else cuda if available)")
     p.add_argument("--plugins-dir", default=None, help="folder of plugin .py files (default: $IC_ZOO_PLUGINS_DIR, else the plugins/ folder beside app.py; never the working directory)")
@@ -93,8 +93,9 @@ def parse_args(argv=None):
     p.add_argument("--db", default=os.environ.get("IC_ZOO_STUDY_DB"),
                    help="study log: sqlite:///file.sqlite (default: <study name>.sqlite here) or postgresql://...")
     args = p.parse_args(argv)
-    if not args.model:  # the container's way to name them: IC_ZOO_MODELS=a,b,c
-        args.model = [m.strip() for m in os.environ.get("IC_ZOO_MODELS", "").split(",") if m.strip()] or None
+    if not args.model:  # the container's way to name them: IC_ZOO_MODELS=a,b,c (a;b;c when a clip: name has commas)
+        env = os.environ.get("IC_ZOO_MODELS", "")
+        args.model = [m.strip() for m in env.split(";" if ";" in env else ",") if m.strip()] or None
     return args
 
 

@@ -39,6 +39,7 @@ BUILTIN_MODULES = (
     "ic_zoo.classifiers.torchvision_models",
     "ic_zoo.classifiers.timm_models",
     "ic_zoo.classifiers.hf_models",
+    "ic_zoo.classifiers.clip_models",
     "ic_zoo.classifiers.flower2d_models",
     "ic_zoo.inpainters.opencv_inpaint",
     "ic_zoo.inpainters.patchmatch_inpaint",

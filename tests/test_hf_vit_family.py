@@ -50,7 +50,8 @@ def family(hf_snapshot, tmp_root):
         d = tmp_root / f"hf_family_{name}"
         net.save_pretrained(d)
         if name == "clip-vision":
-            transformers.CLIPImageProcessor(size={"shortest_edge": h}, crop_size={"height": h, "width": w}).save_pretrained(d)
+            proc = transformers.CLIPImageProcessor(size={"shortest_edge": h}, crop_size={"height": h, "width": w})
+            proc.save_pretrained(d)
         else:
             transformers.ViTImageProcessor(size={"height": h, "width": w}).save_pretrained(d)
         hf_snapshot(f"test-org/tiny-{name}", {p.name: p for p in d.iterdir() if p.is_file()})

@@ -1,6 +1,7 @@
 """The Classifier subclass of each backend, at module level: what a backend adds to the base class
-(true CAM's head, a forward for models that return objects, the Flower2D config). The ``*_models``
-modules register the backends and build these; this module imports torch, they do not.
+(true CAM's head, a forward for models that return objects, the Flower2D config), and zero-shot CLIP's
+image tower with its fixed text head. The ``*_models`` modules register the backends and build these;
+this module imports torch, they do not.
 """
 from __future__ import annotations
 
@@ -78,3 +79,28 @@ class Flower2DClassifier(Classifier):
         if self.arch == "resnet":
             return CamHead(self.model.avgpool, _linear_cam(self.model.fc), use_input=True)
         return None
+
+
+class ZeroShotCLIP(torch.nn.Module):
+    """CLIP's image tower and projection against fixed, normalised class text embeddings: ``forward`` gives
+    ``CLIPModel``'s ``logits_per_image`` for those texts."""
+
+    def __init__(self, clip, text_embeds: torch.Tensor) -> None:
+        super().__init__()
+        self.vision_model = clip.vision_model
+        self.visual_projection = clip.visual_projection
+        self.config = clip.vision_model.config  # its attention implementation is the one switched
+        self.register_buffer("text_embeds", text_embeds / text_embeds.norm(dim=-1, keepdim=True))
+        self.register_buffer("logit_scale", clip.logit_scale.detach().exp())
+
+    def set_attn_implementation(self, impl: str) -> None:
+        self.vision_model.set_attn_implementation(impl)
+
+    def head_of_tokens(self, z: torch.Tensor) -> torch.Tensor:
+        """Tokens (B, N, D) after any layer -> the logits, read as from the last: post_layernorm of the
+        class token, projected, normalised, against the class texts, times the logit scale."""
+        e = self.visual_projection(self.vision_model.post_layernorm(z[:, 0]))
+        return self.logit_scale * (e / e.norm(dim=-1, keepdim=True)) @ self.text_embeds.t()
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.head_of_tokens(self.vision_model(pixel_values=pixel_values).last_hidden_state)

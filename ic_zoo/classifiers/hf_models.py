@@ -5,6 +5,7 @@ ViT-style models (ViT, DeiT, BEiT, DINOv2, the CLIP vision tower) are explained 
 block's pre-attention norm with a reshape from their patch grid and their prefix tokens (class,
 distillation, registers), read off the model and checked on one probe pass; CNN-style models, and any
 model whose token layout that check does not confirm, on their last spatial feature map.
+``clip_models`` reuses its config check, geometry and token layout for zero-shot CLIP.
 """
 from __future__ import annotations
 
@@ -120,22 +121,21 @@ def _build(repo: str, pretrained: bool = True, device=None):
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
 
 
-def validate(repo: str, pretrained: bool = True) -> None:
-    """Check ``hf-hub:<repo id>`` before loading it: the id's form, its config (cached, or a small
-    download), that the config is an image classifier's, and that the weights can be had."""
+def hub_config(key: str, repo: str, example: str = "hf-hub:google/vit-base-patch16-224") -> dict:
+    """The config.json of ``repo`` (cached, or a small download) as a dict; one sentence for an id that is
+    not a repo id, a config that cannot be had or read. ``key`` is the name the user typed."""
     import json
 
     from ..errors import UnknownPluginError, WeightsUnavailableError
-    from ..weights import hf_cache_dir, hf_cached_file, hf_endpoint, hf_weights_reason, hub_offline, weights_error
+    from ..weights import hf_cache_dir, hf_cached_file, hf_endpoint, hub_offline
 
     if not _REPO_ID.match(repo or "") or ".." in repo:
-        raise UnknownPluginError(f"'{repo}' is not a Hugging Face repo id; write it as owner/name, "
-                                 "such as hf-hub:google/vit-base-patch16-224.")
+        raise UnknownPluginError(f"'{repo}' is not a Hugging Face repo id; write it as owner/name, such as {example}.")
     path = hf_cached_file(repo, ("config.json",))
     if path is None:
         if hub_offline():
             raise WeightsUnavailableError(
-                f"'hf-hub:{repo}' is not in the cache folder {hf_cache_dir()} and {hf_endpoint().split('//')[-1]} "
+                f"'{key}' is not in the cache folder {hf_cache_dir()} and {hf_endpoint().split('//')[-1]} "
                 "cannot be reached; connect once so it downloads, or copy it into that folder.")
         from huggingface_hub import hf_hub_download
 
@@ -143,12 +143,24 @@ def validate(repo: str, pretrained: bool = True) -> None:
             path = hf_hub_download(repo, "config.json")
         except Exception as exc:
             first = (str(exc).splitlines() or [type(exc).__name__])[0]
-            raise UnknownPluginError(f"'hf-hub:{repo}' has no model config on the Hugging Face hub ({first}); "
+            raise UnknownPluginError(f"'{key}' has no model config on the Hugging Face hub ({first}); "
                                      "check the repo id.") from None
     try:
         cfg = json.loads(open(path, encoding="utf-8").read())
     except (OSError, ValueError):
-        raise UnknownPluginError(f"The config.json of 'hf-hub:{repo}' cannot be read; check the repo.") from None
+        raise UnknownPluginError(f"The config.json of '{key}' cannot be read; check the repo.") from None
+    if not isinstance(cfg, dict):
+        raise UnknownPluginError(f"The config.json of '{key}' is not a model config; check the repo.")
+    return cfg
+
+
+def validate(repo: str, pretrained: bool = True) -> None:
+    """Check ``hf-hub:<repo id>`` before loading it: the id's form, its config (cached, or a small
+    download), that the config is an image classifier's, and that the weights can be had."""
+    from ..errors import UnknownPluginError
+    from ..weights import hf_weights_reason, weights_error
+
+    cfg = hub_config(f"hf-hub:{repo}", repo)
     archs = [a for a in cfg.get("architectures") or [] if isinstance(a, str)]
     model_type = str(cfg.get("model_type", "?"))
     if not any("ForImageClassification" in a for a in archs):  # DeiT's ...ForImageClassificationWithTeacher too
