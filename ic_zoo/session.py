@@ -718,7 +718,8 @@ class Session:
                 raw, _ = self._maps(name, before, ex, [c], None)
                 heat = paste_maps(raw, clf.input_box(self.original.shape), self.original.shape[:2])[0]
                 total = float(heat.sum())
-                out["mass_in_stroke"] = float(heat[edit.mask].sum() / total) if total > 0 else 0.0
+                # a blank map has no mass to place: None (the app says n/a), not 0 %
+                out["mass_in_stroke"] = None if is_blank(raw[0]) else float(heat[edit.mask].sum() / total)
             return out
 
     def inpainter_check(self, models: Iterable[str], inpainters: Iterable[str] | None = None,

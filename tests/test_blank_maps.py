@@ -69,6 +69,11 @@ def test_a_blank_map_is_flagged_with_the_explainers_that_give_one(flowers):
     assert d["blank"] is True and d["blank_original"] is True and d["blank_alternatives"] == cm.alternatives
     doc = json.loads(json.dumps(s.evaluate([VIT], "gradcam", map_classes=[c]).to_dict()))
     assert doc["models"][VIT]["maps"][str(c)]["blank"] is True
+    # a stroke in a corner: the blank map held no mass to lose there, which is not "0 % of the map"
+    corner = np.zeros(img.shape[:2], bool)
+    corner[:6, :6] = True
+    s.apply(corner, "telea")
+    assert s.stroke_effect(VIT, "gradcam", c)["mass_in_stroke"] is None
 
 
 def test_a_map_with_evidence_is_not_flagged(flowers):
