@@ -202,8 +202,9 @@ class Classifier:
     ViT's tokens into a (B, C, h, w) grid. ``norm`` is the input's (mean, std) in [0, 1] units (read off a
     ``Normalize`` step of ``transform`` when not given). The model is put in eval mode on ``device`` with
     its parameters frozen. A model whose feature maps cannot be read right may give no target layers and
-    ``cam_refusal``, the sentence the CAM family answers with. Subclasses add :meth:`cam_head` (true CAM)
-    or :meth:`forward`.
+    ``cam_refusal``, the sentence the CAM family answers with. ``tap_layout`` says in one line how the
+    target layer's output is read ("" until the backend that chose the layer sets it). Subclasses add
+    :meth:`cam_head` (true CAM) or :meth:`forward`.
     """
 
     def __init__(self, model: torch.nn.Module, labels: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
@@ -228,6 +229,10 @@ class Classifier:
         #: why the CAM family is not offered for this model (no target layer whose layout could be
         #: verified), one sentence; None when ``target_layers`` are given
         self.cam_refusal = None if target_layers else cam_refusal
+        #: how the CAM target layer's output is read, one line: "NCHW (<module>)", "NHWC (<module>)" or
+        #: "tokens: <p> prefix + <h> x <w> grid (<module>)"; set by the backend that derived the layer,
+        #: "" when it does not say
+        self.tap_layout: str = ""
         self.name = name  # the registered name, as for every plugin kind
         self.labels = labels
         self.transform = transform

@@ -69,7 +69,7 @@ def build(spec: str, pretrained: bool = True, device=None):
     from ._base import Classifier
     from ._layers import last_spatial_layer
     from .backends import ZeroShotCLIP
-    from .hf_models import _geometry, token_layout
+    from .hf_models import _geometry, layout_of, token_layout
 
     validate(spec, pretrained)
     repo, names = parse(spec)
@@ -103,9 +103,11 @@ def build(spec: str, pretrained: bool = True, device=None):
     target, reshape = token_layout(model, geometry.input_size, lambda m, x: m(x), key)
     if target is None:
         target = last_spatial_layer(model, geometry.input_size)
-    return Classifier(model, names, transform, geometry, [target], name=key, reshape_transform=reshape,
-                      norm=norm or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), family="vit" if reshape else "cnn",
-                      pretrained=pretrained, weights_source=repo, device=device)
+    clf = Classifier(model, names, transform, geometry, [target], name=key, reshape_transform=reshape,
+                     norm=norm or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), family="vit" if reshape else "cnn",
+                     pretrained=pretrained, weights_source=repo, device=device)
+    clf.tap_layout = layout_of(clf.model, target, reshape)
+    return clf
 
 
 @register("classifier", "clip:", requires=("transformers",), validate=validate,

@@ -77,6 +77,16 @@ def token_layout(model, input_size, call, key):
     return layer, TokenGridReshape(grid, prefix)
 
 
+def layout_of(model, layer, reshape) -> str:
+    """How ``layer`` of ``model`` is read, in one line (``Classifier.tap_layout``): "tokens: p prefix + h x w
+    grid (<module>)" with a token reshape, else "NCHW (<module>)" (the spatial fallback)."""
+    name = next((n for n, m in model.named_modules() if m is layer), type(layer).__name__)
+    if reshape is not None:
+        gh, gw = reshape.grid
+        return f"tokens: {reshape.num_prefix_tokens} prefix + {gh} x {gw} grid ({name})"
+    return f"NCHW ({name})"
+
+
 def _build(repo: str, pretrained: bool = True, device=None):
     from transformers import AutoConfig, AutoImageProcessor, AutoModelForImageClassification
 
@@ -113,9 +123,11 @@ def _build(repo: str, pretrained: bool = True, device=None):
         target_layers = [target]
     else:
         target_layers = [last_spatial_layer(model, geometry.input_size, call=lambda m, x: m(pixel_values=x))]
-    return HFClassifier(model, labels, transform, geometry, target_layers, name=key, reshape_transform=reshape,
-                        norm=norm or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), family="vit" if reshape else "cnn",
-                        pretrained=pretrained, weights_source=repo, device=device)
+    clf = HFClassifier(model, labels, transform, geometry, target_layers, name=key, reshape_transform=reshape,
+                       norm=norm or ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), family="vit" if reshape else "cnn",
+                       pretrained=pretrained, weights_source=repo, device=device)
+    clf.tap_layout = layout_of(clf.model, target_layers[0], reshape)
+    return clf
 
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
