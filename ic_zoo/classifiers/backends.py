@@ -36,7 +36,24 @@ class TimmClassifier(Classifier):
             return None
         if not isinstance(getattr(self.model, "head_drop", torch.nn.Identity()), (torch.nn.Dropout, torch.nn.Identity)):
             return None
-        return CamHead(pool, _linear_cam(fc), use_input=True)
+        head = CamHead(pool, _linear_cam(fc), use_input=True)
+        return head if self.cached("cam head holds", lambda: _cam_identity(self, head, fc)) else None
+
+
+def _cam_identity(clf, head: CamHead, fc: torch.nn.Linear) -> bool:
+    """Whether the class maps' spatial means plus the bias are the logits, on one probe input: true CAM's
+    definition, checked once (a pool followed by more layers, as in MobileNetV3's conv head, fails it)."""
+    x = torch.randn((1, 3) + tuple(clf.input_size), generator=torch.Generator().manual_seed(0)).to(clf.device)
+    with clf.lock:
+        run = clf.run(x, [head.layer], False, [head.use_input])
+    feats = run.acts[0]
+    if not torch.is_tensor(feats) or feats.ndim != 4 or feats.shape[1] != fc.in_features:
+        return False
+    with torch.no_grad():
+        maps = head.to_maps(feats, range(clf.num_classes))
+        logits = maps.mean((-2, -1)) + (fc.bias if fc.bias is not None else 0)
+    ref = run.logits.detach()
+    return bool(torch.allclose(logits, ref, rtol=1e-3, atol=1e-4 * float(ref.abs().max().clamp(min=1))))
 
 
 class TorchvisionClassifier(Classifier):

@@ -50,9 +50,9 @@ class Tap:
 def _probe(model, x, module, want_input: bool = False):
     got = {}
 
-    def hook(mod, inp, out):
-        got.setdefault("in", inp[0] if inp else None)
-        got.setdefault("out", out[0] if isinstance(out, (tuple, list)) else out)
+    def hook(mod, inp, out):  # a module returning a tuple cannot be tapped by every CAM (pytorch-grad-cam's
+        got.setdefault("in", inp[0] if inp else None)  # hooks take one tensor): it counts as no map
+        got.setdefault("out", out)
 
     h = module.register_forward_hook(hook)
     try:
@@ -163,8 +163,7 @@ def _search(model, x, ref, size_hw) -> tuple[str, torch.nn.Module, str, Callable
     layout, is the model's own map ``ref``: for models whose ``feature_info`` names no module."""
     names = {id(m): n for n, m in model.named_modules()}
     seen: list = []
-    hooks = [m.register_forward_hook(lambda mod, i, o: seen.append((mod, o[0] if isinstance(o, (tuple, list)) else o)))
-             for m in model.modules() if m is not model]
+    hooks = [m.register_forward_hook(lambda mod, i, o: seen.append((mod, o))) for m in model.modules() if m is not model]
     try:
         with torch.no_grad():
             model(x)

@@ -65,6 +65,7 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
         cached = require_hf_weights(key, hub_id, files, size_hint=_SIZES.get(name, "")) if hub_id else None
         if cached is not None:  # the hub cannot be used: timm loads the cached file itself
             kwargs = {**kwargs, "pretrained_cfg_overlay": {**kwargs.get("pretrained_cfg_overlay", {}), "file": cached}}
+    input_size = kwargs.pop("input_size", None)  # ours, not timm's: run a size-agnostic model at (h, w)
     model = timm.create_model(name, pretrained=pretrained and embedded is None, **kwargs)
     if embedded is not None:
         from .embedded_weights import state_dict
@@ -72,7 +73,7 @@ def _build(name: str, key: str, pretrained: bool = True, device=None, **kwargs):
         model.load_state_dict(state_dict(embedded, model), strict=True)
     if not getattr(model, "num_classes", 0):
         raise UnknownPluginError(headless_sentence(name))
-    img_size = kwargs.get("img_size")  # built at another input size: the preprocessing follows the model
+    img_size = kwargs.get("img_size", input_size)  # built for another input size: the preprocessing follows
     if img_size is not None:
         img_size = (int(img_size), int(img_size)) if isinstance(img_size, int) else tuple(int(v) for v in img_size)
     data_cfg = resolve_data_config({"input_size": (3, *img_size)} if img_size else {}, model=model)
@@ -201,5 +202,6 @@ def validate(name: str, pretrained: bool = True) -> None:
 @register("classifier", "timm:", requires=("timm",), validate=validate, domain="imagenet",
           description="any timm model by name, e.g. timm:convnext_tiny.fb_in1k")
 def timm_any(name: str, pretrained: bool = True, device=None, **kwargs):
-    """``kwargs`` go to ``timm.create_model`` (e.g. ``img_size=(160, 224)``: the preprocessing follows)."""
+    """``kwargs`` go to ``timm.create_model`` (e.g. ``img_size=(160, 224)``: the preprocessing follows), but
+    ``input_size=(h, w)``, which only sets the preprocessing's size (for models that take any size)."""
     return _build(name, f"timm:{name}", pretrained, device, **kwargs)

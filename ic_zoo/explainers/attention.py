@@ -78,12 +78,16 @@ class AttentionExplainer(Explainer):
     needs_tokens = False  # the blocks' token outputs too (LeGrad)
 
     def supports(self, clf) -> str | None:
+        if clf.family != "vit" and attention_modules(clf):  # Swin, MaxViT, Hiera...: attention in windows or stages
+            return (f"{self.name} follows attention over one global grid of patch tokens through every block, and "
+                    f"{clf.name}'s attention is windowed or hierarchical (no published rollout applies); use Grad-CAM")
         if not hasattr(clf.reshape_transform, "grid") or clf.family != "vit" or not (
                 attention_modules(clf) or _hf_attention(clf)):
             return (f"{self.name} reads a vision transformer's attention (timm or Hugging Face ViTs), and {clf.name} "
                     "has none it can capture; use Grad-CAM")
-        if _prefix(clf) < 1:
-            return f"{self.name} reads the class token's attention, and {clf.name} has no class token"
+        if _prefix(clf) < 1 or (not _hf_attention(clf) and getattr(clf.model, "cls_token", None) is None):
+            return (f"{self.name} reads the class token's attention, and {clf.name} has no class token"
+                    + (" (its prefix tokens are registers)" if _prefix(clf) >= 1 else ""))
         return None
 
     def taps(self, clf):
@@ -143,7 +147,8 @@ class Chefer(AttentionExplainer):
 
     def supports(self, clf) -> str | None:
         why = super().supports(clf)
-        if why is None and _hf_attention(clf) and not _hf_head(clf)[1]:
+        if why is None and (not _hf_head(clf)[1] if _hf_attention(clf)
+                            else getattr(clf.model, "global_pool", "token") != "token"):
             why = (f"chefer propagates relevance to the class token, which the head of {clf.name} does not read "
                    "(or is not known to read); use LeGrad or Grad-CAM")
         return why

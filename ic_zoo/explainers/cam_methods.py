@@ -195,8 +195,8 @@ def refine_layers(clf, n: int = 3) -> list:
         seen: list = []  # (module, spatial size) as each module's forward ends
 
         def note(mod, inputs, out):
-            if isinstance(out, torch.Tensor) and out.dim() == 4:
-                seen.append((mod, tuple(out.shape[-2:])))
+            if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[0] == 1:  # (not patches folded into
+                seen.append((mod, tuple(out.shape[-2:])))  # the batch, as HaloNet and MobileViT do inside)
 
         hooks = [mod.register_forward_hook(note) for mod in clf.model.modules() if mod is not clf.model]
         try:
@@ -208,7 +208,10 @@ def refine_layers(clf, n: int = 3) -> list:
         calls: dict = {}
         for mod, _ in seen:
             calls[id(mod)] = calls.get(id(mod), 0) + 1
-        upto = max(i for i, (mod, _) in enumerate(seen) if mod is target)
+        at = [i for i, (mod, _) in enumerate(seen) if mod is target]
+        if not at:  # the target gives no plain NCHW map to line the earlier stages up with
+            return [target]
+        upto = max(at)
         final = seen[upto][1]
         ends: dict = {}
         for mod, hw in seen[:upto]:
