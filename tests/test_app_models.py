@@ -104,6 +104,8 @@ def test_typed_names_are_checked_and_a_bad_one_changes_nothing(auto, flower_png)
     assert picker["value"] == LITE[:2] and "timm has no architecture called 'no_such_net'" in status
     picker, status = c.predict(["hf-hub:nobody/nothing"], api_name="/set_models")
     assert picker["value"] == LITE[:2] and "cannot be reached" in status  # the previous selection stays
+    picker, status = c.predict(["timm:eva02_tiny_patch14_224"], api_name="/set_models")  # head-less: the tags to use
+    assert picker["value"] == LITE[:2] and "timm:eva02_tiny_patch14_336.mim_in22k_ft_in1k" in status
     # a typed name the zoo resolves (embedded weights under the timm: namespace) loads, with its time
     picker, status = c.predict(LITE[:1] + ["timm:tf_efficientnet_lite1"], api_name="/set_models")
     assert picker["value"] == LITE[:1] + ["timm:tf_efficientnet_lite1"] and "Loaded timm:tf_efficientnet_lite1" in status

@@ -15,6 +15,7 @@ def _formatters():
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import arch_matrix
     import lime_samples
     import replicas
 
@@ -27,7 +28,8 @@ def _formatters():
             ("occlusion_fast_vs_exhaustive", "explain_bench", explain_bench.format_occlusion_markdown),
             ("latency_cpu", "latency_cpu", latency.format_markdown),
             ("edit_lite_cpu", "edit_lite_cpu", bench.format_markdown),
-            ("lime_samples", "lime_samples", lime_samples.format_table)]
+            ("lime_samples", "lime_samples", lime_samples.format_table),
+            ("arch_matrix", "arch_matrix", arch_matrix.format_table)]
 
 
 @pytest.mark.parametrize("stem,source,fmt", _formatters(), ids=lambda v: v if isinstance(v, str) else "")

@@ -76,6 +76,7 @@ CHEFER = ("gradient-weighted attention relevance (Chefer, Gur & Wolf, ICCV 2021;
 class AttentionExplainer(Explainer):
     uses_gradients = False  # (interactive, the Explainer default: both read the edit's one tapped pass)
     needs_tokens = False  # the blocks' token outputs too (LeGrad)
+    reads_class_token = True  # the map is the class token's row (rollout, Chefer); LeGrad reads every token
 
     def supports(self, clf) -> str | None:
         if clf.family != "vit" and attention_modules(clf):  # Swin, MaxViT, Hiera...: attention in windows or stages
@@ -85,7 +86,8 @@ class AttentionExplainer(Explainer):
                 attention_modules(clf) or _hf_attention(clf)):
             return (f"{self.name} reads a vision transformer's attention (timm or Hugging Face ViTs), and {clf.name} "
                     "has none it can capture; use Grad-CAM")
-        if _prefix(clf) < 1 or (not _hf_attention(clf) and getattr(clf.model, "cls_token", None) is None):
+        if self.reads_class_token and (_prefix(clf) < 1 or (not _hf_attention(clf)
+                                                            and getattr(clf.model, "cls_token", None) is None)):
             return (f"{self.name} reads the class token's attention, and {clf.name} has no class token"
                     + (" (its prefix tokens are registers)" if _prefix(clf) >= 1 else ""))
         return None
@@ -179,6 +181,7 @@ class LeGrad(AttentionExplainer):
     description = LEGRAD
     uses_gradients = True
     needs_tokens = True
+    reads_class_token = False
 
     def supports(self, clf) -> str | None:
         why = super().supports(clf)
