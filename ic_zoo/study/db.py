@@ -4,6 +4,17 @@ SQLite (WAL, synchronous=FULL: a committed row survives kill -9) by default, emb
 PostgreSQL by URL, so several app replicas behind a load balancer share one log. The schema is created
 and migrated by the app (a ``meta`` table holds the schema version; each migration runs in one
 transaction).
+
+Fencing (issue 33): a participant's event counter (``participants.n_events``, which numbers their rows
+1, 2, 3, ...) is the version of their place in the study. A tab knows the number of the last row its page
+shows (its *base*); every change it logs is a compare-and-set on that number (``record(..., base=)``,
+``answer(..., base=)``): the first statement of the transaction is ``UPDATE participants SET n_events =
+n_events + 1 WHERE id = :pid AND n_events = :base``, which PostgreSQL re-checks after waiting for the
+row's lock and SQLite runs under its one write lock, so of two writers with the same base exactly one
+wins and the other writes nothing (``StaleBase``). A resume is such a write too (the ``task_resumed``
+row, based on the number its rebuild read up to), so it fences every event still running for that
+participant on another replica or in another tab: they are refused at commit, never logged after the
+page was rebuilt without them. No schema change: the counter was already there.
 """
 from __future__ import annotations
 
@@ -85,6 +96,15 @@ def _v2(conn) -> None:
 
 
 MIGRATIONS = {1: lambda conn: metadata.create_all(conn, tables=V1_TABLES), 2: _v2}
+
+
+class StaleBase(Exception):
+    """A change based on an older state of the participant's log than the log now holds (another tab or
+    replica logged something meanwhile): nothing of it was written."""
+
+    def __init__(self, base: int | None, current: int | None) -> None:
+        super().__init__(f"the page was based on event {base} but the log is at event {current}")
+        self.base, self.current = base, current
 
 
 def now() -> datetime.datetime:
@@ -366,38 +386,69 @@ class StudyStore:
             pass
         return self.participant(code)
 
-    # -- interactions ------------------------------------------------------------------------------------
+    # -- interactions ---------------------------------------------------------------------------------------
+    def version(self, pid: int) -> int:
+        """The number of the participant's last logged event: the state a new change must be based on."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(participants_t.c.n_events).where(participants_t.c.id == pid)).scalar_one())
+
+    @staticmethod
+    def _next_seq(conn, pid: int, base: int | None) -> int:
+        """Take the participant's next event number; with ``base``, only if the log is still at ``base``
+        (compare-and-set; the transaction's first write, so nothing is written when it fails)."""
+        cond = participants_t.c.id == pid
+        if base is not None:
+            cond = cond & (participants_t.c.n_events == int(base))
+        seq = conn.execute(participants_t.update().where(cond).values(n_events=participants_t.c.n_events + 1)
+                           .returning(participants_t.c.n_events)).scalar()
+        if seq is None:
+            current = conn.execute(sa.select(participants_t.c.n_events).where(participants_t.c.id == pid)).scalar()
+            raise StaleBase(base, current)
+        return int(seq)
+
     def _record(self, conn, pid: int, kind: str, task_id: str | None, payload: dict, mask=None,
-                client_time: float | None = None, session: str | None = None) -> int:
-        seq = conn.execute(participants_t.update().where(participants_t.c.id == pid)
-                           .values(n_events=participants_t.c.n_events + 1)
-                           .returning(participants_t.c.n_events)).scalar_one()
-        return conn.execute(interactions_t.insert().values(
-            participant_id=pid, seq=int(seq), task_id=task_id, kind=kind, client_time=client_time,
+                client_time: float | None = None, session: str | None = None, base: int | None = None) -> int:
+        """Insert one row; returns its event number (``StaleBase`` when ``base`` is not the log's)."""
+        seq = self._next_seq(conn, pid, base)
+        conn.execute(interactions_t.insert().values(
+            participant_id=pid, seq=seq, task_id=task_id, kind=kind, client_time=client_time,
             server_time=now(), session=session, payload=json.dumps(payload, default=_jsonable),
-            mask_png=None if mask is None else mask_to_png(mask))).inserted_primary_key[0]
+            mask_png=None if mask is None else mask_to_png(mask)))
+        return seq
 
     def record(self, pid: int, kind: str, task_id: str | None, payload: dict, mask=None,
-               client_time: float | None = None, session: str | None = None) -> int:
-        """One interaction, committed when this returns."""
+               client_time: float | None = None, session: str | None = None, base: int | None = None) -> int:
+        """One interaction, committed when this returns; returns its event number. With ``base`` (the
+        number of the last event the page shows) it is logged only if the log is still there, else
+        ``StaleBase`` and nothing is written."""
         with self.engine.begin() as conn:
-            return self._record(conn, pid, kind, task_id, payload, mask, client_time, session)
+            return self._record(conn, pid, kind, task_id, payload, mask, client_time, session, base)
 
     def answer(self, pid: int, task_index: int, answers: dict[str, Any], payload: dict,
-               client_time: float | None = None, session: str | None = None) -> dict:
-        """Log the answers of one task and move the participant to the next task, in one transaction."""
+               client_time: float | None = None, session: str | None = None, base: int | None = None) -> dict:
+        """Log the answers of one task and move the participant to the next task, in one transaction.
+        Returns ``advanced``, ``task_index`` and ``seq`` (the participant's last event number). A task
+        already submitted is not advanced again; with ``base``, answers from a page behind the log are
+        refused (``StaleBase``, nothing written)."""
         task = self.study.tasks[task_index]
         nxt = task_index + 1
         done = nxt >= len(self.study.tasks)
         with self.engine.begin() as conn:
             # the first statement writes (and so locks): two submits of one task cannot both advance
-            moved = conn.execute(participants_t.update().where(
-                (participants_t.c.id == pid) & (participants_t.c.task_index == task_index))
-                .values(task_index=nxt, **({"finished_at": now()} if done else {}))).rowcount
-            if moved != 1:  # a double click, or a stale tab: nothing to do
-                cur = conn.execute(sa.select(participants_t.c.task_index).where(participants_t.c.id == pid)).scalar_one()
-                return {"advanced": False, "task_index": cur}
-            iid = self._record(conn, pid, "answer", task.id, payload, client_time=client_time, session=session)
+            cond = (participants_t.c.id == pid) & (participants_t.c.task_index == task_index)
+            if base is not None:
+                cond = cond & (participants_t.c.n_events == int(base))
+            moved = conn.execute(participants_t.update().where(cond)
+                                 .values(task_index=nxt, **({"finished_at": now()} if done else {}))).rowcount
+            if moved != 1:  # a double click, a stale tab, or a page behind the log: nothing to do
+                cur, n = conn.execute(sa.select(participants_t.c.task_index, participants_t.c.n_events)
+                                      .where(participants_t.c.id == pid)).one()
+                if cur != task_index:
+                    return {"advanced": False, "task_index": cur, "seq": int(n)}
+                raise StaleBase(base, n)
+            seq = self._record(conn, pid, "answer", task.id, payload, client_time=client_time, session=session)
+            iid = conn.execute(sa.select(interactions_t.c.id).where(
+                (interactions_t.c.participant_id == pid) & (interactions_t.c.seq == seq))).scalar_one()
             late = bool(payload.get("late"))
             for q in task.questions:
                 a = answers.get(q.id)
@@ -406,13 +457,16 @@ class StudyStore:
                                                        question_id=q.id, answer=None if a is None else str(a),
                                                        correct=correct, late=late))
             if done:
-                self._record(conn, pid, "finish", None, {}, client_time=client_time, session=session)
-        return {"advanced": True, "task_index": nxt}
+                seq = self._record(conn, pid, "finish", None, {}, client_time=client_time, session=session)
+        return {"advanced": True, "task_index": nxt, "seq": seq}
 
-    def timeline(self, pid: int, task_id: str | None = None) -> list[dict]:
+    def timeline(self, pid: int, task_id: str | None = None, upto: int | None = None) -> list[dict]:
+        """The participant's rows in order (of one task; up to event number ``upto``)."""
         q = sa.select(interactions_t).where(interactions_t.c.participant_id == pid)
         if task_id is not None:
             q = q.where(interactions_t.c.task_id == task_id)
+        if upto is not None:
+            q = q.where(interactions_t.c.seq <= int(upto))
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q.order_by(interactions_t.c.seq)).mappings()]
 

@@ -7,7 +7,11 @@ works through their tasks: paint over part of the task's image, see each model's
 (models in the participant's counterbalanced order), answer the questions. Every interaction is
 committed to the log before the page answers, and a change counts only once its row is: one that cannot
 be logged is undone and the participant asked to repeat it. A participant who leaves and comes back
-resumes where they were, strokes included. Researchers see progress on ``/admin`` (password from the
+resumes where they were, strokes included. Every change is fenced (db.py): the page carries the number
+of the last logged event it shows (its base, a hidden field), and a change whose base is not the log's
+(the participant went on in another tab, or on another replica after a reload) is refused with one
+sentence asking for a reload, and nothing of it is logged; a resume moves the log on, so a stroke still
+running on the old replica is refused when it tries to commit. Researchers see progress on ``/admin`` (password from the
 environment; wrong passwords are logged and lock the page after a few). See ``security.py``.
 """
 from __future__ import annotations
@@ -30,7 +34,7 @@ import sqlalchemy as sa
 from .. import gradio_util, imageio
 from ..errors import IcZooError
 from ..gradio_util import editor, editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png
-from .db import aware, now, open_engine
+from .db import StaleBase, aware, now, open_engine
 from ..ui.comparison import Comparison, comparison, model_view
 from .definition import Study
 from .research import rebuild
@@ -50,6 +54,10 @@ NOT_SAVED = ("Your last change could not be saved (the study log is busy), so it
 MOVED = ("The server you were working on stopped: please reload the page to continue where you left off "
          "(everything you did is kept).")
 NOT_ANSWERED = "Your answers could not be saved (the study log is busy): please submit them again."
+STALE = ("This page shows an older image than the study log (the study went on in another tab or window, or on "
+         "another server): please reload the page to continue where you left off; your last change was not saved.")
+NO_BASE = -1  # the hidden base field's value when an API caller leaves it out: only the tab's own base is checked
+RESUME_TRIES = 5
 
 
 class StudyState:
@@ -67,6 +75,8 @@ class StudyState:
         self.views: list = []  # what the model columns show (ui.comparison)
         self.views_stamp: int | str = ""
         self.views_layout: list[str] = []
+        self.base: int | None = None  # the number of the participant's last logged event this tab's page shows
+        self.lock = threading.Lock()  # one event of a tab at a time: each starts from where the last one ended
 
     def release(self, reason: str) -> None:
         """Drop the images (gradio_util.Tabs: idle too long, or the server needed room); the place in
@@ -177,6 +187,7 @@ class StudyPage:
     state: gr.State
     stored: gr.BrowserState
     client_time: gr.Number
+    base: gr.Number
     consent: ConsentPanel
     task: TaskPanel
     done: gr.Markdown
@@ -184,10 +195,11 @@ class StudyPage:
     def screen_outputs(self) -> list:
         c, t = self.consent, self.task
         return ([self.state, self.stored, c.pid_box, c.pid_note, c.agree, c.column, t.column, t.header, t.canvas,
-                 t.status, t.compare.layout, t.compare.values] + t.questions() + [self.done])
+                 t.status, t.compare.layout, t.compare.values] + t.questions() + [self.done, self.base])
 
     def edit_outputs(self) -> list:
-        return [self.state, self.task.canvas, self.task.status, self.task.compare.layout, self.task.compare.values]
+        return [self.state, self.task.canvas, self.task.status, self.task.compare.layout, self.task.compare.values,
+                self.base]
 
 
 # -- the study's server side ----------------------------------------------------------------------------
@@ -293,12 +305,12 @@ class StudyApp:
     def shown(self, st, res, views) -> dict:
         """The canvas, the status and the model columns after a change."""
         t = self.ui.task
-        return {self.ui.state: st, t.canvas: self.editor_value(st), t.status: self.status_text(st, res),
-                **t.compare.show(st, views, stamp=len(st.session.edits))}
+        return {self.ui.state: st, self.ui.base: st.base, t.canvas: self.editor_value(st),
+                t.status: self.status_text(st, res), **t.compare.show(st, views, stamp=len(st.session.edits))}
 
     def unchanged(self, st) -> dict:
         """The edit outputs when nothing was applied: only the status is refreshed."""
-        return {self.ui.state: st, self.ui.task.status: self.status_text(st)}
+        return {self.ui.state: st, self.ui.base: st.base, self.ui.task.status: self.status_text(st)}
 
     @staticmethod
     def status_text(st, res=None) -> str:
@@ -317,15 +329,28 @@ class StudyApp:
         task = self.study.tasks[st.task_index]
         p = st.participant
         st.models = self.study.model_order(task, p["ordinal"], p["code"])
-        events = self.store.timeline(p["id"], task.id)
-        with self.model_slots:
-            st.session = rebuild(self.new_session, self.store.images[task.id], events, self.store.image)
-        shown = [e for e in events if e["kind"] == "task_shown"]
-        st.started = aware(shown[0]["server_time"]) if shown else now()
-        self.store.record(p["id"], "task_resumed" if shown else "task_shown", task.id,
-                          {"task_index": st.task_index, "model_order": st.models, "explainer": task.explainer,
-                           "inpainter": task.inpainter, "replayed_edits": len(st.session.edits)},
-                          client_time=client_time, session=session)
+        # the page is rebuilt from the log up to event `base`, and its row is logged only if the log is still
+        # there (compare-and-set): a stroke of this participant that commits meanwhile (still running on
+        # another replica, or in another tab) makes the rebuild start again with it; once the row is in,
+        # any such stroke is refused at its commit. Either way the page shows what the log replays.
+        for _ in range(RESUME_TRIES):
+            base = self.store.version(p["id"])
+            events = self.store.timeline(p["id"], task.id, upto=base)
+            with self.model_slots:
+                st.session = rebuild(self.new_session, self.store.images[task.id], events, self.store.image)
+            shown = [e for e in events if e["kind"] == "task_shown"]
+            st.started = aware(shown[0]["server_time"]) if shown else now()
+            try:
+                st.base = self.store.record(
+                    p["id"], "task_resumed" if shown else "task_shown", task.id,
+                    {"task_index": st.task_index, "model_order": st.models, "explainer": task.explainer,
+                     "inpainter": task.inpainter, "replayed_edits": len(st.session.edits), "replayed_upto": base},
+                    client_time=client_time, session=session, base=base)
+                return
+            except StaleBase as exc:
+                log.info("participant %s: the log moved on while the task was rebuilt (%s); rebuilding again",
+                         p["code"], exc)
+        raise gr.Error(STALE, print_exception=False)
 
     def screen(self, st, note: str = "", stored=None) -> dict:
         """The full page: which screen is shown, and everything on it."""
@@ -338,6 +363,7 @@ class StudyApp:
                c.column: gr.update(visible=not consented), ui.task.column: gr.update(visible=True if on_task else "hidden")}
         if stored is not None:
             out[ui.stored] = stored
+        out[ui.base] = st.base
         if on_task:
             out.update(self.task_screen(st))
         code = st.participant["code"] if consented else ""
@@ -434,8 +460,31 @@ class StudyApp:
             task = self.study.tasks[st.task_index]
             with self.model_slots:
                 st.session = rebuild(self.new_session, self.store.images[task.id],
-                                     self.store.timeline(st.participant["id"], task.id), self.store.image)
+                                     self.store.timeline(st.participant["id"], task.id, upto=st.base), self.store.image)
         return st
+
+    @staticmethod
+    def tab_lock(st):
+        import contextlib
+
+        return st.lock if isinstance(st, StudyState) else contextlib.nullcontext()
+
+    def check_base(self, st, base) -> None:
+        """Refuse (one sentence, nothing changed) a change from a page behind this tab (``base``, the page's
+        hidden field, when given) or a tab behind the log. Checked before any work; the log checks again
+        at commit."""
+        if base is not None and int(base) != NO_BASE and int(base) != st.base:
+            log.info("participant %s: a change based on event %s refused (this tab is at event %s)",
+                     st.participant["code"], base, st.base)
+            raise gr.Error(STALE, print_exception=False)
+        try:
+            current = self.store.version(st.participant["id"])
+        except sa.exc.SQLAlchemyError:  # an unreadable log: the commit's compare-and-set still decides
+            return
+        if current != st.base:
+            log.info("participant %s: a change based on event %s refused (the log is at event %s)",
+                     st.participant["code"], st.base, current)
+            raise gr.Error(STALE, print_exception=False)
 
     def logged_change(self, st, kind, t, request, change):
         """Make a change (``change()`` returns its payload and mask), evaluate it, log it, and return the
@@ -450,33 +499,41 @@ class StudyApp:
             payload.update(models=logged, model_order=st.models, pretrained=self.pretrained,
                            n_edits=len(st.session.edits), compute_ms=round(1000 * (time.perf_counter() - t0), 2),
                            seconds_on_task=round((now() - st.started).total_seconds(), 3))
-            self.store.record(st.participant["id"], kind, self.study.tasks[st.task_index].id, payload, mask=mask,
-                              client_time=self.client_ms(t), session=self.sess_id(request))
+            st.base = self.store.record(st.participant["id"], kind, self.study.tasks[st.task_index].id, payload,
+                                        mask=mask, client_time=self.client_ms(t), session=self.sess_id(request),
+                                        base=st.base)
             log.info("participant %s: %s logged (%d edit(s) on task %s)", st.participant["code"], kind,
                      len(st.session.edits), self.study.tasks[st.task_index].id)
         except BaseException as exc:
             st.session = put_back(before)
+            if isinstance(exc, StaleBase):  # another tab or replica logged first: nothing of this was
+                log.warning("participant %s: a %s was refused at commit (%s)", st.participant["code"], kind, exc)
+                raise gr.Error(STALE, print_exception=False) from None
             if not isinstance(exc, sa.exc.SQLAlchemyError):
                 raise
             why = (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [type(exc).__name__])[0]
             log.warning("participant %s: a %s could not be logged (%s); it was undone", st.participant["code"],
                         kind, why)
             gr.Warning(NOT_SAVED)
-            return {self.ui.state: st, self.ui.task.canvas: self.editor_value(st),
+            return {self.ui.state: st, self.ui.base: st.base, self.ui.task.canvas: self.editor_value(st),
                     self.ui.task.status: f"**{NOT_SAVED}**"}
         return self.shown(st, res, views)
 
-    def on_edit(self, t, value, st, request: gr.Request):
+    def on_edit(self, t, value, base, st, request: gr.Request):
+        with self.tab_lock(st):
+            return self._on_edit(t, value, base, st, request)
+
+    def _on_edit(self, t, value, base, st, request):
         st = self.need_task(st, request)
         if not value or value.get("background") is None:
             return self.unchanged(st)
         img = editor_rgb(value["background"])
         if not same_image(img, st.session.modified):
-            raise gr.Error("This page shows an older image; reload it to continue where you left off.",
-                           print_exception=False)
+            raise gr.Error(STALE, print_exception=False)
         mask = stroke_mask(value)
         if mask is None or not mask.any():
             return self.unchanged(st)
+        self.check_base(st, base)
         inpainter = self.study.tasks[st.task_index].inpainter
 
         def stroke():
@@ -487,12 +544,17 @@ class StudyApp:
         return self.logged_change(st, "stroke", t, request, stroke)
 
     def stack_op(self, op: str):
-        def fn(t, st, request: gr.Request):
+        def fn(t, base, st, request: gr.Request):
+            with self.tab_lock(st):
+                return run(t, base, st, request)
+
+        def run(t, base, st, request):
             st = self.need_task(st, request)
             s = st.session
             if not {"undo": s.can_undo, "redo": s.can_redo, "reset": bool(s.edits)}[op]:
                 gr.Info(f"Nothing to {op}.")
                 return self.unchanged(st)
+            self.check_base(st, base)
 
             def do():
                 getattr(st.session, op)()
@@ -503,10 +565,15 @@ class StudyApp:
         fn.__name__ = f"on_{op}"
         return fn
 
-    def on_upload(self, t, path, st, request: gr.Request):
+    def on_upload(self, t, path, base, st, request: gr.Request):
+        with self.tab_lock(st):
+            return self._on_upload(t, path, base, st, request)
+
+    def _on_upload(self, t, path, base, st, request):
         st = self.need_task(st, request)
         if not path:
             return self.unchanged(st)
+        self.check_base(st, base)
         img = fit_max_side(imageio.load_image(path), self.max_side)
         key = "upload:" + hashlib.sha256(img.tobytes()).hexdigest()[:16]
 
@@ -518,8 +585,12 @@ class StudyApp:
 
         return self.logged_change(st, "upload", t, request, use_it)
 
-    def on_submit(self, t, *args):  # (client time, the question inputs..., state)
-        *vals, st = args
+    def on_submit(self, t, *args):  # (client time, the question inputs..., base, state)
+        with self.tab_lock(args[-1]):
+            return self._on_submit(t, *args)
+
+    def _on_submit(self, t, *args):
+        *vals, base, st = args
         st = self.need_task(st)
         task = self.study.tasks[st.task_index]
         radios, texts = vals[:MAX_QUESTIONS], vals[MAX_QUESTIONS:2 * MAX_QUESTIONS]
@@ -538,18 +609,23 @@ class StudyApp:
                 raise gr.Error(f"Please keep the answer to '{q.text}' under {MAX_TEXT} characters.",
                                print_exception=False)
             answers[q.id] = a
+        if base is not None and int(base) != NO_BASE and int(base) != st.base:
+            raise gr.Error(STALE, print_exception=False)
         elapsed = (now() - st.started).total_seconds()
         late = bool(task.time_limit_s and elapsed > task.time_limit_s)
         try:
             r = self.store.answer(st.participant["id"], st.task_index, answers,
                                   {"answers": answers, "late": late, "seconds_on_task": round(elapsed, 3),
                                    "n_edits": len(st.session.edits), "model_order": st.models},
-                                  client_time=self.client_ms(t), session=st.sess)
+                                  client_time=self.client_ms(t), session=st.sess, base=st.base)
+        except StaleBase as exc:  # another tab or replica logged first: this page's answers are not logged
+            log.warning("participant %s: answers refused (%s)", st.participant["code"], exc)
+            raise gr.Error(STALE, print_exception=False) from None
         except sa.exc.SQLAlchemyError as exc:  # one transaction: nothing of it was kept
             log.warning("participant %s: answers could not be logged (%s)", st.participant["code"],
                         type(exc).__name__)
             raise gr.Error(NOT_ANSWERED, print_exception=False) from None
-        st.task_index = r["task_index"]
+        st.task_index, st.base = r["task_index"], r["seq"]
         if st.task_index < self.n_tasks:
             self.open_task(st, self.client_ms(t), st.sess)
         note = "" if r["advanced"] else "That task was already submitted (perhaps in another tab); here is where you are now."
@@ -558,15 +634,15 @@ class StudyApp:
     def wire_task(self) -> None:
         ui, t = self.ui, self.ui.task
         busy = dict(js=CLIENT_TIME_JS, show_progress_on=[t.status], **self.common)
-        t.canvas.change(self.held(self.on_edit), [ui.client_time, t.canvas, ui.state], ui.edit_outputs(),
+        t.canvas.change(self.held(self.on_edit), [ui.client_time, t.canvas, ui.base, ui.state], ui.edit_outputs(),
                         api_name="study_edit", trigger_mode="always_last", **busy)
         for btn, op in ((t.undo, "undo"), (t.reset, "reset")):
-            btn.click(self.held(self.stack_op(op)), [ui.client_time, ui.state], ui.edit_outputs(),
+            btn.click(self.held(self.stack_op(op)), [ui.client_time, ui.base, ui.state], ui.edit_outputs(),
                       api_name=f"study_{op}", **busy)
         if self.study.allow_upload:
-            t.upload.upload(self.held(self.on_upload), [ui.client_time, t.upload, ui.state], ui.edit_outputs(),
+            t.upload.upload(self.held(self.on_upload), [ui.client_time, t.upload, ui.base, ui.state], ui.edit_outputs(),
                             api_name="study_upload", **busy)
-        t.submit.click(self.held(self.on_submit), [ui.client_time] + t.radios + t.texts + [ui.state],
+        t.submit.click(self.held(self.on_submit), [ui.client_time] + t.radios + t.texts + [ui.base, ui.state],
                        ui.screen_outputs(), api_name="submit", js=CLIENT_TIME_JS,
                        show_progress_on=[ui.consent.pid_note], **self.common)
 
@@ -670,13 +746,15 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
                          delete_callback=lambda st: st.release("idle") if isinstance(st, StudyState) else None)
         stored = gr.BrowserState(None, storage_key=f"ic_zoo_study_{study.key}", secret=app.browser_secret)
         client_time = gr.Number(visible=False, value=0)
+        # the number of the last logged event the page shows: every change sends it, the log refuses a stale one
+        base = gr.Number(visible=False, value=NO_BASE, precision=0, elem_id="edit_base")
         gr.Navbar(visible=False, main_page_name=False)  # participants see no "Home" / "Admin" links (the admin page is by URL)
         gradio_util.page_script(demo, gradio_util.NO_NAVIGATION_CSS)
         gr.Markdown(f"# {study.title}")
         consent = consent_panel(study)
         task = task_panel(study, state, app.editor_pixels)
         done = gr.Markdown(elem_id="done")
-        app.ui = StudyPage(state, stored, client_time, consent, task, done)
+        app.ui = StudyPage(state, stored, client_time, base, consent, task, done)
         app.wire_arrival(demo)
         app.wire_task()
     with demo.route("Admin", "/admin", show_in_navbar=False):
