@@ -176,8 +176,8 @@ def test_store_consent_record_answer(db_url, tmp_path):
     assert np.array_equal(D.png_to_mask(tl[0]["mask_png"]), mask) and len(tl[0]["mask_png"]) < 300
     assert json.loads(tl[0]["payload"])["x"] == 1.5 and tl[0]["client_time"] == 1.7e12
     # answering advances once; a double submit is ignored
-    assert store.answer(pid, 0, {"part": "petals"}, {"late": True}) == {"advanced": True, "task_index": 1}
-    assert store.answer(pid, 0, {"part": "leaf"}, {}) == {"advanced": False, "task_index": 1}
+    assert store.answer(pid, 0, {"part": "petals"}, {"late": True}) == {"advanced": True, "task_index": 1, "seq": 3}
+    assert store.answer(pid, 0, {"part": "leaf"}, {}) == {"advanced": False, "task_index": 1, "seq": 3}
     store.answer(pid, 1, {"part": "leaf"}, {})
     prog = {p["participant"]: p for p in store.progress()}
     assert prog["P00"]["tasks_done"] == "2/2" and prog["P00"]["finished"] and prog["P01"]["tasks_done"] == "0/2"
@@ -767,7 +767,7 @@ def test_replay_reports_a_change_missing_from_the_log(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "GAP G1 task t0 event 4 (stroke): it was made with 3 edit(s) on the image but the log rebuilds 2" in out
     assert json.loads(rep.read_text())["gaps"] == [{"participant": "G1", "task": "t0", "seq": 4, "kind": "stroke",
-                                                    "logged_n_edits": 3, "rebuilt_n_edits": 2}]
+                                                    "cause": "missing", "logged_n_edits": 3, "rebuilt_n_edits": 2}]
     # a row missing from the middle of the sequence
     with eng.begin() as conn:
         conn.execute(D.interactions_t.delete().where(D.interactions_t.c.kind == "task_shown"))

@@ -22,6 +22,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def gap_text(gap: dict) -> str:
+    """What happened at a GAP of ``replay``, in the order it happened."""
+    logged, rebuilt, cause = gap["logged_n_edits"], gap["rebuilt_n_edits"], gap.get("cause")
+    if cause == "after_reload":
+        return (f"it came from the participant's page as it was before the reload at event {gap['reloaded_at']} "
+                "and was committed after that reload had rebuilt the task from the log, so the reloaded page never "
+                "showed it; the log's images of this task from this event on hold a change the participant did "
+                "not see (a change still running on the old server)")
+    if cause == "during_reload":
+        late = ", ".join(map(str, gap.get("late_seq") or [])) or "a change before it"
+        return (f"the page was rebuilt with {logged} edit(s) but the log has {rebuilt} here: event(s) {late} "
+                "were committed while the page was being rebuilt, so the participant never saw them and this "
+                "task's later images in the log hold a change the participant did not see")
+    if logged < rebuilt:
+        return (f"it was made with {logged} edit(s) on the image but the log rebuilds {rebuilt}: the log holds "
+                "a change that the page never showed, so this task's later images are not what the participant saw")
+    return (f"it was made with {logged} edit(s) on the image but the log rebuilds {rebuilt}; a change before it "
+            "was not logged, so this task's later images are not what the participant saw")
+
+
 def cmd_replay(args) -> int:
     from .research import replay
 
@@ -36,9 +56,7 @@ def cmd_replay(args) -> int:
             print(f"  GAP {gap['participant']}: event number(s) {', '.join(map(str, gap['missing_seq']))} "
                   "missing from the log")
         else:
-            print(f"  GAP {gap['participant']} task {gap['task']} event {gap['seq']} ({gap['kind']}): it was made "
-                  f"with {gap['logged_n_edits']} edit(s) on the image but the log rebuilds {gap['rebuilt_n_edits']}; "
-                  "a change before it was not logged, so this task's later images are not what the participant saw")
+            print(f"  GAP {gap['participant']} task {gap['task']} event {gap['seq']} ({gap['kind']}): {gap_text(gap)}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rep, f, indent=1)

@@ -109,17 +109,16 @@ CHANGES = ("stroke", "undo", "redo", "reset", "upload")  # the logged events tha
 
 def rebuild(session_factory: Callable[[np.ndarray], object], base: np.ndarray, events: list[dict],
             load_upload: Callable[[str], np.ndarray], on_stroke: Callable | None = None,
-            on_change: Callable | None = None):
+            on_change: Callable | None = None, on_other: Callable | None = None):
     """Re-apply a task's logged events (stroke, undo, redo, reset, upload) in order, from ``base``.
-    ``on_stroke(session, event, payload)`` is called after each stroke, ``on_change(...)`` after each
-    of them (strokes included). Returns the session."""
+    ``on_change(session, event, payload)`` is called after each of them, ``on_stroke(...)`` after each
+    stroke (after ``on_change``), ``on_other(...)`` at every other event (task_shown, task_resumed, ...).
+    Returns the session."""
     session = session_factory(base)
     for ev in events:
         kind, payload = ev["kind"], ev["payload"] if isinstance(ev["payload"], dict) else json.loads(ev["payload"])
         if kind == "stroke":
             session.apply(png_to_mask(ev["mask_png"]), payload["inpainter"], **(payload.get("params") or {}))
-            if on_stroke is not None:
-                on_stroke(session, ev, payload)
         elif kind == "undo":
             session.undo()
         elif kind == "redo":
@@ -130,6 +129,10 @@ def rebuild(session_factory: Callable[[np.ndarray], object], base: np.ndarray, e
             session = session_factory(load_upload(payload["image_key"]))
         if kind in CHANGES and on_change is not None:
             on_change(session, ev, payload)
+        if kind == "stroke" and on_stroke is not None:
+            on_stroke(session, ev, payload)
+        if kind not in CHANGES and on_other is not None:
+            on_other(session, ev, payload)
     return session
 
 
@@ -144,8 +147,18 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
     """Re-run every logged edit of one participant (or all) and compare each model's top-5 on the
     modified image with the logged one: same classes in the same order, probabilities within ``tol``.
     Gaps are reported too (``report["gaps"]``): event numbers missing from a participant's sequence, and
-    a change whose logged ``n_edits`` is not what the log rebuilds (a change that was applied on the
-    page but never logged: the images after it cannot be rebuilt)."""
+    the first place in a task where the log stops describing the participant's page, with its ``cause``:
+
+    - ``after_reload``: a change committed after the page had been reloaded (``reloaded_at``, a
+      task_shown/task_resumed row of another browser session) and so never shown there: a stroke still
+      running on the old replica (issue 33). The log's images from it on hold a change the page did not.
+    - ``during_reload``: a reload whose page was rebuilt with fewer edits than the log has at its row:
+      the change(s) just before it (``late_seq``) were committed while it was being rebuilt.
+    - ``missing``: a change made with more edits on the page than the log rebuilds: a change before it
+      was applied on the page but never logged.
+    - ``unseen``: a change made with fewer edits on the page than the log rebuilds, otherwise unexplained.
+
+    Logs written with fencing (db.py) cannot have the first two: such a change is refused, not logged."""
     from ..session import Session
 
     st = pick_study(engine, study_key)
@@ -178,14 +191,34 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
                     continue
                 pretrained = bool(json.loads(changes[0]["payload"]).get("pretrained", True))
                 gapped = []
+                page = {}  # the row that last opened this task's page (task_shown / task_resumed)
+                since = []  # the changes logged since it
 
-                def count(session, ev, payload, p=p, task_id=task_id, gapped=gapped):
+                def gap(ev, cause, logged, rebuilt, p=p, task_id=task_id, gapped=gapped, **more):
+                    if gapped:  # only the first one of the task: everything after it follows from it
+                        return
+                    gapped.append(ev["seq"])
+                    report["gaps"].append({"participant": p["code"], "task": task_id, "seq": ev["seq"],
+                                           "kind": ev["kind"], "cause": cause, "logged_n_edits": logged,
+                                           "rebuilt_n_edits": rebuilt, **more})
+
+                def opened(session, ev, payload, page=page, since=since):
+                    if ev["kind"] not in ("task_shown", "task_resumed"):
+                        return
+                    replayed, rebuilt = payload.get("replayed_edits"), len(session.edits)
+                    if replayed is not None and replayed != rebuilt:
+                        gap(ev, "during_reload", replayed, rebuilt, late_seq=[e["seq"] for e in since][-abs(
+                            rebuilt - replayed):] if since else [])
+                    page.update(seq=ev["seq"], session=ev["session"])
+                    since.clear()
+
+                def count(session, ev, payload, page=page, since=since):
                     logged, rebuilt = payload.get("n_edits"), len(session.edits)
-                    if logged is not None and logged != rebuilt and not gapped:  # the first one of the task
-                        gapped.append(ev["seq"])
-                        report["gaps"].append({"participant": p["code"], "task": task_id, "seq": ev["seq"],
-                                               "kind": ev["kind"], "logged_n_edits": logged,
-                                               "rebuilt_n_edits": rebuilt})
+                    if page.get("session") and ev["session"] and ev["session"] != page["session"]:
+                        gap(ev, "after_reload", logged, rebuilt, reloaded_at=page["seq"])
+                    elif logged is not None and logged != rebuilt:
+                        gap(ev, "missing" if logged > rebuilt else "unseen", logged, rebuilt)
+                    since.append(ev)
 
                 def check(session, ev, payload, p=p, task_id=task_id):
                     report["strokes"] += 1
@@ -205,7 +238,7 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
                     report["reproduced"] += int(ok)
 
                 rebuild(lambda img: Session(img, pretrained=pretrained, device=device), stored_image(conn, sid, task_id),
-                        events, lambda key: stored_image(conn, sid, key), check, count)
+                        events, lambda key: stored_image(conn, sid, key), check, count, opened)
             log(f"{p['code']}: {sum(len([e for e in ev if e['kind'] == 'stroke']) for ev in tasks.values())} "
                 "stroke(s) replayed")
     return report
