@@ -106,7 +106,7 @@ HAND = [
     ("swin_tiny_patch4_window7_224", {"img_size": 224}, _nhwc),
     ("mambaout_femto", {"input_size": (128, 96)}, _nhwc),
     ("levit_128s", {"img_size": 256}, _tokens(0, (4, 4))),
-    ("efficientformer_l1", {"img_size": 128}, _tokens(0, (4, 4))),
+    ("efficientformer_l1", {}, _tokens(0, (7, 7))),  # attention biases fixed to its 7 x 7 grid: 224 px only
     ("vit_tiny_patch16_224", {"img_size": (96, 128)}, _tokens(1, (6, 8))),
     ("deit_tiny_distilled_patch16_224", {"img_size": 96}, _tokens(2, (6, 6))),
     ("vit_small_patch14_reg4_dinov2", {"img_size": (70, 112)}, _tokens(5, (5, 8))),
