@@ -987,3 +987,244 @@ def test_a_released_tab_rebuilds_its_task_from_the_log(tmp_path, monkeypatch):
     finally:
         demo.close()
         demo.ic_zoo_tabs.close()
+
+
+# -- fencing (issue 33, item 2): a change is logged only on the log state its page showed ------------------
+def _fn(demo, name):
+    """A study page handler, called directly (as one replica's StudyApp would run it)."""
+    return next(f.fn for f in demo.fns.values() if f.name == name)
+
+
+def _tab(out):
+    from ic_zoo.study.ui import StudyState
+
+    return next(v for v in out.values() if isinstance(v, StudyState))
+
+
+def _value(st, mask):
+    """What the canvas sends for a stroke painted over ``mask`` on the tab's current image."""
+    layer = np.zeros(mask.shape + (4,), np.uint8)
+    layer[mask] = (255, 0, 0, 255)
+    return {"background": st.session.modified.copy(), "layers": [layer], "composite": None}
+
+
+def _replayed(db, code):
+    """The images the log rebuilds for the participant's first task, and replay's report."""
+    from ic_zoo.session import Session
+    from ic_zoo.study.research import rebuild, replay
+
+    eng = D.engine_for(db)
+    with eng.connect() as conn:
+        pid = conn.execute(sa.select(D.participants_t.c.id).where(D.participants_t.c.code == code)).scalar_one()
+        events = [dict(r) for r in conn.execute(sa.select(D.interactions_t).where(
+            (D.interactions_t.c.participant_id == pid) & (D.interactions_t.c.task_id == "t0"))
+            .order_by(D.interactions_t.c.seq)).mappings()]
+        base = D.stored_image(conn, 1, "t0")
+    session = rebuild(lambda img: Session(img, pretrained=True), base, events, None)
+    rep = replay(eng, code, log=lambda s: None)
+    eng.dispose()
+    return session, rep
+
+
+def test_a_change_on_a_stale_base_is_refused_and_nothing_of_it_is_logged(db_url, tmp_path):
+    import threading
+
+    store = D.StudyStore(D.engine_for(db_url), load_study(_mini_study(tmp_path)))
+    pid = store.consent("S1")["id"]
+    assert store.version(pid) == 1
+    assert store.record(pid, "task_shown", "t0", {}, base=1) == 2
+    assert store.record(pid, "stroke", "t0", {"n_edits": 1}, base=2) == 3
+    with pytest.raises(D.StaleBase) as exc:
+        store.record(pid, "stroke", "t0", {"n_edits": 2}, base=2)  # a page that did not show event 3
+    assert (exc.value.base, exc.value.current) == (2, 3)
+    with pytest.raises(D.StaleBase):
+        store.answer(pid, 0, {"part": "petals"}, {}, base=2)
+    assert [r["seq"] for r in store.timeline(pid)] == [1, 2, 3] and store.version(pid) == 3
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(D.answers_t)).scalar_one() == 0
+        assert conn.execute(sa.select(D.participants_t.c.task_index).where(D.participants_t.c.id == pid)).scalar_one() == 0
+    # two replicas committing on the same base at the same moment: exactly one is logged
+    other = D.StudyStore(D.engine_for(db_url), store.study)
+    ready = threading.Barrier(2)
+
+    def commit(s):
+        ready.wait(30)
+        try:
+            return s.record(pid, "stroke", "t0", {"n_edits": 2}, base=3)
+        except D.StaleBase:
+            return None
+
+    with cf.ThreadPoolExecutor(2) as ex:
+        got = list(ex.map(commit, [store, other]))
+    assert sorted(got, key=str) == [4, None]
+    assert [r["seq"] for r in store.timeline(pid)] == [1, 2, 3, 4]
+    # the answer on the log's own base is taken, and says where the log now is (the answer 5, the finish 6)
+    assert store.answer(pid, 0, {"part": "petals"}, {}, base=4) == {"advanced": True, "task_index": 1, "seq": 6}
+    store.engine.dispose()
+    other.engine.dispose()
+
+
+@pytest.mark.parametrize("when", ["after_the_resume", "during_the_resume"])
+def test_a_stroke_still_running_on_the_old_replica_never_makes_the_log_differ_from_the_page(
+        db_url, tmp_path, monkeypatch, when):
+    """Issue 33, finding 3: a stroke whose client gave up kept running on replica A and was committed
+    after the participant's reload on replica B had rebuilt the task from the log; B's next strokes
+    were logged as if it were not there. Now A's stroke is refused at commit when B's resume is in the
+    log first, and B's rebuild starts again with it when it commits first: either way the log replays
+    to exactly what B's page shows. Replicas are two StudyApps on one database; the order is forced
+    with events, not timing."""
+    import threading
+
+    from ic_zoo.study.ui import STALE, build_study_demo
+
+    path = _mini_study(tmp_path)
+    study = load_study(path)
+    a, b = build_study_demo(study, db_url), build_study_demo(study, db_url)
+    req_a, req_b = _request(), _request(participant="F1")
+    req_a.session_hash, req_b.session_hash = "page-on-A", "page-on-B"
+    st_a = _tab(_fn(a, "on_consent")(0, "F1", None, req_a))
+    st_a = _tab(_fn(a, "on_edit")(0, _value(st_a, _square((128, 128), 10, 10)), st_a.base, st_a, req_a))
+    assert len(st_a.session.edits) == 1 and st_a.base == 3
+    square = _square((128, 128), 60, 60)
+    with cf.ThreadPoolExecutor(1) as ex:
+        if when == "after_the_resume":  # A's stroke is computed and waits to commit while B resumes
+            real, reached, go = a.study_store.record, threading.Event(), threading.Event()
+
+            def paused(*args, **kwargs):
+                reached.set()
+                assert go.wait(60)
+                return real(*args, **kwargs)
+
+            monkeypatch.setattr(a.study_store, "record", paused)
+            job = ex.submit(_fn(a, "on_edit"), 0, _value(st_a, square), st_a.base, st_a, req_a)
+            assert reached.wait(60)
+            st_b = _tab(_fn(b, "on_load")(None, req_b))
+            go.set()
+            with pytest.raises(Exception, match="older image than the study log") as exc:
+                job.result(60)
+            assert exc.value.message == STALE
+            assert len(st_a.session.edits) == 1  # A's tab is back to what was logged
+            assert len(st_b.session.edits) == 1
+        else:  # A's stroke commits while B rebuilds the task: B's resume is refused once and rebuilt with it
+            real, reached, go = b.study_store.timeline, threading.Event(), threading.Event()
+
+            def paused(*args, **kwargs):
+                rows = real(*args, **kwargs)
+                if not reached.is_set():
+                    reached.set()
+                    assert go.wait(60)
+                return rows
+
+            monkeypatch.setattr(b.study_store, "timeline", paused)
+            job = ex.submit(_fn(b, "on_load"), None, req_b)
+            assert reached.wait(60)
+            st_a = _tab(_fn(a, "on_edit")(0, _value(st_a, square), st_a.base, st_a, req_a))
+            assert len(st_a.session.edits) == 2  # logged: B's resume was not in the log yet
+            go.set()
+            st_b = _tab(job.result(60))
+            assert len(st_b.session.edits) == 2
+            with pytest.raises(Exception, match="older image than the study log"):  # A's page is now behind
+                _fn(a, "on_edit")(0, _value(st_a, _square((128, 128), 90, 20)), st_a.base, st_a, req_a)
+    # the participant goes on on B: logged right after B's resume, with B's count of edits
+    seen = len(st_b.session.edits)
+    st_b = _tab(_fn(b, "on_edit")(0, _value(st_b, _square((128, 128), 30, 80)), st_b.base, st_b, req_b))
+    rows = _rows(db_url, code="F1")
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r["kind"] for r in rows] == (["consent", "task_shown", "stroke"] + (["stroke"] if seen == 2 else [])
+                                         + ["task_resumed", "stroke"])
+    assert json.loads(rows[-2]["payload"])["replayed_edits"] == seen
+    assert json.loads(rows[-1]["payload"])["n_edits"] == seen + 1 == len(st_b.session.edits)
+    assert rows[-1]["seq"] == st_b.base
+    session, rep = _replayed(db_url, "F1")
+    assert np.array_equal(session.modified, st_b.session.modified)  # the log replays what B's page shows
+    assert rep["gaps"] == [] and rep["mismatches"] == [] and rep["reproduced"] == rep["strokes"] == seen + 1
+    for d in (a, b):
+        d.study_store.engine.dispose()
+
+
+def test_study_api_a_change_with_a_stale_base_gets_the_one_sentence(tmp_path):
+    """Through the app endpoint: the edit outputs carry the page's base; a stroke, an undo or answers
+    sent with an older one are refused with the sentence and not logged; without one (an API caller
+    that leaves it out) the tab's own base is used; a normal run is logged as before."""
+    from ic_zoo.study.ui import STALE, build_study_demo
+
+    path = _mini_study(tmp_path)
+    db = f"sqlite:///{tmp_path / 'fence.sqlite'}"
+    demo = build_study_demo(load_study(path), db)
+    url = _serve(demo)
+    try:
+        c = Client(url, verbose=False)
+        out = c.predict(0, "K1", api_name="/consent")
+        base = out[-1]
+        assert base == 2  # consent, task_shown
+        layer = _layer((128, 128), _square((128, 128), 20, 20), tmp_path / "a.png")
+        canvas = {"background": handle_file(str(path.parent / "f0.png")), "layers": [handle_file(layer)],
+                  "composite": None}
+        e1 = c.predict(0, canvas, base, api_name="/study_edit")
+        assert "1 stroke(s)" in _status(e1) and e1[-1] == 3
+        layer2 = _layer((128, 128), _square((128, 128), 60, 60), tmp_path / "b.png")
+        canvas2 = {"background": handle_file(e1[0]["background"]), "layers": [handle_file(layer2)], "composite": None}
+        for call in (lambda: c.predict(0, canvas2, base, api_name="/study_edit"),
+                     lambda: c.predict(0, base, api_name="/study_undo"),
+                     lambda: c.predict(0, "petals", None, None, None, None, None, "", "", "", "", "", "", base,
+                                       api_name="/submit")):
+            with pytest.raises(Exception) as exc:
+                call()
+            assert STALE in str(exc.value)
+        assert [r["kind"] for r in _rows(db, code="K1")] == ["consent", "task_shown", "stroke"]
+        e2 = c.predict(0, canvas2, api_name="/study_edit")  # no base given: the tab's own
+        assert "2 stroke(s)" in _status(e2) and e2[-1] == 4
+        assert c.predict(0, 4, api_name="/study_undo")[-1] == 5
+    finally:
+        demo.close()
+    rows = _rows(db, code="K1")
+    assert [r["kind"] for r in rows] == ["consent", "task_shown", "stroke", "stroke", "undo"]
+    assert [json.loads(r["payload"])["n_edits"] for r in rows[2:]] == [1, 2, 1]
+
+
+def test_replay_explains_a_stroke_committed_after_the_reload_in_the_order_it_happened(tmp_path, monkeypatch, capsys):
+    """A log written before fencing (the finding's race, re-created with the fence switched off): replay
+    names the late stroke itself and says it was committed after the reload, not that 'a change before
+    it was not logged'."""
+    import threading
+
+    from ic_zoo.cli import main
+    from ic_zoo.study.ui import StudyApp, build_study_demo
+
+    real_next = D.StudyStore._next_seq
+    monkeypatch.setattr(D.StudyStore, "_next_seq", staticmethod(lambda conn, pid, base: real_next(conn, pid, None)))
+    monkeypatch.setattr(StudyApp, "check_base", lambda self, st, base: None)
+    db = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    study = load_study(_mini_study(tmp_path))
+    a, b = build_study_demo(study, db), build_study_demo(study, db)
+    req_a, req_b = _request(), _request(participant="O1")
+    req_a.session_hash, req_b.session_hash = "page-on-A", "page-on-B"
+    st_a = _tab(_fn(a, "on_consent")(0, "O1", None, req_a))
+    st_a = _tab(_fn(a, "on_edit")(0, _value(st_a, _square((128, 128), 10, 10)), None, st_a, req_a))
+    real, reached, go = a.study_store.record, threading.Event(), threading.Event()
+
+    def paused(*args, **kwargs):
+        reached.set()
+        assert go.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(a.study_store, "record", paused)
+    with cf.ThreadPoolExecutor(1) as ex:
+        job = ex.submit(_fn(a, "on_edit"), 0, _value(st_a, _square((128, 128), 60, 60)), None, st_a, req_a)
+        assert reached.wait(60)
+        st_b = _tab(_fn(b, "on_load")(None, req_b))
+        go.set()
+        job.result(60)  # logged after B's reload: what fencing now refuses
+    _fn(b, "on_edit")(0, _value(st_b, _square((128, 128), 30, 80)), None, st_b, req_b)
+    for d in (a, b):
+        d.study_store.engine.dispose()
+    assert [r["kind"] for r in _rows(db, code="O1")] == ["consent", "task_shown", "stroke", "task_resumed", "stroke",
+                                                         "stroke"]
+    rep = tmp_path / "old.json"
+    assert main(["study", "replay", "--db", db, "--json", str(rep)]) == 1
+    out = capsys.readouterr().out
+    assert ("GAP O1 task t0 event 5 (stroke): it came from the participant's page as it was before the reload at "
+            "event 4 and was committed after that reload had rebuilt the task from the log") in out
+    assert "was not logged" not in out
+    gaps = json.loads(rep.read_text())["gaps"]
+    assert [(g["seq"], g["cause"], g.get("reloaded_at")) for g in gaps] == [(5, "after_reload", 4)]
