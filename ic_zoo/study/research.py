@@ -206,9 +206,9 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
                     if ev["kind"] not in ("task_shown", "task_resumed"):
                         return
                     replayed, rebuilt = payload.get("replayed_edits"), len(session.edits)
-                    if replayed is not None and replayed != rebuilt:
-                        gap(ev, "during_reload", replayed, rebuilt, late_seq=[e["seq"] for e in since][-abs(
-                            rebuilt - replayed):] if since else [])
+                    if replayed is not None and replayed != rebuilt:  # the last changes before it came too late
+                        late = [e["seq"] for e in since][-abs(rebuilt - replayed):]
+                        gap(ev, "during_reload", replayed, rebuilt, late_seq=late)
                     page.update(seq=ev["seq"], session=ev["session"])
                     since.clear()
 
