@@ -60,6 +60,10 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         ctx.ui = panels.Page(state, header, inputs, pickers, editor, results, tools)
         handlers.wire(ctx, ctx.ui, demo)
     demo.ic_zoo_tabs = ctx.tabs  # for tests and the soak benchmark
+    from ic_zoo import serve
+
+    # python app.py says ready only after this (ic_zoo.serve): the default models built, one stroke made
+    demo.ic_zoo_warm = serve.app_warmup(ctx.default, device=ctx.device, pretrained=ctx.pretrained)
     return demo
 
 
@@ -68,11 +72,16 @@ def build_study(path: str, db: str | None = None, **kwargs) -> gr.Blocks:
     from ic_zoo.study import load_study
     from ic_zoo.study.ui import build_study_demo
 
+    from ic_zoo import serve
+
     try:
         study = load_study(path)
-        return build_study_demo(study, db, **kwargs)
+        demo = build_study_demo(study, db, **kwargs)
     except IcZooError as exc:
         sys.exit(f"error: {exc}")
+    # python app.py says ready only after this (ic_zoo.serve): every task's models, explainer and inpainter
+    demo.ic_zoo_warm = serve.study_warmup(study, device=kwargs.get("device"), pretrained=kwargs.get("pretrained", True))
+    return demo
 
 
 def parse_args(argv=None):
@@ -135,7 +144,7 @@ def main(argv=None) -> None:
         sys.exit(f"error: cannot listen on {args.host}:{args.port} ({exc.strerror or exc}).")
     except IcZooError as exc:
         sys.exit(f"error: {exc}")
-    sys.exit(code)
+    serve.exit_now(code)  # at once: nothing left may hold the process past its grace period
 
 
 def __getattr__(name: str):

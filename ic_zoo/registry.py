@@ -295,6 +295,10 @@ def within(prefixes, module: str) -> bool:
     return any(module == p or module.startswith(p + ".") for p in prefixes)
 
 
+#: Held while a shared plugin object is built (imports, weights): one build at a time per process.
+BUILD_LOCK = threading.RLock()
+
+
 class Registry:
     """Holds plugin specs by (kind, name) and, for shared use, their instances. ``loaded`` is set on the
     process registry once discovery has filled it."""
@@ -407,13 +411,16 @@ class Registry:
             return self._instance_key(kind, name, kwargs) in self._instances
 
     def instance(self, kind: str, name: str, **kwargs: Any) -> Any:
-        """A shared object for (kind, name, kwargs), created once even when asked from many threads."""
+        """A shared object for (kind, name, kwargs), created once even when asked from many threads. Objects
+        are built one at a time in the process (:data:`BUILD_LOCK`): two first events building two models
+        at once imported torchvision's model modules from two threads and died on Python's "deadlock
+        detected by _ModuleLock" (issue 33); an object already built is returned without waiting."""
         key = self._instance_key(kind, name, kwargs)
         with self._lock:
             if key in self._instances:
                 return self._instances[key]
             lock = self._instance_locks.setdefault(key, threading.Lock())
-        with lock:
+        with BUILD_LOCK, lock:  # BUILD_LOCK first: a factory that asks for another instance re-enters it
             with self._lock:
                 if key in self._instances:
                     return self._instances[key]

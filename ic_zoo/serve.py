@@ -13,16 +13,33 @@
    ``IC_ZOO_DRAIN_S`` seconds, default 20); then the database is closed and the server stops, with exit
    status 0.
 
-Nothing here is process-wide beyond the signal handlers that :func:`run` installs for its own server.
+Health that means health (issue 33):
+
+* ``/healthz`` never waits on Python model work: it is answered by :class:`HealthFront`, a bare ASGI
+  layer in front of Gradio's whole app (no middleware, no thread pool, no lock shared with a handler; the
+  body is bytes made when the state changes). With ``IC_ZOO_HEALTH_PORT`` set, a thread of its own also
+  answers it on that port (:class:`HealthServer`), off the event loop as well.
+* ``ready`` comes only after the page's warm-up (``demo.ic_zoo_warm``: the imports and models a first
+  event needs, built once, one at a time); until then ``/healthz`` answers 503 ``starting``.
+* Start-up never gives up on a busy machine: Gradio's own checks of its local URL (5 tries of 3 s, then
+  "When localhost is not accessible..." and an exit) and of its server thread (5 s) wait, patiently,
+  for as long as the server is alive (:func:`patient_launch`).
+* After the drain the process exits at once (:func:`exit_now`): nothing left (a worker thread of a
+  cancelled event, torch's pools) keeps it alive past a proxy's or an orchestrator's grace period.
+
+Nothing here is process-wide beyond the signal handlers that :func:`run` installs for its own server
+(and Gradio's two start-up checks, replaced only while :func:`run` launches).
 """
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import logging
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from typing import Callable
@@ -58,11 +75,21 @@ class Health:
         self.replica = replica or replica_name()
         self.since = time.time()
         self.detail: dict = {}
+        self._answer = self._render()
 
     def set(self, state: str, **detail) -> None:
         self.state, self.since = state, time.time()
         self.detail.update(detail)
-        log.info("health: %s", state)
+        self._answer = self._render()
+        log.info("health: %s%s", state, "".join(f" ({v})" for k, v in detail.items() if k == "phase"))
+
+    def _render(self) -> tuple[int, bytes]:
+        return self.code, json.dumps(self.body()).encode()
+
+    def answer(self) -> tuple[int, bytes]:
+        """(status, JSON body) as made when the state last changed: one attribute read, no lock, nothing
+        computed, so that a probe never waits on anything the handlers hold."""
+        return self._answer
 
     def body(self) -> dict:
         return {"status": self.state, "replica": self.replica, "pid": os.getpid(), **self.detail}
@@ -75,10 +102,17 @@ class Health:
 class _Starting(http.server.BaseHTTPRequestHandler):
     health: Health
 
+    only_health = False  # HealthServer: /healthz only (404 elsewhere), with the state's own status
+
     def _answer(self) -> None:
-        body = json.dumps(self.health.body()).encode() if self.path.split("?")[0] == HEALTH_PATH else \
-            b"Interactive Classification is starting (loading its models); try again in a few seconds.\n"
-        self.send_response(503)
+        if self.path.split("?")[0] == HEALTH_PATH:
+            code, body = self.health.answer()
+            code = code if self.only_health else 503
+        elif self.only_health:
+            code, body = 404, b"Only /healthz is served on this port.\n"
+        else:
+            code, body = 503, b"Interactive Classification is starting (loading its models); try again in a few seconds.\n"
+        self.send_response(code)
         self.send_header("Content-Type", "application/json" if body.startswith(b"{") else "text/plain")
         self.send_header("Retry-After", "5")
         self.send_header("Content-Length", str(len(body)))
@@ -96,8 +130,10 @@ class _Starting(http.server.BaseHTTPRequestHandler):
 class StartingServer:
     """503 on ``host:port`` until :meth:`stop` (then the port is free for Gradio)."""
 
+    only_health = False
+
     def __init__(self, host: str, port: int, health: Health) -> None:
-        handler = type("Handler", (_Starting,), {"health": health})
+        handler = type("Handler", (_Starting,), {"health": health, "only_health": self.only_health})
         self.server = http.server.ThreadingHTTPServer((host, port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -110,14 +146,66 @@ class StartingServer:
         self.thread.join(5)
 
 
+class HealthServer(StartingServer):
+    """``GET /healthz`` on a port of its own (``IC_ZOO_HEALTH_PORT``), answered by a thread of its own for
+    the process's whole life: it needs neither Gradio's event loop nor its thread pool, only a moment of
+    the interpreter."""
+
+    only_health = True
+
+
+HEALTH_PORT_ENV = "IC_ZOO_HEALTH_PORT"
+
+
+def health_port() -> int | None:
+    raw = (os.environ.get(HEALTH_PORT_ENV) or "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        from .errors import InputError
+
+        raise InputError(f"{HEALTH_PORT_ENV} must be a port number, not '{raw}'.")
+    return int(raw)
+
+
+class HealthFront:
+    """A bare ASGI layer in front of Gradio's app (its middleware included): ``GET``/``HEAD /healthz`` is
+    answered here, on the event loop's next turn, from bytes made when the state last changed; no
+    thread-pool hop, no middleware, no lock. Everything else goes to the app."""
+
+    HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+    def __init__(self, app, health: Health) -> None:
+        self.app, self.health = app, health
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
+            code, body = self.health.answer()
+            await send({"type": "http.response.start", "status": code,
+                        "headers": self.HEADERS + [(b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
+            return
+        await self.app(scope, receive, send)
+
+
+def front(app, health: Health) -> None:
+    """Put :class:`HealthFront` in front of a launched Gradio app's middleware stack (Starlette builds that
+    stack on the first request; ``health_routes`` answers until then)."""
+    stack = app.middleware_stack if app.middleware_stack is not None else app.build_middleware_stack()
+    if not isinstance(stack, HealthFront):
+        app.middleware_stack = HealthFront(stack, health)
+
+
 def health_routes(health: Health) -> list:
     """``GET /healthz``, given to Gradio's app when it is created (ahead of its own routes, so that it
     answers from the first request)."""
-    from fastapi.responses import JSONResponse
+    from starlette.responses import Response
     from starlette.routing import Route
 
     async def healthz(request):
-        return JSONResponse(health.body(), status_code=health.code, headers={"Cache-Control": "no-store"})
+        code, body = health.answer()
+        return Response(body, status_code=code, media_type="application/json",
+                        headers={"Cache-Control": "no-store"})
 
     return [Route(HEALTH_PATH, healthz, methods=["GET", "HEAD"])]
 
@@ -161,15 +249,147 @@ def _close(closers) -> None:
             log.warning("shutdown: %s", exc)
 
 
+# -- warm before ready ---------------------------------------------------------------------------------------
+def warm(jobs, device: str | None = None, pretrained: bool = True) -> list[str]:
+    """Do once what a first event does, so that ``ready`` means a first event finds everything imported and
+    built: for each ``(image, models, explainer, inpainter)``, classify and explain the image with every
+    model, paint one small stroke with the inpainter and classify again. A job that fails is logged and
+    skipped (its first event will say the sentence); returns those messages."""
+    import numpy as np
+
+    import ic_zoo
+
+    problems = []
+    for image, models, explainer, inpainter in jobs:
+        try:
+            s = ic_zoo.Session(image, device=device, pretrained=pretrained)
+            s.evaluate(models, explainer)
+            if inpainter:
+                h, w = s.original.shape[:2]
+                m = np.zeros((h, w), bool)
+                m[h // 3:h // 3 + max(2, h // 10), w // 3:w // 3 + max(2, w // 10)] = True
+                s.apply(m, inpainter)
+                s.evaluate(models, explainer)
+        except Exception as exc:  # noqa: BLE001 - the event that needs it will say it
+            problems.append(f"{', '.join(models)} / {explainer} / {inpainter}: {exc}")
+            log.warning("warm-up: %s", problems[-1])
+    return problems
+
+
+def study_warmup(study, device: str | None = None, pretrained: bool = True) -> Callable[[], list[str]]:
+    """The warm-up of a study: each distinct (models, explainer, inpainter) of its tasks, on its task's image."""
+    jobs = {}
+    for t in study.tasks:
+        jobs.setdefault((tuple(t.models), t.explainer, t.inpainter), t.image)
+    return lambda: warm([(img, list(m), e, i) for (m, e, i), img in jobs.items()], device, pretrained)
+
+
+def app_warmup(models, explainer: str = "gradcam", inpainter: str = "telea", device: str | None = None,
+               pretrained: bool = True) -> Callable[[], list[str]]:
+    """The comparison app's warm-up: its default models on a plain synthetic image."""
+    def run_it():
+        import numpy as np
+
+        y, x = np.mgrid[0:224, 0:224]
+        img = np.stack([x, y, (x + y) // 2], -1).astype(np.uint8)
+        return warm([(img, list(models), explainer, inpainter)], device, pretrained)
+
+    return run_it
+
+
+# -- start-up that waits ----------------------------------------------------------------------------------
+_OK = (200, 401, 301, 302, 303, 307, 308)  # what Gradio's own check of its local URL accepts
+
+
+def patient_url_ok(url: str) -> bool:
+    """Gradio's check of its local URL (``networking.url_ok``: 5 HEADs of 3 s, then launch() raises "When
+    localhost is not accessible..."), made patient: a time-out means the machine is busy, so it asks
+    again, with a longer time-out, for as long as it takes (saying so every minute); only an answer that
+    is not the page, or a refused connection, 5 times (a proxy variable without NO_PROXY, say), is
+    False, as before."""
+    import httpx
+
+    timeout, wrong, t0, said = 3.0, 0, time.monotonic(), 0.0
+    while True:
+        try:
+            r = httpx.head(url, timeout=timeout, verify=False)
+            if r.status_code in _OK:
+                return True
+            wrong += 1
+        except httpx.TimeoutException:
+            timeout = min(2 * timeout, 60.0)
+            if time.monotonic() - said > 60:
+                said = time.monotonic()
+                log.warning("start-up: %s has not answered for %.0f s (a busy machine); still waiting", url,
+                            said - t0)
+        except (httpx.HTTPError, OSError):
+            wrong += 1
+        if wrong >= 5:
+            return False
+        time.sleep(0.5)
+
+
+def _patient_run_in_thread(self) -> None:
+    """gradio.http_server.Server.run_in_thread without its 5-second limit (a busy machine can take
+    longer to start uvicorn): it waits until the server has started, or its thread has ended (the port
+    was taken: uvicorn exits its thread), which is then Gradio's ServerFailedToStartError as before."""
+    from gradio.exceptions import ServerFailedToStartError
+
+    self.thread = threading.Thread(target=self.run, daemon=True)
+    self.thread.start()
+    t0, said = time.monotonic(), time.monotonic()
+    while not self.started:
+        if not self.thread.is_alive():
+            raise ServerFailedToStartError("Server failed to start. Please check that the port is available.")
+        if time.monotonic() - said > 60:
+            said = time.monotonic()
+            log.warning("start-up: the web server has not started after %.0f s (a busy machine); still waiting",
+                        said - t0)
+        time.sleep(0.01)
+
+
+@contextlib.contextmanager
+def patient_launch():
+    """While a page launches: Gradio's two start-up checks wait instead of giving up (see above)."""
+    from gradio import http_server, networking
+
+    url_ok, run_in_thread = networking.url_ok, http_server.Server.run_in_thread
+    networking.url_ok = patient_url_ok
+    http_server.Server.run_in_thread = lambda self: (run_in_thread(self) if self.reloader
+                                                     else _patient_run_in_thread(self))
+    try:
+        yield
+    finally:
+        networking.url_ok, http_server.Server.run_in_thread = url_ok, run_in_thread
+
+
+def exit_now(code: int) -> None:
+    """End the process now, after its drain and its closers: flush the logs and streams, then
+    ``os._exit``. A plain exit would wait for whatever is left (a thread of a cancelled event, pools'
+    worker threads, the interpreter tearing down torch), which took 25-61 s on a busy machine, past
+    compose's 30 s grace period (issue 33)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a closed stream: nothing to flush
+            pass
+    os._exit(code)
+
+
 def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
     """Build the page (placeholder 503 meanwhile), launch it, serve until SIGTERM / SIGINT, drain, close.
     The page's ``ic_zoo_closers`` (the study log's ``engine.dispose``) run after the last event. Returns
     the exit status."""
     health = Health()
     wait = drain_seconds()
+    hport = health_port()
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    prober = None
     try:
+        if hport is not None:  # for the process's whole life: starting, ready, draining
+            prober = HealthServer(host, hport, health)
         try:
             starting = StartingServer(host, port, health)
         except OSError as exc:  # the port is taken: build anyway (a bad --model is said first), Gradio then says it
@@ -184,9 +404,21 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
         if stop.is_set():  # stopped while loading: nothing to drain, only the log to close
             _close(closers)
             return 0
-        demo.launch(server_name=host, server_port=port, prevent_thread_lock=True,
-                    app_kwargs={"routes": health_routes(health)}, **launch)
+        with patient_launch():
+            demo.launch(server_name=host, server_port=port, prevent_thread_lock=True,
+                        app_kwargs={"routes": health_routes(health)}, **launch)
+        front(demo.server_app, health)
         guard_queue(demo, health)
+        warm = getattr(demo, "ic_zoo_warm", None)
+        if warm is not None:  # 503 "starting" until what a first event needs is imported and built
+            health.set("starting", phase="warming up")
+            t0 = time.monotonic()
+            warm()
+            health.set("starting", phase=f"warm ({time.monotonic() - t0:.1f} s)")
+        if stop.is_set():
+            _close(closers)
+            demo.close(verbose=False)
+            return 0
         health.set("ready")
         while not stop.wait(0.5):
             if not getattr(demo, "is_running", True):
@@ -205,5 +437,7 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
         log.info("shutdown: done")
         return 0
     finally:
+        if prober is not None:
+            prober.stop()
         for s, h in previous.items():
             signal.signal(s, h)
