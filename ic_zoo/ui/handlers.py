@@ -275,9 +275,9 @@ def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
 
     def model_lists(names):
         """The tools' model pickers follow the selection."""
-        names = list(names or [])
-        first = gr.update(choices=names, value=names[0] if names else None)
-        return {t.hist_model: first, t.con_model: first, t.vebi_model: first}
+        names = list(names or [])  # one update each: Gradio pops the value out of the dict it is given
+        return {c: gr.update(choices=names, value=names[0] if names else None)
+                for c in (t.hist_model, t.con_model, t.vebi_model)}
 
     pk.models.change(class_choices, pk.models, ui.results.class_search, api_visibility="private").then(
         model_lists, pk.models, [t.hist_model, t.con_model, t.vebi_model], api_visibility="private").then(**history)

@@ -200,8 +200,8 @@ class Tools:
     result_json: gr.JSON
 
 
-def _model_picker(ctx: AppContext) -> gr.Dropdown:
-    return gr.Dropdown(ctx.default, value=ctx.default[0] if ctx.default else None, label="Model")
+def _model_picker(ctx: AppContext, elem_id: str) -> gr.Dropdown:
+    return gr.Dropdown(ctx.default, value=ctx.default[0] if ctx.default else None, label="Model", elem_id=elem_id)
 
 
 def tools(ctx: AppContext) -> Tools:
@@ -214,7 +214,7 @@ def tools(ctx: AppContext) -> Tools:
                 original = gr.Image(label="Original, with the crop each model sees", type="numpy", interactive=False,
                                     format="jpeg", elem_id="original", height=360)
         with gr.Tab("History"):
-            hist_model = _model_picker(ctx)
+            hist_model = _model_picker(ctx, "history_model")
             hist_img = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id="history")
         with gr.Tab("Slow maps"):
             slow_btn = gr.Button("Compute the chosen slow explainer's maps (Score-CAM, Ablation-CAM, FullGrad) for the "
@@ -225,10 +225,12 @@ def tools(ctx: AppContext) -> Tools:
         with gr.Tab("Contrast"):
             gr.Markdown("Why A rather than B: the map of logit(A) − logit(B).")
             with gr.Row():
-                con_model = _model_picker(ctx)
-                con_a = gr.Dropdown([], label="A (the class to explain)", filterable=True, allow_custom_value=True)
-                con_b = gr.Dropdown([], label="B (rather than)", filterable=True, allow_custom_value=True)
-                con_btn = gr.Button("Show")
+                con_model = _model_picker(ctx, "contrast_model")
+                con_a = gr.Dropdown([], label="A (the class to explain)", filterable=True, allow_custom_value=True,
+                                    elem_id="contrast_a")
+                con_b = gr.Dropdown([], label="B (rather than)", filterable=True, allow_custom_value=True,
+                                    elem_id="contrast_b")
+                con_btn = gr.Button("Show", elem_id="contrast_show")
             con_img = gr.Image(label="Contrastive map", interactive=False, format="jpeg", elem_id="contrast")
         with gr.Tab("Sanity check"):
             san_btn = gr.Button("Compare each shown map with the same explainer on a model whose head is randomised: "
@@ -241,12 +243,12 @@ def tools(ctx: AppContext) -> Tools:
                         "internal features selected as relevant for a class, each shown as its average "
                         "visualisation over the images that fire it most.")
             with gr.Row():
-                vebi_model = _model_picker(ctx)
-                vebi_class = gr.Dropdown([], label="Class", filterable=True, allow_custom_value=True)
-                vebi_btn = gr.Button("Show")
+                vebi_model = _model_picker(ctx, "vebi_model")
+                vebi_class = gr.Dropdown([], label="Class", filterable=True, allow_custom_value=True, elem_id="vebi_class")
+                vebi_btn = gr.Button("Show", elem_id="vebi_show")
             vebi_gallery = gr.Gallery(columns=3, height=260, show_label=False, elem_id="vebi_maps",
                                       elem_classes=["ic-gallery"])
-            vebi_text = gr.Markdown()
+            vebi_text = gr.Markdown(elem_id="vebi_text")
         with gr.Tab("Inpainter check"):
             chk_btn = gr.Button("Re-run the last edit with every inpainter: an effect of the model or of the filler?")
             chk_text = gr.Markdown()
