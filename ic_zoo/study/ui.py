@@ -38,6 +38,7 @@ from .db import StaleBase, aware, now, open_engine
 from ..ui.comparison import Comparison, comparison, model_view
 from .definition import Study
 from .research import rebuild
+from . import watchdog
 from .security import AdminLockout, RateCap, env_int, issue, new_id, study_secrets, verify
 
 log = logging.getLogger("ic_zoo.study")
@@ -447,11 +448,19 @@ class StudyApp:
                                show_progress_on=[ui.consent.pid_note], **self.common)
 
     # -- a task: strokes, undo / reset, an upload, the answers ---------------------------------------------
-    def need_task(self, st, request=None):
+    def need_task(self, st, request=None, base=None):
         if not isinstance(st, StudyState) or st.participant is None:
             from .. import serve
 
             if request is not None and serve.moved_here(request):  # its replica stopped: the log has it all
+                raise gr.Error(MOVED, print_exception=False)
+            # the page shows a task (its base is a logged event) but this server has no tab for it: the
+            # server it was on stopped or restarted, or the request reached another one (no proxy header)
+            try:
+                shows_task = base is not None and int(base) != NO_BASE
+            except (TypeError, ValueError):
+                shows_task = False
+            if shows_task:
                 raise gr.Error(MOVED, print_exception=False)
             raise gr.Error("Please read and accept the consent text first.", print_exception=False)
         if st.task_index >= self.n_tasks:
@@ -524,7 +533,7 @@ class StudyApp:
             return self._on_edit(t, value, base, st, request)
 
     def _on_edit(self, t, value, base, st, request):
-        st = self.need_task(st, request)
+        st = self.need_task(st, request, base)
         if not value or value.get("background") is None:
             return self.unchanged(st)
         img = editor_rgb(value["background"])
@@ -549,7 +558,7 @@ class StudyApp:
                 return run(t, base, st, request)
 
         def run(t, base, st, request):
-            st = self.need_task(st, request)
+            st = self.need_task(st, request, base)
             s = st.session
             if not {"undo": s.can_undo, "redo": s.can_redo, "reset": bool(s.edits)}[op]:
                 gr.Info(f"Nothing to {op}.")
@@ -570,7 +579,7 @@ class StudyApp:
             return self._on_upload(t, path, base, st, request)
 
     def _on_upload(self, t, path, base, st, request):
-        st = self.need_task(st, request)
+        st = self.need_task(st, request, base)
         if not path:
             return self.unchanged(st)
         self.check_base(st, base)
@@ -591,7 +600,7 @@ class StudyApp:
 
     def _on_submit(self, t, *args):
         *vals, base, st = args
-        st = self.need_task(st)
+        st = self.need_task(st, None, base)
         task = self.study.tasks[st.task_index]
         radios, texts = vals[:MAX_QUESTIONS], vals[MAX_QUESTIONS:2 * MAX_QUESTIONS]
         answers = {}
@@ -750,6 +759,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         base = gr.Number(visible=False, value=NO_BASE, precision=0, elem_id="edit_base")
         gr.Navbar(visible=False, main_page_name=False)  # participants see no "Home" / "Admin" links (the admin page is by URL)
         gradio_util.page_script(demo, gradio_util.NO_NAVIGATION_CSS)
+        watchdog.install(demo, MOVED)  # no hang: a request that fails, or an event never answered, ends in MOVED
         gr.Markdown(f"# {study.title}")
         consent = consent_panel(study)
         task = task_panel(study, state, app.editor_pixels)

@@ -1,0 +1,172 @@
+"""The study page's watchdog: every failure a participant can meet ends in one sentence, never a hang
+(issue 33, item 3).
+
+Gradio's page sends an event as a POST to ``/queue/join`` and reads its answer from one stream per tab,
+``/queue/data``. Behind replicas, that can fail in ways Gradio's page does not turn into a message: the
+join or the stream answers 404 ("Session not found": the tab's replica is gone and the request reached
+another one), 502 / 503 / 504 from the proxy, a stream that only sends heartbeats because the event went
+to another replica, a replica that stops answering (paused, swapped out, dead behind a half-open
+connection), an image of the page that another replica cannot serve (403). The script below watches the
+page's own requests (it wraps ``window.fetch``, which Gradio's client calls for both) and shows the
+reload sentence (``ui.MOVED``) in a banner over the page:
+
+* at once when a join, the stream, or a file of the page answers 404, 403 (a file) or 502 / 503 / 504,
+  when the stream says ``unexpected_error`` (Gradio's "Session not found" comes so, in a 200 stream, and
+  so does "Server stopped unexpectedly"), or when the stream ends or breaks while an event of this tab is
+  still waiting for its answer;
+* after ``IC_ZOO_WATCHDOG_S`` seconds (default 30) when an event has had no message at all about it
+  (not queued, not started: the server never got it, or its answer goes elsewhere), or when the stream
+  has sent nothing, heartbeats included (Gradio sends one every 15 s), for that long (at least 20 s);
+* after ``IC_ZOO_WATCHDOG_MAX_S`` seconds (default 4 x the above) when an event started but never
+  finished.
+
+Nothing here talks to the server: it only reads what the page already receives.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+WATCHDOG_ENV = "IC_ZOO_WATCHDOG_S"
+WATCHDOG_MAX_ENV = "IC_ZOO_WATCHDOG_MAX_S"
+DEFAULT_S = 30.0
+#: Gradio's stream sends a heartbeat every 15 s: a stream silent for less than this is not yet suspect
+STREAM_SILENCE_MIN_S = 20.0
+
+
+def _seconds(name: str, default: float) -> float:
+    try:
+        v = float(os.environ.get(name) or default)
+    except ValueError:
+        from ..errors import InputError
+
+        raise InputError(f"{name} must be a number of seconds, not {os.environ.get(name)!r}.") from None
+    return v if v > 0 else default
+
+
+def bounds() -> dict:
+    """The watchdog's bounds in seconds, from the environment (read when the page is built)."""
+    quiet = _seconds(WATCHDOG_ENV, DEFAULT_S)
+    return {"quiet": quiet, "max": max(quiet, _seconds(WATCHDOG_MAX_ENV, 4 * quiet)),
+            "silence": max(quiet, STREAM_SILENCE_MIN_S)}
+
+
+WATCHDOG_JS = r"""
+() => {
+  if (window.__icZooWatchdog) return;
+  const SENTENCE = __SENTENCE__, B = __BOUNDS__;
+  const W = window.__icZooWatchdog = { tripped: null, pending: new Map(), lastByte: 0, streams: 0 };
+  const now = () => Date.now();
+  function trip(why) {
+    if (W.tripped) return;
+    W.tripped = why;
+    console.warn('ic_zoo watchdog: ' + why);
+    const box = document.createElement('div');
+    box.id = 'ic_reload_notice';
+    box.setAttribute('role', 'alert');
+    box.style.cssText = 'position:fixed;left:0;right:0;top:0;z-index:100000;padding:14px 18px;' +
+      'background:#b91c1c;color:#fff;font-size:16px;text-align:center;box-shadow:0 2px 8px rgba(0,0,0,.3)';
+    const text = document.createElement('span');
+    text.textContent = SENTENCE + ' ';
+    const btn = document.createElement('button');
+    btn.textContent = 'Reload';
+    btn.id = 'ic_reload_button';
+    btn.style.cssText = 'margin-left:10px;padding:3px 14px;border-radius:6px;border:0;background:#fff;color:#b91c1c;font-weight:600;cursor:pointer';
+    btn.onclick = () => window.location.reload();
+    box.appendChild(text); box.appendChild(btn);
+    document.body.appendChild(box);
+  }
+  const BAD = new Set([404, 502, 503, 504]);
+  const kind = (url) => url.includes('/queue/join') ? 'join' : url.includes('/queue/data') ? 'data'
+    : url.includes('/gradio_api/file=') ? 'file' : null;
+  let joins = 0;
+  function watchStream(body) {
+    W.streams += 1;
+    W.lastByte = now();
+    const reader = body.getReader(), dec = new TextDecoder();
+    let buf = '';
+    const pump = () => reader.read().then(({ done, value }) => {
+      if (done) return ended('the event stream ended');
+      W.lastByte = now();
+      buf += dec.decode(value, { stream: true });
+      let i;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const block = buf.slice(0, i); buf = buf.slice(i + 2);
+        for (const line of block.split('\n')) {
+          if (!line.startsWith('data:')) continue;
+          let m; try { m = JSON.parse(line.slice(5)); } catch (e) { continue; }
+          // Gradio's "Session not found" (the tab's session is not on this server) and "Server stopped"
+          // come as this message in a 200 stream
+          if (m && m.msg === 'unexpected_error') { trip('the stream said: ' + (m.message || 'unexpected error')); continue; }
+          const p = m && m.event_id && W.pending.get(m.event_id);
+          if (!p) continue;
+          if (m.msg === 'process_completed') W.pending.delete(m.event_id);
+          else { p.seen = now(); if (m.msg === 'process_starts') p.started = true; }
+        }
+      }
+      return pump();
+    }, () => ended('the event stream broke'));
+    pump();
+  }
+  function ended(why) {
+    W.streams -= 1;
+    // the stream closes itself once every event of the tab is answered; one left waiting never will be
+    setTimeout(() => { if (W.pending.size && !W.streams) trip(why + ' with an event unanswered'); }, 1500);
+  }
+  const realFetch = window.fetch.bind(window);
+  window.fetch = function (input, init) {
+    const url = typeof input === 'string' ? input : (input && input.url) || String(input);
+    const k = kind(url);
+    if (!k || W.tripped) return realFetch(input, init);
+    let key = null;
+    if (k === 'join') { key = 'join#' + (++joins); W.pending.set(key, { t0: now(), seen: 0, started: false }); }
+    return realFetch(input, init).then((r) => {
+      if (BAD.has(r.status) || (k === 'file' && r.status === 403)) {
+        if (key) W.pending.delete(key);
+        trip(k + ' answered ' + r.status);
+        return r;
+      }
+      if (k === 'join') {
+        const p = W.pending.get(key);
+        W.pending.delete(key);
+        if (r.ok && p) r.clone().json().then((j) => { if (j && j.event_id) W.pending.set(j.event_id, p); }, () => {});
+        return r;
+      }
+      if (k === 'data' && r.ok && r.body) {
+        const [mine, theirs] = r.body.tee();
+        watchStream(mine);
+        return new Response(theirs, { status: r.status, statusText: r.statusText, headers: r.headers });
+      }
+      return r;
+    }, (err) => {
+      if (key) W.pending.delete(key);
+      if (!(err && err.name === 'AbortError')) trip(k + ' failed: ' + err);
+      throw err;
+    });
+  };
+  // an image of the page that this server cannot give (another replica made it, or it is gone)
+  document.addEventListener('error', (e) => {
+    const t = e.target;
+    if (t && t.tagName === 'IMG' && String(t.currentSrc || t.src || '').includes('/gradio_api/file=')) trip('an image failed to load');
+  }, true);
+  setInterval(() => {
+    if (W.tripped || !W.pending.size) return;
+    const t = now();
+    for (const p of W.pending.values()) {
+      if (!p.seen && t - p.t0 > B.quiet * 1000) return trip('an event had no answer in ' + B.quiet + ' s');
+      if (t - p.t0 > B.max * 1000) return trip('an event was not finished in ' + B.max + ' s');
+    }
+    if (W.streams && t - W.lastByte > B.silence * 1000) trip('the event stream was silent for ' + B.silence + ' s');
+  }, 500);
+}
+"""
+
+
+def script(sentence: str) -> str:
+    """The watchdog for a page, its bounds read from the environment now."""
+    return WATCHDOG_JS.replace("__SENTENCE__", json.dumps(sentence)).replace("__BOUNDS__", json.dumps(bounds()))
+
+
+def install(demo, sentence: str) -> None:
+    """Install the watchdog on a page (call inside ``with demo:``): a load event that only runs JS."""
+    demo.load(None, None, None, js=script(sentence), api_visibility="private", queue=False)
