@@ -185,7 +185,39 @@ class HealthFront:
                         "headers": self.HEADERS + [(b"content-length", str(len(body)).encode())]})
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
+        if scope["type"] == "http" and FILE_ROUTE in scope["path"]:
+            await self.app(scope, receive, file_refusal(send))
+            return
         await self.app(scope, receive, send)
+
+
+#: Gradio's route for the files a page shows (result images); another replica's file is refused with 403
+FILE_ROUTE = "/file="
+FILE_GONE = ("This file is on a server that stopped, or on another one: reload the page to continue where you left "
+             "off (in a study, everything you did is kept).")
+
+
+def file_refusal(send):
+    """``send`` for a file request: a 403 or 404 (Gradio's answers for a file this replica did not make, or
+    no longer has: another replica made it, or this one before a restart) goes out as one sentence
+    (:data:`FILE_GONE`), not a bare "File not allowed". The study page's watchdog shows its own sentence
+    when an image fails; this one is for a download link and API clients."""
+    state = {"refused": False}
+
+    async def wrapped(message):
+        if message["type"] == "http.response.start" and message["status"] in (403, 404):
+            state["refused"] = True
+            body = FILE_GONE.encode()
+            await send({"type": "http.response.start", "status": message["status"],
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if state["refused"]:  # the original body is dropped
+            return
+        await send(message)
+
+    return wrapped
 
 
 def front(app, health: Health) -> None:
