@@ -111,6 +111,7 @@ class AppContext:
         # IC_ZOO_MAX_SESSIONS tabs hold images (least recently used first); see gradio_util.Tabs
         self.tabs = gradio_util.Tabs(AppState)
         self.ui = None
+        self.follow_up: dict = {}  # the trust scores and History tab's refresh (``.then(**ctx.follow_up)``), once wired
 
     def _preload(self) -> None:
         """ZeroGPU runs each model call in a forked worker: load the default zoos here, in the main process,

@@ -22,12 +22,13 @@ from .state import AppState
 
 def wire(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
     history = tool_handlers.wire(ctx, ui)  # the tools' tabs; `history` refreshes the History tab
+    ctx.follow_up = history  # and measures the shown maps' trust: every event that changes them chains it
     wire_images(ctx, ui, history)
     wire_canvas(ctx, ui, history)
     wire_selections(ctx, ui, history)
     wire_edit_stack(ctx, ui, history)
     wire_models(ctx, ui, history)
-    wire_views(ctx, ui)
+    wire_views(ctx, ui, history)
     wire_page(ctx, ui, demo)
 
 
@@ -61,7 +62,7 @@ def wire_images(ctx: AppContext, ui: Page, history: dict) -> None:
         st.user_chose = False
         return ctx.show(st, names, explainer, rows_mode, show_original=True, switch_to=ctx.zoo_for[st.domain])
 
-    ui.results.domain_btn.click(on_switch, settings, out, api_name="switch_zoo", **busy)
+    ui.results.domain_btn.click(on_switch, settings, out, api_name="switch_zoo", **busy).then(**history)
 
 
 # -- strokes, other selections, the edit stack ------------------------------------------------------------
@@ -243,7 +244,8 @@ def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
                   **ctx.busy())
     on_models = choose_models(ctx, ui)
 
-    pk.set_models.click(on_models, [pk.models, ui.state], picked, api_name="set_models", **loads).then(**redraw)
+    pk.set_models.click(on_models, [pk.models, ui.state], picked, api_name="set_models", **loads).then(**redraw).then(
+        **history)
 
     @ctx.tab_guarded
     def on_pick(names, st, evt: gr.SelectData, progress=gr.Progress(track_tqdm=True)):
@@ -258,7 +260,8 @@ def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
             names.remove(value)
         return on_models(names, st, progress)
 
-    pk.models.select(on_pick, [pk.models, ui.state], picked, api_visibility="private", **loads).then(**redraw)
+    pk.models.select(on_pick, [pk.models, ui.state], picked, api_visibility="private", **loads).then(**redraw).then(
+        **history)
 
     def class_choices(names):
         """Every class of the selected models, for the class search."""
@@ -314,16 +317,17 @@ def row_clicks(ctx: AppContext):
         def on_row(names, explainer, rows_mode, st, evt: gr.SelectData):
             return select_row(view.name, names, explainer, rows_mode, st, evt)
 
-        table.select(on_row, ui.settings(), ui.view_outputs(), api_visibility="private", **ctx.busy())
+        table.select(on_row, ui.settings(), ui.view_outputs(), api_visibility="private", **ctx.busy()).then(
+            **ctx.follow_up)
 
     return wire_column
 
 
-def wire_views(ctx: AppContext, ui: Page) -> None:
+def wire_views(ctx: AppContext, ui: Page, history: dict) -> None:
     busy = ctx.busy()
     redraw = on_settings(ctx)
     for comp in (ui.pickers.explainer, ui.results.rows):
-        comp.change(redraw, ui.settings(), ui.view_outputs(), api_visibility="private", **busy)
+        comp.change(redraw, ui.settings(), ui.view_outputs(), api_visibility="private", **busy).then(**history)
 
     @ctx.tab_call
     def on_class_search(label, names, explainer, rows_mode, st):
@@ -338,7 +342,7 @@ def wire_views(ctx: AppContext, ui: Page) -> None:
         return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
 
     ui.results.class_search.change(on_class_search, [ui.results.class_search] + ui.settings(), ui.view_outputs(),
-                                   api_visibility="private", **busy)
+                                   api_visibility="private", **busy).then(**history)
 
 
 # -- the page: the tutorial, and what a new tab loads ---------------------------------------------------------

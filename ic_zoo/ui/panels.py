@@ -200,8 +200,8 @@ class Tools:
     result_json: gr.JSON
 
 
-def _model_picker(ctx: AppContext, elem_id: str) -> gr.Dropdown:
-    return gr.Dropdown(ctx.default, value=ctx.default[0] if ctx.default else None, label="Model", elem_id=elem_id)
+def _model_picker(ctx: AppContext, elem_id: str, **kw) -> gr.Dropdown:
+    return gr.Dropdown(ctx.default, value=ctx.default[0] if ctx.default else None, label="Model", elem_id=elem_id, **kw)
 
 
 def tools(ctx: AppContext) -> Tools:
@@ -213,8 +213,11 @@ def tools(ctx: AppContext) -> Tools:
                                         interactive=False, elem_id="before_after")
                 original = gr.Image(label="Original, with the crop each model sees", type="numpy", interactive=False,
                                     format="jpeg", elem_id="original", height=360)
-        with gr.Tab("History"):
-            hist_model = _model_picker(ctx, "history_model")
+        with gr.Tab("History", render_children=True):  # its picker is an input of every event's follow-up:
+            # mounted, so that it sends the value the zoo switch gave it (an unmounted one sends its old one);
+            # one that runs before the switch reaches the picker sends the old zoo's model (the follow-up
+            # then shows the first model's history)
+            hist_model = _model_picker(ctx, "history_model", allow_custom_value=True)
             hist_img = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id="history")
         with gr.Tab("Slow maps"):
             slow_btn = gr.Button("Compute the chosen slow explainer's maps (Score-CAM, Ablation-CAM, FullGrad) for the "

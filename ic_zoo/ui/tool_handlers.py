@@ -40,6 +40,8 @@ def wire_history(ctx: AppContext, ui: Page) -> dict:
     def on_after(name, st):
         if not isinstance(st, AppState) or st.session is None:
             return {t.hist_img: None}
+        if name not in (st.models or []):  # a follow-up that ran before the picker followed a zoo switch
+            name = (st.models or [None])[0]
         out = {t.hist_img: present.history_image(st.session.history(name)) if name else None}
         views = list(getattr(st, "views", None) or [])
         if [v for v in views if add_trust(st.session, v)]:  # every view measured (no short cut)
