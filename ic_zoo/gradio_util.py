@@ -454,12 +454,15 @@ PAGE_CSS = """
 .ic-canvas button[aria-label="Undo"], .ic-canvas button[aria-label="Redo"],
 .ic-canvas button[aria-label="Clear canvas"] { display: none !important; }
 /* busy while a stroke is processed: the status line's progress tracker is showing (an error shows the
-   same tracker with a clear button instead of the progress) */
+   same tracker with a clear button instead of the progress: the second pair of rules, more specific,
+   takes the sign back; a :has() nested in another is invalid, and would drop the whole rule) */
 .ic-canvas { position: relative; }
-body:has(#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-status))) .ic-canvas::after {
+body:has(#status [data-testid="status-tracker"]:not(.hide)) .ic-canvas::after {
   content: "Classifying…"; position: absolute; top: 44px; right: 10px; z-index: 50; pointer-events: none;
   padding: 2px 10px; border-radius: 10px; background: rgba(20, 20, 20, .72); color: #fff; font-size: 13px; }
-body:has(#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-status))) .ic-canvas canvas { opacity: .82; }
+body:has(#status [data-testid="status-tracker"]:not(.hide)) .ic-canvas canvas { opacity: .82; }
+body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-canvas::after { content: none; }
+body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-canvas canvas { opacity: 1; }
 /* no eraser: strokes are applied on release, so there is never paint left to erase (eraser=False would
    also drop the canvas's zoom readout) */
 .ic-canvas button[aria-label="Erase"] { display: none !important; }
@@ -548,7 +551,10 @@ PAGE_JS = """
     if (box && !box.checked) box.click();
     shiftPicked = true;
   }, true);
-  const idle = () => !document.querySelector('#status [data-testid="status-tracker"]:not(.hide):not(:has(.clear-status))');
+  const idle = () => {  // no progress on the status line (an error's tracker holds a clear button instead)
+    const t = document.querySelector('#status [data-testid="status-tracker"]:not(.hide)');
+    return !t || !!t.querySelector('.clear-status');
+  };
   document.addEventListener('keyup', async (e) => {
     if (e.key !== 'Shift' || !shiftPicked) return;
     shiftPicked = false;

@@ -6,17 +6,45 @@ the shown map, the busy sign shows on the canvas while a stroke is processed, an
 from __future__ import annotations
 
 import os
+import threading
+
+import numpy as np
 import pytest
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import app as app_module  # noqa: E402
-from test_browser import ARGS, CHROMIUM, ROOT, _wait_status  # noqa: E402
+from test_browser import ARGS, CHROMIUM, ROOT, _screen_point, _wait_status  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")]
 FLOWER = ROOT / "examples" / "flower2d" / "images" / "test_09001.png"
+GATE = threading.Event()  # the test inpainter 'held' fills a stroke only once this is set
+GATE.set()
+
+
+def _register_held():
+    """A test-only inpainter that waits for GATE: a stroke stays in flight exactly as long as the test
+    wants (no timing)."""
+    import ic_zoo
+    from ic_zoo import Inpainter, discovery
+
+    discovery.ensure_loaded()
+    if "held" in {s.name for s in ic_zoo.list_plugins("inpainter")}:
+        return
+
+    class Held(Inpainter):
+        needs_context = False
+
+        def _inpaint(self, image, mask):
+            assert GATE.wait(300), "the test never released the stroke"
+            return np.full_like(image, 128)
+
+    ic_zoo.register("inpainter", "held", Held, description="grey fill once the test releases it (tests only)")
+
+
 @pytest.fixture(scope="module")
 def url(no_hub_weights):
+    _register_held()
     demo = app_module.build_demo()
     _, u, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     yield u
@@ -128,4 +156,34 @@ def test_the_trust_line_arrives_after_every_event_that_changes_the_map(url, brow
 
     for event in (row_click, class_search, explainer, rows_toggle):
         _trust_arrives(page, event)
+    page.close()
+
+
+BUSY = "() => getComputedStyle(document.querySelector('.ic-canvas'), '::after').content"
+
+
+def _stroke(page, y=128, x0=90, x1=170, size=256):
+    pts = [(x, y + dy) for dy in (-6, 0, 6) for x in (x0, x1)]
+    page.mouse.move(*_screen_point(page, (size, size), *pts[0]))
+    page.mouse.down()
+    for x, yy in pts[1:]:
+        page.mouse.move(*_screen_point(page, (size, size), x, yy), steps=5)
+    page.mouse.up()
+
+
+def test_the_busy_sign_shows_on_the_canvas_while_a_stroke_is_processed(url, browser):
+    page = _open(browser, url)
+    box = page.locator("#inpainter input").first
+    box.click()
+    page.get_by_role("option", name="held", exact=True).click()
+    page.wait_for_timeout(500)
+    assert "Classifying" not in page.evaluate(BUSY)
+    GATE.clear()  # the stroke stays in flight until the sign has been seen
+    try:
+        _stroke(page)
+        page.wait_for_function(f"() => ({BUSY})().includes('Classifying')", timeout=60_000)
+    finally:
+        GATE.set()
+    _wait_status(page, "1 edit(s)")
+    page.wait_for_function(f"() => !({BUSY})().includes('Classifying')", timeout=30_000)
     page.close()
