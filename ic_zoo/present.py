@@ -15,6 +15,11 @@ PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114
 UP, DOWN = "#1a7f37", "#cf222e"  # green up, red down
 
 
+def md_text(sentence) -> str:
+    """A library sentence as Markdown shows it whole: its ``<name>`` placeholders are text, not HTML tags."""
+    return str(sentence).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def short(label: str, n: int = 38) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 

@@ -13,7 +13,7 @@ import pytest
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import app as app_module  # noqa: E402
-from test_browser import ARGS, CHROMIUM, ROOT, _screen_point, _wait_status  # noqa: E402
+from test_browser import ARGS, CHROMIUM, ROOT, _screen_point, _status, _wait_status  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")]
@@ -186,4 +186,16 @@ def test_the_busy_sign_shows_on_the_canvas_while_a_stroke_is_processed(url, brow
         GATE.set()
     _wait_status(page, "1 edit(s)")
     page.wait_for_function(f"() => !({BUSY})().includes('Classifying')", timeout=30_000)
+    page.close()
+
+
+def test_the_unknown_model_sentence_is_shown_whole(url, browser):
+    page = _open(browser, url)
+    picker = page.locator("#models input").first
+    picker.click()
+    picker.fill("no_such_model_anywhere")
+    picker.press("Enter")
+    _wait_status(page, "There is no model called 'no_such_model_anywhere'")
+    text = _status(page)
+    assert "timm:<name>, torchvision:<name>, hf-hub:<repo id> or clip:<repo id>=<class>,<class>,..." in text, text
     page.close()

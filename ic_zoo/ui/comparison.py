@@ -59,7 +59,7 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
             info.append(TRUST_PENDING)
     except IcZooError as exc:
         panel = None
-        info.append(str(exc))
+        info.append(present.md_text(exc))
     if effect and session.edits:
         info.append(present.stroke_effect_text(session.stroke_effect(name, explainer), session.edits[-1]))
     view = ModelView(name, present.model_title(name, result), present.class_rows(result, rows_mode), panel,
@@ -86,7 +86,7 @@ def add_trust(session, view: ModelView) -> bool:
         line = present.trust_text(scores)
         view.trust = {w: t.to_dict() for w, t in scores.items()}
     except IcZooError as exc:
-        line, view.trust = f"Trust: {exc}", {}
+        line, view.trust = f"Trust: {present.md_text(exc)}", {}
     parts = view.info.split("\n\n")
     if TRUST_PENDING in parts:
         parts[parts.index(TRUST_PENDING)] = line

@@ -184,7 +184,7 @@ class AppContext:
         st.expired, st.slow_of, st.pending = "", None, None
         for msg in st.session.warnings:  # a tiny image, NaN pixels: beside the results, and as a toast
             gr.Warning(msg)
-            st.notice = f"{st.notice} {msg}".strip()
+            st.notice = f"{st.notice} {present.md_text(msg)}".strip()
         st.original_view = None
         st.domain = zoo.image_domain(st.session.original)
         if not self.auto_models or st.user_chose:

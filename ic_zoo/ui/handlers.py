@@ -228,7 +228,7 @@ def choose_models(ctx: AppContext, ui: Page):
         st.models = ok
         for msg in problems:
             gr.Warning(msg)
-        lines = problems + ([f"Loaded {', '.join(loaded)}."] if loaded else [])
+        lines = [present.md_text(p) for p in problems] + ([f"Loaded {', '.join(loaded)}."] if loaded else [])
         st.notice = " ".join(lines)
         return {ui.state: st, ui.pickers.models: gr.update(value=ok, choices=classifier_choices(ctx.named + st.typed)),
                 ui.editor.status: " ".join(lines) or f"Models: {', '.join(ok)}."}

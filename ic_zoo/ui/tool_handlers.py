@@ -135,7 +135,7 @@ def wire_sanity(ctx: AppContext, ui: Page) -> None:
             try:
                 out = st.session.sanity(m, ctx.shown_class(st, m), ex)
             except IcZooError as exc:
-                lines.append(f"- **{m}**: {exc}")
+                lines.append(f"- **{m}**: {present.md_text(exc)}")
                 continue
             pics += [(present.single_panel(st.session.modified, out["real"], "real"), f"{m}: real"),
                      (present.single_panel(st.session.modified, out["randomized"], "randomised head"),
