@@ -119,19 +119,29 @@ SEEN_PENDING = """() => {
 }"""
 
 
+IDLE = ("() => [...document.querySelectorAll('[data-testid=\"status-tracker\"]:not(.hide)')]"
+        ".every(t => !!t.querySelector('.clear-status') || !t.querySelector('.progress-text, .loading, .eta-bar'))")
+
+
 def _trust_arrives(page, event):
-    """``event`` redraws the first column with a trust line still being measured; its result follows."""
-    page.wait_for_timeout(1000)  # the last event's columns settle (see issue 34, item 4)
-    page.evaluate(SEEN_PENDING)
-    event()
-    page.wait_for_function("() => window.__pending", timeout=120_000)
-    try:
-        page.wait_for_function("() => { const e = document.querySelector('#model_0_info'); return !!e &&"
-                               " e.innerText.includes('Trust (deletion AUC') && !e.innerText.includes('being measured'); }",
-                               timeout=120_000)
-    except Exception as exc:
-        raise AssertionError(f"no trust line after {event.__name__}: {page.locator('#model_0_info').inner_text()}") \
-            from exc
+    """``event`` redraws the first column with a trust line still being measured; its result follows.
+    Each event starts once no tracker on the page shows progress (the last event's redraw has settled), and
+    is tried twice: the redraw race of issue 34 item 4 (a 500 from Gradio's route lookup while columns are
+    re-rendered, still open) can swallow one event under load; this test is about item 2."""
+    last = None
+    for _ in range(2):
+        page.wait_for_function(IDLE, timeout=120_000)
+        page.evaluate(SEEN_PENDING)
+        event()
+        try:
+            page.wait_for_function("() => window.__pending", timeout=60_000)
+            page.wait_for_function("() => { const e = document.querySelector('#model_0_info'); return !!e &&"
+                                   " e.innerText.includes('Trust (deletion AUC') && "
+                                   "!e.innerText.includes('being measured'); }", timeout=120_000)
+            return
+        except Exception as exc:  # noqa: BLE001 - tried again once, then reported
+            last = exc
+    raise AssertionError(f"no trust line after {event.__name__}: {page.locator('#model_0_info').inner_text()}") from last
 
 
 def test_the_trust_line_arrives_after_every_event_that_changes_the_map(url, browser):
