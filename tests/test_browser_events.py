@@ -13,10 +13,9 @@ import pytest
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import app as app_module  # noqa: E402
-from test_browser import ARGS, CHROMIUM, ROOT, _screen_point, _status, _wait_status  # noqa: E402
+from test_browser import BROWSER_MARKS, ROOT, _screen_point, _status, _wait_status, browser  # noqa: E402,F401
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")]
+pytestmark = BROWSER_MARKS
 FLOWER = ROOT / "examples" / "flower2d" / "images" / "test_09001.png"
 GATE = threading.Event()  # the test inpainter 'held' fills a stroke only once this is set
 GATE.set()
@@ -50,16 +49,6 @@ def url(no_hub_weights):
     yield u
     demo.close()
     demo.ic_zoo_tabs.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _open(browser, url, image=FLOWER):

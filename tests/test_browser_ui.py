@@ -12,10 +12,9 @@ from PIL import Image
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import app as app_module  # noqa: E402
-from test_browser import ARGS, CHROMIUM, ROOT, _screen_point, _status, _wait_status  # noqa: E402
+from test_browser import BROWSER_MARKS, ROOT, _screen_point, _status, _wait_status, browser  # noqa: E402,F401
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (.ci/run installs it)")]
+pytestmark = BROWSER_MARKS
 FLOWERS = ["flower2d/squeezenet", "flower2d/resnet", "flower2d/vit"]
 IMAGE = ROOT / "examples" / "flower2d" / "images" / "test_09001.png"
 
@@ -26,16 +25,6 @@ def url():
     _, u, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
     yield u
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def _open(browser, url, width=1400, height=1000):
