@@ -16,6 +16,7 @@ def _formatters():
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import arch_matrix
+    import chaos
     import lime_samples
     import replicas
 
@@ -29,7 +30,8 @@ def _formatters():
             ("latency_cpu", "latency_cpu", latency.format_markdown),
             ("edit_lite_cpu", "edit_lite_cpu", bench.format_markdown),
             ("lime_samples", "lime_samples", lime_samples.format_table),
-            ("arch_matrix", "arch_matrix", arch_matrix.format_table)]
+            ("arch_matrix", "arch_matrix", arch_matrix.format_table),
+            ("chaos_cpu", "chaos_cpu", chaos.table)]
 
 
 @pytest.mark.parametrize("stem,source,fmt", _formatters(), ids=lambda v: v if isinstance(v, str) else "")

@@ -1,0 +1,632 @@
+"""Chaos on loopback (issue 33, item 5): N replicas of ``python app.py`` in study mode behind the project's
+HAProxy config and one PostgreSQL (benchmarks/replicas.py's cluster), scripted participants painting
+through the proxy, CPU burners on the same cores, and three faults at fixed points of the run (after K
+answered strokes, never wall-clock):
+
+* ``kill -9`` of the replica holding most participants (a supervisor restarts it, as compose's
+  ``restart:`` or Kubernetes would),
+* SIGTERM of another one (it drains and exits; the exit time is measured; then it is restarted),
+* SIGSTOP of a third for ``--pause`` seconds (default: long enough for HAProxy's checks to mark it DOWN,
+  fall x (inter + timeout check) + inter of deploy/haproxy.cfg), then SIGCONT.
+
+What it reports (a table, and JSON with ``--json``):
+
+* false DOWN transitions: HAProxy marking DOWN a replica that was not killed, stopped, paused or
+  restarting (read from HAProxy's stats socket, which the benchmark adds to its own copy of the config:
+  the ``chkdown`` counter of each server, polled);
+* hung clients: an event (join or stroke) with neither an answer nor a sentence within ``--hang`` s (30);
+  every gradio_client call runs with that time-out, and then the participant reloads;
+* the faulted replicas' participants: how many were told in one of the app's sentences (reload,
+  stale page, draining) and how many could finish after resuming; failures that came without a
+  sentence (CancelledError, a proxy's 502/503, ...), with examples;
+* acknowledged strokes lost from the log or logged twice (each stroke is a square at a place unique
+  to its participant, found again in the logged masks);
+* log-vs-seen mismatches: each participant's log replayed with the library's replay
+  (ic_zoo.study.research.rebuild, what ``study replay`` runs) and compared with the last image that
+  participant's client was shown (its stroke count and its pixels);
+* the time each SIGTERM'd replica took to exit, and its exit status.
+
+    python benchmarks/chaos.py --replicas 3 --participants 12 --strokes 10 --json benchmarks/chaos_cpu.json
+    python benchmarks/chaos.py --table benchmarks/chaos_cpu.json      # the README's table, from the JSON
+
+tests/test_chaos.py runs a small form (2 replicas, a kill -9 and a short SIGSTOP).
+"""
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+import concurrent.futures as cf
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import replicas as R  # noqa: E402
+
+ROOT = R.ROOT
+SQUARE = 6  # a stroke: a SQUARE x SQUARE red square
+
+
+# -- load ---------------------------------------------------------------------------------------------------
+class Burners:
+    """``n`` Python processes spinning on the CPU (``while True: pass``), lowest priority off: they compete
+    with the replicas like another tenant's jobs."""
+
+    def __init__(self, n: int):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait(10)
+
+
+class LoadSampler(threading.Thread):
+    """The 1-minute load average, sampled every second."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples, self.stop = [], threading.Event()
+
+    def run(self):
+        while not self.stop.wait(1.0):
+            self.samples.append(os.getloadavg()[0])
+
+
+# -- HAProxy, watched ------------------------------------------------------------------------------------------
+def check_timing(cfg: str) -> dict:
+    """inter, fall, rise and timeout check (seconds) of deploy/haproxy.cfg."""
+    def num(rx, default):
+        m = re.search(rx, cfg, re.M)
+        return float(m.group(1)) if m else default
+    return {"inter": num(r"^\s*default-server.*\binter (\d+(?:\.\d+)?)s", 2.0),
+            "fall": int(num(r"^\s*default-server.*\bfall (\d+)", 3)),
+            "rise": int(num(r"^\s*default-server.*\brise (\d+)", 2)),
+            "timeout_check": num(r"^\s*timeout check (\d+(?:\.\d+)?)s", 5.0)}
+
+
+class ChaosCluster(R.Cluster):
+    """The loopback cluster with HAProxy's stats socket in its own copy of deploy/haproxy.cfg, and replicas
+    that can be restarted on their port."""
+
+    def start_proxy(self) -> None:
+        cfg = (ROOT / "deploy" / "haproxy.cfg").read_text()
+        self.sock = self.folder / "haproxy.sock"
+        cfg = cfg.replace("global\n", f"global\n    stats socket {self.sock} mode 600 level admin\n", 1)
+        (self.folder / "haproxy.cfg").write_text(cfg)
+        haproxy = shutil.which("haproxy")
+        if haproxy is None:
+            raise RuntimeError("haproxy is not installed (.ci/run installs Debian's haproxy package).")
+        env = dict(os.environ, IC_ZOO_PROXY_BIND=f"127.0.0.1:{self.proxy_port}")
+        for i in range(3):
+            env[f"IC_ZOO_REPLICA_{i + 1}"] = f"127.0.0.1:{self.ports[i] if i < self.n else R.free_port()}"
+        f = open(self.folder / "haproxy.log", "w")
+        self.proxy = subprocess.Popen([haproxy, "-db", "-f", str(self.folder / "haproxy.cfg")], env=env,
+                                      stdout=f, stderr=subprocess.STDOUT)
+        f.close()
+        R.wait_for(lambda: self.health(None)[0] == 200, 30)
+
+    def stats(self) -> dict[str, dict]:
+        """HAProxy's 'show stat' for the running replicas' servers (the config names three): {name: row}."""
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(2)
+            s.connect(str(self.sock))
+            s.sendall(b"show stat\n")
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+        lines = data.decode().splitlines()
+        head = lines[0].lstrip("# ").split(",")
+        out = {}
+        for ln in lines[1:]:
+            row = dict(zip(head, ln.split(",")))
+            if row.get("pxname") == "replicas" and row.get("svname") in {f"r{i + 1}" for i in range(self.n)}:
+                out[row["svname"]] = row
+        return out
+
+    closing = False
+
+    def restart(self, i: int) -> None:
+        if self.closing:
+            return
+        self.logs[i] = self.folder / f"r{i + 1}-restarted.log"
+        f = open(self.logs[i], "w")
+        self.procs[i] = subprocess.Popen([sys.executable] + R.ENTRYPOINT, cwd=str(ROOT), env=self.replica_env(i),
+                                         stdout=f, stderr=subprocess.STDOUT)
+        f.close()
+
+
+class DownWatch(threading.Thread):
+    """Polls the stats socket: every UP -> DOWN transition (the chkdown counter going up) with its time."""
+
+    def __init__(self, cluster: ChaosCluster, step: float = 0.25):
+        super().__init__(daemon=True)
+        self.cluster, self.step, self.stop = cluster, step, threading.Event()
+        self.downs: list[dict] = []
+        self.errors = 0
+        self.t0 = time.monotonic()
+
+    def run(self):
+        last: dict[str, int] = {}
+        while not self.stop.wait(self.step):
+            try:
+                st = self.cluster.stats()
+            except OSError:
+                self.errors += 1
+                continue
+            for name, row in st.items():
+                n = int(row.get("chkdown") or 0)
+                if n > last.get(name, 0):
+                    for _ in range(n - last.get(name, 0)):
+                        self.downs.append({"server": name, "t": round(time.monotonic() - self.t0, 2),
+                                           "check": row.get("check_status", ""), "status": row.get("status", "")})
+                last[name] = n
+
+
+# -- participants -------------------------------------------------------------------------------------------
+SENTENCES = None
+
+
+def sentences() -> dict[str, str]:
+    global SENTENCES
+    if SENTENCES is None:
+        os.environ.setdefault("IC_ZOO_APP_NO_DEMO", "1")
+        from ic_zoo import serve
+        from ic_zoo.study import ui
+
+        SENTENCES = {"moved": ui.MOVED, "stale": ui.STALE, "draining": serve.DRAINING, "file_gone": serve.FILE_GONE,
+                     "moved_app": serve.MOVED}
+    return SENTENCES
+
+
+def told(msg: str) -> str | None:
+    """Which of the app's sentences a failure carried, if any."""
+    for name, s in sentences().items():
+        if s in msg:
+            return name
+    return None
+
+
+class ChaosParticipant(R.Participant):
+    """A participant whose every call has a time-out, whose strokes are squares at places unique to it,
+    and who remembers the last image its client was shown."""
+
+    def __init__(self, *a, hang: float = 30.0, **k):
+        super().__init__(*a, **k)
+        self.hang = hang
+        free = [(y, x) for y in range(0, self.size - SQUARE, SQUARE + 1) for x in range(0, self.size - SQUARE, SQUARE + 1)]
+        self.places = [free[j] for j in self.rng.permutation(len(free))]
+        self.acked: list[tuple[int, int]] = []  # the squares whose stroke was answered
+        self.sent = 0
+        self.seen: np.ndarray | None = None
+        self.seen_n = 0
+
+    def join(self) -> list:
+        from gradio_client import Client
+
+        from ic_zoo.study.security import issue
+
+        self.client = Client(self.url, verbose=False, download_files=False, httpx_kwargs={"timeout": self.hang})
+        link = issue(self.secret, self.code) if self.secret else self.code
+        out = self.client.submit(0, link, api_name="/consent").result(timeout=self.hang)
+        canvas = next(o for o in out if isinstance(o, dict) and o.get("background"))
+        self.bg = canvas["background"]
+        self.n = R.strokes_in(out)
+        self.joins += 1
+        self._saw()
+        return out
+
+    def stroke(self) -> list:
+        from gradio_client import handle_file
+
+        y, x = self.places[self.sent % len(self.places)]
+        self.sent += 1
+        m = np.zeros((self.size, self.size), bool)
+        m[y:y + SQUARE, x:x + SQUARE] = True
+        path = R.layer_png((self.size, self.size), m, self.folder / f"{self.code}_{self.sent}.png")
+        bg = self.bg["path"] if isinstance(self.bg, dict) else self.bg
+        job = self.client.submit(0, {"background": handle_file(str(bg)), "layers": [handle_file(path)],
+                                     "composite": None}, api_name="/study_edit")
+        try:
+            out = job.result(timeout=self.hang)
+        except TimeoutError:  # given up on, as a page's watchdog does; its cancel may hang too, so aside
+            threading.Thread(target=lambda: _quietly(job.cancel), daemon=True).start()
+            raise
+        self._took(out)
+        self.acked.append((int(y), int(x)))
+        self._saw()
+        return out
+
+    def _saw(self) -> None:
+        """Read the image the client was just shown (a file of the replica's, on this machine)."""
+        from PIL import Image
+
+        from ic_zoo.gradio_util import editor_rgb
+
+        bg = self.bg["path"] if isinstance(self.bg, dict) else self.bg
+        self.seen, self.seen_n = editor_rgb(np.asarray(Image.open(bg))), self.n
+
+
+def _quietly(fn):
+    try:
+        fn()
+    except Exception:  # noqa: BLE001 - a cancel sent to a dead or paused replica
+        pass
+
+
+@dataclass
+class Chaos:
+    strokes: int = 0
+    seconds: float = 0.0
+    faults: list = field(default_factory=list)  # {"kind", "replica", "after_strokes", "t", "pinned", ...}
+    hung: list = field(default_factory=list)
+    failures: list = field(default_factory=list)  # {"code", "replica", "t", "told", "message"}
+    unfinished: list = field(default_factory=list)
+    latencies: list = field(default_factory=list)
+
+
+def drive(cluster: ChaosCluster, participants: int, strokes: int, plan: list[tuple[str, int]], pause: float,
+          hang: float, restart: bool, t0: float, log=print) -> tuple[Chaos, list[ChaosParticipant]]:
+    """Participants paint ``strokes`` each through the proxy; ``plan`` is [(fault, after K strokes)] with
+    fault in KILL, TERM, STOP. A participant whose call fails (or hangs) reloads, as a browser would,
+    up to 12 times."""
+    ch = Chaos()
+    lock = threading.Lock()
+    ps = [ChaosParticipant(cluster.url(), f"C{k:02d}", cluster.secret, cluster.folder, cluster.size, seed=k,
+                           hang=hang) for k in range(participants)]
+    pending = sorted(plan, key=lambda f: f[1])
+    faulted: set[int] = set()
+    workers: list[threading.Thread] = []
+    fault_lock = threading.Lock()
+
+    def now():
+        return round(time.monotonic() - t0, 2)
+
+    def fault(kind: str, after: int):
+        held: dict[str, int] = {}
+        for p in ps:
+            if p.replica:
+                held[p.replica] = held.get(p.replica, 0) + 1
+        alive = [i for i in range(cluster.n) if i not in faulted and cluster.procs[i].poll() is None]
+        if not alive:
+            return
+        i = max(alive, key=lambda j: (held.get(f"r{j + 1}", 0), -j))
+        faulted.add(i)
+        name = f"r{i + 1}"
+        rec = {"kind": kind, "replica": name, "after_strokes": after, "t": now(), "pinned": held.get(name, 0),
+               "active": sum(1 for p in ps if p.replica == name and p.n < strokes),
+               "codes": sorted(p.code for p in ps if p.replica == name)}
+        ch.faults.append(rec)
+        log(f"[{rec['t']:.1f} s] {kind} {name} after {after} strokes ({rec['pinned']} participant(s) on it, "
+            f"{rec['active']} still painting)")
+        proc = cluster.procs[i]
+        if kind == "STOP":
+            proc.send_signal(signal.SIGSTOP)
+
+            def cont():
+                time.sleep(pause)
+                proc.send_signal(signal.SIGCONT)
+                rec["end_t"] = now()
+                log(f"[{rec['end_t']:.1f} s] CONT {name}")
+            th = threading.Thread(target=cont, daemon=True)
+        else:
+            proc.send_signal(getattr(signal, "SIG" + kind))
+
+            def after_exit():
+                ts = time.monotonic()
+                code = proc.wait()
+                rec["exit_s"], rec["exit_code"] = round(time.monotonic() - ts, 2), code
+                if kind == "TERM":
+                    txt = cluster.log_text(i)
+                    rec["drained"] = "shutdown: done" in txt
+                    log(f"[{now():.1f} s] {name} exited {code} {rec['exit_s']} s after SIGTERM")
+                if restart:
+                    cluster.restart(i)
+                    t1 = time.monotonic()
+                    try:
+                        R.wait_for(lambda: cluster.health(i)[0] == 200 or cluster.procs[i].poll() is not None, 600, 0.5)
+                    except TimeoutError:
+                        pass
+                    rec["restart_ready_s"] = round(time.monotonic() - t1, 1) if cluster.health(i)[0] == 200 else None
+                rec["end_t"] = now()
+                if restart:
+                    log(f"[{rec['end_t']:.1f} s] {name} restarted: ready after {rec.get('restart_ready_s')} s")
+            th = threading.Thread(target=after_exit, daemon=True)
+        th.start()
+        workers.append(th)
+
+    def maybe_fault():
+        with lock:
+            due = [f for f in pending if ch.strokes >= f[1]]
+            for f in due:
+                pending.remove(f)
+        for kind, after in due:
+            with fault_lock:
+                fault(kind, after)
+
+    def one(p: ChaosParticipant):
+        tries, joined = 0, False
+        while p.n < strokes or not joined:
+            what = "join" if not joined else "stroke"
+            on = p.replica
+            t1 = time.monotonic()
+            try:
+                if not joined:
+                    p.join()
+                    joined = True
+                else:
+                    p.stroke()
+            except Exception as exc:  # noqa: BLE001 - every failure is counted, with its participant
+                msg = f"{type(exc).__name__}: {exc}"
+                hung = isinstance(exc, TimeoutError) or "timed out" in msg.lower() or "timeout" in type(exc).__name__.lower()
+                with lock:
+                    rec = {"code": p.code, "replica": on, "t": now(), "sent_t": round(t1 - t0, 2), "event": what,
+                           "told": told(msg),
+                           "message": msg[:300], "waited_s": round(time.monotonic() - t1, 1)}
+                    ch.failures.append(rec)
+                    if hung:
+                        ch.hung.append(rec)
+                tries += 1
+                if tries > 12:
+                    with lock:
+                        ch.unfinished.append(p.code)
+                    return
+                joined = False  # the reload: a fresh connection through the proxy, the same link
+                time.sleep(min(0.5 * tries, 3))
+                continue
+            dt = time.monotonic() - t1
+            with lock:
+                if dt > hang:  # answered, but later than a participant waits (the join's requests each had the time-out)
+                    ch.hung.append({"code": p.code, "replica": on, "t": now(), "sent_t": round(t1 - t0, 2),
+                                    "event": what, "told": None, "message": f"answered after {dt:.1f} s",
+                                    "waited_s": round(dt, 1)})
+                if what == "join":
+                    continue
+                ch.strokes += 1
+                ch.latencies.append(dt)
+            maybe_fault()
+
+    t1 = time.perf_counter()
+    with cf.ThreadPoolExecutor(participants) as ex:
+        list(ex.map(one, ps))
+    ch.seconds = time.perf_counter() - t1
+    deadline = time.monotonic() + pause + 30  # a restart still warming up after that is reported as not back
+    for th in workers:
+        th.join(timeout=max(0.0, deadline - time.monotonic()))
+    return ch, ps
+
+
+# -- what the log holds ------------------------------------------------------------------------------------
+def square_at(mask: np.ndarray) -> tuple[int, int]:
+    ys, xs = np.nonzero(mask)
+    return int(ys.min()), int(xs.min())
+
+
+def audit(url: str, ps: list[ChaosParticipant]) -> dict:
+    """Acknowledged strokes lost or logged twice, and each participant's log replayed against the last
+    image its client saw."""
+    import sqlalchemy as sa
+
+    from ic_zoo.session import Session
+    from ic_zoo.study import db as D
+    from ic_zoo.study.research import pick_study, rebuild
+
+    eng = D.engine_for(url)
+    out = {"acked": 0, "logged_strokes": 0, "lost": [], "duplicated": [], "unacked_logged": 0,
+           "mismatches": [], "replayed": 0, "seq_gaps": []}
+    try:
+        with eng.connect() as conn:
+            sid = pick_study(eng, None)["id"]
+            ids = {r.code: r.id for r in conn.execute(sa.select(D.participants_t.c.code, D.participants_t.c.id))}
+            for p in ps:
+                if p.code not in ids:
+                    continue
+                rows = [dict(r) for r in conn.execute(sa.select(D.interactions_t).where(
+                    D.interactions_t.c.participant_id == ids[p.code]).order_by(D.interactions_t.c.seq)).mappings()]
+                seqs = [r["seq"] for r in rows]
+                if seqs != list(range(1, len(seqs) + 1)):
+                    out["seq_gaps"].append(p.code)
+                logged = [square_at(D.png_to_mask(r["mask_png"])) for r in rows if r["kind"] == "stroke"]
+                out["acked"] += len(p.acked)
+                out["logged_strokes"] += len(logged)
+                out["lost"] += [f"{p.code}@{sq}" for sq in p.acked if sq not in logged]
+                out["duplicated"] += [f"{p.code}@{sq}" for sq in set(logged) if logged.count(sq) > 1]
+                out["unacked_logged"] += sum(1 for sq in set(logged) if sq not in p.acked)
+                if p.seen is None:
+                    continue
+                events = [r for r in rows if r["task_id"] is not None]
+                if not events:
+                    continue
+                task = events[-1]["task_id"]
+                events = [r for r in events if r["task_id"] == task]
+                payload = json.loads(next(r for r in events if r["kind"] == "stroke")["payload"]) \
+                    if any(r["kind"] == "stroke" for r in events) else {}
+                session = rebuild(lambda img: Session(img, pretrained=bool(payload.get("pretrained", True))),
+                                  D.stored_image(conn, sid, task), events, lambda key: D.stored_image(conn, sid, key))
+                out["replayed"] += 1
+                img = np.asarray(session.modified)
+                n_log = len(session.edits)
+                diff = int(np.abs(img.astype(int) - p.seen.astype(int)).max()) if img.shape == p.seen.shape else -1
+                if n_log != p.seen_n or diff != 0:
+                    out["mismatches"].append({"code": p.code, "log_edits": n_log, "seen_edits": p.seen_n,
+                                              "max_pixel_diff": diff})
+    finally:
+        eng.dispose()
+    return out
+
+
+# -- the benchmark -----------------------------------------------------------------------------------------------
+def classify_downs(downs: list[dict], faults: list[dict], pause: float, timing: dict) -> list[dict]:
+    """The DOWN transitions no fault explains: a fault explains one DOWN of its replica between the fault
+    and its end (SIGCONT, or the restarted replica's first ready answer) plus one check cycle."""
+    grace = timing["fall"] * (timing["inter"] + timing["timeout_check"]) + timing["inter"]
+    windows = [[f["replica"], f["t"], (f.get("end_t") or float("inf")) + grace, 1] for f in faults]
+    false = []
+    for d in downs:
+        w = next((w for w in windows if w[0] == d["server"] and w[1] <= d["t"] <= w[2] and w[3] > 0), None)
+        if w is None:
+            false.append(d)
+        else:
+            w[3] -= 1
+    return false
+
+
+def run_chaos(folder: Path, server: str, replicas: int, participants: int, strokes: int, models, size: int,
+              burn: int, pause: float | None, hang: float = 30.0, faults=("STOP", "KILL", "TERM"),
+              restart: bool = True, log=print) -> dict:
+    cfg = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    timing = check_timing(cfg)
+    if pause is None:
+        pause = timing["fall"] * (timing["inter"] + timing["timeout_check"]) + timing["inter"] + 2
+    total = participants * strokes
+    plan = [(k, total * (j + 1) // (len(faults) + 1)) for j, k in enumerate(faults)]
+    url = R.new_database(server)
+    cluster = ChaosCluster(folder, replicas=replicas, db=url, proxy=True, models=models, size=size,
+                           env={"IC_ZOO_DRAIN_S": "20"})
+    load = LoadSampler()
+    try:
+        t_start = time.perf_counter()
+        cluster.start(timeout=600)
+        started = time.perf_counter() - t_start
+        watch = DownWatch(cluster)
+        watch.start()
+        with Burners(burn):
+            load.start()
+            R.drive(cluster, min(3, participants), 1, prefix="W")  # warm-up
+            ch, ps = drive(cluster, participants, strokes, plan, pause, hang, restart, watch.t0, log=log)
+            load.stop.set()
+        time.sleep(1.0)
+        watch.stop.set()
+        watch.join(5)
+    finally:
+        cluster.closing = True
+        cluster.stop()
+    au = audit(url, ps)
+    false = classify_downs(watch.downs, ch.faults, pause, timing)
+    faulted_codes = {f["replica"]: set(f["codes"]) for f in ch.faults}
+    per_fault, in_flight_ids = [], set()
+    for f in ch.faults:
+        codes = set(f["codes"])
+        mine = [x for x in ch.failures if x["code"] in codes and x["t"] >= f["t"]]
+        # an event sent before the fault to the faulted replica and failed after it: its stream broke (or it
+        # went unanswered); no server can answer it with a sentence, the page's watchdog shows one at once
+        flight = [x for x in mine if x["sent_t"] < f["t"] and x["replica"] == f["replica"] and not x["told"]]
+        in_flight_ids.update(id(x) for x in flight)
+        fin = {p.code for p in ps if p.code in codes and p.n >= strokes}
+        down = next((d["t"] for d in watch.downs if d["server"] == f["replica"] and d["t"] >= f["t"]), None)
+        per_fault.append({**{k: v for k, v in f.items() if k != "codes"}, "hit": len({x["code"] for x in mine}),
+                          "told": len({x["code"] for x in mine if x["told"]}),
+                          "in_flight": len({x["code"] for x in flight}), "finished": len(fin),
+                          "down_after_s": round(down - f["t"], 1) if down is not None else None})
+    untold = [x for x in ch.failures if not x["told"] and x not in ch.hung and id(x) not in in_flight_ids]
+    lat = sorted(ch.latencies) or [float("nan")]
+    doc = {"replicas": replicas, "participants": participants, "strokes_each": strokes, "models": list(models),
+           "size": size, "burners": burn, "cores": os.cpu_count(), "pause_s": pause, "hang_s": hang,
+           "check": timing, "restart": restart, "start_s": round(started, 1), "seconds": round(ch.seconds, 1),
+           "strokes": ch.strokes, "p50_ms": round(1000 * lat[len(lat) // 2], 0),
+           "p95_ms": round(1000 * lat[min(len(lat) - 1, int(0.95 * len(lat)))], 0),
+           "load_avg_max": round(max(load.samples, default=0.0), 1),
+           "load_avg_mean": round(sum(load.samples) / len(load.samples), 1) if load.samples else None,
+           "faults": per_fault, "downs": watch.downs, "false_downs": false, "stats_errors": watch.errors,
+           "hung": ch.hung, "failures": len(ch.failures), "told": sum(1 for x in ch.failures if x["told"]),
+           "untold": untold[:20], "untold_count": len(untold),
+           "untold_kinds": dict(Counter(x["message"].split(":")[0] for x in untold)),
+           "in_flight_broken": len(in_flight_ids), "failure_log": ch.failures[:200], "unfinished": ch.unfinished,
+           "finished": sum(1 for p in ps if p.n >= strokes), "reloads": sum(max(0, p.joins - 1) for p in ps),
+           "acked": au["acked"], "logged_strokes": au["logged_strokes"], "lost": au["lost"],
+           "duplicated": au["duplicated"], "unacked_logged": au["unacked_logged"], "seq_gaps": au["seq_gaps"],
+           "replayed": au["replayed"], "mismatches": au["mismatches"],
+           "sigterm_exit_s": [f.get("exit_s") for f in ch.faults if f["kind"] == "TERM"],
+           "faulted_participants": {k: len(v) for k, v in faulted_codes.items()}}
+    return doc
+
+
+def table(doc: dict) -> str:
+    """The README's tables for one chaos run: each fault, then what the participants and the log show."""
+    r = doc["run"] if "run" in doc else doc
+    lines = ["| fault | replica | after strokes | participants on it (still painting) | met a failure | told in one sentence "
+             "| an event in flight broke | finished | HAProxy DOWN after | exit |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for x in r["faults"]:
+        label = {"KILL": "kill -9", "TERM": "SIGTERM", "STOP": f"SIGSTOP {r['pause_s']:.0f} s"}[x["kind"]]
+        down = "-" if x.get("down_after_s") is None else f"{x['down_after_s']:.0f} s"
+        ex = {"KILL": "killed", "STOP": "SIGCONT"}.get(x["kind"], f"{x.get('exit_code')} after {x.get('exit_s')} s")
+        lines.append(f"| {label} | {x['replica']} | {x['after_strokes']} | {x['pinned']} ({x['active']}) | {x['hit']} | "
+                     f"{x['told']} | "
+                     f"{x['in_flight']} | {x['finished']} | {down} | {ex} |")
+    lines += ["",
+              f"| {r['replicas']} replicas, {r['participants']} participants x {r['strokes_each']} strokes, "
+              f"{r['burners']} CPU burners on {r['cores']} cores (load average up to {r['load_avg_max']}) | measured |",
+              "|---|---|",
+              f"| HAProxy DOWN transitions: all / false (a replica not faulted) | {len(r['downs'])} / "
+              f"{len(r['false_downs'])} |",
+              f"| hung clients (no answer nor sentence within {r['hang_s']:.0f} s) | {len(r['hung'])} |",
+              f"| failed calls: told in a sentence / in flight at a fault / other, without a sentence | {r['told']} / "
+              f"{r['in_flight_broken']} / {r['untold_count']} |",
+              f"| participants who finished every stroke | {r['finished']} of {r['participants']} |",
+              f"| acknowledged strokes: logged / lost / duplicated | {r['acked'] - len(r['lost'])} of {r['acked']} / "
+              f"{len(r['lost'])} / {len(r['duplicated'])} |",
+              f"| each participant's log replayed vs the last image its client saw: mismatches | "
+              f"{len(r['mismatches'])} of {r['replayed']} |",
+              f"| stroke p50 / p95 (ms) | {r['p50_ms']:.0f} / {r['p95_ms']:.0f} |"]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--replicas", type=int, default=3)
+    p.add_argument("--participants", type=int, default=12)
+    p.add_argument("--strokes", type=int, default=10)
+    p.add_argument("--preset", choices=sorted(R.PRESETS), default="flower2d")
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--burn", type=int, default=None, help="CPU burner processes (default: 2 per core)")
+    p.add_argument("--pause", type=float, default=None, help="SIGSTOP seconds (default: HAProxy's time to DOWN + 2)")
+    p.add_argument("--hang", type=float, default=30.0)
+    p.add_argument("--faults", default="STOP,KILL,TERM", help="the faults, in order, at equal stroke intervals")
+    p.add_argument("--no-restart", action="store_true")
+    p.add_argument("--json", default=None)
+    p.add_argument("--table", default=None, metavar="JSON", help="print the table of a JSON and exit")
+    args = p.parse_args(argv)
+    if args.table:
+        print(table(json.loads(Path(args.table).read_text())))
+        return 0
+    import torch
+
+    burn = args.burn if args.burn is not None else 2 * (os.cpu_count() or 1)
+    try:
+        with R.postgres() as server, tempfile.TemporaryDirectory(prefix="ic_zoo_chaos_") as tmp:
+            r = run_chaos(Path(tmp), server, args.replicas, args.participants, args.strokes, R.PRESETS[args.preset],
+                          args.size, burn, args.pause, args.hang, tuple(args.faults.split(",")),
+                          not args.no_restart, log=lambda s: print(s, file=sys.stderr, flush=True))
+    except RuntimeError as exc:
+        print(f"chaos: {exc}", file=sys.stderr)
+        return 2
+    doc = {"machine": {"cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+           "command": "python benchmarks/chaos.py " + " ".join(argv if argv is not None else sys.argv[1:]), "run": r}
+    print(table(doc))
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1, default=str))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
