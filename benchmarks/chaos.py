@@ -23,7 +23,8 @@ What it reports (a table, and JSON with ``--json``):
   to its participant, found again in the logged masks);
 * log-vs-seen mismatches: each participant's log replayed with the library's replay
   (ic_zoo.study.research.rebuild, what ``study replay`` runs) and compared with the last image that
-  participant's client was shown (its stroke count and its pixels);
+  participant's client was shown (its stroke count and its pixels), and as a control the same log less
+  its last stroke, which must not match;
 * the time each SIGTERM'd replica took to exit, and its exit status.
 
     python benchmarks/chaos.py --replicas 3 --participants 12 --strokes 10 --json benchmarks/chaos_cpu.json
@@ -431,7 +432,7 @@ def audit(url: str, ps: list[ChaosParticipant]) -> dict:
 
     eng = D.engine_for(url)
     out = {"acked": 0, "logged_strokes": 0, "lost": [], "duplicated": [], "unacked_logged": 0,
-           "mismatches": [], "replayed": 0, "seq_gaps": []}
+           "mismatches": [], "replayed": 0, "seq_gaps": [], "controls": 0, "controls_caught": 0}
     try:
         with eng.connect() as conn:
             sid = pick_study(eng, None)["id"]
@@ -468,6 +469,14 @@ def audit(url: str, ps: list[ChaosParticipant]) -> dict:
                 if n_log != p.seen_n or diff != 0:
                     out["mismatches"].append({"code": p.code, "log_edits": n_log, "seen_edits": p.seen_n,
                                               "max_pixel_diff": diff})
+                # the control: the same log less its last stroke must not match (the comparison can fail)
+                last = max((k for k, r in enumerate(events) if r["kind"] == "stroke"), default=None)
+                if last is not None:
+                    short = rebuild(lambda img: Session(img, pretrained=bool(payload.get("pretrained", True))),
+                                    D.stored_image(conn, sid, task), events[:last] + events[last + 1:],
+                                    lambda key: D.stored_image(conn, sid, key))
+                    out["controls"] += 1
+                    out["controls_caught"] += int(not np.array_equal(np.asarray(short.modified), p.seen))
     finally:
         eng.dispose()
     return out
@@ -554,6 +563,7 @@ def run_chaos(folder: Path, server: str, replicas: int, participants: int, strok
            "acked": au["acked"], "logged_strokes": au["logged_strokes"], "lost": au["lost"],
            "duplicated": au["duplicated"], "unacked_logged": au["unacked_logged"], "seq_gaps": au["seq_gaps"],
            "replayed": au["replayed"], "mismatches": au["mismatches"],
+           "controls": au["controls"], "controls_caught": au["controls_caught"],
            "sigterm_exit_s": [f.get("exit_s") for f in ch.faults if f["kind"] == "TERM"],
            "faulted_participants": {k: len(v) for k, v in faulted_codes.items()}}
     return doc

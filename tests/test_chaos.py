@@ -36,6 +36,7 @@ def test_a_kill_9_and_a_pause_under_cpu_load_lose_nothing_hang_no_one_and_the_lo
     # every stroke in the log once (one whose answer was lost to a fault is logged, and shown after the reload)
     assert r["logged_strokes"] == 4 * 6 and r["acked"] + r["unacked_logged"] == 4 * 6 and r["seq_gaps"] == []
     assert r["replayed"] == 4 and r["mismatches"] == [], r["mismatches"]
+    assert r["controls"] == 4 and r["controls_caught"] == 4  # a log one stroke short is caught
     assert r["false_downs"] == [], (r["false_downs"], r["faults"])
     assert r["stats_errors"] < 5
     assert r["finished"] == 4 and r["unfinished"] == []
