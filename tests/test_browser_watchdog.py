@@ -121,8 +121,11 @@ def test_an_event_lost_on_the_way_ends_in_the_sentence_after_the_quiet_bound(stu
         hooks.restore()
     _sentence_shown(page)
     why = page.evaluate("() => window.__icZooWatchdog.tripped")
-    assert "no answer" in why, why
-    assert elapsed >= QUIET - 0.5, (elapsed, waited)  # not before the bound: it waited for an answer
+    # two ways to notice, both right: the quiet bound passes with the event unanswered, or Gradio ends the
+    # tab's stream (it may, with nothing of the tab's left to send) while the event still waits
+    assert "no answer" in why or "stream broke with an event unanswered" in why, why
+    if "no answer" in why:
+        assert elapsed >= QUIET - 0.5, (elapsed, waited)  # not before the bound: it waited for an answer
     page.close()
 
 
