@@ -85,7 +85,7 @@ def pick_families() -> list[dict]:
 def _module_of(name: str) -> str:
     import timm
 
-    return timm.get_pretrained_cfg(name) and timm.models._registry._model_to_module.get(name) or "?"
+    return timm.models._registry._model_to_module.get(name.split(".")[0], "?")  # the module that registered it
 
 
 def build(name: str, size: int | None, **extra):
