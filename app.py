@@ -54,7 +54,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         pickers = panels.pickers(ctx)  # models, inpainter, explainer
         with gr.Row(equal_height=False):
             editor = panels.editor(ctx)  # the canvas, its buttons and keys, the status, other selections
-            results = panels.results(state, handlers.row_clicks(ctx))  # one column per model
+            results = panels.results()  # one column per model
         tools = panels.tools(ctx)  # before / after, history, slow maps, contrast, ... in tabs
         gradio_util.page_script(demo)  # styles, keys, the busy sign
         ctx.ui = panels.Page(state, header, inputs, pickers, editor, results, tools)

@@ -43,6 +43,8 @@ from ..errors import InputError
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 QUESTION_TYPES = ("choice", "scale", "text")
 
+MAX_MODELS_PER_TASK = 4  # the columns a task screen shows side by side
+
 
 class StudyError(InputError):
     """A study file that cannot be used."""
@@ -233,6 +235,9 @@ def load_study(path: str | Path) -> Study:
         models = list(t.get("models") or defaults.get("models") or [])
         if not models:
             raise StudyError(f"task '{tid}' has no models (set 'models' there or in 'defaults').")
+        if len(models) > MAX_MODELS_PER_TASK:
+            raise StudyError(f"task '{tid}' names {len(models)} models; a task shows at most "
+                             f"{MAX_MODELS_PER_TASK} side by side.")
         tasks.append(Task(tid, str(img), str(t.get("prompt", "")), models,
                           str(t.get("explainer", defaults.get("explainer", "gradcam"))),
                           str(t.get("inpainter", defaults.get("inpainter", "telea"))), qs,

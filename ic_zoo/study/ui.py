@@ -36,7 +36,7 @@ from ..errors import IcZooError
 from ..gradio_util import editor, editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png
 from .db import StaleBase, aware, now, open_engine
 from ..ui.comparison import Comparison, comparison, model_view
-from .definition import Study
+from .definition import MAX_MODELS_PER_TASK, Study
 from .research import rebuild
 from . import watchdog
 from .security import AdminLockout, RateCap, env_int, issue, new_id, study_secrets, verify
@@ -75,14 +75,13 @@ class StudyState:
         self.sess: str | None = None  # Gradio's session hash, logged with each interaction
         self.views: list = []  # what the model columns show (ui.comparison)
         self.views_stamp: int | str = ""
-        self.views_layout: list[str] = []
         self.base: int | None = None  # the number of the participant's last logged event this tab's page shows
         self.lock = threading.Lock()  # one event of a tab at a time: each starts from where the last one ended
 
     def release(self, reason: str) -> None:
         """Drop the images (gradio_util.Tabs: idle too long, or the server needed room); the place in
         the study stays, and the next event rebuilds the task's image from the log."""
-        self.session, self.views = None, []  # (views_layout still says what the page shows)
+        self.session, self.views = None, []
         if self.png is not None:
             Path(self.png).unlink(missing_ok=True)
             self.png = None
@@ -179,7 +178,7 @@ def task_panel(study: Study, state: gr.State, editor_pixels: int) -> TaskPanel:
                 upload = gr.File(label="…or use your own image", file_count="single", type="filepath",
                                  elem_id="upload", visible=study.allow_upload)
             with gr.Column(scale=2):
-                compare = comparison(state, info=False, widths=("46%", "18%", "18%", "18%"))
+                compare = comparison(slots=MAX_MODELS_PER_TASK, info=False, widths=("46%", "18%", "18%", "18%"))
     return TaskPanel(col, header, canvas, undo, reset, status, radios, texts, submit, upload, compare)
 
 
@@ -196,10 +195,10 @@ class StudyPage:
     def screen_outputs(self) -> list:
         c, t = self.consent, self.task
         return ([self.state, self.stored, c.pid_box, c.pid_note, c.agree, c.column, t.column, t.header, t.canvas,
-                 t.status, t.compare.layout, t.compare.values] + t.questions() + [self.done, self.base])
+                 t.status, *t.compare.outputs()] + t.questions() + [self.done, self.base])
 
     def edit_outputs(self) -> list:
-        return [self.state, self.task.canvas, self.task.status, self.task.compare.layout, self.task.compare.values,
+        return [self.state, self.task.canvas, self.task.status, *self.task.compare.outputs(),
                 self.base]
 
 

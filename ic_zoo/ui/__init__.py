@@ -2,8 +2,8 @@
 
 * ``panels``: one function per panel (header, inputs, pickers, editor, results, tools); each builds its
   components inside the caller's ``gr.Blocks`` and returns a small object naming them.
-* ``comparison``: the model columns (title, top-5 table, maps, note per model), drawn by ``gr.render``
-  from the selection. The app and study mode both show it.
+* ``comparison``: the model columns (title, top-5 table, maps, note per model): a fixed number of slots,
+  filled and shown in the same answer as the canvas. The app and study mode both show it.
 * ``handlers`` and ``tool_handlers``: the event handlers, each followed by the lines that wire it. A
   handler returns ``{component: value}``; a component left out keeps its value.
 * ``context``: what the handlers share (the zoos, the model checks, the per-tab state store) and the

@@ -1,12 +1,12 @@
-"""The comparison view: one column per compared model (its title, top-5 table, class maps and a note),
-drawn by ``gr.render`` from what the tab's state holds, so there are exactly as many columns as models
-and no hidden slots. The app and study mode both show it.
+"""The comparison view: one column per compared model (its title, top-5 table, class maps and a note).
+The app and study mode both show it.
 
-A handler computes the columns' content (``model_view`` per model) and hands it over with
-``Comparison.show(state, views)``, which stores it in the tab's state and returns a new token: the
-``layout`` token when the models differ from the drawn ones (the columns are drawn again), else the
-``values`` token (the drawn columns are refreshed in place, a cheap update). Either follows the event's
-answer as one more request; ``#model_columns_at`` then says which edit the columns show.
+The columns are a fixed number of slots drawn with the page (as many as a selection may hold); a slot
+with no model is hidden. A handler computes the columns' content (``model_view`` per model) and hands it
+over with ``Comparison.show(state, views)``, which returns every slot's new value (or visibility) to merge
+into the handler's outputs: the columns change in the same answer as the canvas and the status, with no
+second request and no redraw that a later event could race (issue 34 item 4: ``gr.render`` redraws lost
+events to a 500 under load). ``#model_columns_at`` says which edit the columns show.
 """
 from __future__ import annotations
 
@@ -19,9 +19,6 @@ import numpy as np
 
 from .. import present
 from ..errors import IcZooError
-
-_tokens = itertools.count(1)
-
 
 @dataclass
 class ModelView:
@@ -97,24 +94,53 @@ def add_trust(session, view: ModelView) -> bool:
 
 
 @dataclass
+class Slot:
+    """One column's components."""
+
+    column: gr.Column
+    title: gr.Markdown
+    table: gr.Dataframe
+    maps: gr.Image
+    info: gr.Markdown | None
+
+    def components(self) -> list:
+        return [self.column, self.title, self.table, self.maps] + ([self.info] if self.info is not None else [])
+
+
+@dataclass
 class Comparison:
-    """The comparison panel. Two gr.State tokens: a new ``layout`` draws the columns again (another number
-    or order of models: gr.render), a new ``values`` refreshes the drawn columns in place (a plain event
-    inside the render, whose outputs are the columns' components)."""
+    """The comparison panel: ``slots`` columns and the stamp saying which edit they show."""
 
-    layout: gr.State
-    values: gr.State
+    slots: list[Slot]
+    at: gr.Markdown
 
-    def show(self, st, views, stamp: int | str = "") -> dict:
-        """Hand ``views`` to the columns, as the token to merge into a handler's outputs. ``stamp`` (the
-        edit count) is written into ``#model_columns_at`` as ``data-at``, so that a page script or a test
-        can tell which edit the columns show (they follow the event's answer)."""
-        st.views, st.views_stamp = list(views), stamp
-        names = [v.name for v in st.views]
-        if names != getattr(st, "views_layout", []):
-            st.views_layout = names
-            return {self.layout: next(_tokens)}
-        return {self.values: next(_tokens)}
+    def outputs(self) -> list:
+        """The components ``show`` may change (an event that shows views lists them among its outputs)."""
+        return [self.at] + [c for s in self.slots for c in s.components()]
+
+    def show(self, st, views, stamp: int | str = "", *, info_only: bool = False) -> dict:
+        """Hand ``views`` to the columns: a dict of new values to merge into a handler's outputs. ``stamp``
+        (the edit count) is written into ``#model_columns_at``, so that a page script or a test can tell
+        which edit the columns show. ``info_only``: only the notes changed (the trust follow-up, right after
+        the event that drew the rest): the titles, tables and maps are not sent again."""
+        views = list(views)
+        if len(views) > len(self.slots):
+            raise IcZooError(f"At most {len(self.slots)} models can be compared side by side; "
+                             f"{len(views)} were given.")
+        st.views, st.views_stamp = views, stamp
+        out: dict = {self.at: _stamp(st)}
+        for slot, view in itertools.zip_longest(self.slots, views):
+            if view is None:
+                out[slot.column] = gr.Column(visible=False)
+                continue
+            if not info_only:
+                out[slot.column] = gr.Column(visible=True)
+                out[slot.title] = view.title
+                out[slot.table] = present.table_frame(view.rows)
+                out[slot.maps] = view.panel
+            if slot.info is not None:
+                out[slot.info] = view.info
+        return out
 
     def clear(self, st) -> dict:
         return self.show(st, [])
@@ -124,53 +150,25 @@ def _stamp(st) -> str:
     return f"columns of edit {getattr(st, 'views_stamp', '')}."
 
 
-def _column_values(view: ModelView, info: bool) -> list:
-    out = [view.title, present.table_frame(view.rows), view.panel]
-    return out + [view.info] if info else out
-
-
-def comparison(state: gr.State, *, info: bool = True, table_height: int = 240,
+def comparison(*, slots: int, info: bool = True, table_height: int = 240,
                widths=("34%", "22%", "22%", "22%"),
-               wire_column: Callable[[int, ModelView, gr.Dataframe], None] | None = None) -> Comparison:
-    """The model columns, for the tab whose state is ``state`` (any object with ``views``). Column ``i``
-    has the elem_ids ``model_{i}``, ``model_{i}_title``, ``_table``, ``_maps`` and ``_info``.
-    ``wire_column(i, view, table)`` attaches a column's events (the app's row clicks); it runs on each
-    redraw, inside it."""
-    layout, values = gr.State(0), gr.State(0)
-
-    @gr.render(inputs=[state], triggers=[layout.change], queue=False, show_progress="hidden",
-               trigger_mode="always_last")
-    def columns(st):
-        views = list(getattr(st, "views", None) or [])
-        if not views:
-            return
-        drawn, parts = [v.name for v in views], []
-        with gr.Row(equal_height=False, elem_id="model_columns"):
-            for i, v in enumerate(views):
-                with gr.Column(min_width=230, elem_id=f"model_{i}"):
-                    title, table, maps, *note = _column_values(v, info)
-                    col = [gr.Markdown(title, elem_id=f"model_{i}_title"),
-                           gr.Dataframe(table, interactive=False, wrap=True, elem_id=f"model_{i}_table",
-                                        show_search="none", buttons=["copy"], max_height=table_height,
-                                        column_widths=list(widths)),
-                           gr.Image(maps, show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps")]
-                    if info:
-                        col.append(gr.Markdown(note[0], elem_id=f"model_{i}_info"))
-                    parts += col
-                if wire_column is not None:
-                    wire_column(i, v, col[1])
-        at = gr.Markdown(_stamp(st), elem_id="model_columns_at", elem_classes=["ic-stamp"])
-
-        def refresh(st):
-            """The drawn columns' new values (a column whose model is no longer there is left as it is)."""
-            now = list(getattr(st, "views", None) or [])
-            out = []
-            for i, name in enumerate(drawn):
-                same = i < len(now) and now[i].name == name
-                out += _column_values(now[i], info) if same else [gr.skip()] * (4 if info else 3)
-            return [_stamp(st)] + out
-
-        values.change(refresh, [state], [at] + parts, queue=False, show_progress="hidden", trigger_mode="always_last",
-                      api_visibility="private")
-
-    return Comparison(layout, values)
+               wire_column: Callable[[int, Slot], None] | None = None) -> Comparison:
+    """The model columns, ``slots`` of them, hidden until a model is shown in them. Column ``i`` has the
+    elem_ids ``model_{i}``, ``model_{i}_title``, ``_table``, ``_maps`` and ``_info``.
+    ``wire_column(i, slot)`` attaches a column's events (the app's row clicks): the handler reads which
+    model the slot shows from the tab's state (its ``views[i]``)."""
+    made = []
+    with gr.Row(equal_height=False, elem_id="model_columns"):
+        for i in range(slots):
+            with gr.Column(min_width=230, elem_id=f"model_{i}", visible=False) as col:
+                slot = Slot(col, gr.Markdown(elem_id=f"model_{i}_title"),
+                            gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
+                                         show_search="none", buttons=["copy"], max_height=table_height,
+                                         column_widths=list(widths)),
+                            gr.Image(show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps"),
+                            gr.Markdown(elem_id=f"model_{i}_info") if info else None)
+            made.append(slot)
+            if wire_column is not None:
+                wire_column(i, slot)
+    at = gr.Markdown(_stamp(None), elem_id="model_columns_at", elem_classes=["ic-stamp"])
+    return Comparison(made, at)

@@ -111,7 +111,6 @@ class AppContext:
         # IC_ZOO_MAX_SESSIONS tabs hold images (least recently used first); see gradio_util.Tabs
         self.tabs = gradio_util.Tabs(AppState)
         self.ui = None
-        self.follow_up: dict = {}  # the trust scores and History tab's refresh (``.then(**ctx.follow_up)``), once wired
 
     def _preload(self) -> None:
         """ZeroGPU runs each model call in a forked worker: load the default zoos here, in the main process,
@@ -136,6 +135,13 @@ class AppContext:
         """The settings of an event that runs models: the models queue, the busy sign on the status line
         (and the canvas)."""
         return dict(show_progress_on=[self.ui.editor.status], **self.common)
+
+    def latest(self) -> dict:
+        """``busy``, for an event whose last trigger is the one that counts (an example, an upload, a
+        setting, a row): a trigger while one is running is not dropped (Gradio's default, "once", would
+        leave the page on the image before the last one clicked) but runs after it, the ones between
+        skipped."""
+        return dict(trigger_mode="always_last", **self.busy())
 
     def clf(self, name):
         return ic_zoo.get_classifier(name, pretrained=self.pretrained, device=self.device)

@@ -22,19 +22,20 @@ from .state import AppState
 
 def wire(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
     history = tool_handlers.wire(ctx, ui)  # the tools' tabs; `history` refreshes the History tab
-    ctx.follow_up = history  # and measures the shown maps' trust: every event that changes them chains it
+    # `history` also measures the shown maps' trust: every event that changes them chains it
     wire_images(ctx, ui, history)
     wire_canvas(ctx, ui, history)
     wire_selections(ctx, ui, history)
     wire_edit_stack(ctx, ui, history)
     wire_models(ctx, ui, history)
     wire_views(ctx, ui, history)
+    wire_row_clicks(ctx, ui, history)
     wire_page(ctx, ui, demo)
 
 
 # -- a new image: an upload, an example, the fitting zoo -------------------------------------------------
 def wire_images(ctx: AppContext, ui: Page, history: dict) -> None:
-    out, settings, busy = ui.view_outputs(), ui.settings(), ctx.busy()
+    out, settings, busy, latest = ui.view_outputs(), ui.settings(), ctx.busy(), ctx.latest()
 
     @ctx.tab_call
     def on_upload(path, names, explainer, rows_mode, st):
@@ -44,16 +45,25 @@ def wire_images(ctx: AppContext, ui: Page, history: dict) -> None:
         switch = ctx.new_session(st, ic_zoo.load_image(path), os.path.basename(str(path)), names)
         return ctx.show(st, names, explainer, rows_mode, switch_to=switch)
 
-    ui.inputs.upload.upload(on_upload, [ui.inputs.upload] + settings, out, api_name="load", **busy).then(**history)
+    ui.inputs.upload.upload(on_upload, [ui.inputs.upload] + settings, out, api_name="load", **latest).then(**history)
 
     @ctx.tab_call
-    def on_example(names, explainer, rows_mode, st, evt: gr.SelectData):
+    def on_example(gallery: gr.Gallery, names, explainer, rows_mode, st, evt: gr.SelectData = None):
+        """An example's click. The gallery is an input as its props: a click made while the previous
+        example is still classified runs after it (trigger mode "always_last") with the event data of the
+        click that started the wait, so the example is read from the gallery's selected index, which the
+        page keeps up to date (the event's index only when the props have none)."""
         st = ctx.state_of(st)
-        path, caption = ctx.examples[evt.index]
+        index = getattr(gallery, "selected_index", None)
+        if not isinstance(index, int) and evt is not None:
+            index = evt.index
+        if not isinstance(index, int) or not 0 <= index < len(ctx.examples):
+            raise gr.Error("Click an example to load it.")
+        path, caption = ctx.examples[index]
         switch = ctx.new_session(st, ic_zoo.load_image(path), caption, names)
         return ctx.show(st, names, explainer, rows_mode, switch_to=switch)
 
-    ui.inputs.gallery.select(on_example, settings, out, api_visibility="private", **busy).then(**history)
+    ui.inputs.gallery.select(on_example, [ui.inputs.gallery] + settings, out, api_visibility="private", **latest).then(**history)
 
     @ctx.tab_call
     def on_switch(names, explainer, rows_mode, st):
@@ -241,7 +251,7 @@ def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
     picked = [ui.state, pk.models, ui.editor.status]
     loads = dict(show_progress_on=[ui.editor.status], concurrency_id="loads", concurrency_limit=2)
     redraw = dict(fn=on_settings(ctx), inputs=ui.settings(), outputs=ui.view_outputs(), api_visibility="private",
-                  **ctx.busy())
+                  **ctx.latest())
     on_models = choose_models(ctx, ui)
 
     pk.set_models.click(on_models, [pk.models, ui.state], picked, api_name="set_models", **loads).then(**redraw).then(
@@ -297,12 +307,14 @@ def on_settings(ctx: AppContext):
     return on_settings
 
 
-def row_clicks(ctx: AppContext):
-    """Wires a model column's table (the comparison view calls it on each redraw): a click on a row shows
-    that class's maps."""
+def wire_row_clicks(ctx: AppContext, ui: Page, history: dict) -> None:
+    """A click on a row of a model column's table shows that class's maps (the column's model is the one
+    the tab's state says the slot shows)."""
 
-    def select_row(name, names, explainer, rows_mode, st, evt):
+    def select_row(i, names, explainer, rows_mode, st, evt):
         st = ctx.need_session(st)
+        views = list(getattr(st, "views", None) or [])
+        name = views[i].name if i < len(views) else None
         if name in (names or []) and evt.index is not None:
             row = evt.index[0] if isinstance(evt.index, (list, tuple)) else int(evt.index)
             rows = st.rows.get(name) or []
@@ -310,24 +322,24 @@ def row_clicks(ctx: AppContext):
                 st.selected[name] = rows[row]["index"]
         return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
 
-    def wire_column(i, view, table):
-        ui = ctx.ui
-
+    def wire_slot(i, table):  # Gradio's default trigger mode: a deferred run ("always_last") would carry the
+        # event data of the first click, not the last
         @ctx.tab_call
         def on_row(names, explainer, rows_mode, st, evt: gr.SelectData):
-            return select_row(view.name, names, explainer, rows_mode, st, evt)
+            return select_row(i, names, explainer, rows_mode, st, evt)
 
         table.select(on_row, ui.settings(), ui.view_outputs(), api_visibility="private", **ctx.busy()).then(
-            **ctx.follow_up)
+            **history)
 
-    return wire_column
+    for i, slot in enumerate(ui.results.compare.slots):
+        wire_slot(i, slot.table)
 
 
 def wire_views(ctx: AppContext, ui: Page, history: dict) -> None:
-    busy = ctx.busy()
+    latest = ctx.latest()
     redraw = on_settings(ctx)
     for comp in (ui.pickers.explainer, ui.results.rows):
-        comp.change(redraw, ui.settings(), ui.view_outputs(), api_visibility="private", **busy).then(**history)
+        comp.change(redraw, ui.settings(), ui.view_outputs(), api_visibility="private", **latest).then(**history)
 
     @ctx.tab_call
     def on_class_search(label, names, explainer, rows_mode, st):
@@ -342,7 +354,7 @@ def wire_views(ctx: AppContext, ui: Page, history: dict) -> None:
         return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
 
     ui.results.class_search.change(on_class_search, [ui.results.class_search] + ui.settings(), ui.view_outputs(),
-                                   api_visibility="private", **busy).then(**history)
+                                   api_visibility="private", **latest).then(**history)
 
 
 # -- the page: the tutorial, and what a new tab loads ---------------------------------------------------------

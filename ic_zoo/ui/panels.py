@@ -154,7 +154,7 @@ class Results:
     class_search: gr.Dropdown
 
 
-def results(state: gr.State, wire_column) -> Results:
+def results() -> Results:
     """Beside the canvas (under it on a narrow screen): the domain line, one column per model (the
     comparison view, shared with study mode), the table mode and the class search."""
     with gr.Column(scale=7, min_width=340, elem_id="results"):
@@ -162,7 +162,7 @@ def results(state: gr.State, wire_column) -> Results:
             domain_md = gr.Markdown("", elem_id="domain_note")
             domain_btn = gr.Button("Use the ImageNet models", visible=False, size="sm", scale=0, min_width=220,
                                    elem_id="domain_switch")
-        compare = comparison(state, wire_column=wire_column)
+        compare = comparison(slots=MAX_MODELS)
         with gr.Row():
             rows = gr.Radio(ROWS, value=ROWS[0], label="Table rows", elem_id="rows")
             class_search = gr.Dropdown([], label="Show the map of any class (type to search)", filterable=True,
@@ -286,7 +286,7 @@ class Page:
         """What ``AppContext.show`` may change, in the order the API returns it (canvas first, the picker
         second; the domain line, the status and the JSON last)."""
         return [self.state, self.editor.canvas, self.pickers.models, self.tools.original, self.tools.slider,
-                self.editor.click_img, self.tools.slow_note, self.results.compare.layout, self.results.compare.values,
+                self.editor.click_img, self.tools.slow_note, *self.results.compare.outputs(),
                 self.results.domain_md,
                 self.results.domain_btn, self.editor.status, self.tools.result_json]
 

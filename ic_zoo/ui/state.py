@@ -13,7 +13,6 @@ class AppState:
         self.rows: dict[str, list[dict]] = {}  # model -> rows of its table, as shown
         self.views: list = []  # what the model columns show (comparison.ModelView, in order)
         self.views_stamp: int | str = ""  # the edit count they are of
-        self.views_layout: list[str] = []  # the models the columns were last drawn for
         self.result = None
         self.source = ""
         self.displayed: np.ndarray | None = None  # what the editor shows: the modified image with crop frames
@@ -31,7 +30,7 @@ class AppState:
 
     def release(self, reason: str) -> None:
         """Drop the images and caches (the tab was idle too long, or the server needed room)."""
-        self.session, self.result, self.rows, self.selected, self.views = None, None, {}, {}, []  # (views_layout: the page)
+        self.session, self.result, self.rows, self.selected, self.views = None, None, {}, {}, []
         self.displayed = self.original_view = None
         if self.last_png is not None:
             Path(self.last_png).unlink(missing_ok=True)

@@ -45,14 +45,14 @@ def wire_history(ctx: AppContext, ui: Page) -> dict:
         out = {t.hist_img: present.history_image(st.session.history(name)) if name else None}
         views = list(getattr(st, "views", None) or [])
         if [v for v in views if add_trust(st.session, v)]:  # every view measured (no short cut)
-            out.update(compare.show(st, views, stamp=st.views_stamp))
+            out.update(compare.show(st, views, stamp=st.views_stamp, info_only=True))
             if st.result is not None:  # the JSON gains the scores (the domain line stays as it is)
                 out[t.result_json] = ctx.domain_and_json(st, st.models, st.result)[t.result_json]
             out[ui.state] = st
         return out
 
     history = dict(fn=on_after, inputs=[t.hist_model, ui.state],
-                   outputs=[t.hist_img, compare.layout, compare.values, ui.state, t.result_json],
+                   outputs=[t.hist_img, *compare.outputs(), ui.state, t.result_json],
                    api_visibility="private", show_progress="hidden", **ctx.common)
     t.hist_model.change(**history)
     return history
