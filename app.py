@@ -57,7 +57,10 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             results = panels.results()  # one column per model
         tools = panels.tools(ctx)  # before / after, history, slow maps, contrast, ... in tabs
         gradio_util.page_script(demo)  # styles, keys, the busy sign
-        ctx.ui = panels.Page(state, header, inputs, pickers, editor, results, tools)
+        # the tab's work, rebuilt on a reload or on another replica (ui.work): Gradio encrypts it with a key
+        # that must be the same on every replica (IC_ZOO_BROWSER_SECRET), and the record is signed with it
+        work = gr.BrowserState(None, storage_key="ic_zoo_work", secret=ctx.work_secret)
+        ctx.ui = panels.Page(state, header, inputs, pickers, editor, results, tools, work)
         handlers.wire(ctx, ctx.ui, demo)
     demo.ic_zoo_tabs = ctx.tabs  # for tests and the soak benchmark
     from ic_zoo import serve

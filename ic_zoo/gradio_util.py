@@ -88,6 +88,11 @@ class Tabs:
         with self._lock:
             return sum(1 for ref, _ in self._live.values() if ref() is not None)
 
+    def states(self) -> list:
+        """The live tab states, least recently used first (for tests and benchmarks)."""
+        with self._lock:
+            return [st for st in (ref() for ref, _ in self._live.values()) if st is not None]
+
     def _sweeper(self, every: float) -> None:
         while not self._stop.wait(every):
             self.sweep()
@@ -183,8 +188,8 @@ def _duration(seconds: float) -> str:
 
 
 def expired_sentence(reason: str) -> str:
-    return (f"Your session expired ({reason}), so its image and strokes are gone; pick an example or upload "
-            "the image again.")
+    return (f"Your session expired ({reason}), so the server let its image and strokes go; reload the page to "
+            "rebuild them from what this browser kept, or pick an example or upload an image.")
 
 
 def on_zero_gpu() -> bool:

@@ -217,3 +217,14 @@ def save_png(arr: np.ndarray, path: str | os.PathLike) -> None:
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     Image.fromarray(arr).save(path, format="PNG")
+
+
+def mask_to_png(mask: np.ndarray) -> bytes:
+    """A mask as a 1-bit PNG (a stroke: a few hundred bytes)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(mask, bool)).save(buf, format="PNG", optimize=True)  # 1-bit PNG
+    return buf.getvalue()
+
+
+def png_to_mask(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0

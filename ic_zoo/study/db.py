@@ -29,6 +29,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from ..errors import DatabaseError
+from ..imageio import mask_to_png, png_to_mask  # noqa: F401  (the log stores masks as 1-bit PNGs)
 
 SCHEMA_VERSION = 2
 metadata = sa.MetaData()
@@ -242,20 +243,6 @@ def migrate(engine: sa.Engine, target: int = SCHEMA_VERSION) -> int:
             with engine.begin() as conn:  # another process migrated meanwhile: start from where it got
                 v = locked(conn)
     return v
-
-
-def mask_to_png(mask: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(mask, bool)).save(buf, format="PNG", optimize=True)  # 1-bit PNG
-    return buf.getvalue()
-
-
-def png_to_mask(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
 
 
 def stored_image(conn, study_id: int, key: str) -> np.ndarray:

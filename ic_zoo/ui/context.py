@@ -18,6 +18,7 @@ import ic_zoo
 from .. import discovery, gradio_util, imageio, present, zoo
 from ..errors import IcZooError
 from ..gradio_util import fit_max_side, guarded, model_call, write_editor_png
+from . import work
 from .comparison import model_view
 from .state import AppState
 
@@ -110,6 +111,9 @@ class AppContext:
         # bounded memory: every tab's state is released after IC_ZOO_SESSION_TTL_S idle, or when more than
         # IC_ZOO_MAX_SESSIONS tabs hold images (least recently used first); see gradio_util.Tabs
         self.tabs = gradio_util.Tabs(AppState)
+        # each tab's work is kept by its browser (signed) and its originals by hash: any replica rebuilds it
+        self.images = work.ImageStore.from_env(self.png_dir / "originals")
+        self.work_secret = work.browser_secret()
         self.ui = None
 
     def _preload(self) -> None:
@@ -264,7 +268,41 @@ class AppContext:
         if st.slow_of is not None:
             out[ui.tools.slow_note] = present.slow_maps_note(st.slow_of, s)
         out.update(self.domain_and_json(st, names, res))
+        out.update(self.work_record(st, names))
         return out
+
+    def work_record(self, st: AppState, names) -> dict:
+        """The browser's work record, when the work changed since it was last written (ui.work): the
+        original is put in the image store once, the record names it by hash."""
+        s = st.session
+        seen = (s.version, len(s.edits), tuple(names), tuple(sorted(st.selected.items())), st.source)
+        if seen == st.work_sent or self.ui.work is None:
+            return {}
+        try:
+            if st.work_key is None:
+                st.work_key = self.images.put(s.original)
+            record = work.encode(work.Work.of(st.work_key, s, st.source, names, st.selected), self.work_secret)
+        except Exception as exc:  # noqa: BLE001 - a store that fails costs the reload, never the event
+            log.warning("the work record could not be written: %s", exc)
+            return {}
+        st.work_sent = seen
+        return {self.ui.work: record}
+
+    def restore(self, st: AppState, record) -> list[str] | None:
+        """Rebuild the tab's work from the browser's record (a reload, or a tab moved to this replica): the
+        models it showed, or None when there is no record. WorkError when it cannot be used."""
+        if not record:
+            return None
+        w = work.decode(record, self.work_secret)
+        st.session = work.rebuild(w, self.images, lambda img: ic_zoo.Session(img, device=self.device,
+                                                                           pretrained=self.pretrained))
+        st.selected, st.rows, st.result, st.source = dict(w.selected), {}, None, w.source
+        st.expired, st.slow_of, st.pending, st.original_view = "", None, None, None
+        st.domain = zoo.image_domain(st.session.original)
+        st.work_key, st.work_sent = w.image, None
+        n = len(st.session.edits)
+        st.notice = f"Your work on {w.source or 'the image'} was restored ({n} edit(s))."
+        return w.models or None
 
     def domain_and_json(self, st, names, res) -> dict:
         """The domain line (the models and the image do not fit: the fitting zoo in one click) and the

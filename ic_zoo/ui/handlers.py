@@ -23,7 +23,7 @@ from .state import AppState
 def wire(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
     history = tool_handlers.wire(ctx, ui)  # the tools' tabs; `history` refreshes the History tab
     # `history` also measures the shown maps' trust: every event that changes them chains it
-    wire_images(ctx, ui, history)
+    wire_images(ctx, ui, history, demo)
     wire_canvas(ctx, ui, history)
     wire_selections(ctx, ui, history)
     wire_edit_stack(ctx, ui, history)
@@ -34,7 +34,7 @@ def wire(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
 
 
 # -- a new image: an upload, an example, the fitting zoo -------------------------------------------------
-def wire_images(ctx: AppContext, ui: Page, history: dict) -> None:
+def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> None:
     out, settings, busy, latest = ui.view_outputs(), ui.settings(), ctx.busy(), ctx.latest()
 
     @ctx.tab_call
@@ -73,6 +73,22 @@ def wire_images(ctx: AppContext, ui: Page, history: dict) -> None:
         return ctx.show(st, names, explainer, rows_mode, show_original=True, switch_to=ctx.zoo_for[st.domain])
 
     ui.results.domain_btn.click(on_switch, settings, out, api_name="switch_zoo", **busy).then(**history)
+
+    @ctx.tab_call
+    def on_restore(record, names, explainer, rows_mode, st):
+        """A page opens (a reload, or a tab moved from another replica): the work its browser keeps is
+        rebuilt here (ui.work); a record that cannot be used is said once and forgotten."""
+        st = ctx.state_of(st)
+        if st.session is not None or not record:  # this tab's work is here already, or there is none
+            return {ui.state: st}
+        try:
+            models = ctx.restore(st, record)
+        except IcZooError as exc:
+            st.session = None
+            return {ui.state: st, ui.work: None, ui.editor.status: present.md_text(exc)}
+        return ctx.show(st, names, explainer, rows_mode, switch_to=models)
+
+    demo.load(on_restore, [ui.work] + settings, out, api_visibility="private", **busy).then(**history)
 
 
 # -- strokes, other selections, the edit stack ------------------------------------------------------------

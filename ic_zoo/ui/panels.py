@@ -280,6 +280,7 @@ class Page:
     editor: Editor
     results: Results
     tools: Tools
+    work: gr.BrowserState | None = None  # the tab's signed work record (ui.work), kept by the browser
     page_load: list = field(default_factory=list)  # (fn, inputs, outputs) run in turn when a tab opens
 
     def view_outputs(self) -> list:
@@ -287,7 +288,7 @@ class Page:
         second; the domain line, the status and the JSON last)."""
         return [self.state, self.editor.canvas, self.pickers.models, self.tools.original, self.tools.slider,
                 self.editor.click_img, self.tools.slow_note, *self.results.compare.outputs(),
-                self.results.domain_md,
+                self.work, self.results.domain_md,
                 self.results.domain_btn, self.editor.status, self.tools.result_json]
 
     def settings(self) -> list:

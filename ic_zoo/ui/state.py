@@ -26,12 +26,15 @@ class AppState:
         self.expired = ""  # why this tab's session was released (gradio_util.Tabs), until a new image
         self.slow_of: tuple[int, int] | None = None  # (session version, edit count) the slow maps are of
         self.pending: np.ndarray | None = None  # regions clicked for one selection, not applied yet
+        self.work_key: str | None = None  # the original's hash in the image store (ui.work), once stored
+        self.work_sent: tuple | None = None  # what the browser's work record was last written for
         self.arrived = False  # its first event was seen here (a tab moved from a stopped replica is told once)
 
     def release(self, reason: str) -> None:
         """Drop the images and caches (the tab was idle too long, or the server needed room)."""
         self.session, self.result, self.rows, self.selected, self.views = None, None, {}, {}, []
         self.displayed = self.original_view = None
+        self.work_key = self.work_sent = None  # the browser keeps its record: a reload rebuilds the work
         if self.last_png is not None:
             Path(self.last_png).unlink(missing_ok=True)
             self.last_png = None

@@ -1,0 +1,97 @@
+"""A tab's work survives a reload and a move to another replica (issue 33, item 4), in headless Chromium:
+two app servers share the image store and the browser secret, as replicas behind the proxy do; the page's
+work record (localStorage) is carried from one to the other as the browser would carry it behind one
+address. The rebuilt tab shows the same edit, the same tables and the same image as the one it left."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+import app as app_module  # noqa: E402
+from test_browser import BROWSER_MARKS, ROOT, _status, _wait_status, browser  # noqa: E402,F401
+from test_browser_events import _stroke  # noqa: E402
+
+pytestmark = BROWSER_MARKS
+FLOWER = ROOT / "examples" / "flower2d" / "images" / "test_09001.png"
+FLOWERS = ["flower2d/squeezenet", "flower2d/resnet"]
+KEY = "ic_zoo_work"
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory):
+    """Two servers as two replicas: one image store folder, one browser secret."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("IC_ZOO_IMAGE_STORE", str(tmp_path_factory.mktemp("images")))
+    mp.setenv("IC_ZOO_BROWSER_SECRET", "r" * 64)
+    demos, urls = [], []
+    for _ in range(2):
+        demo = app_module.build_demo(models=FLOWERS)
+        _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+        demos.append(demo)
+        urls.append(url)
+    yield demos, urls
+    for d in demos:
+        d.close()
+        d.ic_zoo_tabs.close()
+    mp.undo()
+
+
+def _tables(page) -> list[str]:
+    """The model columns' tables as text (from their header on: a progress timer may precede it)."""
+    texts = [page.locator(f"#model_{i}_table").inner_text() for i in range(len(FLOWERS))]
+    return [t[t.index("class"):] for t in texts]
+
+
+def _canvas_image(demo) -> np.ndarray:
+    """The modified image of the one tab of ``demo`` that holds a session (what its canvas shows)."""
+    held = [st for st in demo.ic_zoo_tabs.states() if getattr(st, "session", None) is not None]
+    assert len(held) == 1, held
+    return held[0].session.modified
+
+
+def test_the_work_survives_a_reload_and_a_move_to_another_replica(replicas, browser):
+    (a, b), (url_a, url_b) = replicas
+    ctx_a = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx_a.new_page()
+    page.goto(url_a, wait_until="load")
+    page.wait_for_selector("#status", timeout=60_000)
+    page.locator("#upload input[type=file]").set_input_files(str(FLOWER))
+    _wait_status(page, "0 edit(s)", timeout=180_000)
+    page.wait_for_timeout(1000)
+    _stroke(page)
+    _wait_status(page, "1 edit(s)")
+    _stroke(page, y=60, x0=40, x1=120)
+    _wait_status(page, "2 edit(s)")
+    seen_tables, seen = _tables(page), _canvas_image(a).copy()
+    record = page.evaluate(f"() => localStorage.getItem('{KEY}')")
+    assert record and len(record) < 100_000
+
+    page.reload(wait_until="load")  # the same replica, a new tab: rebuilt from the browser's record
+    page.wait_for_selector("#status", timeout=60_000)
+    _wait_status(page, "was restored (2 edit(s))", timeout=180_000)
+    _wait_status(page, "2 edit(s)")
+    assert _tables(page) == seen_tables
+    ctx_a.close()
+
+    ctx_b = browser.new_context(viewport={"width": 1400, "height": 1000})  # the other replica, which never saw it
+    ctx_b.add_init_script(f"localStorage.setItem('{KEY}', {record!r});")
+    page = ctx_b.new_page()
+    page.goto(url_b, wait_until="load")
+    page.wait_for_selector("#status", timeout=60_000)
+    _wait_status(page, "was restored (2 edit(s))", timeout=180_000)
+    _wait_status(page, "2 edit(s)")
+    assert _tables(page) == seen_tables
+    assert np.array_equal(_canvas_image(b), seen)  # the image the person saw, bit for bit
+    picked = [t.strip().rstrip("×").strip() for t in page.locator("#models .token").all_inner_texts()]
+    assert picked == FLOWERS
+
+    _stroke(page, y=95, x0=60, x1=140)  # and the work goes on there
+    _wait_status(page, "3 edit(s)")
+    page.locator("#undo").click()
+    _wait_status(page, "2 edit(s)")
+    assert np.array_equal(_canvas_image(b), seen)
+
+    ctx_b.close()
