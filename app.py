@@ -21,7 +21,7 @@ import gradio as gr  # noqa: E402
 
 from ic_zoo import gradio_util  # noqa: E402
 from ic_zoo.errors import IcZooError  # noqa: E402
-from ic_zoo.ui import context, handlers, panels  # noqa: E402
+from ic_zoo.ui import context, handlers, panels, watchdog  # noqa: E402
 from ic_zoo.ui.context import MAX_MODELS, MAX_SIDE, ROWS  # noqa: E402  (for scripts and tests)
 
 __all__ = ["MAX_MODELS", "MAX_SIDE", "ROWS", "build_demo", "build_study", "example_list", "main"]
@@ -62,6 +62,9 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         work = gr.BrowserState(None, storage_key="ic_zoo_work", secret=ctx.work_secret)
         ctx.ui = panels.Page(state, header, inputs, pickers, editor, results, tools, work)
         handlers.wire(ctx, ctx.ui, demo)
+        # no hang: a request that fails, or an event never answered, ends in the reload sentence (the reload
+        # rebuilds the work from the browser's record); the tools may work for minutes: 10 x the quiet bound
+        watchdog.install(demo, context.MOVED, max_factor=10)
     demo.ic_zoo_tabs = ctx.tabs  # for tests and the soak benchmark
     from ic_zoo import serve
 

@@ -95,3 +95,32 @@ def test_the_work_survives_a_reload_and_a_move_to_another_replica(replicas, brow
     assert np.array_equal(_canvas_image(b), seen)
 
     ctx_b.close()
+
+
+def test_a_failing_replica_ends_in_the_sentence_and_the_reload_rebuilds_the_work(replicas, browser):
+    """The app's page carries the study page's watchdog: the proxy answering 502 (the tab's replica died)
+    shows the reload sentence at once, and the reload it asks for rebuilds the work (here on the same
+    server: the record and the store are what another replica would use)."""
+    from ic_zoo.ui.context import MOVED
+
+    _, (url, _) = replicas
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.goto(url, wait_until="load")
+    page.wait_for_selector("#status", timeout=60_000)
+    page.locator("#upload input[type=file]").set_input_files(str(FLOWER))
+    _wait_status(page, "0 edit(s)", timeout=180_000)
+    page.wait_for_timeout(1000)
+    _stroke(page)
+    _wait_status(page, "1 edit(s)")
+    page.wait_for_function("() => !!window.__icZooWatchdog", timeout=10_000)
+    page.route("**/queue/join**", lambda r: r.fulfill(status=502, body="{}", content_type="application/json"))
+    _stroke(page, y=60, x0=40, x1=120)
+    page.wait_for_selector("#ic_reload_notice", state="visible", timeout=60_000)
+    assert MOVED in page.locator("#ic_reload_notice").inner_text()
+    page.unroute("**/queue/join**")
+    page.locator("#ic_reload_button").click()
+    page.wait_for_selector("#status", timeout=60_000)
+    _wait_status(page, "was restored (1 edit(s))", timeout=180_000)
+    _wait_status(page, "1 edit(s)")
+    ctx.close()

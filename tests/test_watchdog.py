@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from ic_zoo import serve
-from ic_zoo.study import watchdog
+from ic_zoo.ui import watchdog
 
 
 def test_the_bounds_come_from_the_environment(monkeypatch):

@@ -38,7 +38,7 @@ from .db import StaleBase, aware, now, open_engine
 from ..ui.comparison import Comparison, comparison, model_view
 from .definition import MAX_MODELS_PER_TASK, Study
 from .research import rebuild
-from . import watchdog
+from ..ui import watchdog
 from .security import AdminLockout, RateCap, env_int, issue, new_id, study_secrets, verify
 
 log = logging.getLogger("ic_zoo.study")

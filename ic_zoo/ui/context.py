@@ -24,6 +24,8 @@ from .state import AppState
 
 log = logging.getLogger("ic_zoo.app")
 MAX_MODELS = 4
+MOVED = ("The server you were working on stopped: please reload the page to continue where you left off "
+         "(your image and strokes are kept in this browser).")
 MAX_SIDE = 768  # uploads are downscaled to this longer side: the canvas stays responsive, models see <= 256 px
 ROWS = ["original top-5 (tracked)", "modified top-5"]
 EXAMPLE_CAPTIONS = {"chelsea": "Chelsea the cat: paint over the eyes", "coffee": "An espresso: paint over the cup",

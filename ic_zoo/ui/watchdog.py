@@ -1,5 +1,5 @@
-"""The study page's watchdog: every failure a participant can meet ends in one sentence, never a hang
-(issue 33, item 3).
+"""The page watchdog (study mode's and the app's): every failure a person can meet ends in one sentence,
+never a hang (issue 33, item 3).
 
 Gradio's page sends an event as a POST to ``/queue/join`` and reads its answer from one stream per tab,
 ``/queue/data``. Behind replicas, that can fail in ways Gradio's page does not turn into a message: the
@@ -12,8 +12,10 @@ reload sentence (``ui.MOVED``) in a banner over the page:
 
 * at once when a join, the stream, or a file of the page answers 404, 403 (a file) or 502 / 503 / 504,
   when the stream says ``unexpected_error`` (Gradio's "Session not found" comes so, in a 200 stream, and
-  so does "Server stopped unexpectedly"), or when the stream ends or breaks while an event of this tab is
-  still waiting for its answer;
+  so does "Server stopped unexpectedly"), or when the stream breaks while an event of this tab is still
+  waiting for its answer (and when it ends cleanly so, if no stream comes back within the quiet bound:
+  Gradio closes a tab's stream as its last event is answered, and on a busy machine may open the next
+  one seconds after a new event joined);
 * after ``IC_ZOO_WATCHDOG_S`` seconds (default 30) when an event has had no message at all about it
   (not queued, not started: the server never got it, or its answer goes elsewhere), or when the stream
   has sent nothing, heartbeats included (Gradio sends one every 15 s), for that long (at least 20 s);
@@ -44,10 +46,12 @@ def _seconds(name: str, default: float) -> float:
     return v if v > 0 else default
 
 
-def bounds() -> dict:
-    """The watchdog's bounds in seconds, from the environment (read when the page is built)."""
+def bounds(max_factor: float = 4) -> dict:
+    """The watchdog's bounds in seconds, from the environment (read when the page is built). ``max``
+    defaults to ``max_factor`` x the quiet bound: the app's tools (slow maps, the inpainter check) may
+    work for minutes on a busy machine, a study's strokes do not."""
     quiet = _seconds(WATCHDOG_ENV, DEFAULT_S)
-    return {"quiet": quiet, "max": max(quiet, _seconds(WATCHDOG_MAX_ENV, 4 * quiet)),
+    return {"quiet": quiet, "max": max(quiet, _seconds(WATCHDOG_MAX_ENV, max_factor * quiet)),
             "silence": max(quiet, STREAM_SILENCE_MIN_S)}
 
 
@@ -86,7 +90,7 @@ WATCHDOG_JS = r"""
     const reader = body.getReader(), dec = new TextDecoder();
     let buf = '';
     const pump = () => reader.read().then(({ done, value }) => {
-      if (done) return ended('the event stream ended');
+      if (done) return ended('the event stream ended', false);
       W.lastByte = now();
       buf += dec.decode(value, { stream: true });
       let i;
@@ -105,13 +109,17 @@ WATCHDOG_JS = r"""
         }
       }
       return pump();
-    }, () => ended('the event stream broke'));
+    }, () => ended('the event stream broke', true));
     pump();
   }
-  function ended(why) {
+  function ended(why, broke) {
     W.streams -= 1;
-    // the stream closes itself once every event of the tab is answered; one left waiting never will be
-    setTimeout(() => { if (W.pending.size && !W.streams) trip(why + ' with an event unanswered'); }, 1500);
+    // the stream closes itself once every event of the tab is answered; one left waiting never will be,
+    // unless Gradio's page opens another stream for it: a stream that broke is told soon, one that ended
+    // cleanly (Gradio may close it as a new event joins, and reopen it only later on a busy machine) only
+    // if no stream came back within the quiet bound
+    const wait = broke ? 1500 : B.quiet * 1000;
+    setTimeout(() => { if (W.pending.size && !W.streams) trip(why + ' with an event unanswered'); }, wait);
   }
   const realFetch = window.fetch.bind(window);
   window.fetch = function (input, init) {
@@ -162,11 +170,12 @@ WATCHDOG_JS = r"""
 """
 
 
-def script(sentence: str) -> str:
+def script(sentence: str, max_factor: float = 4) -> str:
     """The watchdog for a page, its bounds read from the environment now."""
-    return WATCHDOG_JS.replace("__SENTENCE__", json.dumps(sentence)).replace("__BOUNDS__", json.dumps(bounds()))
+    return WATCHDOG_JS.replace("__SENTENCE__", json.dumps(sentence)).replace("__BOUNDS__",
+                                                                            json.dumps(bounds(max_factor)))
 
 
-def install(demo, sentence: str) -> None:
+def install(demo, sentence: str, max_factor: float = 4) -> None:
     """Install the watchdog on a page (call inside ``with demo:``): a load event that only runs JS."""
-    demo.load(None, None, None, js=script(sentence), api_visibility="private", queue=False)
+    demo.load(None, None, None, js=script(sentence, max_factor), api_visibility="private", queue=False)
