@@ -481,6 +481,10 @@ body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-ca
 [id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] th *, [id^="model_"][id$="_table"] td:not(:first-child) * {
   white-space: nowrap !important; word-break: keep-all !important; }
 [id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] td { font-size: 12.5px !important; }
+/* all five rows at a glance: the class on one line (its short name; the full label on hover) */
+[id^="model_"][id$="_table"] .body-cell.first-column, [id^="model_"][id$="_table"] .body-cell.first-column * {
+  white-space: nowrap !important; overflow: hidden; text-overflow: ellipsis; }
+[id^="model_"][id$="_table"] .body-cell .md p { margin: 0 !important; }
 #model_columns_at { position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 """
 

@@ -5,6 +5,8 @@ that app.py stays layout and event wiring.
 """
 from __future__ import annotations
 
+import html
+
 import numpy as np
 
 from .viz import diverging, overlay
@@ -44,12 +46,34 @@ def class_rows(res, mode: str = "tracked") -> list[dict]:
              "rank_modified": r + 1} for r, c in enumerate(res.modified)]
 
 
-def table_frame(rows: list[dict]):
-    """A pandas Styler: confidences in %, the change in percentage points coloured green up, red down."""
+def first_synonyms(labels) -> dict[str, str]:
+    """The short name of each label that has one: its first synonym ("dock, dockage, docking facility" ->
+    "dock"), where no other class of the same model starts with it (Flower2D's "red petals, green centre"
+    is not a list of synonyms: "red petals" starts three classes, so it is kept whole)."""
+    import collections
+
+    firsts = {lab: lab.split(",")[0].strip() for lab in labels if "," in lab}
+    count = collections.Counter(lab.split(",")[0].strip() for lab in labels)
+    return {lab: f for lab, f in firsts.items() if f and count[f] == 1}
+
+
+def label_cell(label: str, shorter: dict[str, str] | None = None) -> str:
+    """A table's class cell (markdown): the short name, the full label on hover; escaped, as labels come
+    from plugins and downloaded configs."""
+    shown = short((shorter or {}).get(label, label), 30)
+    return f'<span title="{html.escape(label, quote=True)}">{html.escape(shown)}</span>'
+
+
+TABLE_TYPES = ["markdown", "number", "number", "number"]  # the Dataframe's datatype for table_frame
+
+
+def table_frame(rows: list[dict], shorter: dict[str, str] | None = None):
+    """A pandas Styler: the class by its short name (the full label on hover: ``label_cell``), confidences
+    in %, the change in percentage points coloured green up, red down."""
     import pandas as pd
 
     return style_table(pd.DataFrame({
-        "class": [short(r["label"]) for r in rows],
+        "class": [label_cell(r["label"], shorter) for r in rows],
         "orig. %": [100 * r["original"] for r in rows],
         "mod. %": [100 * r["modified"] for r in rows],
         "Δ pp": [r["delta_pp"] for r in rows],

@@ -230,3 +230,37 @@ def test_rapid_example_switches_leave_columns_picker_and_canvas_agreeing(url, br
         raise AssertionError(f"the page did not settle on the flower: {_status(page)!r} / {cols[:600]!r}") from exc
     assert not failed, failed
     page.close()
+
+
+ROWS_IN_VIEW = """(i) => {
+  const t = document.querySelector(`#model_${i}_table`);
+  const box = (t.querySelector('.virtual-table-viewport') || t).getBoundingClientRect();
+  const rows = [...t.querySelectorAll('[role=row].virtual-row')];
+  return [rows.length, rows.filter(r => { const b = r.getBoundingClientRect();
+                                          return b.top >= box.top - 1 && b.bottom <= box.bottom + 1 && b.height < 44; }).length,
+          [...t.querySelectorAll('.body-cell.first-column [title]')].map(s => [s.innerText, s.title])];
+}"""
+
+
+def test_all_five_rows_at_a_glance_with_short_labels_and_the_full_one_on_hover(url, browser):
+    """Issue 34 items 8 and "top-5 at a glance": every column shows its five rows without scrolling, each
+    on one line; an ImageNet label by its first synonym ("tabby" for "tabby, tabby cat"), the full label
+    on hover; a Flower2D label, whose first part is no synonym, whole."""
+    page = _open(browser, url, image=None)
+    page.locator("#examples button.thumbnail-item").first.click()  # Chelsea the cat: the ImageNet zoo
+    page.wait_for_function("() => (document.querySelector('#model_0_table') || {innerText: ''}).innerText.includes('tabby')",
+                           timeout=180_000)
+    page.wait_for_function(IDLE, timeout=120_000)
+    for i in range(3):
+        n, shown, cells = page.evaluate(ROWS_IN_VIEW, i)
+        assert n == 5 and shown == 5, (i, n, shown)
+        assert all(full.startswith(short.rstrip("…")) for short, full in cells), cells
+    _, _, cells = page.evaluate(ROWS_IN_VIEW, 0)
+    assert ["tabby", "tabby, tabby cat"] in cells, cells
+    page.locator("#examples button.thumbnail-item").last.click()  # a flower
+    page.wait_for_function("() => (document.querySelector('#model_0_table') || {innerText: ''}).innerText.includes('petals')",
+                           timeout=180_000)
+    page.wait_for_function(IDLE, timeout=120_000)
+    n, shown, cells = page.evaluate(ROWS_IN_VIEW, 0)
+    assert n == 5 and shown == 5 and all(short == full for short, full in cells), cells
+    page.close()

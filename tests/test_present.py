@@ -156,3 +156,16 @@ def test_the_status_line_after_a_success_says_what_happened_and_no_earlier_error
     assert present.status_line(SimpleNamespace(edits=[]), 0.1, [], notice="Resized to 768 px.").startswith(
         "Resized to 768 px. 0 edit(s)")
     assert present.status_line(SimpleNamespace(edits=[]), 0.1, []).startswith("0 edit(s); models")
+
+
+def test_short_names_are_first_synonyms_only_where_they_name_one_class():
+    from ic_zoo import present
+
+    labels = ["dock, dockage, docking facility", "tabby, tabby cat", "tiger cat", "red petals, green centre",
+              "red petals, orange centre", "crane", "crane, bird"]
+    short = present.first_synonyms(labels)
+    assert short == {"dock, dockage, docking facility": "dock", "tabby, tabby cat": "tabby"}  # "crane" is two
+    cell = present.label_cell("tabby, tabby cat", short)
+    assert cell == '<span title="tabby, tabby cat">tabby</span>'
+    evil = present.label_cell('<img src=x onerror=alert(1)>, "x"')
+    assert "<img" not in evil and "&lt;img" in evil and '&quot;x&quot;' in evil

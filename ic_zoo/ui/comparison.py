@@ -33,6 +33,18 @@ class ModelView:
     cls: int | None = None  # the class of the maps and the explainer that made them (None: no maps)
     explainer: str = ""
     map: dict | None = None  # the shown maps' ClassMaps.to_dict() (their scale, whether blank), for the JSON
+    shorter: dict | None = None  # the rows' labels that have a short name (present.first_synonyms)
+
+
+_short_names: dict[int, tuple[list, dict]] = {}
+
+
+def short_names(labels: list[str]) -> dict[str, str]:
+    """present.first_synonyms of a model's labels, computed once per label list."""
+    hit = _short_names.get(id(labels))
+    if hit is None or hit[0] is not labels:
+        hit = _short_names[id(labels)] = (labels, present.first_synonyms(labels))
+    return hit[1]
 
 
 TRUST_PENDING = "Trust: being measured (the map's deletion AUC against random maps)..."
@@ -59,9 +71,12 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
         info.append(present.md_text(exc))
     if effect and session.edits:
         info.append(present.stroke_effect_text(session.stroke_effect(name, explainer), session.edits[-1]))
-    view = ModelView(name, present.model_title(name, result), present.class_rows(result, rows_mode), panel,
+    rows = present.class_rows(result, rows_mode)
+    names = short_names(session.classifier(name).labels)
+    view = ModelView(name, present.model_title(name, result), rows, panel,
                      "\n\n".join(info), None, int(cls) if cm is not None else None, explainer,
-                     cm.to_dict() if cm is not None else None)
+                     cm.to_dict() if cm is not None else None,
+                     {r["label"]: names[r["label"]] for r in rows if r["label"] in names})
     if trust is True:
         add_trust(session, view)
     return view, cm
@@ -136,7 +151,7 @@ class Comparison:
             if not info_only:
                 out[slot.column] = gr.Column(visible=True)
                 out[slot.title] = view.title
-                out[slot.table] = present.table_frame(view.rows)
+                out[slot.table] = present.table_frame(view.rows, view.shorter)
                 out[slot.maps] = view.panel
             if slot.info is not None:
                 out[slot.info] = view.info
@@ -150,7 +165,7 @@ def _stamp(st) -> str:
     return f"columns of edit {getattr(st, 'views_stamp', '')}."
 
 
-def comparison(*, slots: int, info: bool = True, table_height: int = 240,
+def comparison(*, slots: int, info: bool = True, table_height: int = 300,
                widths=("34%", "22%", "22%", "22%"),
                wire_column: Callable[[int, Slot], None] | None = None) -> Comparison:
     """The model columns, ``slots`` of them, hidden until a model is shown in them. Column ``i`` has the
@@ -162,7 +177,8 @@ def comparison(*, slots: int, info: bool = True, table_height: int = 240,
         for i in range(slots):
             with gr.Column(min_width=230, elem_id=f"model_{i}", visible=False) as col:
                 slot = Slot(col, gr.Markdown(elem_id=f"model_{i}_title"),
-                            gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
+                            gr.Dataframe(interactive=False, wrap=False, elem_id=f"model_{i}_table",
+                                         datatype=present.TABLE_TYPES,
                                          show_search="none", buttons=["copy"], max_height=table_height,
                                          column_widths=list(widths)),
                             gr.Image(show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps"),
