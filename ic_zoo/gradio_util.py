@@ -476,11 +476,10 @@ body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-ca
   text-overflow: clip !important; max-width: 100% !important; line-height: 1.15; }
 #brush_label { font-size: 13px; opacity: .85; }
 /* the model tables: numbers on one line in a narrow column */
-[id^="model_"][id$="_table"] td, [id^="model_"][id$="_table"] th { padding: 3px 5px !important; }
-[id^="model_"][id$="_table"] td:not(:first-child) { white-space: nowrap !important; }
-[id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] th *, [id^="model_"][id$="_table"] td:not(:first-child) * {
-  white-space: nowrap !important; word-break: keep-all !important; }
-[id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] td { font-size: 12.5px !important; }
+[id^="model_"][id$="_table"] .body-cell:not(.first-column) { white-space: nowrap !important; }
+[id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] th *,
+[id^="model_"][id$="_table"] .body-cell:not(.first-column) * { white-space: nowrap !important; word-break: keep-all !important; }
+[id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] .body-cell { font-size: 12.5px !important; }
 /* all five rows at a glance: the class on one line (its short name; the full label on hover) */
 [id^="model_"][id$="_table"] .body-cell.first-column, [id^="model_"][id$="_table"] .body-cell.first-column * {
   white-space: nowrap !important; overflow: hidden; text-overflow: ellipsis; }

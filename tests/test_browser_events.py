@@ -237,9 +237,17 @@ ROWS_IN_VIEW = """(i) => {
   const box = (t.querySelector('.virtual-table-viewport') || t).getBoundingClientRect();
   const rows = [...t.querySelectorAll('[role=row].virtual-row')];
   return [rows.length, rows.filter(r => { const b = r.getBoundingClientRect();
-                                          return b.top >= box.top - 1 && b.bottom <= box.bottom + 1 && b.height < 44; }).length,
+                                          return b.top >= box.top - 1 && b.bottom <= box.bottom + 1 && b.height < 48; }).length,
           [...t.querySelectorAll('.body-cell.first-column [title]')].map(s => [s.innerText, s.title])];
 }"""
+BROKEN_NUMBERS = """() => [...document.querySelectorAll('[id^=model_][id$=_table] .body-cell:not(.first-column)')]
+  .filter(c => c.offsetParent !== null)
+  .filter(c => { const w = document.createTreeWalker(c, NodeFilter.SHOW_TEXT); let n, broken = false;
+                 while ((n = w.nextNode())) { if (!n.textContent.trim()) continue;
+                   const r = document.createRange(); r.selectNodeContents(n);
+                   if (new Set([...r.getClientRects()].map(b => Math.round(b.top))).size > 1) broken = true; }
+                 return broken; })
+  .map(c => c.innerText)"""
 
 
 def test_all_five_rows_at_a_glance_with_short_labels_and_the_full_one_on_hover(url, browser):
@@ -257,6 +265,11 @@ def test_all_five_rows_at_a_glance_with_short_labels_and_the_full_one_on_hover(u
         assert all(full.startswith(short.rstrip("…")) for short, full in cells), cells
     _, _, cells = page.evaluate(ROWS_IN_VIEW, 0)
     assert ["tabby", "tabby, tabby cat"] in cells, cells
+    for width in (1400, 400):  # no number broken over two lines ("98.⏎0"), on a desktop and a phone
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.wait_for_timeout(300)
+        assert not page.evaluate(BROKEN_NUMBERS), (width, page.evaluate(BROKEN_NUMBERS))
+    page.set_viewport_size({"width": 1400, "height": 1000})
     page.locator("#examples button.thumbnail-item").last.click()  # a flower
     page.wait_for_function("() => (document.querySelector('#model_0_table') || {innerText: ''}).innerText.includes('petals')",
                            timeout=180_000)
