@@ -68,6 +68,8 @@ def test_layout(server):
     slots = [f"model_{i}" for i in range(app_module.MAX_MODELS)]
     assert all(comps[e]["props"]["visible"] is False for e in slots) and f"model_{app_module.MAX_MODELS}" not in comps
     assert not demo.renderables
+    # the galleries of map panels show each panel whole (the default, "cover", cut them to their middle)
+    assert all(comps[g]["props"]["object_fit"] == "contain" for g in ("slow_maps", "sanity_maps", "vebi_maps"))
     inpainters = [v for _, v in comps["inpainter"]["props"]["choices"]]
     assert {"telea", "ns", "patchmatch", "lama", "blur", "mean_fill", "pixelate"} <= set(inpainters)
     labels = [lab for lab, _ in comps["explainer"]["props"]["choices"]]

@@ -98,6 +98,10 @@ def test_inpainter_check_gives_a_verdict_only_when_the_effect_beats_its_spread()
     assert "holds across fillers" not in present.inpainter_check_summary(small)
     big = _check([-40.0, -44.0, -38.0])
     assert "the effect (-40.0 pp) holds across fillers" in present.inpainter_check_summary(big)
+    # the case: a median of -83.8 pp, but blur only -10.5 pp: not "holds", and blur is named
+    mixed = _check([-83.8, -10.5, -84.3, -85.0])
+    text = present.inpainter_check_summary(mixed)
+    assert "holds across fillers" not in text and "f1 gives -10.5 pp" in text and "disagree" in text, text
     split = _check([-40.0, -44.0, -38.0], flips=1)
     assert "disagree on the top-1" in present.inpainter_check_summary(split)
     assert "lama skipped: not installed" in present.inpainter_check_summary(big)

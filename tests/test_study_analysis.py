@@ -7,6 +7,7 @@ with one participant and a log of an older schema are handled with a sentence.""
 from __future__ import annotations
 
 import json
+import re
 import os
 
 import numpy as np
@@ -283,6 +284,9 @@ def test_one_participant_an_empty_study_and_an_older_log_are_sentences(tmp_path,
     assert "1 participant(s) made no stroke" in text
     doc = json.loads((tmp_path / "out" / "analysis.json").read_text())
     assert doc["tasks"][0]["agreement"][0]["iou"][1] is None  # no interval, not a made-up one
+    report = (tmp_path / "out" / "report.html").read_text()
+    # nowhere an interval of one value right after the sentence saying there is none (was "[0.71, 0.71]")
+    assert not re.search(r"\[(-?\d+\.\d+), \1\]", report + text), re.search(r"\[(-?\d+\.\d+), \1\]", report + text)
     eng = D.engine_for(db)
     with eng.connect() as conn:
         assert D.schema_version(conn) == D.SCHEMA_VERSION  # brought up to date before it was read

@@ -348,7 +348,9 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         area = float(np.mean([t.final.mean() for t in with_strokes]))
         k = float(np.clip(area, 0.01, 0.5))
         W = bootstrap_weights(len(with_strokes), n_boot, seed)
-        h_boot = np.tensordot(W, finals, axes=1)  # (B, h, w)
+        # (B, h, w); none for one participant, whose resamples are all the same map: an interval of one
+        # value would read as certainty where there is no interval at all
+        h_boot = np.tensordot(W, finals, axes=1) if len(finals) > 1 else finals[:0]
         h_jack = leave_one_out(finals) if len(finals) > 1 else finals[:0]
         entry.update(mean_removed=area, matched_k=k, human_map=human, first_map=first, flip_maps={},
                      agreement=[], effects=[])

@@ -224,7 +224,7 @@ def tools(ctx: AppContext) -> Tools:
                                  "shown classes")
             slow_note = gr.Markdown("", elem_id="slow_note")
             slow_out = gr.Gallery(label="Slow maps", columns=2, height=300, elem_id="slow_maps",
-                                  elem_classes=["ic-gallery"])
+                                  elem_classes=["ic-gallery"], object_fit="contain")  # whole panels, not their middle
         with gr.Tab("Contrast"):
             gr.Markdown("Why A rather than B: the map of logit(A) − logit(B).")
             with gr.Row():
@@ -239,7 +239,7 @@ def tools(ctx: AppContext) -> Tools:
             san_btn = gr.Button("Compare each shown map with the same explainer on a model whose head is randomised: "
                                 "does the map depend on the model?")
             san_gallery = gr.Gallery(columns=4, height=260, show_label=False, elem_id="sanity_maps",
-                                     elem_classes=["ic-gallery"])
+                                     elem_classes=["ic-gallery"], object_fit="contain")
             san_text = gr.Markdown()
         with gr.Tab("VEBI"):
             gr.Markdown("For models with a fitted VEBI relevance file (the Flower2D zoo ships one per model): the "
@@ -250,7 +250,7 @@ def tools(ctx: AppContext) -> Tools:
                 vebi_class = gr.Dropdown([], label="Class", filterable=True, allow_custom_value=True, elem_id="vebi_class")
                 vebi_btn = gr.Button("Show", elem_id="vebi_show")
             vebi_gallery = gr.Gallery(columns=3, height=260, show_label=False, elem_id="vebi_maps",
-                                      elem_classes=["ic-gallery"])
+                                      elem_classes=["ic-gallery"], object_fit="contain")
             vebi_text = gr.Markdown(elem_id="vebi_text")
         with gr.Tab("Inpainter check"):
             chk_btn = gr.Button("Re-run the last edit with every inpainter: an effect of the model or of the filler?")
