@@ -18,6 +18,7 @@ from gradio.components.base import server
 
 from . import imageio
 from .errors import IcZooError
+from .present import public_text
 
 log = logging.getLogger("ic_zoo.app")
 BRUSH = "#ff0000"
@@ -35,12 +36,12 @@ def guarded(fn):
             exc.print_exception = False
             raise
         except IcZooError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(public_text(exc), print_exception=False) from None
         except Exception as exc:  # noqa: BLE001
             log.exception("handler %s failed", fn.__name__)
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise gr.Error(f"Something went wrong ({msg}); your earlier edits are kept, please try again.",
-                           print_exception=False) from None
+            raise gr.Error(f"Something went wrong ({public_text(msg)}); your earlier edits are kept, please try "
+                           "again.", print_exception=False) from None
 
     return wrapper
 

@@ -6,6 +6,7 @@ that app.py stays layout and event wiring.
 from __future__ import annotations
 
 import html
+import re
 
 import numpy as np
 
@@ -17,9 +18,21 @@ PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114
 UP, DOWN = "#1a7f37", "#cf222e"  # green up, red down
 
 
+# an absolute path on the server: a slash not after a letter, digit, ':' or '/' (so not a URL, nor an
+# owner/name repo id), then at least two path parts
+_SERVER_PATH = re.compile(r"(?<![\w:/.~-])(?:~/|/)(?:[\w.@+~-]+/)+[\w.@+~-]*")
+
+
+def public_text(sentence) -> str:
+    """A library sentence for a web page: server paths (a cache folder, a weights file) replaced by "[a
+    folder on the server]". The library and the CLI keep them: there the reader is the server's user."""
+    return _SERVER_PATH.sub("[a folder on the server]", str(sentence))
+
+
 def md_text(sentence) -> str:
-    """A library sentence as Markdown shows it whole: its ``<name>`` placeholders are text, not HTML tags."""
-    return str(sentence).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """A library sentence as Markdown shows it whole: its ``<name>`` placeholders are text, not HTML tags;
+    server paths left out (``public_text``)."""
+    return public_text(sentence).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def short(label: str, n: int = 38) -> str:
@@ -314,7 +327,7 @@ def inpainter_check_summary(check: dict) -> str:
                      f"(std {r['std_pp']:.1f}); top-1 changed with {r['flip_votes']}/{n}: "
                      f"{inpainter_check_verdict(r)}.")
     for inp, why in check["skipped"].items():
-        lines.append(f"- {inp} skipped: {why}")
+        lines.append(f"- {inp} skipped: {md_text(why)}")
     return "\n".join(lines)
 
 

@@ -173,3 +173,27 @@ def test_short_names_are_first_synonyms_only_where_they_name_one_class():
     assert cell == '<span title="tabby, tabby cat">tabby</span>'
     evil = present.label_cell('<img src=x onerror=alert(1)>, "x"')
     assert "<img" not in evil and "&lt;img" in evil and '&quot;x&quot;' in evil
+
+
+def test_server_paths_are_left_out_of_what_a_page_shows():
+    import gradio as gr
+
+    from ic_zoo import present
+    from ic_zoo.errors import WeightsUnavailableError
+    from ic_zoo.gradio_util import guarded
+
+    sentence = ("'hf-hub:a/b' is not in the cache folder /root/.cache/huggingface/hub and huggingface.co cannot "
+                "be reached; see https://huggingface.co/a/b or ~/.cache/torch/x.pt")
+    shown = present.md_text(sentence)
+    assert "/root" not in shown and "~/.cache" not in shown and "[a folder on the server]" in shown
+    assert "hf-hub:a/b" in shown and "https://huggingface.co/a/b" in shown  # a repo id and a URL are kept
+
+    @guarded
+    def handler():
+        raise WeightsUnavailableError(sentence)
+
+    with pytest.raises(gr.Error) as e:
+        handler()
+    assert "/root" not in e.value.message and "cache folder [a folder on the server]" in e.value.message
+    check = {"models": {}, "skipped": {"lama": "weights not found at /home/u/.cache/torch/hub/big-lama.pt"}}
+    assert "/home" not in present.inpainter_check_summary(check)

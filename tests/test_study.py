@@ -272,6 +272,7 @@ def test_study_session_end_to_end(study_app, tmp_path):
         c.predict("guess", api_name="/admin_progress")
     summary, per_p, per_t = c.predict("s3cret", api_name="/admin_progress")
     assert "2 participant(s), 1 finished" in summary
+    assert "database '" in summary and "/" not in summary.split("log:")[1].split(")")[0]  # no server path
     assert [r[:3] for r in per_p["data"]] == [["P01", 0, "4/4"], ["P02", 1, "0/4"]]
     att = next(r for r in per_t["data"] if r[0] == "attention")
     assert att[-1] == "0/1"  # P01 failed the attention check

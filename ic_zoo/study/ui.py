@@ -224,6 +224,8 @@ class StudyApp:
         self.lockout = AdminLockout(env_int("IC_ZOO_ADMIN_MAX_FAILURES", 5), env_int("IC_ZOO_ADMIN_LOCKOUT_S", 900))
         self.store = StudyStore(open_engine(db, default_db(study)), study)  # one sentence if the log cannot open
         self.url = self.store.engine.url.render_as_string(hide_password=True)
+        u = self.store.engine.url  # what the admin page says of the log: its kind and name, no server path
+        self.log_name = f"{u.get_backend_name()} database '{os.path.basename(u.database or '') or '(memory)'}'"
         log.info("study '%s' (%s): logging to %s", study.title, study.key, self.url)
         if self.link_secret is None:
             log.warning("IC_ZOO_STUDY_SECRET is not set: participant ids in links are not signed (fine on this "
@@ -684,7 +686,7 @@ class StudyApp:
         parts = self.store.progress()
         tasks = self.store.task_progress()
         done = sum(1 for p in parts if p["finished"])
-        summary = (f"**{self.study.title}** (key `{self.study.key}`, log {self.url}): {len(parts)} participant(s), "
+        summary = (f"**{self.study.title}** (key `{self.study.key}`, log: {self.log_name}): {len(parts)} participant(s), "
                    f"{done} finished, {self.n_tasks} task(s).")
         return summary, pd.DataFrame(parts), pd.DataFrame(tasks)
 
