@@ -267,7 +267,13 @@ def test_study_session_end_to_end(study_app, tmp_path):
     c2.predict(0, "P02", api_name="/consent")
     orders = [json.loads(r["payload"])["model_order"] for r in _rows(url_db, kind="task_shown")]
     assert orders[0] != orders[-1] and sorted(orders[0]) == sorted(orders[-1])
-    # admin: password required, then per participant and per task progress
+    # admin: password required, then per participant and per task progress; before it, the tables show their
+    # columns (not Gradio's placeholder "1 2 3")
+    from ic_zoo.study.ui import PARTICIPANT_COLUMNS, TASK_COLUMNS
+
+    comps = {c["props"].get("elem_id"): c for c in demo.config["components"] if c.get("props", {}).get("elem_id")}
+    assert comps["admin_participants"]["props"]["value"]["headers"] == PARTICIPANT_COLUMNS
+    assert comps["admin_tasks"]["props"]["value"]["headers"] == TASK_COLUMNS
     with pytest.raises(Exception, match="Wrong password"):
         c.predict("guess", api_name="/admin_progress")
     summary, per_p, per_t = c.predict("s3cret", api_name="/admin_progress")

@@ -43,6 +43,8 @@ from .security import AdminLockout, RateCap, env_int, issue, new_id, study_secre
 
 log = logging.getLogger("ic_zoo.study")
 MAX_QUESTIONS = 6
+PARTICIPANT_COLUMNS = ["participant", "order", "tasks_done", "events", "consented", "finished"]  # db.participant_progress
+TASK_COLUMNS = ["task", "completed", "strokes", "attention_passed"]  # StudyStore.task_progress
 MAX_TEXT = 5000
 CLIENT_TIME_JS = "(t, ...rest) => [Date.now(), ...rest]"  # the browser's clock rides along as the first input
 BAD_ID = ("The participant id in this link is not valid: use 1 to 40 letters, digits, '-' or '_' "
@@ -688,7 +690,7 @@ class StudyApp:
         done = sum(1 for p in parts if p["finished"])
         summary = (f"**{self.study.title}** (key `{self.study.key}`, log: {self.log_name}): {len(parts)} participant(s), "
                    f"{done} finished, {self.n_tasks} task(s).")
-        return summary, pd.DataFrame(parts), pd.DataFrame(tasks)
+        return summary, pd.DataFrame(parts, columns=PARTICIPANT_COLUMNS), pd.DataFrame(tasks, columns=TASK_COLUMNS)
 
     def on_admin_export(self, password, request: gr.Request):
         import shutil
@@ -718,14 +720,19 @@ class StudyApp:
 
     def admin_page(self) -> None:
         """The /admin page (by URL only): progress and the log's export, behind the admin password."""
+        import pandas as pd
+
         gr.Markdown(f"# {self.study.title}: progress (researchers only)")
         pw = gr.Textbox(label="Admin password", type="password", elem_id="admin_password")
         with gr.Row():
             show = gr.Button("Show progress", elem_id="admin_show")
             dl = gr.Button("Download the log (CSV, JSON, masks)", elem_id="admin_export")
         summary = gr.Markdown(elem_id="admin_summary")
-        per_p = gr.Dataframe(label="Per participant", interactive=False, elem_id="admin_participants")
-        per_t = gr.Dataframe(label="Per task", interactive=False, elem_id="admin_tasks")
+        # their columns before the password is given (an empty Dataframe shows placeholder columns "1 2 3")
+        per_p = gr.Dataframe(pd.DataFrame(columns=PARTICIPANT_COLUMNS), label="Per participant", interactive=False,
+                             elem_id="admin_participants")
+        per_t = gr.Dataframe(pd.DataFrame(columns=TASK_COLUMNS), label="Per task", interactive=False,
+                             elem_id="admin_tasks")
         zip_file = gr.File(label="Export", interactive=False)
         show.click(guarded(self.on_admin), pw, [summary, per_p, per_t], api_name="admin_progress")
         dl.click(guarded(self.on_admin_export), pw, zip_file, api_name="admin_export")
