@@ -277,3 +277,23 @@ def test_all_five_rows_at_a_glance_with_short_labels_and_the_full_one_on_hover(u
     n, shown, cells = page.evaluate(ROWS_IN_VIEW, 0)
     assert n == 5 and shown == 5 and all(short == full for short, full in cells), cells
     page.close()
+
+
+ERROR_SHOWN = ("() => [...document.querySelectorAll('[data-testid=\"status-tracker\"]')]"
+               ".filter(t => t.offsetParent !== null && /\\bError\\b/.test(t.innerText)).length")
+
+
+def test_the_error_label_goes_with_the_next_event_that_succeeds(url, browser):
+    page = _open(browser, url)
+    box = page.locator("#class_search input").first
+    box.fill("no such class anywhere")
+    box.press("Enter")
+    page.wait_for_function(f"() => ({ERROR_SHOWN})() > 0", timeout=60_000)
+    page.wait_for_function(IDLE, timeout=120_000)
+    page.locator("#rows").get_by_text("modified top-5").click()  # an event that succeeds
+    page.wait_for_function("() => document.querySelector('#model_columns_at').textContent.includes('edit 0')",
+                           timeout=60_000)
+    page.wait_for_function(IDLE, timeout=120_000)
+    page.wait_for_timeout(500)
+    assert page.evaluate(ERROR_SHOWN) == 0, page.locator("#status").inner_text()
+    page.close()
