@@ -11,7 +11,7 @@ import pytest
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import app as app_module  # noqa: E402
-from test_browser import BROWSER_MARKS, ROOT, _status, _wait_status, browser  # noqa: E402,F401
+from test_browser import BROWSER_MARKS, ROOT, _wait_status, browser  # noqa: E402,F401
 from test_browser_events import _stroke  # noqa: E402
 
 pytestmark = BROWSER_MARKS
@@ -52,17 +52,23 @@ def _canvas_image(demo) -> np.ndarray:
     return held[0].session.modified
 
 
-def test_the_work_survives_a_reload_and_a_move_to_another_replica(replicas, browser):
-    (a, b), (url_a, url_b) = replicas
-    ctx_a = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = ctx_a.new_page()
-    page.goto(url_a, wait_until="load")
+def _one_stroke(browser, url):
+    """A new browser context (its own storage) on ``url``: the flower uploaded, one stroke made."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.goto(url, wait_until="load")
     page.wait_for_selector("#status", timeout=60_000)
     page.locator("#upload input[type=file]").set_input_files(str(FLOWER))
     _wait_status(page, "0 edit(s)", timeout=180_000)
     page.wait_for_timeout(1000)
     _stroke(page)
     _wait_status(page, "1 edit(s)")
+    return ctx, page
+
+
+def test_the_work_survives_a_reload_and_a_move_to_another_replica(replicas, browser):
+    (a, b), (url_a, url_b) = replicas
+    ctx_a, page = _one_stroke(browser, url_a)
     _stroke(page, y=60, x0=40, x1=120)
     _wait_status(page, "2 edit(s)")
     seen_tables, seen = _tables(page), _canvas_image(a).copy()
@@ -104,15 +110,7 @@ def test_a_failing_replica_ends_in_the_sentence_and_the_reload_rebuilds_the_work
     from ic_zoo.ui.context import MOVED
 
     _, (url, _) = replicas
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = ctx.new_page()
-    page.goto(url, wait_until="load")
-    page.wait_for_selector("#status", timeout=60_000)
-    page.locator("#upload input[type=file]").set_input_files(str(FLOWER))
-    _wait_status(page, "0 edit(s)", timeout=180_000)
-    page.wait_for_timeout(1000)
-    _stroke(page)
-    _wait_status(page, "1 edit(s)")
+    ctx, page = _one_stroke(browser, url)
     page.wait_for_function("() => !!window.__icZooWatchdog", timeout=10_000)
     page.route("**/queue/join**", lambda r: r.fulfill(status=502, body="{}", content_type="application/json"))
     _stroke(page, y=60, x0=40, x1=120)
