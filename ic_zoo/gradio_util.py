@@ -485,6 +485,12 @@ body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-ca
 [id^="model_"][id$="_table"] .body-cell.first-column, [id^="model_"][id$="_table"] .body-cell.first-column * {
   white-space: nowrap !important; overflow: hidden; text-overflow: ellipsis; }
 [id^="model_"][id$="_table"] .body-cell .md p { margin: 0 !important; }
+/* a number, and a column's name, is never cut: a narrow column lets it run into its padding instead */
+[id^="model_"][id$="_table"] .body-cell:not(.first-column), [id^="model_"][id$="_table"] .body-cell:not(.first-column) *,
+[id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] th * {
+  overflow: visible !important; text-overflow: clip !important; }
+[id^="model_"][id$="_table"] .body-cell:not(.first-column), [id^="model_"][id$="_table"] th:not(:first-child) {
+  padding-left: 2px !important; padding-right: 2px !important; }
 #model_columns_at { position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 """
 

@@ -180,7 +180,7 @@ def task_panel(study: Study, state: gr.State, editor_pixels: int) -> TaskPanel:
                 upload = gr.File(label="…or use your own image", file_count="single", type="filepath",
                                  elem_id="upload", visible=study.allow_upload)
             with gr.Column(scale=2):
-                compare = comparison(slots=MAX_MODELS_PER_TASK, info=False, widths=("46%", "18%", "18%", "18%"))
+                compare = comparison(slots=MAX_MODELS_PER_TASK, info=False)
     return TaskPanel(col, header, canvas, undo, reset, status, radios, texts, submit, upload, compare)
 
 
