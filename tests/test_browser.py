@@ -128,8 +128,6 @@ def test_paint_the_petals_and_the_class_flips(server, tmp_path):
 
 def _comparison_screenshot(page, path):
     """The comparison view, from the model picker down to the maps."""
-    page.get_by_role("button", name="Got it, hide the tutorial").click()
-    page.wait_for_timeout(1500)
     top = page.locator("#models").bounding_box()
     bottom = max([page.locator(f"#model_{i}_info").bounding_box() or {"y": 0, "height": 0} for i in range(3)]
                  + [page.locator("#status").bounding_box()], key=lambda b: b["y"] + b["height"])

@@ -1,7 +1,7 @@
 """The editor and the results as a person uses them (issue 13), in headless Chromium: results beside the
 canvas at 1400 x 1000 and under it at 400 px, the keys ([ ] for the brush, Ctrl-Z / Shift-Ctrl-Z), one
 set of undo / redo / reset, click-to-select a superpixel, an uploaded mask, the before / after slider,
-and the tutorial collapsed on a second visit."""
+and the first screen as the work on the first visit (the tutorial closed, one click away)."""
 from __future__ import annotations
 
 import os
@@ -54,8 +54,11 @@ def _in_view(page, selector, height) -> bool:
 
 def test_results_beside_the_canvas_keys_and_one_set_of_undo(url, browser):
     page = _open(browser, url)
-    page.get_by_role("button", name="Got it, hide the tutorial").click()  # as on every visit after the first
-    page.wait_for_timeout(800)
+    # the first visit: the canvas and the first model's column on the first screen, the tutorial closed
+    assert not page.get_by_text("What this is.").is_visible()
+    assert page.evaluate("window.scrollY") == 0
+    for sel in ("#editor", "#model_0_title", "#model_0_table", "#status"):
+        assert _in_view(page, sel, 1000), (sel, page.locator(sel).bounding_box())
     # the canvas's own undo / redo / clear are not shown: the app's buttons are the only ones
     visible = page.eval_on_selector_all(
         "#editor button", "els => els.filter(e => e.offsetParent !== null).map(e => e.getAttribute('aria-label'))")
@@ -139,8 +142,10 @@ def test_a_phone_sees_the_first_result_under_the_canvas_and_the_tutorial_once(ur
     canvas = page.locator("#editor").bounding_box()
     first = page.locator("#model_0").bounding_box()
     status = page.locator("#status").bounding_box()
-    assert first["y"] >= canvas["y"] + canvas["height"]
-    assert first["y"] - (status["y"] + status["height"]) < 220, (canvas, status, first)
+    tools = page.locator("#select_tools").bounding_box()  # the canvas column's last part
+    assert status["y"] >= canvas["y"] + canvas["height"] and status["y"] - (canvas["y"] + canvas["height"]) < 40
+    assert first["y"] >= tools["y"] + tools["height"] and first["y"] - (tools["y"] + tools["height"]) < 60, (
+        canvas, status, tools, first)  # the first result right after the canvas column
     if os.environ.get("IC_ZOO_SCREENSHOT"):  # the README's phone picture, beside the desktop one
         page.locator("#model_0_maps").scroll_into_view_if_needed()  # the browser loads it lazily
         page.wait_for_function("() => { const i = document.querySelector('#model_0_maps img'); "
@@ -151,11 +156,12 @@ def test_a_phone_sees_the_first_result_under_the_canvas_and_the_tutorial_once(ur
         shot = os.environ["IC_ZOO_SCREENSHOT"].replace(".png", "_phone.png")
         page.screenshot(path=shot, full_page=True, clip={"x": 0, "y": canvas["y"] - 8, "width": 400,
                                                           "height": first["y"] + first["height"] - canvas["y"] + 16})
-    # the tutorial was open on this first visit; a reload in the same browser finds it closed
-    page.reload(wait_until="load")
-    page.wait_for_selector("#status", timeout=60_000)
-    page.wait_for_timeout(1500)
+    # the tutorial is closed, one click away, and its button closes it again
     assert not page.get_by_text("What this is.").is_visible()
+    page.locator("#tutorial").get_by_text("Tutorial: what am I looking at?").click()
+    page.get_by_text("What this is.").wait_for(state="visible", timeout=10_000)
+    page.get_by_role("button", name="Got it, hide the tutorial").click()
+    page.get_by_text("What this is.").wait_for(state="hidden", timeout=10_000)
     page.close()
 
 

@@ -94,6 +94,7 @@ def test_the_work_survives_a_reload_and_a_move_to_another_replica(replicas, brow
     picked = [t.strip().rstrip("×").strip() for t in page.locator("#models .token").all_inner_texts()]
     assert picked == FLOWERS
 
+    page.wait_for_timeout(1000)  # the canvas draws the rebuilt image (as after an upload, _one_stroke)
     _stroke(page, y=95, x0=60, x1=140)  # and the work goes on there
     _wait_status(page, "3 edit(s)")
     page.locator("#undo").click()

@@ -376,11 +376,7 @@ def wire_views(ctx: AppContext, ui: Page, history: dict) -> None:
 # -- the page: the tutorial, and what a new tab loads ---------------------------------------------------------
 def wire_page(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
     h = ui.header
-    h.skip_tutorial.click(lambda: (gr.update(open=False), True), None, [h.tutorial, h.seen_tutorial],
-                          api_visibility="private", queue=False)
-    # the tutorial is open on the first visit only (remembered in the browser)
-    demo.load(lambda seen: (gr.update(open=not seen), True), h.seen_tutorial, [h.tutorial, h.seen_tutorial],
-              api_visibility="private", queue=False)
+    h.skip_tutorial.click(lambda: gr.update(open=False), None, h.tutorial, api_visibility="private", queue=False)
     ev = None
     for fn, inputs, outputs in ui.page_load:  # each list a panel needs, filled when the tab opens
         ev = (demo.load if ev is None else ev.then)(fn, inputs, outputs, api_visibility="private")

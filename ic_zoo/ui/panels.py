@@ -52,17 +52,18 @@ def tab_state(ctx: AppContext) -> gr.State:
 class Header:
     tutorial: gr.Accordion
     skip_tutorial: gr.Button
-    seen_tutorial: gr.BrowserState
 
 
 def header() -> Header:
-    seen = gr.BrowserState(False, storage_key="ic_zoo_tutorial_seen")
-    gr.Markdown("## Interactive Classification\nPaint over part of an image and watch every model change its "
-                "mind (or not), with the regions each one uses.", elem_id="header")
-    with gr.Accordion("Tutorial: what am I looking at?", open=True, elem_id="tutorial") as tutorial:
+    """The title, a one-line hint and the tutorial, closed (issue 34 item 9: the first screen is the work,
+    on the first visit too; the tutorial is one click away)."""
+    gr.Markdown("## Interactive Classification\nPick an example or upload an image, then paint over a region: "
+                "it is removed and every model classifies the edited image again, with the regions each one "
+                "uses. New here? Open the tutorial below.", elem_id="header")
+    with gr.Accordion("Tutorial: what am I looking at?", open=False, elem_id="tutorial") as tutorial:
         gr.Markdown(TUTORIAL)
         skip = gr.Button("Got it, hide the tutorial", size="sm")
-    return Header(tutorial, skip, seen)
+    return Header(tutorial, skip)
 
 
 @dataclass
@@ -119,17 +120,17 @@ class Editor:
 
 
 def editor(ctx: AppContext) -> Editor:
-    """The canvas column: the canvas, its keys, the edit-stack buttons, the status line, and the other
-    ways to select a region (click a superpixel, upload a mask)."""
+    """The canvas column: the canvas, the status line right under it (on the first screen), its keys, the
+    edit-stack buttons, and the other ways to select a region (click a superpixel, upload a mask)."""
     with gr.Column(scale=4, min_width=340, elem_id="canvas_column"):
         canvas = gradio_util.editor("Paint over what to remove", height=440, max_pixels=ctx.editor_pixels)
+        status = gr.Markdown("Pick an example or upload an image to start.", elem_id="status")
         gr.HTML(gradio_util.keys_help(), elem_id="brush_label")
         with gr.Row():
             undo = gr.Button("Undo", size="sm", elem_id="undo")
             redo = gr.Button("Redo", size="sm", elem_id="redo")
             reset = gr.Button("Reset", size="sm", elem_id="reset")
             blur = gr.Button("Blur whole image", size="sm", elem_id="blur_all")
-        status = gr.Markdown("Pick an example or upload an image to start.", elem_id="status")
         with gr.Accordion("Other ways to select a region", open=False, elem_id="select_tools"):
             with gr.Row(equal_height=False):
                 with gr.Column(min_width=200):
