@@ -481,9 +481,12 @@ body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-ca
 [id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] th *,
 [id^="model_"][id$="_table"] .body-cell:not(.first-column) * { white-space: nowrap !important; word-break: keep-all !important; }
 [id^="model_"][id$="_table"] th, [id^="model_"][id$="_table"] .body-cell { font-size: 12.5px !important; }
-/* all five rows at a glance: the class on one line (its short name; the full label on hover) */
+/* all five rows at a glance: a class by its short name where it has one (the full label on hover),
+   wrapped between words where it has none (Flower2D's "red petals, green centre": cut, its rows would all
+   read "red petals…") */
 [id^="model_"][id$="_table"] .body-cell.first-column, [id^="model_"][id$="_table"] .body-cell.first-column * {
-  white-space: nowrap !important; overflow: hidden; text-overflow: ellipsis; }
+  overflow-wrap: normal !important; word-break: normal !important; line-height: 1.25;
+  font-family: var(--font) !important; }  /* the page's proportional font: "yellow petals," fits a line */
 [id^="model_"][id$="_table"] .body-cell .md p { margin: 0 !important; }
 /* a number, and a column's name, is never cut: a narrow column lets it run into its padding instead */
 [id^="model_"][id$="_table"] .body-cell:not(.first-column), [id^="model_"][id$="_table"] .body-cell:not(.first-column) *,

@@ -165,8 +165,8 @@ def _stamp(st) -> str:
     return f"columns of edit {getattr(st, 'views_stamp', '')}."
 
 
-def comparison(*, slots: int, info: bool = True, table_height: int = 300,
-               widths=("34%", "22%", "22%", "22%"),
+def comparison(*, slots: int, info: bool = True, table_height: int = 360,
+               widths=("40%", "20%", "20%", "20%"),
                wire_column: Callable[[int, Slot], None] | None = None) -> Comparison:
     """The model columns, ``slots`` of them, hidden until a model is shown in them. Column ``i`` has the
     elem_ids ``model_{i}``, ``model_{i}_title``, ``_table``, ``_maps`` and ``_info``.
@@ -177,7 +177,7 @@ def comparison(*, slots: int, info: bool = True, table_height: int = 300,
         for i in range(slots):
             with gr.Column(min_width=230, elem_id=f"model_{i}", visible=False) as col:
                 slot = Slot(col, gr.Markdown(elem_id=f"model_{i}_title"),
-                            gr.Dataframe(interactive=False, wrap=False, elem_id=f"model_{i}_table",
+                            gr.Dataframe(interactive=False, wrap=True, elem_id=f"model_{i}_table",
                                          datatype=present.TABLE_TYPES,
                                          show_search="none", buttons=["copy"], max_height=table_height,
                                          column_widths=list(widths)),
