@@ -103,3 +103,32 @@ def test_the_store_named_in_the_environment(monkeypatch, tmp_path):
     assert isinstance(st, W.FolderImageStore) and st.folder == tmp_path / "shared"
     monkeypatch.delenv("IC_ZOO_IMAGE_STORE")
     assert W.ImageStore.from_env(tmp_path / "x").folder == tmp_path / "x"
+
+
+def test_a_second_image_in_the_same_tab_gets_a_record_of_its_own(tmp_path, monkeypatch):
+    """The record a tab writes always names the image it shows: loading another image starts a new one
+    (through the app's API, which returns the record beside the page's other outputs)."""
+    import os
+
+    from gradio_client import Client, handle_file
+
+    os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+    import app as app_module
+    from ic_zoo.gradio_util import fit_max_side
+
+    monkeypatch.setenv("IC_ZOO_BROWSER_SECRET", SECRET)
+    monkeypatch.setenv("IC_ZOO_IMAGE_STORE", str(tmp_path / "images"))
+    demo = app_module.build_demo(models=FLOWERS, pretrained=False)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        c = Client(url, verbose=False)
+        images = sorted((app_module.EXAMPLES / "flower2d" / "images").glob("*.png"))[:2]
+        for path in images:
+            out = c.predict(handle_file(str(path)), FLOWERS, "gradcam", app_module.ROWS[0], api_name="/load")
+            records = [o for o in out if isinstance(o, str) and o.count(".") == 1 and len(o) > 100]
+            assert len(records) == 1, out
+            want = W.image_hash(fit_max_side(ic_zoo.load_image(path), app_module.MAX_SIDE))
+            assert W.decode(records[0], SECRET).image == want, path
+    finally:
+        demo.close()
+        demo.ic_zoo_tabs.close()

@@ -191,18 +191,24 @@ class AppContext:
     def new_session(self, st: AppState, img: np.ndarray, source: str, names=None):
         """A new image: a new session; returns the models to switch to when the image's domain calls for
         another zoo and nobody named models (no --model, no choice in this tab), else None."""
-        st.session = ic_zoo.Session(fit_max_side(img, self.max_side), device=self.device, pretrained=self.pretrained)
-        st.selected, st.rows, st.result, st.source = {}, {}, None, source
-        st.expired, st.slow_of, st.pending = "", None, None
+        self._begin(st, ic_zoo.Session(fit_max_side(img, self.max_side), device=self.device,
+                                       pretrained=self.pretrained), source)
         for msg in st.session.warnings:  # a tiny image, NaN pixels: beside the results, and as a toast
             gr.Warning(msg)
             st.notice = f"{st.notice} {present.md_text(msg)}".strip()
-        st.original_view = None
-        st.domain = zoo.image_domain(st.session.original)
         if not self.auto_models or st.user_chose:
             return None
         want = self.zoo_for[st.domain]
         return want if list(names or []) != want else None
+
+    @staticmethod
+    def _begin(st: AppState, session, source: str, selected: dict | None = None) -> None:
+        """The tab starts on ``session`` (a new image, or work rebuilt from the browser): everything of
+        the image before it is dropped, its work record included (written anew by ``work_record``)."""
+        st.session, st.source, st.selected = session, source, dict(selected or {})
+        st.rows, st.result, st.expired, st.slow_of, st.pending, st.original_view = {}, None, "", None, None, None
+        st.work_key = st.work_sent = None
+        st.domain = zoo.image_domain(session.original)
 
     def boxes(self, st, names):
         return {m: self.clf(m).input_box(st.session.original.shape) for m in names}
@@ -296,12 +302,10 @@ class AppContext:
         if not record:
             return None
         w = work.decode(record, self.work_secret)
-        st.session = work.rebuild(w, self.images, lambda img: ic_zoo.Session(img, device=self.device,
-                                                                           pretrained=self.pretrained))
-        st.selected, st.rows, st.result, st.source = dict(w.selected), {}, None, w.source
-        st.expired, st.slow_of, st.pending, st.original_view = "", None, None, None
-        st.domain = zoo.image_domain(st.session.original)
-        st.work_key, st.work_sent = w.image, None
+        self._begin(st, work.rebuild(w, self.images, lambda img: ic_zoo.Session(img, device=self.device,
+                                                                              pretrained=self.pretrained)),
+                    w.source, w.selected)
+        st.work_key = w.image  # stored already
         n = len(st.session.edits)
         st.notice = f"Your work on {w.source or 'the image'} was restored ({n} edit(s))."
         return w.models or None
