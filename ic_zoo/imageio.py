@@ -228,3 +228,15 @@ def mask_to_png(mask: np.ndarray) -> bytes:
 
 def png_to_mask(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("L")) > 0
+
+
+def image_to_png(img: np.ndarray) -> bytes:
+    """An RGB image as PNG bytes (the study log's images, the app's stored originals)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def png_to_image(data: bytes) -> np.ndarray:
+    """PNG bytes as an RGB image."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -86,7 +86,7 @@ def test_a_forgotten_or_damaged_image_is_said_not_guessed(tmp_path):
     img = _image(2)
     key = store.put(img)
     w = W.Work(key, "x", [], FLOWERS, {})
-    (tmp_path / f"{key}.png").write_bytes(W._png(_image(3)))  # the file no longer holds that image
+    (tmp_path / f"{key}.png").write_bytes(W.image_to_png(_image(3)))  # the file no longer holds that image
     with pytest.raises(W.WorkError, match="no longer kept"):
         W.rebuild(w, store, _session)
     assert store.get("../../etc/passwd") is None  # only hashes name files

@@ -19,7 +19,6 @@ page was rebuilt without them. No schema change: the counter was already there.
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import os
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from ..errors import DatabaseError
-from ..imageio import mask_to_png, png_to_mask  # noqa: F401  (the log stores masks as 1-bit PNGs)
+from ..imageio import image_to_png, mask_to_png, png_to_image, png_to_mask  # noqa: F401  (the log's PNGs)
 
 SCHEMA_VERSION = 2
 metadata = sa.MetaData()
@@ -247,11 +246,9 @@ def migrate(engine: sa.Engine, target: int = SCHEMA_VERSION) -> int:
 
 def stored_image(conn, study_id: int, key: str) -> np.ndarray:
     """A stored image (a task's, or an upload's ``upload:<sha>`` key) as RGB."""
-    from PIL import Image
-
     png = conn.execute(sa.select(images_t.c.png).where(
         (images_t.c.study_id == study_id) & (images_t.c.task_id == key))).scalar_one()
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    return png_to_image(png)
 
 
 def participant_progress(conn, study_id: int, n_tasks: int) -> list[dict]:
@@ -263,14 +260,6 @@ def participant_progress(conn, study_id: int, n_tasks: int) -> list[dict]:
     return [{"participant": r["code"], "order": r["ordinal"], "tasks_done": f"{min(r['task_index'], n_tasks)}/{n_tasks}",
              "events": r["n_events"], "consented": str(r["consented_at"])[:19],
              "finished": str(r["finished_at"])[:19] if r["finished_at"] else ""} for r in rows]
-
-
-def image_png(img: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def ground_truth(path: str, shape) -> np.ndarray:
@@ -326,7 +315,7 @@ class StudyStore:
         """Keep an image in the log (task images, uploads) so that exports and replays need nothing else."""
         import hashlib
 
-        png = image_png(img)
+        png = image_to_png(img)
         sha = hashlib.sha256(png).hexdigest()
         with self.engine.connect() as conn:
             if conn.execute(sa.select(images_t.c.sha256).where(

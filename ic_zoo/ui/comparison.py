@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Callable
 
 import gradio as gr
 import numpy as np
@@ -166,12 +165,11 @@ def _stamp(st) -> str:
 
 
 def comparison(*, slots: int, info: bool = True, table_height: int = 360,
-               widths=("40%", "20%", "20%", "20%"),
-               wire_column: Callable[[int, Slot], None] | None = None) -> Comparison:
+               widths=("40%", "20%", "20%", "20%")) -> Comparison:
     """The model columns, ``slots`` of them, hidden until a model is shown in them. Column ``i`` has the
-    elem_ids ``model_{i}``, ``model_{i}_title``, ``_table``, ``_maps`` and ``_info``.
-    ``wire_column(i, slot)`` attaches a column's events (the app's row clicks): the handler reads which
-    model the slot shows from the tab's state (its ``views[i]``)."""
+    elem_ids ``model_{i}``, ``model_{i}_title``, ``_table``, ``_maps`` and ``_info``. Their events (the
+    app's row clicks) are wired once per slot by the caller; a handler reads which model a slot shows
+    from the tab's state (its ``views[i]``)."""
     made = []
     with gr.Row(equal_height=False, elem_id="model_columns"):
         for i in range(slots):
@@ -184,7 +182,5 @@ def comparison(*, slots: int, info: bool = True, table_height: int = 360,
                             gr.Image(show_label=False, interactive=False, format="jpeg", elem_id=f"model_{i}_maps"),
                             gr.Markdown(elem_id=f"model_{i}_info") if info else None)
             made.append(slot)
-            if wire_column is not None:
-                wire_column(i, slot)
     at = gr.Markdown(_stamp(None), elem_id="model_columns_at", elem_classes=["ic-stamp"])
     return Comparison(made, at)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import io
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IcZooError
-from ..imageio import mask_to_png, png_to_mask
+from ..imageio import image_to_png, mask_to_png, png_to_image, png_to_mask
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +50,6 @@ def image_hash(img: np.ndarray) -> str:
     """The SHA-256 of an image's pixels and shape (what a record names the original by)."""
     a = np.ascontiguousarray(img, dtype=np.uint8)
     return hashlib.sha256(f"{a.shape}".encode() + a.tobytes()).hexdigest()
-
-
-def _png(img: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8)).save(buf, format="PNG", compress_level=3)
-    return buf.getvalue()
-
-
-def _unpng(data: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 # -- the image store ---------------------------------------------------------------------------------------
@@ -100,7 +85,7 @@ class FolderImageStore(ImageStore):
             os.utime(path)  # in use: kept another KEEP_DAYS
         else:  # new, or damaged
             tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
-            tmp.write_bytes(_png(img))
+            tmp.write_bytes(image_to_png(img))
             os.replace(tmp, path)  # atomic: another replica never reads half a file
         self._prune()
         return key
@@ -110,7 +95,7 @@ class FolderImageStore(ImageStore):
             return None
         path = self.folder / f"{key}.png"
         try:
-            img = _unpng(path.read_bytes())
+            img = png_to_image(path.read_bytes())
         except OSError:
             return None
         return img if image_hash(img) == key else None
@@ -155,7 +140,7 @@ class SqlImageStore(ImageStore):
             if conn.execute(sa.update(t).where(t.c.hash == key).values(stored_at=now)).rowcount == 0:
                 try:
                     with conn.begin_nested():
-                        conn.execute(sa.insert(t).values(hash=key, png=_png(img), stored_at=now))
+                        conn.execute(sa.insert(t).values(hash=key, png=image_to_png(img), stored_at=now))
                 except sa.exc.IntegrityError:  # another replica stored it meanwhile
                     pass
             with self._lock:
@@ -172,7 +157,7 @@ class SqlImageStore(ImageStore):
             row = conn.execute(self.sa.select(t.c.png).where(t.c.hash == key)).first()
         if row is None:
             return None
-        img = _unpng(row[0])
+        img = png_to_image(row[0])
         return img if image_hash(img) == key else None
 
 
