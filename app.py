@@ -66,6 +66,8 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         # rebuilds the work from the browser's record); the tools may work for minutes: 10 x the quiet bound
         watchdog.install(demo, context.MOVED, max_factor=10)
     demo.ic_zoo_tabs = ctx.tabs  # for tests and the soak benchmark
+    if ctx.jobs is not None:  # ic_zoo.serve, after the drain: a job still running goes back to the queue
+        demo.ic_zoo_closers = [ctx.jobs.close]
     from ic_zoo import serve
 
     # python app.py says ready only after this (ic_zoo.serve): the default models built, one stroke made

@@ -447,6 +447,18 @@ class StudyStore:
             return [dict(r) for r in conn.execute(q.order_by(interactions_t.c.seq)).mappings()]
 
     # -- researchers ---------------------------------------------------------------------------------------
+    def log_version(self) -> str:
+        """What the log holds now, in a few numbers (rows and highest ids of its tables, finished
+        participants): two equal versions describe the same log, so a job computed from it can be reused."""
+        with self.engine.connect() as conn:
+            parts = []
+            for t in (participants_t, interactions_t, answers_t):
+                n, top = conn.execute(sa.select(sa.func.count(), sa.func.max(t.c.id))).one()
+                parts += [n, top or 0]
+            parts.append(conn.execute(sa.select(sa.func.count()).select_from(participants_t)
+                                      .where(participants_t.c.finished_at.is_not(None))).scalar_one())
+        return ":".join(str(x) for x in parts)
+
     def progress(self) -> list[dict]:
         with self.engine.connect() as conn:
             return participant_progress(conn, self.study_id, len(self.study.tasks))

@@ -21,6 +21,7 @@ import hmac
 import logging
 import math
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -31,7 +32,7 @@ import gradio as gr
 import numpy as np
 import sqlalchemy as sa
 
-from .. import gradio_util, imageio
+from .. import gradio_util, imageio, jobs
 from ..errors import IcZooError
 from ..gradio_util import editor, editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png
 from .db import StaleBase, aware, now, open_engine
@@ -250,6 +251,12 @@ class StudyApp:
         self.editor_pixels = min(imageio.max_pixels_default(), max(4 * biggest, 1_000_000))
         self.ui: StudyPage | None = None
         self.analysis_cache: dict = {}  # the admin page's live report: model maps per task
+        # the analysis and the export are jobs (ic_zoo/jobs.py): in the deployment's PostgreSQL when
+        # IC_ZOO_JOBS names it, so another replica finishes one whose replica died; keyed by the log's
+        # version, so asking again before the log changed gets the same result
+        self.jobs = jobs.Jobs.from_env()
+        self.jobs.handle("study_export", self.export_job)
+        self.jobs.handle("study_analysis", self.analysis_job)
 
     def held(self, fn):
         return self.tabs.hold(guarded(fn))
@@ -692,31 +699,63 @@ class StudyApp:
                    f"{done} finished, {self.n_tasks} task(s).")
         return summary, pd.DataFrame(parts, columns=PARTICIPANT_COLUMNS), pd.DataFrame(tasks, columns=TASK_COLUMNS)
 
-    def on_admin_export(self, password, request: gr.Request):
-        import shutil
-
+    def export_job(self, args: dict, progress) -> bytes:
+        """The log's export (CSV, JSON, masks) as a job's result: one zip."""
         from .research import export
 
-        self.admin_ok(password, request)
+        self._own_study(args)
         d = Path(tempfile.mkdtemp(prefix="ic_zoo_study_export_"))
-        export(self.store.engine, d / "export", self.study.key)
-        return shutil.make_archive(str(d / f"study_{self.study.key}"), "zip", d / "export")
+        try:
+            progress(0.1, "exporting the log")
+            export(self.store.engine, d / "export", self.study.key)
+            return jobs.pack({"name": f"study_{self.study.key}.zip"}, {"export.zip": _zip_folder(d / "export")})
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
 
-    def on_admin_analysis(self, password, request: gr.Request):
-        """The humans-vs-models report of the log as it is now (model maps kept between refreshes); it holds
-        one model slot, so participants keep the others."""
-        import shutil
-
+    def analysis_job(self, args: dict, progress) -> bytes:
+        """The humans-vs-models report of the log as a job's result: its HTML body and its zip. It holds one
+        model slot, so participants keep the others."""
         from .analysis import analyze, report_body
 
-        self.admin_ok(password, request)
+        self._own_study(args)
         d = Path(tempfile.mkdtemp(prefix="ic_zoo_study_analysis_"))
-        with self.model_slots:
-            doc = analyze(self.store.engine, d / "analysis", self.study.key, n_boot=300, device=self.device,
-                          log=lambda s: log.info("analysis: %s", s), cache=self.analysis_cache)
-        when = time.strftime("%H:%M:%S")
-        body = f"<p>Computed at {when} from the log as it was then.</p>" + report_body(doc, doc.get("figures", {}))
-        return body, shutil.make_archive(str(d / f"analysis_{self.study.key}"), "zip", d / "analysis")
+        try:
+            progress(0.05, "analysing the log")
+            with self.model_slots:
+                doc = analyze(self.store.engine, d / "analysis", self.study.key, n_boot=300, device=self.device,
+                              log=lambda s: log.info("analysis: %s", s), cache=self.analysis_cache)
+            when = time.strftime("%H:%M:%S")
+            body = f"<p>Computed at {when} from the log as it was then.</p>" + report_body(doc, doc.get("figures", {}))
+            return jobs.pack({"body": body, "name": f"analysis_{self.study.key}.zip"},
+                             {"analysis.zip": _zip_folder(d / "analysis")})
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+
+    def _own_study(self, args: dict) -> None:
+        if args.get("study") != self.study.key:
+            raise IcZooError(f"This server runs study {self.study.key}, not {args.get('study')}.")
+
+    def _job_file(self, kind: str, progress=None) -> tuple[dict, str]:
+        """Run (or reuse) the job of ``kind`` on the log as it is now; its doc and its zip, written here
+        (a file this replica serves, whichever replica computed it)."""
+        args = {"study": self.study.key, "log": self.store.log_version()}
+        key = self.jobs.submit(kind, args)
+        st = self.jobs.wait(key, progress)
+        doc, files = jobs.unpack(st.result)
+        d = Path(tempfile.mkdtemp(prefix="ic_zoo_study_job_"))
+        path = d / doc["name"]
+        path.write_bytes(next(iter(files.values())))
+        return doc, str(path)
+
+    def on_admin_export(self, password, request: gr.Request):
+        self.admin_ok(password, request)
+        return self._job_file("study_export")[1]
+
+    def on_admin_analysis(self, password, request: gr.Request, progress=gr.Progress()):
+        """The humans-vs-models report of the log as it is now (model maps kept between refreshes)."""
+        self.admin_ok(password, request)
+        doc, path = self._job_file("study_analysis", lambda f, n: progress(f, desc=n))
+        return doc["body"], path
 
     def admin_page(self) -> None:
         """The /admin page (by URL only): progress and the log's export, behind the admin password."""
@@ -751,6 +790,11 @@ class StudyApp:
         timer.tick(guarded(self.on_admin_analysis), pw, [report, report_zip], api_visibility="private", **self.common)
 
 
+def _zip_folder(folder: Path) -> bytes:
+    """A folder as the bytes of one zip file."""
+    return Path(shutil.make_archive(str(folder.parent / f"{folder.name}_zip"), "zip", folder)).read_bytes()
+
+
 def build_study_demo(study: Study, db: str | None = None, device: str | None = None, pretrained: bool = True,
                      concurrency: int | None = None, plugins_dir: str | None = None,
                      max_side: int = 768, public: bool = False) -> gr.Blocks:
@@ -778,6 +822,6 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     with demo.route("Admin", "/admin", show_in_navbar=False):
         app.admin_page()
     demo.study_store = app.store  # for tests and scripts
-    demo.ic_zoo_closers = [app.store.engine.dispose]  # ic_zoo.serve closes the log after the last event
+    demo.ic_zoo_closers = [app.jobs.close, app.store.engine.dispose]  # ic_zoo.serve closes the log after the last event
     demo.ic_zoo_tabs = app.tabs  # for tests
     return demo

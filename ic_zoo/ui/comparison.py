@@ -87,6 +87,31 @@ def shown_trust(session, name: str, cls: int, explainer: str) -> dict:
                                                                  else ("original",))}
 
 
+def slow_maps(session, names, explainer: str, classes: dict, progress) -> bytes:
+    """Each model's map of its class by a slow explainer, packed as a job's result (ic_zoo.jobs.pack):
+    ``pics`` (PNG name, caption), ``trust`` lines, ``warnings`` (a model that gave no map, in one sentence)
+    and ``edits`` (the edit the maps are of). ``progress(fraction, note)`` moves 0..1 over all models."""
+    from ..imageio import image_to_png
+    from ..jobs import pack
+
+    pics, trust, warnings, files = [], [], [], {}
+    for i, m in enumerate(names):
+        def prog(f, msg, i=i, m=m):
+            progress((i + f) / len(names), f"{m}: {msg}")
+
+        try:
+            cls = int(classes[m])
+            cm = session.explain(m, cls, explainer, progress=prog)
+            scores = shown_trust(session, m, cls, explainer)
+        except IcZooError as exc:
+            warnings.append(f"{m}: {exc}")
+            continue
+        files[f"{i}.png"] = image_to_png(present.map_panel(session.original, session.modified, cm))
+        pics.append([f"{i}.png", f"{m}: {cm.label} (edit {len(session.edits)})"])
+        trust.append(f"- **{m}**: {present.trust_text(scores)} {present.blank_text(cm)}".rstrip())
+    return pack({"pics": pics, "trust": trust, "warnings": warnings, "edits": len(session.edits)}, files)
+
+
 def add_trust(session, view: ModelView) -> bool:
     """Measure the trust score of ``view``'s maps (the original's, and the modified image's after an edit)
     and put it beside them; False when there is nothing to do (no maps, or measured already)."""

@@ -15,11 +15,11 @@ import numpy as np
 
 import ic_zoo
 
-from .. import discovery, gradio_util, imageio, present, zoo
+from .. import discovery, gradio_util, imageio, jobs, present, zoo
 from ..errors import IcZooError
 from ..gradio_util import fit_max_side, guarded, model_call, write_editor_png
 from . import work
-from .comparison import model_view
+from .comparison import model_view, slow_maps
 from .state import AppState
 
 log = logging.getLogger("ic_zoo.app")
@@ -116,6 +116,11 @@ class AppContext:
         # each tab's work is kept by its browser (signed) and its originals by hash: any replica rebuilds it
         self.images = work.ImageStore.from_env(self.png_dir / "originals")
         self.work_secret = work.browser_secret()
+        # long jobs (slow maps): in the deployment's PostgreSQL when IC_ZOO_JOBS names it (another replica
+        # finishes a job whose replica died), else a worker thread of this process (ic_zoo/jobs.py)
+        self.jobs = None if gradio_util.on_zero_gpu() else jobs.Jobs.from_env()  # ZeroGPU: inside the GPU call
+        if self.jobs is not None:
+            self.jobs.handle("slow_maps", self.slow_maps_job)
         self.ui = None
 
     def _preload(self) -> None:
@@ -279,6 +284,22 @@ class AppContext:
         out.update(self.work_record(st, names))
         return out
 
+    def make_session(self, img: np.ndarray):
+        return ic_zoo.Session(img, device=self.device, pretrained=self.pretrained)
+
+    def job_record(self, st: AppState, names) -> str | None:
+        """The tab's work as a signed record (what a job rebuilds it from), or None when it is too large."""
+        if st.work_key is None:
+            st.work_key = self.images.put(st.session.original)
+        return work.encode(work.Work.of(st.work_key, st.session, st.source, names, st.selected), self.work_secret)
+
+    def slow_maps_job(self, args: dict, progress) -> bytes:
+        """A slow-maps job: the work its signed record describes, rebuilt here, and each model's map of its
+        class (PNG panels, their captions, the trust lines and the models that gave no map)."""
+        w = work.decode(args["record"], self.work_secret)
+        session = work.rebuild(w, self.images, self.make_session)
+        return slow_maps(session, args["models"], args["explainer"], args["classes"], progress)
+
     def work_record(self, st: AppState, names) -> dict:
         """The browser's work record, when the work changed since it was last written (ui.work): the
         original is put in the image store once, the record names it by hash."""
@@ -302,9 +323,7 @@ class AppContext:
         if not record:
             return None
         w = work.decode(record, self.work_secret)
-        self._begin(st, work.rebuild(w, self.images, lambda img: ic_zoo.Session(img, device=self.device,
-                                                                              pretrained=self.pretrained)),
-                    w.source, w.selected)
+        self._begin(st, work.rebuild(w, self.images, self.make_session), w.source, w.selected)
         st.work_key = w.image  # stored already
         n = len(st.session.edits)
         st.notice = f"Your work on {w.source or 'the image'} was restored ({n} edit(s))."

@@ -10,9 +10,9 @@ import numpy as np
 
 import ic_zoo
 
-from .. import export, gradio_util, present
+from .. import export, gradio_util, imageio, jobs, present
 from ..errors import IcZooError
-from .comparison import add_trust, shown_trust
+from .comparison import add_trust, shown_trust, slow_maps
 from .context import MAX_MODELS, AppContext
 from .panels import Page
 from .state import AppState
@@ -67,25 +67,23 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
         if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow":
             raise gr.Error(f"{explainer} is interactive: its maps are already shown. Choose a slow explainer "
                            "(Score-CAM, Ablation-CAM, FullGrad) first.")
-        pics, trust = [], []
         names = (names or [])[:MAX_MODELS]
         forward = gradio_util.monotonic(progress)  # an explainer reports 0..1 per image: never backwards
         s = st.session
-        for i, m in enumerate(names):
-            def prog(f, msg, i=i, m=m):
-                forward((i + f) / len(names), desc=f"{m}: {msg}")
-
-            try:
-                cls = ctx.shown_class(st, m)
-                cm = s.explain(m, cls, explainer, progress=prog)
-                scores = shown_trust(s, m, cls, explainer)
-            except IcZooError as exc:
-                gr.Warning(f"{m}: {exc}")
-                continue
-            pics.append((present.map_panel(s.original, s.modified, cm), f"{m}: {cm.label} (edit {len(s.edits)})"))
-            trust.append(f"- **{m}**: {present.trust_text(scores)} {present.blank_text(cm)}".rstrip())
-        st.slow_of = (s.version, len(s.edits))
-        note = present.slow_maps_note(st.slow_of, s) + ("\n\n" + "\n".join(trust) if trust else "")
+        classes = {m: ctx.shown_class(st, m) for m in names}
+        st.slow_of = (s.version, len(s.edits))  # the maps are of the image as it is now
+        record = ctx.job_record(st, names) if ctx.jobs is not None else None
+        if record is None:  # no queue (ZeroGPU: the GPU is this call's), or work too large for a record
+            result = slow_maps(s, names, explainer, classes, lambda f, n: forward(f, desc=n))
+        else:  # a job: another replica finishes it if this one dies; asking again gets the same job
+            key = ctx.jobs.submit("slow_maps", {"record": record, "models": names, "explainer": explainer,
+                                                "classes": classes})
+            result = ctx.jobs.wait(key, lambda f, n: forward(f, desc=n)).result
+        doc, files = jobs.unpack(result)
+        for msg in doc["warnings"]:
+            gr.Warning(msg)
+        pics = [(imageio.png_to_image(files[name]), caption) for name, caption in doc["pics"]]
+        note = present.slow_maps_note(st.slow_of, s) + ("\n\n" + "\n".join(doc["trust"]) if doc["trust"] else "")
         return {t.slow_out: pics, t.slow_note: note, ui.state: st}
 
     t.slow_btn.click(on_slow, [ui.pickers.models, ui.pickers.explainer, ui.state], [t.slow_out, t.slow_note, ui.state],
