@@ -132,3 +132,16 @@ def test_a_second_image_in_the_same_tab_gets_a_record_of_its_own(tmp_path, monke
     finally:
         demo.close()
         demo.ic_zoo_tabs.close()
+
+
+def test_a_strokes_mask_is_encoded_once_and_the_record_is_the_same():
+    """The record is written after every change: each edit's mask PNG is kept by its uid, and the record
+    made with the kept encodings is the one made from scratch."""
+    img = _image(3)
+    s = _worked(img)
+    w = W.Work.of("a" * 64, s, "x.png", FLOWERS, {})
+    first = W.encode(w, SECRET)
+    assert all(u in W._ENCODED for u in w.uids)
+    again = W.encode(W.Work.of("a" * 64, s, "x.png", FLOWERS, {}), SECRET)
+    scratch = W.encode(W.Work(w.image, w.source, w.strokes, w.models, w.selected), SECRET)  # no uids: encoded anew
+    assert first == again == scratch

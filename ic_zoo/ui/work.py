@@ -27,6 +27,7 @@ import secrets
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,11 +176,36 @@ class Work:
     strokes: list[tuple[np.ndarray, str, dict]] = field(default_factory=list)  # (mask, inpainter, params)
     models: list[str] = field(default_factory=list)
     selected: dict[str, int] = field(default_factory=dict)
+    uids: list[int | None] = field(default_factory=list)  # the session's edit uids (their encoded masks are kept)
 
     @staticmethod
     def of(image_key: str, session, source: str, models, selected) -> "Work":
         return Work(image_key, source, [(e.mask, e.inpainter, dict(e.params)) for e in session.edits],
-                    list(models or []), {str(k): int(v) for k, v in (selected or {}).items()})
+                    list(models or []), {str(k): int(v) for k, v in (selected or {}).items()},
+                    [e.uid for e in session.edits])
+
+
+_ENCODED: "OrderedDict[int, str]" = OrderedDict()  # edit uid -> its mask as base64 PNG (most recent last)
+_ENCODED_MAX = 4096
+_encoded_lock = threading.Lock()
+
+
+def _mask_text(mask: np.ndarray, uid: int | None) -> str:
+    """A stroke's mask as base64 PNG, encoded once per edit: a record is written after every change, and
+    re-encoding every earlier stroke made each stroke cost more than the last."""
+    if uid is not None:
+        with _encoded_lock:
+            text = _ENCODED.get(uid)
+            if text is not None:
+                _ENCODED.move_to_end(uid)
+                return text
+    text = base64.b64encode(mask_to_png(mask)).decode()
+    if uid is not None:
+        with _encoded_lock:
+            _ENCODED[uid] = text
+            while len(_ENCODED) > _ENCODED_MAX:
+                _ENCODED.popitem(last=False)
+    return text
 
 
 def browser_secret() -> str:
@@ -199,8 +225,8 @@ def encode(work: Work, secret: str) -> str | None:
     """The signed record (``<base64 json>.<hmac>``), or None when it would be larger than MAX_RECORD."""
     doc = {"v": VERSION, "image": work.image, "source": work.source[:200], "models": work.models,
            "selected": work.selected,
-           "strokes": [{"mask": base64.b64encode(mask_to_png(m)).decode(), "inpainter": inp, "params": params}
-                       for m, inp, params in work.strokes]}
+           "strokes": [{"mask": _mask_text(m, uid), "inpainter": inp, "params": params}
+                       for (m, inp, params), uid in zip(work.strokes, work.uids or [None] * len(work.strokes))]}
     body = base64.urlsafe_b64encode(json.dumps(doc, separators=(",", ":")).encode()).decode()
     rec = f"{body}.{_sign(secret, body)}"
     return rec if len(rec) <= MAX_RECORD else None
