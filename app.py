@@ -60,7 +60,10 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         # the tab's work, rebuilt on a reload or on another replica (ui.work): Gradio encrypts it with a key
         # that must be the same on every replica (IC_ZOO_BROWSER_SECRET), and the record is signed with it
         work = gr.BrowserState(None, storage_key="ic_zoo_work", secret=ctx.work_secret)
-        ctx.ui = panels.Page(state, header, inputs, pickers, editor, results, tools, work)
+        # an API client keeps the record too (the last string of /load's or /edit's answer) and sends it to
+        # /restore after a failover: a hidden box, the API's only way in
+        work_in = gr.Textbox(visible=False, elem_id="restore_record")
+        ctx.ui = panels.Page(state, header, inputs, pickers, editor, results, tools, work, work_in)
         handlers.wire(ctx, ctx.ui, demo)
         # no hang: a request that fails, or an event never answered, ends in the reload sentence (the reload
         # rebuilds the work from the browser's record); the tools may work for minutes: 10 x the quiet bound

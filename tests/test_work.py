@@ -145,3 +145,49 @@ def test_a_strokes_mask_is_encoded_once_and_the_record_is_the_same():
     again = W.encode(W.Work.of("a" * 64, s, "x.png", FLOWERS, {}), SECRET)
     scratch = W.encode(W.Work(w.image, w.source, w.strokes, w.models, w.selected), SECRET)  # no uids: encoded anew
     assert first == again == scratch
+
+
+def test_an_api_client_restores_its_work_on_another_replica(tmp_path, monkeypatch):
+    """/restore: an API client sends the record an earlier answer gave to another replica (the same secret
+    and image store): the work is rebuilt there, its image the one the first replica showed, bit for bit;
+    a tampered or missing record is one sentence and the tab keeps its work."""
+    import os
+
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+    import app as app_module
+
+    monkeypatch.setenv("IC_ZOO_BROWSER_SECRET", SECRET)
+    monkeypatch.setenv("IC_ZOO_IMAGE_STORE", str(tmp_path / "images"))
+    demos = [app_module.build_demo(models=FLOWERS, pretrained=False) for _ in range(2)]
+    urls = [d.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)[1] for d in demos]
+    try:
+        img = sorted((app_module.EXAMPLES / "flower2d" / "images").glob("*.png"))[0]
+        layer = np.zeros(np.asarray(Image.open(img)).shape[:2] + (4,), np.uint8)
+        layer[30:70, 40:90] = (255, 0, 0, 255)
+        Image.fromarray(layer).save(tmp_path / "layer.png")
+        a = Client(urls[0], verbose=False)
+        out = a.predict({"background": handle_file(str(img)), "layers": [handle_file(str(tmp_path / "layer.png"))],
+                         "composite": None}, FLOWERS, "telea", "gradcam", app_module.ROWS[0], api_name="/edit")
+        record = next(o for o in out if isinstance(o, str) and o.count(".") == 1 and len(o) > 100)
+        seen = np.asarray(Image.open(out[0]["background"]).convert("RGB"))
+        b = Client(urls[1], verbose=False)
+        back = b.predict(record, FLOWERS, "gradcam", app_module.ROWS[0], api_name="/restore")
+        assert np.array_equal(np.asarray(Image.open(back[0]["background"]).convert("RGB")), seen)
+        assert any("restored (1 edit(s))" in str(o) for o in back)
+        body, _, sig = record.rpartition(".")
+        for bad, said in ((f"{body}.{'0' * len(sig)}", "not written by this app"), ("", "Send the work record")):
+            with pytest.raises(Exception, match=said):
+                b.predict(bad, FLOWERS, "gradcam", app_module.ROWS[0], api_name="/restore")
+        # the tab kept its work: its undo shows the image as a fresh load of it shows it (the canvas frames it)
+        undone = b.predict(FLOWERS, "gradcam", app_module.ROWS[0], api_name="/undo")
+        fresh = Client(urls[1], verbose=False).predict(handle_file(str(img)), FLOWERS, "gradcam", app_module.ROWS[0],
+                                                       api_name="/load")
+        assert np.array_equal(np.asarray(Image.open(undone[0]["background"]).convert("RGB")),
+                              np.asarray(Image.open(fresh[0]["background"]).convert("RGB")))
+    finally:
+        for d in demos:
+            d.close()
+            d.ic_zoo_tabs.close()

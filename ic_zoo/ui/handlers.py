@@ -90,6 +90,20 @@ def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> No
 
     demo.load(on_restore, [ui.work] + settings, out, api_visibility="private", **busy).then(**history)
 
+    @ctx.tab_call
+    def on_restore_api(record, names, explainer, rows_mode, st):
+        """/restore: an API client's reload. The work record an earlier answer gave (from any replica) is
+        rebuilt here; a record that cannot be used is one sentence, and the tab keeps what it had."""
+        st = ctx.state_of(st)
+        if not record or not isinstance(record, str):
+            raise gr.Error("Send the work record an earlier answer gave (the long signed string in the answer "
+                           "of /load or /edit).")
+        models = ctx.restore(st, record)
+        return ctx.show(st, names, explainer, rows_mode, switch_to=models)
+
+    if ui.work_in is not None:
+        ui.work_in.submit(on_restore_api, [ui.work_in] + settings, out, api_name="restore", **busy).then(**history)
+
 
 # -- strokes, other selections, the edit stack ------------------------------------------------------------
 def _stroke_inputs(ui: Page) -> list:

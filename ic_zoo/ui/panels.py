@@ -282,6 +282,7 @@ class Page:
     results: Results
     tools: Tools
     work: gr.BrowserState | None = None  # the tab's signed work record (ui.work), kept by the browser
+    work_in: gr.Textbox | None = None  # hidden: /restore, an API client's record sent back after a failover
     page_load: list = field(default_factory=list)  # (fn, inputs, outputs) run in turn when a tab opens
 
     def view_outputs(self) -> list:
