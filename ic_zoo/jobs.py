@@ -7,8 +7,8 @@ computes), a **kind** (``slow_maps``, ``study_analysis``, ...) and JSON **argume
 * ``IC_ZOO_JOBS=postgresql://...`` (the deployment's PostgreSQL): jobs go through `procrastinate
   <https://procrastinate.readthedocs.io>`_, a maintained PostgreSQL job queue (no other server). Every
   replica runs one worker. A worker's heartbeat goes to the database every 2 s; a job whose worker has not
-  been heard of for ``IC_ZOO_JOBS_STALLED_S`` (default 30 s: longer than a busy replica's pauses) is started
-  again by the next replica that looks (each looks every 3 s). Jobs of one key run one at a time
+  been heard of for ``IC_ZOO_JOBS_STALLED_S`` (default 30 s: longer than a busy replica's pauses) is ended
+  and deferred anew by the next replica that looks (each looks every 3 s). Jobs of one key run one at a time
   (procrastinate's ``lock``), and a run that finds its key done returns at once, so a job finishes once.
   A replica that is stopped (SIGTERM) hands its running job back to the queue. ``IC_ZOO_JOB_WORKERS``
   (default 1) sets how many jobs a replica runs at once; 0: it only asks.
@@ -289,17 +289,33 @@ class PgJobs(Jobs):
                     worker.cancel()
 
     async def _retry_stalled(self, app) -> None:
-        """Jobs whose worker has not been heard of for stalled_s: to the queue again (any replica)."""
+        """Jobs whose worker has not been heard of for stalled_s: ended as failed (which frees their key's
+        lock) and their key deferred anew, for any replica. A plain retry would put the old job back beside
+        one its user deferred meanwhile (asking again after a reload), which the queueing lock refuses, and
+        the old one would hold the key's lock for ever."""
+        from procrastinate import exceptions
+        from procrastinate.jobs import Status
+
         try:
             stalled = await app.job_manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=self.stalled_s)
-            for job in stalled:
-                log.warning("job %s: its worker is silent for %.0f s; started again", job.id, self.stalled_s)
-                try:
-                    await app.job_manager.retry_job(job)
-                except Exception as exc:  # noqa: BLE001 - another replica retried it first
-                    log.info("job %s: not retried here (%s)", job.id, exc)
         except Exception as exc:  # noqa: BLE001 - the database is away for a moment: next time
             log.warning("the job queue cannot be read: %s", exc)
+            return
+        for job in stalled:
+            kw = dict(job.task_kwargs)
+            try:
+                await app.job_manager.finish_job_by_id_async(job_id=job.id, status=Status.FAILED, delete_job=False)
+            except Exception as exc:  # noqa: BLE001 - another replica ended it first
+                log.info("job %s: not ended here (%s)", job.id, exc)
+                continue
+            log.warning("job %s (%s): its worker is silent for %.0f s; started again", job.id, kw.get("key"),
+                        self.stalled_s)
+            try:
+                await self._task.configure(lock=kw["key"], queueing_lock=kw["key"]).defer_async(**kw)
+            except exceptions.AlreadyEnqueued:
+                pass  # its user asked again meanwhile: that job runs now that the lock is free
+            except Exception as exc:  # noqa: BLE001
+                log.warning("job %s not deferred again: %s", kw.get("key"), exc)
 
     # -- the queue ---------------------------------------------------------------------------------------
     def submit(self, kind: str, args: dict) -> str:

@@ -136,6 +136,7 @@ def test_a_job_whose_replica_was_killed_is_finished_by_another(pg_url, tmp_path)
         assert q.status(key).note == "working on it"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
+        assert q.submit("double", {"x": 4}) == key  # its user asks again at once (a reload), before the look-out
         st = q.wait(key, limit_s=120)  # no heartbeat for 3 s: started again here
         assert st.state == "done" and st.runs == 2
         assert jobs.unpack(st.result)[0] == {"x": 8}
