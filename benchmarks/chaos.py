@@ -273,6 +273,133 @@ def _quietly(fn):
         pass
 
 
+class AppUser(ChaosParticipant):
+    """A user of the comparison app (not a study): loads an image, paints squares at places unique to it,
+    asks for slow maps (a job) after every ``slow_every``-th stroke, and keeps the signed work record each
+    answer carries; its reload is ``/restore`` with that record on whichever replica the proxy picks."""
+
+    SECRET = "loopback-browser-secret"  # benchmarks/replicas.py gives every replica this IC_ZOO_BROWSER_SECRET
+
+    def __init__(self, url, code, folder, image: Path, models, seed: int = 0, hang: float = 30.0,
+                 slow_every: int = 5):
+        from PIL import Image
+
+        size = Image.open(image).size[0]
+        super().__init__(url, code, None, folder, size, seed=seed, hang=hang)
+        self.image, self.models, self.slow_every = image, list(models), slow_every
+        self.record: str | None = None
+        self.slow_asked = self.slow_answered = 0
+
+    def _call(self, *args, api_name: str) -> list:
+        job = self.client.submit(*args, api_name=api_name)
+        try:
+            return job.result(timeout=self.hang)
+        except TimeoutError:
+            threading.Thread(target=lambda: _quietly(job.cancel), daemon=True).start()
+            raise
+
+    def join(self) -> list:
+        from gradio_client import Client, handle_file
+
+        from ic_zoo.ui.context import ROWS
+
+        self.client = Client(self.url, verbose=False, download_files=False, httpx_kwargs={"timeout": self.hang})
+        if self.record:
+            out = self._call(self.record, self.models, "gradcam", ROWS[0], api_name="/restore")
+        else:
+            out = self._call(handle_file(str(self.image)), self.models, "gradcam", ROWS[0], api_name="/load")
+        self._took(out)
+        self.joins += 1
+        self._saw()
+        return out
+
+    def stroke(self) -> list:
+        from gradio_client import handle_file
+
+        from ic_zoo.ui.context import ROWS
+
+        y, x = self.places[self.sent % len(self.places)]
+        self.sent += 1
+        m = np.zeros((self.size, self.size), bool)
+        m[y:y + SQUARE, x:x + SQUARE] = True
+        path = R.layer_png((self.size, self.size), m, self.folder / f"{self.code}_{self.sent}.png")
+        bg = self.bg["path"] if isinstance(self.bg, dict) else self.bg
+        out = self._call({"background": handle_file(str(bg)), "layers": [handle_file(path)], "composite": None},
+                         self.models, "telea", "gradcam", ROWS[0], api_name="/edit")
+        self._took(out)
+        self.acked.append((int(y), int(x)))
+        self._saw()
+        if self.slow_every and len(self.acked) % self.slow_every == 0:
+            self.slow_asked += 1
+            gallery, _ = self._call(self.models[:1], "occlusion", api_name="/slow_maps")
+            if gallery:
+                self.slow_answered += 1
+        return out
+
+    def _took(self, out) -> None:
+        from ic_zoo.ui import work
+
+        self.bg = out[0]["background"]
+        rec = next((o for o in out if isinstance(o, str) and o.count(".") == 1 and len(o) > 100), None)
+        if rec is not None:
+            self.record = rec
+        self.n = len(work.decode(self.record, self.SECRET).strokes) if self.record else 0
+
+
+def audit_apps(url: str, users: list[AppUser]) -> dict:
+    """Each app user's last work record against what its client was last shown: the squares acknowledged
+    (lost, duplicated), and the work rebuilt from the record and the shared image store, drawn as the
+    canvas draws it (the models' crop frames), equal to the last canvas, bit for bit; the control (the
+    record less its last stroke) must differ. And the slow-maps jobs in the queue's table."""
+    import sqlalchemy as sa
+
+    from ic_zoo import present
+    from ic_zoo.session import Session
+    from ic_zoo.ui import work
+
+    store = work.SqlImageStore(url)
+    out = {"users": len(users), "acked": 0, "lost": [], "duplicated": [], "rebuilt": 0, "mismatches": [],
+           "controls": 0, "controls_caught": 0, "slow_asked": sum(u.slow_asked for u in users),
+           "slow_answered": sum(u.slow_answered for u in users)}
+    for u in users:
+        out["acked"] += len(u.acked)
+        if not u.record or u.seen is None:
+            continue
+        w = work.decode(u.record, AppUser.SECRET)
+        squares = [square_at(m) for m, _, _ in w.strokes]
+        out["lost"] += [f"{u.code}@{sq}" for sq in u.acked if sq not in squares]
+        out["duplicated"] += [f"{u.code}@{sq}" for sq in set(squares) if squares.count(sq) > 1]
+
+        def canvas(wk):
+            s = work.rebuild(wk, store, lambda im: Session(im))
+            return present.burn_frames(s.modified, {m: s.classifier(m).input_box(s.original.shape)
+                                                    for m in u.models}), len(s.edits)
+
+        img, n = canvas(w)
+        out["rebuilt"] += 1
+        diff = int(np.abs(img.astype(int) - u.seen.astype(int)).max()) if img.shape == u.seen.shape else -1
+        if n != u.seen_n or diff != 0:
+            out["mismatches"].append({"code": u.code, "record_edits": n, "seen_edits": u.seen_n, "max_pixel_diff": diff})
+        if w.strokes:
+            short = work.Work(w.image, w.source, w.strokes[:-1], w.models, w.selected)
+            out["controls"] += 1
+            out["controls_caught"] += int(not np.array_equal(canvas(short)[0], u.seen))
+    store.engine.dispose()
+    eng = sa.create_engine("postgresql+psycopg://" + url.split("://", 1)[1])
+    try:
+        with eng.connect() as conn:
+            rows = conn.execute(sa.text("SELECT state, runs FROM ic_zoo_jobs WHERE kind = 'slow_maps'")).all()
+    except sa.exc.SQLAlchemyError:
+        rows = []
+    finally:
+        eng.dispose()
+    out["jobs"] = len(rows)
+    out["jobs_done"] = sum(1 for r in rows if r.state == "done")
+    out["jobs_restarted"] = sum(1 for r in rows if r.runs > 1)
+    out["jobs_states"] = dict(Counter(r.state for r in rows))
+    return out
+
+
 @dataclass
 class Chaos:
     strokes: int = 0
@@ -284,40 +411,40 @@ class Chaos:
     latencies: list = field(default_factory=list)
 
 
-def drive(cluster: ChaosCluster, participants: int, strokes: int, plan: list[tuple[str, int]], pause: float,
-          hang: float, restart: bool, t0: float, log=print) -> tuple[Chaos, list[ChaosParticipant]]:
-    """Participants paint ``strokes`` each through the proxy; ``plan`` is [(fault, after K strokes)] with
-    fault in KILL, TERM, STOP. A participant whose call fails (or hangs) reloads, as a browser would,
-    up to 12 times."""
-    ch = Chaos()
-    lock = threading.Lock()
-    ps = [ChaosParticipant(cluster.url(), f"C{k:02d}", cluster.secret, cluster.folder, cluster.size, seed=k,
-                           hang=hang) for k in range(participants)]
-    pending = sorted(plan, key=lambda f: f[1])
-    faulted: set[int] = set()
-    workers: list[threading.Thread] = []
-    fault_lock = threading.Lock()
+class Faults:
+    """The faults of one cluster: each hits the live, not yet faulted replica holding most clients
+    (``holders()``: (replica, still working, code) per client), and is recorded in ``ch.faults``."""
 
-    def now():
-        return round(time.monotonic() - t0, 2)
+    def __init__(self, cluster, ch, pause: float, restart: bool, now, log, holders):
+        self.cluster, self.ch, self.pause, self.restart, self.now, self.log = cluster, ch, pause, restart, now, log
+        self.holders = holders
+        self.faulted: set[int] = set()
+        self.workers: list[threading.Thread] = []
 
-    def fault(kind: str, after: int):
+    def join(self, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        for th in self.workers:
+            th.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def inject(self, kind: str, after: int) -> None:
+        cluster, ch, pause, restart, now, log = self.cluster, self.ch, self.pause, self.restart, self.now, self.log
+        clients = self.holders()
         held: dict[str, int] = {}
-        for p in ps:
-            if p.replica:
-                held[p.replica] = held.get(p.replica, 0) + 1
-        alive = [i for i in range(cluster.n) if i not in faulted and cluster.procs[i].poll() is None]
+        for replica, _, _ in clients:
+            if replica:
+                held[replica] = held.get(replica, 0) + 1
+        alive = [i for i in range(cluster.n) if i not in self.faulted and cluster.procs[i].poll() is None]
         if not alive:
             return
         i = max(alive, key=lambda j: (held.get(f"r{j + 1}", 0), -j))
-        faulted.add(i)
+        self.faulted.add(i)
         name = f"r{i + 1}"
         rec = {"kind": kind, "replica": name, "after_strokes": after, "t": now(), "pinned": held.get(name, 0),
-               "active": sum(1 for p in ps if p.replica == name and p.n < strokes),
-               "codes": sorted(p.code for p in ps if p.replica == name)}
+               "active": sum(1 for r, working, _ in clients if r == name and working),
+               "codes": sorted(c for r, _, c in clients if r == name)}
         ch.faults.append(rec)
-        log(f"[{rec['t']:.1f} s] {kind} {name} after {after} strokes ({rec['pinned']} participant(s) on it, "
-            f"{rec['active']} still painting)")
+        log(f"[{rec['t']:.1f} s] {kind} {name} after {after} strokes ({rec['pinned']} client(s) on it, "
+            f"{rec['active']} still working)")
         proc = cluster.procs[i]
         if kind == "STOP":
             proc.send_signal(signal.SIGSTOP)
@@ -352,7 +479,27 @@ def drive(cluster: ChaosCluster, participants: int, strokes: int, plan: list[tup
                     log(f"[{rec['end_t']:.1f} s] {name} restarted: ready after {rec.get('restart_ready_s')} s")
             th = threading.Thread(target=after_exit, daemon=True)
         th.start()
-        workers.append(th)
+        self.workers.append(th)
+
+
+def drive(cluster: ChaosCluster, participants: int, strokes: int, plan: list[tuple[str, int]], pause: float,
+          hang: float, restart: bool, t0: float, log=print, clients=None) -> tuple[Chaos, list[ChaosParticipant]]:
+    """Participants paint ``strokes`` each through the proxy; ``plan`` is [(fault, after K strokes)] with
+    fault in KILL, TERM, STOP. A participant whose call fails (or hangs) reloads, as a browser would,
+    up to 12 times."""
+    ch = Chaos()
+    lock = threading.Lock()
+    ps = clients if clients is not None else [
+        ChaosParticipant(cluster.url(), f"C{k:02d}", cluster.secret, cluster.folder, cluster.size, seed=k, hang=hang)
+        for k in range(participants)]
+    participants = len(ps)
+    pending = sorted(plan, key=lambda f: f[1])
+    fault_lock = threading.Lock()
+
+    def now():
+        return round(time.monotonic() - t0, 2)
+
+    faults = Faults(cluster, ch, pause, restart, now, log, lambda: [(p.replica, p.n < strokes, p.code) for p in ps])
 
     def maybe_fault():
         with lock:
@@ -361,7 +508,7 @@ def drive(cluster: ChaosCluster, participants: int, strokes: int, plan: list[tup
                 pending.remove(f)
         for kind, after in due:
             with fault_lock:
-                fault(kind, after)
+                faults.inject(kind, after)
 
     def one(p: ChaosParticipant):
         tries, joined = 0, False
@@ -409,9 +556,7 @@ def drive(cluster: ChaosCluster, participants: int, strokes: int, plan: list[tup
     with cf.ThreadPoolExecutor(participants) as ex:
         list(ex.map(one, ps))
     ch.seconds = time.perf_counter() - t1
-    deadline = time.monotonic() + pause + 30  # a restart still warming up after that is reported as not back
-    for th in workers:
-        th.join(timeout=max(0.0, deadline - time.monotonic()))
+    faults.join(pause + 30)  # a restart still warming up after that is reported as not back
     return ch, ps
 
 
@@ -500,7 +645,7 @@ def classify_downs(downs: list[dict], faults: list[dict], pause: float, timing: 
 
 def run_chaos(folder: Path, server: str, replicas: int, participants: int, strokes: int, models, size: int,
               burn: int, pause: float | None, hang: float = 30.0, faults=("STOP", "KILL", "TERM"),
-              restart: bool = True, log=print) -> dict:
+              restart: bool = True, log=print, app_users: int = 0, slow_every: int = 5) -> dict:
     cfg = (ROOT / "deploy" / "haproxy.cfg").read_text()
     timing = check_timing(cfg)
     if pause is None:
@@ -510,24 +655,54 @@ def run_chaos(folder: Path, server: str, replicas: int, participants: int, strok
     url = R.new_database(server)
     cluster = ChaosCluster(folder, replicas=replicas, db=url, proxy=True, models=models, size=size,
                            env={"IC_ZOO_DRAIN_S": "20"})
+    # the comparison app's replicas (main-app users): the originals and the long jobs in the same PostgreSQL
+    apps = ChaosCluster(folder / "app", replicas=replicas, db=url, proxy=True, models=models, size=size, study=False,
+                        env={"IC_ZOO_DRAIN_S": "20", "IC_ZOO_IMAGE_STORE": url, "IC_ZOO_JOBS": url,
+                             "IC_ZOO_JOBS_STALLED_S": "10"}) if app_users else None
     load = LoadSampler()
+    app_result: dict = {}
     try:
         t_start = time.perf_counter()
         cluster.start(timeout=600)
+        if apps is not None:
+            apps.start(timeout=600)
         started = time.perf_counter() - t_start
         watch = DownWatch(cluster)
         watch.start()
+        app_watch = DownWatch(apps) if apps is not None else None
+        if app_watch is not None:
+            app_watch.t0 = watch.t0
+            app_watch.start()
         with Burners(burn):
             load.start()
             R.drive(cluster, min(3, participants), 1, prefix="W")  # warm-up
+            th = None
+            if apps is not None:
+                images = sorted((ROOT / "examples" / "flower2d" / "images").glob("*.png"))
+                users = [AppUser(apps.url(), f"U{k:02d}", apps.folder, images[k % len(images)], models, seed=100 + k,
+                                 hang=hang, slow_every=slow_every) for k in range(app_users)]
+                app_plan = [(k, app_users * strokes * (j + 1) // (len(faults) + 1)) for j, k in enumerate(faults)]
+
+                def run_apps():
+                    app_result["ch"], app_result["users"] = drive(apps, 0, strokes, app_plan, pause, hang, restart,
+                                                                  watch.t0, log=lambda m: log("app " + m), clients=users)
+                th = threading.Thread(target=run_apps, daemon=True)
+                th.start()
             ch, ps = drive(cluster, participants, strokes, plan, pause, hang, restart, watch.t0, log=log)
+            if th is not None:
+                th.join()
             load.stop.set()
         time.sleep(1.0)
-        watch.stop.set()
-        watch.join(5)
+        for w in (watch, app_watch):
+            if w is not None:
+                w.stop.set()
+                w.join(5)
     finally:
         cluster.closing = True
         cluster.stop()
+        if apps is not None:
+            apps.closing = True
+            apps.stop()
     au = audit(url, ps)
     false = classify_downs(watch.downs, ch.faults, pause, timing)
     faulted_codes = {f["replica"]: set(f["codes"]) for f in ch.faults}
@@ -566,6 +741,19 @@ def run_chaos(folder: Path, server: str, replicas: int, participants: int, strok
            "controls": au["controls"], "controls_caught": au["controls_caught"],
            "sigterm_exit_s": [f.get("exit_s") for f in ch.faults if f["kind"] == "TERM"],
            "faulted_participants": {k: len(v) for k, v in faulted_codes.items()}}
+    if apps is not None and "ch" in app_result:
+        ach, users = app_result["ch"], app_result["users"]
+        alat = sorted(ach.latencies) or [float("nan")]
+        doc["app"] = {"users": len(users), "strokes_each": strokes, "slow_every": slow_every,
+                      "faults": [{k: v for k, v in f.items() if k != "codes"} for f in ach.faults],
+                      "downs": app_watch.downs, "false_downs": classify_downs(app_watch.downs, ach.faults, pause, timing),
+                      "hung": ach.hung, "failures": len(ach.failures), "told": sum(1 for x in ach.failures if x["told"]),
+                      "untold": [x for x in ach.failures if not x["told"] and x not in ach.hung][:20],
+                      "failure_log": ach.failures[:200], "finished": sum(1 for u in users if u.n >= strokes),
+                      "reloads": sum(max(0, u.joins - 1) for u in users), "unfinished": ach.unfinished,
+                      "p50_ms": round(1000 * alat[len(alat) // 2], 0),
+                      "p95_ms": round(1000 * alat[min(len(alat) - 1, int(0.95 * len(alat)))], 0),
+                      **audit_apps(url, users)}
     return doc
 
 
@@ -597,6 +785,25 @@ def table(doc: dict) -> str:
               f"| each participant's log replayed vs the last image its client saw: mismatches | "
               f"{len(r['mismatches'])} of {r['replayed']} |",
               f"| stroke p50 / p95 (ms) | {r['p50_ms']:.0f} / {r['p95_ms']:.0f} |"]
+    a = r.get("app")
+    if a:
+        faults = ", ".join(f"{x['kind']} {x['replica']}" for x in a["faults"])
+        lines += ["",
+                  f"| the comparison app: {r['replicas']} replicas, {a['users']} users x {a['strokes_each']} strokes, "
+                  f"slow maps (a job) after every {a['slow_every']}th; faults: {faults} | measured |",
+                  "|---|---|",
+                  f"| HAProxy DOWN transitions: all / false | {len(a['downs'])} / {len(a['false_downs'])} |",
+                  f"| hung clients (no answer nor sentence within {r['hang_s']:.0f} s) | {len(a['hung'])} |",
+                  f"| failed calls: told in a sentence / other | {a['told']} / {a['failures'] - a['told']} |",
+                  f"| users who finished every stroke (reloads: /restore with their record) | {a['finished']} of "
+                  f"{a['users']} ({a['reloads']}) |",
+                  f"| acknowledged strokes: in the last record / lost / duplicated | {a['acked'] - len(a['lost'])} of "
+                  f"{a['acked']} / {len(a['lost'])} / {len(a['duplicated'])} |",
+                  f"| each user's record rebuilt vs the last canvas it saw: mismatches (control caught) | "
+                  f"{len(a['mismatches'])} of {a['rebuilt']} ({a['controls_caught']} of {a['controls']}) |",
+                  f"| slow-maps jobs: asked / answered / in the queue, done / started again elsewhere | "
+                  f"{a['slow_asked']} / {a['slow_answered']} / {a['jobs_done']} of {a['jobs']} / {a['jobs_restarted']} |",
+                  f"| stroke p50 / p95 (ms) | {a['p50_ms']:.0f} / {a['p95_ms']:.0f} |"]
     return "\n".join(lines)
 
 
@@ -612,6 +819,10 @@ def main(argv=None) -> int:
     p.add_argument("--hang", type=float, default=30.0)
     p.add_argument("--faults", default="STOP,KILL,TERM", help="the faults, in order, at equal stroke intervals")
     p.add_argument("--no-restart", action="store_true")
+    p.add_argument("--app-users", type=int, default=0, help="users of the comparison app on their own replicas "
+                   "(as many as the study's, behind their own HAProxy; the same PostgreSQL holds their originals "
+                   "and their slow-maps jobs)")
+    p.add_argument("--slow-every", type=int, default=5, help="an app user asks for slow maps after every N-th stroke")
     p.add_argument("--json", default=None)
     p.add_argument("--table", default=None, metavar="JSON", help="print the table of a JSON and exit")
     args = p.parse_args(argv)
@@ -625,7 +836,8 @@ def main(argv=None) -> int:
         with R.postgres() as server, tempfile.TemporaryDirectory(prefix="ic_zoo_chaos_") as tmp:
             r = run_chaos(Path(tmp), server, args.replicas, args.participants, args.strokes, R.PRESETS[args.preset],
                           args.size, burn, args.pause, args.hang, tuple(args.faults.split(",")),
-                          not args.no_restart, log=lambda s: print(s, file=sys.stderr, flush=True))
+                          not args.no_restart, log=lambda s: print(s, file=sys.stderr, flush=True),
+                          app_users=args.app_users, slow_every=args.slow_every)
     except RuntimeError as exc:
         print(f"chaos: {exc}", file=sys.stderr)
         return 2

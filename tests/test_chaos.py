@@ -25,7 +25,7 @@ def test_a_kill_9_and_a_pause_under_cpu_load_lose_nothing_hang_no_one_and_the_lo
         pytest.skip("haproxy is not installed (.ci/run installs Debian's haproxy package)")
     r = C.run_chaos(tmp_path, pg_server, replicas=2, participants=4, strokes=6, models=("flower2d/squeezenet",),
                     size=96, burn=os.cpu_count() or 1, pause=8.0, faults=("KILL", "STOP"), restart=False,
-                    log=lambda s: print(s, file=sys.stderr, flush=True))
+                    log=lambda s: print(s, file=sys.stderr, flush=True), app_users=2, slow_every=2)
     print(C.table(r))
     kinds = [f["kind"] for f in r["faults"]]
     assert kinds == ["KILL", "STOP"], r["faults"]
@@ -44,5 +44,15 @@ def test_a_kill_9_and_a_pause_under_cpu_load_lose_nothing_hang_no_one_and_the_lo
     # sentence is reported (r["told"], r["untold"]), not asserted: a request the proxy could not retry (a
     # multipart upload larger than its buffer) reaches gradio_client as a bare 502
     assert kill["finished"] == kill["pinned"]
+    # the comparison app's users on their own replicas: nothing hung or lost, each one's work rebuilt from its
+    # record on whatever replica equal to its last canvas (the control caught), every slow-maps job done
+    a = r["app"]
+    assert [f["kind"] for f in a["faults"]] == ["KILL", "STOP"]
+    assert a["hung"] == [] and a["lost"] == [] and a["duplicated"] == [], a
+    assert a["finished"] == 2 and a["rebuilt"] == 2 and a["mismatches"] == [], a["mismatches"]
+    assert a["controls"] == 2 and a["controls_caught"] == 2
+    assert a["false_downs"] == []
+    assert a["slow_asked"] >= 4 and a["jobs"] >= 1 and a["jobs_done"] == a["jobs"], a["jobs_states"]
     # the table is made from the result
     assert f"transitions: all / false (a replica not faulted) | {len(r['downs'])} / 0 |" in C.table(r)
+    assert f"| {a['slow_asked']} / {a['slow_answered']} / {a['jobs_done']} of {a['jobs']} /" in C.table(r)
