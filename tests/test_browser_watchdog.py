@@ -187,6 +187,32 @@ def test_a_failing_answer_ends_in_the_sentence_at_once(study, browser, where, an
     page.close()
 
 
+def test_a_stroke_whose_upload_the_proxy_cannot_deliver_ends_in_the_sentence(study, browser):
+    """A stroke's layers go up as an upload before the event: a 502 there (the replica died and the proxy
+    could not retry a body that large) would leave the stroke unsent without a word."""
+    page = _on_task(browser, study["url"], "WDUPLOAD")
+    hit = []
+
+    def fail(route):
+        hit.append(route.request.url)
+        route.fulfill(status=502, body="<html>502 Bad Gateway</html>", content_type="text/html")
+
+    page.route("**/gradio_api/upload**", fail)
+    box = page.locator("#editor canvas").first.bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.3, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=8)
+    page.mouse.up()
+    waited = _notice(page, QUIET + 20)
+    assert hit, "the stroke sent no upload"
+    why = page.evaluate("() => window.__icZooWatchdog.tripped")
+    assert "upload answered 502" in why, why
+    assert waited < QUIET, waited  # at once, not by the quiet bound
+    _sentence_shown(page)
+    page.close()
+
+
 def test_a_restarted_server_reloads_the_page_or_tells_it(study, browser):
     """The server restarts under the page (its tab and Gradio's session are gone). Gradio's page notices on
     its heartbeat stream ("Connection Lost") and reloads itself once a server answers: the participant

@@ -10,7 +10,7 @@ connection), an image of the page that another replica cannot serve (403). The s
 page's own requests (it wraps ``window.fetch``, which Gradio's client calls for both) and shows the
 reload sentence (``ui.MOVED``) in a banner over the page:
 
-* at once when a join, the stream, or a file of the page answers 404, 403 (a file) or 502 / 503 / 504,
+* at once when a join, the stream, an upload or a file of the page answers 404, 403 (a file) or 502 / 503 / 504,
   when the stream says ``unexpected_error`` (Gradio's "Session not found" comes so, in a 200 stream, and
   so does "Server stopped unexpectedly"), or when the stream breaks while an event of this tab is still
   waiting for its answer (a stream that ends cleanly is left to the bounds below: Gradio may close a tab's
@@ -80,8 +80,10 @@ WATCHDOG_JS = r"""
     document.body.appendChild(box);
   }
   const BAD = new Set([404, 502, 503, 504]);
+  // an upload (a stroke's layers, an image) that the proxy cannot deliver (its replica died; a body too large
+  // for the proxy to retry elsewhere) would leave the stroke unsent without a word
   const kind = (url) => url.includes('/queue/join') ? 'join' : url.includes('/queue/data') ? 'data'
-    : url.includes('/gradio_api/file=') ? 'file' : null;
+    : url.includes('/gradio_api/file=') ? 'file' : /\/gradio_api\/upload(\?|$)/.test(url) ? 'upload' : null;
   let joins = 0;
   function watchStream(body) {
     W.streams += 1;
