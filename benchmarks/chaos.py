@@ -27,7 +27,19 @@ What it reports (a table, and JSON with ``--json``):
   its last stroke, which must not match;
 * the time each SIGTERM'd replica took to exit, and its exit status.
 
-    python benchmarks/chaos.py --replicas 3 --participants 12 --strokes 10 --json benchmarks/chaos_cpu.json
+With ``--app-users N``, users of the comparison app (not a study) work at the same time on their own
+replicas behind their own HAProxy, with the same faults at the same points of their strokes. Their
+originals and their long jobs are in the same PostgreSQL (``IC_ZOO_IMAGE_STORE``, ``IC_ZOO_JOBS``). Each
+one loads an image, paints squares at places unique to it, asks for slow maps (a job) after every
+``--slow-every``-th stroke, keeps the signed work record each answer carries, and reloads with ``/restore``
+and that record. Reported for them: hung clients, failures with and without a sentence, acknowledged
+strokes missing from or twice in the last record, the record rebuilt from the shared image store and drawn
+as the canvas draws it against the last canvas the client saw (bit for bit; the record less its last
+stroke as the control), and the slow-maps jobs in the queue: asked, answered, done, started again
+elsewhere.
+
+    python benchmarks/chaos.py --replicas 3 --participants 30 --strokes 15 --burn 6 --app-users 10 \
+        --json benchmarks/chaos_cpu.json
     python benchmarks/chaos.py --table benchmarks/chaos_cpu.json      # the README's table, from the JSON
 
 tests/test_chaos.py runs a small form (2 replicas, a kill -9 and a short SIGSTOP).

@@ -188,7 +188,28 @@ class HealthFront:
         if scope["type"] == "http" and FILE_ROUTE in scope["path"]:
             await self.app(scope, receive, file_refusal(send))
             return
+        if (self.health.state == "draining" and scope["type"] == "http" and scope["method"] == "POST"
+                and scope["path"].endswith("/queue/join") and _header(scope, b"x-gradio-user") == b"api"):
+            await self._refuse_api(send)
+            return
         await self.app(scope, receive, send)
+
+    async def _refuse_api(self, send) -> None:
+        """A new event from gradio_client while draining: a 422 in the form gradio_client reads as a
+        validation message, so the API client gets :data:`DRAINING` as its error (a 400, what the page gets
+        through ``guard_queue``, reaches gradio_client as a bare "400 Bad Request")."""
+        body = json.dumps({"detail": [{"__type__": "validate", "is_valid": False, "parameter_name": "server",
+                                       "message": DRAINING}]}).encode()
+        await send({"type": "http.response.start", "status": 422,
+                    "headers": self.HEADERS + [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for k, v in scope.get("headers") or []:
+        if k.lower() == name:
+            return v
+    return None
 
 
 #: Gradio's route for the files a page shows (result images); another replica's file is refused with 403

@@ -103,6 +103,10 @@ def test_healthz_answers_while_model_work_holds_the_locks_and_the_workers():
         assert job.result(timeout=30) == "y"
         health.set("draining")
         assert get(url + "healthz")[0] == 503 and get(f"http://127.0.0.1:{hport}/healthz")[0] == 503
+        # a new event from an API client while draining: refused with the sentence, not a bare "400 Bad Request"
+        with pytest.raises(Exception) as err:
+            c.predict("z", api_name="/hold")
+        assert serve.DRAINING in str(err.value), err.value
     finally:
         release.set()
         demo.close(verbose=False)
