@@ -202,10 +202,11 @@ def sentences() -> dict[str, str]:
     global SENTENCES
     if SENTENCES is None:
         os.environ.setdefault("IC_ZOO_APP_NO_DEMO", "1")
-        from ic_zoo import serve
+        from ic_zoo import gradio_util, serve
         from ic_zoo.study import ui
 
         SENTENCES = {"moved": ui.MOVED, "stale": ui.STALE, "draining": serve.DRAINING, "file_gone": serve.FILE_GONE,
+                     "upload_gone": gradio_util.UPLOAD_GONE,
                      "moved_app": serve.MOVED}
     return SENTENCES
 

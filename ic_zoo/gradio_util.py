@@ -352,6 +352,11 @@ def _no_stub():
         component_meta.create_or_modify_pyi = write
 
 
+#: a canvas file this server does not have (uploaded to another replica, or before a restart)
+UPLOAD_GONE = ("Your last change reached a server that stopped, or another one: reload the page to continue where "
+               "you left off (in a study, everything you did is kept).")
+
+
 with _no_stub():
     class Canvas(gr.ImageEditor):
         """``gr.ImageEditor`` whose every image (background, layers, composite) passes the library's input gate
@@ -379,6 +384,10 @@ with _no_stub():
             if file is None:
                 return None
             src = file.path if hasattr(file, "path") else bytes(file)
+            if isinstance(src, str) and not os.path.isfile(src):
+                # uploaded to another replica (the proxy sent the upload to a replica that was stopping and
+                # the event to another), or to this one before a restart: nothing here to read
+                raise gr.Error(UPLOAD_GONE, print_exception=False)
             limit = self.max_pixels if self.max_pixels is not None else imageio.max_pixels_default()
             try:
                 im, _ = imageio._open(src, limit, name=what, formats=EDITOR_FORMATS, decode=decode)

@@ -256,3 +256,15 @@ def test_soak_small_form():
     assert d["errors"] == 0 and d["crossed"] == 0, d["rounds_detail"]
     assert all(r["edits"] == 40 for r in d["rounds_detail"])
     assert d["growth_after_first_round_mb"] < 150, d["rounds_detail"]
+
+
+def test_a_canvas_file_this_server_does_not_have_is_the_reload_sentence(tmp_path):
+    """A stroke whose files were uploaded to another replica (the proxy sent the upload to one that was
+    stopping, the event to another) finds no file here: the reload sentence, not "does not exist"."""
+    from gradio.data_classes import FileData
+
+    canvas = gradio_util.editor("x")
+    for what in ("the image", "stroke layer 1"):
+        with pytest.raises(Exception) as info:
+            canvas._gate(FileData(path=str(tmp_path / "uploaded_elsewhere.png")), what)
+        assert str(info.value).strip("'") == gradio_util.UPLOAD_GONE
