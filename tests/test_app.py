@@ -272,3 +272,20 @@ def test_slow_maps_come_with_their_trust_scores(server, flower):
     for m in FLOWERS[:2]:
         line = next(x for x in note.splitlines() if m in x)
         assert "Trust (deletion AUC" in line and "original" in line and "modified" in line and "random" in line
+
+
+def test_a_tool_asked_by_a_tab_that_moved_here_is_told_so(server, monkeypatch):
+    """The proxy names the replica a tab was pinned to (X-IC-Zoo-Pinned); a tab whose replica stopped asks
+    this one for a tool (slow maps, undo, sanity...): the moved sentence, not 'Pick an example'."""
+    from ic_zoo import serve
+
+    _, url = server
+    monkeypatch.setenv("IC_ZOO_REPLICA", "r2")
+    for api, args in (("/slow_maps", (FLOWERS[:1], "occlusion")), ("/undo", (FLOWERS, "gradcam", app_module.ROWS[0])),
+                      ("/sanity", (FLOWERS[:1], "gradcam"))):
+        c = Client(url, verbose=False, headers={serve.PINNED_HEADER: "r1"})
+        with pytest.raises(Exception) as info:
+            c.predict(*args, api_name=api)
+        assert serve.MOVED in str(info.value), (api, info.value)
+    with pytest.raises(Exception, match="Pick an example or upload an image first"):  # never pinned: no image yet
+        Client(url, verbose=False).predict(FLOWERS[:1], "occlusion", api_name="/slow_maps")

@@ -180,8 +180,11 @@ class AppContext:
                 st.expired = serve.MOVED
         return st
 
-    @staticmethod
-    def need_session(st) -> AppState:
+    @classmethod
+    def need_session(cls, st, request=None) -> AppState:
+        """The tab's state with its image, or one sentence: a tab that moved here from a stopped replica is
+        told so (``state_of``), one that never had an image is asked for one."""
+        st = cls.state_of(st, request)
         if isinstance(st, AppState) and st.session is None and st.expired:
             raise gr.Error(gradio_util.expired_sentence(st.expired))
         if not isinstance(st, AppState) or st.session is None:

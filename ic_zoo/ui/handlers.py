@@ -66,9 +66,9 @@ def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> No
     ui.inputs.gallery.select(on_example, [ui.inputs.gallery] + settings, out, api_visibility="private", **latest).then(**history)
 
     @ctx.tab_call
-    def on_switch(names, explainer, rows_mode, st):
+    def on_switch(names, explainer, rows_mode, st, request: gr.Request = None):
         """The domain line's button: the zoo that fits the image, in one click."""
-        st = ctx.need_session(st)
+        st = ctx.need_session(st, request)
         st.user_chose = False
         return ctx.show(st, names, explainer, rows_mode, show_original=True, switch_to=ctx.zoo_for[st.domain])
 
@@ -150,10 +150,11 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
     ed, pick = ui.editor, _stroke_inputs(ui)
 
     @ctx.tab_call
-    def on_click_select(collect, names, inpainter, explainer, rows_mode, st, evt: gr.SelectData):
+    def on_click_select(collect, names, inpainter, explainer, rows_mode, st, evt: gr.SelectData,
+                        request: gr.Request = None):
         """A click on the click-select image: the superpixel under it is removed, like a stroke; with
         *collect* on (or Shift held) it joins a selection that *Remove the selected regions* applies."""
-        st = ctx.need_session(st)
+        st = ctx.need_session(st, request)
         x, y = (int(v) for v in evt.index[:2])
         region = st.session.region_at(x, y)
         if collect:
@@ -167,8 +168,8 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
     ed.click_img.select(on_click_select, [ed.collect] + pick, out, api_visibility="private", **busy).then(**history)
 
     @ctx.tab_call
-    def on_remove_selected(names, inpainter, explainer, rows_mode, st):
-        st = ctx.need_session(st)
+    def on_remove_selected(names, inpainter, explainer, rows_mode, st, request: gr.Request = None):
+        st = ctx.need_session(st, request)
         if st.pending is None or not st.pending.any():
             raise gr.Error("No region is selected: click the regions to remove first.")
         pending, st.pending = st.pending, None
@@ -178,10 +179,10 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
     ed.remove_selected.click(on_remove_selected, pick, out, api_name="remove_selected", **busy).then(**history)
 
     @ctx.tab_call
-    def on_mask(path, names, inpainter, explainer, rows_mode, st):
+    def on_mask(path, names, inpainter, explainer, rows_mode, st, request: gr.Request = None):
         """An uploaded mask (white or opaque = remove) applied as one stroke; one of another size is
         resized to the image, and the page says so."""
-        st = ctx.need_session(st)
+        st = ctx.need_session(st, request)
         if not path:
             return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
         mask = imageio.load_mask(path)
@@ -203,8 +204,8 @@ def wire_edit_stack(ctx: AppContext, ui: Page, history: dict) -> None:
     out, busy, ed = ui.view_outputs(), ctx.busy(), ui.editor
 
     def stack_step(op: str):
-        def step(names, explainer, rows_mode, st):
-            st = ctx.need_session(st)
+        def step(names, explainer, rows_mode, st, request: gr.Request = None):
+            st = ctx.need_session(st, request)
             if op == "reset":
                 st.session.reset()
                 st.selected = {}
@@ -341,8 +342,8 @@ def wire_row_clicks(ctx: AppContext, ui: Page, history: dict) -> None:
     """A click on a row of a model column's table shows that class's maps (the column's model is the one
     the tab's state says the slot shows)."""
 
-    def select_row(i, names, explainer, rows_mode, st, evt):
-        st = ctx.need_session(st)
+    def select_row(i, names, explainer, rows_mode, st, evt, request: gr.Request = None):
+        st = ctx.need_session(st, request)
         views = list(getattr(st, "views", None) or [])
         name = views[i].name if i < len(views) else None
         if name in (names or []) and evt.index is not None:
@@ -355,8 +356,8 @@ def wire_row_clicks(ctx: AppContext, ui: Page, history: dict) -> None:
     def wire_slot(i, table):  # Gradio's default trigger mode: a deferred run ("always_last") would carry the
         # event data of the first click, not the last
         @ctx.tab_call
-        def on_row(names, explainer, rows_mode, st, evt: gr.SelectData):
-            return select_row(i, names, explainer, rows_mode, st, evt)
+        def on_row(names, explainer, rows_mode, st, evt: gr.SelectData, request: gr.Request = None):
+            return select_row(i, names, explainer, rows_mode, st, evt, request)
 
         table.select(on_row, ui.settings(), ui.view_outputs(), api_visibility="private", **ctx.busy()).then(
             **history)

@@ -62,8 +62,8 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
     t = ui.tools
 
     @ctx.tab_call
-    def on_slow(names, explainer, st, progress=gr.Progress()):
-        st = ctx.need_session(st)
+    def on_slow(names, explainer, st, progress=gr.Progress(), request: gr.Request = None):
+        st = ctx.need_session(st, request)
         if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow":
             raise gr.Error(f"{explainer} is interactive: its maps are already shown. Choose a slow explainer "
                            "(Score-CAM, Ablation-CAM, FullGrad) first.")
@@ -103,8 +103,8 @@ def wire_contrast(ctx: AppContext, ui: Page) -> None:
     ui.page_load.append((contrast_choices, t.con_model, [t.con_a, t.con_b]))
 
     @ctx.tab_call
-    def on_contrast(name, a, b, explainer, st):
-        st = ctx.need_session(st)
+    def on_contrast(name, a, b, explainer, st, request: gr.Request = None):
+        st = ctx.need_session(st, request)
         if not (name and a and b):
             raise gr.Error("Choose a model and two classes.")
         labels = ctx.clf(name).labels
@@ -125,8 +125,8 @@ def wire_sanity(ctx: AppContext, ui: Page) -> None:
     t = ui.tools
 
     @ctx.tab_call
-    def on_sanity(names, explainer, st):
-        st = ctx.need_session(st)
+    def on_sanity(names, explainer, st, request: gr.Request = None):
+        st = ctx.need_session(st, request)
         ex = present.interactive_explainer(explainer)[0]
         pics, lines = [], []
         for m in (names or [])[:MAX_MODELS]:
@@ -189,8 +189,8 @@ def wire_inpainter_check(ctx: AppContext, ui: Page) -> None:
     t = ui.tools
 
     @ctx.tab_call
-    def on_check(names, st, progress=gr.Progress()):
-        st = ctx.need_session(st)
+    def on_check(names, st, progress=gr.Progress(), request: gr.Request = None):
+        st = ctx.need_session(st, request)
         forward = gradio_util.monotonic(progress)
         chk = st.session.inpainter_check((names or [])[:MAX_MODELS], progress=lambda f, msg: forward(f, desc=msg))
         return {t.chk_text: present.inpainter_check_summary(chk), t.chk_table: present.inpainter_check_frame(chk)}
@@ -203,8 +203,8 @@ def wire_export(ctx: AppContext, ui: Page) -> None:
     t = ui.tools
 
     @ctx.tab_call
-    def on_export(names, explainer, st):
-        st = ctx.need_session(st)
+    def on_export(names, explainer, st, request: gr.Request = None):
+        st = ctx.need_session(st, request)
         ex = present.interactive_explainer(explainer)[0]
         d = Path(tempfile.mkdtemp(prefix="ic_zoo_export_"))
         names = (names or [])[:MAX_MODELS]
