@@ -234,6 +234,8 @@ def test_slow_maps_asked_on_one_replica_are_computed_by_another(pg_url, monkeypa
     finally:
         demo.close()
         demo.ic_zoo_tabs.close()
+        for close in demo.ic_zoo_closers:  # A's job queue (what ic_zoo.serve closes after the drain)
+            close()
         b.jobs.close()
         b.tabs.close()
 
