@@ -122,13 +122,13 @@ def test_occlusion_points_at_the_discriminative_parts_and_shares_its_inpainting(
 
 
 def _occlusion_pair(key, n):
-    """Fast (no time budget: deterministic) and exhaustive occlusion maps of n held-out images the model
+    """Fast (no budget) and exhaustive occlusion maps of n held-out images the model
     gets right, with the fast one's passes."""
     from ic_zoo.explain_bench import select_images
     from ic_zoo.explainers import occlusion as O
 
     clf = get_classifier(key)
-    fast, ref = O.Occlusion(seconds=None), O.ExhaustiveOcclusion()
+    fast, ref = O.Occlusion(gflop=None), O.ExhaustiveOcclusion()
     maps, ious = {}, {"fast": [], "ref": []}
     for j, (p, img, parts) in enumerate(select_images(clf, "double-12c", n, 0)[0]):
         x, m = clf.preprocess(img), g.disc_mask(p, parts)
@@ -161,21 +161,77 @@ def test_fast_occlusion_agrees_with_the_exhaustive_one(key, n):
     assert a["spearman_explaining_segments"] >= 0.9, a
 
 
-def test_fast_occlusion_keeps_to_its_time_budget_and_reports_monotone_progress():
+def test_fast_occlusion_keeps_to_its_budget_and_reports_monotone_progress():
     from ic_zoo.explainers import occlusion as O
 
     clf = get_classifier("flower2d/resnet")
     p, img, m = _samples("double-12c", 1)[0]
     x = clf.preprocess(img)
     seen = []
-    none_left = O.Occlusion(seconds=0.0)  # no batch of refinement fits: the coarse pass alone
+    none_left = O.Occlusion(gflop=0.0)  # no batch of refinement fits: the coarse pass alone
     out = none_left.explain(clf, x, [p["label"]], progress=lambda f, msg: seen.append(f))
     n_coarse = len(O.segmentation(clf.tensor_to_image(x), 16, "telea").ids)
     assert none_left.last_passes == n_coarse and np.isfinite(out.raw).all()
     assert seen == sorted(seen) and seen[-1] == 1.0
-    full = O.Occlusion(seconds=None)
+    full = O.Occlusion(gflop=None)
     full.explain(clf, x, [p["label"]])
     assert full.last_passes > n_coarse
+    # a budget of 40 passes of this model (its cost counted once): at most 40, whatever the clock says
+    assert O.forward_flops(clf, x) > 1e5
+    forty = O.Occlusion(gflop=40.5 * O.pass_cost(clf, x) / 1e9)
+    forty.explain(clf, x, [p["label"]])
+    assert forty.last_budget == 40 and n_coarse < forty.last_passes <= 40 < full.last_passes
+
+
+def test_fast_occlusion_gives_the_same_map_on_a_slow_machine(monkeypatch):
+    """The map is a function of the image, the model and the settings: a clock that runs 100x slower (a
+    busy machine) changes nothing, bit for bit (it cut the refinement short when the budget was seconds)."""
+    import time as _time
+
+    from ic_zoo.explainers import occlusion as O
+
+    clf = get_classifier("flower2d/resnet")
+    p, img, m = _samples("double-12c", 1)[0]
+    x = clf.preprocess(img)
+    budget = 60.5 * O.pass_cost(clf, x) / 1e9  # 60 passes: the budget binds (the unlimited map takes more)
+    fast = O.Occlusion(gflop=budget).explain(clf, x, [p["label"]]).raw
+    real = _time.perf_counter
+    start = real()
+    monkeypatch.setattr(O.time, "perf_counter", lambda: start + 100 * (real() - start))
+    slow = O.Occlusion(gflop=budget)
+    again = slow.explain(clf, x, [p["label"]]).raw
+    assert np.array_equal(fast, again) and slow.last_passes > 16
+    assert slow.last_seconds > 0  # reported, not used
+
+
+def test_the_default_budget_gives_resnet50_50_passes_and_flower2d_no_limit():
+    """The budget the README quotes, from FLOPs (random weights: FLOPs do not depend on them): ResNet-50 at
+    224 px costs 8.2 GFLOP a pass (FlopCounterMode counts a multiply-add as 2) plus 3 GFLOP-equivalents of
+    pixels: 50 passes; a Flower2D model's budget never binds (its maps are the unlimited ones)."""
+    import timm
+    import torch
+
+    from ic_zoo.explainers import occlusion as O
+
+    class Probe:
+        lock = __import__("threading").Lock()
+
+        def __init__(self):
+            self.model = timm.create_model("resnet50", pretrained=False).eval()
+
+        def forward(self, x):
+            return self.model(x)
+
+    x = torch.zeros(1, 3, 224, 224)
+    assert 7.5e9 < O.forward_flops(Probe(), x) < 8.5e9
+    assert int(O.GFLOP_BUDGET * 1e9 // O.pass_cost(Probe(), x)) == 50
+    clf = get_classifier("flower2d/resnet")
+    p, img, m = _samples("double-12c", 1)[0]
+    x = clf.preprocess(img)
+    assert O.GFLOP_BUDGET * 1e9 // O.pass_cost(clf, x) > 1000
+    d, u = O.Occlusion(), O.Occlusion(gflop=None)
+    assert np.array_equal(d.explain(clf, x, [p["label"]]).raw, u.explain(clf, x, [p["label"]]).raw)
+    assert d.last_passes == u.last_passes < d.last_budget
 
 
 def test_metrics_on_known_maps():

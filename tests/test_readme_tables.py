@@ -18,6 +18,7 @@ def _formatters():
     import arch_matrix
     import chaos
     import lime_samples
+    import occlusion_budget
     import replicas
 
     from ic_zoo import bench, explain_bench, explain_parts, latency
@@ -31,7 +32,8 @@ def _formatters():
             ("edit_lite_cpu", "edit_lite_cpu", bench.format_markdown),
             ("lime_samples", "lime_samples", lime_samples.format_table),
             ("arch_matrix", "arch_matrix", arch_matrix.format_table),
-            ("chaos_cpu", "chaos_cpu", chaos.table)]
+            ("chaos_cpu", "chaos_cpu", chaos.table),
+            ("occlusion_budget", "occlusion_budget", occlusion_budget.table)]
 
 
 @pytest.mark.parametrize("stem,source,fmt", _formatters(), ids=lambda v: v if isinstance(v, str) else "")
