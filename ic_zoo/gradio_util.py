@@ -504,6 +504,10 @@ body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-ca
 [id^="model_"][id$="_table"] .body-cell:not(.first-column), [id^="model_"][id$="_table"] th:not(:first-child) {
   padding-left: 2px !important; padding-right: 2px !important; }
 #model_columns_at { position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
+/* four models: two rows of two, each column half the width (three at 230 px and a fourth on a full-width
+   row of its own was what the wrap gave) */
+#model_columns:has(#model_3_title) > [id^="model_"] {
+  flex: 1 1 calc(50% - var(--layout-gap, 16px)) !important; max-width: calc(50% - var(--layout-gap, 16px) / 2); }
 """
 
 PAGE_JS = """

@@ -190,3 +190,31 @@ def test_the_study_page_shows_participants_no_navigation_or_api_links(tmp_path, 
     finally:
         demo.close()
         demo.ic_zoo_tabs.close()
+
+
+def test_four_models_share_the_width_in_a_grid_not_a_stray_row(url, browser):
+    """With four models the columns form two rows of two (or one row of four where there is room), each
+    as wide as the others: the fourth never wraps to a full-width row under the other three. Three stay
+    in one row."""
+    page = _open(browser, url)
+    page.wait_for_selector("#model_2_title", state="visible", timeout=60_000)
+    boxes = [page.locator(f"#model_{i}").bounding_box() for i in range(3)]
+    assert len({round(b["y"]) for b in boxes}) == 1 and max(b["width"] for b in boxes) < 1.15 * min(
+        b["width"] for b in boxes), boxes
+    page.close()
+    demo = app_module.build_demo(models=FLOWERS + ["flower2d-6c/resnet"])
+    _, u, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        for width in (1400, 1100):
+            page = _open(browser, u, width=width)
+            page.wait_for_selector("#model_3_title", state="visible", timeout=60_000)
+            boxes = [page.locator(f"#model_{i}").bounding_box() for i in range(4)]
+            widths = [b["width"] for b in boxes]
+            assert max(widths) < 1.15 * min(widths), (width, widths)  # equal shares
+            rows = sorted({round(b["y"]) for b in boxes})
+            assert len(rows) in (1, 2), (width, rows)
+            per_row = [sum(1 for b in boxes if round(b["y"]) == y) for y in rows]
+            assert per_row in ([4], [2, 2]), (width, per_row)
+            page.close()
+    finally:
+        demo.close()
