@@ -52,7 +52,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         header = panels.header()  # the title and the tutorial (open on the first visit only)
         inputs = panels.inputs(ctx)  # the examples and the upload
         pickers = panels.pickers(ctx)  # models, inpainter, explainer
-        with gr.Row(equal_height=False):
+        with gr.Row(equal_height=False, elem_id="workspace"):
             editor = panels.editor(ctx)  # the canvas, its buttons and keys, the status, other selections
             results = panels.results()  # one column per model
         tools = panels.tools(ctx)  # before / after, history, slow maps, contrast, ... in tabs

@@ -506,6 +506,12 @@ body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-ca
 #model_columns_at { position: absolute !important; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 /* four models: two rows of two, each column half the width (three at 230 px and a fourth on a full-width
    row of its own was what the wrap gave) */
+/* a phone: the canvas comes right after the examples; the pickers (the models' box alone is 340 px tall
+   there) and the tools follow the results */
+@media (max-width: 640px) {
+  #pickers { order: 1; }
+  #tools, #pickers ~ #tools { order: 2; }
+}
 #model_columns:has(#model_3_title) > [id^="model_"] {
   flex: 1 1 calc(50% - var(--layout-gap, 16px)) !important; max-width: calc(50% - var(--layout-gap, 16px) / 2); }
 """

@@ -146,6 +146,11 @@ def test_a_phone_sees_the_first_result_under_the_canvas_and_the_tutorial_once(ur
     assert status["y"] >= canvas["y"] + canvas["height"] and status["y"] - (canvas["y"] + canvas["height"]) < 40
     assert first["y"] >= tools["y"] + tools["height"] and first["y"] - (tools["y"] + tools["height"]) < 60, (
         canvas, status, tools, first)  # the first result right after the canvas column
+    # the canvas on the first screen (the pickers, 430 px tall on a phone, come after the results)
+    assert canvas["y"] < 600, canvas
+    pickers = page.locator("#models").bounding_box()
+    last = page.locator("#model_2").bounding_box()
+    assert pickers["y"] > last["y"] + last["height"] - 1, (pickers, last)
     if os.environ.get("IC_ZOO_SCREENSHOT"):  # the README's phone picture, beside the desktop one
         page.locator("#model_0_maps").scroll_into_view_if_needed()  # the browser loads it lazily
         page.wait_for_function("() => { const i = document.querySelector('#model_0_maps img'); "

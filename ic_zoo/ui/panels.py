@@ -92,7 +92,7 @@ class Pickers:
 
 
 def pickers(ctx: AppContext) -> Pickers:
-    with gr.Row():
+    with gr.Row(elem_id="pickers"):
         models = gr.Dropdown(classifier_choices(ctx.named), value=ctx.default, multiselect=True,
                              max_choices=MAX_MODELS, allow_custom_value=True, filterable=True, scale=3,
                              elem_id="models", label=f"Models to compare (up to {MAX_MODELS}; or type timm:<name>, "
