@@ -251,12 +251,7 @@ class ChaosParticipant(R.Participant):
     def stroke(self) -> list:
         from gradio_client import handle_file
 
-        y, x = self.places[self.sent % len(self.places)]
-        self.sent += 1
-        m = np.zeros((self.size, self.size), bool)
-        m[y:y + SQUARE, x:x + SQUARE] = True
-        path = R.layer_png((self.size, self.size), m, self.folder / f"{self.code}_{self.sent}.png")
-        bg = self.bg["path"] if isinstance(self.bg, dict) else self.bg
+        y, x, path, bg = self._next_square()
         job = self.client.submit(0, {"background": handle_file(str(bg)), "layers": [handle_file(path)],
                                      "composite": None}, api_name="/study_edit")
         try:
@@ -268,6 +263,16 @@ class ChaosParticipant(R.Participant):
         self.acked.append((int(y), int(x)))
         self._saw()
         return out
+
+    def _next_square(self) -> tuple[int, int, str, str]:
+        """The next stroke: a square at this client's next place, as an editor layer file; and the
+        background the client was last shown (what the canvas sends back)."""
+        y, x = self.places[self.sent % len(self.places)]
+        self.sent += 1
+        m = np.zeros((self.size, self.size), bool)
+        m[y:y + SQUARE, x:x + SQUARE] = True
+        path = R.layer_png((self.size, self.size), m, self.folder / f"{self.code}_{self.sent}.png")
+        return y, x, path, str(self.bg["path"] if isinstance(self.bg, dict) else self.bg)
 
     def _saw(self) -> None:
         """Read the image the client was just shown (a file of the replica's, on this machine)."""
@@ -331,12 +336,7 @@ class AppUser(ChaosParticipant):
 
         from ic_zoo.ui.context import ROWS
 
-        y, x = self.places[self.sent % len(self.places)]
-        self.sent += 1
-        m = np.zeros((self.size, self.size), bool)
-        m[y:y + SQUARE, x:x + SQUARE] = True
-        path = R.layer_png((self.size, self.size), m, self.folder / f"{self.code}_{self.sent}.png")
-        bg = self.bg["path"] if isinstance(self.bg, dict) else self.bg
+        y, x, path, bg = self._next_square()
         out = self._call({"background": handle_file(str(bg)), "layers": [handle_file(path)], "composite": None},
                          self.models, "telea", "gradcam", ROWS[0], api_name="/edit")
         self._took(out)

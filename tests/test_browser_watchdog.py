@@ -197,8 +197,11 @@ def test_a_stroke_whose_upload_the_proxy_cannot_deliver_ends_in_the_sentence(stu
         hit.append(route.request.url)
         route.fulfill(status=502, body="<html>502 Bad Gateway</html>", content_type="text/html")
 
-    page.route("**/gradio_api/upload**", fail)
-    box = page.locator("#editor canvas").first.bounding_box()
+    canvas = page.locator("#editor canvas").locator("visible=true").first  # the drawing surface, not a hidden one
+    canvas.wait_for(state="visible", timeout=60_000)  # drawn after the task's image (later on a busy machine)
+    page.wait_for_timeout(1000)
+    page.route("**/gradio_api/upload**", fail)  # only now: the canvas's own set-up is not a stroke
+    box = canvas.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.3, y)
     page.mouse.down()
