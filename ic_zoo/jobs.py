@@ -225,7 +225,7 @@ class PgJobs(Jobs):
             sa.Column("runs", sa.Integer, nullable=False, default=0), sa.Column("run", sa.String(40)),
             sa.Column("replica", sa.String(200), default=""), sa.Column("updated_at", sa.Float, nullable=False))
         try:
-            meta.create_all(self.engine)
+            create_tables(self.engine, meta)
             self._procrastinate_schema()
         except sa.exc.SQLAlchemyError as exc:
             raise JobError(f"The job queue {self.engine.url.render_as_string(hide_password=True)} cannot be "
@@ -406,6 +406,17 @@ class PgJobs(Jobs):
                 log.warning("job %s not handed back: %s", key, exc)
         self._thread.join(3)  # a sync run still going is not waited for (the process exits; its writes are ignored)
         self.engine.dispose()
+
+
+def create_tables(engine, meta) -> None:
+    """``meta.create_all`` that replicas starting together can all run: on PostgreSQL under one advisory
+    lock (two concurrent CREATE TABLEs of the same name fail with an IntegrityError on pg_type)."""
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(4242034)"))
+        meta.create_all(conn)
 
 
 def _libpq_url(url: str) -> str:

@@ -94,7 +94,8 @@ def test_the_work_survives_a_reload_and_a_move_to_another_replica(replicas, brow
     picked = [t.strip().rstrip("×").strip() for t in page.locator("#models .token").all_inner_texts()]
     assert picked == FLOWERS
 
-    page.wait_for_timeout(1000)  # the canvas draws the rebuilt image (as after an upload, _one_stroke)
+    page.locator("#editor canvas").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(2500)  # the canvas draws the rebuilt image (slower than after an upload on a busy run)
     _stroke(page, y=95, x0=60, x1=140)  # and the work goes on there
     _wait_status(page, "3 edit(s)")
     page.locator("#undo").click()

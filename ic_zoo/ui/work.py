@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IcZooError
+from ..jobs import create_tables
 from ..imageio import image_to_png, mask_to_png, png_to_image, png_to_mask
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class SqlImageStore(ImageStore):
                               sa.Column("png", sa.LargeBinary, nullable=False),
                               sa.Column("stored_at", sa.Float, nullable=False))
         try:
-            meta.create_all(self.engine)
+            create_tables(self.engine, meta)
         except sa.exc.SQLAlchemyError as exc:
             raise WorkError(f"The image store {self.engine.url.render_as_string(hide_password=True)} cannot be "
                             f"opened: {type(exc).__name__}.") from None
