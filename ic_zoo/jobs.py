@@ -85,8 +85,6 @@ def unpack(data: bytes) -> tuple[dict, dict[str, bytes]]:
 class Jobs:
     """What both kinds of queue share: the handlers, ``submit``, ``status`` and ``wait``."""
 
-    shared = False  # True: another replica can finish this queue's jobs
-
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
 
@@ -202,8 +200,6 @@ class LocalJobs(Jobs):
 class PgJobs(Jobs):
     """The deployment's PostgreSQL: procrastinate's queue, and a table ``ic_zoo_jobs`` of states and
     results that every replica reads."""
-
-    shared = True
 
     def __init__(self, url: str, stalled_s: float | None = None, workers: int | None = None) -> None:
         super().__init__()

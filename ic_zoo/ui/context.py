@@ -291,7 +291,8 @@ class AppContext:
         return ic_zoo.Session(img, device=self.device, pretrained=self.pretrained)
 
     def job_record(self, st: AppState, names) -> str | None:
-        """The tab's work as a signed record (what a job rebuilds it from), or None when it is too large."""
+        """The tab's work as a signed record (what the browser keeps and a job rebuilds it from), or None when
+        it is too large; the original is put in the image store once."""
         if st.work_key is None:
             st.work_key = self.images.put(st.session.original)
         return work.encode(work.Work.of(st.work_key, st.session, st.source, names, st.selected), self.work_secret)
@@ -311,9 +312,7 @@ class AppContext:
         if seen == st.work_sent or self.ui.work is None:
             return {}
         try:
-            if st.work_key is None:
-                st.work_key = self.images.put(s.original)
-            record = work.encode(work.Work.of(st.work_key, s, st.source, names, st.selected), self.work_secret)
+            record = self.job_record(st, names)
         except Exception as exc:  # noqa: BLE001 - a store that fails costs the reload, never the event
             log.warning("the work record could not be written: %s", exc)
             return {}
