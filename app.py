@@ -55,6 +55,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         with gr.Row(equal_height=False, elem_id="workspace"):
             editor = panels.editor(ctx)  # the canvas, its buttons and keys, the status, other selections
             results = panels.results()  # one column per model
+        panels.map_viewer(results)  # the chosen model's maps, large
         tools = panels.tools(ctx)  # before / after, history, slow maps, contrast, ... in tabs
         gradio_util.page_script(demo)  # styles, keys, the busy sign
         # the tab's work, rebuilt on a reload or on another replica (ui.work): Gradio encrypts it with a key

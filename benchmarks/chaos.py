@@ -202,12 +202,12 @@ def sentences() -> dict[str, str]:
     global SENTENCES
     if SENTENCES is None:
         os.environ.setdefault("IC_ZOO_APP_NO_DEMO", "1")
-        from ic_zoo import gradio_util, serve
+        from ic_zoo import client, gradio_util, serve
         from ic_zoo.study import ui
 
         SENTENCES = {"moved": ui.MOVED, "stale": ui.STALE, "draining": serve.DRAINING, "file_gone": serve.FILE_GONE,
                      "upload_gone": gradio_util.UPLOAD_GONE,
-                     "moved_app": serve.MOVED}
+                     "moved_app": serve.MOVED, "lost_study": client.STUDY_LOST, "lost_app": client.APP_LOST}
     return SENTENCES
 
 
@@ -234,13 +234,12 @@ class ChaosParticipant(R.Participant):
         self.seen_n = 0
 
     def join(self) -> list:
-        from gradio_client import Client
-
+        from ic_zoo.client import Client
         from ic_zoo.study.security import issue
 
-        self.client = Client(self.url, verbose=False, download_files=False, httpx_kwargs={"timeout": self.hang})
+        self.client = Client(self.url, study=True, hang=self.hang)
         link = issue(self.secret, self.code) if self.secret else self.code
-        out = self.client.submit(0, link, api_name="/consent").result(timeout=self.hang)
+        out = self.client.call(0, link, api_name="/consent")
         canvas = next(o for o in out if isinstance(o, dict) and o.get("background"))
         self.bg = canvas["background"]
         self.n = R.strokes_in(out)
@@ -252,13 +251,8 @@ class ChaosParticipant(R.Participant):
         from gradio_client import handle_file
 
         y, x, path, bg = self._next_square()
-        job = self.client.submit(0, {"background": handle_file(str(bg)), "layers": [handle_file(path)],
-                                     "composite": None}, api_name="/study_edit")
-        try:
-            out = job.result(timeout=self.hang)
-        except TimeoutError:  # given up on, as a page's watchdog does; its cancel may hang too, so aside
-            threading.Thread(target=lambda: _quietly(job.cancel), daemon=True).start()
-            raise
+        out = self.client.call(0, {"background": handle_file(str(bg)), "layers": [handle_file(path)],
+                                   "composite": None}, api_name="/study_edit")
         self._took(out)
         self.acked.append((int(y), int(x)))
         self._saw()
@@ -272,23 +266,18 @@ class ChaosParticipant(R.Participant):
         m = np.zeros((self.size, self.size), bool)
         m[y:y + SQUARE, x:x + SQUARE] = True
         path = R.layer_png((self.size, self.size), m, self.folder / f"{self.code}_{self.sent}.png")
-        return y, x, path, str(self.bg["path"] if isinstance(self.bg, dict) else self.bg)
+        return y, x, path, str(self.seen_file)
 
     def _saw(self) -> None:
-        """Read the image the client was just shown (a file of the replica's, on this machine)."""
+        """Download the image the client was just shown, through the proxy with its affinity cookie (as a
+        page does); it is also what the canvas sends back with the next stroke."""
         from PIL import Image
 
         from ic_zoo.gradio_util import editor_rgb
 
-        bg = self.bg["path"] if isinstance(self.bg, dict) else self.bg
-        self.seen, self.seen_n = editor_rgb(np.asarray(Image.open(bg))), self.n
-
-
-def _quietly(fn):
-    try:
-        fn()
-    except Exception:  # noqa: BLE001 - a cancel sent to a dead or paused replica
-        pass
+        self.seen_file = self.folder / f"{self.code}_seen.png"
+        self.seen_file.write_bytes(self.client.download(self.bg))
+        self.seen, self.seen_n = editor_rgb(np.asarray(Image.open(self.seen_file))), self.n
 
 
 class AppUser(ChaosParticipant):
@@ -309,19 +298,15 @@ class AppUser(ChaosParticipant):
         self.slow_asked = self.slow_answered = 0
 
     def _call(self, *args, api_name: str) -> list:
-        job = self.client.submit(*args, api_name=api_name)
-        try:
-            return job.result(timeout=self.hang)
-        except TimeoutError:
-            threading.Thread(target=lambda: _quietly(job.cancel), daemon=True).start()
-            raise
+        return self.client.call(*args, api_name=api_name)
 
     def join(self) -> list:
-        from gradio_client import Client, handle_file
+        from gradio_client import handle_file
 
+        from ic_zoo.client import Client
         from ic_zoo.ui.context import ROWS
 
-        self.client = Client(self.url, verbose=False, download_files=False, httpx_kwargs={"timeout": self.hang})
+        self.client = Client(self.url, hang=self.hang)
         if self.record:
             out = self._call(self.record, self.models, "gradcam", ROWS[0], api_name="/restore")
         else:
@@ -536,8 +521,9 @@ def drive(cluster: ChaosCluster, participants: int, strokes: int, plan: list[tup
                 else:
                     p.stroke()
             except Exception as exc:  # noqa: BLE001 - every failure is counted, with its participant
-                msg = f"{type(exc).__name__}: {exc}"
-                hung = isinstance(exc, TimeoutError) or "timed out" in msg.lower() or "timeout" in type(exc).__name__.lower()
+                msg = f"{type(exc).__name__}: {exc}" + (f" [{exc.cause}]" if getattr(exc, "cause", "") else "")
+                hung = (isinstance(exc, TimeoutError) or "timed out" in msg.lower() or "TimeoutError" in msg
+                        or time.monotonic() - t1 >= hang)  # told, but only when the client gave up waiting
                 with lock:
                     rec = {"code": p.code, "replica": on, "t": now(), "sent_t": round(t1 - t0, 2), "event": what,
                            "told": told(msg),

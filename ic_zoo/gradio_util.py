@@ -512,6 +512,20 @@ body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-ca
   #pickers { order: 1; }
   #tools, #pickers ~ #tools { order: 2; }
 }
+/* before / after on the canvas: the compare toggle swaps the canvas for the slider (body.ic-compare) */
+#before_after { display: none !important; }
+body.ic-compare #before_after { display: flex !important; }
+body.ic-compare #editor { display: none !important; }
+/* the map viewer: three pictures side by side at the canvas's size (one under the other on a phone), their
+   labels and the colour bars in the page's text size */
+#map_row > .ic-map { flex: 1 1 300px !important; min-width: 0 !important; }
+#map_row .ic-map [data-testid="block-label"], #map_row .ic-map label { font-size: var(--text-md) !important; }
+.ic-legends { display: flex; gap: 24px; flex-wrap: wrap; font-size: var(--text-md); }
+.ic-legend { flex: 2 1 300px; }
+.ic-legend + .ic-legend { flex: 1 1 200px; }
+.ic-bar { height: 14px; border-radius: 3px; border: 1px solid rgba(128, 128, 128, .3); }
+.ic-ticks { display: flex; justify-content: space-between; }
+.ic-caption { opacity: .8; }
 #model_columns:has(#model_3_title) > [id^="model_"] {
   flex: 1 1 calc(50% - var(--layout-gap, 16px)) !important; max-width: calc(50% - var(--layout-gap, 16px) / 2); }
 """

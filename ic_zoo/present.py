@@ -127,13 +127,7 @@ def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256
     """One picture per model: the class map on the original, on the modified image (one shared scale),
     and their signed difference (red rose, blue fell), captioned with the class, above the colour bars
     of both scales."""
-    from .viz import draw_box
-
-    a = overlay(original, maps.original)
-    b = overlay(modified, maps.modified)
-    d = diverging(maps.difference, modified)
-    if box is not None:
-        a, b, d = (draw_box(x, box, (255, 255, 255), max(1, original.shape[1] // 200)) for x in (a, b, d))
+    a, b, d = map_tiles(original, modified, maps, box=box)
     what = short(maps.label, 30)
     tiles = [_caption(_fit(a, width), f"original: {what}"), _caption(_fit(b, width), f"modified: {what}"),
              _caption(_fit(d, width), "difference")]
@@ -143,6 +137,49 @@ def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256
     diff = colour_bar(width, "fell    0    rose", diverging_bar=True)
     sep = np.full((shared.shape[0], 4, 3), 255, np.uint8)
     return np.concatenate([top, np.concatenate([shared, sep, diff], 1)], 0)
+
+
+def map_tiles(original: np.ndarray, modified: np.ndarray, maps, width: int | None = None, box=None) -> tuple:
+    """The three pictures of a model's maps, uncaptioned: the class map on the original and on the modified
+    image (one shared scale) and their signed difference (red rose, blue fell), each ``width`` pixels wide
+    (None: the image's own size), with the model's crop frame when ``box`` is given."""
+    from .viz import draw_box
+
+    a = overlay(original, maps.original)
+    b = overlay(modified, maps.modified)
+    d = diverging(maps.difference, modified)
+    if box is not None:
+        a, b, d = (draw_box(x, box, (255, 255, 255), max(1, original.shape[1] // 200)) for x in (a, b, d))
+    return tuple(_fit(x, width) for x in (a, b, d)) if width else (a, b, d)
+
+
+def css_ramp(rgb: np.ndarray) -> str:
+    """CSS gradient stops of a colour ramp (an (n, 3) or (1, n, 3) uint8 array, evenly spaced)."""
+    rgb = np.asarray(rgb).reshape(-1, 3)
+    n = len(rgb)
+    return ", ".join(f"#{r:02x}{g:02x}{b:02x} {100 * i / (n - 1):.1f}%" for i, (r, g, b) in enumerate(rgb.tolist()))
+
+
+def map_legend_html(maps) -> str:
+    """The maps' colour bars as HTML, at the page's text size: the shared scale of the two class maps (0
+    to its maximum, with ticks) and the difference's (fell, 0, rose)."""
+    import html
+
+    from .viz import _jet
+
+    hi = float(maps.scale)
+    ramp = np.linspace(0, 1, 17, dtype=np.float32)[None]
+
+    def bar(css: str, ticks: list[str], caption: str) -> str:
+        spans = "".join(f"<span>{html.escape(t)}</span>" for t in ticks)
+        return (f'<div class="ic-legend"><div class="ic-bar" style="background: linear-gradient(to right, {css})">'
+                f'</div><div class="ic-ticks">{spans}</div><div class="ic-caption">{html.escape(caption)}</div></div>')
+
+    return ('<div class="ic-legends">'
+            + bar(css_ramp(_jet(ramp)), ["0", f"{hi / 2:.3g}", f"{hi:.3g}"],
+                  f"{maps.explainer} map of {maps.label}: one scale for the original and the modified image")
+            + bar(css_ramp(diverging(ramp * 2 - 1)), ["fell", "0", "rose"], "difference: modified minus original")
+            + "</div>")
 
 
 def blank_text(maps, markdown: bool = True) -> str:

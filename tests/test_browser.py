@@ -127,10 +127,12 @@ def test_paint_the_petals_and_the_class_flips(server, tmp_path):
 
 
 def _comparison_screenshot(page, path):
-    """The comparison view, from the model picker down to the maps."""
+    """The comparison view, from the model picker down to the map viewer's colour bars."""
+    page.wait_for_function("() => document.querySelector('#map_original img') !== null", timeout=60_000)
     top = page.locator("#models").bounding_box()
     bottom = max([page.locator(f"#model_{i}_info").bounding_box() or {"y": 0, "height": 0} for i in range(3)]
-                 + [page.locator("#status").bounding_box()], key=lambda b: b["y"] + b["height"])
+                 + [page.locator("#status").bounding_box(), page.locator("#map_legend").bounding_box()],
+                 key=lambda b: b["y"] + b["height"])
     page.screenshot(path=path, full_page=True, clip={
         "x": 0, "y": top["y"] - 8, "width": 1400, "height": bottom["y"] + bottom["height"] - top["y"] + 16})
 

@@ -89,11 +89,72 @@ def test_results_beside_the_canvas_keys_and_one_set_of_undo(url, browser):
     _wait_status(page, "0 edit(s)")
     page.keyboard.press("Control+Shift+z")
     _wait_status(page, "1 edit(s)")
-    # the before / after slider holds both images
-    page.get_by_role("tab", name="Before / after").click()
+    # before / after on the canvas itself: the toggle swaps the canvas for the slider, in its place, holding
+    # both images; untoggled, the canvas is back
+    canvas_box = page.locator("#editor").bounding_box()
+    assert not page.locator("#before_after").is_visible()
+    page.locator("#compare_toggle input").check()
     page.wait_for_function("() => document.querySelectorAll('#before_after img').length >= 2", timeout=20_000)
+    assert page.locator("#before_after").is_visible() and not page.locator("#editor").is_visible()
+    slider_box = page.locator("#before_after").bounding_box()
+    assert abs(slider_box["y"] - canvas_box["y"]) < 40 and slider_box["width"] > 0.8 * canvas_box["width"]
     srcs = page.eval_on_selector_all("#before_after img", "els => els.map(e => e.src)")
     assert len(set(srcs)) >= 2, srcs
+    page.locator("#compare_toggle input").uncheck()
+    page.wait_for_function("() => !document.body.classList.contains('ic-compare')", timeout=5000)
+    assert page.locator("#editor").is_visible() and not page.locator("#before_after").is_visible()
+    page.close()
+
+
+def _viewer_state(page) -> dict:
+    return page.evaluate("""() => {
+      const pic = id => { const im = document.querySelector('#' + id + ' img');
+                          const lab = document.querySelector('#' + id + ' [data-testid="block-label"]');
+                          return im ? {src: im.src, w: im.getBoundingClientRect().width,
+                                       label: lab ? lab.innerText : '',
+                                       font: lab ? parseFloat(getComputedStyle(lab).fontSize) : 0} : null; };
+      const ticks = [...document.querySelectorAll('#map_legend .ic-ticks span')];
+      return {title: document.querySelector('#map_title').innerText,
+              original: pic('map_original'), modified: pic('map_modified'), difference: pic('map_difference'),
+              ticks: ticks.map(t => t.innerText),
+              tick_font: ticks.length ? parseFloat(getComputedStyle(ticks[0]).fontSize) : 0,
+              body_font: parseFloat(getComputedStyle(document.querySelector('#status')).fontSize),
+              fullscreen: document.querySelectorAll('#map_row button[aria-label*="ull"]').length};
+    }""")
+
+
+def test_the_maps_at_the_canvas_size_with_a_model_switcher(url, browser):
+    """Issue 34 item 7: the chosen model's three maps at least 400 px wide each on a desktop, labelled and
+    with colour-bar ticks at the page's text size, each with a full-screen button; the switcher shows
+    another model's maps; they are of the current edit."""
+    page = _open(browser, url)
+    page.wait_for_function("() => document.querySelector('#map_original img') !== null", timeout=30_000)
+    v = _viewer_state(page)
+    assert "flower2d/squeezenet" in v["title"] and "edit 0" in v["title"], v["title"]
+    for k in ("original", "modified", "difference"):
+        assert v[k] is not None and v[k]["w"] >= 400, (k, v[k])
+        assert v[k]["font"] >= 0.95 * v["body_font"], (k, v[k]["font"], v["body_font"])
+    assert v["ticks"][0] == "0" and "fell" in v["ticks"] and "rose" in v["ticks"], v["ticks"]
+    assert v["tick_font"] >= 0.95 * v["body_font"]
+    assert v["fullscreen"] >= 3, v["fullscreen"]
+    # a stroke: the viewer is of edit 1, and its modified map changed
+    _stroke(page)
+    _wait_status(page, "1 edit(s)")
+    page.wait_for_function("() => document.querySelector('#map_title').innerText.includes('edit 1')", timeout=30_000)
+    v1 = _viewer_state(page)
+    assert v1["modified"]["src"] != v["modified"]["src"] and "edit 1" in v1["modified"]["label"]
+    # the switcher: the ResNet's maps
+    page.locator("#map_model label", has_text="flower2d/resnet").click()
+    page.wait_for_function("() => document.querySelector('#map_title').innerText.includes('flower2d/resnet')",
+                           timeout=30_000)
+    v2 = _viewer_state(page)
+    assert "edit 1" in v2["title"] and v2["original"]["src"] != v1["original"]["src"]
+    # it stays chosen through the next edit
+    page.locator("#header").click()  # the keys act on the page, not on the switcher
+    page.keyboard.press("Control+z")
+    _wait_status(page, "0 edit(s)")
+    page.wait_for_function("() => document.querySelector('#map_title').innerText.includes('edit 0')", timeout=30_000)
+    assert "flower2d/resnet" in _viewer_state(page)["title"]
     page.close()
 
 

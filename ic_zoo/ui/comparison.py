@@ -33,6 +33,15 @@ class ModelView:
     explainer: str = ""
     map: dict | None = None  # the shown maps' ClassMaps.to_dict() (their scale, whether blank), for the JSON
     shorter: dict | None = None  # the rows' labels that have a short name (present.first_synonyms)
+    drawn: tuple | None = None  # (original, modified, ClassMaps, crop box): what the map viewer draws large
+    edit: int = 0  # the edit the view is of
+
+    def tiles(self, width: int = 480) -> tuple | None:
+        """The maps at the viewer's size: on the original, on the modified image, their difference."""
+        if self.drawn is None:
+            return None
+        original, modified, cm, box = self.drawn
+        return present.map_tiles(original, modified, cm, width=min(width, original.shape[1] * 2), box=box)
 
 
 _short_names: dict[int, tuple[list, dict]] = {}
@@ -75,7 +84,9 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
     view = ModelView(name, present.model_title(name, result), rows, panel,
                      "\n\n".join(info), None, int(cls) if cm is not None else None, explainer,
                      cm.to_dict() if cm is not None else None,
-                     {r["label"]: names[r["label"]] for r in rows if r["label"] in names})
+                     {r["label"]: names[r["label"]] for r in rows if r["label"] in names},
+                     (session.original, session.modified, cm, result.box) if cm is not None else None,
+                     len(session.edits))
     if trust is True:
         add_trust(session, view)
     return view, cm
@@ -147,15 +158,74 @@ class Slot:
 
 
 @dataclass
+class Viewer:
+    """The map viewer (issue 34 item 7): one model's maps at the size of the canvas, the model chosen by a
+    switcher; labels and colour bars are the page's text, each picture has a full-screen button."""
+
+    which: gr.Radio
+    title: gr.Markdown
+    original: gr.Image
+    modified: gr.Image
+    difference: gr.Image
+    legend: gr.HTML
+
+    def components(self) -> list:
+        return [self.which, self.title, self.original, self.modified, self.difference, self.legend]
+
+    def draw(self, st, views, name: str | None = None) -> dict:
+        """The viewer for ``views``: the model ``name`` (else the one chosen before, else the first)."""
+        views = list(views)
+        names = [v.name for v in views]
+        chosen = name if name in names else getattr(st, "viewer_model", None)
+        chosen = chosen if chosen in names else (names[0] if names else None)
+        st.viewer_model = chosen
+        view = views[names.index(chosen)] if chosen is not None else None
+        tiles = view.tiles() if view is not None else None
+        out = {self.which: gr.update(choices=names, value=chosen, visible=len(names) > 1)}
+        if tiles is None:
+            out.update({self.title: ("" if view is None else f"**{view.name}**: no map to show here (see its column)."),
+                        self.original: None, self.modified: None, self.difference: None, self.legend: ""})
+            return out
+        cm = view.drawn[2]
+        label = present.short(cm.label)
+        out.update({self.title: f"Maps of **{view.name}**: *{label}* by {view.explainer}, edit {view.edit} "
+                                f"(the white frame is the part of the image the model sees)",
+                    self.original: gr.update(value=tiles[0], label=f"Original: {label}"),
+                    self.modified: gr.update(value=tiles[1], label=f"Modified (edit {view.edit}): {label}"),
+                    self.difference: gr.update(value=tiles[2], label="Difference: red rose, blue fell"),
+                    self.legend: present.map_legend_html(cm)})
+        return out
+
+
+def viewer() -> Viewer:
+    """The map viewer's components (elem_ids ``map_viewer``, ``map_model``, ``map_title``,
+    ``map_original``, ``map_modified``, ``map_difference``, ``map_legend``)."""
+    with gr.Column(elem_id="map_viewer"):
+        with gr.Row(equal_height=True):
+            which = gr.Radio([], label="Maps of", elem_id="map_model", visible=False, scale=3, min_width=640)
+            title = gr.Markdown("", elem_id="map_title")
+        with gr.Row(equal_height=False, elem_id="map_row"):
+            pics = [gr.Image(label=what, interactive=False, format="jpeg", elem_id=f"map_{key}", min_width=300,
+                             buttons=["fullscreen", "download"], elem_classes=["ic-map"])
+                    for key, what in (("original", "Original"), ("modified", "Modified"),
+                                      ("difference", "Difference"))]
+        legend = gr.HTML("", elem_id="map_legend")
+    return Viewer(which, title, *pics, legend)
+
+
+@dataclass
 class Comparison:
-    """The comparison panel: ``slots`` columns and the stamp saying which edit they show."""
+    """The comparison panel: ``slots`` columns and the stamp saying which edit they show; with a
+    :class:`Viewer`, the chosen model's maps drawn large (the app; study mode has none)."""
 
     slots: list[Slot]
     at: gr.Markdown
+    viewer: Viewer | None = None
 
     def outputs(self) -> list:
         """The components ``show`` may change (an event that shows views lists them among its outputs)."""
-        return [self.at] + [c for s in self.slots for c in s.components()]
+        return ([self.at] + [c for s in self.slots for c in s.components()]
+                + (self.viewer.components() if self.viewer is not None else []))
 
     def show(self, st, views, stamp: int | str = "", *, info_only: bool = False) -> dict:
         """Hand ``views`` to the columns: a dict of new values to merge into a handler's outputs. ``stamp``
@@ -179,6 +249,8 @@ class Comparison:
                 out[slot.maps] = view.panel
             if slot.info is not None:
                 out[slot.info] = view.info
+        if self.viewer is not None and not info_only:
+            out.update(self.viewer.draw(st, views))
         return out
 
     def clear(self, st) -> dict:

@@ -265,7 +265,7 @@ class AppContext:
         s = st.session
         if show_editor:
             out[ui.editor.canvas] = self.editor_value(st, names)
-            out[ui.tools.slider] = (s.original, s.modified)
+            out[ui.editor.slider] = (s.original, s.modified)
             out[ui.editor.click_img] = s.modified
         if show_original or st.original_view is None:
             st.original_view = present.boxes_overlay(s.original, self.boxes(st, names))

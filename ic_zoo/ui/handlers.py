@@ -384,6 +384,16 @@ def wire_views(ctx: AppContext, ui: Page, history: dict) -> None:
                 st.selected[m] = ctx.clf(m).labels.index(label)
         return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
 
+    v = ui.results.compare.viewer
+    if v is not None:  # the map viewer's switcher: the chosen model's maps, from the columns' views
+
+        @ctx.tab_call
+        def on_map_model(name, st, request: gr.Request = None):
+            st = ctx.need_session(st, request)
+            return v.draw(st, getattr(st, "views", None) or [], name)
+
+        v.which.input(on_map_model, [v.which, ui.state], v.components(), api_visibility="private", **latest)
+
     ui.results.class_search.change(on_class_search, [ui.results.class_search] + ui.settings(), ui.view_outputs(),
                                    api_visibility="private", **latest).then(**history)
 

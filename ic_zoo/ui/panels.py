@@ -117,6 +117,8 @@ class Editor:
     collect: gr.Checkbox
     remove_selected: gr.Button
     mask_upload: gr.File
+    compare: gr.Checkbox  # before / after on the canvas: the slider takes the canvas's place
+    slider: gr.ImageSlider
 
 
 def editor(ctx: AppContext) -> Editor:
@@ -124,7 +126,15 @@ def editor(ctx: AppContext) -> Editor:
     edit-stack buttons, and the other ways to select a region (click a superpixel, upload a mask)."""
     with gr.Column(scale=4, min_width=340, elem_id="canvas_column"):
         canvas = gradio_util.editor("Paint over what to remove", height=440, max_pixels=ctx.editor_pixels)
+        # before / after on the canvas itself (issue 34 item 7): the toggle swaps the canvas for a slider of
+        # the same size, in the page (no request); the slider gets both images with every edit
+        slider = gr.ImageSlider(label="Original | modified (drag the handle)", type="numpy", interactive=False,
+                                elem_id="before_after", height=440, max_height=440)
         status = gr.Markdown("Pick an example or upload an image to start.", elem_id="status")
+        compare = gr.Checkbox(False, label="Compare with the original (a before / after slider in place of the "
+                                           "canvas; untick to paint again)", elem_id="compare_toggle")
+        compare.change(None, compare, None, js="(on) => { document.body.classList.toggle('ic-compare', !!on); }",
+                       api_visibility="private", queue=False)
         gr.HTML(gradio_util.keys_help(), elem_id="brush_label")
         with gr.Row():
             undo = gr.Button("Undo", size="sm", elem_id="undo")
@@ -143,7 +153,7 @@ def editor(ctx: AppContext) -> Editor:
                 with gr.Column(min_width=200):
                     mask_upload = gr.File(label="…or upload a mask (PNG, white = remove)", type="filepath",
                                           file_count="single", elem_id="mask_upload", height=120)
-    return Editor(canvas, undo, redo, reset, blur, status, click_img, collect, remove, mask_upload)
+    return Editor(canvas, undo, redo, reset, blur, status, click_img, collect, remove, mask_upload, compare, slider)
 
 
 @dataclass
@@ -171,9 +181,16 @@ def results() -> Results:
     return Results(domain_md, domain_btn, compare, rows, class_search)
 
 
+def map_viewer(results: Results) -> None:
+    """Under the canvas and the columns, full width: the chosen model's maps at the canvas's size, with a
+    switcher when several models are compared (``comparison.Viewer``)."""
+    from .comparison import viewer
+
+    results.compare.viewer = viewer()
+
+
 @dataclass
 class Tools:
-    slider: gr.ImageSlider
     original: gr.Image
     hist_model: gr.Dropdown
     hist_img: gr.Image
@@ -208,12 +225,9 @@ def _model_picker(ctx: AppContext, elem_id: str, **kw) -> gr.Dropdown:
 def tools(ctx: AppContext) -> Tools:
     """The advanced tools, one tab each, under the results."""
     with gr.Tabs(elem_id="tools"):
-        with gr.Tab("Before / after"):
-            with gr.Row(equal_height=False):
-                slider = gr.ImageSlider(label="Original | modified (drag the handle)", type="numpy",
-                                        interactive=False, elem_id="before_after")
-                original = gr.Image(label="Original, with the crop each model sees", type="numpy", interactive=False,
-                                    format="jpeg", elem_id="original", height=360)
+        with gr.Tab("Crops"):
+            original = gr.Image(label="Original, with the crop each model sees", type="numpy", interactive=False,
+                                format="jpeg", elem_id="original", height=360)
         with gr.Tab("History", render_children=True):  # its picker is an input of every event's follow-up:
             # mounted, so that it sends the value the zoo switch gave it (an unmounted one sends its old one);
             # one that runs before the switch reaches the picker sends the old zoo's model (the follow-up
@@ -265,7 +279,7 @@ def tools(ctx: AppContext) -> Tools:
             gr.Markdown(present.plugins_markdown(ctx.report, ic_zoo.list_plugins()))
         with gr.Tab("Raw JSON"):
             result_json = gr.JSON(label="The result, as the API returns it")
-    return Tools(slider, original, hist_model, hist_img, slow_btn, slow_note, slow_out, con_model, con_a, con_b,
+    return Tools(original, hist_model, hist_img, slow_btn, slow_note, slow_out, con_model, con_a, con_b,
                  con_btn, con_img, san_btn, san_gallery, san_text, vebi_model, vebi_class, vebi_btn, vebi_gallery,
                  vebi_text, chk_btn, chk_text, chk_table, exp_btn, exp_file, result_json)
 
@@ -288,7 +302,7 @@ class Page:
     def view_outputs(self) -> list:
         """What ``AppContext.show`` may change, in the order the API returns it (canvas first, the picker
         second; the domain line, the status and the JSON last)."""
-        return [self.state, self.editor.canvas, self.pickers.models, self.tools.original, self.tools.slider,
+        return [self.state, self.editor.canvas, self.pickers.models, self.tools.original, self.editor.slider,
                 self.editor.click_img, self.tools.slow_note, *self.results.compare.outputs(),
                 self.work, self.results.domain_md,
                 self.results.domain_btn, self.editor.status, self.tools.result_json]

@@ -13,6 +13,7 @@ class AppState:
         self.rows: dict[str, list[dict]] = {}  # model -> rows of its table, as shown
         self.views: list = []  # what the model columns show (comparison.ModelView, in order)
         self.views_stamp: int | str = ""  # the edit count they are of
+        self.viewer_model: str | None = None  # the model the map viewer shows (comparison.Viewer)
         self.result = None
         self.source = ""
         self.displayed: np.ndarray | None = None  # what the editor shows: the modified image with crop frames
