@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+os.environ["GRADIO_PROFILING"] = "1"  # Gradio's own per-event trace: queue wait, pre-, post-processing, the call
 from app_latency import PRESETS  # noqa: E402
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -48,9 +49,66 @@ def markdown_table(paths) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stage_table(d: dict) -> str:
+    """Where a stroke's time goes: the stages' medians and p90 (the README's breakdown table)."""
+    st = d["stages_ms"]
+    lines = [f"| stage ({d['preset']}, {d['image_shape'][1]} x {d['image_shape'][0]}) | median | p90 |", "|---|---:|---:|"]
+    for k in STAGES:
+        lines.append(f"| {k} | {st[k]['median']:.0f} ms | {st[k]['p90']:.0f} ms |")
+    lines.append(f"| **status line shown** | **{d['median_status_s'] * 1000:.0f} ms** | {d['p90_status_s'] * 1000:.0f} ms |")
+    lines.append(f"| **model columns shown** | **{d['median_columns_s'] * 1000:.0f} ms** | {d['p90_columns_s'] * 1000:.0f} ms |")
+    lines.append(f"| sent / received per stroke | {st['bytes up']['median'] / 1024:.0f} KiB / "
+                 f"{st['bytes down']['median'] / 1024:.0f} KiB in {st['files']['median']:.0f} files | |")
+    return "\n".join(lines) + "\n"
+
+
 def _columns_at(k: int) -> str:
     """A page test: the model columns show edit ``k`` (their stamp, ``#model_columns_at``)."""
     return f"() => {{ const e = document.querySelector('#model_columns_at'); return !!e && e.textContent.includes('columns of edit {k}.'); }}"
+
+
+#: in the page before its scripts: the pointer's releases and every request's timing (Resource Timing)
+RECORDER = """
+window.__icT = { up: [], res: [] };
+document.addEventListener('pointerup', () => window.__icT.up.push(performance.now()), true);
+new PerformanceObserver((l) => { for (const e of l.getEntries()) window.__icT.res.push(
+  { n: e.name, s: e.startTime, e: e.responseEnd, b: e.transferSize || 0 }); }).observe({ type: 'resource', buffered: true });
+"""
+
+
+def _seen(cond: str, key: str) -> str:
+    """A page test that also notes, on the page's clock, when it first held."""
+    return (f"() => {{ const ok = ({cond})(); if (ok && window.__icT.{key} === undefined) "
+            f"window.__icT.{key} = performance.now(); return ok; }}")
+
+
+#: the stages of a stroke, in order (milliseconds; the page's clock, and Gradio's trace for the server)
+STAGES = ["browser encode", "upload", "queue wait", "server preprocess", "models and maps", "server postprocess",
+          "answer to page", "download", "render"]
+
+
+def stages(rec: dict, trace: dict) -> dict:
+    """One stroke's stages: the page's record (pointer release, its requests, when the status line and the
+    columns showed the edit) and the server's trace of the edit event (Gradio's profiler)."""
+    up = rec["up"]
+    res = [r for r in rec["res"] if r["s"] >= up]
+    uploads = [r for r in res if "/gradio_api/upload" in r["n"]]
+    joins = [r for r in res if "/queue/join" in r["n"]]
+    files = [r for r in res if "/gradio_api/file=" in r["n"] and r["s"] <= rec["columns"]]
+    first_up = min((r["s"] for r in uploads), default=joins[0]["s"] if joins else up)
+    join = joins[0]["s"] if joins else first_up
+    answered = min((r["s"] for r in files), default=rec["status"])  # the first file asked: the answer is in
+    got = max((r["e"] for r in files), default=answered)
+    done = max(rec["status"], rec["columns"])
+    server = {"queue wait": trace.get("queue_wait_ms", 0.0), "server preprocess": trace.get("preprocess_ms", 0.0),
+              "models and maps": trace.get("fn_call_ms", 0.0), "server postprocess": trace.get("postprocess_ms", 0.0)}
+    out = {"browser encode": first_up - up, "upload": join - first_up, **server,
+           "answer to page": max(0.0, answered - join - sum(server.values())),
+           "download": max(0.0, got - answered), "render": max(0.0, done - max(got, answered))}
+    out["bytes up"] = sum(r["b"] for r in uploads)
+    out["bytes down"] = sum(r["b"] for r in files)
+    out["files"] = len(files)
+    return out
 
 
 def _screen_point(page, img_shape, x, y):
@@ -86,11 +144,13 @@ def main(argv=None) -> int:
     shape = ic_zoo.load_image(image).shape
     demo = app.build_demo(models=models)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    status_t, columns_t = [], []
+    status_t, columns_t, breakdown = [], [], []
+    from gradio import profiling
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.add_init_script(RECORDER)
             page.goto(url, wait_until="load")
             page.wait_for_selector("#status", timeout=60_000)
             page.locator("#upload input[type=file]").set_input_files(image)
@@ -105,14 +165,22 @@ def main(argv=None) -> int:
                 page.mouse.move(*pts[0])
                 page.mouse.down()
                 page.mouse.move(*pts[1], steps=4)
+                page.evaluate("() => { window.__icT.up = []; window.__icT.res = []; "
+                              "delete window.__icT.status; delete window.__icT.columns; }")
+                n_traces = len(profiling.collector.get_all())
                 t0 = time.perf_counter()
                 page.mouse.up()
-                page.wait_for_function(f"() => document.querySelector('#status').innerText.includes('{k} edit(s)')",
-                                       polling="raf", timeout=120_000)
+                page.wait_for_function(_seen(f"() => document.querySelector('#status').innerText.includes('{k} edit(s)')",
+                                             "status"), polling="raf", timeout=120_000)
                 status_t.append(time.perf_counter() - t0)
-                page.wait_for_function(_columns_at(k), polling="raf", timeout=120_000)
+                page.wait_for_function(_seen(_columns_at(k), "columns"), polling="raf", timeout=120_000)
                 columns_t.append(time.perf_counter() - t0)
-                page.wait_for_timeout(1200)  # the canvas settles before the next stroke
+                page.wait_for_timeout(300)  # the last images' timing entries
+                rec = page.evaluate("() => window.__icT")
+                rec["up"] = rec["up"][-1] if rec["up"] else 0.0
+                edits = [t for t in profiling.collector.get_all()[n_traces:] if t.get("fn_name") == "on_edit"]
+                breakdown.append(stages(rec, edits[0] if edits else {}))
+                page.wait_for_timeout(900)  # the canvas settles before the next stroke
             browser.close()
         # the last stroke's follow-ups (trust scores, history) may still run: a process that exits with a
         # worker thread inside a torch op aborts ("terminate called without an active exception")
@@ -130,12 +198,16 @@ def main(argv=None) -> int:
            "median_status_s": statistics.median(status_t), "p90_status_s": float(np.percentile(status_t, 90)),
            "median_columns_s": statistics.median(columns_t), "p90_columns_s": float(np.percentile(columns_t, 90)),
            "median_redraw_s": statistics.median([c - s for c, s in zip(columns_t, status_t)]),
+           "stages_ms": {k: {"median": statistics.median(b[k] for b in breakdown),
+                             "p90": float(np.percentile([b[k] for b in breakdown], 90))} for k in breakdown[0]},
+           "per_stroke": breakdown,
            "machine": {"cpu": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__}}
     print(f"{'preset':<10} {'status median':>14} {'p90':>7} {'columns median':>15} {'p90':>7} {'redraw':>8}")
     print(f"{args.preset:<10} {doc['median_status_s'] * 1000:12.0f}ms {doc['p90_status_s'] * 1000:5.0f}ms "
           f"{doc['median_columns_s'] * 1000:13.0f}ms {doc['p90_columns_s'] * 1000:5.0f}ms "
           f"{doc['median_redraw_s'] * 1000:6.0f}ms")
     print(f"{args.strokes} strokes painted in headless Chromium, {doc['machine']['threads']} threads")
+    print(stage_table(doc))
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.json}")

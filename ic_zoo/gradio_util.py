@@ -444,7 +444,7 @@ with _no_stub():
             return {"background": bg, "layers": [a for a in out if a is not None], "composite": None}
 
 
-def editor(label: str, height: int = 520, elem_id: str = "editor", max_pixels: int | None = None) -> Canvas:
+def editor(label: str, height: int | str = 520, elem_id: str = "editor", max_pixels: int | None = None) -> Canvas:
     """The painting canvas: one fixed red brush, no eraser, no uploads or transforms (the mask must align); every
     image it sends passes the input gate (see ``Canvas``), ``max_pixels`` each (default: the library's)."""
     return _canvas_class(max_pixels)(
@@ -511,6 +511,22 @@ body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-ca
 @media (max-width: 640px) {
   #pickers { order: 1; }
   #tools, #pickers ~ #tools { order: 2; }
+  /* the first screen is the work: the hint gives way to the tutorial's button, the examples and the upload
+     share one row, and the first model's result comes right after the canvas and its status line (the
+     canvas column's buttons, keys and other selections after the results) */
+  #header p { display: none; }
+  #inputs { flex-wrap: nowrap !important; gap: 8px !important; }
+  #inputs > .column { min-width: 0 !important; }
+  #inputs > .column:first-child { flex: 5 1 0 !important; }
+  #inputs > .column:last-child { flex: 2 1 0 !important; }
+  #canvas_column { display: contents !important; }
+  #workspace > * { flex: 1 1 100% !important; min-width: 100% !important; }
+  #results { order: 1; }
+  #canvas_column > :not(#editor):not(#before_after):not(#status) { order: 2; }
+  #domain_row { flex-wrap: wrap !important; }
+  #domain_row > * { flex: 1 1 100% !important; min-width: 100% !important; }
+  #upload { max-height: 128px !important; overflow: hidden !important; }
+  #upload > label { display: none !important; }
 }
 /* before / after on the canvas: the compare toggle swaps the canvas for the slider (body.ic-compare) */
 #before_after { display: none !important; }

@@ -265,8 +265,12 @@ class AppContext:
         s = st.session
         if show_editor:
             out[ui.editor.canvas] = self.editor_value(st, names)
-            out[ui.editor.slider] = (s.original, s.modified)
-            out[ui.editor.click_img] = s.modified
+            # the slider and the click-select image only while they are shown (each is two or one more
+            # images encoded and downloaded per stroke): their toggles send them when opened
+            if st.comparing:
+                out[ui.editor.slider] = (s.original, s.modified)
+            if st.selecting:
+                out[ui.editor.click_img] = s.modified
         if show_original or st.original_view is None:
             st.original_view = present.boxes_overlay(s.original, self.boxes(st, names))
             out[ui.tools.original] = st.original_view

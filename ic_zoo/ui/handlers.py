@@ -167,6 +167,23 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
 
     ed.click_img.select(on_click_select, [ed.collect] + pick, out, api_visibility="private", **busy).then(**history)
 
+    # the before / after slider and the click-select image are drawn only while shown (ic_zoo.ui.context.show):
+    # opening one sends the current images; the slider's toggle also swaps it for the canvas in the page
+    def shown(flag: str, component, images):
+        def on_toggle(on, st):
+            st = ctx.state_of(st)
+            setattr(st, flag, bool(on))
+            return {ui.state: st, **({component: images(st.session)} if on and st.session is not None else {})}
+        return on_toggle
+
+    ed.compare.change(None, ed.compare, None, js="(on) => { document.body.classList.toggle('ic-compare', !!on); }",
+                      api_visibility="private", queue=False)
+    ed.compare.change(ctx.tab_guarded(shown("comparing", ed.slider, lambda s: (s.original, s.modified))),
+                      [ed.compare, ui.state], [ui.state, ed.slider], api_visibility="private")
+    for event, on in ((ed.select_tools.expand, True), (ed.select_tools.collapse, False)):
+        event(ctx.tab_guarded(shown("selecting", ed.click_img, lambda s: s.modified)),
+              [gr.State(on), ui.state], [ui.state, ed.click_img], api_visibility="private")
+
     @ctx.tab_call
     def on_remove_selected(names, inpainter, explainer, rows_mode, st, request: gr.Request = None):
         st = ctx.need_session(st, request)

@@ -39,6 +39,9 @@ that the map depends on the model at all.
 """
 
 
+CANVAS_HEIGHT = "min(440px, 45vh)"
+
+
 def tab_state(ctx: AppContext) -> gr.State:
     """The tab's AppState. Gradio drops a state after its own time to live (long: ``ctx.tabs`` releases the
     images first, and a released state is a few hundred bytes that still tells a returning user what
@@ -73,7 +76,7 @@ class Inputs:
 
 
 def inputs(ctx: AppContext) -> Inputs:
-    with gr.Row(equal_height=False):
+    with gr.Row(equal_height=False, elem_id="inputs"):
         with gr.Column(scale=4, min_width=320):
             gallery = gr.Gallery(value=list(ctx.examples), label="Examples (click one)", columns=8, height=128,
                                  allow_preview=False, elem_id="examples")
@@ -119,29 +122,30 @@ class Editor:
     mask_upload: gr.File
     compare: gr.Checkbox  # before / after on the canvas: the slider takes the canvas's place
     slider: gr.ImageSlider
+    select_tools: gr.Accordion  # the click-select image gets the modified image only while it is open
 
 
 def editor(ctx: AppContext) -> Editor:
     """The canvas column: the canvas, the status line right under it (on the first screen), its keys, the
     edit-stack buttons, and the other ways to select a region (click a superpixel, upload a mask)."""
     with gr.Column(scale=4, min_width=340, elem_id="canvas_column"):
-        canvas = gradio_util.editor("Paint over what to remove", height=440, max_pixels=ctx.editor_pixels)
+        # 440 px, less on a short screen (a phone's first screen holds the canvas and the first result); the
+        # canvas sizes itself once, from this, so it is a CSS value rather than a rule that overrides it
+        canvas = gradio_util.editor("Paint over what to remove", height=CANVAS_HEIGHT, max_pixels=ctx.editor_pixels)
         # before / after on the canvas itself (issue 34 item 7): the toggle swaps the canvas for a slider of
         # the same size, in the page (no request); the slider gets both images with every edit
         slider = gr.ImageSlider(label="Original | modified (drag the handle)", type="numpy", interactive=False,
-                                elem_id="before_after", height=440, max_height=440)
+                                elem_id="before_after", height=CANVAS_HEIGHT)
         status = gr.Markdown("Pick an example or upload an image to start.", elem_id="status")
         compare = gr.Checkbox(False, label="Compare with the original (a before / after slider in place of the "
                                            "canvas; untick to paint again)", elem_id="compare_toggle")
-        compare.change(None, compare, None, js="(on) => { document.body.classList.toggle('ic-compare', !!on); }",
-                       api_visibility="private", queue=False)
         gr.HTML(gradio_util.keys_help(), elem_id="brush_label")
         with gr.Row():
             undo = gr.Button("Undo", size="sm", elem_id="undo")
             redo = gr.Button("Redo", size="sm", elem_id="redo")
             reset = gr.Button("Reset", size="sm", elem_id="reset")
             blur = gr.Button("Blur whole image", size="sm", elem_id="blur_all")
-        with gr.Accordion("Other ways to select a region", open=False, elem_id="select_tools"):
+        with gr.Accordion("Other ways to select a region", open=False, elem_id="select_tools") as select_tools:
             with gr.Row(equal_height=False):
                 with gr.Column(min_width=200):
                     click_img = gr.Image(label="Click a region to remove it (superpixels at the model's resolution; "
@@ -153,7 +157,8 @@ def editor(ctx: AppContext) -> Editor:
                 with gr.Column(min_width=200):
                     mask_upload = gr.File(label="…or upload a mask (PNG, white = remove)", type="filepath",
                                           file_count="single", elem_id="mask_upload", height=120)
-    return Editor(canvas, undo, redo, reset, blur, status, click_img, collect, remove, mask_upload, compare, slider)
+    return Editor(canvas, undo, redo, reset, blur, status, click_img, collect, remove, mask_upload, compare, slider,
+                  select_tools)
 
 
 @dataclass
@@ -169,7 +174,7 @@ def results() -> Results:
     """Beside the canvas (under it on a narrow screen): the domain line, one column per model (the
     comparison view, shared with study mode), the table mode and the class search."""
     with gr.Column(scale=7, min_width=340, elem_id="results"):
-        with gr.Row(equal_height=True):
+        with gr.Row(equal_height=True, elem_id="domain_row"):
             domain_md = gr.Markdown("", elem_id="domain_note")
             domain_btn = gr.Button("Use the ImageNet models", visible=False, size="sm", scale=0, min_width=220,
                                    elem_id="domain_switch")

@@ -14,6 +14,8 @@ class AppState:
         self.views: list = []  # what the model columns show (comparison.ModelView, in order)
         self.views_stamp: int | str = ""  # the edit count they are of
         self.viewer_model: str | None = None  # the model the map viewer shows (comparison.Viewer)
+        self.comparing = False  # the before / after slider is on the canvas: it gets every edit's images
+        self.selecting = False  # the click-select panel is open: it gets every edit's image
         self.result = None
         self.source = ""
         self.displayed: np.ndarray | None = None  # what the editor shows: the modified image with crop frames

@@ -85,13 +85,15 @@ WATCHDOG_JS = r"""
   const kind = (url) => url.includes('/queue/join') ? 'join' : url.includes('/queue/data') ? 'data'
     : url.includes('/gradio_api/file=') ? 'file' : /\/gradio_api\/upload(\?|$)/.test(url) ? 'upload' : null;
   let joins = 0;
+  // the page's stream passes through a parser on its way to Gradio's reader: every message is read here
+  // before Gradio sees it (a copy read on the side, with tee(), could lag behind, and lose its last
+  // messages when Gradio aborts the stream once every event is answered)
   function watchStream(body) {
     W.streams += 1;
     W.lastByte = now();
-    const reader = body.getReader(), dec = new TextDecoder();
+    const dec = new TextDecoder();
     let buf = '';
-    const pump = () => reader.read().then(({ done, value }) => {
-      if (done) return ended('the event stream ended', false);
+    const parse = (value) => {
       W.lastByte = now();
       buf += dec.decode(value, { stream: true });
       let i;
@@ -109,9 +111,15 @@ WATCHDOG_JS = r"""
           else { p.seen = now(); if (m.msg === 'process_starts') p.started = true; }
         }
       }
-      return pump();
-    }, () => ended('the event stream broke', true));
-    pump();
+    };
+    const ts = new TransformStream({ transform(chunk, ctl) { parse(chunk); ctl.enqueue(chunk); } });
+    // the page ending the stream itself (an abort, a cancel: no reason or an AbortError) is a clean end;
+    // a network error (the replica died, the proxy cut it) is a break
+    body.pipeTo(ts.writable).then(() => ended('the event stream ended', false), (err) => {
+      const own = !err || err.name === 'AbortError';
+      ended(own ? 'the event stream ended' : 'the event stream broke', !own);
+    });
+    return ts.readable;
   }
   function ended(why, broke) {
     W.streams -= 1;
@@ -142,9 +150,7 @@ WATCHDOG_JS = r"""
         return r;
       }
       if (k === 'data' && r.ok && r.body) {
-        const [mine, theirs] = r.body.tee();
-        watchStream(mine);
-        return new Response(theirs, { status: r.status, statusText: r.statusText, headers: r.headers });
+        return new Response(watchStream(r.body), { status: r.status, statusText: r.statusText, headers: r.headers });
       }
       return r;
     }, (err) => {
