@@ -37,12 +37,14 @@ import http.server
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
 import threading
 import time
 from typing import Callable
+from urllib.parse import unquote
 
 log = logging.getLogger("ic_zoo.serve")
 
@@ -186,7 +188,7 @@ class HealthFront:
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
         if scope["type"] == "http" and FILE_ROUTE in scope["path"]:
-            await self.app(scope, receive, file_refusal(send))
+            await self.app(scope, receive, file_refusal(send, content_addressed(scope["path"])))
             return
         if (self.health.state == "draining" and scope["type"] == "http" and scope["method"] == "POST"
                 and scope["path"].endswith("/queue/join") and _header(scope, b"x-gradio-user") == b"api"):
@@ -218,11 +220,12 @@ FILE_GONE = ("This file is on a server that stopped, or on another one: reload t
              "off (in a study, everything you did is kept).")
 
 
-def file_refusal(send):
+def file_refusal(send, immutable: bool = False):
     """``send`` for a file request: a 403 or 404 (Gradio's answers for a file this replica did not make, or
     no longer has: another replica made it, or this one before a restart) goes out as one sentence
     (:data:`FILE_GONE`), not a bare "File not allowed". The study page's watchdog shows its own sentence
-    when an image fails; this one is for a download link and API clients."""
+    when an image fails; this one is for a download link and API clients. A file ``immutable`` (named by its
+    bytes' hash) is sent with :data:`IMMUTABLE` as its cache policy."""
     state = {"refused": False}
 
     async def wrapped(message):
@@ -236,9 +239,24 @@ def file_refusal(send):
             return
         if state["refused"]:  # the original body is dropped
             return
+        if message["type"] == "http.response.start" and message["status"] == 200 and immutable:
+            message = {**message, "headers": [(k, v) for k, v in message.get("headers", [])
+                                              if k.lower() != b"cache-control"] + [(b"cache-control", IMMUTABLE)]}
         await send(message)
 
     return wrapped
+
+
+#: a file of Gradio's cache is named by the hash of its bytes (``<cache>/<sha256>/<name>``): its URL
+#: always means the same bytes, so the browser may keep it (the canvas asks for its background three times
+#: per stroke: 3 x 200 KB at 451 x 300, twice for nothing)
+IMMUTABLE = b"private, max-age=86400, immutable"
+_HASHED = re.compile(r"/[0-9a-f]{64}/[^/]+$")
+
+
+def content_addressed(path: str) -> bool:
+    """Whether a file URL's path is one of Gradio's hash-named cache files."""
+    return bool(_HASHED.search(unquote(path)))
 
 
 def front(app, health: Health) -> None:

@@ -16,6 +16,7 @@ def _formatters():
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import arch_matrix
+    import browser_latency
     import chaos
     import lime_samples
     import occlusion_budget
@@ -33,7 +34,9 @@ def _formatters():
             ("lime_samples", "lime_samples", lime_samples.format_table),
             ("arch_matrix", "arch_matrix", arch_matrix.format_table),
             ("chaos_cpu", "chaos_cpu", chaos.table),
-            ("occlusion_budget", "occlusion_budget", occlusion_budget.table)]
+            ("occlusion_budget", "occlusion_budget", occlusion_budget.table),
+            ("browser_lite_stages", "browser_lite_cpu", browser_latency.stage_table),
+            ("browser_flower2d_stages", "browser_flower2d_cpu", browser_latency.stage_table)]
 
 
 @pytest.mark.parametrize("stem,source,fmt", _formatters(), ids=lambda v: v if isinstance(v, str) else "")

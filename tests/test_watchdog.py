@@ -53,3 +53,38 @@ def test_a_file_another_replica_made_is_answered_with_the_sentence(status):
 def test_other_answers_pass_unchanged():
     assert _call(_answering(200, b"png"), "/gradio_api/file=/tmp/gradio/x/a.png") == (200, b"png")
     assert _call(_answering(403, b"no"), "/gradio_api/other") == (403, b"no")
+
+
+def _headers(app, path) -> dict:
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(m):
+        sent.append(m)
+
+    asyncio.run(serve.HealthFront(app, serve.Health())({"type": "http", "path": path, "method": "GET"}, receive, send))
+    return {k.decode(): v.decode() for k, v in sent[0].get("headers", [])}
+
+
+def _with_headers(status, headers):
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"png"})
+
+    return app
+
+
+def test_a_hash_named_cache_file_may_be_kept_by_the_browser():
+    """Gradio names its cache files by their bytes' hash: their URL never means other bytes, so the page may
+    keep them (the canvas asked for the same background three times per stroke); any other file, a refusal,
+    or another route keeps Gradio's own policy."""
+    digest = "0123456789abcdef" * 4
+    hashed = f"/gradio_api/file=/tmp/gradio/{digest}/image.png"
+    app = _with_headers(200, [(b"cache-control", b"no-cache"), (b"content-type", b"image/png")])
+    h = _headers(app, hashed)
+    assert h["cache-control"] == serve.IMMUTABLE.decode() and h["content-type"] == "image/png"
+    assert _headers(app, "/gradio_api/file=/tmp/gradio/x/image.png")["cache-control"] == "no-cache"
+    assert _headers(app, f"/gradio_api/other/{digest}/image.png")["cache-control"] == "no-cache"
+    assert _headers(_with_headers(404, []), hashed).get("cache-control") == "no-store"  # the sentence, not kept
