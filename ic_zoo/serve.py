@@ -448,6 +448,23 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+#: the proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated; "*" for any peer,
+#: only where the replicas cannot be reached except through the proxy); none by default
+TRUSTED_PROXIES_ENV = "IC_ZOO_TRUSTED_PROXIES"
+
+
+def trust_proxies() -> str:
+    """Which peers' X-Forwarded-For names the client (the admin page's throttle and the new-participant cap
+    count clients by it). uvicorn believes it from ``FORWARDED_ALLOW_IPS``, loopback by default: behind a
+    same-host proxy that passes a client's own header on, a guesser chose the address it was counted as.
+    Here only the proxies in ``IC_ZOO_TRUSTED_PROXIES`` are believed (none by default: the TCP peer is the
+    client); an operator's own ``FORWARDED_ALLOW_IPS`` is kept. Returns the setting uvicorn will read.
+    ``deploy/haproxy.cfg`` drops a client's header and sets its own."""
+    if "FORWARDED_ALLOW_IPS" not in os.environ:
+        os.environ["FORWARDED_ALLOW_IPS"] = os.environ.get(TRUSTED_PROXIES_ENV, "").strip()
+    return os.environ["FORWARDED_ALLOW_IPS"]
+
+
 def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
     """Build the page (placeholder 503 meanwhile), launch it, serve until SIGTERM / SIGINT, drain, close.
     The page's ``ic_zoo_closers`` (the study log's ``engine.dispose``) run after the last event. Returns
@@ -475,6 +492,7 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
         if stop.is_set():  # stopped while loading: nothing to drain, only the log to close
             _close(closers)
             return 0
+        trust_proxies()
         with patient_launch():
             demo.launch(server_name=host, server_port=port, prevent_thread_lock=True,
                         app_kwargs={"routes": health_routes(health)}, **launch)

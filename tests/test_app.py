@@ -153,6 +153,36 @@ def test_unavailable_inpainter_is_one_sentence(server, flower, tmp_path, monkeyp
     assert _result(_edit(c, d / "flower.png", [d / "disc.png"]))["n_edits"] == 1  # nothing lost, still serving
 
 
+def test_a_refused_stroke_changes_nothing(server, flower):
+    """Issue 36 item 5: every setting of a stroke is checked before it is applied; a refused /edit,
+    /apply_mask or /blur_all leaves the stroke count as it was (it used to grow, with the right sentence)."""
+    _, url = server
+    d, _ = flower
+    c = Client(url, verbose=False)
+    out = _edit(c, d / "flower.png", [d / "disc.png"])
+    assert _result(out)["n_edits"] == 1
+    canvas = next(o for o in out if isinstance(o, dict) and o.get("background"))["background"]
+    bg = canvas["path"] if isinstance(canvas, dict) else canvas
+    for bad, said in (({"models": ["no_such_model_xyz"]}, "no_such_model_xyz"),
+                      ({"models": []}, "Select at least one model"),
+                      ({"explainer": None}, "no explainer called None"),
+                      ({"explainer": "no_such_explainer"}, "not in the list of choices")):  # Gradio's own
+        with pytest.raises(Exception) as info:
+            _edit(c, bg, [d / "leaf.png"], **bad)
+        assert said in str(info.value), (bad, str(info.value))
+    with pytest.raises(Exception) as info:
+        c.predict([], "gradcam", app_module.ROWS[0], api_name="/blur_all")
+    assert "Select at least one model" in str(info.value)
+    with pytest.raises(Exception) as info:
+        c.predict(handle_file(str(d / "leaf.png")), FLOWERS, "telea", None, app_module.ROWS[0], api_name="/apply_mask")
+    assert "no explainer called None" in str(info.value)
+    # nothing was applied: the count is still 1, and a good stroke makes it 2
+    assert _result(c.predict(FLOWERS, "gradcam", app_module.ROWS[0], api_name="/redo"))["n_edits"] == 1
+    assert _result(_edit(c, bg, [d / "leaf.png"]))["n_edits"] == 2
+    # one model named as a string (not a list) is that model, not its characters
+    assert set(_result(c.predict(FLOWERS[0], "gradcam", app_module.ROWS[0], api_name="/undo"))["models"]) == {FLOWERS[0]}
+
+
 def test_two_users_never_share_state(server, flower):
     _, url = server
     d, _ = flower

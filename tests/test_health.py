@@ -290,3 +290,42 @@ def test_the_proxy_and_the_probes_allow_the_measured_answer_time():
                IC_ZOO_REPLICA_2="127.0.0.1:2", IC_ZOO_REPLICA_3="127.0.0.1:3")
     r = subprocess.run([haproxy, "-c", "-f", str(DEPLOY / "haproxy.cfg")], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _client_host_app():
+    import gradio as gr
+
+    def who(x, request: gr.Request):
+        return request.client.host
+
+    who.__annotations__["request"] = gr.Request  # this module's annotations are strings; gr is local
+
+    with gr.Blocks() as demo:
+        t, o = gr.Textbox(), gr.Textbox()
+        t.submit(who, t, o, api_name="who")
+    return demo
+
+
+@pytest.mark.parametrize("trusted,seen", [("", "127.0.0.1"), ("127.0.0.1", "6.6.6.6")])
+def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(monkeypatch, trusted, seen):
+    """Issue 36 item 2: uvicorn believed X-Forwarded-For from any loopback peer, so behind a same-host
+    proxy that passes it on a client chose the address it was counted as (the admin throttle, the join
+    cap). serve.trust_proxies: only the proxies in IC_ZOO_TRUSTED_PROXIES (none by default)."""
+    from gradio_client import Client
+
+    from ic_zoo import serve
+
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "placeholder")
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS")  # restored to what it was after the test
+    monkeypatch.setenv(serve.TRUSTED_PROXIES_ENV, trusted)
+    assert serve.trust_proxies() == trusted
+    demo = _client_host_app()
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True,
+                            show_error=True)
+    try:
+        c = Client(url, verbose=False, headers={"X-Forwarded-For": "6.6.6.6"})
+        assert c.predict("x", api_name="/who") == seen
+    finally:
+        demo.close()
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.9")  # an operator's own setting is kept
+    assert serve.trust_proxies() == "10.0.0.9"

@@ -1,5 +1,5 @@
 """What keeps a public study to its participants: signed participant links, the start-up check of the
-secrets, a cap on new participants, and the admin page's lockout.
+secrets, a cap on new participants, and the admin page's throttle.
 
 A link's participant id is ``<id>.<token>``, the token an HMAC of the id under ``IC_ZOO_STUDY_SECRET``
 (``python -m ic_zoo study links`` issues them), so a link is valid only as issued and ``P02`` cannot be
@@ -101,49 +101,57 @@ class RateCap:
             return True
 
 
-class AdminLockout:
-    """Wrong admin passwords: ``max_failures`` from one address lock the page for that address for
-    ``lock_s`` seconds; ``4 * max_failures`` from all addresses together within ``lock_s`` lock it for
-    everyone (so guessing from many addresses is bounded too). A right password clears its address."""
+class AdminThrottle:
+    """Wrong admin passwords slow guessing down; they never lock the right password out for long.
 
-    def __init__(self, max_failures: int = 5, lock_s: float = 900.0, clock=time.monotonic) -> None:
-        self.max_failures, self.lock_s, self.clock = max_failures, lock_s, clock
+    The first ``free`` wrong passwords from an address cost nothing; after that, the address must wait
+    ``2 ** (n - free)`` seconds (at most ``max_delay_s``) after its n-th failure before its next password is
+    even looked at. Guessing from many addresses is bounded too: after ``4 * free`` failures from all
+    addresses together, every address waits ``global_delay_s`` after the last failure anywhere. Failures
+    are forgotten ``window_s`` after the last one; a right password clears its address. So a guesser gets
+    at most about one try per ``max_delay_s`` per address (and one per ``global_delay_s`` in all), while
+    the researcher, even from the guesser's address, waits seconds, never a quarter of an hour (what the
+    lockout this replaced did: 5 wrong passwords, or 20 from anyone, refused even the right one for 15
+    minutes)."""
+
+    def __init__(self, free: int = 5, window_s: float = 900.0, max_delay_s: float = 60.0,
+                 global_delay_s: float = 2.0, clock=time.monotonic) -> None:
+        self.free, self.window_s, self.max_delay_s = max(1, free), window_s, max_delay_s
+        self.global_delay_s, self.clock = global_delay_s, clock
         self._fails: dict[str, list[float]] = {}
         self._all: collections.deque = collections.deque()
-        self._until: dict[str, float] = {}  # address (or "*" for everyone) -> end of its lockout
         self._lock = threading.Lock()
 
     def _expire(self, now: float) -> None:
-        for k in [k for k, t in self._until.items() if t <= now]:
-            del self._until[k]
-        for k in [k for k, v in self._fails.items() if now - v[-1] >= self.lock_s]:
+        for k in [k for k, v in self._fails.items() if now - v[-1] >= self.window_s]:
             del self._fails[k]
-        while self._all and now - self._all[0] >= self.lock_s:
+        while self._all and now - self._all[0] >= self.window_s:
             self._all.popleft()
 
-    def locked_for(self, host: str) -> float:
-        """Seconds until ``host`` may try again (0: it may now)."""
+    def delay(self, n: int) -> float:
+        """The wait after an address's ``n``-th wrong password."""
+        return 0.0 if n < self.free else min(self.max_delay_s, 2.0 ** (n - self.free))
+
+    def wait_for(self, host: str) -> float:
+        """Seconds until ``host`` may try a password (0: now)."""
         with self._lock:
             now = self.clock()
             self._expire(now)
-            return max(self._until.get(host, now), self._until.get("*", now)) - now
+            fails = self._fails.get(host) or []
+            wait = (fails[-1] + self.delay(len(fails)) - now) if fails else 0.0
+            if len(self._all) >= 4 * self.free:
+                wait = max(wait, self._all[-1] + self.global_delay_s - now)
+            return max(0.0, wait)
 
     def failed(self, host: str) -> int:
-        """Count a wrong password from ``host``; returns its failures so far (the lockout starts at the last)."""
+        """Count a wrong password from ``host``; returns its failures in the window."""
         with self._lock:
             now = self.clock()
             self._expire(now)
             fails = self._fails.setdefault(host, [])
             fails.append(now)
             self._all.append(now)
-            n = len(fails)
-            if n >= self.max_failures:
-                self._until[host] = now + self.lock_s
-                del self._fails[host]
-            if len(self._all) >= 4 * self.max_failures:
-                self._until["*"] = now + self.lock_s
-                self._all.clear()
-            return n
+            return len(fails)
 
     def succeeded(self, host: str) -> None:
         with self._lock:

@@ -40,7 +40,7 @@ from ..ui.comparison import Comparison, comparison, model_view
 from .definition import MAX_MODELS_PER_TASK, Study
 from .research import rebuild
 from ..ui import watchdog
-from .security import AdminLockout, RateCap, env_int, issue, new_id, study_secrets, verify
+from .security import AdminThrottle, RateCap, env_int, issue, new_id, study_secrets, verify
 
 log = logging.getLogger("ic_zoo.study")
 MAX_QUESTIONS = 6
@@ -224,7 +224,8 @@ class StudyApp:
         self.study, self.device, self.pretrained, self.max_side = study, device, pretrained, max_side
         self.link_secret, self.browser_secret = study_secrets(public or bool(os.environ.get("SPACE_ID")))
         self.joins = RateCap(env_int("IC_ZOO_STUDY_NEW_PER_MIN", 30))  # new participants a minute
-        self.lockout = AdminLockout(env_int("IC_ZOO_ADMIN_MAX_FAILURES", 5), env_int("IC_ZOO_ADMIN_LOCKOUT_S", 900))
+        self.throttle = AdminThrottle(env_int("IC_ZOO_ADMIN_MAX_FAILURES", 5), env_int("IC_ZOO_ADMIN_WINDOW_S", 900),
+                                      env_int("IC_ZOO_ADMIN_MAX_DELAY_S", 60))
         self.store = StudyStore(open_engine(db, default_db(study)), study)  # one sentence if the log cannot open
         self.url = self.store.engine.url.render_as_string(hide_password=True)
         u = self.store.engine.url  # what the admin page says of the log: its kind and name, no server path
@@ -667,26 +668,24 @@ class StudyApp:
 
     # -- the researchers' page -------------------------------------------------------------------------
     def admin_ok(self, password, request):
-        """Every admin handler starts here: a locked-out address is refused before its password is
-        looked at; a wrong one is logged (the address, never the password) and counted."""
+        """Every admin handler starts here: an address that must wait (security.AdminThrottle) is told how
+        long before its password is looked at; a wrong one is logged (the address, never the password) and
+        counted."""
         want = self.study.password()
         if not want:
             raise gr.Error(f"The admin page is disabled: set the environment variable "
                            f"{self.study.admin_password_env} before starting the app.", print_exception=False)
         host = (request.client.host if request is not None and request.client else None) or "unknown"
-        lockout = self.lockout
-        wait = lockout.locked_for(host)
+        throttle = self.throttle  # the address is the TCP peer, or what a trusted proxy says (serve.trust_proxies)
+        wait = throttle.wait_for(host)
         if wait > 0:
-            raise gr.Error(f"Too many wrong passwords: the admin page is locked for {math.ceil(wait / 60)} more "
-                           "minute(s).", print_exception=False)
+            raise gr.Error(f"Too many wrong passwords: try again in {math.ceil(wait)} s.", print_exception=False)
         if not password or not hmac.compare_digest(_digest(password), _digest(want)):  # constant time
-            n = lockout.failed(host)
-            log.warning("admin: wrong password from %s (%d of %d before a lockout)", host, n, lockout.max_failures)
-            if lockout.locked_for(host) > 0:
-                log.warning("admin: the admin page is locked for %s for %d s after repeated wrong passwords",
-                            "everyone" if lockout.locked_for("*") > 0 else host, lockout.lock_s)
+            n = throttle.failed(host)
+            log.warning("admin: wrong password from %s (%d in a row; the next try waits %.0f s)", host, n,
+                        throttle.delay(n))
             raise gr.Error("Wrong password.", print_exception=False)
-        lockout.succeeded(host)
+        throttle.succeeded(host)
 
     def on_admin(self, password, request: gr.Request):
         import pandas as pd
@@ -824,4 +823,5 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     demo.study_store = app.store  # for tests and scripts
     demo.ic_zoo_closers = [app.jobs.close, app.store.engine.dispose]  # ic_zoo.serve closes the log after the last event
     demo.ic_zoo_tabs = app.tabs  # for tests
+    demo.ic_zoo_study_app = app  # for tests (the admin throttle)
     return demo

@@ -159,11 +159,36 @@ class AppContext:
 
     def check_models(self, names) -> list[str]:
         """The names, each validated once (before anything loads); one sentence for the first bad one."""
+        if isinstance(names, str):  # one name (an API client's), not its characters
+            names = [names]
         names = [str(n).strip() for n in (names or [])][:MAX_MODELS]
         for n in names:
             if n not in self.checked:
                 zoo.resolve_model(n, pretrained=self.pretrained)
                 self.checked.add(n)
+        return names
+
+    def check_settings(self, names, explainer, rows_mode) -> list[str]:
+        """Everything an event that changes the work reads, checked before it changes anything (a refused
+        event must leave the stroke count as it was): the models (at least one, each name valid), the
+        explainer and the table rows. One sentence for the first bad one."""
+        names = self.check_models(names)
+        if not names:
+            raise gr.Error("Select at least one model.")
+        explainers = [v for _, v in explainer_choices()]
+        if not isinstance(explainer, str) or explainer not in explainers:
+            raise gr.Error(f"There is no explainer called {explainer!r}: use one of {', '.join(explainers)}.")
+        if rows_mode not in ROWS:
+            raise gr.Error(f"The table rows are {' or '.join(repr(r) for r in ROWS)}, not {rows_mode!r}.")
+        return names
+
+    def check_stroke(self, names, inpainter, explainer, rows_mode) -> list[str]:
+        """``check_settings`` for an event that removes a region: the inpainter's name too (one that cannot run
+        here is said by the inpainter itself, before the stroke is applied)."""
+        names = self.check_settings(names, explainer, rows_mode)
+        known = [sp.name for sp in ic_zoo.list_plugins("inpainter")]
+        if not isinstance(inpainter, str) or inpainter not in known:
+            raise gr.Error(f"There is no inpainter called {inpainter!r}: use one of {', '.join(known)}.")
         return names
 
     @staticmethod

@@ -121,6 +121,7 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
         st = ctx.state_of(st, request)
         if not value or value.get("background") is None:
             return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+        ctx.check_stroke(names, inpainter, explainer, rows_mode)  # before anything changes
         if st.session is None and st.expired:  # the canvas still shows the image of a released session:
             why, st.expired = st.expired, ""  # told once; an image sent again then starts a new session
             raise gr.Error(gradio_util.expired_sentence(why))
@@ -155,6 +156,7 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
         """A click on the click-select image: the superpixel under it is removed, like a stroke; with
         *collect* on (or Shift held) it joins a selection that *Remove the selected regions* applies."""
         st = ctx.need_session(st, request)
+        ctx.check_stroke(names, inpainter, explainer, rows_mode)
         x, y = (int(v) for v in evt.index[:2])
         region = st.session.region_at(x, y)
         if collect:
@@ -187,6 +189,7 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
     @ctx.tab_call
     def on_remove_selected(names, inpainter, explainer, rows_mode, st, request: gr.Request = None):
         st = ctx.need_session(st, request)
+        ctx.check_stroke(names, inpainter, explainer, rows_mode)
         if st.pending is None or not st.pending.any():
             raise gr.Error("No region is selected: click the regions to remove first.")
         pending, st.pending = st.pending, None
@@ -202,6 +205,7 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
         st = ctx.need_session(st, request)
         if not path:
             return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+        ctx.check_stroke(names, inpainter, explainer, rows_mode)
         mask = imageio.load_mask(path)
         shape = st.session.original.shape[:2]
         if mask.shape != shape:
@@ -223,6 +227,7 @@ def wire_edit_stack(ctx: AppContext, ui: Page, history: dict) -> None:
     def stack_step(op: str):
         def step(names, explainer, rows_mode, st, request: gr.Request = None):
             st = ctx.need_session(st, request)
+            ctx.check_settings(names, explainer, rows_mode)  # before the stack moves
             if op == "reset":
                 st.session.reset()
                 st.selected = {}
