@@ -23,7 +23,8 @@ def test_the_bounds_come_from_the_environment(monkeypatch):
         watchdog.bounds()
 
 
-def _call(app, path):
+def _first(app, path) -> dict:
+    """The response start and body of one GET through serve.HealthFront."""
     sent = []
 
     async def receive():
@@ -33,7 +34,13 @@ def _call(app, path):
         sent.append(m)
 
     asyncio.run(serve.HealthFront(app, serve.Health())({"type": "http", "path": path, "method": "GET"}, receive, send))
-    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return {"status": sent[0]["status"], "headers": sent[0].get("headers", []),
+            "body": b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")}
+
+
+def _call(app, path):
+    r = _first(app, path)
+    return r["status"], r["body"]
 
 
 def _answering(status, body):
@@ -56,16 +63,7 @@ def test_other_answers_pass_unchanged():
 
 
 def _headers(app, path) -> dict:
-    sent = []
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(m):
-        sent.append(m)
-
-    asyncio.run(serve.HealthFront(app, serve.Health())({"type": "http", "path": path, "method": "GET"}, receive, send))
-    return {k.decode(): v.decode() for k, v in sent[0].get("headers", [])}
+    return {k.decode(): v.decode() for k, v in _first(app, path)["headers"]}
 
 
 def _with_headers(status, headers):
