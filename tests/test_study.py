@@ -511,6 +511,31 @@ def _one_sentence(msg: str) -> bool:
     return "\n" not in msg and "Traceback" not in msg and msg.endswith(".")
 
 
+def test_a_log_damaged_in_part_stops_the_start_with_the_sentence(tmp_path):
+    """Issue 36 item 3: a log whose header and schema are intact but whose later pages are damaged opened,
+    and every participant then met "database disk image is malformed"; now the start stops, in one
+    sentence."""
+    import sqlite3
+
+    from ic_zoo.errors import DatabaseError
+    from ic_zoo.study.db import open_engine
+
+    path = tmp_path / "partly.sqlite"
+    open_engine(f"sqlite:///{path}").dispose()  # a real log
+    with sqlite3.connect(path) as conn:  # and pages after it (the log's own rows, in a real study)
+        conn.execute("CREATE TABLE filler (k INTEGER PRIMARY KEY, v TEXT)")
+        conn.executemany("INSERT INTO filler (v) VALUES (?)", [("x" * 200,) for _ in range(2000)])
+    data = bytearray(path.read_bytes())
+    page = 4096
+    at = len(data) - 8 * page
+    data[at:at + 2 * page] = bytes((i * 131 + 7) % 256 for i in range(2 * page))
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatabaseError) as info:
+        open_engine(f"sqlite:///{path}")
+    msg = str(info.value)
+    assert _one_sentence(msg) and "damaged" in msg and str(path) in msg, msg
+
+
 def test_a_damaged_or_unwritable_sqlite_log_is_one_sentence(tmp_path):
     """Before: 18-43-frame tracebacks at start-up."""
     from ic_zoo.errors import DatabaseError
