@@ -17,6 +17,17 @@ from .errors import IcZooError, IcZooWarning
 from .registry import KINDS
 
 
+def _at_least_one(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (``--top-k -1`` was accepted)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {n}")
+    return n
+
+
 def _models(args, image=None) -> list[str]:
     """The models named with -m (each checked by the same function the app uses), else the defaults for
     the image's domain: ImageNet models for a photo, the Flower2D trio for a Flower2D image."""
@@ -244,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("classify", help="top-k of one or more images")
     sp.add_argument("images", nargs="+")
-    sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--top-k", type=_at_least_one, default=5)
     sp.add_argument("--json", action="store_true", help="one JSON object per line")
     common(sp)
     sp.set_defaults(func=cmd_classify)
@@ -257,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--explainer", default="gradcam")
     sp.add_argument("--class", dest="class_", type=int, action="append",
                     help="class index to map (repeatable; default the original's top-1)")
-    sp.add_argument("--top-k", type=int, default=5)
+    sp.add_argument("--top-k", type=_at_least_one, default=5)
     sp.add_argument("--trust", action="store_true",
                     help="add each map's trust score: its deletion AUC by inpainting beside random maps'")
     sp.add_argument("--road", action="store_true", help="with the trust score, pytorch-grad-cam's ROADCombined too")

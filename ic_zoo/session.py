@@ -56,10 +56,29 @@ def get_inpainter(name: str, **params):
         if unknown:
             raise InputError(f"The inpainter '{name}' has no parameter {', '.join(repr(k) for k in unknown)}; "
                              f"it takes {', '.join(takes) or 'none'}.")
+        for k, v in params.items():  # a number where its default is one (radius="x" was a bare TypeError)
+            d = sig.parameters[k].default
+            if isinstance(d, (int, float)) and not isinstance(d, bool) and (
+                    isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating))):
+                raise InputError(f"The inpainter '{name}' takes {k} as a number, not {v!r}.")
     try:
         return instance("inpainter", name, **params)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise InputError(f"The inpainter '{name}' cannot use {params}: {exc}.") from None
+
+
+def _class_index(clf, name: str, c) -> int:
+    """A class given as an index (any integer type) or by its label, as an index; one sentence otherwise."""
+    if isinstance(c, str):
+        if c in clf.labels:
+            return clf.labels.index(c)
+        if c.strip().lstrip("-").isdigit():
+            return int(c)
+        raise ClassIndexError(f"{name} has no class called {c!r}; give a class index (0..{clf.num_classes - 1}) "
+                              "or a label it has.")
+    if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
+        raise ClassIndexError(f"A class is an index (0..{clf.num_classes - 1}) or a label, not {c!r}.")
+    return int(c)
 
 
 def get_explainer(name: str):
@@ -305,6 +324,11 @@ class Session:
                  max_pixels: int | None = None) -> None:
         #: what the user should know about this image (also issued as IcZooWarning): tiny, NaN pixels
         self.warnings: list[str] = []
+        if image is None or isinstance(image, (bool, int, float, dict, list, tuple)):
+            raise InputError(f"A Session needs an image (a file path, a PIL image or an H x W x 3 array), not "
+                             f"{type(image).__name__}.")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise InputError(f"k (how many top classes to show) must be a whole number of at least 1, not {k!r}.")
         if isinstance(image, np.ndarray):
             raw = np.asarray(image)
             if np.issubdtype(raw.dtype, np.floating) and not np.isfinite(raw).all():
@@ -596,11 +620,11 @@ class Session:
     def explain(self, name: str, classes: int | Sequence[int], explainer: str = "gradcam",
                 progress: Progress | None = None) -> list[ClassMaps] | ClassMaps:
         """Class maps for any class indices, for the original and the current modified image."""
-        single = isinstance(classes, (int, np.integer))
-        cls = [int(classes)] if single else [int(c) for c in classes]
+        single = isinstance(classes, (int, np.integer, str))
         ex = get_explainer(explainer)
         with self._lock:
             clf = self.classifier(name)
+            cls = [_class_index(clf, name, c) for c in ([classes] if single else classes)]
             reason = ex.supports(clf)
             if reason:
                 raise ExplainerNotSupportedError(reason[0].upper() + reason[1:] + ".")
@@ -635,7 +659,7 @@ class Session:
         t_all = time.perf_counter()
         ex = get_explainer(explainer) if explainer else None
         results: dict[str, ModelResult] = {}
-        models = list(models)
+        models = [models] if isinstance(models, str) else list(models)  # one name, not its characters
         with self._lock:
             version = self.version
             for i, name in enumerate(models):

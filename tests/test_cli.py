@@ -197,3 +197,15 @@ def test_latency_table_per_explainer_and_model(tmp_path, capsys):
     assert main(["latency", "--from-json", str(out), "--markdown", str(md)]) == 0
     table = md.read_text()
     assert "| occlusion |" in table and "not run" in table and "n/a" in table
+
+
+def test_wrong_types_get_one_sentence(files, tmp_path, capsys):
+    """Issue 36 items 6 and 9: an inpainter parameter that is not a number, and --top-k below 1."""
+    rc = main(["edit", str(files / "cat.jpg"), "--mask", str(files / "mask.png"), "--no-pretrained",
+               "-m", "squeezenet1_1", "--out", str(tmp_path / "o"), "--param", "radius=x"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.strip() == "error: The inpainter 'telea' takes radius as a number, not 'x'.", err
+    with pytest.raises(SystemExit) as info:
+        main(["classify", str(files / "cat.jpg"), "--no-pretrained", "-m", "squeezenet1_1", "--top-k", "-1"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "--top-k: must be at least 1, not -1" in err and "Traceback" not in err

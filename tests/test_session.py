@@ -141,3 +141,32 @@ def test_unsupported_explainer(photo):
     assert res.note and "Grad-CAM" in res.note and not res.maps
     with pytest.raises(ExplainerNotSupportedError):
         s.explain("timm:vit_tiny_patch16_224", 1, "cam")
+
+
+def test_wrong_types_are_one_sentence_not_a_python_error():
+    """Issue 36 item 6: radius="x" was a TypeError, a class "abc" a ValueError, Session(None) an
+    AttributeError; evaluate("name") iterated the name's characters (item 9)."""
+    import ic_zoo
+    from ic_zoo.errors import IcZooError
+
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[16:48, 16:48] = 200
+    s = ic_zoo.Session(img, pretrained=False)
+    m = np.zeros((64, 64), bool)
+    m[10:20, 10:20] = True
+    cases = [(lambda: s.apply(m, "telea", radius="x"), "takes radius as a number, not 'x'"),
+             (lambda: s.apply(m, "telea", radius=True), "takes radius as a number, not True"),
+             (lambda: s.explain("flower2d/squeezenet", "abc"), "has no class called 'abc'"),
+             (lambda: s.explain("flower2d/squeezenet", [1.5]), "not 1.5"),
+             (lambda: ic_zoo.Session(None), "needs an image"),
+             (lambda: ic_zoo.Session(img, k=-1), "at least 1, not -1")]
+    for call, said in cases:
+        with pytest.raises(IcZooError) as info:
+            call()
+        assert said in str(info.value) and str(info.value).endswith("."), str(info.value)
+    assert s.version == 0  # nothing refused was applied
+    r = s.evaluate("flower2d/squeezenet")  # one name, not its characters
+    assert list(r.models) == ["flower2d/squeezenet"]
+    label = s.classifier("flower2d/squeezenet").labels[3]
+    assert s.explain("flower2d/squeezenet", label).index == 3  # a class by its label
+    assert s.explain("flower2d/squeezenet", np.int64(3)).index == 3
