@@ -58,7 +58,7 @@ WATCHDOG_JS = r"""
 () => {
   if (window.__icZooWatchdog) return;
   const SENTENCE = __SENTENCE__, B = __BOUNDS__;
-  const W = window.__icZooWatchdog = { tripped: null, pending: new Map(), lastByte: 0, streams: 0 };
+  const W = window.__icZooWatchdog = { tripped: null, pending: new Map(), early: new Map(), lastByte: 0, streams: 0 };
   const now = () => Date.now();
   function trip(why) {
     if (W.tripped) return;
@@ -106,7 +106,10 @@ WATCHDOG_JS = r"""
           // come as this message in a 200 stream
           if (m && m.msg === 'unexpected_error') { trip('the stream said: ' + (m.message || 'unexpected error')); continue; }
           const p = m && m.event_id && W.pending.get(m.event_id);
-          if (!p) continue;
+          if (!p) {  // a message that came before this page read its join's answer (the join's event id)
+            if (m && m.event_id) { W.early.set(m.event_id, m.msg); if (W.early.size > 256) W.early.delete(W.early.keys().next().value); }
+            continue;
+          }
           if (m.msg === 'process_completed') W.pending.delete(m.event_id);
           else { p.seen = now(); if (m.msg === 'process_starts') p.started = true; }
         }
@@ -146,7 +149,16 @@ WATCHDOG_JS = r"""
       if (k === 'join') {
         const p = W.pending.get(key);
         W.pending.delete(key);
-        if (r.ok && p) r.clone().json().then((j) => { if (j && j.event_id) W.pending.set(j.event_id, p); }, () => {});
+        // the stream is read as Gradio reads it, so an event's messages (its answer even) may come before
+        // this copy of the join's answer is read: they wait in W.early (else the event would look unanswered)
+        if (r.ok && p) r.clone().json().then((j) => {
+          if (!(j && j.event_id)) return;
+          const e = W.early.get(j.event_id);
+          W.early.delete(j.event_id);
+          if (e === 'process_completed') return;
+          if (e) { p.seen = now(); p.started = e !== 'estimation'; }
+          W.pending.set(j.event_id, p);
+        }, () => {});
         return r;
       }
       if (k === 'data' && r.ok && r.body) {
