@@ -556,6 +556,11 @@ def test_a_damaged_or_unwritable_sqlite_log_is_one_sentence(tmp_path):
     with pytest.raises(DatabaseError) as info:
         open_engine("nosuchdb://x")
     assert _one_sentence(str(info.value)) and "not a database URL" in str(info.value)
+    for typo in ("localhost:5432/study", "postgres:/db.example.org/study", str(tmp_path / "study")):
+        with pytest.raises(DatabaseError) as info:  # it became an SQLite file of that name, silently
+            open_engine(typo)
+        assert _one_sentence(str(info.value)) and "neither a database URL nor an SQLite file" in str(info.value)
+        assert not Path(typo).exists()
 
 
 def test_a_log_that_opens_but_cannot_take_the_first_writes_is_one_sentence(tmp_path):

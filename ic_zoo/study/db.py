@@ -116,11 +116,20 @@ def aware(t: datetime.datetime) -> datetime.datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=datetime.timezone.utc)
 
 
+#: a --db value without "://" is an SQLite file when its name ends so (or the file exists): "localhost:5432/x"
+#: or "postgres:/host/db" silently became an SQLite file of that name (issue 36 item 9)
+SQLITE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+
+
 def engine_for(url: str | None, default_path: str | Path = "study.sqlite") -> sa.Engine:
     """An engine for ``url`` (a SQLAlchemy URL, ``postgresql://...`` accepted as is) or a SQLite file."""
     if not url:
         url = f"sqlite:///{Path(default_path).resolve()}"
-    elif "://" not in url:  # a plain file path
+    elif "://" not in url:  # a plain file path: an SQLite file by its name, or one that exists
+        if not (Path(url).suffix.lower() in SQLITE_SUFFIXES or Path(url).is_file()):
+            raise DatabaseError(f"'{url}' is neither a database URL nor an SQLite file (a name ending in "
+                                f"{', '.join(SQLITE_SUFFIXES)}); use sqlite:///file.sqlite or "
+                                "postgresql://user:password@host/dbname.")
         url = f"sqlite:///{Path(url).resolve()}"
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
