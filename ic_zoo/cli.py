@@ -74,7 +74,7 @@ def cmd_list(args) -> int:
 # -- classify --------------------------------------------------------------------------------------
 def cmd_classify(args) -> int:
     from .imageio import load_image
-    from .session import get_classifier
+    from .session import get_classifier, small_image_warning
 
     named = _models(args) if args.model else None  # checked once, before anything loads or any image is read
     status = 0
@@ -88,6 +88,9 @@ def cmd_classify(args) -> int:
             else:
                 print(f"error: {exc}", file=sys.stderr)
             continue
+        small = small_image_warning(img.shape)
+        if small:  # what `edit` and the app say too (it was dropped here)
+            warnings.warn(f"{path}: {small}", IcZooWarning, stacklevel=1)
         clfs = {m: get_classifier(m, pretrained=not args.no_pretrained, device=args.device)
                 for m in (named or _models(args, img))}
         for m, clf in clfs.items():

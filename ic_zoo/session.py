@@ -81,6 +81,15 @@ def _class_index(clf, name: str, c) -> int:
     return int(c)
 
 
+def small_image_warning(shape) -> str | None:
+    """The sentence for an image too small for its answers to mean much (None for one that is not)."""
+    h, w = shape[:2]
+    if min(h, w) < MIN_SIDE:
+        return (f"The image is only {w}x{h} pixels; every model scales it up to its input size, so its answers "
+                "say little about the picture.")
+    return None
+
+
 def get_explainer(name: str):
     from .discovery import instance
 
@@ -339,10 +348,9 @@ class Session:
         else:
             self.original = load_image(image, max_pixels=max_pixels)
         self.original.setflags(write=False)
-        h, w = self.original.shape[:2]
-        if min(h, w) < MIN_SIDE:
-            self.warnings.append(f"The image is only {w}x{h} pixels; every model scales it up to its input size, "
-                                 "so its answers say little about the picture.")
+        small = small_image_warning(self.original.shape)
+        if small:
+            self.warnings.append(small)
         for msg in self.warnings:
             warnings.warn(msg, IcZooWarning, stacklevel=2)
         self.pretrained = pretrained

@@ -209,3 +209,11 @@ def test_wrong_types_get_one_sentence(files, tmp_path, capsys):
         main(["classify", str(files / "cat.jpg"), "--no-pretrained", "-m", "squeezenet1_1", "--top-k", "-1"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "--top-k: must be at least 1, not -1" in err and "Traceback" not in err
+
+
+def test_classify_says_an_image_is_too_small(tmp_path, capsys):
+    """Issue 36 item 9: `edit` and the app warned about a 1x1 image, `classify` dropped the warning."""
+    Image.new("RGB", (1, 1), (200, 10, 10)).save(tmp_path / "tiny.png")
+    assert main(["classify", str(tmp_path / "tiny.png"), "--no-pretrained", "-m", "flower2d/squeezenet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "only 1x1 pixels" in err and "Traceback" not in err, err
