@@ -129,6 +129,17 @@ class _Starting(http.server.BaseHTTPRequestHandler):
         return None
 
 
+class _QuietServer(http.server.ThreadingHTTPServer):
+    """A client that hangs up before its answer is written (a proxy's check that timed out, a page that
+    reloaded) is not an error: socketserver printed a BrokenPipeError traceback per hang-up into replica
+    logs (issue 36 item 9). Anything else is still reported."""
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class StartingServer:
     """503 on ``host:port`` until :meth:`stop` (then the port is free for Gradio)."""
 
@@ -136,7 +147,7 @@ class StartingServer:
 
     def __init__(self, host: str, port: int, health: Health) -> None:
         handler = type("Handler", (_Starting,), {"health": health, "only_health": self.only_health})
-        self.server = http.server.ThreadingHTTPServer((host, port), handler)
+        self.server = _QuietServer((host, port), handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
                                        name="ic_zoo-starting", daemon=True)

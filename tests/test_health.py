@@ -329,3 +329,31 @@ def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(monkeypatch, 
         demo.close()
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "10.0.0.9")  # an operator's own setting is kept
     assert serve.trust_proxies() == "10.0.0.9"
+
+
+def test_a_client_that_hangs_up_on_the_placeholder_leaves_no_traceback(capfd):
+    """Issue 36 item 9: BrokenPipeError tracebacks from the start-up placeholder filled replica logs (a
+    proxy's check that gave up, a page that reloaded, before the answer was written)."""
+    import socket
+
+    from ic_zoo import serve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    starting = serve.StartingServer("127.0.0.1", port, serve.Health())
+    try:
+        for _ in range(20):  # ask, and hang up at once with a reset (SO_LINGER 0): the answer's write fails
+            c = socket.create_connection(("127.0.0.1", port))
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            c.close()
+        time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:  # still serving
+            pass
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 503  # starting: its answer, not a failure
+    finally:
+        starting.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "ConnectionResetError" not in err, err
