@@ -75,12 +75,7 @@ def _open(src: ImageLike, max_pixels: int, *, name: str | None = None, formats: 
         pass
     if not decode:
         return im, name
-    try:
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-        im.load()
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise BadImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).") from None
-    return im, name
+    return _decoded(im, name), name
 
 
 def _high_bit_depth_to_uint8(im: Image.Image) -> Image.Image:
@@ -120,13 +115,37 @@ def to_rgb_pil(im: Image.Image, background=(255, 255, 255)) -> Image.Image:
     return im
 
 
-def load_image(src: ImageLike, *, max_pixels: int | None = None) -> np.ndarray:
-    """Read ``src`` as RGB uint8 H x W x 3. Raises BadImageError / ImageTooLargeError with one sentence."""
+def load_image(src: ImageLike, *, max_pixels: int | None = None, max_side: int | None = None) -> np.ndarray:
+    """Read ``src`` as RGB uint8 H x W x 3. Raises BadImageError / ImageTooLargeError with one sentence.
+
+    ``max_side``: the caller uses at most this longer side (the app downscales to it), so no more is
+    decoded or converted than that needs: a JPEG is decoded at a reduced scale (``draft``: 1/2 to 1/8),
+    and any image is reduced by a whole factor (box average) before its conversion to RGB, leaving at
+    least ``max_side`` for the caller's own resize. A 116 KB PNG of 40 megapixels cost the app 400 MB of
+    conversions at full size (issue 36 item 4)."""
     limit = max_pixels if max_pixels is not None else max_pixels_default()
     if isinstance(src, np.ndarray):
         return as_rgb_array(src, limit)
-    im, _ = _open(src, limit)
+    im, name = _open(src, limit, decode=max_side is None)
+    if max_side is not None:
+        w, h = im.size
+        if im.format == "JPEG" and max(w, h) > 2 * max_side:
+            s = max_side / max(w, h)
+            im.draft("RGB", (max(1, int(w * s + 0.5)), max(1, int(h * s + 0.5))))
+        im = _decoded(im, name)
+        k = max(im.size) // max_side
+        if k >= 2 and im.mode in ("L", "RGB", "CMYK", "YCbCr"):  # modes whose averages mean something
+            im = im.reduce(k)
     return np.ascontiguousarray(np.asarray(to_rgb_pil(im), dtype=np.uint8))
+
+
+def _decoded(im: Image.Image, name: str) -> Image.Image:
+    try:
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        im.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise BadImageError(f"{name} is damaged or truncated and cannot be decoded ({exc}).") from None
+    return im
 
 
 def as_rgb_array(arr: np.ndarray, max_pixels: int | None = None) -> np.ndarray:

@@ -139,3 +139,34 @@ def test_masks(tmp_path):
     bad.write_bytes(b"garbage")
     with pytest.raises(MaskError, match="mask image"):
         load_mask(bad)
+
+
+def test_the_app_decodes_no_more_than_it_uses(tmp_path):
+    """Issue 36 item 4: a small PNG of 36 megapixels was converted at full size (hundreds of MB) for an
+    app that keeps 768 px. With max_side, what numpy holds at once stays near the kept size (tracemalloc
+    sees numpy's buffers), the result is at least max_side, and the image is the same picture."""
+    import tracemalloc
+
+    from PIL import Image
+
+    from ic_zoo.imageio import load_image
+
+    big = Image.new("RGB", (6000, 6000), (40, 120, 200))
+    big.paste((250, 250, 0), (3000, 0, 6000, 6000))  # the right half yellow
+    big.save(tmp_path / "big.png")
+    big.save(tmp_path / "big.jpg", quality=90)
+    del big
+    for name in ("big.png", "big.jpg"):
+        tracemalloc.start()
+        small = load_image(tmp_path / name, max_side=768)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert min(small.shape[:2]) >= 768 and max(small.shape[:2]) < 2 * 768, small.shape
+        assert peak < 20e6, (name, peak)  # a 6000 x 6000 RGB array alone is 108 MB
+        h, w = small.shape[:2]
+        assert np.abs(small[h // 2, w // 4].astype(int) - (40, 120, 200)).max() <= 6, small[h // 2, w // 4]
+        assert np.abs(small[h // 2, 3 * w // 4].astype(int) - (250, 250, 0)).max() <= 6
+    tracemalloc.start()
+    load_image(tmp_path / "big.png")  # without it, the full size, as before
+    assert tracemalloc.get_traced_memory()[1] > 100e6
+    tracemalloc.stop()

@@ -42,7 +42,8 @@ def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> No
         st = ctx.state_of(st)
         if not path:
             return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
-        switch = ctx.new_session(st, ic_zoo.load_image(path), os.path.basename(str(path)), names)
+        switch = ctx.new_session(st, ic_zoo.load_image(path, max_side=ctx.max_side), os.path.basename(str(path)),
+                                 names)
         return ctx.show(st, names, explainer, rows_mode, switch_to=switch)
 
     ui.inputs.upload.upload(on_upload, [ui.inputs.upload] + settings, out, api_name="load", **latest).then(**history)
@@ -60,7 +61,7 @@ def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> No
         if not isinstance(index, int) or not 0 <= index < len(ctx.examples):
             raise gr.Error("Click an example to load it.")
         path, caption = ctx.examples[index]
-        switch = ctx.new_session(st, ic_zoo.load_image(path), caption, names)
+        switch = ctx.new_session(st, ic_zoo.load_image(path, max_side=ctx.max_side), caption, names)
         return ctx.show(st, names, explainer, rows_mode, switch_to=switch)
 
     ui.inputs.gallery.select(on_example, [ui.inputs.gallery] + settings, out, api_visibility="private", **latest).then(**history)
