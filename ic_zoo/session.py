@@ -259,8 +259,8 @@ class ClassMaps:
     def mass_in(self, mask: np.ndarray, which: str = "original") -> float:
         """Fraction of the map's mass inside ``mask`` (image coordinates)."""
         m = self.original if which == "original" else self.modified
-        total = float(m.sum())
-        return float(m[mask].sum() / total) if total > 0 else 0.0
+        total = float(m.sum(dtype=np.float64))  # float32 sums in two orders put a part above its whole
+        return min(1.0, float(m[mask].sum(dtype=np.float64)) / total) if total > 0 else 0.0
 
     def to_dict(self) -> dict:
         out = {"index": self.index, "label": self.label, "explainer": self.explainer, "scale": self.scale,
