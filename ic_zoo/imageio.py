@@ -197,9 +197,12 @@ def mask_from_array(arr: np.ndarray) -> np.ndarray:
     return arr > top / 2
 
 
-def load_mask(src: ImageLike, shape: tuple[int, int] | None = None, *, max_pixels: int | None = None) -> np.ndarray:
+def load_mask(src: ImageLike, shape: tuple[int, int] | None = None, *, max_pixels: int | None = None,
+              max_side: int | None = None) -> np.ndarray:
     """Read a mask (white / opaque = remove). With ``shape`` (H, W) a mask of another size is resized
-    (nearest neighbour) with a warning, as a mask drawn on a preview often is."""
+    (nearest neighbour) with a warning, as a mask drawn on a preview often is. ``max_side``: the caller
+    resizes it to at most this longer side anyway, so a larger file is sampled down (nearest neighbour, as
+    that resize) before any array is made of it (a 40 megapixel mask cost the app hundreds of MB)."""
     limit = max_pixels if max_pixels is not None else max_pixels_default()
     if isinstance(src, np.ndarray):
         mask = mask_from_array(src)
@@ -216,6 +219,9 @@ def load_mask(src: ImageLike, shape: tuple[int, int] | None = None, *, max_pixel
             im = im.convert("RGBA")
         elif im.mode not in ("RGBA", "RGB", "L", "1", "I;16", "I", "F"):
             im = im.convert("RGB")
+        k = max(im.size) // max_side if max_side else 1
+        if k >= 2:
+            im = im.resize((max(1, im.size[0] // k), max(1, im.size[1] // k)), Image.NEAREST)
         mask = mask_from_array(np.asarray(im))
     if mask.ndim != 2:
         raise MaskError(f"a mask must be two-dimensional, not {mask.shape}.")

@@ -170,3 +170,24 @@ def test_the_app_decodes_no_more_than_it_uses(tmp_path):
     load_image(tmp_path / "big.png")  # without it, the full size, as before
     assert tracemalloc.get_traced_memory()[1] > 100e6
     tracemalloc.stop()
+
+
+def test_a_huge_mask_is_sampled_down_before_any_array_is_made(tmp_path):
+    """Issue 36 item 4, the mask half: /apply_mask read a 40 MP mask into full-size arrays for an image of
+    at most 768 px. With max_side the mask is sampled (nearest, as the final resize) first."""
+    import tracemalloc
+
+    from PIL import Image
+
+    from ic_zoo.imageio import load_mask, resize_mask
+
+    m = Image.new("L", (6000, 4000), 0)
+    m.paste(255, (0, 0, 3000, 2000))  # the top-left quarter removed
+    m.save(tmp_path / "mask.png")
+    tracemalloc.start()
+    small = load_mask(tmp_path / "mask.png", max_side=600)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 10e6 and max(small.shape) >= 600, (peak, small.shape)  # 24 MB for the full-size mask alone
+    full = load_mask(tmp_path / "mask.png")
+    assert np.array_equal(resize_mask(small, (400, 600)), resize_mask(full, (400, 600)))  # the same mask

@@ -207,8 +207,8 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
         if not path:
             return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
         ctx.check_stroke(names, inpainter, explainer, rows_mode)
-        mask = imageio.load_mask(path)
         shape = st.session.original.shape[:2]
+        mask = imageio.load_mask(path, max_side=max(shape))  # no more decoded into arrays than the image's size
         if mask.shape != shape:
             st.notice = (f"The mask was {mask.shape[1]}x{mask.shape[0]} and the image is {shape[1]}x{shape[0]}: "
                          "it was resized to fit.")
