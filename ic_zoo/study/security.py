@@ -101,37 +101,6 @@ class RateCap:
             return True
 
 
-class ClientRateCap:
-    """:class:`RateCap` per client address: at most ``limit`` events from one address in any ``window_s``
-    seconds (the global cap alone let one script keep every real newcomer out for a minute). Addresses with
-    nothing in the window are forgotten."""
-
-    def __init__(self, limit: int, window_s: float = 60.0, clock=time.monotonic) -> None:
-        self.limit, self.window_s, self.clock = limit, window_s, clock
-        self._times: dict[str, collections.deque] = {}
-        self._lock = threading.Lock()
-
-    def take(self, host: str) -> bool:
-        with self._lock:
-            now = self.clock()
-            for k in [k for k, q in self._times.items() if not q or now - q[-1] >= self.window_s]:
-                del self._times[k]
-            q = self._times.setdefault(host, collections.deque())
-            while q and now - q[0] >= self.window_s:
-                q.popleft()
-            if len(q) >= self.limit:
-                return False
-            q.append(now)
-            return True
-
-    def give_back(self, host: str) -> None:
-        """Undo the last :meth:`take` of ``host`` (the global cap refused the event after all)."""
-        with self._lock:
-            q = self._times.get(host)
-            if q:
-                q.pop()
-
-
 class AdminThrottle:
     """Wrong admin passwords slow guessing down; they never lock the right password out for long.
 

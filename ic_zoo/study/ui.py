@@ -40,7 +40,7 @@ from ..ui.comparison import Comparison, comparison, model_view
 from .definition import MAX_MODELS_PER_TASK, Study
 from .research import rebuild
 from ..ui import watchdog
-from .security import AdminThrottle, ClientRateCap, RateCap, env_int, issue, new_id, study_secrets, verify
+from .security import AdminThrottle, RateCap, env_int, issue, new_id, study_secrets, verify
 
 log = logging.getLogger("ic_zoo.study")
 MAX_QUESTIONS = 6
@@ -53,8 +53,6 @@ BAD_ID = ("The participant id in this link is not valid: use 1 to 40 letters, di
 BAD_LINK = ("The participant id in this link is not valid for this study: please open the exact link you were "
             "given (an id cannot be typed in or changed).")
 TOO_MANY = "Many people are joining the study at this moment: please wait a minute and try again."
-TOO_MANY_HERE = ("Many people have joined the study from this network in the last minute: please wait a minute "
-                 "and try again.")
 NOT_SAVED = ("Your last change could not be saved (the study log is busy), so it was undone: please make it "
              "again.")
 MOVED = ("The server you were working on stopped: please reload the page to continue where you left off "
@@ -226,8 +224,6 @@ class StudyApp:
         self.study, self.device, self.pretrained, self.max_side = study, device, pretrained, max_side
         self.link_secret, self.browser_secret = study_secrets(public or bool(os.environ.get("SPACE_ID")))
         self.joins = RateCap(env_int("IC_ZOO_STUDY_NEW_PER_MIN", 30))  # new participants a minute
-        # and from one address (a script alone cannot use up the minute's places of everyone else)
-        self.joins_per_client = ClientRateCap(env_int("IC_ZOO_STUDY_NEW_PER_CLIENT_PER_MIN", 10))
         self.throttle = AdminThrottle(env_int("IC_ZOO_ADMIN_MAX_FAILURES", 5), env_int("IC_ZOO_ADMIN_WINDOW_S", 900),
                                       env_int("IC_ZOO_ADMIN_MAX_DELAY_S", 60))
         self.store = StudyStore(open_engine(db, default_db(study)), study)  # one sentence if the log cannot open
@@ -449,13 +445,8 @@ class StudyApp:
         self.sess_id(request, st)
         ip = request.client.host if (self.study.log_ip and request is not None and request.client) else None
         existed = self.store.participant(code) is not None
-        if not existed:  # refused before the log: no Latin-square row is used
-            host = (request.client.host if request is not None and request.client else None) or "unknown"
-            if not self.joins_per_client.take(host):
-                raise gr.Error(TOO_MANY_HERE, print_exception=False)
-            if not self.joins.take():
-                self.joins_per_client.give_back(host)
-                raise gr.Error(TOO_MANY, print_exception=False)
+        if not existed and not self.joins.take():  # refused before the log: no Latin-square row is used
+            raise gr.Error(TOO_MANY, print_exception=False)
         row = self.store.consent(code, ip=ip, client_time=self.client_ms(t), session=self.sess_id(request))
         return self._enter(st, row, self.client_ms(t), self.sess_id(request), issued, resumed=existed)
 
