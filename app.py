@@ -47,7 +47,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
     ic_zoo.ui.handlers (see ic_zoo/ui/__init__.py to add a panel)."""
     ctx = context.AppContext(models, device, max_side, plugins_dir, concurrency, pretrained,
                              examples_dir=EXAMPLES, default_plugins=HERE / "plugins")
-    with gr.Blocks(title="Interactive Classification", fill_width=True, delete_cache=(3600, 3 * 3600)) as demo:
+    with gr.Blocks(title="Interactive Classification", fill_width=True, delete_cache=(600, 3600)) as demo:
         state = panels.tab_state(ctx)
         header = panels.header()  # the title and the tutorial (open on the first visit only)
         inputs = panels.inputs(ctx)  # the examples and the upload
@@ -149,7 +149,7 @@ def main(argv=None) -> None:
 
     try:
         code = serve.run(build, args.host, args.port,
-                         dict(share=args.share, auth=auth or None, max_file_size="50mb",
+                         dict(share=args.share, auth=auth or None, max_file_size=serve.MAX_FILE_SIZE,
                               footer_links=[] if args.study else ["api"], show_error=False,
                               state_session_capacity=SESSION_CAPACITY))
     except OSError as exc:  # the port is taken, the interface does not exist

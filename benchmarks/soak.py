@@ -9,9 +9,10 @@ clients, as a public link sees them (an API client never closes its session): ea
 through ``/load`` and sends ``--edits`` strokes through ``/edit``, sending back the canvas the previous
 answer gave. It counts errors and crossed results (an answer whose stroke count or original top-1 is
 not this client's), and samples the server's RSS every 0.1 s: before, peak and after each round (after
-``--settle`` idle seconds). The app runs with ``IC_ZOO_MAX_SESSIONS`` = ``--max-sessions`` (default: the
-number of clients, so a round's tabs make room for the next round's, which is what shows the bound).
-Prints a table and writes JSON.
+``--settle`` idle seconds). The app runs with its default bounds on the tabs' memory (``IC_ZOO_SESSIONS_MB``,
+``IC_ZOO_MAX_SESSIONS``) unless ``--max-sessions`` / ``--sessions-mb`` set them. Prints a table and writes JSON.
+
+    python benchmarks/soak.py --preset lite --side 768 --rounds 1 --json benchmarks/soak_768_cpu.json
 """
 from __future__ import annotations
 
@@ -88,10 +89,16 @@ def stroke(shape, i: int, out: Path) -> Path:
     return out
 
 
-def start_app(models: list[str], max_sessions: int, extra_env: dict | None = None):
+def start_app(models: list[str], max_sessions: int | None = None, extra_env: dict | None = None,
+              sessions_mb: int | None = None):
     port = _free_port()
-    env = dict(os.environ, IC_ZOO_MAX_SESSIONS=str(max_sessions), GRADIO_ANALYTICS_ENABLED="False",
-               **(extra_env or {}))
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", **(extra_env or {}))
+    for k in ("IC_ZOO_MAX_SESSIONS", "IC_ZOO_SESSIONS_MB"):
+        env.pop(k, None)  # the defaults, unless asked
+    if max_sessions:
+        env["IC_ZOO_MAX_SESSIONS"] = str(max_sessions)
+    if sessions_mb:
+        env["IC_ZOO_SESSIONS_MB"] = str(sessions_mb)
     cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port)]
     for m in models:
         cmd += ["-m", m]
@@ -146,12 +153,37 @@ def client_run(url: str, models: list[str], image: Path, edits: int, work: Path,
     report.update(errors=errors, crossed=crossed, edits=done, latencies=lat)
 
 
+def tab_bytes(preset: str, image: Path, edits: int) -> dict:
+    """What one tab's session holds after ``edits`` strokes (each evaluated with Grad-CAM, as /edit does),
+    by ``ic_zoo.memsize.nbytes``, the measure the app's bound uses; in this process, not the app's."""
+    import ic_zoo
+    from ic_zoo.memsize import nbytes
+    from PIL import Image
+
+    s = ic_zoo.Session(np.asarray(Image.open(image).convert("RGB")))
+    h, w = s.original.shape[:2]
+    out = {"image_mb": round(s.original.nbytes / 1e6, 2)}
+    for i in range(edits):
+        m = np.zeros((h, w), bool)
+        rng = np.random.default_rng(i)
+        y, x = int(rng.integers(0, h - h // 8)), int(rng.integers(0, w - w // 8))
+        m[y:y + h // 16 + 4, x:x + w // 8] = True
+        s.apply(m, "telea")
+        s.evaluate(PRESETS[preset], explainer="gradcam")
+        if i == 0:
+            out["after_1_stroke_mb"] = round(nbytes(s) / 1e6, 1)
+    out[f"after_{edits}_strokes_mb"] = round(nbytes(s) / 1e6, 1)
+    return out
+
+
 def run(clients: int, edits: int, rounds: int, preset: str = "flower2d", side: int = 256,
-        max_sessions: int | None = None, settle: float = 3.0, extra_env: dict | None = None) -> dict:
+        max_sessions: int | None = None, settle: float = 3.0, extra_env: dict | None = None,
+        sessions_mb: int | None = None) -> dict:
+    from ic_zoo.gradio_util import Tabs
+
     models = PRESETS[preset]
-    max_sessions = max_sessions or clients
     work = Path(tempfile.mkdtemp(prefix="ic_zoo_soak_"))
-    proc, url = start_app(models, max_sessions, extra_env)
+    proc, url = start_app(models, max_sessions, extra_env, sessions_mb)
     try:
         imgs = images(preset, clients, side, work)
         time.sleep(settle)
@@ -190,8 +222,10 @@ def run(clients: int, edits: int, rounds: int, preset: str = "flower2d", side: i
                                "edits_per_s": round(len(lat) / wall, 2) if wall else None,
                                "median_edit_s": round(statistics.median(lat), 4) if lat else None})
         first, last = out_rounds[0]["rss_after_mb"], out_rounds[-1]["rss_after_mb"]
+        tab = tab_bytes(preset, imgs[0], edits)
         return {"clients": clients, "edits": edits, "rounds": rounds, "preset": preset, "models": models,
-                "image_side": side, "max_sessions": max_sessions, "rounds_detail": out_rounds,
+                "image_side": side, "max_sessions": max_sessions, "sessions_mb": sessions_mb or Tabs.DEFAULT_MB,
+                "rounds_detail": out_rounds, "tab": tab,
                 "errors": sum(r["errors"] for r in out_rounds), "crossed": sum(r["crossed"] for r in out_rounds),
                 "growth_after_first_round_mb": round(last - first, 1),
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
@@ -205,17 +239,26 @@ def run(clients: int, edits: int, rounds: int, preset: str = "flower2d", side: i
 
 
 def markdown_table(paths) -> str:
+    return table([json.loads(Path(path).read_text()) for path in paths])
+
+
+def table(docs) -> str:
+    """The README's table of one soak run (a dict) or several (a list)."""
     lines = ["| run | round | edits | errors | crossed | RSS before | peak | after | edits/s |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for path in paths:
-        d = json.loads(Path(path).read_text())
-        tag = (f"{d['clients']} clients × {d['edits']} edits, {d['preset']} at {d['image_side']} px, "
-               f"IC_ZOO_MAX_SESSIONS={d['max_sessions']}")
+    for d in [docs] if isinstance(docs, dict) else docs:
+        bound = (f"IC_ZOO_MAX_SESSIONS={d['max_sessions']}" if d.get("max_sessions") else
+                 f"default bounds ({d.get('sessions_mb', '?')} MB of tabs)")
+        tag = f"{d['clients']} clients × {d['edits']} edits, {d['preset']} at {d['image_side']} px, {bound}"
         for r in d["rounds_detail"]:
             lines.append(f"| {tag if r['round'] == 1 else ''} | {r['round']} | {r['edits']} | {r['errors']} | "
                          f"{r['crossed']} | {r['rss_before_mb']:.0f} MB | {r['rss_peak_mb']:.0f} MB | "
                          f"{r['rss_after_mb']:.0f} MB | {r['edits_per_s']} |")
-        lines.append(f"| | growth after round 1 | | | | | | **{d['growth_after_first_round_mb']:+.0f} MB** | |")
+        if d["rounds"] > 1:
+            lines.append(f"| | growth after round 1 | | | | | | **{d['growth_after_first_round_mb']:+.0f} MB** | |")
+        if d.get("tab"):
+            n = d["edits"]
+            lines.append(f"| | one tab after {n} strokes (memsize) | | | | | | {d['tab'][f'after_{n}_strokes_mb']:.0f} MB | |")
     return "\n".join(lines) + "\n"
 
 
@@ -226,7 +269,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--preset", choices=sorted(PRESETS), default="flower2d")
     p.add_argument("--side", type=int, default=256)
-    p.add_argument("--max-sessions", type=int, default=None, help="IC_ZOO_MAX_SESSIONS for the app (default: --clients)")
+    p.add_argument("--max-sessions", type=int, default=None, help="IC_ZOO_MAX_SESSIONS for the app (default: the app's)")
+    p.add_argument("--sessions-mb", type=int, default=None, help="IC_ZOO_SESSIONS_MB for the app (default: the app's)")
     p.add_argument("--settle", type=float, default=3.0)
     p.add_argument("--json", default=None)
     p.add_argument("--table", nargs="+", default=None, help="print the README table from saved JSON files")
@@ -234,9 +278,10 @@ def main(argv=None) -> int:
     if a.table:
         print(markdown_table(a.table), end="")
         return 0
-    d = run(a.clients, a.edits, a.rounds, a.preset, a.side, a.max_sessions, a.settle)
+    d = run(a.clients, a.edits, a.rounds, a.preset, a.side, a.max_sessions, a.settle, sessions_mb=a.sessions_mb)
     if a.json:
         Path(a.json).write_text(json.dumps(d, indent=2) + "\n")
+        Path(a.json).with_suffix(".md").write_text(table(d))
         print(markdown_table([a.json]), end="")
     else:
         print(json.dumps(d, indent=2))

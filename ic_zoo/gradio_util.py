@@ -18,6 +18,7 @@ from gradio.components.base import server
 
 from . import imageio
 from .errors import IcZooError
+from .memsize import nbytes
 from .present import public_text
 
 log = logging.getLogger("ic_zoo.app")
@@ -59,16 +60,25 @@ class Tabs:
 
     Gradio keeps a tab's ``gr.State`` for as long as its session lives, and an API client's session never
     ends. Every handler that takes a tab's state runs inside ``hold``: the state is marked in use, then
-    registered as used now. A state idle for longer than ``ttl_s``, or the least recently used one when
-    more than ``max_tabs`` hold images, is released: its images and caches are dropped and ``expired``
-    says why, so the page tells a returning user in one sentence instead of failing. States in use are
-    never released. A daemon thread sweeps every ``sweep_s`` seconds, so an idle server frees memory too.
+    registered as used now, with the bytes of arrays and tensors it holds (``memsize.nbytes``: images,
+    masks, patches, model inputs, explainer runs, maps). A state idle for longer than ``ttl_s``, or the
+    least recently used one while the tabs together hold more than ``max_bytes`` or more than ``max_tabs``
+    tabs hold images, is released: its images and caches are dropped and ``expired`` says why, so the page
+    tells a returning user in one sentence instead of failing. States in use are never released, nor the
+    most recently used one (a single tab larger than the bound keeps working). A daemon thread sweeps
+    every ``sweep_s`` seconds, so an idle server frees memory too, and after events it hands the heap
+    pages Python and torch freed back to the system (glibc keeps them otherwise: 420 MB after 32 tabs of
+    16 clients' strokes, which the sweep returned).
 
-    ``IC_ZOO_SESSION_TTL_S`` (default 1800) and ``IC_ZOO_MAX_SESSIONS`` (default 64) set the bounds.
+    ``IC_ZOO_SESSION_TTL_S`` (default 1800), ``IC_ZOO_SESSIONS_MB`` (default ``DEFAULT_MB``) and
+    ``IC_ZOO_MAX_SESSIONS`` (default 64) set the bounds.
     """
 
+    #: What all tabs together may hold, in MB (10^6 bytes), unless ``IC_ZOO_SESSIONS_MB`` says otherwise.
+    DEFAULT_MB = 300
+
     def __init__(self, kind: type, ttl_s: float | None = None, max_tabs: int | None = None,
-                 sweep_s: float = 30.0) -> None:
+                 sweep_s: float = 30.0, max_bytes: int | None = None) -> None:
         import collections
         import threading
         import weakref
@@ -76,37 +86,50 @@ class Tabs:
         self.kind = kind
         self.ttl_s = ttl_s or _env_number("IC_ZOO_SESSION_TTL_S", 1800)
         self.max_tabs = int(max_tabs or _env_number("IC_ZOO_MAX_SESSIONS", 64))
-        self._live: collections.OrderedDict[int, tuple] = collections.OrderedDict()  # id -> (ref, last used)
+        self.max_bytes = int(max_bytes or _env_number("IC_ZOO_SESSIONS_MB", self.DEFAULT_MB) * 1e6)
+        # id -> (ref, last used, bytes held when last used), least recently used first
+        self._live: collections.OrderedDict[int, tuple] = collections.OrderedDict()
         self._busy: dict[int, int] = {}
         self._lock = threading.Lock()
         self._weakref = weakref.ref
         self.released = 0
+        self.events = 0  # handlers run (the sweeper returns freed memory after events)
         self._stop = threading.Event()
         t = threading.Thread(target=self._sweeper, args=(sweep_s,), name="ic_zoo-tabs", daemon=True)
         t.start()
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(1 for ref, _ in self._live.values() if ref() is not None)
+            return sum(1 for ref, *_ in self._live.values() if ref() is not None)
 
     def states(self) -> list:
         """The live tab states, least recently used first (for tests and benchmarks)."""
         with self._lock:
-            return [st for st in (ref() for ref, _ in self._live.values()) if st is not None]
+            return [st for st in (ref() for ref, *_ in self._live.values()) if st is not None]
+
+    def held_bytes(self) -> int:
+        """What the live tabs held when each was last used (for the health page, tests and benchmarks)."""
+        with self._lock:
+            return sum(n for ref, _, n in self._live.values() if ref() is not None)
 
     def _sweeper(self, every: float) -> None:
+        trimmed = 0
         while not self._stop.wait(every):
-            self.sweep()
+            if not self.sweep() and self.events != trimmed:  # a sweep that released anything trimmed already
+                _return_freed_memory()
+            trimmed = self.events
 
     def close(self) -> None:
         self._stop.set()
 
-    def _touch(self, st) -> None:
+    def _touch(self, st, size: int | None = None) -> None:
         import time
 
         key = id(st)
-        self._live.pop(key, None)
-        self._live[key] = (self._weakref(st), time.monotonic())
+        old = self._live.pop(key, None)
+        if size is None:
+            size = old[2] if old is not None else 0
+        self._live[key] = (self._weakref(st), time.monotonic(), size)
 
     def sweep(self) -> list:
         """Release what is past the time to live or over the cap; returns the released states."""
@@ -115,23 +138,30 @@ class Tabs:
         out = []
         with self._lock:
             now = time.monotonic()
+            total = sum(n for _, _, n in self._live.values())
+            newest = next(reversed(self._live), None)
             for key in list(self._live):
-                ref, used = self._live[key]
+                ref, used, size = self._live[key]
                 st = ref()
                 if st is None:
                     del self._live[key]
+                    total -= size
                     continue
-                over = len(self._live) > self.max_tabs
+                many = len(self._live) > self.max_tabs
+                heavy = total > self.max_bytes
                 idle = now - used > self.ttl_s
-                if not (over or idle):
-                    break  # oldest first: everything after is more recent and the count is within the cap
-                if self._busy.get(key):
+                if not (many or heavy or idle):
+                    break  # oldest first: everything after is more recent, and the tabs are within the bounds
+                if self._busy.get(key) or (key == newest and not idle):
                     continue
                 del self._live[key]
+                total -= size
                 # released under the lock: a handler starting now waits for it, then finds the sentence
                 st.release(f"it was idle for more than {_duration(self.ttl_s)}" if idle else
                            f"the server keeps at most {self.max_tabs} sessions and this one was the least "
-                           "recently used")
+                           "recently used" if many else
+                           f"the server keeps at most {self.max_bytes / 1e6:.0f} MB of sessions' images and "
+                           "this one was the least recently used")
                 out.append(st)
             self.released += len(out)
         if out:
@@ -146,6 +176,7 @@ class Tabs:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             states = [a for a in args if isinstance(a, self.kind)]
+            self.events += 1
             with self._lock:
                 for st in states:
                     self._busy[id(st)] = self._busy.get(id(st), 0) + 1
@@ -161,10 +192,11 @@ class Tabs:
                         else:
                             self._busy.pop(id(st), None)
             results = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else [out]
+            touched = {id(o): o for o in list(states) + list(results) if isinstance(o, self.kind)}
+            sizes = {k: nbytes(o) for k, o in touched.items()}  # outside the lock: other tabs go on
             with self._lock:
-                for o in results:
-                    if isinstance(o, self.kind):
-                        self._touch(o)
+                for k, o in touched.items():
+                    self._touch(o, sizes[k])
             self.sweep()
             return out
 
@@ -390,18 +422,18 @@ with _no_stub():
                 raise gr.Error(UPLOAD_GONE, print_exception=False)
             limit = self.max_pixels if self.max_pixels is not None else imageio.max_pixels_default()
             try:
-                im, _ = imageio._open(src, limit, name=what, formats=EDITOR_FORMATS, decode=decode)
-                if not decode:
-                    return None
-                if what == "the image":
-                    return np.asarray(imageio.to_rgb_pil(im), dtype=np.uint8)
-                try:
-                    from PIL import ImageOps
+                with imageio.opened(src, limit, name=what, formats=EDITOR_FORMATS, decode=decode) as (im, _):
+                    if not decode:
+                        return None
+                    if what == "the image":
+                        return np.asarray(imageio.to_rgb_pil(im), dtype=np.uint8)
+                    try:
+                        from PIL import ImageOps
 
-                    im = ImageOps.exif_transpose(im)
-                except Exception:  # noqa: BLE001 - malformed EXIF must not lose the stroke
-                    pass
-                return np.asarray(im.convert("RGBA") if im.mode != "RGBA" else im, dtype=np.uint8)
+                        im = ImageOps.exif_transpose(im)
+                    except Exception:  # noqa: BLE001 - malformed EXIF must not lose the stroke
+                        pass
+                    return np.asarray(im.convert("RGBA") if im.mode != "RGBA" else im, dtype=np.uint8)
             except IcZooError as exc:
                 raise gr.Error(str(exc)[:1].upper() + str(exc)[1:], print_exception=False) from None
             except (OSError, ValueError, Image.DecompressionBombError) as exc:

@@ -7,6 +7,7 @@ images above the pixel limit are refused with one sentence.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
@@ -62,6 +63,27 @@ def _open(src: ImageLike, max_pixels: int, *, name: str | None = None, formats: 
             raise BadImageError(f"{name} is not an image that can be read here (use {kinds}).") from None
         except (OSError, ValueError, SyntaxError) as exc:
             raise BadImageError(f"{name} could not be opened as an image ({exc}).") from None
+    try:
+        return _checked(im, name, max_pixels, decode)
+    except BaseException:
+        if im is not src:  # opened here: its file is closed with the refusal (no ResourceWarning later)
+            im.close()
+        raise
+
+
+@contextlib.contextmanager
+def opened(src: ImageLike, max_pixels: int, **kw):
+    """``_open`` as a context: the file it opened is closed at the end, whatever happened (Pillow keeps the
+    file of a multi-frame image, or of one never decoded, open until the image is garbage)."""
+    im, name = _open(src, max_pixels, **kw)
+    try:
+        yield im, name
+    finally:
+        if im is not src:
+            im.close()
+
+
+def _checked(im: Image.Image, name: str, max_pixels: int, decode: bool) -> tuple[Image.Image, str]:
     w, h = im.size
     if w * h > max_pixels:
         raise ImageTooLargeError(
@@ -126,17 +148,17 @@ def load_image(src: ImageLike, *, max_pixels: int | None = None, max_side: int |
     limit = max_pixels if max_pixels is not None else max_pixels_default()
     if isinstance(src, np.ndarray):
         return as_rgb_array(src, limit)
-    im, name = _open(src, limit, decode=max_side is None)
-    if max_side is not None:
-        w, h = im.size
-        if im.format == "JPEG" and max(w, h) > 2 * max_side:
-            s = max_side / max(w, h)
-            im.draft("RGB", (max(1, int(w * s + 0.5)), max(1, int(h * s + 0.5))))
-        im = _decoded(im, name)
-        k = max(im.size) // max_side
-        if k >= 2 and im.mode in ("L", "RGB", "CMYK", "YCbCr"):  # modes whose averages mean something
-            im = im.reduce(k)
-    return np.ascontiguousarray(np.asarray(to_rgb_pil(im), dtype=np.uint8))
+    with opened(src, limit, decode=max_side is None) as (im, name):
+        if max_side is not None:
+            w, h = im.size
+            if im.format == "JPEG" and max(w, h) > 2 * max_side:
+                s = max_side / max(w, h)
+                im.draft("RGB", (max(1, int(w * s + 0.5)), max(1, int(h * s + 0.5))))
+            im = _decoded(im, name)
+            k = max(im.size) // max_side
+            if k >= 2 and im.mode in ("L", "RGB", "CMYK", "YCbCr"):  # modes whose averages mean something
+                im = im.reduce(k)
+        return np.ascontiguousarray(np.asarray(to_rgb_pil(im), dtype=np.uint8))
 
 
 def _decoded(im: Image.Image, name: str) -> Image.Image:
@@ -211,18 +233,23 @@ def load_mask(src: ImageLike, shape: tuple[int, int] | None = None, *, max_pixel
             im, _ = _open(src, limit)
         except BadImageError as exc:
             raise MaskError(str(exc).replace("an image", "a mask image")) from None
+        owned = im if im is not src else None  # opened here: closed below
         try:
-            im = ImageOps.exif_transpose(im)
-        except Exception:
-            pass
-        if im.mode in ("P", "LA", "PA"):
-            im = im.convert("RGBA")
-        elif im.mode not in ("RGBA", "RGB", "L", "1", "I;16", "I", "F"):
-            im = im.convert("RGB")
-        k = max(im.size) // max_side if max_side else 1
-        if k >= 2:
-            im = im.resize((max(1, im.size[0] // k), max(1, im.size[1] // k)), Image.NEAREST)
-        mask = mask_from_array(np.asarray(im))
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:
+                pass
+            if im.mode in ("P", "LA", "PA"):
+                im = im.convert("RGBA")
+            elif im.mode not in ("RGBA", "RGB", "L", "1", "I;16", "I", "F"):
+                im = im.convert("RGB")
+            k = max(im.size) // max_side if max_side else 1
+            if k >= 2:
+                im = im.resize((max(1, im.size[0] // k), max(1, im.size[1] // k)), Image.NEAREST)
+            mask = mask_from_array(np.asarray(im))
+        finally:
+            if owned is not None:
+                owned.close()
     if mask.ndim != 2:
         raise MaskError(f"a mask must be two-dimensional, not {mask.shape}.")
     if shape is not None and mask.shape != tuple(shape[:2]):

@@ -32,6 +32,7 @@ Nothing here is process-wide beyond the signal handlers that :func:`run` install
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import http.server
 import json
@@ -188,10 +189,14 @@ class HealthFront:
 
     HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
-    def __init__(self, app, health: Health) -> None:
+    def __init__(self, app, health: Health, uploads: "UploadBudget | None" = None) -> None:
         self.app, self.health = app, health
+        self.uploads = uploads if uploads is not None else UploadBudget.from_env()
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].endswith(UPLOAD_ROUTE):
+            await self.uploads.guard(self.app, scope, receive, send)
+            return
         if scope["type"] == "http" and scope["path"] == HEALTH_PATH and scope["method"] in ("GET", "HEAD"):
             code, body = self.health.answer()
             await send({"type": "http.response.start", "status": code,
@@ -216,6 +221,110 @@ class HealthFront:
         await send({"type": "http.response.start", "status": 422,
                     "headers": self.HEADERS + [(b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
+
+
+#: Gradio's upload route (the canvas's images, a study's own image, an API client's files)
+UPLOAD_ROUTE = "/upload"
+UPLOAD_MB_ENV = "IC_ZOO_UPLOAD_MB_PER_CLIENT"
+#: the largest file the apps take (Gradio refuses a larger one while it streams in): a 40 MP JPEG is about
+#: 15 MB; nothing the apps read needs more
+MAX_FILE_SIZE = "20mb"
+
+
+def scope_client(scope) -> str | None:
+    """The address that names the client of an ASGI request, or None where clients cannot be told apart
+    (``study.security.client_address``'s rule: an untrusted proxy on this host or a private network)."""
+    import ipaddress
+
+    client = scope.get("client")
+    host = client[0] if client else None
+    if not host:
+        return None
+    if os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or _header(scope, b"x-forwarded-for") is None:
+        return host
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return None if (ip.is_loopback or ip.is_private) else host
+
+
+class UploadBudget:
+    """Bytes one client may upload in any ``window_s`` seconds (``IC_ZOO_UPLOAD_MB_PER_CLIENT``, default
+    ``DEFAULT_MB`` per 10 minutes): a script cannot fill the server's disk with files it never uses (Gradio
+    keeps every upload until its cache is cleaned). Counted per client address (``scope_client``; behind an
+    untrusted proxy only the size limit holds); a request over the budget is refused with 429 and
+    :data:`UPLOADS_REFUSED` before its body is read. A request's size is its Content-Length, or the bytes
+    read where there is none."""
+
+    DEFAULT_MB = 400
+
+    def __init__(self, limit_bytes: int, window_s: float = 600.0, clock=time.monotonic) -> None:
+        self.limit, self.window_s, self.clock = int(limit_bytes), float(window_s), clock
+        self._sent: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls) -> "UploadBudget":
+        from .errors import InputError
+
+        raw = os.environ.get(UPLOAD_MB_ENV, "").strip()
+        try:
+            mb = float(raw) if raw else cls.DEFAULT_MB
+        except ValueError:
+            raise InputError(f"{UPLOAD_MB_ENV} must be a number of megabytes, not '{raw}'.") from None
+        if mb <= 0:
+            raise InputError(f"{UPLOAD_MB_ENV} must be a positive number of megabytes, not '{raw}'.")
+        return cls(int(mb * 1e6))
+
+    def used(self, key: str) -> int:
+        with self._lock:
+            now = self.clock()
+            for k in [k for k, q in self._sent.items() if not q or now - q[-1][0] >= self.window_s]:
+                del self._sent[k]
+            q = self._sent.get(key)
+            while q and now - q[0][0] >= self.window_s:
+                q.popleft()
+            return sum(n for _, n in q) if q else 0
+
+    def add(self, key: str, n: int) -> None:
+        with self._lock:
+            self._sent.setdefault(key, collections.deque()).append((self.clock(), int(n)))
+
+    async def guard(self, app, scope, receive, send) -> None:
+        key = scope_client(scope)
+        if key is None:
+            await app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        try:
+            want = int(length) if length is not None else 0
+        except ValueError:
+            want = 0
+        if self.used(key) + want > self.limit:
+            body = UPLOADS_REFUSED.format(mb=self.limit / 1e6, minutes=self.window_s / 60).encode()
+            await send({"type": "http.response.start", "status": 429,
+                        "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"cache-control", b"no-store"),
+                                    (b"retry-after", str(int(self.window_s)).encode()),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        got = [0]
+
+        async def counted():
+            message = await receive()
+            if message.get("type") == "http.request":
+                got[0] += len(message.get("body", b""))
+            return message
+
+        try:
+            await app(scope, counted, send)
+        finally:
+            self.add(key, max(want, got[0]))
+
+
+UPLOADS_REFUSED = ("This connection uploaded more than {mb:.0f} MB in the last {minutes:.0f} minutes, the most the "
+                   "server takes from one client: please wait a few minutes, then go on.")
 
 
 def _header(scope, name: bytes) -> bytes | None:
@@ -270,12 +379,12 @@ def content_addressed(path: str) -> bool:
     return bool(_HASHED.search(unquote(path)))
 
 
-def front(app, health: Health) -> None:
+def front(app, health: Health, uploads: UploadBudget | None = None) -> None:
     """Put :class:`HealthFront` in front of a launched Gradio app's middleware stack (Starlette builds that
     stack on the first request; ``health_routes`` answers until then)."""
     stack = app.middleware_stack if app.middleware_stack is not None else app.build_middleware_stack()
     if not isinstance(stack, HealthFront):
-        app.middleware_stack = HealthFront(stack, health)
+        app.middleware_stack = HealthFront(stack, health, uploads)
 
 
 def health_routes(health: Health) -> list:
@@ -483,6 +592,7 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
     health = Health()
     wait = drain_seconds()
     hport = health_port()
+    uploads = UploadBudget.from_env()  # a bad setting is said before anything starts
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
     prober = None
@@ -507,7 +617,7 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
         with patient_launch():
             demo.launch(server_name=host, server_port=port, prevent_thread_lock=True,
                         app_kwargs={"routes": health_routes(health)}, **launch)
-        front(demo.server_app, health)
+        front(demo.server_app, health, uploads)
         guard_queue(demo, health)
         warm = getattr(demo, "ic_zoo_warm", None)
         if warm is not None:  # 503 "starting" until what a first event needs is imported and built

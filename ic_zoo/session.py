@@ -96,9 +96,11 @@ def get_explainer(name: str):
     return instance("explainer", name)
 
 
-#: Strokes that can be undone. Each keeps the image it produced (up to 768 x 768 x 3 bytes, 1.8 MB, at the
-#: app's size); older strokes keep their record and their mask, bit-packed (1/24 of the image), but not
-#: their image, so a long session costs about 20 images, not one per stroke. Reset always works.
+#: Strokes that can be undone. Each keeps the pixels it changed (its patch: a stroke's area, not an image);
+#: the session keeps at most three whole images besides the original (the current one, the one before and
+#: the base of the undo depth) and rebuilds any other from the patches when it is needed (exactly: the
+#: patch is every pixel that changed). Older strokes keep their record and their mask, bit-packed (1/24 of
+#: the image), not their pixels. Reset always works.
 MAX_UNDO = 20
 #: Images with a shorter side than this are classified with a warning (models see them upsampled).
 MIN_SIDE = 16
@@ -111,32 +113,56 @@ MAX_ALTERNATIVE_TRIES = 8
 
 
 class Edit:
-    """One stroke: its mask, the inpainter that filled it, and the image after it (``None`` once the
-    stroke is older than the undo depth, see ``MAX_UNDO``)."""
+    """One stroke: its mask (bit-packed, 1/24 of the image), the inpainter that filled it, and what it
+    changed: the pixels that differ from the image before it (``patch``), from which the session rebuilds
+    the image after it on demand. ``image`` is that image while the session keeps it (the current image,
+    the one before, and the base of the undo depth); a stroke older than the undo depth (``MAX_UNDO``) is
+    retired: it keeps its record and mask, not its pixels."""
 
     def __init__(self, mask: np.ndarray, inpainter: str, params: dict, image: np.ndarray | None, seconds: float,
-                 uid: int | None = None) -> None:
-        self._mask: np.ndarray | None = mask
-        self._packed: np.ndarray | None = None
+                 uid: int | None = None, patch: tuple | None = None) -> None:
         self._shape = tuple(mask.shape)
+        self._packed = np.packbits(np.asarray(mask, bool).ravel())
         self.inpainter, self.params, self.image, self.seconds = inpainter, params, image, seconds
         self.uid = uid if uid is not None else next(_uid)
-        self._area = int(mask.sum())
+        self._area = int(np.count_nonzero(mask))
+        self.patch = patch  # (flat pixel indices, their values) where the image differs from the one before
+        self.retired = False
+
+    @staticmethod
+    def diff(before: np.ndarray, after: np.ndarray) -> tuple:
+        """The pixels of ``after`` that differ from ``before``: (flat indices, values), exact for any inpainter."""
+        changed = np.flatnonzero((after != before).reshape(-1, after.shape[-1]).any(axis=1)).astype(np.uint32)
+        values = after.reshape(-1, after.shape[-1])[changed]
+        changed.setflags(write=False)
+        values.setflags(write=False)
+        return changed, values
+
+    def rebuild(self, before: np.ndarray) -> np.ndarray:
+        """The image after this stroke, from the image before it (``patch`` laid over a copy)."""
+        out = before.copy()
+        idx, values = self.patch
+        out.reshape(-1, out.shape[-1])[idx] = values
+        out.setflags(write=False)
+        return out
 
     @property
     def mask(self) -> np.ndarray:
-        if self._mask is not None:
-            return self._mask
-        m = np.unpackbits(self._packed, count=self._shape[0] * self._shape[1]).reshape(self._shape).astype(bool)
+        m = np.unpackbits(self._packed, count=self._shape[0] * self._shape[1]).reshape(self._shape).view(bool)
         m.setflags(write=False)
         return m
 
     def retire(self) -> None:
-        """Past the undo depth: drop the image, keep the mask bit-packed."""
-        if self._mask is not None:
-            self._packed = np.packbits(self._mask.ravel())
-            self._mask = None
-        self.image = None
+        """Past the undo depth: drop the pixels, keep the record and the mask."""
+        self.image = self.patch = None
+        self.retired = True
+
+    def snapshot(self) -> tuple:
+        """What a session change can alter in this stroke (references only), for ``restore``."""
+        return self.image, self.patch, self.retired
+
+    def restore(self, snap: tuple) -> None:
+        self.image, self.patch, self.retired = snap
 
     @property
     def area(self) -> int:
@@ -390,7 +416,7 @@ class Session:
     def can_undo(self) -> bool:
         """False with nothing to undo, and past the undo depth (``MAX_UNDO``): the image before the top
         stroke is no longer kept."""
-        return len(self._edits) == 1 or (len(self._edits) > 1 and self._edits[-2].image is not None)
+        return len(self._edits) == 1 or (len(self._edits) > 1 and not self._edits[-2].retired)
 
     @property
     def can_redo(self) -> bool:
@@ -398,7 +424,12 @@ class Session:
 
     @property
     def modified(self) -> np.ndarray:
-        return self._edits[-1].image if self._edits else self.original
+        if not self._edits:
+            return self.original
+        top = self._edits[-1]
+        if top.image is None:  # kept by _prune; rebuilt here only for a session changed outside it
+            top.image = self._image_of(top.uid)
+        return top.image
 
     @property
     def version(self) -> int:
@@ -447,10 +478,11 @@ class Session:
         filler = get_inpainter(inpainter, **params)
         with self._lock:
             t0 = time.perf_counter()
-            out = filler.inpaint(self.modified, m)
+            before = self.modified
+            out = filler.inpaint(before, m)
+            seconds = time.perf_counter() - t0
             out.setflags(write=False)
-            m.setflags(write=False)
-            edit = Edit(m, inpainter, dict(params), out, time.perf_counter() - t0)
+            edit = Edit(m, inpainter, dict(params), out, seconds, patch=Edit.diff(before, out))
             self._edits.append(edit)
             self._redo.clear()
             self._prune()
@@ -478,15 +510,35 @@ class Session:
             self._redo.clear()
             self._prune()
 
+    def _chain(self) -> list[Edit]:
+        """Every stroke in the order its image was made: the edit stack, then the redo stack from its top."""
+        return self._edits + self._redo[::-1]
+
     def _prune(self) -> None:
-        """Bound what the session holds: strokes past the undo depth give up their image; cached states
-        of versions no longer on the stacks are dropped, and those of versions that are not hot (the
-        original, the current image, the one before, which the stroke effect compares) keep only their
-        predictions (a few KB per model, for the history plot) and are recomputed if they become current."""
-        for e in self._edits[:-MAX_UNDO - 1]:  # the image below the deepest undo is kept, as its base
-            if e.image is not None:
+        """Bound what the session holds. Strokes past the undo depth are retired (record and mask only);
+        whole images are kept for the current version, the one before (the stroke effect compares them)
+        and the base of the undo depth, every other image is rebuilt from the patches when needed. Cached
+        states of versions no longer on the stacks are dropped; those of versions that are not hot (the
+        original, the current image, the one before) keep only their predictions (a few KB per model, for
+        the history plot) and are recomputed if they become current."""
+        n = len(self._edits)
+        depth = max(n - MAX_UNDO - 1, 0)  # strokes below this index are retired
+        first_live = next((i for i, e in enumerate(self._edits) if not e.retired), n)
+        base = max(depth, first_live)  # the lowest stroke that is not retired: it keeps its image
+        keep = {id(self._edits[i]) for i in (n - 1, n - 2) if i >= 0}
+        if 0 < base < n:
+            keep.add(id(self._edits[base]))
+        chain = self._chain()
+        for e in chain:  # rebuild what is kept before anything it is rebuilt from is dropped
+            if id(e) in keep and e.image is None and not e.retired:
+                e.image = self._image_of(e.uid)
+        for e in self._edits[:depth]:
+            if not e.retired:
                 e.retire()
-        live = {0} | {e.uid for e in self._edits} | {e.uid for e in self._redo}
+        for e in chain:
+            if id(e) not in keep and e.image is not None and e.patch is not None:
+                e.image = None
+        live = {0} | {e.uid for e in chain}
         hot = {0, self.version, self._before_last()[0]}
         for key in list(self._states):
             st = self._states[key]
@@ -519,9 +571,38 @@ class Session:
         return labels == labels[int(y), int(x)]
 
     def _image_of(self, version: int) -> np.ndarray | None:
+        """The image of a version: the original, a kept image, or one rebuilt from the nearest kept image
+        below it by laying the patches above that over it; None past the undo depth or off the stacks."""
         if version == 0:
             return self.original
-        return next((e.image for e in self._edits + self._redo if e.uid == version), None)
+        chain = self._chain()
+        j = next((i for i, e in enumerate(chain) if e.uid == version), None)
+        if j is None:
+            return None
+        i = j
+        while i >= 0 and chain[i].image is None:
+            if chain[i].retired or chain[i].patch is None:
+                return None
+            i -= 1
+        img = chain[i].image if i >= 0 else self.original
+        for e in chain[i + 1:j + 1]:
+            img = e.rebuild(img)
+        return img
+
+    def _has_image(self, version: int) -> bool:
+        """Whether ``_image_of`` can give that version's image (without building it)."""
+        if version == 0:
+            return True
+        chain = self._chain()
+        j = next((i for i, e in enumerate(chain) if e.uid == version), None)
+        if j is None:
+            return False
+        for e in chain[j::-1]:
+            if e.image is not None:
+                return True
+            if e.retired or e.patch is None:
+                return False
+        return True
 
     # -- models --------------------------------------------------------------------------------
     def classifier(self, name: str):
@@ -704,7 +785,8 @@ class Session:
     # -- what a person asks next ------------------------------------------------------------------
     def _before_last(self) -> tuple[int, np.ndarray]:
         if len(self._edits) >= 2:
-            return self._edits[-2].uid, self._edits[-2].image
+            e = self._edits[-2]
+            return e.uid, e.image if e.image is not None else self._image_of(e.uid)
         return 0, self.original
 
     def history(self, name: str, classes: Sequence[int] | None = None) -> dict:
@@ -716,7 +798,7 @@ class Session:
             cls = [int(c) for c in classes] if classes is not None else [c.index for c in p0.topk(self.k)]
             steps, flips, prev, skipped = [], [], None, 0
             for step, v in enumerate([0] + [e.uid for e in self._edits]):
-                if (name, v) not in self._states and self._image_of(v) is None:
+                if (name, v) not in self._states and not self._has_image(v):
                     skipped += 1
                     continue
                 p = self._state(name, v).prediction

@@ -191,3 +191,35 @@ def test_a_huge_mask_is_sampled_down_before_any_array_is_made(tmp_path):
     assert peak < 10e6 and max(small.shape) >= 600, (peak, small.shape)  # 24 MB for the full-size mask alone
     full = load_mask(tmp_path / "mask.png")
     assert np.array_equal(resize_mask(small, (400, 600)), resize_mask(full, (400, 600)))  # the same mask
+
+
+def test_no_file_is_left_open(tmp_path):
+    """Issue 36, item 9: an image refused after it was opened (over the pixel limit), a multi-frame one and
+    a mask leave no file open (a ResourceWarning when the image is garbage, one per refused upload)."""
+    import gc
+    import warnings
+
+    from PIL import Image
+
+    from ic_zoo.errors import ImageTooLargeError, MaskError
+    from ic_zoo.imageio import load_image, load_mask
+
+    big = tmp_path / "big.png"
+    Image.new("L", (1200, 1000)).save(big)
+    gif = tmp_path / "anim.gif"
+    frames = [Image.new("RGB", (40, 30), c) for c in ((255, 0, 0), (0, 0, 255))]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    gc.collect()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(ImageTooLargeError):
+            load_image(big, max_pixels=1_000_000)
+        with pytest.raises(ImageTooLargeError):
+            load_mask(big, max_pixels=1_000_000)
+        with pytest.raises(MaskError):
+            load_mask(tmp_path / "missing.png")
+        assert load_image(gif).shape == (30, 40, 3)
+        assert load_mask(gif).shape == (30, 40)
+        assert load_image(big, max_side=300).shape[1] >= 300
+        gc.collect()
+    assert [str(w.message) for w in seen if issubclass(w.category, ResourceWarning)] == []

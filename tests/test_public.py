@@ -179,25 +179,89 @@ def test_tabs_never_release_a_state_in_use():
     tabs.close()
 
 
+def test_tabs_are_bounded_by_the_bytes_they_hold():
+    """Issue 36, item 1: the bound is on bytes, not only on a count of tabs: the least recently used tab
+    goes once the tabs together hold more than max_bytes (never the one just used, however large)."""
+    class S:
+        def __init__(self, mb):
+            self.why, self.pixels = None, np.zeros(int(mb * 1e6), np.uint8)
+
+        def release(self, why):
+            self.why, self.pixels = why, None
+
+    tabs = gradio_util.Tabs(S, ttl_s=3600, max_tabs=64, sweep_s=3600, max_bytes=10_000_000)
+    a, b, c = S(4), S(4), S(1)
+    for st in (a, b, c):
+        tabs.hold(lambda st: st)(st)
+    assert tabs.held_bytes() == 9_000_000 and not any(st.why for st in (a, b, c))
+    tabs.hold(lambda st: st)(a)  # a is now the most recently used: b is the oldest
+    big = S(12)  # alone over the bound: everything older goes, but not the tab just used
+    tabs.hold(lambda st: st)(big)
+    assert big.why is None and all("at most 10 MB" in st.why for st in (a, b, c)), (a.why, b.why, c.why)
+    assert tabs.held_bytes() == 12_000_000
+    d = S(1)
+    tabs.hold(lambda st: st)(d)
+    assert "least recently used" in big.why and d.why is None and tabs.held_bytes() == 1_000_000
+    tabs.close()
+
+
+def test_a_tab_is_measured_by_what_it_owns(photo):
+    """memsize.nbytes counts a session's images, patches, masks, inputs, runs and maps once each, and not
+    the model weights an explainer run's graph saved (every tab shares those)."""
+    import ic_zoo
+    from ic_zoo.memsize import nbytes
+
+    s = ic_zoo.Session(photo, pretrained=False)
+    assert nbytes(s) == s.original.nbytes
+    m = np.zeros(photo.shape[:2], bool)
+    m[10:30, 10:40] = True
+    s.apply(m, "telea")
+    e = s.edits[-1]
+    stroke = s.original.nbytes + e.image.nbytes + e._packed.nbytes + e.patch[0].nbytes + e.patch[1].nbytes
+    assert nbytes(s) == stroke
+    s.evaluate(["flower2d/squeezenet"], explainer="gradcam")
+    clf = s.classifier("flower2d/squeezenet")
+    weights = list(clf.model.parameters()) + list(clf.model.buffers())
+    held = nbytes(s)
+    st = s._states[("flower2d/squeezenet", s.version)]
+    assert st.run is not None and held > stroke + st.x.numel() * 4 + sum(m.nbytes for m in st.maps[next(iter(st.maps))])
+    assert nbytes([s, weights]) == held + sum(w.numel() * w.element_size() for w in weights)  # none counted in held
+    assert nbytes([s, s, s.original]) == held  # each buffer once
+
+
 def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):
     import ic_zoo
     from ic_zoo import session as S
 
     s = ic_zoo.Session(photo[:96, :96], pretrained=False)
     m = np.zeros((96, 96), bool)
+    made = []
     for i in range(S.MAX_UNDO + 6):
         m[:] = False
         m[i % 90:(i % 90) + 4, 10:20] = True
         s.apply(m.copy(), "telea")
+        made.append(s.modified)
         s.evaluate(["flower2d/squeezenet"], explainer="gradcam")
-    kept = [e for e in s.edits if e.image is not None]
-    assert len(kept) == S.MAX_UNDO + 1 and len(s.edits) == S.MAX_UNDO + 6
+    assert len(s.edits) == S.MAX_UNDO + 6
+    undoable = [e for e in s.edits if not e.retired]
+    assert len(undoable) == S.MAX_UNDO + 1
+    images = [e for e in s.edits if e.image is not None]
+    assert len(images) == 3  # the current image, the one before, the base of the undo depth; the rest are patches
+    assert all(e.patch[0].size <= 40 for e in undoable[1:])  # a patch is the stroke's pixels, not an image
     assert s.edits[0].mask.sum() == 40  # an old stroke keeps its mask (bit-packed)
     heavy = [k for k, st in s._states.items() if st.x is not None]
     assert len(heavy) <= 3, heavy  # the original, the current image and the one before
+    rebuilt = []
     for _ in range(S.MAX_UNDO):
+        rebuilt.append(s.modified)
         assert s.undo()
     assert not s.can_undo and not s.undo()  # past the undo depth
+    # every image undo showed is the one the stroke made, rebuilt exactly from the patches; so is redo's
+    assert all(np.array_equal(a, b) for a, b in zip(rebuilt, made[::-1])) and len(rebuilt) == S.MAX_UNDO
+    assert np.array_equal(s.modified, made[-S.MAX_UNDO - 1])
+    for i in range(S.MAX_UNDO):
+        assert s.redo() and np.array_equal(s.modified, made[-S.MAX_UNDO + i])
+    assert len([e for e in s.edits if e.image is not None]) == 3
     h = s.history("flower2d/squeezenet")  # predictions of every stroke were kept
     assert len(h["steps"]) == len(s.edits) + 1 and h["skipped"] == 0
     s.reset()
@@ -268,3 +332,94 @@ def test_a_canvas_file_this_server_does_not_have_is_the_reload_sentence(tmp_path
         with pytest.raises(Exception) as info:
             canvas._gate(FileData(path=str(tmp_path / "uploaded_elsewhere.png")), what)
         assert str(info.value).strip("'") == gradio_util.UPLOAD_GONE
+
+
+def _upload(front, host, size, xff=None, chunked=False):
+    """One POST to Gradio's upload route through serve.HealthFront; returns (status, body, bytes the app read)."""
+    import asyncio
+
+    sent, read = [], [0]
+    body = b"x" * size
+    headers = [] if chunked else [(b"content-length", str(size).encode())]
+    if xff:
+        headers.append((b"x-forwarded-for", xff.encode()))
+    scope = {"type": "http", "method": "POST", "path": "/gradio_api/upload", "client": (host, 5555),
+             "headers": headers}
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(m):
+        sent.append(m)
+
+    async def app(scope, receive, send):  # reads the whole body, as Gradio's upload route does
+        m = await receive()
+        read[0] += len(m["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"[]"})
+
+    asyncio.run(front.__class__(app, front.health, front.uploads)(scope, receive, send))
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"), read[0]
+
+
+def test_uploads_are_bounded_per_client(monkeypatch):
+    """Issue 36, item 8: a client may upload at most IC_ZOO_UPLOAD_MB_PER_CLIENT in any 10 minutes (a 429
+    with one sentence, before the body is read); other clients are not affected; behind a proxy whose
+    forwarded address is not trusted the clients cannot be told apart and only the size limit holds."""
+    from ic_zoo import serve
+
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    monkeypatch.setenv(serve.UPLOAD_MB_ENV, "0.001")  # 1000 bytes
+    front = serve.HealthFront(None, serve.Health())
+    assert front.uploads.limit == 1000
+    assert _upload(front, "203.0.113.5", 600)[0] == 200
+    status, body, read = _upload(front, "203.0.113.5", 600)
+    assert status == 429 and read == 0 and body.decode().count(".") == 1 and "uploaded more than" in body.decode()
+    assert _upload(front, "203.0.113.6", 600)[0] == 200  # another client
+    assert _upload(front, "203.0.113.6", 300, chunked=True)[0] == 200  # no length: counted as it is read
+    assert _upload(front, "203.0.113.6", 200)[0] == 429
+    for _ in range(3):  # an untrusted same-host proxy: every client has its address
+        assert _upload(front, "127.0.0.1", 600, xff="198.51.100.1")[0] == 200
+    monkeypatch.setenv(serve.UPLOAD_MB_ENV, "lots")
+    with pytest.raises(Exception, match="IC_ZOO_UPLOAD_MB_PER_CLIENT must be a number of megabytes"):
+        serve.UploadBudget.from_env()
+
+
+@pytest.mark.slow
+def test_a_file_larger_than_the_apps_read_is_refused(tmp_path):
+    """Issue 36, item 8: `python app.py` takes files up to serve.MAX_FILE_SIZE (20 MB), not 50 MB; a file
+    within it is taken."""
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import httpx
+
+    from ic_zoo import serve
+
+    assert serve.MAX_FILE_SIZE == "20mb"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False")
+    proc = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "-m", "flower2d/squeezenet"],
+                            cwd=str(Path(__file__).resolve().parents[1]), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(900):
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        small = httpx.post(url + "/gradio_api/upload", files={"files": ("a.png", b"\x89PNG" + b"0" * 1000)}, timeout=60)
+        assert small.status_code == 200, small.text
+        big = httpx.post(url + "/gradio_api/upload", files={"files": ("b.png", b"\x89PNG" + os.urandom(21_000_000))},
+                         timeout=120)
+        assert big.status_code == 413, (big.status_code, big.text[:200])
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -21,6 +21,7 @@ def _formatters():
     import lime_samples
     import occlusion_budget
     import replicas
+    import soak
 
     from ic_zoo import bench, explain_bench, explain_parts, latency
 
@@ -34,6 +35,8 @@ def _formatters():
             ("lime_samples", "lime_samples", lime_samples.format_table),
             ("arch_matrix", "arch_matrix", arch_matrix.format_table),
             ("chaos_cpu", "chaos_cpu", chaos.table),
+            ("soak_cpu", "soak_cpu", soak.table),
+            ("soak_768_cpu", "soak_768_cpu", soak.table),
             ("occlusion_budget", "occlusion_budget", occlusion_budget.table),
             ("browser_lite_stages", "browser_lite_cpu", browser_latency.stage_table),
             ("browser_flower2d_stages", "browser_flower2d_cpu", browser_latency.stage_table)]

@@ -884,6 +884,62 @@ def test_participant_links_are_signed_and_an_unsigned_one_reaches_nobody(tmp_pat
     assert [p["participant"] for p in D.StudyStore(D.engine_for(db), load_study(path)).progress()] == ["P01"]
 
 
+def test_the_cap_per_client_counts_only_addresses_that_name_a_client(monkeypatch):
+    """Behind a proxy whose forwarded address is not trusted (the default), every participant arrives from
+    the proxy's address: a cap per address would cap them all together (test_replicas' 30 participants
+    behind HAProxy), so only the global cap applies there; a direct client and a trusted proxy's client
+    are counted by their own address."""
+    from types import SimpleNamespace as NS
+
+    from ic_zoo.study.security import client_address
+
+    def req(host, xff=None):
+        return NS(client=NS(host=host), headers={"x-forwarded-for": xff} if xff else {})
+
+    monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
+    assert client_address(req("127.0.0.1")) == "127.0.0.1"  # no proxy: the peer is the client
+    assert client_address(req("127.0.0.1", "203.0.113.5")) is None  # a same-host proxy, not trusted
+    assert client_address(req("10.1.2.3", "203.0.113.5")) is None  # a private-network proxy, not trusted
+    assert client_address(req("93.184.216.34", "127.0.0.1")) == "93.184.216.34"  # a public peer is itself
+    assert client_address(NS(client=None, headers={})) is None
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")  # uvicorn already put the forwarded client in
+    assert client_address(req("203.0.113.5", "203.0.113.5")) == "203.0.113.5"
+
+
+def test_one_client_cannot_use_up_the_minute_of_newcomers(tmp_path, monkeypatch):
+    """Issue 36 item 7: the cap on new participants was global only, so one script kept every real newcomer
+    out for a minute. Now each address has its own cap under the global one (addresses come from a trusted
+    proxy's X-Forwarded-For here, as behind deploy/haproxy.cfg)."""
+    from ic_zoo import serve
+    from ic_zoo.study.ui import build_study_demo
+
+    monkeypatch.setenv("IC_ZOO_STUDY_NEW_PER_MIN", "5")
+    monkeypatch.setenv("IC_ZOO_STUDY_NEW_PER_CLIENT_PER_MIN", "2")
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "127.0.0.1")  # the test's own client plays the proxy
+    db = f"sqlite:///{tmp_path / 'percap.sqlite'}"
+    demo = build_study_demo(load_study(_mini_study(tmp_path)), db)
+    url = _serve(demo)
+    try:
+        script = Client(url, verbose=False, headers={"X-Forwarded-For": "10.0.0.66"})
+        script.predict(0, "S1", api_name="/consent")
+        script.predict(0, "S2", api_name="/consent")
+        with pytest.raises(Exception, match="from this network in the last minute: please wait a minute"):
+            script.predict(0, "S3", api_name="/consent")
+        for i, host in enumerate(("10.0.0.1", "10.0.0.2", "10.0.0.3")):  # real newcomers still get in
+            person = Client(url, verbose=False, headers={"X-Forwarded-For": host})
+            person.predict(0, f"P{i}", api_name="/consent")
+        with pytest.raises(Exception, match="Many people are joining the study at this moment"):  # the global cap
+            Client(url, verbose=False, headers={"X-Forwarded-For": "10.0.0.9"}).predict(0, "P9", api_name="/consent")
+        assert serve.trust_proxies() == "127.0.0.1"
+    finally:
+        demo.close()
+    eng = D.engine_for(db)
+    with eng.connect() as conn:  # no row used by the refused ones
+        assert conn.execute(sa.select(D.participants_t.c.code).order_by(D.participants_t.c.ordinal)).scalars().all() \
+            == ["S1", "S2", "P0", "P1", "P2"]
+    eng.dispose()
+
+
 def test_new_participants_are_capped_per_minute(tmp_path, monkeypatch):
     """Before: the API created participants without limit, each taking a Latin-square row."""
     from ic_zoo.study.ui import build_study_demo

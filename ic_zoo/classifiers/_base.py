@@ -207,6 +207,8 @@ class Classifier:
     :meth:`cam_head` (true CAM) or :meth:`forward`.
     """
 
+    shared_between_tabs = True  # one instance serves every tab (memsize.nbytes does not count it)
+
     def __init__(self, model: torch.nn.Module, labels: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
                  geometry: InputGeometry, target_layers: Sequence[torch.nn.Module], *, name: str = "",
                  reshape_transform: Callable | None = None, norm: tuple | None = None, family: str | None = None,

@@ -10,6 +10,7 @@ model whose token layout that check does not confirm, on their last spatial feat
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from ..registry import register
 
@@ -158,7 +159,7 @@ def hub_config(key: str, repo: str, example: str = "hf-hub:google/vit-base-patch
             raise UnknownPluginError(f"'{key}' has no model config on the Hugging Face hub ({first}); "
                                      "check the repo id.") from None
     try:
-        cfg = json.loads(open(path, encoding="utf-8").read())
+        cfg = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise UnknownPluginError(f"The config.json of '{key}' cannot be read; check the repo.") from None
     if not isinstance(cfg, dict):

@@ -61,6 +61,8 @@ class ExplainOutput:
 
 
 class Explainer:
+    shared_between_tabs = True  # one instance serves every tab (memsize.nbytes does not count it)
+
     name: str = ""
     cost: str = "interactive"  # "interactive" or "slow"
     description: str = ""

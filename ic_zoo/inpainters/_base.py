@@ -51,6 +51,8 @@ def check_inputs(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nd
 class Inpainter:
     """Subclass and implement ``_inpaint(image, mask) -> image`` (RGB uint8, bool mask, same size)."""
 
+    shared_between_tabs = True  # one instance serves every tab (memsize.nbytes does not count it)
+
     name: str = ""
     pad_multiple: int = 1
     needs_context: bool = True  # fills the mask from the unmasked pixels (False: transforms the masked ones)

@@ -292,7 +292,8 @@ def ground_truth(path: str, shape) -> np.ndarray:
 
     from .definition import StudyError
 
-    a = np.asarray(Image.open(path).convert("L"))
+    with Image.open(path) as im:
+        a = np.asarray(im.convert("L"))
     if a.shape != tuple(shape[:2]):
         raise StudyError(f"{Path(path).name} is {a.shape[1]}x{a.shape[0]} but its task image is "
                          f"{shape[1]}x{shape[0]}; give the part map or mask at the image's size.")

@@ -101,6 +101,61 @@ class RateCap:
             return True
 
 
+def client_address(request) -> str | None:
+    """The address that names the client of ``request``, or None where the server cannot tell clients
+    apart: behind a proxy on this host or a private network (the request carries X-Forwarded-For) whose
+    forwarded address is not trusted (``serve.trust_proxies``: no ``FORWARDED_ALLOW_IPS``), every client
+    arrives from the proxy's address, and a cap per address would cap them all together. With a trusted
+    proxy uvicorn has already put the forwarded client in ``request.client``."""
+    import ipaddress
+
+    client = getattr(request, "client", None)
+    host = getattr(client, "host", None) if client is not None else None
+    if not host:
+        return None
+    if os.environ.get("FORWARDED_ALLOW_IPS", "").strip():
+        return host
+    headers = getattr(request, "headers", None) or {}
+    if headers.get("x-forwarded-for") is None:
+        return host
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return None if (ip.is_loopback or ip.is_private) else host
+
+
+class ClientRateCap:
+    """:class:`RateCap` per client address: at most ``limit`` events from one address in any ``window_s``
+    seconds (the global cap alone let one script keep every real newcomer out for a minute). Addresses with
+    nothing in the window are forgotten."""
+
+    def __init__(self, limit: int, window_s: float = 60.0, clock=time.monotonic) -> None:
+        self.limit, self.window_s, self.clock = limit, window_s, clock
+        self._times: dict[str, collections.deque] = {}
+        self._lock = threading.Lock()
+
+    def take(self, host: str) -> bool:
+        with self._lock:
+            now = self.clock()
+            for k in [k for k, q in self._times.items() if not q or now - q[-1] >= self.window_s]:
+                del self._times[k]
+            q = self._times.setdefault(host, collections.deque())
+            while q and now - q[0] >= self.window_s:
+                q.popleft()
+            if len(q) >= self.limit:
+                return False
+            q.append(now)
+            return True
+
+    def give_back(self, host: str) -> None:
+        """Undo the last :meth:`take` of ``host`` (the global cap refused the event after all)."""
+        with self._lock:
+            q = self._times.get(host)
+            if q:
+                q.pop()
+
+
 class AdminThrottle:
     """Wrong admin passwords slow guessing down; they never lock the right password out for long.
 

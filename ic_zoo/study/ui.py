@@ -40,7 +40,8 @@ from ..ui.comparison import Comparison, comparison, model_view
 from .definition import MAX_MODELS_PER_TASK, Study
 from .research import rebuild
 from ..ui import watchdog
-from .security import AdminThrottle, RateCap, env_int, issue, new_id, study_secrets, verify
+from .security import (AdminThrottle, ClientRateCap, RateCap, client_address, env_int, issue, new_id,
+                       study_secrets, verify)
 
 log = logging.getLogger("ic_zoo.study")
 MAX_QUESTIONS = 6
@@ -53,6 +54,8 @@ BAD_ID = ("The participant id in this link is not valid: use 1 to 40 letters, di
 BAD_LINK = ("The participant id in this link is not valid for this study: please open the exact link you were "
             "given (an id cannot be typed in or changed).")
 TOO_MANY = "Many people are joining the study at this moment: please wait a minute and try again."
+TOO_MANY_HERE = ("Many people have joined the study from this network in the last minute: please wait a minute "
+                 "and try again.")
 NOT_SAVED = ("Your last change could not be saved (the study log is busy), so it was undone: please make it "
              "again.")
 MOVED = ("The server you were working on stopped: please reload the page to continue where you left off "
@@ -94,19 +97,19 @@ class StudyState:
 
 
 def saved_image_state(session) -> tuple:
-    """What a change can alter in a Session: its edit and redo stacks, and the images their edits hold
-    (a stroke can retire the image of the deepest one). References only, nothing is copied."""
+    """What a change can alter in a Session: its edit and redo stacks, and the pixels their edits hold
+    (images, patches; a stroke can retire the deepest one). References only, nothing is copied."""
     stacked = session._edits + session._redo
-    return session, list(session._edits), list(session._redo), [e.image for e in stacked]
+    return session, list(session._edits), list(session._redo), [e.snapshot() for e in stacked]
 
 
 def put_back(saved: tuple):
     """The session of ``saved_image_state``, exactly as it was then (cached model results are recomputed)."""
-    session, edits, redo, images = saved
+    session, edits, redo, snaps = saved
     with session._lock:
         session._edits[:], session._redo[:] = edits, redo
-        for e, img in zip(edits + redo, images):
-            e.image = img
+        for e, snap in zip(edits + redo, snaps):
+            e.restore(snap)
     return session
 
 
@@ -224,6 +227,8 @@ class StudyApp:
         self.study, self.device, self.pretrained, self.max_side = study, device, pretrained, max_side
         self.link_secret, self.browser_secret = study_secrets(public or bool(os.environ.get("SPACE_ID")))
         self.joins = RateCap(env_int("IC_ZOO_STUDY_NEW_PER_MIN", 30))  # new participants a minute
+        # and from one address (a script alone cannot use up the minute's places of everyone else)
+        self.joins_per_client = ClientRateCap(env_int("IC_ZOO_STUDY_NEW_PER_CLIENT_PER_MIN", 10))
         self.throttle = AdminThrottle(env_int("IC_ZOO_ADMIN_MAX_FAILURES", 5), env_int("IC_ZOO_ADMIN_WINDOW_S", 900),
                                       env_int("IC_ZOO_ADMIN_MAX_DELAY_S", 60))
         self.store = StudyStore(open_engine(db, default_db(study)), study)  # one sentence if the log cannot open
@@ -445,8 +450,14 @@ class StudyApp:
         self.sess_id(request, st)
         ip = request.client.host if (self.study.log_ip and request is not None and request.client) else None
         existed = self.store.participant(code) is not None
-        if not existed and not self.joins.take():  # refused before the log: no Latin-square row is used
-            raise gr.Error(TOO_MANY, print_exception=False)
+        if not existed:  # refused before the log: no Latin-square row is used
+            host = client_address(request)  # None behind an untrusted proxy: the global cap alone
+            if host is not None and not self.joins_per_client.take(host):
+                raise gr.Error(TOO_MANY_HERE, print_exception=False)
+            if not self.joins.take():
+                if host is not None:
+                    self.joins_per_client.give_back(host)
+                raise gr.Error(TOO_MANY, print_exception=False)
         row = self.store.consent(code, ip=ip, client_time=self.client_ms(t), session=self.sess_id(request))
         return self._enter(st, row, self.client_ms(t), self.sess_id(request), issued, resumed=existed)
 
@@ -801,7 +812,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     ``--host``; a Hugging Face Space always is): then IC_ZOO_STUDY_SECRET and IC_ZOO_BROWSER_SECRET must
     be set (one sentence if not)."""
     app = StudyApp(study, db, device, pretrained, concurrency, plugins_dir, max_side, public)
-    with gr.Blocks(title=study.title, fill_width=True, delete_cache=(3600, 3 * 3600)) as demo:
+    with gr.Blocks(title=study.title, fill_width=True, delete_cache=(600, 3600)) as demo:
         state = gr.State(StudyState(), time_to_live=4 * app.tabs.ttl_s,
                          delete_callback=lambda st: st.release("idle") if isinstance(st, StudyState) else None)
         stored = gr.BrowserState(None, storage_key=f"ic_zoo_study_{study.key}", secret=app.browser_secret)
