@@ -75,7 +75,7 @@ class Tabs:
     """
 
     #: What all tabs together may hold, in MB (10^6 bytes), unless ``IC_ZOO_SESSIONS_MB`` says otherwise.
-    DEFAULT_MB = 300
+    DEFAULT_MB = 500
 
     def __init__(self, kind: type, ttl_s: float | None = None, max_tabs: int | None = None,
                  sweep_s: float = 30.0, max_bytes: int | None = None) -> None:
@@ -654,6 +654,22 @@ PAGE_JS = """
     const t = document.querySelector('#status [data-testid="status-tracker"]:not(.hide)');
     return !t || !!t.querySelector('.clear-status');
   };
+  // a failed event leaves a red "Error" and a clear button on every output it had (Gradio's tracker), long
+  // after its sentence's toast closed: they go with the toast (closed by the person, or after its time)
+  const errorToast = () => document.querySelector('.toast-body.error, [data-testid="toast-body"].error');
+  let clearing = null;
+  const clearErrors = () => {
+    if (clearing) return;
+    clearing = setInterval(() => {
+      if (errorToast()) return;
+      document.querySelectorAll('[data-testid="status-tracker"] .clear-status button').forEach((b) => b.click());
+      clearInterval(clearing);
+      clearing = null;
+    }, 300);
+  };
+  new MutationObserver(() => {
+    if (document.querySelector('[data-testid="status-tracker"] .clear-status')) clearErrors();
+  }).observe(document.body, { subtree: true, childList: true });
   document.addEventListener('keyup', async (e) => {
     if (e.key !== 'Shift' || !shiftPicked) return;
     shiftPicked = false;

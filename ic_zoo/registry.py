@@ -30,7 +30,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
-from .errors import DuplicatePluginError, PluginContractError, PluginUnavailableError, UnknownPluginError
+from .errors import (DuplicatePluginError, IcZooError, InputError, PluginContractError, PluginUnavailableError,
+                     UnknownPluginError)
 
 KINDS = ("classifier", "inpainter", "explainer", "command")
 #: each kind's base class, imported only when a plugin class is registered or an object is made
@@ -396,7 +397,14 @@ class Registry:
         reason = spec.missing_requirement()
         if reason:
             raise PluginUnavailableError(f"{kind} '{name}' is unavailable: {reason}")
-        obj = spec.factory(rest, **kwargs) if rest is not None else spec.factory(**kwargs)
+        try:
+            obj = spec.factory(rest, **kwargs) if rest is not None else spec.factory(**kwargs)
+        except IcZooError:
+            raise
+        except (TypeError, ValueError) as exc:  # a parameter the factory refused: one sentence, named
+            given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "no parameters"
+            why = str(exc).strip().rstrip(".") or type(exc).__name__
+            raise InputError(f"The {kind} '{name}' cannot be made with {given}: {why}.") from None
         if hasattr(obj, "name") and not getattr(obj, "name", None):
             obj.name = name
         return check_object(spec, obj)

@@ -270,6 +270,12 @@ class ClassMaps:
             self._cache[which] = paste_maps((raw / self.scale)[None], self.box, self.image_shape)[0]
         return self._cache[which]
 
+    def compact(self) -> "ClassMaps":
+        """Let go of the maps at the image's size (rebuilt from the raw maps when next asked: a few ms;
+        held, they are 2 x 2.4 MB at 768 x 768); returns self."""
+        self._cache.clear()
+        return self
+
     @property
     def original(self) -> np.ndarray:
         return self._image("original")
@@ -518,9 +524,10 @@ class Session:
         """Bound what the session holds. Strokes past the undo depth are retired (record and mask only);
         whole images are kept for the current version, the one before (the stroke effect compares them)
         and the base of the undo depth, every other image is rebuilt from the patches when needed. Cached
-        states of versions no longer on the stacks are dropped; those of versions that are not hot (the
-        original, the current image, the one before) keep only their predictions (a few KB per model, for
-        the history plot) and are recomputed if they become current."""
+        states of versions no longer on the stacks are dropped; the original and the current image keep
+        everything (input, explainer run, maps), the one before its prediction and maps (the stroke effect
+        compares them), every other version only its prediction (a few KB per model, for the history
+        plot); what was dropped is recomputed if that version becomes current again."""
         n = len(self._edits)
         depth = max(n - MAX_UNDO - 1, 0)  # strokes below this index are retired
         first_live = next((i for i, e in enumerate(self._edits) if not e.retired), n)
@@ -539,13 +546,16 @@ class Session:
             if id(e) not in keep and e.image is not None and e.patch is not None:
                 e.image = None
         live = {0} | {e.uid for e in chain}
-        hot = {0, self.version, self._before_last()[0]}
+        current, before = self.version, self._before_last()[0]
         for key in list(self._states):
             st = self._states[key]
             if key[1] not in live:
                 del self._states[key]
-            elif key[1] not in hot and st.x is not None:
+            elif key[1] not in (0, current, before) and st.x is not None:
                 self._states[key] = _ImageState(None, st.prediction)
+            elif key[1] == before and key[1] not in (0, current) and st.x is not None:
+                # the one before keeps its maps (the stroke effect reads them), not its input and run
+                self._states[key] = _ImageState(None, st.prediction, maps=st.maps, trust=st.trust)
 
     def region_at(self, x: int, y: int, n_segments: int = 150, side: int = 224) -> np.ndarray:
         """The superpixel of the current image under pixel (x, y), as a mask in image coordinates: SLIC
@@ -608,15 +618,16 @@ class Session:
     def classifier(self, name: str):
         return get_classifier(name, pretrained=self.pretrained, device=self.device)
 
-    def _state(self, name: str, version: int, explainer=None) -> _ImageState:
+    def _state(self, name: str, version: int, explainer=None, need_x: bool = True) -> _ImageState:
         """Prediction (and, for interactive explainers, the tapped run) of one model on one image
-        version, computed once. With an explainer the single forward pass serves both."""
+        version, computed once. With an explainer the single forward pass serves both. ``need_x``: the
+        caller reads the model input too (a pruned version's is recomputed; its prediction and maps kept)."""
         key = (name, version)
         st = self._states.get(key)
         clf = self.classifier(name)
         spec = explainer.taps(clf) if explainer is not None and explainer.cost == "interactive" else None
         want = explainer.name if spec is not None else None
-        if st is not None and (want is None or st.run_explainer == want):
+        if st is not None and (want is None or st.run_explainer == want) and (st.x is not None or not need_x):
             return st
         if st is None or st.x is None:
             image = self._image_of(version)
@@ -631,6 +642,8 @@ class Session:
             pred = clf.prediction(run.logits)
             st_new = _ImageState(x, pred, run, want, st.maps if st is not None else {},
                                  st.trust if st is not None else {})
+        elif st is not None:  # the input again, for a version pruned to its prediction and maps
+            st_new = _ImageState(x, st.prediction, st.run, st.run_explainer, st.maps, st.trust)
         else:
             st_new = _ImageState(x, clf.predict_tensor(x))
         self._states[key] = st_new
@@ -638,11 +651,13 @@ class Session:
 
     def predict(self, name: str, which: str = "modified"):
         with self._lock:
-            return self._state(name, 0 if which == "original" else self.version).prediction
+            return self._state(name, 0 if which == "original" else self.version, need_x=False).prediction
 
     def _maps(self, name: str, version: int, explainer, classes: list[int], progress: Progress | None):
         """(raw, normalized) arrays (k, h, w) for ``classes``, cached per class."""
-        st = self._state(name, version, explainer)
+        st = self._states.get((name, version))
+        if st is None or any((explainer.name, c) not in st.maps for c in classes):  # else no pass at all
+            st = self._state(name, version, explainer)
         todo = [c for c in classes if (explainer.name, c) not in st.maps]
         if todo:
             clf = self.classifier(name)
@@ -659,7 +674,9 @@ class Session:
     def _side_maps(self, name: str, version: int, explainer, classes: list[int]) -> np.ndarray:
         """Raw maps of ``explainer`` on one image version by its own pass, leaving the version's tapped run
         (the shown explainer's) in place; cached with the version's maps."""
-        st = self._state(name, version)
+        st = self._states.get((name, version))
+        if st is None or any((explainer.name, c) not in st.maps for c in classes):
+            st = self._state(name, version)
         todo = [c for c in classes if (explainer.name, c) not in st.maps]
         if todo:
             out = explainer.explain(self.classifier(name), st.x, todo)
@@ -794,14 +811,14 @@ class Session:
         with the steps at which the top-1 class changed. Strokes past the undo depth whose image is gone
         and that this model never saw are left out (``skipped`` counts them)."""
         with self._lock:
-            p0 = self._state(name, 0).prediction
+            p0 = self._state(name, 0, need_x=False).prediction
             cls = [int(c) for c in classes] if classes is not None else [c.index for c in p0.topk(self.k)]
             steps, flips, prev, skipped = [], [], None, 0
             for step, v in enumerate([0] + [e.uid for e in self._edits]):
                 if (name, v) not in self._states and not self._has_image(v):
                     skipped += 1
                     continue
-                p = self._state(name, v).prediction
+                p = self._state(name, v, need_x=False).prediction
                 steps.append({"step": step, "probs": [float(p.probs[c]) for c in cls], "top1": p.top1,
                               "top1_label": p.labels[p.top1]})
                 if prev is not None and p.top1 != prev:
@@ -821,8 +838,8 @@ class Session:
             before, _ = self._before_last()
             edit = self._edits[-1]
             clf = self.classifier(name)
-            pb = self._state(name, before).prediction
-            pa = self._state(name, self.version).prediction
+            pb = self._state(name, before, need_x=False).prediction
+            pa = self._state(name, self.version, need_x=False).prediction
             c = pb.top1 if cls is None else int(cls)
             out = {"model": name, "class": c, "label": clf.labels[c], "prob_before": float(pb.probs[c]),
                    "prob_after": float(pa.probs[c]), "delta_pp": 100.0 * float(pa.probs[c] - pb.probs[c]),
@@ -860,7 +877,7 @@ class Session:
             result = {"mask_pixels": edit.area, "used": edit.inpainter, "skipped": skipped, "models": {}}
             for m in models:
                 clf = self.classifier(m)
-                pb = self._state(m, before_v).prediction
+                pb = self._state(m, before_v, need_x=False).prediction
                 c = pb.top1
                 rows = {}
                 for name, img in filled.items():

@@ -40,6 +40,16 @@ def _register_held():
 
     ic_zoo.register("inpainter", "held", Held, description="grey fill once the test releases it (tests only)")
 
+    class Refuses(Inpainter):
+        needs_context = False
+
+        def _inpaint(self, image, mask):
+            from ic_zoo.errors import InputError
+
+            raise InputError("This filler refuses every stroke (tests only).")
+
+    ic_zoo.register("inpainter", "refuses", Refuses, description="refuses every stroke (tests only)")
+
 
 @pytest.fixture(scope="module")
 def url(no_hub_weights):
@@ -297,4 +307,31 @@ def test_the_error_label_goes_with_the_next_event_that_succeeds(url, browser):
     page.wait_for_function(IDLE, timeout=120_000)
     page.wait_for_timeout(500)
     assert page.evaluate(ERROR_SHOWN) == 0, page.locator("#status").inner_text()
+    page.close()
+
+
+TRACKER_ERRORS = "() => document.querySelectorAll('[data-testid=\"status-tracker\"] .clear-status').length"
+
+
+def test_a_failed_event_leaves_no_error_label_behind(url, browser):
+    """Issue 34, item 6: a failed event's red "Error" label (Gradio's tracker on every output) stuck after
+    its sentence's toast had closed. It goes with the toast; the next stroke works as usual."""
+    page = _open(browser, url)
+    box = page.locator("#inpainter input").first
+    box.click()
+    page.get_by_role("option", name="refuses", exact=True).click()
+    page.wait_for_timeout(300)
+    _stroke(page)
+    page.wait_for_selector("[data-testid='toast-body']", timeout=120_000)
+    assert "This filler refuses every stroke" in page.locator("[data-testid='toast-text']").first.inner_text()
+    assert page.evaluate(TRACKER_ERRORS) > 0  # Gradio's labels, while the sentence shows
+    page.locator("[data-testid='toast-close']").first.click()  # the person closes the sentence
+    page.wait_for_function(f"() => ({TRACKER_ERRORS})() === 0", timeout=30_000)
+    assert not page.locator("[data-testid='toast-body']").count()
+    box.click()
+    page.get_by_role("option", name="telea", exact=True).click()
+    page.wait_for_timeout(300)
+    _stroke(page, y=60)
+    _wait_status(page, "1 edit(s)")
+    assert page.evaluate(TRACKER_ERRORS) == 0
     page.close()

@@ -82,8 +82,14 @@ def test_parameters_and_determinism():
     assert not np.array_equal(t3, t9)
     mean = ic_zoo.create("inpainter", "mean_fill").inpaint(img, mask)
     assert np.all(mean[mask] == np.round(img[~mask].mean(axis=0)).astype(np.uint8))
-    with pytest.raises(ValueError):
+    from ic_zoo.errors import InputError
+
+    # issue 37 item 4: a factory's own ValueError / TypeError is one sentence naming the plugin and parameter
+    with pytest.raises(InputError, match=r"^The inpainter 'telea' cannot be made with radius=0: the inpainting "
+                                         r"radius must be positive\.$"):
         ic_zoo.create("inpainter", "telea", radius=0)
+    with pytest.raises(InputError, match="The inpainter 'telea' cannot be made with nope=1"):
+        ic_zoo.create("inpainter", "telea", nope=1)
 
 
 def test_lama_real_download_path(fake_lama, tmp_path, monkeypatch):

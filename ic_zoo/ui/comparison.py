@@ -10,6 +10,7 @@ events to a 500 under load). ``#model_columns_at`` says which edit the columns s
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
@@ -181,6 +182,8 @@ class Viewer:
         st.viewer_model = chosen
         view = views[names.index(chosen)] if chosen is not None else None
         tiles = view.tiles() if view is not None else None
+        if tiles is not None:
+            view.drawn[2].compact()  # drawn: the state keeps the raw maps, not their image-size copies
         out = {self.which: gr.update(choices=names, value=chosen, visible=len(names) > 1)}
         if tiles is None:
             out.update({self.title: ("" if view is None else f"**{view.name}**: no map to show here (see its column)."),
@@ -236,7 +239,9 @@ class Comparison:
         if len(views) > len(self.slots):
             raise IcZooError(f"At most {len(self.slots)} models can be compared side by side; "
                              f"{len(views)} were given.")
-        st.views, st.views_stamp = views, stamp
+        # kept for the notes' follow-up and the viewer's switch, which draw no column maps: a view's panel
+        # (the largest thing in it, 7 MB a model at 768 px) is not kept once it is sent
+        st.views, st.views_stamp = [dataclasses.replace(v, panel=None) for v in views], stamp
         out: dict = {self.at: _stamp(st)}
         for slot, view in itertools.zip_longest(self.slots, views):
             if view is None:
@@ -251,6 +256,9 @@ class Comparison:
                 out[slot.info] = view.info
         if self.viewer is not None and not info_only:
             out.update(self.viewer.draw(st, views))
+        for v in st.views:  # drawn: what is kept for a later switch of the viewer is the raw maps
+            if v.drawn is not None:
+                v.drawn[2].compact()
         return out
 
     def clear(self, st) -> dict:
