@@ -12,9 +12,8 @@ OpenCV and friends load on first use.
 from __future__ import annotations
 
 from .errors import (BadImageError, ClassIndexError, DuplicatePluginError, ExplainerNotSupportedError, IcZooError,
-                     IcZooWarning, ImageTooLargeError, InputError, MaskError, PluginContractError, PluginError,
-                     PluginUnavailableError,
-                     UnknownPluginError, WeightsUnavailableError)
+                     IcZooWarning, ImageTooLargeError, InputError, MaskError, NoEditError, PluginContractError,
+                     PluginError, PluginUnavailableError, UnknownPluginError, WeightsUnavailableError)
 from .discovery import create, get_spec, instance, list_plugins
 from .registry import REGISTRY, register
 
@@ -42,7 +41,8 @@ _LAZY = {
 }
 
 __all__ = ["register", "create", "instance", "list_plugins", "get_spec", "REGISTRY", "IcZooError",
-           "InputError", "BadImageError", "ImageTooLargeError", "MaskError", "ClassIndexError", "IcZooWarning", "PluginError",
+           "InputError", "BadImageError", "ImageTooLargeError", "MaskError", "ClassIndexError", "NoEditError", "IcZooWarning",
+           "PluginError",
            "UnknownPluginError", "DuplicatePluginError", "PluginUnavailableError", "WeightsUnavailableError",
            "ExplainerNotSupportedError", "PluginContractError", *_LAZY]
 

@@ -30,6 +30,10 @@ class ClassIndexError(InputError):
     """A class index (or label) the model does not have."""
 
 
+class NoEditError(IcZooError):
+    """A question about the last edit asked of a session that has none yet (a state, not a bad input)."""
+
+
 class PluginError(IcZooError):
     """Anything about plugins: unknown names, clashes, missing dependencies."""
 

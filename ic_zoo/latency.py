@@ -111,7 +111,7 @@ def run(models=DEFAULT_MODELS, explainers=None, repeats: int = 5, slow_repeats: 
                 call()  # warm-up: imports, first-call allocations
                 t = _median_s(call, slow_repeats if slow else repeats)
                 row.update(status="ok", ms=max(0.0, 1000 * (t - fwd)), total_ms=1000 * t, cost=ex.cost)
-            if hasattr(ex, "last_passes"):
+            if ex.last_passes is not None:
                 row["passes"] = ex.last_passes
             cells.append(row)
             log(f"  {e}: {row['ms']:.1f} ms per class beyond the forward pass")

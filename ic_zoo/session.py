@@ -23,7 +23,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import ClassIndexError, ExplainerNotSupportedError, IcZooWarning, InputError, MaskError
+from .errors import (ClassIndexError, ExplainerNotSupportedError, IcZooWarning, InputError, MaskError,
+                     NoEditError)
 from .explainers._base import is_blank
 from .imageio import as_rgb_array, load_image, mask_from_array, resize_mask
 
@@ -861,7 +862,7 @@ class Session:
 
         with self._lock:
             if not self._edits:
-                raise MaskError("there is no edit to check yet: paint over a region first.")
+                raise NoEditError("There is no edit to check yet: paint over a region first.")
             edit = self._edits[-1]
             before_v, before_img = self._before_last()
             names = list(inpainters) if inpainters is not None else [s.name for s in list_plugins("inpainter")]
@@ -897,7 +898,7 @@ class Session:
     def contrast(self, name: str, a: int, b: int, explainer: str = "gradcam") -> ClassMaps:
         """"Why a rather than b": maps of logit[a] - logit[b] for the original and the modified image."""
         ex = get_explainer(explainer)
-        if not hasattr(ex, "contrast_from_run"):
+        if not ex.contrasts():
             raise ExplainerNotSupportedError(f"{explainer} cannot contrast two classes; use Grad-CAM or HiResCAM.")
         with self._lock:
             clf = self.classifier(name)

@@ -340,3 +340,24 @@ def test_an_explainer_plugin_needs_no_private_import():
     for name in ("Explainer", "TapSpec", "ExplainOutput", "resize_maps", "normalize_like_library", "GradientCAM"):
         assert name in ic_zoo.__all__ and getattr(ic_zoo, name) is not None
     assert ic_zoo.TapSpec is _base.TapSpec and ic_zoo.resize_maps is _base.resize_maps
+
+
+def test_the_error_contract_has_no_holes():
+    """Issue 37 item 4: "no edit yet" is a state error of its own (not a MaskError), an image an inpainter
+    cannot take is a BadImageError, and the explainers' optional hooks are declared on their base class."""
+    import numpy as np
+
+    import ic_zoo
+    from ic_zoo.errors import BadImageError, InputError, MaskError, NoEditError
+    from ic_zoo.explainers._base import Explainer
+
+    s = ic_zoo.Session(_photo_like(), pretrained=False)
+    with pytest.raises(NoEditError, match="There is no edit to check yet") as info:
+        s.inpainter_check(["flower2d/squeezenet"])
+    assert not isinstance(info.value, InputError)
+    with pytest.raises(BadImageError) as info:
+        ic_zoo.create("inpainter", "telea").inpaint(np.zeros((8, 8), np.float32), np.ones((8, 8), bool))
+    assert not isinstance(info.value, MaskError)
+    assert Explainer.last_passes is None and not Explainer().contrasts()
+    assert ic_zoo.create("explainer", "gradcam").contrasts()
+    assert ic_zoo.create("explainer", "occlusion").last_passes == 0  # counted by the one that counts

@@ -83,6 +83,22 @@ class Explainer:
     def from_run(self, clf, run, x, classes: Sequence[int]) -> ExplainOutput:
         raise NotImplementedError
 
+    # optional hooks ----------------------------------------------------------------------------
+    #: forward passes the last ``explain`` call made, for an explainer that counts them (benchmarks read
+    #: it); None for one that does not
+    last_passes: int | None = None
+
+    def contrast_from_run(self, clf, run, x, a: int, b: int) -> ExplainOutput:
+        """Optional: "why a rather than b", a map of logit[a] - logit[b] from a tapped run (Grad-CAM,
+        HiResCAM, FinerCAM). An explainer without it cannot contrast (``contrasts()`` is False)."""
+        from ..errors import ExplainerNotSupportedError
+
+        raise ExplainerNotSupportedError(f"{self.name} cannot contrast two classes; use Grad-CAM or HiResCAM.")
+
+    def contrasts(self) -> bool:
+        """Whether this explainer implements ``contrast_from_run``."""
+        return type(self).contrast_from_run is not Explainer.contrast_from_run
+
     # every explainer ---------------------------------------------------------------------------
     def explain(self, clf, x, classes: Sequence[int], progress: Progress | None = None) -> ExplainOutput:
         spec = self.taps(clf)

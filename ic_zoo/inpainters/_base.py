@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from ..errors import MaskError
+from ..errors import BadImageError, MaskError
 
 #: Shorter side above which inpainting runs on a downscaled copy. Classifiers see 224-256 px crops,
 #: so 448 keeps twice their detail while keeping PatchMatch / LaMa interactive on big photos.
@@ -36,7 +36,7 @@ THREADS = max(1, min(4, os.cpu_count() or 1))
 def check_inputs(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise MaskError(f"inpainters take RGB uint8 images H x W x 3, not {image.dtype} {image.shape}.")
+        raise BadImageError(f"Inpainters take RGB uint8 images H x W x 3, not {image.dtype} {image.shape}.")
     mask = np.asarray(mask)
     if mask.dtype != np.bool_:
         mask = mask > (127 if mask.dtype == np.uint8 and mask.max() > 1 else 0)
