@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
-from ic_zoo import gradio_util  # noqa: E402
+from ic_zoo import gradio_internals, gradio_util  # noqa: E402
 from ic_zoo.errors import IcZooError  # noqa: E402
 from ic_zoo.ui import context, handlers, panels, watchdog  # noqa: E402
 from ic_zoo.ui.context import MAX_MODELS, MAX_SIDE, ROWS  # noqa: E402  (for scripts and tests)
@@ -45,6 +45,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
                plugins_dir: str | None = None, concurrency: int | None = None, pretrained: bool = True) -> gr.Blocks:
     """The app's page, top to bottom; each panel is a function of ic_zoo.ui.panels, its events are wired by
     ic_zoo.ui.handlers (see ic_zoo/ui/__init__.py to add a panel)."""
+    gradio_internals.check_version()  # one sentence outside the Gradio versions this app is tested on
     ctx = context.AppContext(models, device, max_side, plugins_dir, concurrency, pretrained,
                              examples_dir=EXAMPLES, default_plugins=HERE / "plugins")
     with gr.Blocks(title="Interactive Classification", fill_width=True, delete_cache=(600, 3600)) as demo:

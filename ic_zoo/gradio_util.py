@@ -4,7 +4,6 @@ Imported only by the apps: ``import ic_zoo`` never imports Gradio.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib.util
 import json
@@ -13,10 +12,9 @@ import os
 
 import gradio as gr
 import numpy as np
-from gradio import component_meta
 from gradio.components.base import server
 
-from . import imageio
+from . import gradio_internals, imageio
 from .errors import IcZooError
 from .memsize import nbytes
 from .present import public_text
@@ -254,7 +252,7 @@ class _WireOutputs(dict):
 
 def _to_wire(value):
     if isinstance(value, dict) and value and all(isinstance(k, gr.blocks.Block) for k in value):
-        return _WireOutputs({k._id: _to_wire(v) for k, v in value.items()})
+        return _WireOutputs({gradio_internals.block_id(k): _to_wire(v) for k, v in value.items()})
     return _map_leaves(value, lambda v: _WireTable(v.data) if type(v).__name__ == "Styler" and hasattr(v, "data")
                        else v)
 
@@ -263,11 +261,9 @@ def _from_wire(value):
     from .present import style_table
 
     if isinstance(value, _WireOutputs):
-        from gradio.context import LocalContext
-
         # the page's components as built (an update rebuilds a session's copy of a component under a new
         # id, which Gradio would not match to the event's outputs), then this session's (a gr.render's)
-        built, session = LocalContext.blocks.get().blocks, LocalContext.blocks_config.get().blocks
+        built, session = gradio_internals.current_blocks()
         return {(built.get(i) or session[i]): _from_wire(v) for i, v in value.items()}
     return _map_leaves(value, lambda v: style_table(v.df) if isinstance(v, _WireTable) else v)
 
@@ -375,13 +371,7 @@ EDITOR_FORMATS = ("PNG", "JPEG", "WEBP")
 # Gradio's component metaclass writes a ``.pyi`` stub beside the module of every component class it
 # creates (for its own custom-component tooling): next to an installed package that is a write into
 # site-packages, which fails on a read-only install. Canvas adds no events, so it needs no stub.
-@contextlib.contextmanager
-def _no_stub():
-    write, component_meta.create_or_modify_pyi = component_meta.create_or_modify_pyi, lambda *a, **k: None
-    try:
-        yield
-    finally:
-        component_meta.create_or_modify_pyi = write
+_no_stub = gradio_internals.no_component_stub
 
 
 #: a canvas file this server does not have (uploaded to another replica, or before a restart)
@@ -454,14 +444,16 @@ with _no_stub():
                 if not 0 <= i < self.max_layers:
                     raise gr.Error(f"One edit can carry at most {self.max_layers} stroke layers (layer index "
                                    f"{str(index)[:20]} refused).", print_exception=False)
-            while len(self.blob_storage) >= MAX_PENDING_EDITS and data.data.get("id") not in self.blob_storage:
-                self.blob_storage.pop(next(iter(self.blob_storage)))
+            pending = gradio_internals.pending_uploads(self)
+            while len(pending) >= MAX_PENDING_EDITS and data.data.get("id") not in pending:
+                pending.pop(next(iter(pending)))
             return super().accept_blobs(data)
 
         def preprocess(self, payload):
             if payload is None:
                 return None
-            blobs = self.blob_storage.pop(payload.id, None) if payload.id is not None else None
+            pending = gradio_internals.pending_uploads(self)
+            blobs = pending.pop(payload.id, None) if payload.id is not None else None
             data = blobs if blobs is not None else (payload if payload.id is None else None)
             if data is None:
                 raise gr.Error("The images of this edit did not arrive (the server was busy, or they were sent to "

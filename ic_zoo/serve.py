@@ -405,22 +405,24 @@ def guard_queue(demo, health: Health) -> None:
     """While draining, a new event is refused with :data:`DRAINING` as its detail, which Gradio's page shows
     as the event's error (for a 503, "queue full", it would show its own "busy" line instead); events
     already queued still run."""
-    queue = demo._queue
-    push = queue.push
+    from . import gradio_internals
 
-    async def guarded_push(body, request, username):
-        if health.state == "draining":
-            return False, DRAINING, "error"
-        return await push(body, request, username)
+    def wrap(push):
+        async def guarded_push(body, request, username):
+            if health.state == "draining":
+                return False, DRAINING, "error"
+            return await push(body, request, username)
 
-    queue.push = guarded_push
+        return guarded_push
+
+    gradio_internals.wrap_queue_push(demo, wrap)
 
 
 def in_flight(demo) -> int:
     """Events running or waiting in the queue."""
-    q = demo._queue
-    waiting = sum(len(eq.queue) for eq in q.event_queue_per_concurrency_id.values())
-    return q.get_active_worker_count() + waiting
+    from . import gradio_internals
+
+    return gradio_internals.in_flight(demo)
 
 
 def drain_seconds() -> float:

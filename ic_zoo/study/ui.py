@@ -811,6 +811,9 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     """The study's pages. ``public``: reachable from other machines (``--share``, a non-loopback
     ``--host``; a Hugging Face Space always is): then IC_ZOO_STUDY_SECRET and IC_ZOO_BROWSER_SECRET must
     be set (one sentence if not)."""
+    from .. import gradio_internals
+
+    gradio_internals.check_version()  # one sentence outside the Gradio versions this app is tested on
     app = StudyApp(study, db, device, pretrained, concurrency, plugins_dir, max_side, public)
     with gr.Blocks(title=study.title, fill_width=True, delete_cache=(600, 3600)) as demo:
         state = gr.State(StudyState(), time_to_live=4 * app.tabs.ttl_s,
