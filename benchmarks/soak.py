@@ -102,12 +102,15 @@ def start_app(models: list[str], max_sessions: int | None = None, extra_env: dic
     cmd = [sys.executable, str(ROOT / "app.py"), "--port", str(port)]
     for m in models:
         cmd += ["-m", m]
-    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # its log goes to a file: a pipe nobody reads fills at 64 KB and then blocks the app's next log line
+    log = tempfile.NamedTemporaryFile(prefix="ic_zoo_soak_app_", suffix=".log", delete=False)
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc.log_path = log.name
     url = f"http://127.0.0.1:{port}/"
     t0 = time.time()
     while time.time() - t0 < 180:
         if proc.poll() is not None:
-            raise RuntimeError(f"the app exited: {proc.stderr.read().decode()[-2000:]}")
+            raise RuntimeError(f"the app exited: {Path(log.name).read_text(errors='replace')[-2000:]}")
         try:
             urllib.request.urlopen(url, timeout=2)
             return proc, url
@@ -228,6 +231,8 @@ def run(clients: int, edits: int, rounds: int, preset: str = "flower2d", side: i
                 "rounds_detail": out_rounds, "tab": tab,
                 "errors": sum(r["errors"] for r in out_rounds), "crossed": sum(r["crossed"] for r in out_rounds),
                 "growth_after_first_round_mb": round(last - first, 1),
+                "app_log_errors": sum(" ERROR " in line for line in
+                                      Path(proc.log_path).read_text(errors="replace").splitlines()),
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
                 "command": " ".join(["python", "benchmarks/soak.py"] + sys.argv[1:])}
     finally:

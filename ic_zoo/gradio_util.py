@@ -73,7 +73,7 @@ class Tabs:
     """
 
     #: What all tabs together may hold, in MB (10^6 bytes), unless ``IC_ZOO_SESSIONS_MB`` says otherwise.
-    DEFAULT_MB = 500
+    DEFAULT_MB = 800
 
     def __init__(self, kind: type, ttl_s: float | None = None, max_tabs: int | None = None,
                  sweep_s: float = 30.0, max_bytes: int | None = None) -> None:

@@ -257,7 +257,7 @@ class UploadBudget:
     :data:`UPLOADS_REFUSED` before its body is read. A request's size is its Content-Length, or the bytes
     read where there is none."""
 
-    DEFAULT_MB = 400
+    DEFAULT_MB = 1000
 
     def __init__(self, limit_bytes: int, window_s: float = 600.0, clock=time.monotonic) -> None:
         self.limit, self.window_s, self.clock = int(limit_bytes), float(window_s), clock

@@ -552,7 +552,7 @@ class Session:
             st = self._states[key]
             if key[1] not in live:
                 del self._states[key]
-            elif key[1] not in (0, current, before) and st.x is not None:
+            elif key[1] not in (0, current, before) and (st.x is not None or st.maps or st.trust):
                 self._states[key] = _ImageState(None, st.prediction)
             elif key[1] == before and key[1] not in (0, current) and st.x is not None:
                 # the one before keeps its maps (the stroke effect reads them), not its input and run

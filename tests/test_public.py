@@ -250,7 +250,9 @@ def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):
     assert all(e.patch[0].size <= 40 for e in undoable[1:])  # a patch is the stroke's pixels, not an image
     assert s.edits[0].mask.sum() == 40  # an old stroke keeps its mask (bit-packed)
     heavy = [k for k, st in s._states.items() if st.x is not None]
-    assert len(heavy) <= 3, heavy  # the original, the current image and the one before
+    assert len(heavy) <= 2, heavy  # the original and the current image
+    mapped = [k[1] for k, st in s._states.items() if st.maps]
+    assert sorted(mapped) == sorted({0, s.version, s.edits[-2].uid}), mapped  # and the one before: maps only
     rebuilt = []
     for _ in range(S.MAX_UNDO):
         rebuilt.append(s.modified)
