@@ -285,6 +285,8 @@ def test_all_five_rows_at_a_glance_with_short_labels_and_the_full_one_on_hover(u
     page.wait_for_function("() => (document.querySelector('#model_0_table') || {innerText: ''}).innerText.includes('petals')",
                            timeout=180_000)
     page.wait_for_function(IDLE, timeout=120_000)
+    # the table's text changes before its cells' titles are redrawn (Gradio's virtual table): wait for those
+    page.wait_for_function(f"() => ({ROWS_IN_VIEW})(0)[3].every(([s, f]) => f.includes('petals'))", timeout=30_000)
     n, shown, _, cells = page.evaluate(ROWS_IN_VIEW, 0)
     assert n == 5 and shown == 5 and all(short == full for short, full in cells), cells  # whole, not cut
     page.close()
