@@ -231,22 +231,29 @@ UPLOAD_MB_ENV = "IC_ZOO_UPLOAD_MB_PER_CLIENT"
 MAX_FILE_SIZE = "20mb"
 
 
-def scope_client(scope) -> str | None:
-    """The address that names the client of an ASGI request, or None where clients cannot be told apart
-    (``study.security.client_address``'s rule: an untrusted proxy on this host or a private network)."""
+def named_client(host: str | None, forwarded: bool) -> str | None:
+    """The address that names a request's client (its peer ``host``; ``forwarded``: it carries
+    X-Forwarded-For), or None where clients cannot be told apart: behind a proxy on this host or a private
+    network whose forwarded address is not trusted (``trust_proxies``: no ``FORWARDED_ALLOW_IPS``), every
+    client arrives from the proxy's address, and a cap per address would cap them all together. With a
+    trusted proxy uvicorn has already put the forwarded client in the peer's place."""
     import ipaddress
 
-    client = scope.get("client")
-    host = client[0] if client else None
     if not host:
         return None
-    if os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or _header(scope, b"x-forwarded-for") is None:
+    if os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or not forwarded:
         return host
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
         return host
     return None if (ip.is_loopback or ip.is_private) else host
+
+
+def scope_client(scope) -> str | None:
+    """``named_client`` of an ASGI request."""
+    client = scope.get("client")
+    return named_client(client[0] if client else None, _header(scope, b"x-forwarded-for") is not None)
 
 
 class UploadBudget:

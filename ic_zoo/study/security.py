@@ -102,27 +102,14 @@ class RateCap:
 
 
 def client_address(request) -> str | None:
-    """The address that names the client of ``request``, or None where the server cannot tell clients
-    apart: behind a proxy on this host or a private network (the request carries X-Forwarded-For) whose
-    forwarded address is not trusted (``serve.trust_proxies``: no ``FORWARDED_ALLOW_IPS``), every client
-    arrives from the proxy's address, and a cap per address would cap them all together. With a trusted
-    proxy uvicorn has already put the forwarded client in ``request.client``."""
-    import ipaddress
+    """The address that names the client of a Gradio ``request`` (``serve.named_client``: None behind a
+    proxy whose forwarded address is not trusted, where every client has the proxy's address)."""
+    from ..serve import named_client
 
     client = getattr(request, "client", None)
-    host = getattr(client, "host", None) if client is not None else None
-    if not host:
-        return None
-    if os.environ.get("FORWARDED_ALLOW_IPS", "").strip():
-        return host
     headers = getattr(request, "headers", None) or {}
-    if headers.get("x-forwarded-for") is None:
-        return host
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host
-    return None if (ip.is_loopback or ip.is_private) else host
+    return named_client(getattr(client, "host", None) if client is not None else None,
+                        headers.get("x-forwarded-for") is not None)
 
 
 class ClientRateCap:
