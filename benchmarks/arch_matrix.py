@@ -101,7 +101,9 @@ def build(name: str, size: int | None, **extra):
         return ic_zoo.create("classifier", f"timm:{name}", pretrained=False, device="cpu", **kwargs)
     try:
         return ic_zoo.create("classifier", f"timm:{name}", pretrained=False, device="cpu", img_size=size, **kwargs)
-    except TypeError:  # a family that takes any size: only the preprocessing's size is set
+    except ic_zoo.InputError as exc:  # a family that takes any size: only the preprocessing's size is set
+        if "img_size" not in str(exc):  # (the registry names a factory's TypeError in one sentence)
+            raise
         torch.manual_seed(0)
         return ic_zoo.create("classifier", f"timm:{name}", pretrained=False, device="cpu",
                              input_size=(size, size), **kwargs)
