@@ -581,11 +581,10 @@ class Session:
         labels = self._segments[1]
         return labels == labels[int(y), int(x)]
 
-    def _image_of(self, version: int) -> np.ndarray | None:
-        """The image of a version: the original, a kept image, or one rebuilt from the nearest kept image
-        below it by laying the patches above that over it; None past the undo depth or off the stacks."""
-        if version == 0:
-            return self.original
+    def _rebuild_from(self, version: int) -> tuple[list[Edit], int, int] | None:
+        """Where ``version``'s image comes from: (the chain, the index of the nearest stroke at or below it
+        that keeps its image, -1 for the original, and the version's own index); None past the undo depth
+        (a retired stroke in the way) or off the stacks."""
         chain = self._chain()
         j = next((i for i, e in enumerate(chain) if e.uid == version), None)
         if j is None:
@@ -595,6 +594,17 @@ class Session:
             if chain[i].retired or chain[i].patch is None:
                 return None
             i -= 1
+        return chain, i, j
+
+    def _image_of(self, version: int) -> np.ndarray | None:
+        """The image of a version: the original, a kept image, or one rebuilt from the nearest kept image
+        below it by laying the patches above that over it; None past the undo depth or off the stacks."""
+        if version == 0:
+            return self.original
+        found = self._rebuild_from(version)
+        if found is None:
+            return None
+        chain, i, j = found
         img = chain[i].image if i >= 0 else self.original
         for e in chain[i + 1:j + 1]:
             img = e.rebuild(img)
@@ -602,8 +612,7 @@ class Session:
 
     def _has_image(self, version: int) -> bool:
         """Whether ``_image_of`` can give that version's image (without building it)."""
-        if version == 0:
-            return True
+        return version == 0 or self._rebuild_from(version) is not None
         chain = self._chain()
         j = next((i for i, e in enumerate(chain) if e.uid == version), None)
         if j is None:
