@@ -230,26 +230,21 @@ def load_mask(src: ImageLike, shape: tuple[int, int] | None = None, *, max_pixel
         mask = mask_from_array(src)
     else:
         try:
-            im, _ = _open(src, limit)
-        except BadImageError as exc:
+            with opened(src, limit) as (im, _):  # the file it opened is closed at the end
+                try:
+                    im = ImageOps.exif_transpose(im)
+                except Exception:
+                    pass
+                if im.mode in ("P", "LA", "PA"):
+                    im = im.convert("RGBA")
+                elif im.mode not in ("RGBA", "RGB", "L", "1", "I;16", "I", "F"):
+                    im = im.convert("RGB")
+                k = max(im.size) // max_side if max_side else 1
+                if k >= 2:
+                    im = im.resize((max(1, im.size[0] // k), max(1, im.size[1] // k)), Image.NEAREST)
+                mask = mask_from_array(np.asarray(im))
+        except BadImageError as exc:  # raised only by the open and decode
             raise MaskError(str(exc).replace("an image", "a mask image")) from None
-        owned = im if im is not src else None  # opened here: closed below
-        try:
-            try:
-                im = ImageOps.exif_transpose(im)
-            except Exception:
-                pass
-            if im.mode in ("P", "LA", "PA"):
-                im = im.convert("RGBA")
-            elif im.mode not in ("RGBA", "RGB", "L", "1", "I;16", "I", "F"):
-                im = im.convert("RGB")
-            k = max(im.size) // max_side if max_side else 1
-            if k >= 2:
-                im = im.resize((max(1, im.size[0] // k), max(1, im.size[1] // k)), Image.NEAREST)
-            mask = mask_from_array(np.asarray(im))
-        finally:
-            if owned is not None:
-                owned.close()
     if mask.ndim != 2:
         raise MaskError(f"a mask must be two-dimensional, not {mask.shape}.")
     if shape is not None and mask.shape != tuple(shape[:2]):
