@@ -119,12 +119,10 @@ def stages(rec: dict, trace: dict) -> dict:
 
 
 def _screen_point(page, img_shape, x, y):
-    """Image pixel -> page coordinates: the editor centres the image in its canvas at the zoom it shows."""
-    ed = page.locator("#editor")
-    box = ed.locator("canvas").first.bounding_box()
-    zoom = float(re.search(r"(\d+)%", ed.inner_text()).group(1)) / 100
+    """Image pixel -> page coordinates: the canvas shows the whole image, scaled to fit (``#editor img``)."""
+    box = page.locator("#editor .ic-paint-img").bounding_box()
     h, w = img_shape[:2]
-    return box["x"] + box["width"] / 2 + (x - w / 2) * zoom, box["y"] + box["height"] / 2 + (y - h / 2) * zoom
+    return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h
 
 
 def main(argv=None) -> int:
@@ -198,13 +196,15 @@ def main(argv=None) -> int:
                     # on the page's clock, from the pointer's release (the harness's own waits poll, and add)
                     status_t.append((rec["status"] - rec["up"]) / 1000)
                     columns_t.append((rec["columns"] - rec["up"]) / 1000)
-                    edits = [t for t in profiling.collector.get_all()[n_traces:] if t.get("fn_name") == "edit"]
+                    edits = [t for t in profiling.collector.get_all()[n_traces:] if t.get("fn_name") == "stroke"]
                     breakdown.append(stages(rec, edits[0] if edits else {}))
                     if os.environ.get("IC_ZOO_BENCH_DEBUG"):
+                        print([(t.get("fn_name"), round(t.get("fn_call_ms", 0)), round(t.get("queue_wait_ms", 0)))
+                               for t in profiling.collector.get_all()[n_traces:]])
                         print([(round(r["s"] - rec["up"]), round(r["e"] - rec["up"]), r["b"], r["n"][-30:])
                                for r in rec["res"] if r["s"] >= rec["up"]], round(rec["status"] - rec["up"]),
                               round(rec["columns"] - rec["up"]))
-                    page.wait_for_timeout(900)  # the canvas settles before the next stroke
+                    page.wait_for_timeout(int(os.environ.get("IC_ZOO_BENCH_GAP_MS", "900")))  # the canvas settles before the next stroke
             browser.close()
         # the last stroke's follow-ups (trust scores, history) may still run: a process that exits with a
         # worker thread inside a torch op aborts ("terminate called without an active exception")

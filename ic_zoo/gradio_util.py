@@ -468,12 +468,13 @@ with _no_stub():
             return {"background": bg, "layers": [a for a in out if a is not None], "composite": None}
 
 
-def editor(label: str, height: int | str = 520, elem_id: str = "editor", max_pixels: int | None = None) -> Canvas:
+def editor(label: str, height: int | str = 520, elem_id: str = "editor", max_pixels: int | None = None,
+           visible: bool = True) -> Canvas:
     """The painting canvas: one fixed red brush, no eraser, no uploads or transforms (the mask must align); every
     image it sends passes the input gate (see ``Canvas``), ``max_pixels`` each (default: the library's)."""
     return _canvas_class(max_pixels)(
         label=label, type="numpy", image_mode="RGBA", sources=(), layers=False, transforms=(), format="png",
-        elem_id=elem_id, elem_classes=["ic-canvas"], height=height,
+        elem_id=elem_id, elem_classes=["ic-canvas"], height=height, visible=visible,
         brush=gr.Brush(colors=[BRUSH], color_mode="fixed", default_size=BRUSH_SIZE),
         eraser=gr.Eraser(default_size=BRUSH_SIZE))  # (its button is hidden: PAGE_CSS)
 
@@ -495,13 +496,17 @@ PAGE_CSS = """
 /* busy while a stroke is processed: the status line's progress tracker is showing (an error shows the
    same tracker with a clear button instead of the progress: the second pair of rules, more specific,
    takes the sign back; a :has() nested in another is invalid, and would drop the whole rule) */
-.ic-canvas { position: relative; }
-body:has(#status [data-testid="status-tracker"]:not(.hide)) .ic-canvas::after {
+.ic-canvas, .ic-paint-stage { position: relative; }
+body:has(#status [data-testid="status-tracker"]:not(.hide)) .ic-canvas::after,
+body:has(#status [data-testid="status-tracker"]:not(.hide)) .ic-paint-stage::after {
   content: "Classifying…"; position: absolute; top: 44px; right: 10px; z-index: 50; pointer-events: none;
   padding: 2px 10px; border-radius: 10px; background: rgba(20, 20, 20, .72); color: #fff; font-size: 13px; }
-body:has(#status [data-testid="status-tracker"]:not(.hide)) .ic-canvas canvas { opacity: .82; }
-body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-canvas::after { content: none; }
-body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-canvas canvas { opacity: 1; }
+body:has(#status [data-testid="status-tracker"]:not(.hide)) .ic-canvas canvas,
+body:has(#status [data-testid="status-tracker"]:not(.hide)) .ic-paint-img { opacity: .82; }
+body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-canvas::after,
+body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-paint-stage::after { content: none; }
+body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-canvas canvas,
+body:has(#status [data-testid="status-tracker"]:not(.hide) .clear-status) .ic-paint-img { opacity: 1; }
 /* no eraser: strokes are applied on release, so there is never paint left to erase (eraser=False would
    also drop the canvas's zoom readout) */
 .ic-canvas button[aria-label="Erase"] { display: none !important; }
@@ -586,6 +591,15 @@ PAGE_JS = """
     if (el) el.querySelectorAll('.ic-brush').forEach((s) => { s.textContent = String(v); });
   };
   async function setBrush(delta) {
+    const own = document.querySelector('.ic-paint-size');  // the page's canvas (painter): its own slider
+    if (own) {
+      const v = Math.max(1, Math.min(100, (parseInt(own.value, 10) || window.icZooBrush) + delta));
+      own.value = String(v);
+      own.dispatchEvent(new Event('input', { bubbles: true }));
+      window.icZooBrush = v;
+      showBrush(v);
+      return;
+    }
     // the size lives in the canvas's own size picker: open it, set it, and give the drawing tool back
     // (an open picker would eat the next stroke's first press)
     const active = ['Erase', 'Brush'].find((n) => tool(n) && tool(n).classList.contains('highlight')) || 'Brush';

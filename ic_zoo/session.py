@@ -942,13 +942,17 @@ class Session:
             key = (ex.name, int(cls), inpainter, n_random)
             clf = self.classifier(name)
             raw = self._maps(name, version, ex, [int(cls)], None)[0][0]  # cached by explain() above
-            if key not in st.trust:
-                st.trust[key] = tr.trust_score(clf, clf.tensor_to_image(st.x), raw, int(cls), get_inpainter(inpainter),
-                                               model=name, explainer=ex.name, n_random=n_random)
-            score = st.trust[key]
-            if road and score.road is None:  # asked for later: added to the score already measured
-                score.road = tr.road(clf, st.x, raw, int(cls))
-            return score
+            score, x = st.trust.get(key), st.x
+        # measured outside the session's lock (a stroke applied meanwhile does not wait for it; the state
+        # of this version keeps the score, the same whoever measures it first)
+        if score is None:
+            score = tr.trust_score(clf, clf.tensor_to_image(x), raw, int(cls), get_inpainter(inpainter),
+                                   model=name, explainer=ex.name, n_random=n_random)
+            with self._lock:
+                score = st.trust.setdefault(key, score)
+        if road and score.road is None:  # asked for later: added to the score already measured
+            score.road = tr.road(clf, x, raw, int(cls))
+        return score
 
     def sanity(self, name: str, cls: int, explainer: str = "gradcam") -> dict:
         """The map of ``cls`` on the modified image beside the same explainer on a copy of the model whose

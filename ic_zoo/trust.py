@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import priority
 from .explainers._base import is_blank
 
 FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
 N_RANDOM = 2
+#: images per forward pass of a deletion curve (the model is held for one batch at a time)
+FORWARD_BATCH = 8
 #: the random maps' spread below which a gap is not called a difference (AUC units)
 MARGIN = 0.01
 #: below this p(class) on the image itself there is too little left to delete: no verdict
@@ -65,13 +68,19 @@ def deletion_probs(clf, img: np.ndarray, heats, cls: int, fill, fractions=FRACTI
             masks.append(mask.reshape(h.shape))
             row.append(len(masks))
         where.append(row)
+    priority.yield_to_foreground()  # a stroke in progress first (see priority)
     batch = [img]
     for im in fill.inpaint_many(img, masks):
         if isinstance(im, Exception):
             raise im
         batch.append(im)
-    with clf.lock, torch.inference_mode():
-        p = torch.softmax(clf.forward(clf.image_to_tensor(np.stack(batch))).float(), 1)[:, int(cls)].cpu().numpy()
+    p = []
+    for i in range(0, len(batch), FORWARD_BATCH):  # the model held per batch: a stroke's pass can come between
+        priority.yield_to_foreground()
+        with clf.lock, torch.inference_mode():
+            x = clf.image_to_tensor(np.stack(batch[i:i + FORWARD_BATCH]))
+            p.append(torch.softmax(clf.forward(x).float(), 1)[:, int(cls)].cpu().numpy())
+    p = np.concatenate(p)
     return np.asarray([[p[i] for i in row] for row in where], np.float64)
 
 

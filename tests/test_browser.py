@@ -67,12 +67,17 @@ def _wait_status(page, text: str, timeout=120_000):
 
 
 def _screen_point(page, img_shape, x, y):
-    """Image pixel -> page coordinates: the editor centres the image in its canvas at the zoom it shows."""
+    """Image pixel -> page coordinates. The app's canvas (painter) shows the whole image scaled to fit; study
+    mode's editor centres the image in its canvas at the zoom it shows."""
     ed = page.locator("#editor")
+    h, w = img_shape[:2]
+    if ed.locator(".ic-paint-img").count():
+        ed.locator(".ic-paint-img").wait_for(state="visible", timeout=60_000)  # an image shown, laid out
+        box = ed.locator(".ic-paint-img").bounding_box()
+        return box["x"] + (x + 0.5) * box["width"] / w, box["y"] + (y + 0.5) * box["height"] / h
     ed.locator("canvas").first.wait_for(state="visible", timeout=60_000)  # mounted, laid out
     box = ed.locator("canvas").first.bounding_box()
     zoom = float(re.search(r"(\d+)%", ed.inner_text()).group(1)) / 100
-    h, w = img_shape[:2]
     return box["x"] + box["width"] / 2 + (x - w / 2) * zoom, box["y"] + box["height"] / 2 + (y - h / 2) * zoom
 
 

@@ -3,6 +3,7 @@ model checks, the per-tab state store, and ``show``, the one function that turns
 what the page shows."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -15,10 +16,10 @@ import numpy as np
 
 import ic_zoo
 
-from .. import discovery, gradio_util, imageio, jobs, present, zoo
+from .. import discovery, gradio_util, imageio, jobs, present, priority, zoo
 from ..errors import IcZooError
 from ..gradio_util import fit_max_side, guarded, model_call, write_editor_png
-from . import work
+from . import painter, work
 from .comparison import model_view, slow_maps
 from .state import AppState
 
@@ -85,6 +86,17 @@ def classifier_choices(extra=()) -> list[tuple[str, str]]:
     return out
 
 
+def _foreground(fn):
+    """An event a person waits for: background work (the trust follow-up) gives it the cores while it runs."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with priority.foreground():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 class AppContext:
     """Start-up decisions and shared services. ``ui`` (the page's panels) is set once they are built."""
 
@@ -136,7 +148,7 @@ class AppContext:
     def tab_call(self, fn):
         """A handler that runs models and takes (or returns) a tab's state: one sentence for every failure,
         on a ZeroGPU GPU when there is one, the tab's state held while it runs."""
-        return self.tabs.hold(model_call(fn))
+        return self.tabs.hold(model_call(_foreground(fn)))
 
     def tab_guarded(self, fn):
         """The same, for handlers that stay in the main process on ZeroGPU."""
@@ -246,22 +258,31 @@ class AppContext:
     def boxes(self, st, names):
         return {m: self.clf(m).input_box(st.session.original.shape) for m in names}
 
-    def editor_value(self, st, names):
-        shown = present.burn_frames(st.session.modified, self.boxes(st, names))
-        st.displayed = shown
+    def editor_value(self, st, names, shown=None):
+        """The /edit API's canvas value: the image shown, as a PNG file the editor composes."""
+        if shown is None:
+            shown = st.displayed = present.burn_frames(st.session.modified, self.boxes(st, names))
         path = write_editor_png(shown, self.png_dir / f"{id(st)}_{st.session.version}_{time.monotonic_ns()}.png")
         if st.last_png is not None:  # Gradio copied the previous one into its cache already
             Path(st.last_png).unlink(missing_ok=True)
         st.last_png = str(path)
         return {"background": str(path), "layers": [], "composite": None}  # the canvas composes it
 
+    @staticmethod
+    def paint_value(st, shown) -> dict:
+        """The page's canvas value (painter): the image shown as one JPEG in the answer, and the last stroke
+        applied (the page stops resending it)."""
+        st.paint_v += 1
+        return painter.value(shown, str(st.paint_v), st.paint_ack)
+
     # -- what the page shows -------------------------------------------------------------------------------
     def show(self, st: AppState, names, explainer, rows_mode, show_editor=True, show_original=True,
-             stroke_effect=True, switch_to=None) -> dict:
+             stroke_effect=True, switch_to=None, api_canvas=True) -> dict:
         """Everything an event changes, by component: the model columns, the canvas, the picker, the
         original, the before / after slider, the click-select image, the domain line, the status and the
         JSON. Components left out keep their value. ``switch_to``: models replacing ``names`` (the picker
-        is updated); otherwise the picker is left alone."""
+        is updated); otherwise the picker is left alone. ``api_canvas=False``: the page's canvas only (its
+        stroke), not the /edit API's PNG too."""
         ui = self.ui
         if switch_to is not None:
             names = switch_to
@@ -272,6 +293,7 @@ class AppContext:
         if st.session is None:
             if show_editor:
                 out[ui.editor.canvas] = None
+                out[ui.editor.paint] = self.paint_value(st, None)
             out.update({ui.tools.original: None, ui.results.domain_md: "",
                         ui.results.domain_btn: gr.update(visible=False), ui.tools.result_json: None})
             out.update(ui.results.compare.clear(st))
@@ -289,7 +311,10 @@ class AppContext:
         st.result = res
         s = st.session
         if show_editor:
-            out[ui.editor.canvas] = self.editor_value(st, names)
+            shown = st.displayed = present.burn_frames(s.modified, self.boxes(st, names))
+            out[ui.editor.paint] = self.paint_value(st, shown)
+            if api_canvas:
+                out[ui.editor.canvas] = self.editor_value(st, names, shown)
             # the slider and the click-select image only while they are shown (each is two or one more
             # images encoded and downloaded per stroke): their toggles send them when opened
             if st.comparing:

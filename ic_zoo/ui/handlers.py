@@ -14,7 +14,7 @@ import ic_zoo
 from .. import gradio_util, imageio, present
 from ..errors import IcZooError
 from ..gradio_util import editor_rgb, same_image, stroke_mask
-from . import tool_handlers
+from . import painter, tool_handlers
 from .context import MAX_MODELS, AppContext, classifier_choices
 from .panels import Page
 from .state import AppState
@@ -141,9 +141,36 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
             st.session.apply(mask, inpainter)
         return ctx.show(st, names, explainer, rows_mode, show_original=False)
 
-    # the follow-up is public as /trust: an API client calls it after /edit for the maps' trust scores
-    ed.canvas.change(on_edit, [ed.canvas] + pick, out, api_name="edit", trigger_mode="always_last",
-                     **busy).then(**{**history, "api_name": "trust", "api_visibility": "public"})
+    # /edit is the API's (the page paints on ``ed.paint``): triggered by a button the page never shows, so that
+    # the hidden canvas's value changes never run it; the follow-up is public as /trust: an API client calls
+    # it after /edit for the maps' trust scores
+    ed.api_edit.click(on_edit, [ed.canvas] + pick, out, api_name="edit", trigger_mode="always_last",
+                      **busy).then(**{**history, "api_name": "trust", "api_visibility": "public"})
+
+    @ctx.tab_call
+    def on_stroke(value, names, inpainter, explainer, rows_mode, st, request: gr.Request):
+        """The page's stroke (painter): its points, applied to the image this tab shows. Every stroke the page
+        has not seen acknowledged comes again; each id is applied once, all new ones as one edit."""
+        st = ctx.state_of(st, request)
+        if st.session is None:
+            if st.expired:
+                why, st.expired = st.expired, ""
+                raise gr.Error(gradio_util.expired_sentence(why))
+            if isinstance(value, dict) and value.get("v"):  # the page shows an image this server does not have
+                raise gr.Error(gradio_util.UPLOAD_GONE, print_exception=False)
+            raise gr.Error("Pick an example or upload an image first, then paint over what to remove.")
+        strokes, painted = painter.parse(value, st.paint_ack)  # a malformed one: its sentence (guarded)
+        ctx.check_stroke(names, inpainter, explainer, rows_mode)  # before anything changes
+        if not strokes:
+            return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+        mask = painter.stroke_mask(strokes, painted, st.session.original.shape[:2])
+        if mask.any():
+            st.session.apply(mask, inpainter)
+        st.paint_ack = max(s["id"] for s in strokes)
+        return ctx.show(st, names, explainer, rows_mode, show_original=False, api_canvas=False)
+
+    ed.paint.submit(on_stroke, [ed.paint] + pick, out, api_name="stroke", trigger_mode="always_last",
+                    **busy).then(**history)
 
 
 def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:

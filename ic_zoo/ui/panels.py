@@ -10,6 +10,7 @@ import gradio as gr
 import ic_zoo
 
 from .. import gradio_util, present
+from . import painter
 from .comparison import Comparison, comparison
 from .context import MAX_MODELS, ROWS, AppContext, classifier_choices, explainer_choices, inpainter_choices
 from .state import AppState
@@ -110,7 +111,9 @@ def pickers(ctx: AppContext) -> Pickers:
 
 @dataclass
 class Editor:
-    canvas: gr.ImageEditor
+    canvas: gr.ImageEditor  # not shown: the /edit API's input (a client sends the image and its stroke layers)
+    paint: gr.HTML  # the canvas the page paints on (painter: strokes sent as points)
+    api_edit: gr.Button  # never shown: /edit's trigger (API clients call it by name)
     undo: gr.Button
     redo: gr.Button
     reset: gr.Button
@@ -131,7 +134,12 @@ def editor(ctx: AppContext) -> Editor:
     with gr.Column(scale=4, min_width=340, elem_id="canvas_column"):
         # 440 px, less on a short screen (a phone's first screen holds the canvas and the first result); the
         # canvas sizes itself once, from this, so it is a CSS value rather than a rule that overrides it
-        canvas = gradio_util.editor("Paint over what to remove", height=CANVAS_HEIGHT, max_pixels=ctx.editor_pixels)
+        # the page paints on ``paint`` (strokes sent as points, the image back as one JPEG); API clients send
+        # an image and its stroke layers to ``canvas`` (/edit), which the page never shows
+        paint = painter.painter("Paint over what to remove", height=CANVAS_HEIGHT)
+        canvas = gradio_util.editor("Paint over what to remove", height=CANVAS_HEIGHT, max_pixels=ctx.editor_pixels,
+                                    elem_id="editor_api", visible=False)
+        api_edit = gr.Button(visible=False)
         # before / after on the canvas itself (issue 34 item 7): the toggle swaps the canvas for a slider of
         # the same size, in the page (no request); the slider gets both images with every edit
         slider = gr.ImageSlider(label="Original | modified (drag the handle)", type="numpy", interactive=False,
@@ -157,7 +165,7 @@ def editor(ctx: AppContext) -> Editor:
                 with gr.Column(min_width=200):
                     mask_upload = gr.File(label="…or upload a mask (PNG, white = remove)", type="filepath",
                                           file_count="single", elem_id="mask_upload", height=120)
-    return Editor(canvas, undo, redo, reset, blur, status, click_img, collect, remove, mask_upload, compare, slider,
+    return Editor(canvas, paint, api_edit, undo, redo, reset, blur, status, click_img, collect, remove, mask_upload, compare, slider,
                   select_tools)
 
 
@@ -310,7 +318,7 @@ class Page:
         return [self.state, self.editor.canvas, self.pickers.models, self.tools.original, self.editor.slider,
                 self.editor.click_img, self.tools.slow_note, *self.results.compare.outputs(),
                 self.work, self.results.domain_md,
-                self.results.domain_btn, self.editor.status, self.tools.result_json]
+                self.results.domain_btn, self.editor.status, self.tools.result_json, self.editor.paint]
 
     def settings(self) -> list:
         """The inputs of an event that redraws the results: models, explainer, table rows, state."""

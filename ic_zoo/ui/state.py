@@ -31,6 +31,8 @@ class AppState:
         self.pending: np.ndarray | None = None  # regions clicked for one selection, not applied yet
         self.work_key: str | None = None  # the original's hash in the image store (ui.work), once stored
         self.work_sent: tuple | None = None  # what the browser's work record was last written for
+        self.paint_ack = 0  # the last canvas stroke applied (painter: the page resends strokes until acknowledged)
+        self.paint_v = 0  # the version of the image last sent to the canvas
         self.arrived = False  # its first event was seen here (a tab moved from a stopped replica is told once)
 
     def release(self, reason: str) -> None:

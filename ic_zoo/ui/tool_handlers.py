@@ -43,8 +43,13 @@ def wire_history(ctx: AppContext, ui: Page) -> dict:
         if name not in (st.models or []):  # a follow-up that ran before the picker followed a zoo switch
             name = (st.models or [None])[0]
         out = {t.hist_img: present.history_image(st.session.history(name)) if name else None}
-        views = list(getattr(st, "views", None) or [])
-        if [v for v in views if add_trust(st.session, v)]:  # every view measured (no short cut)
+        shown = getattr(st, "views", None) or []
+        views, measured = list(shown), False
+        for v in views:  # every view measured (no short cut), unless a newer event replaced them: its own
+            if st.views is not shown:  # follow-up measures those (a stroke never waits for a stale one)
+                return out
+            measured = add_trust(st.session, v) or measured
+        if measured and st.views is shown:
             out.update(compare.show(st, views, stamp=st.views_stamp, info_only=True))
             if st.result is not None:  # the JSON gains the scores (the domain line stays as it is)
                 out[t.result_json] = ctx.domain_and_json(st, st.models, st.result)[t.result_json]
@@ -53,7 +58,10 @@ def wire_history(ctx: AppContext, ui: Page) -> dict:
 
     history = dict(fn=on_after, inputs=[t.hist_model, ui.state],
                    outputs=[t.hist_img, *compare.outputs(), ui.state, t.result_json],
-                   api_visibility="private", show_progress="hidden", **ctx.common)
+                   api_visibility="private", show_progress="hidden",
+                   # a queue of its own: a stroke never waits behind follow-ups (which yield it the cores too:
+                   # priority), and one at a time
+                   concurrency_id="followups", concurrency_limit=1)
     t.hist_model.change(**history)
     return history
 
