@@ -8,7 +8,9 @@
 Launches app.build_demo() on 127.0.0.1, loads an image, then sends strokes (a red brush line at a new
 place each time) to the ``/edit`` endpoint exactly as a browser or a study script does, and reports the
 median and 90th percentile of the round trip (upload of the canvas, inpainting, every model, maps, and
-the download of the results). Two figures: ``results`` is the round trip until the response (tables,
+the download of the results); and the same line as the page's canvas sends it (its points) to ``/stroke``,
+beside the server's own work on it (Gradio's trace: pre-processing, the handler, post-processing). Two
+figures for /edit: ``results`` is the round trip until the response (tables,
 numbers and the URLs of the pictures) has arrived, which is when a browser starts showing the results;
 ``with images`` also downloads every output picture one after another, as gradio_client does by default.
 Prints a table and writes JSON.
@@ -44,16 +46,30 @@ TARGETS_MS = {"flower2d": 500, "imagenet": 1500, "lite": 1500}
 
 def markdown_table(paths) -> str:
     """The README's table from saved results (never typed)."""
-    lines = ["| models | weights | image | results (median / p90) | with images | model work alone | target |",
-             "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["| models | weights | image | /edit: results (median / p90) | with images | /stroke: results (median / p90) "
+             "| server's own work (/stroke) | /stroke ÷ server | model work alone | target |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for path in paths:
         d = json.loads(Path(path).read_text())
         h, w = d["image_shape"][:2]
+        pts = (f"**{d['median_stroke_s'] * 1000:.0f} ms** / {d['p90_stroke_s'] * 1000:.0f} ms | "
+               f"{d['median_stroke_server_s'] * 1000:.0f} ms | {d['stroke_over_server']:.2f}x"
+               if "median_stroke_s" in d else "n/a | n/a | n/a")
         lines.append(f"| {' + '.join(d['models'])} | {'pretrained' if d['pretrained'] else 'random'} | {w} x {h} | "
                      f"**{d['median_s'] * 1000:.0f} ms** / {d['p90_s'] * 1000:.0f} ms | "
-                     f"{d['median_with_images_s'] * 1000:.0f} ms | {d['median_models_s'] * 1000:.0f} ms | "
+                     f"{d['median_with_images_s'] * 1000:.0f} ms | {pts} | {d['median_models_s'] * 1000:.0f} ms | "
                      f"≤ {TARGETS_MS.get(d['preset'], 1500)} ms |")
     return "\n".join(lines) + "\n"
+
+
+def stroke_points(shape, i: int) -> dict:
+    """The same line as ``stroke_layer``, as the page's canvas sends it (points in image pixels, a radius)."""
+    h, w = shape[:2]
+    rng = np.random.default_rng(i)
+    p0 = (int(rng.uniform(0.2, 0.8) * w), int(rng.uniform(0.2, 0.8) * h))
+    p1 = (int(np.clip(p0[0] + rng.uniform(-0.2, 0.2) * w, 0, w - 1)), int(np.clip(p0[1] + rng.uniform(-0.2, 0.2) * h, 0, h - 1)))
+    return {"v": "1", "w": int(w), "h": int(h),
+            "strokes": [{"id": i + 1, "r": max(4, w // 25) / 2, "pts": [p0[0] + 0.5, p0[1] + 0.5, p1[0] + 0.5, p1[1] + 0.5]}]}
 
 
 def stroke_layer(shape, i: int) -> np.ndarray:
@@ -86,7 +102,9 @@ def main(argv=None) -> int:
     models, image = PRESETS[args.preset]
     models = args.model or models
     image = args.image or str(ROOT / image)
+    os.environ["GRADIO_PROFILING"] = "1"  # Gradio's own trace of each event: the handler's time (the server's work)
     import app
+    from gradio import profiling
     from gradio_client import Client, handle_file
     from PIL import Image
 
@@ -108,7 +126,7 @@ def main(argv=None) -> int:
         first = time.perf_counter() - t0
         c_dl.predict({"background": handle_file(str(bg)), "layers": [], "composite": None}, *settings,
                      api_name="/edit")
-        times, times_dl, server = [], [], []
+        times, times_dl, server, stroke_t, stroke_server = [], [], [], [], []
         for i in range(args.strokes):
             lp = tmp / f"layer{i}.png"
             Image.fromarray(stroke_layer(img.shape, i)).save(lp)
@@ -120,6 +138,16 @@ def main(argv=None) -> int:
                 bucket.append(time.perf_counter() - t0)
             res = out[-1]
             server.append(sum(m["timings_ms"]["total"] for m in res["models"].values()) / 1000)
+            # the same line as the page's canvas sends it: points, no images either way but the answer's
+            c.predict(models, args.explainer, app.ROWS[0], api_name="/reset")
+            n = len(profiling.collector.get_all())
+            t0 = time.perf_counter()
+            c.predict(stroke_points(img.shape, i), *settings, api_name="/stroke")
+            stroke_t.append(time.perf_counter() - t0)
+            trace = [t for t in profiling.collector.get_all()[n:] if t.get("fn_name") == "stroke"]
+            if trace:
+                stroke_server.append(sum(trace[0].get(k, 0.0) for k in ("preprocess_ms", "fn_call_ms", "postprocess_ms"))
+                                     / 1000)
         import torch
 
         doc = {"preset": args.preset, "models": models, "image": str(Path(image).relative_to(ROOT))
@@ -130,6 +158,9 @@ def main(argv=None) -> int:
                "median_with_images_s": statistics.median(times_dl),
                "p90_with_images_s": float(np.percentile(times_dl, 90)),
                "median_models_s": statistics.median(server),
+               "median_stroke_s": statistics.median(stroke_t), "p90_stroke_s": float(np.percentile(stroke_t, 90)),
+               "median_stroke_server_s": statistics.median(stroke_server),
+               "stroke_over_server": statistics.median(stroke_t) / statistics.median(stroke_server),
                "machine": {"cpu": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
     finally:
@@ -137,6 +168,8 @@ def main(argv=None) -> int:
     print(f"{'preset':<10} {'models':<66} {'results median':>15} {'p90':>7} {'with images':>12} {'models only':>12}")
     print(f"{args.preset:<10} {', '.join(models):<66} {doc['median_s'] * 1000:13.0f}ms {doc['p90_s'] * 1000:5.0f}ms "
           f"{doc['median_with_images_s'] * 1000:10.0f}ms {doc['median_models_s'] * 1000:10.0f}ms")
+    print(f"/stroke (points): {doc['median_stroke_s'] * 1000:.0f} ms median, the server's own work "
+          f"{doc['median_stroke_server_s'] * 1000:.0f} ms ({doc['stroke_over_server']:.2f}x)")
     print(f"{args.strokes} strokes through gradio_client on {doc['machine']['gpu'] or 'CPU'} "
           f"({doc['machine']['threads']} threads); first load {first:.1f} s")
     if args.json:

@@ -36,7 +36,7 @@ def busy() -> bool:
     return _running > 0
 
 
-def yield_to_foreground(timeout: float = 30.0) -> None:
+def yield_to_foreground(timeout: float = 10.0) -> None:
     """Background work's checkpoint: return at once when nothing is in the foreground, else when it is done
     (or after ``timeout`` seconds)."""
     if not _running:

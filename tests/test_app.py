@@ -60,7 +60,7 @@ def test_layout(server):
     demo, url = server
     cfg = demo.config
     comps = {c.get("props", {}).get("elem_id"): c for c in cfg["components"] if c.get("props", {}).get("elem_id")}
-    assert comps["editor"]["type"] == "imageeditor"
+    assert comps["editor"]["type"] == "html" and comps["editor_api"]["type"] == "imageeditor"
     for eid in ("upload", "examples", "models", "inpainter", "explainer", "undo", "redo", "reset", "blur_all",
                 "original", "rows", "class_search", "history", "results"):
         assert eid in comps, eid

@@ -148,7 +148,13 @@ class AppContext:
     def tab_call(self, fn):
         """A handler that runs models and takes (or returns) a tab's state: one sentence for every failure,
         on a ZeroGPU GPU when there is one, the tab's state held while it runs."""
-        return self.tabs.hold(model_call(_foreground(fn)))
+        return self.tabs.hold(model_call(fn))
+
+    def interactive(self, fn):
+        """``tab_call`` for an event a person waits for at the canvas (a stroke, an image, undo, a row):
+        background work (the trust follow-up) yields it the cores while it runs (``priority``). Never for an
+        event that itself waits on background work (the slow maps' job)."""
+        return self.tab_call(_foreground(fn))
 
     def tab_guarded(self, fn):
         """The same, for handlers that stay in the main process on ZeroGPU."""

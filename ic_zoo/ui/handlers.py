@@ -37,7 +37,7 @@ def wire(ctx: AppContext, ui: Page, demo: gr.Blocks) -> None:
 def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> None:
     out, settings, busy, latest = ui.view_outputs(), ui.settings(), ctx.busy(), ctx.latest()
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_upload(path, names, explainer, rows_mode, st):
         st = ctx.state_of(st)
         if not path:
@@ -48,7 +48,7 @@ def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> No
 
     ui.inputs.upload.upload(on_upload, [ui.inputs.upload] + settings, out, api_name="load", **latest).then(**history)
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_example(gallery: gr.Gallery, names, explainer, rows_mode, st, evt: gr.SelectData = None):
         """An example's click. The gallery is an input as its props: a click made while the previous
         example is still classified runs after it (trigger mode "always_last") with the event data of the
@@ -66,7 +66,7 @@ def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> No
 
     ui.inputs.gallery.select(on_example, [ui.inputs.gallery] + settings, out, api_visibility="private", **latest).then(**history)
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_switch(names, explainer, rows_mode, st, request: gr.Request = None):
         """The domain line's button: the zoo that fits the image, in one click."""
         st = ctx.need_session(st, request)
@@ -75,7 +75,7 @@ def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> No
 
     ui.results.domain_btn.click(on_switch, settings, out, api_name="switch_zoo", **busy).then(**history)
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_restore(record, names, explainer, rows_mode, st):
         """A page opens (a reload, or a tab moved from another replica): the work its browser keeps is
         rebuilt here (ui.work); a record that cannot be used is said once and forgotten."""
@@ -91,7 +91,7 @@ def wire_images(ctx: AppContext, ui: Page, history: dict, demo: gr.Blocks) -> No
 
     demo.load(on_restore, [ui.work] + settings, out, api_visibility="private", **busy).then(**history)
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_restore_api(record, names, explainer, rows_mode, st):
         """/restore: an API client's reload. The work record an earlier answer gave (from any replica) is
         rebuilt here; a record that cannot be used is one sentence, and the tab keeps what it had."""
@@ -117,7 +117,7 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
     out, busy = ui.view_outputs(), ctx.busy()
     ed, pick = ui.editor, _stroke_inputs(ui)
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_edit(value, names, inpainter, explainer, rows_mode, st, request: gr.Request):
         st = ctx.state_of(st, request)
         if not value or value.get("background") is None:
@@ -147,7 +147,7 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
     ed.api_edit.click(on_edit, [ed.canvas] + pick, out, api_name="edit", trigger_mode="always_last",
                       **busy).then(**{**history, "api_name": "trust", "api_visibility": "public"})
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_stroke(value, names, inpainter, explainer, rows_mode, st, request: gr.Request):
         """The page's stroke (painter): its points, applied to the image this tab shows. Every stroke the page
         has not seen acknowledged comes again; each id is applied once, all new ones as one edit."""
@@ -161,8 +161,8 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
             raise gr.Error("Pick an example or upload an image first, then paint over what to remove.")
         strokes, painted = painter.parse(value, st.paint_ack)  # a malformed one: its sentence (guarded)
         ctx.check_stroke(names, inpainter, explainer, rows_mode)  # before anything changes
-        if not strokes:
-            return ctx.show(st, names, explainer, rows_mode, show_editor=False, show_original=False)
+        if not strokes:  # all applied already (the page sent them again): nothing changes
+            return {ui.state: st}
         mask = painter.stroke_mask(strokes, painted, st.session.original.shape[:2])
         if mask.any():
             st.session.apply(mask, inpainter)
@@ -178,7 +178,7 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
     out, busy = ui.view_outputs(), ctx.busy()
     ed, pick = ui.editor, _stroke_inputs(ui)
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_click_select(collect, names, inpainter, explainer, rows_mode, st, evt: gr.SelectData,
                         request: gr.Request = None):
         """A click on the click-select image: the superpixel under it is removed, like a stroke; with
@@ -214,7 +214,7 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
         event(ctx.tab_guarded(shown("selecting", ed.click_img, lambda s: s.modified)),
               [gr.State(on), ui.state], [ui.state, ed.click_img], api_visibility="private")
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_remove_selected(names, inpainter, explainer, rows_mode, st, request: gr.Request = None):
         st = ctx.need_session(st, request)
         ctx.check_stroke(names, inpainter, explainer, rows_mode)
@@ -226,7 +226,7 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
 
     ed.remove_selected.click(on_remove_selected, pick, out, api_name="remove_selected", **busy).then(**history)
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_mask(path, names, inpainter, explainer, rows_mode, st, request: gr.Request = None):
         """An uploaded mask (white or opaque = remove) applied as one stroke; one of another size is
         resized to the image, and the page says so."""
@@ -266,7 +266,7 @@ def wire_edit_stack(ctx: AppContext, ui: Page, history: dict) -> None:
             return ctx.show(st, names, explainer, rows_mode, show_original=False)
 
         step.__name__ = step.__qualname__ = f"on_{op}"
-        return ctx.tab_call(step)
+        return ctx.interactive(step)
 
     for btn, op in ((ed.undo, "undo"), (ed.redo, "redo"), (ed.reset, "reset"), (ed.blur, "blur_all")):
         btn.click(stack_step(op), ui.settings(), out, api_name=op, **busy).then(**history)
@@ -380,7 +380,7 @@ def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
 
 # -- what the columns show: the explainer, the table rows, the class of the maps ---------------------------
 def on_settings(ctx: AppContext):
-    @ctx.tab_call
+    @ctx.interactive
     def on_settings(names, explainer, rows_mode, st):
         st = ctx.state_of(st)
         return ctx.show(st, names, explainer, rows_mode, show_editor=st.session is not None, show_original=True)
@@ -405,7 +405,7 @@ def wire_row_clicks(ctx: AppContext, ui: Page, history: dict) -> None:
 
     def wire_slot(i, table):  # Gradio's default trigger mode: a deferred run ("always_last") would carry the
         # event data of the first click, not the last
-        @ctx.tab_call
+        @ctx.interactive
         def on_row(names, explainer, rows_mode, st, evt: gr.SelectData, request: gr.Request = None):
             return select_row(i, names, explainer, rows_mode, st, evt, request)
 
@@ -422,7 +422,7 @@ def wire_views(ctx: AppContext, ui: Page, history: dict) -> None:
     for comp in (ui.pickers.explainer, ui.results.rows):
         comp.change(redraw, ui.settings(), ui.view_outputs(), api_visibility="private", **latest).then(**history)
 
-    @ctx.tab_call
+    @ctx.interactive
     def on_class_search(label, names, explainer, rows_mode, st):
         if not isinstance(st, AppState) or st.session is None:  # choices refreshed before any image
             return ctx.show(ctx.state_of(st), names, explainer, rows_mode, show_editor=False, show_original=False)
@@ -437,7 +437,7 @@ def wire_views(ctx: AppContext, ui: Page, history: dict) -> None:
     v = ui.results.compare.viewer
     if v is not None:  # the map viewer's switcher: the chosen model's maps, from the columns' views
 
-        @ctx.tab_call
+        @ctx.interactive
         def on_map_model(name, st, request: gr.Request = None):
             st = ctx.need_session(st, request)
             return v.draw(st, getattr(st, "views", None) or [], name)

@@ -316,9 +316,9 @@ class Page:
         """What ``AppContext.show`` may change, in the order the API returns it (canvas first, the picker
         second; the domain line, the status and the JSON last)."""
         return [self.state, self.editor.canvas, self.pickers.models, self.tools.original, self.editor.slider,
-                self.editor.click_img, self.tools.slow_note, *self.results.compare.outputs(),
+                self.editor.click_img, self.tools.slow_note, *self.results.compare.outputs(), self.editor.paint,
                 self.work, self.results.domain_md,
-                self.results.domain_btn, self.editor.status, self.tools.result_json, self.editor.paint]
+                self.results.domain_btn, self.editor.status, self.tools.result_json]
 
     def settings(self) -> list:
         """The inputs of an event that redraws the results: models, explainer, table rows, state."""
