@@ -63,8 +63,8 @@ def stage_table(d: dict) -> str:
         lines.append(f"| {k} | {st[k]['median']:.0f} ms | {st[k]['p90']:.0f} ms |")
     lines.append(f"| **status line shown** | **{d['median_status_s'] * 1000:.0f} ms** | {d['p90_status_s'] * 1000:.0f} ms |")
     lines.append(f"| **model columns shown** | **{d['median_columns_s'] * 1000:.0f} ms** | {d['p90_columns_s'] * 1000:.0f} ms |")
-    lines.append(f"| sent / received per stroke | {st['bytes up']['median'] / 1024:.0f} KiB / "
-                 f"{st['bytes down']['median'] / 1024:.0f} KiB in {st['files']['median']:.0f} files | |")
+    lines.append(f"| sent / received per stroke | {st['bytes up']['median'] / 1024:.1f} KiB / "
+                 f"{st['bytes down']['median'] / 1024:.0f} KiB ({st['files']['median']:.0f} files and the answer's image) | |")
     return "\n".join(lines) + "\n"
 
 
@@ -89,8 +89,8 @@ def _seen(cond: str, key: str) -> str:
 
 
 #: the stages of a stroke, in order (milliseconds; the page's clock, and Gradio's trace for the server)
-STAGES = ["browser encode", "upload", "queue wait", "server preprocess", "models and maps", "server postprocess",
-          "answer to page", "download", "render"]
+STAGES = ["page: stroke to event", "page: event to request", "queue wait", "server preprocess", "models and maps",
+          "server postprocess", "answer to page", "download", "render"]
 
 
 def stages(rec: dict, trace: dict) -> dict:
@@ -101,18 +101,19 @@ def stages(rec: dict, trace: dict) -> dict:
     uploads = [r for r in res if "/gradio_api/upload" in r["n"]]
     joins = [r for r in res if "/queue/join" in r["n"]]
     files = [r for r in res if "/gradio_api/file=" in r["n"] and r["s"] <= rec["columns"]]
-    first_up = min((r["s"] for r in uploads), default=joins[0]["s"] if joins else up)
-    join = joins[0]["s"] if joins else first_up
+    join = joins[0]["s"] if joins else up
+    first_up = min((r["s"] for r in uploads), default=join)
+    sent = rec.get("sent") or first_up  # the canvas handed its stroke to Gradio's client (painter)
     answered = min((r["s"] for r in files), default=rec["status"])  # the first file asked: the answer is in
     got = max((r["e"] for r in files), default=answered)
     done = max(rec["status"], rec["columns"])
     server = {"queue wait": trace.get("queue_wait_ms", 0.0), "server preprocess": trace.get("preprocess_ms", 0.0),
               "models and maps": trace.get("fn_call_ms", 0.0), "server postprocess": trace.get("postprocess_ms", 0.0)}
-    out = {"browser encode": first_up - up, "upload": join - first_up, **server,
+    out = {"page: stroke to event": max(0.0, sent - up), "page: event to request": max(0.0, join - sent), **server,
            "answer to page": max(0.0, answered - join - sum(server.values())),
            "download": max(0.0, got - answered), "render": max(0.0, done - max(got, answered))}
-    out["bytes up"] = sum(r["b"] for r in uploads)
-    out["bytes down"] = sum(r["b"] for r in files)
+    out["bytes up"] = sum(r["b"] for r in uploads) + (rec.get("sent_bytes") or 0)  # files (none) + the stroke
+    out["bytes down"] = sum(r["b"] for r in files) + (rec.get("got_bytes") or 0)  # files + the canvas's image
     out["files"] = len(files)
     out["largest files"] = sorted(((r["b"], r["n"].rsplit("/", 1)[-1][-24:]) for r in files), reverse=True)[:4]
     return out
@@ -181,7 +182,8 @@ def main(argv=None) -> int:
                     page.mouse.move(*pts[0])
                     page.mouse.down()
                     page.mouse.move(*pts[1], steps=4)
-                    page.evaluate("() => { window.__icT.up = []; window.__icT.res = []; "
+                    page.evaluate("() => { window.__icT.up = []; window.__icT.res = []; delete window.__icZooSent; "
+                                  "delete window.__icZooGotBytes; "
                                   "delete window.__icT.status; delete window.__icT.columns; }")
                     n_traces = len(profiling.collector.get_all())
                     t0 = time.perf_counter()
@@ -191,7 +193,9 @@ def main(argv=None) -> int:
                     harness_t.append(time.perf_counter() - t0)
                     page.wait_for_function(_seen(_columns_at(k), "columns"), polling="raf", timeout=120_000)
                     page.wait_for_timeout(300)  # the last images' timing entries
-                    rec = page.evaluate("() => window.__icT")
+                    rec = page.evaluate("() => Object.assign({}, window.__icT, "
+                                        "{ sent: window.__icZooSent, sent_bytes: window.__icZooSentBytes, "
+                                        "got_bytes: window.__icZooGotBytes })")
                     rec["up"] = rec["up"][-1] if rec["up"] else 0.0
                     # on the page's clock, from the pointer's release (the harness's own waits poll, and add)
                     status_t.append((rec["status"] - rec["up"]) / 1000)

@@ -164,7 +164,7 @@ def test_the_trust_line_arrives_after_every_event_that_changes_the_map(url, brow
     page.close()
 
 
-BUSY = "() => getComputedStyle(document.querySelector('.ic-canvas'), '::after').content"
+BUSY = "() => getComputedStyle(document.querySelector('#editor .ic-paint-stage'), '::after').content"
 
 
 def _stroke(page, y=128, x0=90, x1=170, size=256):

@@ -202,7 +202,7 @@ def test_an_error_leaves_no_busy_sign(url, browser):
     page.locator("#undo").click()  # nothing loaded yet: one sentence
     page.wait_for_selector("text=Pick an example or upload an image first", timeout=20_000)
     page.wait_for_timeout(500)
-    after = page.evaluate("() => getComputedStyle(document.querySelector('.ic-canvas'), '::after').content")
+    after = page.evaluate("() => getComputedStyle(document.querySelector('#editor .ic-paint-stage'), '::after').content")
     assert after in ("none", "normal", ""), after
     page.close()
 

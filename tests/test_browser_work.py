@@ -72,7 +72,7 @@ def _stroke_taken(page, status: str, tries: int = 3, **where) -> None:
     seconds. So the stroke is made again until the page takes it (the busy sign shows or ``status`` is
     reached), never counted twice: a taken stroke is waited for, not repeated."""
     taken = (f"() => document.querySelector('#status').innerText.includes({status!r}) || "
-             "getComputedStyle(document.querySelector('.ic-canvas'), '::after').content.includes('Classifying')")
+             "getComputedStyle(document.querySelector('#editor .ic-paint-stage'), '::after').content.includes('Classifying')")
     for _ in range(tries):
         _stroke(page, **where)
         try:

@@ -101,7 +101,9 @@ function redraw() {
 }
 const send = () => {
   window.__icZooSent = performance.now();  // (the latency benchmark's stage boundary)
-  props.value = { v: shown, w: img.naturalWidth, h: img.naturalHeight, strokes: pending.slice(-__MAXSTROKES__) };
+  const v = { v: shown, w: img.naturalWidth, h: img.naturalHeight, strokes: pending.slice(-__MAXSTROKES__) };
+  window.__icZooSentBytes = JSON.stringify(v).length;
+  props.value = v;
   trigger('submit');
 };
 function show(v) {
@@ -114,6 +116,7 @@ function show(v) {
                         pending = []; redraw(); return; }
   if (v.src && v.v !== shown) {
     shown = v.v;
+    window.__icZooGotBytes = v.src.length;
     img.onload = () => { root.classList.add('has-image'); root.dataset.v = String(shown); place(); };
     img.src = v.src;
   } else { redraw(); }
@@ -161,13 +164,14 @@ show(props.value);
 
 def painter(label: str, height: int | str = 440, elem_id: str = "editor") -> gr.HTML:
     """The canvas: the image, a red round brush of ``BRUSH_SIZE`` (``[`` / ``]``, or its slider), strokes sent
-    as points with the ``submit`` event (see the module's text)."""
+    as points with the ``submit`` event (see the module's text). ``height`` is the whole block's, its brush
+    bar included."""
     h = f"{height}px" if isinstance(height, int) else str(height)
     js = (JS.replace("__SIZE__", str(BRUSH_SIZE)).replace("__MAXPTS__", str(MAX_POINTS))
           .replace("__MAXSTROKES__", str(MAX_STROKES)))
     return gr.HTML(value=None, label=label, show_label=False, elem_id=elem_id, elem_classes=["ic-paint-block"],
                    html_template=HTML.replace("__SIZE__", str(BRUSH_SIZE)),
-                   css_template=CSS + f"\n.ic-paint-stage {{ height: {h}; }}", js_on_load=js,
+                   css_template=CSS + f"\n.ic-paint-stage {{ height: calc({h} - 30px); }}", js_on_load=js,
                    apply_default_css=False, container=True)
 
 
