@@ -19,6 +19,7 @@ pytestmark = BROWSER_MARKS
 FLOWER = ROOT / "examples" / "flower2d" / "images" / "test_09001.png"
 GATE = threading.Event()  # the test inpainter 'held' fills a stroke only once this is set
 GATE.set()
+DEMO: list = []  # the app the module's pages talk to (its tabs' states are read by the canvas tests)
 
 
 def _register_held():
@@ -56,7 +57,9 @@ def url(no_hub_weights):
     _register_held()
     demo = app_module.build_demo()
     _, u, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    DEMO.append(demo)
     yield u
+    DEMO.clear()
     demo.close()
     demo.ic_zoo_tabs.close()
 
@@ -336,4 +339,73 @@ def test_a_failed_event_leaves_no_error_label_behind(url, browser):
     _stroke(page, y=60)
     _wait_status(page, "1 edit(s)")
     assert page.evaluate(TRACKER_ERRORS) == 0
+    page.close()
+
+
+# -- the canvas sends the stroke, not the canvas (issue 35) ------------------------------------------------------
+INK = ("() => { const c = document.querySelector('#editor .ic-paint-ink'); const d = c.getContext('2d')"
+       ".getImageData(0, 0, c.width, c.height).data; let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; "
+       "return n; }")
+SHOWN = ("() => { const i = document.querySelector('#editor .ic-paint-img'); const c = document.createElement('canvas');"
+         " c.width = i.naturalWidth; c.height = i.naturalHeight; const x = c.getContext('2d'); x.drawImage(i, 0, 0);"
+         " return [c.width, c.height, Array.from(x.getImageData(0, 0, c.width, c.height).data)]; }")
+
+
+def _the_tab():
+    """The one tab of this module's app that holds an image."""
+    tabs = [st for st in DEMO[0].ic_zoo_tabs.states() if st.session is not None]
+    return max(tabs, key=lambda st: st.paint_v)
+
+
+def _shown(page) -> np.ndarray:
+    w, h, px = page.evaluate(SHOWN)
+    return np.asarray(px, np.uint8).reshape(h, w, 4)[..., :3]
+
+
+def test_a_stroke_sends_its_points_and_the_page_shows_the_image_it_made(url, browser):
+    page = _open(browser, url)
+    sent = []
+    page.on("request", lambda r: sent.append((r.url, len(r.post_data_buffer or b""))))
+    before = _shown(page)
+    _stroke(page)
+    _wait_status(page, "1 edit(s)")
+    page.wait_for_function("() => document.querySelector('#editor .ic-paint').dataset.v !== undefined")
+    page.wait_for_timeout(300)
+    assert not [u for u, _ in sent if "/upload" in u], sent  # no picture goes up
+    joins = [n for u, n in sent if "/queue/join" in u]
+    assert joins and max(joins) < 4096, joins  # the stroke's points: well under a kilobyte or four
+    st = _the_tab()
+    truth = st.displayed  # what the server made (the modified image, the models' frames burned in)
+    shown = _shown(page)
+    assert shown.shape == truth.shape
+    mse = float(((shown.astype(float) - truth) ** 2).mean())
+    assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 30  # the page shows that image (JPEG at quality 92: > 30 dB)
+    changed = st.session.edits[-1].mask  # and not the one before it: where the stroke was, it is the new one
+    now, then = np.abs(shown.astype(int) - truth)[changed].mean(), np.abs(shown.astype(int) - before)[changed].mean()
+    assert then > 3 * now, (now, then)
+    assert page.evaluate(INK) == 0  # the stroke's ink went when its answer came
+    page.close()
+
+
+def test_a_stroke_painted_while_another_is_processed_joins_the_next_edit(url, browser):
+    page = _open(browser, url)
+    box = page.locator("#inpainter input").first
+    box.click()
+    page.get_by_role("option", name="held", exact=True).click()
+    page.wait_for_timeout(500)
+    GATE.clear()  # the first stroke stays in flight while the second is painted
+    try:
+        _stroke(page, y=200)
+        page.wait_for_function(f"() => ({BUSY})().includes('Classifying')", timeout=60_000)
+        _stroke(page, y=60)
+        assert page.evaluate(INK) > 0  # both drawn, nothing applied yet
+    finally:
+        GATE.set()
+    _wait_status(page, "2 edit(s)")
+    page.wait_for_function(f"() => ({INK})() === 0", timeout=30_000)
+    s = _the_tab().session
+    assert len(s.edits) == 2
+    first, second = s.edits[0].mask, s.edits[1].mask
+    assert first[190:210].any() and not first[50:70].any()  # one edit per stroke, in the order painted
+    assert second[50:70].any() and not second[190:210].any()
     page.close()
