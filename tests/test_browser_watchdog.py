@@ -187,30 +187,32 @@ def test_a_failing_answer_ends_in_the_sentence_at_once(study, browser, where, an
     page.close()
 
 
-def test_a_stroke_whose_upload_the_proxy_cannot_deliver_ends_in_the_sentence(study, browser):
-    """A stroke's layers go up as an upload before the event: a 502 there (the replica died and the proxy
-    could not retry a body that large) would leave the stroke unsent without a word."""
-    page = _on_task(browser, study["url"], "WDUPLOAD")
-    hit = []
+def test_a_stroke_whose_event_the_proxy_cannot_deliver_ends_in_the_sentence(study, browser):
+    """A stroke goes up as its points, in the event itself (no upload before it): a 502 there (the replica
+    died) ends in the sentence at once, not after the quiet bound."""
+    page = _on_task(browser, study["url"], "WDSTROKE")
+    hit, uploads = [], []
+    page.on("request", lambda r: uploads.append(r.url) if "/upload" in r.url else None)
 
     def fail(route):
         hit.append(route.request.url)
         route.fulfill(status=502, body="<html>502 Bad Gateway</html>", content_type="text/html")
 
-    canvas = page.locator("#editor canvas").locator("visible=true").first  # the drawing surface, not a hidden one
-    canvas.wait_for(state="visible", timeout=60_000)  # drawn after the task's image (later on a busy machine)
+    img = page.locator("#editor .ic-paint-img")
+    img.wait_for(state="visible", timeout=60_000)  # drawn after the task's image (later on a busy machine)
     page.wait_for_timeout(1000)
-    page.route("**/gradio_api/upload**", fail)  # only now: the canvas's own set-up is not a stroke
-    box = canvas.bounding_box()
+    page.route("**/queue/join**", fail)  # only now: the task's own set-up is not a stroke
+    box = img.bounding_box()
     y = box["y"] + box["height"] / 2
     page.mouse.move(box["x"] + box["width"] * 0.3, y)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=8)
     page.mouse.up()
     waited = _notice(page, QUIET + 20)
-    assert hit, "the stroke sent no upload"
+    assert hit, "the stroke sent no event"
+    assert not uploads, uploads  # the stroke's points ride in the event
     why = page.evaluate("() => window.__icZooWatchdog.tripped")
-    assert "upload answered 502" in why, why
+    assert "answered 502" in why, why
     assert waited < QUIET, waited  # at once, not by the quiet bound
     _sentence_shown(page)
     page.close()

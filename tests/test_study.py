@@ -1334,3 +1334,41 @@ def test_replay_explains_a_stroke_committed_after_the_reload_in_the_order_it_hap
     assert "was not logged" not in out
     gaps = json.loads(rep.read_text())["gaps"]
     assert [(g["seq"], g["cause"], g.get("reloaded_at")) for g in gaps] == [(5, "after_reload", 4)]
+
+
+def test_study_api_a_stroke_as_points_is_logged_as_its_mask_once(tmp_path):
+    """Through /study_stroke (what the participant's canvas sends): the stroke is logged with the mask the
+    brush drew (painter.stroke_mask), the same ids sent again are not logged again, a malformed stroke or a
+    stale base gets one sentence and nothing is logged."""
+    from ic_zoo.study.ui import STALE, build_study_demo
+    from ic_zoo.ui import painter
+
+    path = _mini_study(tmp_path)
+    db = f"sqlite:///{tmp_path / 'points.sqlite'}"
+    demo = build_study_demo(load_study(path), db)
+    url = _serve(demo)
+    stroke = {"w": 128, "h": 128, "strokes": [{"id": 1, "r": 6.0, "pts": [30.5, 40.0, 80.0, 44.5]}]}
+    try:
+        c = Client(url, verbose=False)
+        base = c.predict(0, "K2", api_name="/consent")[-1]
+        e1 = c.predict(0, stroke, base, api_name="/study_stroke")
+        assert "1 stroke(s)" in _status(e1) and e1[-1] == base + 1
+        c.predict(0, stroke, e1[-1], api_name="/study_stroke")  # sent again (unacknowledged): taken once
+        bad = [dict(stroke, strokes=[{"id": 2, "r": 0, "pts": [1, 1]}]), dict(stroke, w="wide"), [1, 2]]
+        for value in bad:
+            with pytest.raises(Exception) as exc:
+                c.predict(0, value, e1[-1], api_name="/study_stroke")
+            assert str(exc.value).strip().endswith(".") and "Traceback" not in str(exc.value)
+        two = dict(stroke, strokes=[{"id": 2, "r": 4.0, "pts": [100.0, 100.0]}])
+        with pytest.raises(Exception) as exc:
+            c.predict(0, two, base, api_name="/study_stroke")  # the page's base is older than the log
+        assert STALE in str(exc.value)
+        e2 = c.predict(0, two, e1[-1], api_name="/study_stroke")
+        assert "2 stroke(s)" in _status(e2)
+    finally:
+        demo.close()
+    rows = [r for r in _rows(db, code="K2") if r["kind"] == "stroke"]
+    assert len(rows) == 2
+    want = painter.stroke_mask(painter.parse(stroke, 0)[0], (128, 128), (128, 128))
+    assert np.array_equal(D.png_to_mask(rows[0]["mask_png"]), want)
+    assert D.png_to_mask(rows[1]["mask_png"])[100, 100] and D.png_to_mask(rows[1]["mask_png"]).sum() < 80

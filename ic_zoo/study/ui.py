@@ -39,7 +39,7 @@ from .db import StaleBase, aware, now, open_engine
 from ..ui.comparison import Comparison, comparison, model_view
 from .definition import MAX_MODELS_PER_TASK, Study
 from .research import rebuild
-from ..ui import watchdog
+from ..ui import painter, watchdog
 from .security import (AdminThrottle, ClientRateCap, RateCap, client_address, env_int, issue, new_id,
                        study_secrets, verify)
 
@@ -82,6 +82,8 @@ class StudyState:
         self.views: list = []  # what the model columns show (ui.comparison)
         self.views_stamp: int | str = ""
         self.base: int | None = None  # the number of the participant's last logged event this tab's page shows
+        self.paint_ack = 0  # the last canvas stroke this tab took (painter: the page resends until acknowledged)
+        self.paint_v = 0  # the version of the image last sent to the canvas
         self.lock = threading.Lock()  # one event of a tab at a time: each starts from where the last one ended
 
     def release(self, reason: str) -> None:
@@ -144,7 +146,9 @@ def consent_panel(study: Study) -> ConsentPanel:
 class TaskPanel:
     column: gr.Column
     header: gr.Markdown
-    canvas: gr.ImageEditor
+    canvas: gr.ImageEditor  # not shown: the study_edit API's input (an image and its stroke layers)
+    paint: gr.HTML  # the canvas participants paint on (painter: strokes sent as points)
+    api_edit: gr.Button  # never shown: study_edit's trigger (API clients call it by name)
     undo: gr.Button
     reset: gr.Button
     status: gr.Markdown
@@ -170,7 +174,10 @@ def task_panel(study: Study, state: gr.State, editor_pixels: int) -> TaskPanel:
         header = gr.Markdown(elem_id="task_header")
         with gr.Row():
             with gr.Column(scale=3):
-                canvas = editor("Paint over what to remove", height=440, max_pixels=editor_pixels)
+                paint = painter.painter("Paint over what to remove", height=440)
+                canvas = editor("Paint over what to remove", height=440, max_pixels=editor_pixels,
+                                elem_id="editor_api", visible=False)
+                api_edit = gr.Button(visible=False)
                 gr.HTML(gradio_util.keys_help(redo=False), elem_id="brush_label")
                 with gr.Row():
                     undo = gr.Button("Undo", size="sm", elem_id="undo")
@@ -185,7 +192,7 @@ def task_panel(study: Study, state: gr.State, editor_pixels: int) -> TaskPanel:
                                  elem_id="upload", visible=study.allow_upload)
             with gr.Column(scale=2):
                 compare = comparison(slots=MAX_MODELS_PER_TASK, info=False)
-    return TaskPanel(col, header, canvas, undo, reset, status, radios, texts, submit, upload, compare)
+    return TaskPanel(col, header, canvas, paint, api_edit, undo, reset, status, radios, texts, submit, upload, compare)
 
 
 @dataclass
@@ -201,11 +208,11 @@ class StudyPage:
     def screen_outputs(self) -> list:
         c, t = self.consent, self.task
         return ([self.state, self.stored, c.pid_box, c.pid_note, c.agree, c.column, t.column, t.header, t.canvas,
-                 t.status, *t.compare.outputs()] + t.questions() + [self.done, self.base])
+                 t.status, *t.compare.outputs()] + t.questions() + [self.done, t.paint, self.base])
 
     def edit_outputs(self) -> list:
         return [self.state, self.task.canvas, self.task.status, *self.task.compare.outputs(),
-                self.base]
+                self.task.paint, self.base]
 
 
 # -- the study's server side ----------------------------------------------------------------------------
@@ -295,6 +302,12 @@ class StudyApp:
         st.png = path
         return {"background": path, "layers": [], "composite": None}
 
+    @staticmethod
+    def paint_value(st) -> dict:
+        """The participant's canvas (painter): the task's image as one JPEG, the last stroke taken."""
+        st.paint_v += 1
+        return painter.value(st.session.modified, str(st.paint_v), st.paint_ack)
+
     def evaluate(self, st):
         """Each model's column (comparison.ModelView), and what the log keeps of them."""
         with self.model_slots:
@@ -322,7 +335,7 @@ class StudyApp:
     def shown(self, st, res, views) -> dict:
         """The canvas, the status and the model columns after a change."""
         t = self.ui.task
-        return {self.ui.state: st, self.ui.base: st.base, t.canvas: self.editor_value(st),
+        return {self.ui.state: st, self.ui.base: st.base, t.canvas: self.editor_value(st), t.paint: self.paint_value(st),
                 t.status: self.status_text(st, res), **t.compare.show(st, views, stamp=len(st.session.edits))}
 
     def unchanged(self, st) -> dict:
@@ -547,7 +560,7 @@ class StudyApp:
                         kind, why)
             gr.Warning(NOT_SAVED)
             return {self.ui.state: st, self.ui.base: st.base, self.ui.task.canvas: self.editor_value(st),
-                    self.ui.task.status: f"**{NOT_SAVED}**"}
+                    self.ui.task.paint: self.paint_value(st), self.ui.task.status: f"**{NOT_SAVED}**"}
         return self.shown(st, res, views)
 
     def on_edit(self, t, value, base, st, request: gr.Request):
@@ -565,6 +578,31 @@ class StudyApp:
         if mask is None or not mask.any():
             return self.unchanged(st)
         self.check_base(st, base)
+        inpainter = self.study.tasks[st.task_index].inpainter
+
+        def stroke():
+            with self.model_slots:
+                edit = st.session.apply(mask, inpainter)
+            return edit.summary(), edit.mask
+
+        return self.logged_change(st, "stroke", t, request, stroke)
+
+    def on_stroke(self, t, value, base, st, request: gr.Request):
+        with self.tab_lock(st):
+            return self._on_stroke(t, value, base, st, request)
+
+    def _on_stroke(self, t, value, base, st, request):
+        """The participant's stroke as the canvas sends it (points): logged as the editor's strokes are. Its ids
+        are taken once even when it cannot be logged (the participant is told, and paints it again)."""
+        st = self.need_task(st, request, base)
+        strokes, painted = painter.parse(value, st.paint_ack)  # a malformed one: its sentence (guarded)
+        if not strokes:
+            return self.unchanged(st)
+        mask = painter.stroke_mask(strokes, painted, st.session.original.shape[:2])
+        self.check_base(st, base)
+        st.paint_ack = max(s["id"] for s in strokes)
+        if not mask.any():  # (outside the image): nothing to log; the page's ink goes
+            return {**self.unchanged(st), self.ui.task.paint: self.paint_value(st)}
         inpainter = self.study.tasks[st.task_index].inpainter
 
         def stroke():
@@ -665,8 +703,12 @@ class StudyApp:
     def wire_task(self) -> None:
         ui, t = self.ui, self.ui.task
         busy = dict(js=CLIENT_TIME_JS, show_progress_on=[t.status], **self.common)
-        t.canvas.change(self.held(self.on_edit), [ui.client_time, t.canvas, ui.base, ui.state], ui.edit_outputs(),
-                        api_name="study_edit", trigger_mode="always_last", **busy)
+        # the participant paints on ``paint`` (points); API clients send an image and its layers to study_edit,
+        # whose trigger the page never shows
+        t.paint.submit(self.held(self.on_stroke), [ui.client_time, t.paint, ui.base, ui.state], ui.edit_outputs(),
+                       api_name="study_stroke", trigger_mode="always_last", **busy)
+        t.api_edit.click(self.held(self.on_edit), [ui.client_time, t.canvas, ui.base, ui.state], ui.edit_outputs(),
+                         api_name="study_edit", trigger_mode="always_last", **busy)
         for btn, op in ((t.undo, "undo"), (t.reset, "reset")):
             btn.click(self.held(self.stack_op(op)), [ui.client_time, ui.base, ui.state], ui.edit_outputs(),
                       api_name=f"study_{op}", **busy)
