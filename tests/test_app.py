@@ -319,3 +319,44 @@ def test_a_tool_asked_by_a_tab_that_moved_here_is_told_so(server, monkeypatch):
         assert serve.MOVED in str(info.value), (api, info.value)
     with pytest.raises(Exception, match="Pick an example or upload an image first"):  # never pinned: no image yet
         Client(url, verbose=False).predict(FLOWERS[:1], "occlusion", api_name="/slow_maps")
+
+
+def test_a_stroke_as_points_is_the_same_edit_as_its_mask(server, tmp_path):
+    """/stroke (the page's canvas: points) makes the same edit as /edit with the mask those points paint as
+    its stroke layer; the same ids again change nothing; a malformed stroke: one sentence, nothing changed."""
+    from gradio_client.exceptions import AppError
+
+    from ic_zoo import imageio
+    from ic_zoo.ui import painter
+
+    _, url = server
+
+    image = str(Path(__file__).resolve().parents[1] / "examples" / "flower2d" / "images" / "test_09001.png")
+    settings = [FLOWERS, "telea", "gradcam", "original top-5 (tracked)"]
+    h, w = imageio.load_image(image).shape[:2]
+    pts = [w * 0.35, h * 0.40, w * 0.55, h * 0.42, w * 0.60, h * 0.55]
+    stroke = {"v": "1", "w": w, "h": h, "strokes": [{"id": 1, "r": 9.0, "pts": pts}]}
+    mask = painter.stroke_mask(painter.parse(stroke, 0)[0], (h, w), (h, w))
+    layer = np.zeros((h, w, 4), np.uint8)
+    layer[mask] = (255, 0, 0, 255)
+    Image.fromarray(layer).save(tmp_path / "layer.png")
+
+    a, b = Client(url, verbose=False), Client(url, verbose=False)
+    a.predict(handle_file(image), FLOWERS, "gradcam", settings[-1], api_name="/load")
+    b.predict(handle_file(image), FLOWERS, "gradcam", settings[-1], api_name="/load")
+    ra = a.predict(stroke, *settings, api_name="/stroke")
+    rb = b.predict({"background": handle_file(image), "layers": [handle_file(str(tmp_path / "layer.png"))],
+                    "composite": None}, *settings, api_name="/edit")
+    ja, jb = ra[-1], rb[-1]
+    assert ja["n_edits"] == jb["n_edits"] == 1
+    for m in FLOWERS:  # the same edit: the same probabilities to the last digit
+        assert ja["models"][m]["modified"]["top5"] == jb["models"][m]["modified"]["top5"], m
+    # the same stroke sent again (the page resends until acknowledged): applied once
+    a.predict(stroke, *settings, api_name="/stroke")  # nothing new: nothing changes (the next is edit 2, not 3)
+    two = dict(stroke, strokes=stroke["strokes"] + [{"id": 2, "r": 5.0, "pts": [w * 0.2, h * 0.8]}])
+    assert a.predict(two, *settings, api_name="/stroke")[-1]["n_edits"] == 2
+    # a malformed stroke: one sentence, nothing changed
+    with pytest.raises(AppError) as e:
+        a.predict(dict(stroke, strokes=[{"id": 3, "r": -1, "pts": [1, 1]}]), *settings, api_name="/stroke")
+    assert "radius must be between" in str(e.value)
+    assert a.predict(FLOWERS, "gradcam", settings[-1], api_name="/undo")[-1]["n_edits"] == 1

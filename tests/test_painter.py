@@ -1,12 +1,11 @@
 """The page's canvas sends strokes as points (issue 35): the server's mask is the brush's footprint (checked
-against the distance of every pixel to the stroke's path), each stroke is applied once however often the
-page sends it, a malformed stroke gets one sentence and changes nothing, and a stroke through /stroke
-gives the same edit as its mask through /edit."""
+against the distance of every pixel to the stroke's path), strokes already applied are skipped, a malformed
+stroke gets one sentence, and the image goes back as a JPEG close to its pixels. Through the app:
+test_app.py (/stroke makes the same edit as /edit with its mask); in the browser: test_browser_events.py."""
 from __future__ import annotations
 
 import base64
 import io
-import os
 
 import numpy as np
 import pytest
@@ -98,57 +97,3 @@ def test_the_image_is_sent_as_a_jpeg_close_to_its_pixels():
     back = np.asarray(Image.open(io.BytesIO(base64.b64decode(v["src"].split(",", 1)[1]))).convert("RGB"))
     assert back.shape == img.shape and np.abs(back.astype(int) - img).mean() < 6
     assert painter.value(None, "8", 3)["src"] is None
-
-
-# -- through the app's API: /stroke (points) against /edit (the same mask as a stroke layer) -------------------
-os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
-FLOWERS = ["flower2d/squeezenet", "flower2d/resnet", "flower2d/vit"]
-
-
-@pytest.fixture(scope="module")
-def server():
-    import app as app_module
-
-    demo = app_module.build_demo(models=FLOWERS)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    yield url
-    demo.close()
-
-
-def test_a_stroke_as_points_is_the_same_edit_as_its_mask(server, tmp_path):
-    from gradio_client import Client, handle_file
-
-    from ic_zoo import imageio
-
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    image = os.path.join(root, "examples", "flower2d", "images", "test_09001.png")
-    settings = [FLOWERS, "telea", "gradcam", "original top-5 (tracked)"]
-    h, w = imageio.load_image(image).shape[:2]
-    pts = [w * 0.35, h * 0.40, w * 0.55, h * 0.42, w * 0.60, h * 0.55]
-    stroke = {"v": "1", "w": w, "h": h, "strokes": [{"id": 1, "r": 9.0, "pts": pts}]}
-    mask = painter.stroke_mask(painter.parse(stroke, 0)[0], (h, w), (h, w))
-    layer = np.zeros((h, w, 4), np.uint8)
-    layer[mask] = (255, 0, 0, 255)
-    Image.fromarray(layer).save(tmp_path / "layer.png")
-
-    a, b = Client(server, verbose=False), Client(server, verbose=False)
-    a.predict(handle_file(image), FLOWERS, "gradcam", settings[-1], api_name="/load")
-    b.predict(handle_file(image), FLOWERS, "gradcam", settings[-1], api_name="/load")
-    ra = a.predict(stroke, *settings, api_name="/stroke")
-    rb = b.predict({"background": handle_file(image), "layers": [handle_file(str(tmp_path / "layer.png"))],
-                    "composite": None}, *settings, api_name="/edit")
-    ja, jb = ra[-1], rb[-1]
-    assert ja["n_edits"] == jb["n_edits"] == 1
-    for m in FLOWERS:  # the same edit: the same probabilities to the last digit
-        assert ja["models"][m]["modified"]["top5"] == jb["models"][m]["modified"]["top5"], m
-    # the same stroke sent again (the page resends until acknowledged): applied once
-    a.predict(stroke, *settings, api_name="/stroke")  # nothing new: nothing changes (the next is edit 2, not 3)
-    two = dict(stroke, strokes=stroke["strokes"] + [{"id": 2, "r": 5.0, "pts": [w * 0.2, h * 0.8]}])
-    assert a.predict(two, *settings, api_name="/stroke")[-1]["n_edits"] == 2
-    # a malformed stroke: one sentence, nothing changed
-    from gradio_client.exceptions import AppError
-
-    with pytest.raises(AppError) as e:
-        a.predict(dict(stroke, strokes=[{"id": 3, "r": -1, "pts": [1, 1]}]), *settings, api_name="/stroke")
-    assert "radius must be between" in str(e.value)
-    assert a.predict(FLOWERS, "gradcam", settings[-1], api_name="/undo")[-1]["n_edits"] == 1

@@ -578,6 +578,10 @@ class StudyApp:
         if mask is None or not mask.any():
             return self.unchanged(st)
         self.check_base(st, base)
+        return self.logged_stroke(st, mask, t, request)
+
+    def logged_stroke(self, st, mask, t, request) -> dict:
+        """Apply the participant's stroke with the task's inpainter and log it (``logged_change``)."""
         inpainter = self.study.tasks[st.task_index].inpainter
 
         def stroke():
@@ -603,14 +607,7 @@ class StudyApp:
         st.paint_ack = max(s["id"] for s in strokes)
         if not mask.any():  # (outside the image): nothing to log; the page's ink goes
             return {**self.unchanged(st), self.ui.task.paint: self.paint_value(st)}
-        inpainter = self.study.tasks[st.task_index].inpainter
-
-        def stroke():
-            with self.model_slots:
-                edit = st.session.apply(mask, inpainter)
-            return edit.summary(), edit.mask
-
-        return self.logged_change(st, "stroke", t, request, stroke)
+        return self.logged_stroke(st, mask, t, request)
 
     def stack_op(self, op: str):
         def fn(t, base, st, request: gr.Request):
