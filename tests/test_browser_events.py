@@ -351,10 +351,11 @@ SHOWN = ("() => { const i = document.querySelector('#editor .ic-paint-img'); con
          " return [c.width, c.height, Array.from(x.getImageData(0, 0, c.width, c.height).data)]; }")
 
 
-def _the_tab():
-    """The one tab of this module's app that holds an image."""
-    tabs = [st for st in DEMO[0].ic_zoo_tabs.states() if st.session is not None]
-    return max(tabs, key=lambda st: st.paint_v)
+def _the_tab(shown: np.ndarray):
+    """The tab of this module's app whose canvas shows ``shown`` (the module's other pages left tabs too)."""
+    tabs = [st for st in DEMO[0].ic_zoo_tabs.states() if st.session is not None and st.displayed is not None
+            and st.displayed.shape == shown.shape]
+    return min(tabs, key=lambda st: np.abs(st.displayed.astype(int) - shown).mean())
 
 
 def _shown(page) -> np.ndarray:
@@ -374,9 +375,9 @@ def test_a_stroke_sends_its_points_and_the_page_shows_the_image_it_made(url, bro
     assert not [u for u, _ in sent if "/upload" in u], sent  # no picture goes up
     joins = [n for u, n in sent if "/queue/join" in u]
     assert joins and max(joins) < 4096, joins  # the stroke's points: well under a kilobyte or four
-    st = _the_tab()
-    truth = st.displayed  # what the server made (the modified image, the models' frames burned in)
     shown = _shown(page)
+    st = _the_tab(shown)
+    truth = st.displayed  # what the server made (the modified image, the models' frames burned in)
     assert shown.shape == truth.shape
     mse = float(((shown.astype(float) - truth) ** 2).mean())
     assert 10 * np.log10(255 ** 2 / max(mse, 1e-9)) > 30  # the page shows that image (JPEG at quality 92: > 30 dB)
@@ -403,7 +404,7 @@ def test_a_stroke_painted_while_another_is_processed_joins_the_next_edit(url, br
         GATE.set()
     _wait_status(page, "2 edit(s)")
     page.wait_for_function(f"() => ({INK})() === 0", timeout=30_000)
-    s = _the_tab().session
+    s = _the_tab(_shown(page)).session
     assert len(s.edits) == 2
     first, second = s.edits[0].mask, s.edits[1].mask
     assert first[190:210].any() and not first[50:70].any()  # one edit per stroke, in the order painted
