@@ -179,11 +179,15 @@ def _stroke(page, y=128, x0=90, x1=170, size=256):
     page.mouse.up()
 
 
+def _use_inpainter(page, name):
+    """Pick ``name`` in the inpainter box (the test fillers 'held' and 'refuses' among them)."""
+    page.locator("#inpainter input").first.click()
+    page.get_by_role("option", name=name, exact=True).click()
+
+
 def test_the_busy_sign_shows_on_the_canvas_while_a_stroke_is_processed(url, browser):
     page = _open(browser, url)
-    box = page.locator("#inpainter input").first
-    box.click()
-    page.get_by_role("option", name="held", exact=True).click()
+    _use_inpainter(page, "held")
     page.wait_for_timeout(500)
     assert "Classifying" not in page.evaluate(BUSY)
     GATE.clear()  # the stroke stays in flight until the sign has been seen
@@ -322,9 +326,7 @@ def test_a_failed_event_leaves_no_error_label_behind(url, browser):
     """Issue 34, item 6: a failed event's red "Error" label (Gradio's tracker on every output) stuck after
     its sentence's toast had closed. It goes with the toast; the next stroke works as usual."""
     page = _open(browser, url)
-    box = page.locator("#inpainter input").first
-    box.click()
-    page.get_by_role("option", name="refuses", exact=True).click()
+    _use_inpainter(page, "refuses")
     page.wait_for_timeout(300)
     _stroke(page)
     page.wait_for_selector("[data-testid='toast-body']", timeout=120_000)
@@ -333,8 +335,7 @@ def test_a_failed_event_leaves_no_error_label_behind(url, browser):
     page.locator("[data-testid='toast-close']").first.click()  # the person closes the sentence
     page.wait_for_function(f"() => ({TRACKER_ERRORS})() === 0", timeout=30_000)
     assert not page.locator("[data-testid='toast-body']").count()
-    box.click()
-    page.get_by_role("option", name="telea", exact=True).click()
+    _use_inpainter(page, "telea")
     page.wait_for_timeout(300)
     _stroke(page, y=60)
     _wait_status(page, "1 edit(s)")
@@ -390,9 +391,7 @@ def test_a_stroke_sends_its_points_and_the_page_shows_the_image_it_made(url, bro
 
 def test_a_stroke_painted_while_another_is_processed_joins_the_next_edit(url, browser):
     page = _open(browser, url)
-    box = page.locator("#inpainter input").first
-    box.click()
-    page.get_by_role("option", name="held", exact=True).click()
+    _use_inpainter(page, "held")
     page.wait_for_timeout(500)
     GATE.clear()  # the first stroke stays in flight while the second is painted
     try:

@@ -264,10 +264,8 @@ class AppContext:
     def boxes(self, st, names):
         return {m: self.clf(m).input_box(st.session.original.shape) for m in names}
 
-    def editor_value(self, st, names, shown=None):
-        """The /edit API's canvas value: the image shown, as a PNG file the editor composes."""
-        if shown is None:
-            shown = st.displayed = present.burn_frames(st.session.modified, self.boxes(st, names))
+    def editor_value(self, st, shown):
+        """The /edit API's canvas value: the image shown (``st.displayed``), as a PNG file the editor composes."""
         path = write_editor_png(shown, self.png_dir / f"{id(st)}_{st.session.version}_{time.monotonic_ns()}.png")
         if st.last_png is not None:  # Gradio copied the previous one into its cache already
             Path(st.last_png).unlink(missing_ok=True)
@@ -320,7 +318,7 @@ class AppContext:
             shown = st.displayed = present.burn_frames(s.modified, self.boxes(st, names))
             out[ui.editor.paint] = self.paint_value(st, shown)
             if api_canvas:
-                out[ui.editor.canvas] = self.editor_value(st, names, shown)
+                out[ui.editor.canvas] = self.editor_value(st, shown)
             # the slider and the click-select image only while they are shown (each is two or one more
             # images encoded and downloaded per stroke): their toggles send them when opened
             if st.comparing:
