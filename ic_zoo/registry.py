@@ -59,6 +59,25 @@ PIP_NAMES = {
 }
 
 
+def _importable(mod: str) -> bool:
+    """Whether ``mod`` can be imported, without importing it.
+
+    A module that is in ``sys.modules`` counts as importable even when its ``__spec__`` is
+    None: that is a module another thread is importing right now (OpenCV's loader, for one,
+    swaps ``cv2`` in ``sys.modules`` while it loads its binary), and ``find_spec`` raises
+    ValueError for it. Treating that as "missing" once made a restarted app refuse its
+    inpainter while its warm-up thread was importing cv2.
+    """
+    if sys.modules.get(mod) is not None:
+        return True
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except ValueError:  # sys.modules[mod] appeared, spec-less, between the two lines above
+        return mod in sys.modules
+    except ImportError:  # a parent package that cannot be imported
+        return False
+
+
 def pip_hint(module: str) -> str:
     top = module.split(".")[0]
     return f"pip install {PIP_NAMES.get(top, top)}"
@@ -185,11 +204,7 @@ class PluginSpec:
     def missing_requirement(self) -> str | None:
         """None when every required package is importable, else which one and its pip line."""
         for mod in self.requires:
-            try:
-                found = importlib.util.find_spec(mod) is not None
-            except (ImportError, ValueError):
-                found = False
-            if not found:
+            if not _importable(mod):
                 hint = f"pip install {self.pip}" if self.pip else pip_hint(mod)
                 return f"needs the Python package '{mod}' ({hint})"
         return None

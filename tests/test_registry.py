@@ -79,6 +79,24 @@ def test_missing_requirement_gives_pip_line():
         reg.create("inpainter", "needs")
 
 
+def test_a_module_being_imported_by_another_thread_counts_as_present(monkeypatch):
+    """A module in sys.modules with no __spec__ (what another thread's import in progress
+    leaves there, as OpenCV's loader does for cv2) made find_spec raise ValueError, and the
+    plugin was declared missing: a restarted study app refused its inpainter (CI, kill -9 test)."""
+    import types
+    half = types.ModuleType("ic_zoo_half_imported_xyz")
+    half.__spec__ = None
+    monkeypatch.setitem(sys.modules, "ic_zoo_half_imported_xyz", half)
+    with pytest.raises(ValueError):  # the failure mode, as Python has it
+        import importlib.util
+        importlib.util.find_spec("ic_zoo_half_imported_xyz")
+    reg = Registry()
+    reg.register("inpainter", "half", lambda: 1, requires=("ic_zoo_half_imported_xyz",))
+    assert reg.spec("inpainter", "half").unavailable_reason() is None
+    reg.register("inpainter", "gone", lambda: 1, requires=("ic_zoo_no_such_module_xyz",))
+    assert "ic_zoo_no_such_module_xyz" in reg.spec("inpainter", "gone").unavailable_reason()
+
+
 def test_instance_is_created_once_across_threads():
     reg = Registry()
     calls = []
