@@ -127,10 +127,9 @@ def map_panel(original: np.ndarray, modified: np.ndarray, maps, width: int = 256
     """One picture per model: the class map on the original, on the modified image (one shared scale),
     and their signed difference (red rose, blue fell), captioned with the class, above the colour bars
     of both scales."""
-    a, b, d = map_tiles(original, modified, maps, box=box)
+    a, b, d = map_tiles(original, modified, maps, width=width, box=box)
     what = short(maps.label, 30)
-    tiles = [_caption(_fit(a, width), f"original: {what}"), _caption(_fit(b, width), f"modified: {what}"),
-             _caption(_fit(d, width), "difference")]
+    tiles = [_caption(a, f"original: {what}"), _caption(b, f"modified: {what}"), _caption(d, "difference")]
     sep = np.full((tiles[0].shape[0], 4, 3), 255, np.uint8)
     top = np.concatenate([tiles[0], sep, tiles[1], sep, tiles[2]], 1)
     shared = colour_bar(2 * width + 4, f"{maps.explainer}, one scale for both: 0 to {maps.scale:.3g}")
@@ -145,11 +144,24 @@ def map_tiles(original: np.ndarray, modified: np.ndarray, maps, width: int | Non
     (None: the image's own size), with the model's crop frame when ``box`` is given."""
     from .viz import draw_box
 
-    a = overlay(original, maps.original)
-    b = overlay(modified, maps.modified)
-    d = diverging(maps.difference, modified)
+    heat_a, heat_b, frame = maps.original, maps.modified, max(1, original.shape[1] // 200)
+    if width and width < original.shape[1]:
+        # made at the size shown, not made at the image's and shrunk: the images and the maps are shrunk
+        # first (area averaging, the maps' values kept), so colouring and blending cost a third of the pixels
+        import cv2
+
+        s = width / original.shape[1]
+        original, modified = _fit(original, width), _fit(modified, width)
+        size = (original.shape[1], original.shape[0])
+        heat_a, heat_b = (cv2.resize(np.ascontiguousarray(m, np.float32), size, interpolation=cv2.INTER_AREA)
+                          for m in (heat_a, heat_b))
+        box = None if box is None else tuple(v * s for v in box)
+        frame = max(1, width // 200)
+    a = overlay(original, heat_a)
+    b = overlay(modified, heat_b)
+    d = diverging(heat_b - heat_a, modified)
     if box is not None:
-        a, b, d = (draw_box(x, box, (255, 255, 255), max(1, original.shape[1] // 200)) for x in (a, b, d))
+        a, b, d = (draw_box(x, box, (255, 255, 255), frame) for x in (a, b, d))
     return tuple(_fit(x, width) for x in (a, b, d)) if width else (a, b, d)
 
 

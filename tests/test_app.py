@@ -360,3 +360,26 @@ def test_a_stroke_as_points_is_the_same_edit_as_its_mask(server, tmp_path):
         a.predict(dict(stroke, strokes=[{"id": 3, "r": -1, "pts": [1, 1]}]), *settings, api_name="/stroke")
     assert "radius must be between" in str(e.value)
     assert a.predict(FLOWERS, "gradcam", settings[-1], api_name="/undo")[-1]["n_edits"] == 1
+
+
+def test_a_tab_is_sent_a_components_props_once():
+    """Issue 35: a prop update (a column's visibility, a picture's label) makes Gradio rebuild the component and
+    its config on every event; a stroke sent ten. They go when they change, and again to a new tab (a reloaded
+    page starts from the layout's props)."""
+    import gradio as gr
+
+    from ic_zoo.ui.comparison import props_once, value_with_props
+    from ic_zoo.ui.state import AppState
+
+    with gr.Blocks():
+        col, pic = gr.Column(visible=False), gr.Image()
+    st = AppState()
+    assert props_once(st, col, visible=True) == {col: gr.update(visible=True)}
+    assert props_once(st, col, visible=True) == {}  # the page has it
+    assert props_once(st, col, visible=False) == {col: gr.update(visible=False)}
+    frame = np.zeros((2, 2, 3), np.uint8)
+    first = value_with_props(st, pic, frame, label="Modified: cat")
+    assert first["label"] == "Modified: cat" and first["value"] is frame
+    assert value_with_props(st, pic, frame, label="Modified: cat") is frame  # a plain value: no rebuild
+    assert value_with_props(st, pic, frame, label="Modified: dog")["label"] == "Modified: dog"
+    assert props_once(AppState(), col, visible=False) == {col: gr.update(visible=False)}  # a new tab

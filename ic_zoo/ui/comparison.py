@@ -56,6 +56,26 @@ def short_names(labels: list[str]) -> dict[str, str]:
     return hit[1]
 
 
+def props_once(st, component, **props) -> dict:
+    """``{component: gr.update(**props)}`` unless this tab's page has these props already (``{}`` then).
+
+    A prop update (visibility, label, choices) costs Gradio a rebuild of the component and of its config on
+    every event (about 4 ms each on a 2-core machine; a stroke had ten of them, most of its
+    post-processing) and the page a re-render; a plain value costs neither. The state (``st.props_sent``)
+    is the tab's, so a reloaded page, which starts from the layout's props, starts with an empty record."""
+    sent = st.__dict__.setdefault("props_sent", {})
+    if sent.get(component._id) == props:
+        return {}
+    sent[component._id] = props
+    return {component: gr.update(**props)}
+
+
+def value_with_props(st, component, value, **props):
+    """``component``'s new value, with ``props`` only when they changed (:func:`props_once`)."""
+    upd = props_once(st, component, **props)
+    return gr.update(value=value, **props) if upd else value
+
+
 TRUST_PENDING = "Trust: being measured (the map's deletion AUC against random maps)..."
 
 
@@ -184,7 +204,7 @@ class Viewer:
         tiles = view.tiles() if view is not None else None
         if tiles is not None:
             view.drawn[2].compact()  # drawn: the state keeps the raw maps, not their image-size copies
-        out = {self.which: gr.update(choices=names, value=chosen, visible=len(names) > 1)}
+        out = props_once(st, self.which, choices=names, value=chosen, visible=len(names) > 1)
         if tiles is None:
             out.update({self.title: ("" if view is None else f"**{view.name}**: no map to show here (see its column)."),
                         self.original: None, self.modified: None, self.difference: None, self.legend: ""})
@@ -193,9 +213,11 @@ class Viewer:
         label = present.short(cm.label)
         out.update({self.title: f"Maps of **{view.name}**: *{label}* by {view.explainer}, edit {view.edit} "
                                 f"(the white frame is the part of the image the model sees)",
-                    self.original: gr.update(value=tiles[0], label=f"Original: {label}"),
-                    self.modified: gr.update(value=tiles[1], label=f"Modified (edit {view.edit}): {label}"),
-                    self.difference: gr.update(value=tiles[2], label="Difference: red rose, blue fell"),
+                    # the labels change with the class only (the title says which edit): a plain value else
+                    self.original: value_with_props(st, self.original, tiles[0], label=f"Original: {label}"),
+                    self.modified: value_with_props(st, self.modified, tiles[1], label=f"Modified: {label}"),
+                    self.difference: value_with_props(st, self.difference, tiles[2],
+                                                      label="Difference: red rose, blue fell"),
                     self.legend: present.map_legend_html(cm)})
         return out
 
@@ -245,10 +267,10 @@ class Comparison:
         out: dict = {self.at: _stamp(st)}
         for slot, view in itertools.zip_longest(self.slots, views):
             if view is None:
-                out[slot.column] = gr.Column(visible=False)
+                out.update(props_once(st, slot.column, visible=False))
                 continue
             if not info_only:
-                out[slot.column] = gr.Column(visible=True)
+                out.update(props_once(st, slot.column, visible=True))
                 out[slot.title] = view.title
                 out[slot.table] = present.table_frame(view.rows, view.shorter)
                 out[slot.maps] = view.panel

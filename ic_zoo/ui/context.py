@@ -20,7 +20,7 @@ from .. import discovery, gradio_util, imageio, jobs, present, priority, zoo
 from ..errors import IcZooError
 from ..gradio_util import fit_max_side, guarded, model_call, write_editor_png
 from . import painter, work
-from .comparison import model_view, slow_maps
+from .comparison import model_view, props_once, slow_maps
 from .state import AppState
 
 log = logging.getLogger("ic_zoo.app")
@@ -298,8 +298,8 @@ class AppContext:
             if show_editor:
                 out[ui.editor.canvas] = None
                 out[ui.editor.paint] = self.paint_value(st, None)
-            out.update({ui.tools.original: None, ui.results.domain_md: "",
-                        ui.results.domain_btn: gr.update(visible=False), ui.tools.result_json: None})
+            out.update({ui.tools.original: None, ui.results.domain_md: "", ui.tools.result_json: None,
+                        **props_once(st, ui.results.domain_btn, visible=False)})
             out.update(ui.results.compare.clear(st))
             notice = st.take_notice()
             if notice:
@@ -407,11 +407,12 @@ class AppContext:
             doc["trust"] = trust  # each shown map's deletion AUC beside random maps' (trust.TrustScore)
         mismatch = zoo.domain_mismatch(names, domain=st.domain)  # (line, the fitting domain) or None
         doc["domain_mismatch"] = mismatch is not None
-        out = {ui.results.domain_md: "", ui.results.domain_btn: gr.update(visible=False)}
+        out = {ui.results.domain_md: "", **props_once(st, ui.results.domain_btn, visible=False)}
         if mismatch is not None:
             text, fits = mismatch
             out = {ui.results.domain_md: f"**{text}**",
-                   ui.results.domain_btn: gr.update(visible=True, value=f"Use the {zoo.DOMAIN_TITLE[fits]} models")}
+                   **props_once(st, ui.results.domain_btn, visible=True,
+                                value=f"Use the {zoo.DOMAIN_TITLE[fits]} models")}
             doc["domain_note"] = text
         out[ui.tools.result_json] = doc
         return out

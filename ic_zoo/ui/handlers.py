@@ -161,8 +161,8 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
             raise gr.Error("Pick an example or upload an image first, then paint over what to remove.")
         strokes, painted = painter.parse(value, st.paint_ack)  # a malformed one: its sentence (guarded)
         ctx.check_stroke(names, inpainter, explainer, rows_mode)  # before anything changes
-        if not strokes:  # all applied already (the page sent them again): nothing changes
-            return {ui.state: st}
+        if not strokes:  # all applied already (the page sent them again; an earlier answer acknowledged
+            return {ui.state: st}  # them): nothing changes
         mask = painter.stroke_mask(strokes, painted, st.session.original.shape[:2])
         if mask.any():
             st.session.apply(mask, inpainter)

@@ -11,7 +11,9 @@ Strokes are never lost to a busy server: the page keeps every stroke it sent unt
 (``ack``, the last stroke id the server applied) and sends all unacknowledged ones with the next event, so a
 stroke painted while another is processed joins the next edit (as the editor's layer did) and the server
 applies each id once. The ink of a stroke stays on the canvas until its answer arrives, and goes when an
-error's toast shows (nothing the server did not apply stays drawn).
+error's toast shows (nothing the server did not apply stays drawn). While strokes wait for their answer the
+canvas shows the busy sign itself (class ``ic-busy``), from the moment the stroke is sent (the page's
+tracker-based sign, PAGE_CSS, only once the server has started the event).
 """
 from __future__ import annotations
 
@@ -53,6 +55,11 @@ CSS = """
 .ic-paint-bar { display: flex; align-items: center; gap: 12px; font-size: 13px; }
 .ic-paint-bar input[type=range] { width: 140px; vertical-align: middle; }
 .ic-paint-zoom { opacity: .75; }
+/* the busy sign while a stroke is processed: the painter's own (strokes sent and not yet acknowledged) */
+.ic-paint.ic-busy .ic-paint-stage::after { content: "Classifying…"; position: absolute; top: 44px; right: 10px;
+  z-index: 50; pointer-events: none; padding: 2px 10px; border-radius: 10px; background: rgba(20, 20, 20, .72);
+  color: #fff; font-size: 13px; }
+.ic-paint.ic-busy .ic-paint-img { opacity: .82; }
 """
 
 JS = r"""
@@ -95,6 +102,7 @@ function drawStroke(st) {
   ctx.stroke();
 }
 function redraw() {
+  root.classList.toggle('ic-busy', pending.length > 0);  // sent, not yet answered: the busy sign
   ctx.clearRect(0, 0, ink.width, ink.height);
   for (const st of pending) drawStroke(st);
   if (current) drawStroke(current);
