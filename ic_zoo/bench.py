@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .command import Command
+from .errors import IcZooError
+from .registry import register
+
 DEFAULT_MODELS = ("squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k")
 TARGET_EDIT_VS_FORWARD = 1.5
 TARGET_SPEEDUP = 8.0
@@ -224,3 +228,56 @@ def format_markdown(res: dict) -> str:
 def write_json(res: dict, path: str) -> None:
     with open(path, "w") as f:
         json.dump(res, f, indent=2)
+
+
+def cmd_bench(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from .zoo import imagenet_default, resolve_model
+
+    if args.from_json:  # regenerate the table (and the README's markdown) from a saved result
+        try:
+            res = json.loads(Path(args.from_json).read_text())
+        except (OSError, ValueError) as exc:
+            raise IcZooError(f"{args.from_json} is not a bench result ({exc}).") from None
+        print(format_table(res))
+        if args.markdown:
+            Path(args.markdown).write_text(format_markdown(res))
+            print(f"wrote {args.markdown}")
+        return 0
+    if args.model:
+        args.model = [resolve_model(m, pretrained=not args.no_pretrained) for m in args.model]
+    elif not args.no_pretrained:
+        args.model = imagenet_default()
+
+    res = run_bench(models=args.model or DEFAULT_MODELS, explainer=args.explainer, size=args.size,
+                    repeats=args.repeats, pretrained=not args.no_pretrained, inpainter=args.inpainter,
+                    device=args.device, log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(format_table(res))
+    if args.json:
+        write_json(res, args.json)
+        print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(format_markdown(res))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+@register("command", "bench", description="edit cost vs bare forward vs the usual per-class Grad-CAM calls")
+class BenchCommand(Command):
+    """``python -m ic_zoo bench``: a command plugin like its sibling ``latency`` (issue 37: it was a
+    subcommand hard-coded in the CLI)."""
+
+    def add_arguments(self, p) -> None:
+        p.add_argument("--model", "-m", action="append", help="classifier key (repeatable); see `list`")
+        p.add_argument("--explainer", default="gradcam")
+        p.add_argument("--size", type=int, default=224)
+        p.add_argument("--repeats", type=int, default=7)
+        p.add_argument("--inpainter", default="telea")
+        p.add_argument("--no-pretrained", action="store_true", help="random weights (tests, benchmarks)")
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+        p.add_argument("--json", default=None, help="write the results here")
+        p.add_argument("--markdown", default=None, help="write the README's table (markdown) here")
+        p.add_argument("--from-json", default=None, help="no run: print (and --markdown) a saved result")
+        p.set_defaults(func=cmd_bench)

@@ -1,4 +1,4 @@
-"""``python -m ic_zoo``: list | classify | edit | bench (and the subcommands later modules add).
+"""``python -m ic_zoo``: list | classify | edit (and the command plugins: bench, latency, flower2d, ...).
 
 Every user-reachable failure ends as one line on stderr and exit status 2; tracebacks only with
 IC_ZOO_DEBUG=1.
@@ -203,39 +203,6 @@ def cmd_edit(args) -> int:
     return 0
 
 
-# -- bench -----------------------------------------------------------------------------------------
-def cmd_bench(args) -> int:
-    from .bench import DEFAULT_MODELS, format_markdown, format_table, run_bench, write_json
-    from .zoo import imagenet_default, resolve_model
-
-    if args.from_json:  # regenerate the table (and the README's markdown) from a saved result
-        try:
-            res = json.loads(Path(args.from_json).read_text())
-        except (OSError, ValueError) as exc:
-            raise IcZooError(f"{args.from_json} is not a bench result ({exc}).") from None
-        print(format_table(res))
-        if args.markdown:
-            Path(args.markdown).write_text(format_markdown(res))
-            print(f"wrote {args.markdown}")
-        return 0
-    if args.model:
-        args.model = [resolve_model(m, pretrained=not args.no_pretrained) for m in args.model]
-    elif not args.no_pretrained:
-        args.model = imagenet_default()
-
-    res = run_bench(models=args.model or DEFAULT_MODELS, explainer=args.explainer, size=args.size,
-                    repeats=args.repeats, pretrained=not args.no_pretrained, inpainter=args.inpainter,
-                    device=args.device, log=lambda s: print(s, file=sys.stderr, flush=True))
-    print(format_table(res))
-    if args.json:
-        write_json(res, args.json)
-        print(f"wrote {args.json}")
-    if args.markdown:
-        Path(args.markdown).write_text(format_markdown(res))
-        print(f"wrote {args.markdown}")
-    return 0
-
-
 # -- parser ----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ic_zoo", description="Interactive Classification: edit an "
@@ -279,20 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     common(sp)
     sp.set_defaults(func=cmd_edit)
 
-    sp = sub.add_parser("bench", help="edit cost vs bare forward vs the usual per-class Grad-CAM calls")
-    sp.add_argument("--explainer", default="gradcam")
-    sp.add_argument("--size", type=int, default=224)
-    sp.add_argument("--repeats", type=int, default=7)
-    sp.add_argument("--inpainter", default="telea")
-    sp.add_argument("--json", default=None, help="write the results here")
-    sp.add_argument("--markdown", default=None, help="write the README's table (markdown) here")
-    sp.add_argument("--from-json", default=None, help="no run: print (and --markdown) a saved result")
-    common(sp)
-    sp.set_defaults(func=cmd_bench)
-
     from .discovery import instance, list_plugins
 
-    for spec in list_plugins("command"):  # flower2d, explain-bench, vebi, study and plugins' commands
+    for spec in list_plugins("command"):  # bench, latency, flower2d, explain-bench, vebi, study, plugins' commands
         if spec.unavailable_reason() is not None:
             continue
         sp = sub.add_parser(spec.name, help=spec.description, description=spec.description)

@@ -56,6 +56,7 @@ BUILTIN_MODULES = (
     "ic_zoo.explainers.vebi_cli",
     "ic_zoo.study.cli",
     "ic_zoo.latency",
+    "ic_zoo.bench",
 )
 
 
