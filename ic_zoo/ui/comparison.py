@@ -18,6 +18,7 @@ import gradio as gr
 import numpy as np
 
 from .. import present
+from ..gradio_internals import block_id
 from ..errors import IcZooError
 
 @dataclass
@@ -63,10 +64,10 @@ def props_once(st, component, **props) -> dict:
     every event (about 4 ms each on a 2-core machine; a stroke had ten of them, most of its
     post-processing) and the page a re-render; a plain value costs neither. The state (``st.props_sent``)
     is the tab's, so a reloaded page, which starts from the layout's props, starts with an empty record."""
-    sent = st.__dict__.setdefault("props_sent", {})
-    if sent.get(component._id) == props:
+    sent, key = st.__dict__.setdefault("props_sent", {}), block_id(component)
+    if sent.get(key) == props:
         return {}
-    sent[component._id] = props
+    sent[key] = props
     return {component: gr.update(**props)}
 
 
