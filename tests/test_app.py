@@ -383,3 +383,29 @@ def test_a_tab_is_sent_a_components_props_once():
     assert value_with_props(st, pic, frame, label="Modified: cat") is frame  # a plain value: no rebuild
     assert value_with_props(st, pic, frame, label="Modified: dog")["label"] == "Modified: dog"
     assert props_once(AppState(), col, visible=False) == {col: gr.update(visible=False)}  # a new tab
+
+
+def test_the_domain_button_is_sent_once_while_the_mismatch_lasts():
+    """The domain line's button (models and image do not fit) is a prop update: sent when it changes, not with
+    every stroke (it was recorded hidden and then shown on each event, so every stroke rebuilt it)."""
+    from types import SimpleNamespace
+
+    import gradio as gr
+
+    from ic_zoo.ui.context import AppContext
+    from ic_zoo.ui.state import AppState
+
+    with gr.Blocks():
+        md, btn, js = gr.Markdown(), gr.Button(visible=False), gr.JSON()
+    ctx = SimpleNamespace(ui=SimpleNamespace(results=SimpleNamespace(domain_md=md, domain_btn=btn),
+                                             tools=SimpleNamespace(result_json=js)),
+                          result_doc=lambda st, names, res, mismatch=None: {"mismatch": mismatch})
+    st = AppState()
+    st.domain = "imagenet"
+    first = AppContext.domain_and_json(ctx, st, FLOWERS, None)
+    assert first[btn]["visible"] is True and "Flower2D" in first[md] and first[js]["mismatch"]
+    again = AppContext.domain_and_json(ctx, st, FLOWERS, None)
+    assert btn not in again and again[md] == first[md]  # the page has the button already
+    st.domain = "flower2d"
+    fits = AppContext.domain_and_json(ctx, st, FLOWERS, None)
+    assert fits[btn] == gr.update(visible=False) and fits[md] == "" and not fits[js]["mismatch"]

@@ -389,10 +389,11 @@ class AppContext:
         st.notice = f"Your work on {w.source or 'the image'} was restored ({n} edit(s))."
         return w.models or None
 
-    def domain_and_json(self, st, names, res) -> dict:
-        """The domain line (the models and the image do not fit: the fitting zoo in one click) and the
-        JSON the API returns."""
-        ui, s = self.ui, st.session
+    def result_doc(self, st, names, res, mismatch=None) -> dict:
+        """The JSON the API returns for ``res``: the result, the last edit, the image, the maps each column
+        shows with their trust scores, and the domain line when the models and the image do not fit
+        (``mismatch``: :func:`zoo.domain_mismatch`'s answer, computed here when not given)."""
+        s = st.session
         doc = res.to_dict()
         if s.edits:
             doc["last_edit"] = s.edits[-1].summary()
@@ -405,14 +406,24 @@ class AppContext:
         trust = {v.name: v.trust for v in views if v.trust}
         if trust:
             doc["trust"] = trust  # each shown map's deletion AUC beside random maps' (trust.TrustScore)
+        if mismatch is None:
+            mismatch = zoo.domain_mismatch(names, domain=st.domain)
+        doc["domain_mismatch"] = bool(mismatch)
+        if mismatch:
+            doc["domain_note"] = mismatch[0]
+        return doc
+
+    def domain_and_json(self, st, names, res) -> dict:
+        """The domain line (the models and the image do not fit: the fitting zoo in one click) and the
+        JSON the API returns (:meth:`result_doc`). The button's props go only when they change."""
+        ui = self.ui
         mismatch = zoo.domain_mismatch(names, domain=st.domain)  # (line, the fitting domain) or None
-        doc["domain_mismatch"] = mismatch is not None
-        out = {ui.results.domain_md: "", **props_once(st, ui.results.domain_btn, visible=False)}
-        if mismatch is not None:
+        if mismatch is None:
+            out = {ui.results.domain_md: "", **props_once(st, ui.results.domain_btn, visible=False)}
+        else:
             text, fits = mismatch
             out = {ui.results.domain_md: f"**{text}**",
                    **props_once(st, ui.results.domain_btn, visible=True,
                                 value=f"Use the {zoo.DOMAIN_TITLE[fits]} models")}
-            doc["domain_note"] = text
-        out[ui.tools.result_json] = doc
+        out[ui.tools.result_json] = self.result_doc(st, names, res, mismatch or ())
         return out

@@ -52,7 +52,7 @@ def wire_history(ctx: AppContext, ui: Page) -> dict:
         if measured and st.views is shown:
             out.update(compare.show(st, views, stamp=st.views_stamp, info_only=True))
             if st.result is not None:  # the JSON gains the scores (the domain line stays as it is)
-                out[t.result_json] = ctx.domain_and_json(st, st.models, st.result)[t.result_json]
+                out[t.result_json] = ctx.result_doc(st, st.models, st.result)
             out[ui.state] = st
         return out
 
