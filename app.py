@@ -1,4 +1,4 @@
-"""Interactive Classification: the Gradio app (layout and event wiring only; the panels and handlers are in ic_zoo.ui,
+"""Interactive Classification: the Gradio app (layout and event wiring only; the panels and handlers are in ic_zoo.app.main,
 the work in ic_zoo).
 
     python app.py                        # http://127.0.0.1:7860
@@ -19,10 +19,11 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
-from ic_zoo import gradio_internals, gradio_util  # noqa: E402
+from ic_zoo.app import gradio_internals, gradio_util  # noqa: E402
 from ic_zoo.errors import IcZooError  # noqa: E402
-from ic_zoo.ui import context, handlers, panels, watchdog  # noqa: E402
-from ic_zoo.ui.context import MAX_MODELS, MAX_SIDE, ROWS  # noqa: E402  (for scripts and tests)
+from ic_zoo.app import watchdog  # noqa: E402
+from ic_zoo.app.main import context, handlers, panels  # noqa: E402
+from ic_zoo.app.main.context import MAX_MODELS, MAX_SIDE, ROWS  # noqa: E402  (for scripts and tests)
 
 __all__ = ["MAX_MODELS", "MAX_SIDE", "ROWS", "build_demo", "build_study", "example_list", "main"]
 
@@ -37,14 +38,14 @@ SHARE_WARNING = ("Public share links expire after 72 hours and depend on Gradio'
 
 
 def example_list() -> list[tuple[str, str]]:
-    """(path, caption) of the examples, photos first (see ic_zoo.ui.context.example_list)."""
+    """(path, caption) of the examples, photos first (see ic_zoo.app.main.context.example_list)."""
     return context.example_list(EXAMPLES)
 
 
 def build_demo(models: list[str] | None = None, device: str | None = None, max_side: int = MAX_SIDE,
                plugins_dir: str | None = None, concurrency: int | None = None, pretrained: bool = True) -> gr.Blocks:
-    """The app's page, top to bottom; each panel is a function of ic_zoo.ui.panels, its events are wired by
-    ic_zoo.ui.handlers (see ic_zoo/ui/__init__.py to add a panel)."""
+    """The app's page, top to bottom; each panel is a function of ic_zoo.app.main.panels, its events are wired by
+    ic_zoo.app.main.handlers (see ic_zoo/app/main/__init__.py to add a panel)."""
     gradio_internals.check_version()  # one sentence outside the Gradio versions this app is tested on
     ctx = context.AppContext(models, device, max_side, plugins_dir, concurrency, pretrained,
                              examples_dir=EXAMPLES, default_plugins=HERE / "plugins")
@@ -71,11 +72,11 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
         # rebuilds the work from the browser's record); the tools may work for minutes: 10 x the quiet bound
         watchdog.install(demo, context.MOVED, max_factor=10)
     demo.ic_zoo_tabs = ctx.tabs  # for tests and the soak benchmark
-    if ctx.jobs is not None:  # ic_zoo.serve, after the drain: a job still running goes back to the queue
+    if ctx.jobs is not None:  # ic_zoo.app.serve, after the drain: a job still running goes back to the queue
         demo.ic_zoo_closers = [ctx.jobs.close]
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
-    # python app.py says ready only after this (ic_zoo.serve): the default models built, one stroke made
+    # python app.py says ready only after this (ic_zoo.app.serve): the default models built, one stroke made
     demo.ic_zoo_warm = serve.app_warmup(ctx.default, device=ctx.device, pretrained=ctx.pretrained)
     return demo
 
@@ -83,16 +84,16 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
 def build_study(path: str, db: str | None = None, **kwargs) -> gr.Blocks:
     """Study mode: the study's tasks only, consent first, every interaction logged (see README)."""
     from ic_zoo.study import load_study
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
     try:
         study = load_study(path)
         demo = build_study_demo(study, db, **kwargs)
     except IcZooError as exc:
         sys.exit(f"error: {exc}")
-    # python app.py says ready only after this (ic_zoo.serve): every task's models, explainer and inpainter
+    # python app.py says ready only after this (ic_zoo.app.serve): every task's models, explainer and inpainter
     demo.ic_zoo_warm = serve.study_warmup(study, device=kwargs.get("device"), pretrained=kwargs.get("pretrained", True))
     return demo
 
@@ -122,9 +123,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> None:
-    """Build, serve and stop gracefully (see ic_zoo.serve: 503 on /healthz while loading, 200 when ready,
+    """Build, serve and stop gracefully (see ic_zoo.app.serve: 503 on /healthz while loading, 200 when ready,
     503 and no new events after SIGTERM while the ones in flight finish)."""
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request Gradio makes to itself

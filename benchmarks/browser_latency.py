@@ -8,7 +8,7 @@ strokes on the canvas with the mouse, each at a new place, and times, on the pag
 (``performance.now()``), from the pointer's release to:
 ``status``, the status line naming the new edit (the event's answer: canvas, status, JSON); and
 ``columns``, the model columns of that edit drawn (in the same answer: their pictures load after it).
-Served as ``python app.py`` serves it (``ic_zoo.serve.front``). Each stroke is also split into stages
+Served as ``python app.py`` serves it (``ic_zoo.app.serve.front``). Each stroke is also split into stages
 (``STAGES``): from the page's Resource Timing (the canvas's uploads, the event's join, the result files)
 and Gradio's own trace of the edit event (``GRADIO_PROFILING``: queue wait, pre- and post-processing, the
 call). Prints both tables and writes JSON. ``app_latency.py`` measures the API alone.
@@ -172,7 +172,7 @@ def main(argv=None) -> int:
     shape = ic_zoo.load_image(image).shape
     demo = app.build_demo(models=models)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
     health = serve.Health()
     health.set("ready")
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
             browser.close()
         # the last stroke's follow-ups (trust scores, history) may still run: a process that exits with a
         # worker thread inside a torch op aborts ("terminate called without an active exception")
-        from ic_zoo import serve
+        from ic_zoo.app import serve
 
         t_idle = time.monotonic()
         while serve.in_flight(demo) and time.monotonic() - t_idle < 300:

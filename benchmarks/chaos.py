@@ -202,7 +202,7 @@ def sentences() -> dict[str, str]:
     global SENTENCES
     if SENTENCES is None:
         os.environ.setdefault("IC_ZOO_APP_NO_DEMO", "1")
-        from ic_zoo import client, gradio_util, serve
+        from ic_zoo.app import client, gradio_util, serve
         from ic_zoo.study import ui
 
         SENTENCES = {"moved": ui.MOVED, "stale": ui.STALE, "draining": serve.DRAINING, "file_gone": serve.FILE_GONE,
@@ -234,7 +234,7 @@ class ChaosParticipant(R.Participant):
         self.seen_n = 0
 
     def join(self) -> list:
-        from ic_zoo.client import Client
+        from ic_zoo.app.client import Client
         from ic_zoo.study.security import issue
 
         self.client = Client(self.url, study=True, hang=self.hang)
@@ -273,7 +273,7 @@ class ChaosParticipant(R.Participant):
         page does); it is also what the canvas sends back with the next stroke."""
         from PIL import Image
 
-        from ic_zoo.gradio_util import editor_rgb
+        from ic_zoo.app.gradio_util import editor_rgb
 
         self.seen_file = self.folder / f"{self.code}_seen.png"
         self.seen_file.write_bytes(self.client.download(self.bg))
@@ -303,8 +303,8 @@ class AppUser(ChaosParticipant):
     def join(self) -> list:
         from gradio_client import handle_file
 
-        from ic_zoo.client import Client
-        from ic_zoo.ui.context import ROWS
+        from ic_zoo.app.client import Client
+        from ic_zoo.app.main.context import ROWS
 
         self.client = Client(self.url, hang=self.hang)
         if self.record:
@@ -319,7 +319,7 @@ class AppUser(ChaosParticipant):
     def stroke(self) -> list:
         from gradio_client import handle_file
 
-        from ic_zoo.ui.context import ROWS
+        from ic_zoo.app.main.context import ROWS
 
         y, x, path, bg = self._next_square()
         out = self._call({"background": handle_file(str(bg)), "layers": [handle_file(path)], "composite": None},
@@ -335,7 +335,7 @@ class AppUser(ChaosParticipant):
         return out
 
     def _took(self, out) -> None:
-        from ic_zoo.ui import work
+        from ic_zoo.app import work
 
         self.bg = out[0]["background"]
         rec = next((o for o in out if isinstance(o, str) and o.count(".") == 1 and len(o) > 100), None)
@@ -351,9 +351,9 @@ def audit_apps(url: str, users: list[AppUser]) -> dict:
     record less its last stroke) must differ. And the slow-maps jobs in the queue's table."""
     import sqlalchemy as sa
 
-    from ic_zoo import present
+    from ic_zoo.presentation import present
     from ic_zoo.session import Session
-    from ic_zoo.ui import work
+    from ic_zoo.app import work
 
     store = work.SqlImageStore(url)
     out = {"users": len(users), "acked": 0, "lost": [], "duplicated": [], "rebuilt": 0, "mismatches": [],

@@ -10,8 +10,8 @@ endpoint is probed every ``--interval`` seconds, first on an idle machine, then 
 
     python benchmarks/health_latency.py --seconds 60 --json benchmarks/health_latency.json
 
-The endpoint is probed on the app's port (:class:`ic_zoo.serve.HealthFront`, on Gradio's event loop) and
-on ``IC_ZOO_HEALTH_PORT`` (:class:`ic_zoo.serve.HealthServer`, a thread of its own). Prints a table (probes, median, p95, max, probes over 1 s / 2 s, failures) per phase and per endpoint and
+The endpoint is probed on the app's port (:class:`ic_zoo.app.serve.HealthFront`, on Gradio's event loop) and
+on ``IC_ZOO_HEALTH_PORT`` (:class:`ic_zoo.app.serve.HealthServer`, a thread of its own). Prints a table (probes, median, p95, max, probes over 1 s / 2 s, failures) per phase and per endpoint and
 writes JSON (with the load average seen). Each probe is a fresh connection with a 10 s time-out, as a
 proxy's check is.
 """

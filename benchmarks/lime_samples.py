@@ -31,7 +31,8 @@ PREFIX = {"single-6c": "flower2d-6c", "double-12c": "flower2d"}
 
 
 def score(key: str, variant: str, samples: int, n: int, seeds: int) -> dict:
-    from ic_zoo.explain_bench import pointing, select_images, top_m_iou
+    from ic_zoo.analyses.metrics import pointing, top_m_iou
+    from ic_zoo.research.explain_bench import select_images
     from ic_zoo.explainers.occlusion import Lime
     from ic_zoo.flower2d import generator as g
     from ic_zoo.session import get_classifier

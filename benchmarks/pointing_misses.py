@@ -54,7 +54,7 @@ def half_mask_removed(clf, img: np.ndarray, m: np.ndarray, part: np.ndarray, lab
 
 
 def misses(key: str, variant: str, explainer: str, n: int, seeds: int, params: dict | None = None) -> dict:
-    from ic_zoo.explain_bench import select_images
+    from ic_zoo.research.explain_bench import select_images
     from ic_zoo.flower2d import generator as g
     from ic_zoo.session import get_classifier, get_explainer
 

@@ -125,10 +125,10 @@ def _slug(name: str) -> str:
 
 def cmd_edit(args) -> int:
 
-    from . import present
+    from .presentation import present
     from .imageio import load_image, load_mask, save_png
     from .session import Session
-    from .viz import diverging, overlay
+    from .presentation.viz import diverging, overlay
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():

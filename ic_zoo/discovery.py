@@ -52,11 +52,11 @@ BUILTIN_MODULES = (
     "ic_zoo.explainers.occlusion",
     "ic_zoo.explainers.vebi",
     "ic_zoo.flower2d.cli",
-    "ic_zoo.explain_bench",
-    "ic_zoo.explainers.vebi_cli",
+    "ic_zoo.research.explain_bench",
+    "ic_zoo.research.vebi_cli",
     "ic_zoo.study.cli",
-    "ic_zoo.latency",
-    "ic_zoo.bench",
+    "ic_zoo.research.latency",
+    "ic_zoo.research.bench",
 )
 
 

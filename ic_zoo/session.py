@@ -929,7 +929,7 @@ class Session:
         class, beside ``n_random`` random maps' (``trust.TrustScore``; ``.verdict`` says better than, no
         better than, or worse than random), and with ``road`` pytorch-grad-cam's ROADCombined too. One
         batched pass per map, computed once per image version."""
-        from . import trust as tr
+        from .analyses import trust as tr
 
         n_random = tr.N_RANDOM if n_random is None else int(n_random)
         if which not in ("original", "modified"):

@@ -307,7 +307,7 @@ def test_slow_maps_come_with_their_trust_scores(server, flower):
 def test_a_tool_asked_by_a_tab_that_moved_here_is_told_so(server, monkeypatch):
     """The proxy names the replica a tab was pinned to (X-IC-Zoo-Pinned); a tab whose replica stopped asks
     this one for a tool (slow maps, undo, sanity...): the moved sentence, not 'Pick an example'."""
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
     _, url = server
     monkeypatch.setenv("IC_ZOO_REPLICA", "r2")
@@ -327,7 +327,7 @@ def test_a_stroke_as_points_is_the_same_edit_as_its_mask(server, tmp_path):
     from gradio_client.exceptions import AppError
 
     from ic_zoo import imageio
-    from ic_zoo.ui import painter
+    from ic_zoo.app import painter
 
     _, url = server
 
@@ -368,8 +368,8 @@ def test_a_tab_is_sent_a_components_props_once():
     page starts from the layout's props)."""
     import gradio as gr
 
-    from ic_zoo.ui.comparison import props_once, value_with_props
-    from ic_zoo.ui.state import AppState
+    from ic_zoo.app.comparison import props_once, value_with_props
+    from ic_zoo.app.main.state import AppState
 
     with gr.Blocks():
         col, pic = gr.Column(visible=False), gr.Image()
@@ -392,8 +392,8 @@ def test_the_domain_button_is_sent_once_while_the_mismatch_lasts():
 
     import gradio as gr
 
-    from ic_zoo.ui.context import AppContext
-    from ic_zoo.ui.state import AppState
+    from ic_zoo.app.main.context import AppContext
+    from ic_zoo.app.main.state import AppState
 
     with gr.Blocks():
         md, btn, js = gr.Markdown(), gr.Button(visible=False), gr.JSON()

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import ic_zoo
-from ic_zoo import present
+from ic_zoo.presentation import present
 from ic_zoo.explainers._base import ExplainOutput, is_blank
 from ic_zoo.flower2d import generator as g
 from ic_zoo.session import MAX_ALTERNATIVES, get_explainer
@@ -99,7 +99,7 @@ def test_the_line_beside_a_blank_map(flowers):
 def test_the_app_column_says_so(flowers):
     """What a model's column shows (ui.comparison.model_view, as the app draws it): the line under the
     maps, and the JSON entry of the shown maps."""
-    from ic_zoo.ui.comparison import model_view
+    from ic_zoo.app.comparison import model_view
 
     img, c = flowers["blank"]
     s = ic_zoo.Session(img)

@@ -213,7 +213,7 @@ def test_paint_out_the_cup_on_a_real_photo_and_type_a_model_name(photo_server):
 @pytest.fixture(scope="module")
 def study_server(tmp_path_factory):
     from ic_zoo.study import load_study
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     study = load_study(ROOT / "examples" / "study" / "flower_study.yaml")
     db = f"sqlite:///{tmp_path_factory.mktemp('study') / 'log.sqlite'}"

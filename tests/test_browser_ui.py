@@ -253,7 +253,7 @@ def test_a_phone_sees_the_first_result_under_the_canvas_and_the_tutorial_once(ur
 
 def test_the_study_page_shows_participants_no_navigation_or_api_links(tmp_path, browser):
     from ic_zoo.study import load_study
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     demo = build_study_demo(load_study(ROOT / "examples" / "study" / "flower_study.yaml"),
                             f"sqlite:///{tmp_path / 's.sqlite'}")

@@ -1,5 +1,5 @@
 """The study page never hangs (issue 33, item 3): every failure a participant can meet ends in the reload
-sentence within the watchdog's bound (ic_zoo/ui/watchdog.py). Headless Chromium against one study
+sentence within the watchdog's bound (ic_zoo/app/watchdog.py). Headless Chromium against one study
 server, with the bounds made short (IC_ZOO_WATCHDOG_S=3, IC_ZOO_WATCHDOG_MAX_S=8) so that every wait
 here is the watchdog's own time-out, not the machine's speed:
 
@@ -32,7 +32,7 @@ SSE_SESSION_GONE = ('data: {"msg": "unexpected_error", "message": "404: Not Foun
 
 def _build(db):
     from ic_zoo.study import load_study
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     return build_study_demo(load_study(ROOT / "examples" / "study" / "flower_study.yaml"), db, pretrained=False)
 
@@ -73,7 +73,7 @@ def _notice(page, timeout_s) -> float:
 
 
 def _sentence_shown(page):
-    from ic_zoo.study.ui import MOVED
+    from ic_zoo.app.study.ui import MOVED
 
     text = page.locator("#ic_reload_notice").inner_text()
     assert MOVED in text, text
@@ -225,7 +225,7 @@ def test_a_restarted_server_reloads_the_page_or_tells_it(study, browser):
     (its base is a logged event), is told to reload: through gradio_client here."""
     from gradio_client import Client
 
-    from ic_zoo.study.ui import MOVED
+    from ic_zoo.app.study.ui import MOVED
 
     page = _on_task(browser, study["url"], "WD03")
     port = int(study["url"].rstrip("/").rsplit(":", 1)[1])

@@ -124,7 +124,7 @@ def test_a_failing_replica_ends_in_the_sentence_and_the_reload_rebuilds_the_work
     """The app's page carries the study page's watchdog: the proxy answering 502 (the tab's replica died)
     shows the reload sentence at once, and the reload it asks for rebuilds the work (here on the same
     server: the record and the store are what another replica would use)."""
-    from ic_zoo.ui.context import MOVED
+    from ic_zoo.app.main.context import MOVED
 
     _, (url, _) = replicas
     ctx, page = _one_stroke(browser, url)

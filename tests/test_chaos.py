@@ -41,7 +41,7 @@ def test_a_kill_9_and_a_pause_under_cpu_load_lose_nothing_hang_no_one_and_the_lo
     assert r["stats_errors"] < 5
     assert r["finished"] == 4 and r["unfinished"] == []
     # the killed replica's participants resumed elsewhere and finished, every failed call told in a sentence
-    # (the clients are ic_zoo.client's: a broken stream or a proxy's 502 is its sentence, as in a page)
+    # (the clients are ic_zoo.app.client's: a broken stream or a proxy's 502 is its sentence, as in a page)
     assert kill["finished"] == kill["pinned"]
     assert r["untold"] == [] and r["in_flight_broken"] == 0, r["untold"]
     assert kill["told"] == kill["hit"], kill

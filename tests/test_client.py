@@ -1,4 +1,4 @@
-"""ic_zoo.client (issue 33, item 3, for API clients): a call ends in its answer, the app's own error, or one
+"""ic_zoo.app.client (issue 33, item 3, for API clients): a call ends in its answer, the app's own error, or one
 sentence within ``hang`` seconds, when its server is killed in the middle of the call, frozen, or replaced by
 a proxy's 502; a result file is downloaded with the client's cookie and a refused one is the sentence."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from ic_zoo import client as C
+from ic_zoo.app import client as C
 
 APP = textwrap.dedent("""
     import sys, time

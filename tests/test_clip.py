@@ -185,7 +185,7 @@ def test_the_cli_classifies_with_typed_classes(clip_repo, tmp_path, capsys):
 
 def test_the_app_picker_and_its_environment_take_the_name(clip_repo, monkeypatch):
     import app as app_module
-    from ic_zoo.ui.context import AppContext
+    from ic_zoo.app.main.context import AppContext
 
     monkeypatch.setenv("IC_ZOO_MODELS", f"{NAME}; squeezenet1_1")  # semicolons: the commas are the classes'
     assert app_module.parse_args([]).model == [NAME, "squeezenet1_1"]

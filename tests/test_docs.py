@@ -79,6 +79,28 @@ def test_every_module_and_subpackage_of_ic_zoo_is_on_the_architecture_page():
     assert not absent, f"docs/architecture.md does not mention these parts of ic_zoo/: {sorted(absent)}"
 
 
+LAYERS = ("analyses", "presentation", "research", "study", "app")
+
+
+def test_every_module_of_every_layer_folder_is_in_its_layout_entry():
+    """Issue 37 item 1: a newcomer points at the layer of any file. Each layer folder has its entry in the
+    layout block, and that entry names each of its modules and subfolders."""
+    entries = dict(_layout_entries(ARCH.read_text()))
+    missing = []
+    for layer in LAYERS:
+        folder = ROOT / "ic_zoo" / layer
+        entry = entries.get(f"ic_zoo/{layer}/")
+        if entry is None:
+            missing.append(f"ic_zoo/{layer}/ (no entry)")
+            continue
+        for p in folder.rglob("*"):
+            name = p.name + "/" if p.is_dir() and (p / "__init__.py").exists() else p.name
+            if p.suffix == ".py" and p.name != "__init__.py" or name.endswith("/"):
+                if not re.search(r"(?<![\w.])" + re.escape(name), entry):
+                    missing.append(f"{p.relative_to(ROOT)} (not in the ic_zoo/{layer}/ entry)")
+    assert not missing, f"docs/architecture.md's layout misses: {missing}"
+
+
 def test_readme_is_short_and_its_links_exist():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert lines[0] == "---"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ic_zoo import explain_parts as P
-from ic_zoo.explain_bench import SIZE, select_images
+from ic_zoo.research import explain_parts as P
+from ic_zoo.research.explain_bench import SIZE, select_images
 from ic_zoo.flower2d import generator as g
 from ic_zoo.session import get_classifier
 
@@ -100,7 +100,7 @@ def test_a_published_part_table_gains_explainers_without_rerunning_the_rest():
     """explain-bench --protocol parts --update: re-measured rows replace theirs, new ones are added, the
     others stay; a table of other images (another n) is refused with one sentence."""
     from ic_zoo.errors import InputError
-    from ic_zoo.explain_parts import merge
+    from ic_zoo.research.explain_parts import merge
 
     def row(e, com):
         return {"variant": "double-12c", "model": "flower2d/resnet", "explainer": e, "control": e == "gt",
@@ -120,7 +120,7 @@ def test_a_published_part_table_gains_explainers_without_rerunning_the_rest():
     with pytest.raises(InputError, match="n=4"):
         merge(old, {**new, "parts_config": {**new["parts_config"], "n": 6}})
     # a full run (--protocol all --update): the region table's merge carries the part-level rows the same way
-    from ic_zoo.explain_bench import merge as merge_full
+    from ic_zoo.research.explain_bench import merge as merge_full
 
     region = {"config": {"variants": ["double-12c"], "explainers": ["gradcam", "cam"], "n": 4, "seeds": 1,
                          "size": 64, "fractions": [0.0]}, "machine": {}, "results": [], "parts": [], "seconds": 9.0}
@@ -133,7 +133,7 @@ def test_the_full_run_reads_the_region_maps_instead_of_explaining_again(monkeypa
     """explain-bench --protocol all: the part-level protocol scores the region protocol's own maps of the
     true class (its images are the first seed's first ones), so each is made once, and the scores equal
     those of the part-level protocol run alone."""
-    from ic_zoo import explain_bench as EB
+    from ic_zoo.research import explain_bench as EB
     from ic_zoo.session import get_explainer
 
     ex = get_explainer("gradcam")

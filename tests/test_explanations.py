@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import ic_zoo
-from ic_zoo.explain_bench import controls_ordered, energy, mean_iou, pointing, top_m_iou
+from ic_zoo.analyses.metrics import energy, mean_iou, pointing, top_m_iou
+from ic_zoo.research.explain_bench import controls_ordered
 from ic_zoo.explainers import vebi as V
 from ic_zoo.flower2d import generator as g
 from ic_zoo.session import get_classifier, get_explainer
@@ -124,7 +125,7 @@ def test_occlusion_points_at_the_discriminative_parts_and_shares_its_inpainting(
 def _occlusion_pair(key, n):
     """Fast (no budget) and exhaustive occlusion maps of n held-out images the model
     gets right, with the fast one's passes."""
-    from ic_zoo.explain_bench import select_images
+    from ic_zoo.research.explain_bench import select_images
     from ic_zoo.explainers import occlusion as O
 
     clf = get_classifier(key)
@@ -151,7 +152,7 @@ def test_fast_occlusion_agrees_with_the_exhaustive_one(key, n):
     thresholds leave room for other images: 95%, 0.03, 0.9 and 60%. Spearman over all 200 segments is lower
     by construction (the background is never removed, so it is one plateau against the exhaustive map's
     small noisy values) and is not held to a bound."""
-    from ic_zoo.explain_bench import occlusion_agreement
+    from ic_zoo.research.explain_bench import occlusion_agreement
 
     maps, ious, n_ref = _occlusion_pair(key, n)
     a = occlusion_agreement(maps)
@@ -276,7 +277,7 @@ def _flat(v) -> list[float]:
 def test_variants_side_by_side_give_the_rows_of_one_process():
     """jobs=2: the two variants run in two processes, one core each; every score, the verdicts and the
     part-level rows are those of one process running both."""
-    from ic_zoo import explain_bench as EB
+    from ic_zoo.research import explain_bench as EB
 
     kw = dict(variants=["double-12c", "single-6c"], explainers=["gradcam", "occlusion"], n=2, seeds=1, quick=True,
               log=lambda s: None, parts=2)
@@ -310,7 +311,7 @@ def test_a_published_table_gains_explainers_without_rerunning_the_rest(tmp_path,
     rows replace theirs, new ones are added, the others stay; a table of other images is refused."""
     from ic_zoo.cli import main
     from ic_zoo.errors import InputError
-    from ic_zoo.explain_bench import merge
+    from ic_zoo.research.explain_bench import merge
 
     def row(e, v):
         return {"variant": "double-12c", "model": "flower2d/resnet", "explainer": e, "control": e == "gt",

@@ -1,4 +1,4 @@
-"""Issue 37 item 3: every Gradio internal the apps use is reached through ic_zoo.gradio_internals, and
+"""Issue 37 item 3: every Gradio internal the apps use is reached through ic_zoo.app.gradio_internals, and
 each one is checked here against the installed Gradio, so an upgrade that changes one fails by name."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 import pytest
 
-from ic_zoo import gradio_internals as gi
+from ic_zoo.app import gradio_internals as gi
 from ic_zoo.errors import IcZooError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,8 @@ import pytest
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-from ic_zoo import registry, serve  # noqa: E402
+from ic_zoo import registry  # noqa: E402
+from ic_zoo.app import serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -198,7 +199,7 @@ EXITS = """
 import sys, threading, time
 sys.path.insert(0, {root!r})
 import gradio as gr
-from ic_zoo import serve
+from ic_zoo.app import serve
 threading.Thread(target=time.sleep, args=(300,), daemon=False).start()  # what kept replicas alive
 def build():
     with gr.Blocks() as demo:
@@ -313,7 +314,7 @@ def test_a_forwarded_address_is_believed_only_from_a_trusted_proxy(monkeypatch, 
     cap). serve.trust_proxies: only the proxies in IC_ZOO_TRUSTED_PROXIES (none by default)."""
     from gradio_client import Client
 
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", "placeholder")
     monkeypatch.delenv("FORWARDED_ALLOW_IPS")  # restored to what it was after the test
@@ -336,7 +337,7 @@ def test_a_client_that_hangs_up_on_the_placeholder_leaves_no_traceback(capfd):
     proxy's check that gave up, a page that reloaded, before the answer was written)."""
     import socket
 
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""Long jobs (ic_zoo/jobs.py): one job per key, a sentence when one fails, and on PostgreSQL a job whose
+"""Long jobs (ic_zoo/app/jobs.py): one job per key, a sentence when one fails, and on PostgreSQL a job whose
 replica died (kill -9) or stopped (SIGTERM's close) finished by another replica, once."""
 import os
 import signal
@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from ic_zoo import jobs
+from ic_zoo.app import jobs
 
 
 def doubling(calls: list, pause: float = 0.0):
@@ -96,7 +96,7 @@ def test_postgres_queue_is_shared_and_one_run_per_key(pg_url):
 
 REPLICA = textwrap.dedent("""
     import sys, time
-    from ic_zoo import jobs
+    from ic_zoo.app import jobs
     q = jobs.PgJobs(sys.argv[1], stalled_s=3)
     def slow(args, progress):
         while True:
@@ -187,8 +187,9 @@ def test_slow_maps_asked_on_one_replica_are_computed_by_another(pg_url, monkeypa
     os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
     import app as app_module
     import ic_zoo
-    from ic_zoo.ui import context, work
-    from ic_zoo.ui.comparison import slow_maps
+    from ic_zoo.app import work
+    from ic_zoo.app.main import context
+    from ic_zoo.app.comparison import slow_maps
 
     flowers = ["flower2d/squeezenet", "flower2d/resnet"]
     secret = "j" * 64
@@ -234,7 +235,7 @@ def test_slow_maps_asked_on_one_replica_are_computed_by_another(pg_url, monkeypa
     finally:
         demo.close()
         demo.ic_zoo_tabs.close()
-        for close in demo.ic_zoo_closers:  # A's job queue (what ic_zoo.serve closes after the drain)
+        for close in demo.ic_zoo_closers:  # A's job queue (what ic_zoo.app.serve closes after the drain)
             close()
         b.jobs.close()
         b.tabs.close()
@@ -246,7 +247,7 @@ def test_the_study_export_asked_on_one_replica_is_made_by_another(pg_url, monkey
     import zipfile
 
     from ic_zoo.study import load_study
-    from ic_zoo.study.ui import StudyApp
+    from ic_zoo.app.study.ui import StudyApp
 
     study = load_study(Path(__file__).resolve().parents[1] / "examples" / "study" / "flower_study.yaml")
     monkeypatch.setenv("IC_ZOO_JOBS", pg_url)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import ic_zoo
-from ic_zoo.explain_bench import pointing, select_images, top_m_iou
+from ic_zoo.analyses.metrics import pointing, top_m_iou
+from ic_zoo.research.explain_bench import select_images
 from ic_zoo.explainers import occlusion as occ
 from ic_zoo.flower2d import generator as g
 

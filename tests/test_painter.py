@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ic_zoo.errors import InputError
-from ic_zoo.ui import painter
+from ic_zoo.app import painter
 
 
 def _distance_to_path(shape, pts) -> np.ndarray:

@@ -247,7 +247,7 @@ def test_readme_plugins_in_the_app(readme_plugins):
     from PIL import Image
 
     import app as app_module
-    from ic_zoo.ui.context import classifier_choices, explainer_choices, inpainter_choices
+    from ic_zoo.app.main.context import classifier_choices, explainer_choices, inpainter_choices
 
     assert "my-resnet18" in [v for _, v in classifier_choices()]
     assert "pixelate" in [v for _, v in inpainter_choices()[0]]

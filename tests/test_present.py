@@ -1,4 +1,4 @@
-"""The presentation functions (ic_zoo.present): what the app shows, computed without Gradio."""
+"""The presentation functions (ic_zoo.presentation.present): what the app shows, computed without Gradio."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ic_zoo
-from ic_zoo import present
+from ic_zoo.presentation import present
 from ic_zoo.flower2d import generator as g
 
 
@@ -127,7 +127,7 @@ def test_slow_maps_say_when_the_image_changed_under_them():
 
 
 def test_a_titled_panel_names_both_classes_above_it():
-    from ic_zoo import present
+    from ic_zoo.presentation import present
 
     img = np.zeros((40, 300, 3), np.uint8)
     out = present.titled(img, "why 'a' rather than 'b'")
@@ -136,7 +136,7 @@ def test_a_titled_panel_names_both_classes_above_it():
 
 def test_progress_never_goes_backwards_across_steps():
     """Several explainers (or images) each report 0..1: the bar the user sees only moves forward."""
-    from ic_zoo import gradio_util
+    from ic_zoo.app import gradio_util
 
     seen = []
     forward = gradio_util.monotonic(lambda f, desc=None: seen.append((f, desc)))
@@ -163,7 +163,7 @@ def test_the_status_line_after_a_success_says_what_happened_and_no_earlier_error
 
 
 def test_short_names_are_first_synonyms_only_where_they_name_one_class():
-    from ic_zoo import present
+    from ic_zoo.presentation import present
 
     labels = ["dock, dockage, docking facility", "tabby, tabby cat", "tiger cat", "red petals, green centre",
               "red petals, orange centre", "crane", "crane, bird"]
@@ -178,9 +178,9 @@ def test_short_names_are_first_synonyms_only_where_they_name_one_class():
 def test_server_paths_are_left_out_of_what_a_page_shows():
     import gradio as gr
 
-    from ic_zoo import present
+    from ic_zoo.presentation import present
     from ic_zoo.errors import WeightsUnavailableError
-    from ic_zoo.gradio_util import guarded
+    from ic_zoo.app.gradio_util import guarded
 
     sentence = ("'hf-hub:a/b' is not in the cache folder /root/.cache/huggingface/hub and huggingface.co cannot "
                 "be reached; see https://huggingface.co/a/b or ~/.cache/torch/x.pt")

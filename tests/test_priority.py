@@ -43,7 +43,7 @@ def test_no_foreground_event_no_wait_and_a_bounded_one():
 def test_a_trust_score_is_the_same_whether_or_not_it_yielded():
     """The checkpoints change when the work is done, not its result."""
     import ic_zoo
-    from ic_zoo import trust
+    from ic_zoo.analyses import trust
 
     clf = ic_zoo.create("classifier", "flower2d/squeezenet")
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ from PIL import Image
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import app as app_module  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
-from ic_zoo import gradio_util  # noqa: E402
+from ic_zoo.app import gradio_util  # noqa: E402
 from ic_zoo.flower2d import generator as g  # noqa: E402
 
 FLOWERS = ["flower2d/squeezenet", "flower2d/resnet"]
@@ -368,7 +368,7 @@ def test_uploads_are_bounded_per_client(monkeypatch):
     """Issue 36, item 8: a client may upload at most IC_ZOO_UPLOAD_MB_PER_CLIENT in any 10 minutes (a 429
     with one sentence, before the body is read); other clients are not affected; behind a proxy whose
     forwarded address is not trusted the clients cannot be told apart and only the size limit holds."""
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
     monkeypatch.delenv("FORWARDED_ALLOW_IPS", raising=False)
     monkeypatch.setenv(serve.UPLOAD_MB_ENV, "0.001")  # 1000 bytes
@@ -398,7 +398,7 @@ def test_a_file_larger_than_the_apps_read_is_refused(tmp_path):
 
     import httpx
 
-    from ic_zoo import serve
+    from ic_zoo.app import serve
 
     assert serve.MAX_FILE_SIZE == "20mb"
     with socket.socket() as sock:

@@ -23,7 +23,7 @@ def _formatters():
     import replicas
     import soak
 
-    from ic_zoo import bench, explain_bench, explain_parts, latency
+    from ic_zoo.research import bench, explain_bench, explain_parts, latency
 
     # (the Markdown file, the JSON it is made from, the formatter): one explain-bench run makes three
     return [("capacity_cpu", "capacity_cpu", replicas.capacity_table),

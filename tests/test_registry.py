@@ -267,9 +267,10 @@ def test_an_explainer_declared_as_plugins_readme_says_is_slow_everywhere(capsys)
     or the CLI, which read only register(..., cost=): the explainer ran on every stroke there."""
     import numpy as np
 
-    from ic_zoo import Explainer, cli, present
+    from ic_zoo import Explainer, cli
+    from ic_zoo.presentation import present
     from ic_zoo.explainers._base import ExplainOutput
-    from ic_zoo.ui.context import explainer_choices
+    from ic_zoo.app.main.context import explainer_choices
 
     @ic_zoo.register("explainer", "t_centre_slow")
     class CentreSlow(Explainer):

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
-from ic_zoo import serve  # noqa: E402
-from ic_zoo.study.ui import MOVED as STUDY_MOVED  # noqa: E402
+from ic_zoo.app import serve  # noqa: E402
+from ic_zoo.app.study.ui import MOVED as STUDY_MOVED  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

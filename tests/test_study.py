@@ -198,7 +198,7 @@ def test_ip_is_stored_only_when_the_study_asks(tmp_path):
 @pytest.fixture
 def study_app(tmp_path, monkeypatch):
     """The example study in study mode on a fresh SQLite log; yields (demo, url, db url, study)."""
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     monkeypatch.setenv("IC_ZOO_ADMIN_PASSWORD", "s3cret")
     study = load_study(EXAMPLE)
@@ -269,7 +269,7 @@ def test_study_session_end_to_end(study_app, tmp_path):
     assert orders[0] != orders[-1] and sorted(orders[0]) == sorted(orders[-1])
     # admin: password required, then per participant and per task progress; before it, the tables show their
     # columns (not Gradio's placeholder "1 2 3")
-    from ic_zoo.study.ui import PARTICIPANT_COLUMNS, TASK_COLUMNS
+    from ic_zoo.app.study.ui import PARTICIPANT_COLUMNS, TASK_COLUMNS
 
     comps = {c["props"].get("elem_id"): c for c in demo.config["components"] if c.get("props", {}).get("elem_id")}
     assert comps["admin_participants"]["props"]["value"]["headers"] == PARTICIPANT_COLUMNS
@@ -334,7 +334,7 @@ def test_export_and_replay_cli(study_app, tmp_path, capsys):
 
 def test_uploads_only_when_the_study_allows_them(tmp_path):
     from ic_zoo.cli import main
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     path = _mini_study(tmp_path)
     closed = build_study_demo(load_study(path), f"sqlite:///{tmp_path / 'closed.sqlite'}")
@@ -453,7 +453,7 @@ LOAD = tuple(int(v) for v in os.environ.get("IC_ZOO_STUDY_LOAD", "8x15").split("
 
 @pytest.mark.slow
 def test_concurrent_participants_log_every_edit_exactly_once(db_url, tmp_path):
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     study = load_study(_mini_study(tmp_path, size=96))
     demo = build_study_demo(study, db_url, concurrency=2)
@@ -665,7 +665,7 @@ def test_a_change_the_log_cannot_take_is_undone_and_the_page_keeps_serving(tmp_p
     import sqlite3
 
     from ic_zoo.cli import main
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     monkeypatch.setenv("IC_ZOO_DB_BUSY_TIMEOUT_S", "1")
     path = _mini_study(tmp_path)
@@ -735,7 +735,7 @@ def test_a_stuck_log_write_holds_no_model_slot(tmp_path, monkeypatch):
     by stuck writes no participant's stroke was even computed."""
     import threading
 
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     demo = build_study_demo(load_study(_mini_study(tmp_path)), f"sqlite:///{tmp_path / 'stuck.sqlite'}",
                             concurrency=1)
@@ -774,7 +774,7 @@ def test_replay_reports_a_change_missing_from_the_log(tmp_path, capsys):
     """Before: a log whose n_edits jumped (a stroke applied on the page but never logged) replayed
     without a word about it."""
     from ic_zoo.cli import main
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     db = f"sqlite:///{tmp_path / 'gap.sqlite'}"
     path = _mini_study(tmp_path)
@@ -834,7 +834,7 @@ def test_participant_links_are_signed_and_an_unsigned_one_reaches_nobody(tmp_pat
     """Before: anyone who knew or guessed ?participant=P01 resumed P01, strokes and answers included."""
     from ic_zoo.cli import main
     from ic_zoo.study import security
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     monkeypatch.delenv("IC_ZOO_STUDY_SECRET", raising=False)
     assert main(["study", "links", "--ids", "P01", "--base-url", "http://x/"]) == 2
@@ -891,7 +891,7 @@ def test_the_cap_per_client_counts_only_addresses_that_name_a_client(monkeypatch
     are counted by their own address."""
     from types import SimpleNamespace as NS
 
-    from ic_zoo.study.security import client_address
+    from ic_zoo.app.serve import client_address
 
     def req(host, xff=None):
         return NS(client=NS(host=host), headers={"x-forwarded-for": xff} if xff else {})
@@ -910,8 +910,8 @@ def test_one_client_cannot_use_up_the_minute_of_newcomers(tmp_path, monkeypatch)
     """Issue 36 item 7: the cap on new participants was global only, so one script kept every real newcomer
     out for a minute. Now each address has its own cap under the global one (addresses come from a trusted
     proxy's X-Forwarded-For here, as behind deploy/haproxy.cfg)."""
-    from ic_zoo import serve
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app import serve
+    from ic_zoo.app.study.ui import build_study_demo
 
     monkeypatch.setenv("IC_ZOO_STUDY_NEW_PER_MIN", "5")
     monkeypatch.setenv("IC_ZOO_STUDY_NEW_PER_CLIENT_PER_MIN", "2")
@@ -942,7 +942,7 @@ def test_one_client_cannot_use_up_the_minute_of_newcomers(tmp_path, monkeypatch)
 
 def test_new_participants_are_capped_per_minute(tmp_path, monkeypatch):
     """Before: the API created participants without limit, each taking a Latin-square row."""
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     monkeypatch.setenv("IC_ZOO_STUDY_NEW_PER_MIN", "2")
     db = f"sqlite:///{tmp_path / 'cap.sqlite'}"
@@ -969,7 +969,7 @@ def test_new_participants_are_capped_per_minute(tmp_path, monkeypatch):
 def test_a_public_study_needs_its_secrets(tmp_path, monkeypatch):
     """Before: the browser-state secret defaulted to a value derived from the public study file."""
     from ic_zoo.errors import IcZooError
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     study = load_study(_mini_study(tmp_path))
     for name in ("IC_ZOO_STUDY_SECRET", "IC_ZOO_BROWSER_SECRET", "SPACE_ID"):
@@ -1008,7 +1008,7 @@ def test_admin_wrong_passwords_slow_guessing_down_and_are_logged(tmp_path, monke
     waits (1 s, 2 s, ...) before a password is looked at, and the right one works once the wait is over."""
     import logging
 
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     monkeypatch.setenv("IC_ZOO_ADMIN_PASSWORD", "s3cret")
     monkeypatch.setenv("IC_ZOO_ADMIN_MAX_FAILURES", "3")
@@ -1074,7 +1074,7 @@ def test_admin_throttle_per_address_and_overall_and_the_join_cap():
 def test_a_released_tab_rebuilds_its_task_from_the_log(tmp_path, monkeypatch):
     """Bounded memory in study mode (issue 12): beyond IC_ZOO_MAX_SESSIONS the least recently used tab
     gives up its images; its next stroke finds them rebuilt from the log, strokes included."""
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     monkeypatch.setenv("IC_ZOO_MAX_SESSIONS", "1")
     path = _mini_study(tmp_path)
@@ -1102,7 +1102,7 @@ def _fn(demo, name):
 
 
 def _tab(out):
-    from ic_zoo.study.ui import StudyState
+    from ic_zoo.app.study.ui import StudyState
 
     return next(v for v in out.values() if isinstance(v, StudyState))
 
@@ -1181,7 +1181,7 @@ def test_a_stroke_still_running_on_the_old_replica_never_makes_the_log_differ_fr
     with events, not timing."""
     import threading
 
-    from ic_zoo.study.ui import STALE, build_study_demo
+    from ic_zoo.app.study.ui import STALE, build_study_demo
 
     path = _mini_study(tmp_path)
     study = load_study(path)
@@ -1252,7 +1252,7 @@ def test_study_api_a_change_with_a_stale_base_gets_the_one_sentence(tmp_path):
     """Through the app endpoint: the edit outputs carry the page's base; a stroke, an undo or answers
     sent with an older one are refused with the sentence and not logged; without one (an API caller
     that leaves it out) the tab's own base is used; a normal run is logged as before."""
-    from ic_zoo.study.ui import STALE, build_study_demo
+    from ic_zoo.app.study.ui import STALE, build_study_demo
 
     path = _mini_study(tmp_path)
     db = f"sqlite:///{tmp_path / 'fence.sqlite'}"
@@ -1295,7 +1295,7 @@ def test_replay_explains_a_stroke_committed_after_the_reload_in_the_order_it_hap
     import threading
 
     from ic_zoo.cli import main
-    from ic_zoo.study.ui import StudyApp, build_study_demo
+    from ic_zoo.app.study.ui import StudyApp, build_study_demo
 
     real_next = D.StudyStore._next_seq
     monkeypatch.setattr(D.StudyStore, "_next_seq", staticmethod(lambda conn, pid, base: real_next(conn, pid, None)))
@@ -1340,8 +1340,8 @@ def test_study_api_a_stroke_as_points_is_logged_as_its_mask_once(tmp_path):
     """Through /study_stroke (what the participant's canvas sends): the stroke is logged with the mask the
     brush drew (painter.stroke_mask), the same ids sent again are not logged again, a malformed stroke or a
     stale base gets one sentence and nothing is logged."""
-    from ic_zoo.study.ui import STALE, build_study_demo
-    from ic_zoo.ui import painter
+    from ic_zoo.app.study.ui import STALE, build_study_demo
+    from ic_zoo.app import painter
 
     path = _mini_study(tmp_path)
     db = f"sqlite:///{tmp_path / 'points.sqlite'}"

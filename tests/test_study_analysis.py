@@ -46,7 +46,7 @@ def _simulate(tmp_path, name, groups, answer="petals", admin=None):
     strokes and answer; returns the log's URL."""
     from PIL import Image
 
-    from ic_zoo.study.ui import build_study_demo
+    from ic_zoo.app.study.ui import build_study_demo
 
     (tmp_path / name).mkdir(parents=True, exist_ok=True)
     path = _mini_study(tmp_path / name, models=(MODEL,), size=SIZE)

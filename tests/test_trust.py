@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import ic_zoo
-from ic_zoo import trust as tr
-from ic_zoo.explain_bench import select_images
+from ic_zoo.analyses import trust as tr
+from ic_zoo.research.explain_bench import select_images
 from ic_zoo.flower2d import generator as g
 
 
@@ -108,7 +108,7 @@ def test_cli_edit_writes_trust(case, tmp_path):
 
 
 def test_app_shows_trust_under_each_map(case):
-    from ic_zoo.ui.comparison import model_view
+    from ic_zoo.app.comparison import model_view
 
     clf, img, gt, y, x = case
     s = ic_zoo.Session(img, device="cpu")

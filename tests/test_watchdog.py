@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from ic_zoo import serve
-from ic_zoo.ui import watchdog
+from ic_zoo.app import serve
+from ic_zoo.app import watchdog
 
 
 def test_the_bounds_come_from_the_environment(monkeypatch):

@@ -313,7 +313,7 @@ def test_cli_classifies_photos_with_imagenet_and_flowers_with_flower2d_by_defaul
 
 # -- ZeroGPU -------------------------------------------------------------------------------------------
 def test_zero_gpu_wraps_model_calls_only_on_zero_gpu(monkeypatch):
-    from ic_zoo import gradio_util
+    from ic_zoo.app import gradio_util
 
     calls = []
 

@@ -5,7 +5,7 @@ SQLAlchemy), and the researcher's side (export, replay, progress).
     study = load_study("examples/study/flower_study.yaml")
     store = StudyStore(engine_for("sqlite:///study.sqlite"), study)
 
-The Gradio UI is ``ic_zoo.study.ui.build_study_demo`` (``python app.py --study study.yaml``); the CLI is
+The Gradio UI is ``ic_zoo.app.study.ui.build_study_demo`` (``python app.py --study study.yaml``); the CLI is
 ``python -m ic_zoo study export|replay|progress|links`` (``links`` issues signed participant links,
 see ``ic_zoo.study.security``).
 """

@@ -408,7 +408,7 @@ def truth_scores(truth: np.ndarray, human: np.ndarray, h_boot: np.ndarray, maps:
     """Humans vs the ground-truth region, and each model map vs it: the top-|T| IoU (T: the truth's
     area, as explain-bench scores maps) and whether the map's peak lies inside it. ``h_boot``: the
     bootstrap mean maps; ``h_jack``: the leave-one-out ones (for BCa)."""
-    from ..explain_bench import pointing, top_m_iou
+    from ..analyses.metrics import pointing, top_m_iou
 
     t = to_grid(truth.astype(np.float32), side) > 0.5
 

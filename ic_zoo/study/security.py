@@ -101,17 +101,6 @@ class RateCap:
             return True
 
 
-def client_address(request) -> str | None:
-    """The address that names the client of a Gradio ``request`` (``serve.named_client``: None behind a
-    proxy whose forwarded address is not trusted, where every client has the proxy's address)."""
-    from ..serve import named_client
-
-    client = getattr(request, "client", None)
-    headers = getattr(request, "headers", None) or {}
-    return named_client(getattr(client, "host", None) if client is not None else None,
-                        headers.get("x-forwarded-for") is not None)
-
-
 class ClientRateCap:
     """:class:`RateCap` per client address: at most ``limit`` events from one address in any ``window_s``
     seconds (the global cap alone let one script keep every real newcomer out for a minute). Addresses with

@@ -33,10 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .command import Command
+from ..analyses.metrics import THRESHOLDS, _norm, energy, mean_iou, pointing, roc_auc, top_m_iou  # noqa: F401
+from ..analyses.trust import FRACTIONS
+from ..command import Command
+from ..registry import register
 from . import explain_parts
-from .registry import register
-from .trust import FRACTIONS
 
 ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "finercam", "refinecam",
                   "scorecam", "scorecam-topk", "ablationcam", "ablationcam-topk", "fullgrad", "fem", "kpcacam",
@@ -47,55 +48,16 @@ OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
 QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")
 CONTROLS = ("gt", "random", "centre")
 VARIANTS = ("double-12c", "single-6c")
-THRESHOLDS = np.round(np.arange(0.05, 0.951, 0.05), 2)
 TARGETS = {"double-12c": (0.75, 0.95), "single-6c": (0.65, 0.90)}  # (top-|M| IoU, pointing)
 PROTOTYPE = {"double-12c": (0.646, 0.98), "single-6c": (0.574, 0.833)}  # VEBI-style without the stride fix
 SIZE = 64
-
-
-# -- metrics -------------------------------------------------------------------------------------------
-def _norm(h: np.ndarray) -> np.ndarray:
-    h = np.asarray(h, np.float64)
-    lo, hi = h.min(), h.max()
-    return (h - lo) / (hi - lo) if hi > lo else np.zeros_like(h)
-
-
-def top_m_iou(h: np.ndarray, m: np.ndarray) -> float:
-    k = int(m.sum())
-    sel = np.zeros(h.size, bool)
-    sel[np.argsort(-h.ravel(), kind="stable")[:k]] = True
-    sel = sel.reshape(h.shape)
-    return float((sel & m).sum() / max((sel | m).sum(), 1))
-
-
-def mean_iou(h: np.ndarray, m: np.ndarray) -> float:
-    hn = _norm(h)
-    return float(np.mean([((hn >= t) & m).sum() / max(((hn >= t) | m).sum(), 1) for t in THRESHOLDS]))
-
-
-def pointing(h: np.ndarray, m: np.ndarray) -> float:
-    return float(m.ravel()[int(np.argmax(h))])
-
-
-def energy(h: np.ndarray, m: np.ndarray) -> float:
-    hp = np.maximum(np.asarray(h, np.float64), 0)
-    s = hp.sum()
-    return float(hp[m].sum() / s) if s > 0 else 0.0
-
-
-def roc_auc(pos: list[float], neg: list[float]) -> float:
-    """P(a positive scores above a negative), ties counted half (Mann-Whitney U)."""
-    if not pos or not neg:
-        return float("nan")
-    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
-    return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
 
 
 def control_map(name: str, m: np.ndarray, rng) -> np.ndarray:
     if name == "gt":
         return m.astype(np.float32)
     if name == "random":
-        from .trust import random_map
+        from ..analyses.trust import random_map
 
         return random_map(m.shape, rng)
     if name == "centre":
@@ -107,7 +69,7 @@ def control_map(name: str, m: np.ndarray, rng) -> np.ndarray:
 
 def deletion_auc(clf, img: np.ndarray, h: np.ndarray, y: int, fill) -> float:
     """The deletion AUC of map ``h`` (the trust score's measure, ``trust.deletion_probs``)."""
-    from .trust import auc, deletion_probs
+    from ..analyses.trust import auc, deletion_probs
 
     return float(auc(deletion_probs(clf, img, h, y, fill))[0])
 
@@ -115,7 +77,7 @@ def deletion_auc(clf, img: np.ndarray, h: np.ndarray, y: int, fill) -> float:
 # -- the run -------------------------------------------------------------------------------------------
 def select_images(clf, variant: str, n: int, seed: int, max_tries: int = 2000):
     """n held-out samples the model gets right and that pass the recolour test."""
-    from .flower2d import generator as g
+    from ..flower2d import generator as g
 
     C = g.num_classes(variant)
     out, i, tries = [], 40000 + 1000 * seed, 0
@@ -140,7 +102,7 @@ def part_selectivity(clf, samples, fill) -> dict:
     discriminative pixels of another part); ROC-AUC of discriminative vs other removals."""
     import cv2
 
-    from .flower2d import generator as g
+    from ..flower2d import generator as g
 
     k = np.ones((3, 3), np.uint8)
     drops = {"exact": {}, "inpaint": {}}
@@ -200,7 +162,7 @@ def run(variants=VARIANTS, models=None, explainers=None, n: int = 20, seeds: int
 
 
 def _run_variants(variants, models, explainers, n, seeds, quick, parts_n, log=print) -> tuple[dict, dict]:
-    from .explainers.occlusion import cache_size
+    from ..explainers.occlusion import cache_size
 
     with cache_size(8 * n * seeds + 16):
         return _run(variants, models, explainers, n, seeds, quick, log, parts_n)
@@ -211,7 +173,7 @@ def _variant_job(job) -> tuple[dict, dict]:
     inpainters' threads)."""
     import torch
 
-    from .inpainters import _base
+    from ..inpainters import _base
 
     *args, threads = job
     torch.set_num_threads(threads)
@@ -234,9 +196,9 @@ def _merge_variant_runs(docs: list[dict]) -> dict:
 
 
 def _run(variants, models, explainers, n, seeds, quick, log, parts_n) -> tuple[dict, dict]:
-    from .classifiers.flower2d_models import shipped_for
-    from .flower2d import generator as g
-    from .session import get_classifier, get_explainer, get_inpainter
+    from ..classifiers.flower2d_models import shipped_for
+    from ..flower2d import generator as g
+    from ..session import get_classifier, get_explainer, get_inpainter
 
     t_start = time.perf_counter()
     explainers = list(explainers or (QUICK_EXPLAINERS if quick else ALL_EXPLAINERS))
@@ -321,7 +283,7 @@ def occlusion_agreement(maps: dict) -> dict | None:
     and over those carrying at least 10% of the exhaustive map's top score (the explanation itself)."""
     from scipy.stats import spearmanr
 
-    from .explainers.occlusion import segments
+    from ..explainers.occlusion import segments
 
     same, rho_all, rho_top, passes = [], [], [], []
     for d in maps.values():
@@ -428,8 +390,8 @@ def draw_figure(fig_data: dict, path: str) -> None:
     """Rows: images (3 per model); columns: the image, the mask, then every method's map."""
     import cv2
 
-    from .imageio import save_png
-    from .viz import overlay
+    from ..imageio import save_png
+    from ..presentation.viz import overlay
 
     blocks = []
     cell = 96
@@ -521,7 +483,7 @@ def merge(old: dict, new: dict) -> dict:
     """``old`` with ``new``'s rows in place of the same (variant, model, explainer) and its other rows
     added: a published table gains or re-measures explainers without rerunning the rest. Both must score
     the same images (same n, seeds, size and deletion steps), else one sentence says which differs."""
-    from .errors import InputError
+    from ..errors import InputError
 
     for k in ("n", "seeds", "size", "fractions"):
         if old["config"].get(k) != new["config"].get(k):
@@ -570,7 +532,7 @@ def cmd_bench(args) -> int:
               seeds=args.seeds or (1 if args.quick else 3), quick=args.quick, figure=args.figure, log=log,
               parts=(args.parts_n or n) if args.protocol == "all" else None, jobs=jobs)
     if args.update:
-        from .errors import InputError
+        from ..errors import InputError
 
         try:
             doc = merge(json.loads(Path(args.update).read_text()), doc)
@@ -614,7 +576,7 @@ def _cmd_parts(args, log) -> int:
                                        log=log))
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     if args.update:
-        from .errors import InputError
+        from ..errors import InputError
 
         try:
             doc = explain_parts.merge(json.loads(Path(args.update).read_text()), doc)

@@ -11,10 +11,13 @@ import numpy as np
 
 import ic_zoo
 
-from .. import gradio_util, imageio, present
-from ..errors import IcZooError
+from .. import gradio_util
+from ... import imageio
+from ...presentation import present
+from ...errors import IcZooError
 from ..gradio_util import editor_rgb, same_image, stroke_mask
-from . import painter, tool_handlers
+from .. import painter
+from . import tool_handlers
 from .context import MAX_MODELS, AppContext, classifier_choices
 from .panels import Page
 from .state import AppState
@@ -197,7 +200,7 @@ def wire_selections(ctx: AppContext, ui: Page, history: dict) -> None:
 
     ed.click_img.select(on_click_select, [ed.collect] + pick, out, api_visibility="private", **busy).then(**history)
 
-    # the before / after slider and the click-select image are drawn only while shown (ic_zoo.ui.context.show):
+    # the before / after slider and the click-select image are drawn only while shown (ic_zoo.app.main.context.show):
     # opening one sends the current images; the slider's toggle also swaps it for the canvas in the page
     def shown(flag: str, component, images):
         def on_toggle(on, st):

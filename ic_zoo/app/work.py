@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import IcZooError
-from ..jobs import create_tables
+from .jobs import create_tables
 from ..imageio import image_to_png, mask_to_png, png_to_image, png_to_mask
 
 log = logging.getLogger(__name__)

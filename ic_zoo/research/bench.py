@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .command import Command
-from .errors import IcZooError
-from .registry import register
+from ..command import Command
+from ..errors import IcZooError
+from ..registry import register
 
 DEFAULT_MODELS = ("squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k")
 TARGET_EDIT_VS_FORWARD = 1.5
@@ -74,8 +74,8 @@ def run_bench(models=DEFAULT_MODELS, explainer: str = "gradcam", size: int = 224
     import torch
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from .explainers.cam_methods import FAST_METHODS
-    from .session import Session, get_classifier, get_explainer
+    from ..explainers.cam_methods import FAST_METHODS
+    from ..session import Session, get_classifier, get_explainer
 
     say = log or (lambda *_: None)
     if explainer not in FAST_METHODS:
@@ -172,7 +172,7 @@ _EDIT_CACHE: dict = {}
 def _edited(img, size, r, inpainter):
     key = (size, r, inpainter)
     if key not in _EDIT_CACHE:
-        from .session import get_inpainter
+        from ..session import get_inpainter
 
         _EDIT_CACHE[key] = get_inpainter(inpainter).inpaint(img, stroke_mask(size, r))
     return _EDIT_CACHE[key]
@@ -234,7 +234,7 @@ def cmd_bench(args) -> int:
     import sys
     from pathlib import Path
 
-    from .zoo import imagenet_default, resolve_model
+    from ..zoo import imagenet_default, resolve_model
 
     if args.from_json:  # regenerate the table (and the README's markdown) from a saved result
         try:

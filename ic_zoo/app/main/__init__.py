@@ -1,8 +1,9 @@
-"""The app's user interface, built from parts (``python app.py``; study mode reuses the comparison).
+"""The main app's page and its handlers (``python app.py``), built from parts; the parts it shares with study
+mode (the canvas, the model columns, the watchdog, the work record) are one level up, in ``ic_zoo.app``.
 
 * ``panels``: one function per panel (header, inputs, pickers, editor, results, tools); each builds its
   components inside the caller's ``gr.Blocks`` and returns a small object naming them.
-* ``comparison``: the model columns (title, top-5 table, maps, note per model): a fixed number of slots,
+* ``ic_zoo.app.comparison``: the model columns (title, top-5 table, maps, note per model): a fixed number of slots,
   filled and shown in the same answer as the canvas. The app and study mode both show it.
 * ``handlers`` and ``tool_handlers``: the event handlers, each followed by the lines that wire it. A
   handler returns ``{component: value}``; a component left out keeps its value.

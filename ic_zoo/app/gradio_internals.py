@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import re
 
-from .errors import IcZooError
+from ..errors import IcZooError
 
 #: The Gradio versions this project is tested on: from the first, up to (not including) the second.
 TESTED = ((6, 31), (7, 0))

@@ -34,7 +34,7 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[p] = None
     if out.get("ic-zoo") is None:
-        from . import __version__
+        from .. import __version__
 
         out["ic-zoo"] = __version__
     return out

@@ -50,7 +50,7 @@ def part_importance(h: np.ndarray, parts: np.ndarray) -> dict[str, float]:
     """The map's mass inside each part (the part mask dilated by 1 px, as FunnyBirds dilates)."""
     import cv2
 
-    from .flower2d import generator as g
+    from ..flower2d import generator as g
 
     k = np.ones((3, 3), np.uint8)
     h = np.asarray(h, np.float64)
@@ -68,7 +68,7 @@ class Removals:
     def __init__(self, clf, params: dict, size: int) -> None:
         import torch
 
-        from .flower2d import generator as g
+        from ..flower2d import generator as g
 
         self.subsets = [frozenset(c) for r in range(len(PARTS) + 1) for c in itertools.combinations(PARTS, r)]
         images = np.stack([g.render(params, size, remove=sorted(s))[0] for s in self.subsets])
@@ -93,7 +93,7 @@ def _spearman(a, b) -> float:
 
 def ts_classes(variant: str, label: int) -> tuple[int, int, list[str], list[str]] | None:
     """Two classes sharing one disjoint discriminative part each with ``label`` (double-12c only)."""
-    from .flower2d import generator as g
+    from ..flower2d import generator as g
 
     if variant == "single-6c":
         return None
@@ -114,7 +114,7 @@ def score_image(clf, explain, params: dict, img: np.ndarray, parts: np.ndarray, 
     """Per-image protocol values: per-threshold CSDC/PC/DC/D arrays and SD, TS, BI, with the maps read
     through ``explain(x, classes) -> (k, h, w) non-negative maps`` (``rem``: the image's removals, when
     several explainers share them)."""
-    from .flower2d import generator as g
+    from ..flower2d import generator as g
 
     y = int(params["label"])
     disc = set(params["disc_parts"])
@@ -186,9 +186,9 @@ def removal_gap(clf, samples, size: int, inpainters=GAP_INPAINTERS) -> dict:
     import cv2
     import torch
 
-    from .discovery import get_spec
-    from .flower2d import generator as g
-    from .session import get_inpainter
+    from ..discovery import get_spec
+    from ..flower2d import generator as g
+    from ..session import get_inpainter
 
     k = np.ones((3, 3), np.uint8)
     out = {}
@@ -242,9 +242,9 @@ def run_parts(variants, models, explainers, select_images, control_map, n: int =
     first seed are these), read instead of explaining again."""
     import time
 
-    from .classifiers.flower2d_models import shipped_for
-    from .flower2d import generator as g
-    from .session import get_classifier, get_explainer
+    from ..classifiers.flower2d_models import shipped_for
+    from ..flower2d import generator as g
+    from ..session import get_classifier, get_explainer
 
     t0 = time.perf_counter()
     explainers = list(explainers)
@@ -293,7 +293,7 @@ def merge(old: dict, new: dict) -> dict:
     """``old``'s part-level rows with ``new``'s in place of the same (variant, model, explainer) and its
     other rows added (the removal gap and controls re-measured on the same images replace theirs). Both
     must score the same images (same n, gap n, thresholds and size), else one sentence says which differs."""
-    from .errors import InputError
+    from ..errors import InputError
 
     for k in ("n", "gap_n", "thresholds"):
         if old["parts_config"].get(k) != new["parts_config"].get(k):

@@ -32,16 +32,16 @@ import gradio as gr
 import numpy as np
 import sqlalchemy as sa
 
-from .. import gradio_util, imageio, jobs
-from ..errors import IcZooError
+from ... import imageio
+from ...errors import IcZooError
+from ...study.db import StaleBase, aware, now, open_engine
+from ...study.definition import MAX_MODELS_PER_TASK, Study
+from ...study.research import rebuild
+from ...study.security import AdminThrottle, ClientRateCap, RateCap, env_int, issue, new_id, study_secrets, verify
+from .. import gradio_util, jobs, painter, watchdog
+from ..comparison import Comparison, comparison, model_view
 from ..gradio_util import editor, editor_rgb, fit_max_side, guarded, same_image, stroke_mask, write_editor_png
-from .db import StaleBase, aware, now, open_engine
-from ..ui.comparison import Comparison, comparison, model_view
-from .definition import MAX_MODELS_PER_TASK, Study
-from .research import rebuild
-from ..ui import painter, watchdog
-from .security import (AdminThrottle, ClientRateCap, RateCap, client_address, env_int, issue, new_id,
-                       study_secrets, verify)
+from ..serve import client_address
 
 log = logging.getLogger("ic_zoo.study")
 MAX_QUESTIONS = 6
@@ -224,8 +224,8 @@ class StudyApp:
                  public: bool = False) -> None:
         from ic_zoo import discovery
 
-        from .db import StudyStore
-        from .definition import check_models
+        from ...study.db import StudyStore
+        from ...study.definition import check_models
 
         discovery.ensure_loaded(**({"plugins_dir": plugins_dir} if plugins_dir else {}))
         problems = check_models(study)
@@ -264,7 +264,7 @@ class StudyApp:
         self.editor_pixels = min(imageio.max_pixels_default(), max(4 * biggest, 1_000_000))
         self.ui: StudyPage | None = None
         self.analysis_cache: dict = {}  # the admin page's live report: model maps per task
-        # the analysis and the export are jobs (ic_zoo/jobs.py): in the deployment's PostgreSQL when
+        # the analysis and the export are jobs (ic_zoo/app/jobs.py): in the deployment's PostgreSQL when
         # IC_ZOO_JOBS names it, so another replica finishes one whose replica died; keyed by the log's
         # version, so asking again before the log changed gets the same result
         self.jobs = jobs.Jobs.from_env()
@@ -750,7 +750,7 @@ class StudyApp:
 
     def export_job(self, args: dict, progress) -> bytes:
         """The log's export (CSV, JSON, masks) as a job's result: one zip."""
-        from .research import export
+        from ...study.research import export
 
         self._own_study(args)
         d = Path(tempfile.mkdtemp(prefix="ic_zoo_study_export_"))
@@ -764,7 +764,7 @@ class StudyApp:
     def analysis_job(self, args: dict, progress) -> bytes:
         """The humans-vs-models report of the log as a job's result: its HTML body and its zip. It holds one
         model slot, so participants keep the others."""
-        from .analysis import analyze, report_body
+        from ...study.analysis import analyze, report_body
 
         self._own_study(args)
         d = Path(tempfile.mkdtemp(prefix="ic_zoo_study_analysis_"))
@@ -874,7 +874,7 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
     with demo.route("Admin", "/admin", show_in_navbar=False):
         app.admin_page()
     demo.study_store = app.store  # for tests and scripts
-    demo.ic_zoo_closers = [app.jobs.close, app.store.engine.dispose]  # ic_zoo.serve closes the log after the last event
+    demo.ic_zoo_closers = [app.jobs.close, app.store.engine.dispose]  # ic_zoo.app.serve closes the log after the last event
     demo.ic_zoo_tabs = app.tabs  # for tests
     demo.ic_zoo_study_app = app  # for tests (the admin throttle)
     return demo

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import priority
-from .explainers._base import is_blank
+from .. import priority
+from ..explainers._base import is_blank
 
 FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.20, 0.30)
 N_RANDOM = 2

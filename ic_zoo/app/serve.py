@@ -47,7 +47,7 @@ import time
 from typing import Callable
 from urllib.parse import unquote
 
-log = logging.getLogger("ic_zoo.serve")
+log = logging.getLogger("ic_zoo.app.serve")
 
 HEALTH_PATH = "/healthz"
 DRAINING = ("This server is shutting down: reload the page to continue on another one (in a study, your "
@@ -176,7 +176,7 @@ def health_port() -> int | None:
     if not raw:
         return None
     if not raw.isdigit() or not 0 < int(raw) < 65536:
-        from .errors import InputError
+        from ..errors import InputError
 
         raise InputError(f"{HEALTH_PORT_ENV} must be a port number, not '{raw}'.")
     return int(raw)
@@ -231,6 +231,15 @@ UPLOAD_MB_ENV = "IC_ZOO_UPLOAD_MB_PER_CLIENT"
 MAX_FILE_SIZE = "20mb"
 
 
+def client_address(request) -> str | None:
+    """The address that names the client of a Gradio ``request`` (:func:`named_client`: None behind a
+    proxy whose forwarded address is not trusted, where every client has the proxy's address)."""
+    client = getattr(request, "client", None)
+    headers = getattr(request, "headers", None) or {}
+    return named_client(getattr(client, "host", None) if client is not None else None,
+                        headers.get("x-forwarded-for") is not None)
+
+
 def named_client(host: str | None, forwarded: bool) -> str | None:
     """The address that names a request's client (its peer ``host``; ``forwarded``: it carries
     X-Forwarded-For), or None where clients cannot be told apart: behind a proxy on this host or a private
@@ -273,7 +282,7 @@ class UploadBudget:
 
     @classmethod
     def from_env(cls) -> "UploadBudget":
-        from .errors import InputError
+        from ..errors import InputError
 
         raw = os.environ.get(UPLOAD_MB_ENV, "").strip()
         try:
@@ -436,7 +445,7 @@ def drain_seconds() -> float:
     try:
         return max(0.0, float(os.environ.get(DRAIN_ENV) or 20))
     except ValueError:
-        from .errors import InputError
+        from ..errors import InputError
 
         raise InputError(f"{DRAIN_ENV} must be a number of seconds, not '{os.environ[DRAIN_ENV]}'.") from None
 

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .command import Command
-from .registry import register
+from ..command import Command
+from ..registry import register
 
 DEFAULT_MODELS = ("squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k",
                   "flower2d/squeezenet", "flower2d/resnet", "flower2d/vit")
@@ -37,7 +37,7 @@ def _image_for(name: str, size: int) -> np.ndarray:
     from .bench import bench_image
 
     if name.startswith("flower2d"):
-        from .flower2d import generator as g
+        from ..flower2d import generator as g
 
         variant = "single-6c" if name.startswith("flower2d-6c") else "double-12c"
         img, _ = g.render(g.sample_params(variant, 0, "test", 7001), 128)
@@ -60,8 +60,8 @@ def run(models=DEFAULT_MODELS, explainers=None, repeats: int = 5, slow_repeats: 
 
     import ic_zoo
     from .bench import stroke_mask
-    from .explainers import occlusion as O
-    from .session import get_inpainter
+    from ..explainers import occlusion as O
+    from ..session import get_inpainter
 
     names = [s.name for s in ic_zoo.list_plugins("explainer") if not s.unavailable_reason()]
     if explainers and list(explainers) != ["all"]:

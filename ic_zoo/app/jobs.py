@@ -34,7 +34,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import Callable
 
-from .errors import IcZooError
+from ..errors import IcZooError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ promise (issue 33, item 3). Every call ends in its answer, the app's own error, 
 stream breaks (its replica was killed or frozen and the proxy closed its connections), an ``httpx`` 502 /
 503 / 504 from the proxy, a connection error, "Session not found" when the call reached a replica that
 never saw the client, or nothing at all while it waits on a stream that only sends heartbeats. The page's
-watchdog (:mod:`ic_zoo.ui.watchdog`) turns each of those into the reload sentence in the browser; this
+watchdog (:mod:`ic_zoo.app.watchdog`) turns each of those into the reload sentence in the browser; this
 does the same for scripts, with the API's way to go on in place of "reload the page":
 
 * a study participant joins again with the same link (``/consent``): the log rebuilds the task;
@@ -17,7 +17,7 @@ through unchanged. A result file is downloaded through the proxy with the client
 (:meth:`Client.download`); one that another replica made, or that a stopped replica held, is the server's
 file sentence (``serve.FILE_GONE``).
 
-    from ic_zoo.client import Client, ServerLost
+    from ic_zoo.app.client import Client, ServerLost
     c = Client("https://study.example.org", study=True)
     try:
         out = c.call(0, link, api_name="/consent")
@@ -128,7 +128,7 @@ class Client:
                 raise ServerLost(self.sentence, f"{type(exc).__name__}: {exc}") from exc
             raise
         if r.status_code in (403, 404) or r.status_code in _PROXY_CODES:
-            from ic_zoo import serve
+            from ic_zoo.app import serve
 
             said = r.text.strip() if serve.FILE_GONE in r.text else self.sentence
             raise ServerLost(said, f"HTTP {r.status_code} for {url}")

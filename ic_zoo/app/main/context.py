@@ -16,11 +16,13 @@ import numpy as np
 
 import ic_zoo
 
-from .. import discovery, gradio_util, imageio, jobs, present, priority, zoo
-from ..errors import IcZooError
+from ... import discovery, imageio, priority, zoo
+from .. import gradio_util, jobs
+from ...presentation import present
+from ...errors import IcZooError
 from ..gradio_util import fit_max_side, guarded, model_call, write_editor_png
-from . import painter, work
-from .comparison import model_view, props_once, slow_maps
+from .. import painter, work
+from ..comparison import model_view, props_once, slow_maps
 from .state import AppState
 
 log = logging.getLogger("ic_zoo.app")
@@ -129,7 +131,7 @@ class AppContext:
         self.images = work.ImageStore.from_env(self.png_dir / "originals")
         self.work_secret = work.browser_secret()
         # long jobs (slow maps): in the deployment's PostgreSQL when IC_ZOO_JOBS names it (another replica
-        # finishes a job whose replica died), else a worker thread of this process (ic_zoo/jobs.py)
+        # finishes a job whose replica died), else a worker thread of this process (ic_zoo/app/jobs.py)
         self.jobs = None if gradio_util.on_zero_gpu() else jobs.Jobs.from_env()  # ZeroGPU: inside the GPU call
         if self.jobs is not None:
             self.jobs.handle("slow_maps", self.slow_maps_job)
@@ -212,7 +214,7 @@ class AppContext:
     @staticmethod
     def state_of(st, request=None) -> AppState:
         """The tab's state. A tab whose replica stopped reaches this one with a fresh state: its first
-        event here (when the proxy says where it was pinned, see ic_zoo.serve.moved_here) marks the
+        event here (when the proxy says where it was pinned, see ic_zoo.app.serve.moved_here) marks the
         state expired, so that the handler says so in one sentence and the next image starts afresh."""
         from .. import serve
 

@@ -14,10 +14,11 @@ import gradio as gr
 import numpy as np
 from gradio.components.base import server
 
-from . import gradio_internals, imageio
-from .errors import IcZooError
-from .memsize import nbytes
-from .present import public_text
+from . import gradio_internals
+from .. import imageio
+from ..errors import IcZooError
+from ..memsize import nbytes
+from ..presentation.present import public_text
 
 log = logging.getLogger("ic_zoo.app")
 BRUSH = "#ff0000"
@@ -258,7 +259,7 @@ def _to_wire(value):
 
 
 def _from_wire(value):
-    from .present import style_table
+    from ..presentation.present import style_table
 
     if isinstance(value, _WireOutputs):
         # the page's components as built (an update rebuilds a session's copy of a component under a new

@@ -401,7 +401,7 @@ def interactive_explainer(name: str) -> tuple[str, str]:
     """The explainer whose maps are shown on every stroke, and a note when it is not ``name``: a slow
     explainer (Score-CAM, Ablation-CAM, FullGrad) would take seconds to minutes per stroke, so Grad-CAM
     stands in until *Compute slow maps* is pressed."""
-    from .discovery import get_spec
+    from ..discovery import get_spec
 
     if get_spec("explainer", name).meta.get("cost") != "slow":
         return name, ""

@@ -9,9 +9,10 @@ import gradio as gr
 
 import ic_zoo
 
-from .. import gradio_util, present
-from . import painter
-from .comparison import Comparison, comparison
+from .. import gradio_util
+from ...presentation import present
+from .. import painter
+from ..comparison import Comparison, comparison
 from .context import MAX_MODELS, ROWS, AppContext, classifier_choices, explainer_choices, inpainter_choices
 from .state import AppState
 
@@ -197,7 +198,7 @@ def results() -> Results:
 def map_viewer(results: Results) -> None:
     """Under the canvas and the columns, full width: the chosen model's maps at the canvas's size, with a
     switcher when several models are compared (``comparison.Viewer``)."""
-    from .comparison import viewer
+    from ..comparison import viewer
 
     results.compare.viewer = viewer()
 

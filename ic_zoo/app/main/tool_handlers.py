@@ -10,9 +10,11 @@ import numpy as np
 
 import ic_zoo
 
-from .. import export, gradio_util, imageio, jobs, present
-from ..errors import IcZooError
-from .comparison import add_trust, shown_trust, slow_maps
+from ...presentation import export, present
+from .. import gradio_util, jobs
+from ... import imageio
+from ...errors import IcZooError
+from ..comparison import add_trust, shown_trust, slow_maps
 from .context import MAX_MODELS, AppContext
 from .panels import Page
 from .state import AppState
@@ -170,7 +172,7 @@ def wire_vebi(ctx: AppContext, ui: Page) -> None:
 
     @ctx.tab_call
     def on_vebi(name, label):
-        from ..explainers import vebi as V
+        from ...explainers import vebi as V
 
         if not name or not label:
             raise gr.Error("Choose a model and a class.")

@@ -11,8 +11,8 @@ from ..registry import register
 def cmd_vebi_fit(args) -> int:
     import numpy as np
 
-    from . import vebi as V
-    from ..explain_bench import SIZE
+    from ..explainers import vebi as V
+    from .explain_bench import SIZE
     from ..flower2d import generator as g
     from ..imageio import load_image
     from ..session import get_classifier
@@ -36,7 +36,7 @@ def cmd_vebi_fit(args) -> int:
 
 
 def cmd_vebi_show(args) -> int:
-    from . import vebi as V
+    from ..explainers import vebi as V
     from ..session import get_classifier
 
     clf = get_classifier(args.model)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import gradio as gr
 import numpy as np
 
-from .. import present
-from ..gradio_internals import block_id
+from ..presentation import present
+from .gradio_internals import block_id
 from ..errors import IcZooError
 
 @dataclass
@@ -121,11 +121,11 @@ def shown_trust(session, name: str, cls: int, explainer: str) -> dict:
 
 
 def slow_maps(session, names, explainer: str, classes: dict, progress) -> bytes:
-    """Each model's map of its class by a slow explainer, packed as a job's result (ic_zoo.jobs.pack):
+    """Each model's map of its class by a slow explainer, packed as a job's result (ic_zoo.app.jobs.pack):
     ``pics`` (PNG name, caption), ``trust`` lines, ``warnings`` (a model that gave no map, in one sentence)
     and ``edits`` (the edit the maps are of). ``progress(fraction, note)`` moves 0..1 over all models."""
     from ..imageio import image_to_png
-    from ..jobs import pack
+    from .jobs import pack
 
     pics, trust, warnings, files = [], [], [], {}
     for i, m in enumerate(names):
