@@ -128,6 +128,7 @@ def cmd_edit(args) -> int:
     from .presentation import present
     from .imageio import load_image, load_mask, save_png
     from .session import Session
+    from .analyses.trust import map_trust
     from .presentation.viz import diverging, overlay
 
     out = Path(args.out)
@@ -187,7 +188,7 @@ def cmd_edit(args) -> int:
                                     **{k: v for k, v in cm.to_dict().items() if k.startswith("blank")}}
             if args.trust or args.road:
                 files[str(cm.index)]["trust"] = {
-                    w: sess.trust(m, cm.index, args.explainer, w, road=args.road).to_dict()
+                    w: map_trust(sess, m, cm.index, args.explainer, w, road=args.road).to_dict()
                     for w in ("original", "modified")}
         doc["models"][m]["map_files"] = files
     with open(out / "result.json", "w") as f:

@@ -19,12 +19,12 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from .errors import (ClassIndexError, ExplainerNotSupportedError, IcZooWarning, InputError, MaskError,
-                     NoEditError)
+from .errors import ClassIndexError, ExplainerNotSupportedError, IcZooWarning, InputError, MaskError
 from .explainers._base import is_blank
 from .imageio import as_rgb_array, load_image, mask_from_array, resize_mask
 
@@ -348,8 +348,9 @@ class EditResult:
 
 
 @dataclass
-class _ImageState:
-    """Per (model, image version): the input batch, the prediction, and the tapped run (if any)."""
+class CachedResult:
+    """What a session computed for one model on one image version: the model input, the prediction, the
+    explainer's tapped run (if any), the class maps and the trust scores."""
 
     x: Any
     prediction: Any
@@ -357,6 +358,53 @@ class _ImageState:
     run_explainer: str | None = None
     maps: dict = field(default_factory=dict)  # (explainer, class) -> (raw, normalized)
     trust: dict = field(default_factory=dict)  # (explainer, class, inpainter, n_random) -> TrustScore
+
+
+class ResultCache(Mapping):
+    """A session's results per (model, image version) (:class:`CachedResult`), read like a dict.
+
+    Invalidation rules:
+
+    * An image version never changes (a stroke, an undo or a redo makes or returns to another version), so
+      an entry is never stale: nothing is invalidated by an edit, only bounded.
+    * After every edit, undo, redo and reset (``Session._prune`` calls :meth:`bound`): the entries of
+      versions no longer on the edit or redo stacks are dropped whole; the original (version 0) and the
+      current version keep everything (input, run, maps, trust); the version before the current one keeps
+      its prediction, maps and trust scores (the stroke effect compares them) but not its input and run;
+      every other version keeps only its prediction (a few KB per model, for the history plot).
+    * What was dropped is recomputed when asked for (the version's image is rebuilt from the patches).
+    * An entry's run is the last interactive explainer's: asking for another explainer's maps by its run
+      replaces the run, keeping the maps and trust scores already computed.
+    * A pickled session (ZeroGPU's worker) arrives with an empty cache.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, int], CachedResult] = {}
+
+    def __getitem__(self, key: tuple[str, int]) -> CachedResult:
+        return self._entries[key]
+
+    def __iter__(self):
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, name: str, version: int, entry: CachedResult) -> CachedResult:
+        self._entries[(name, version)] = entry
+        return entry
+
+    def bound(self, live: set[int], current: int, before: int) -> None:
+        """Apply the rules above: ``live``, the versions on the stacks; ``current`` and ``before``, the
+        current version and the one before it."""
+        for key in list(self._entries):
+            st = self._entries[key]
+            if key[1] not in live:
+                del self._entries[key]
+            elif key[1] not in (0, current, before) and (st.x is not None or st.maps or st.trust):
+                self._entries[key] = CachedResult(None, st.prediction)
+            elif key[1] == before and key[1] not in (0, current) and st.x is not None:
+                self._entries[key] = CachedResult(None, st.prediction, maps=st.maps, trust=st.trust)
 
 
 class Session:
@@ -392,7 +440,8 @@ class Session:
         self._edits: list[Edit] = []
         self._redo: list[Edit] = []
         self._lock = threading.RLock()
-        self._states: dict[tuple[str, int], _ImageState] = {}
+        #: what was computed per (model, image version); its docstring states when entries go
+        self.cache = ResultCache()
         self._segments: tuple | None = None  # (key, labels) of the current image's superpixels
 
     # -- pickling (ZeroGPU runs each model call in a forked worker: the state crosses by pickle) ----
@@ -402,7 +451,7 @@ class Session:
         with self._lock:
             state = dict(self.__dict__)
         state.pop("_lock", None)
-        state["_states"] = {}
+        state["cache"] = ResultCache()
         state["_segments"] = None
         return state
 
@@ -546,17 +595,7 @@ class Session:
         for e in chain:
             if id(e) not in keep and e.image is not None and e.patch is not None:
                 e.image = None
-        live = {0} | {e.uid for e in chain}
-        current, before = self.version, self._before_last()[0]
-        for key in list(self._states):
-            st = self._states[key]
-            if key[1] not in live:
-                del self._states[key]
-            elif key[1] not in (0, current, before) and (st.x is not None or st.maps or st.trust):
-                self._states[key] = _ImageState(None, st.prediction)
-            elif key[1] == before and key[1] not in (0, current) and st.x is not None:
-                # the one before keeps its maps (the stroke effect reads them), not its input and run
-                self._states[key] = _ImageState(None, st.prediction, maps=st.maps, trust=st.trust)
+        self.cache.bound({0} | {e.uid for e in chain}, self.version, self._before_last()[0])
 
     def region_at(self, x: int, y: int, n_segments: int = 150, side: int = 224) -> np.ndarray:
         """The superpixel of the current image under pixel (x, y), as a mask in image coordinates: SLIC
@@ -628,12 +667,12 @@ class Session:
     def classifier(self, name: str):
         return get_classifier(name, pretrained=self.pretrained, device=self.device)
 
-    def _state(self, name: str, version: int, explainer=None, need_x: bool = True) -> _ImageState:
+    def _state(self, name: str, version: int, explainer=None, need_x: bool = True) -> CachedResult:
         """Prediction (and, for interactive explainers, the tapped run) of one model on one image
         version, computed once. With an explainer the single forward pass serves both. ``need_x``: the
         caller reads the model input too (a pruned version's is recomputed; its prediction and maps kept)."""
         key = (name, version)
-        st = self._states.get(key)
+        st = self.cache.get(key)
         clf = self.classifier(name)
         spec = explainer.taps(clf) if explainer is not None and explainer.cost == "interactive" else None
         want = explainer.name if spec is not None else None
@@ -650,14 +689,13 @@ class Session:
         if spec is not None:
             run = clf.run(x, spec.layers, spec.grad, spec.use_input, during=spec.during)
             pred = clf.prediction(run.logits)
-            st_new = _ImageState(x, pred, run, want, st.maps if st is not None else {},
+            st_new = CachedResult(x, pred, run, want, st.maps if st is not None else {},
                                  st.trust if st is not None else {})
         elif st is not None:  # the input again, for a version pruned to its prediction and maps
-            st_new = _ImageState(x, st.prediction, st.run, st.run_explainer, st.maps, st.trust)
+            st_new = CachedResult(x, st.prediction, st.run, st.run_explainer, st.maps, st.trust)
         else:
-            st_new = _ImageState(x, clf.predict_tensor(x))
-        self._states[key] = st_new
-        return st_new
+            st_new = CachedResult(x, clf.predict_tensor(x))
+        return self.cache.put(name, version, st_new)
 
     def predict(self, name: str, which: str = "modified"):
         with self._lock:
@@ -665,7 +703,7 @@ class Session:
 
     def _maps(self, name: str, version: int, explainer, classes: list[int], progress: Progress | None):
         """(raw, normalized) arrays (k, h, w) for ``classes``, cached per class."""
-        st = self._states.get((name, version))
+        st = self.cache.get((name, version))
         if st is None or any((explainer.name, c) not in st.maps for c in classes):  # else no pass at all
             st = self._state(name, version, explainer)
         todo = [c for c in classes if (explainer.name, c) not in st.maps]
@@ -684,7 +722,7 @@ class Session:
     def _side_maps(self, name: str, version: int, explainer, classes: list[int]) -> np.ndarray:
         """Raw maps of ``explainer`` on one image version by its own pass, leaving the version's tapped run
         (the shown explainer's) in place; cached with the version's maps."""
-        st = self._states.get((name, version))
+        st = self.cache.get((name, version))
         if st is None or any((explainer.name, c) not in st.maps for c in classes):
             st = self._state(name, version)
         todo = [c for c in classes if (explainer.name, c) not in st.maps]
@@ -809,168 +847,38 @@ class Session:
             progress(1.0, "done")
         return EditResult(results, explainer, len(self._edits), time.perf_counter() - t_all)
 
-    # -- what a person asks next ------------------------------------------------------------------
+    # -- what the analyses read (ic_zoo.analyses: history, stroke effect, inpainter check, contrast, trust,
+    # sanity: functions of a session, each returning a dataclass with to_dict()) ------------------------
+    @property
+    def lock(self) -> threading.RLock:
+        """The session's lock: an analysis holds it while it reads the stacks and the cache."""
+        return self._lock
+
+    def state(self, name: str, version: int, explainer: str | Any = None, need_x: bool = True) -> CachedResult:
+        """The cached result of model ``name`` on image ``version`` (0: the original; an edit's uid), computed
+        if missing (with ``explainer``: by its tapped run); ``need_x``: the model input is read too."""
+        ex = get_explainer(explainer) if isinstance(explainer, str) else explainer
+        with self._lock:
+            return self._state(name, version, ex, need_x)
+
+    def maps(self, name: str, version: int, explainer, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, normalized) maps (k, h, w) of ``classes`` on image ``version``, cached per class."""
+        ex = get_explainer(explainer) if isinstance(explainer, str) else explainer
+        with self._lock:
+            return self._maps(name, version, ex, [int(c) for c in classes], None)
+
+    def before_last(self) -> tuple[int, np.ndarray]:
+        """(version, image) before the last edit: the original's when there is one edit or none."""
+        with self._lock:
+            return self._before_last()
+
+    def can_predict(self, name: str, version: int) -> bool:
+        """Whether model ``name``'s prediction on image ``version`` is cached or its image can be had (a
+        stroke past the undo depth whose image is gone and that this model never saw: no)."""
+        with self._lock:
+            return (name, version) in self.cache or self._has_image(version)
     def _before_last(self) -> tuple[int, np.ndarray]:
         if len(self._edits) >= 2:
             e = self._edits[-2]
             return e.uid, e.image if e.image is not None else self._image_of(e.uid)
         return 0, self.original
-
-    def history(self, name: str, classes: Sequence[int] | None = None) -> dict:
-        """The probability of ``classes`` (default: the original's top-k) after every edit of the stack,
-        with the steps at which the top-1 class changed. Strokes past the undo depth whose image is gone
-        and that this model never saw are left out (``skipped`` counts them)."""
-        with self._lock:
-            p0 = self._state(name, 0, need_x=False).prediction
-            cls = [int(c) for c in classes] if classes is not None else [c.index for c in p0.topk(self.k)]
-            steps, flips, prev, skipped = [], [], None, 0
-            for step, v in enumerate([0] + [e.uid for e in self._edits]):
-                if (name, v) not in self._states and not self._has_image(v):
-                    skipped += 1
-                    continue
-                p = self._state(name, v, need_x=False).prediction
-                steps.append({"step": step, "probs": [float(p.probs[c]) for c in cls], "top1": p.top1,
-                              "top1_label": p.labels[p.top1]})
-                if prev is not None and p.top1 != prev:
-                    flips.append(step)
-                prev = p.top1
-            return {"model": name, "classes": cls, "labels": [p0.labels[c] for c in cls], "steps": steps,
-                    "flips": flips, "skipped": skipped}
-
-    def stroke_effect(self, name: str, explainer: str = "gradcam", cls: int | None = None) -> dict | None:
-        """For the last edit: how much of the class map (of ``cls``, default the top-1 before the edit)
-        lay inside the stroke before it was made, next to the change in that class's probability."""
-        from .classifiers._base import paste_maps
-
-        with self._lock:
-            if not self._edits:
-                return None
-            before, _ = self._before_last()
-            edit = self._edits[-1]
-            clf = self.classifier(name)
-            pb = self._state(name, before, need_x=False).prediction
-            pa = self._state(name, self.version, need_x=False).prediction
-            c = pb.top1 if cls is None else int(cls)
-            out = {"model": name, "class": c, "label": clf.labels[c], "prob_before": float(pb.probs[c]),
-                   "prob_after": float(pa.probs[c]), "delta_pp": 100.0 * float(pa.probs[c] - pb.probs[c]),
-                   "stroke_area": float(edit.mask.mean()), "mass_in_stroke": None, "explainer": explainer}
-            ex = get_explainer(explainer)
-            if ex.supports(clf) is None:
-                raw, _ = self._maps(name, before, ex, [c], None)
-                heat = paste_maps(raw, clf.input_box(self.original.shape), self.original.shape[:2])[0]
-                total = float(heat.sum())
-                # a blank map has no mass to place: None (the app says n/a), not 0 %
-                out["mass_in_stroke"] = None if is_blank(raw[0]) else float(heat[edit.mask].sum() / total)
-            return out
-
-    def inpainter_check(self, models: Iterable[str], inpainters: Iterable[str] | None = None,
-                        progress: Progress | None = None) -> dict:
-        """Re-run the last edit with every inpainter: the spread of the confidence change tells an
-        effect of the model from an artefact of the filler."""
-        from .discovery import list_plugins
-
-        with self._lock:
-            if not self._edits:
-                raise NoEditError("There is no edit to check yet: paint over a region first.")
-            edit = self._edits[-1]
-            before_v, before_img = self._before_last()
-            names = list(inpainters) if inpainters is not None else [s.name for s in list_plugins("inpainter")]
-            filled, skipped = {}, {}
-            for i, name in enumerate(names):
-                if progress is not None:
-                    progress(i / max(len(names), 1), f"inpainting with {name}")
-                try:
-                    params = edit.params if name == edit.inpainter else {}
-                    filled[name] = get_inpainter(name, **params).inpaint(before_img, edit.mask)
-                except Exception as exc:  # an unavailable filler is reported, not fatal
-                    skipped[name] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            result = {"mask_pixels": edit.area, "used": edit.inpainter, "skipped": skipped, "models": {}}
-            for m in models:
-                clf = self.classifier(m)
-                pb = self._state(m, before_v, need_x=False).prediction
-                c = pb.top1
-                rows = {}
-                for name, img in filled.items():
-                    p = clf.predict(img)
-                    rows[name] = {"prob": float(p.probs[c]), "delta_pp": 100.0 * float(p.probs[c] - pb.probs[c]),
-                                  "top1": p.top1, "top1_label": clf.labels[p.top1], "flipped": p.top1 != c}
-                deltas = np.array([r["delta_pp"] for r in rows.values()]) if rows else np.zeros(0)
-                result["models"][m] = {
-                    "class": c, "label": clf.labels[c], "prob_before": float(pb.probs[c]), "by_inpainter": rows,
-                    "spread_pp": float(deltas.max() - deltas.min()) if len(deltas) else 0.0,
-                    "std_pp": float(deltas.std()) if len(deltas) else 0.0,
-                    "flip_votes": int(sum(r["flipped"] for r in rows.values()))}
-            if progress is not None:
-                progress(1.0, "done")
-            return result
-
-    def contrast(self, name: str, a: int, b: int, explainer: str = "gradcam") -> ClassMaps:
-        """"Why a rather than b": maps of logit[a] - logit[b] for the original and the modified image."""
-        ex = get_explainer(explainer)
-        if not ex.contrasts():
-            raise ExplainerNotSupportedError(f"{explainer} cannot contrast two classes; use Grad-CAM or HiResCAM.")
-        with self._lock:
-            clf = self.classifier(name)
-            reason = ex.supports(clf)
-            if reason:
-                raise ExplainerNotSupportedError(reason[0].upper() + reason[1:] + ".")
-            outs = []
-            for v in ([0, self.version] if self.version else [0]):
-                st = self._state(name, v, ex)
-                outs.append(ex.contrast_from_run(clf, st.run, st.x, a, b))
-            o, m = outs[0], outs[-1]
-            return ClassMaps(name, f"{ex.name} ({clf.labels[a]} rather than {clf.labels[b]})", int(a),
-                             f"{clf.labels[a]} rather than {clf.labels[b]}", o.raw[0], m.raw[0], o.normalized[0],
-                             m.normalized[0], clf.input_box(self.original.shape), self.original.shape[:2])
-
-    def trust(self, name: str, cls: int, explainer: str = "gradcam", which: str = "modified", *,
-              inpainter: str = "telea", road: bool = False, n_random: int | None = None):
-        """Does the map deserve trust? Its deletion AUC by inpainting (``inpainter``) for this model and
-        class, beside ``n_random`` random maps' (``trust.TrustScore``; ``.verdict`` says better than, no
-        better than, or worse than random), and with ``road`` pytorch-grad-cam's ROADCombined too. One
-        batched pass per map, computed once per image version."""
-        from .analyses import trust as tr
-
-        n_random = tr.N_RANDOM if n_random is None else int(n_random)
-        if which not in ("original", "modified"):
-            raise InputError(f"which is 'original' or 'modified', not {which!r}.")
-        self.explain(name, int(cls), explainer)  # checks the model, class and explainer; maps cached
-        ex = get_explainer(explainer)
-        with self._lock:
-            version = 0 if which == "original" else self.version
-            st = self._state(name, version)
-            key = (ex.name, int(cls), inpainter, n_random)
-            clf = self.classifier(name)
-            raw = self._maps(name, version, ex, [int(cls)], None)[0][0]  # cached by explain() above
-            score, x = st.trust.get(key), st.x
-        # measured outside the session's lock (a stroke applied meanwhile does not wait for it; the state
-        # of this version keeps the score, the same whoever measures it first)
-        if score is None:
-            score = tr.trust_score(clf, clf.tensor_to_image(x), raw, int(cls), get_inpainter(inpainter),
-                                   model=name, explainer=ex.name, n_random=n_random)
-            with self._lock:
-                score = st.trust.setdefault(key, score)
-        if road and score.road is None:  # asked for later: added to the score already measured
-            score.road = tr.road(clf, x, raw, int(cls))
-        return score
-
-    def sanity(self, name: str, cls: int, explainer: str = "gradcam") -> dict:
-        """The map of ``cls`` on the modified image beside the same explainer on a copy of the model whose
-        head has random weights; a high correlation means the map says little about what was learned."""
-        from .classifiers._base import paste_maps
-
-        ex = get_explainer(explainer)
-        with self._lock:
-            clf = self.classifier(name)
-            rand = clf.cached("randomized_head", clf.with_randomized_head)
-            real = self.explain(name, int(cls), explainer)
-            x = self._state(name, self.version).x
-            r = ex.explain(rand, x, [int(cls)]).raw[0]
-            a, b = real.raw_modified.ravel(), r.ravel()
-            corr = float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else 0.0
-            box = clf.input_box(self.original.shape)
-            rnd = paste_maps((r / max(float(r.max()), 1e-12))[None], box, self.original.shape[:2])[0]
-            real_img = paste_maps((real.raw_modified / max(float(real.raw_modified.max()), 1e-12))[None], box,
-                                  self.original.shape[:2])[0]
-            return {"model": name, "class": int(cls), "label": clf.labels[int(cls)], "explainer": explainer,
-                    "real": real_img, "randomized": rnd, "correlation": corr}

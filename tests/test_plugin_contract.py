@@ -348,12 +348,13 @@ def test_the_error_contract_has_no_holes():
     import numpy as np
 
     import ic_zoo
+    from ic_zoo.analyses.inpainter_check import inpainter_check
     from ic_zoo.errors import BadImageError, InputError, MaskError, NoEditError
     from ic_zoo.explainers._base import Explainer
 
     s = ic_zoo.Session(_photo_like(), pretrained=False)
     with pytest.raises(NoEditError, match="There is no edit to check yet") as info:
-        s.inpainter_check(["flower2d/squeezenet"])
+        inpainter_check(s, ["flower2d/squeezenet"])
     assert not isinstance(info.value, InputError)
     with pytest.raises(BadImageError) as info:
         ic_zoo.create("inpainter", "telea").inpaint(np.zeros((8, 8), np.float32), np.ones((8, 8), bool))

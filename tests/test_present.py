@@ -72,24 +72,30 @@ def test_coinciding_crops_stay_distinguishable():
 
 
 def test_stroke_effect_text_tells_a_blur_from_a_stroke():
-    eff = {"label": "tabby cat", "prob_before": 0.8, "prob_after": 0.3, "delta_pp": -50.0, "stroke_area": 1.0,
-           "mass_in_stroke": 1.0, "explainer": "gradcam"}
+    from dataclasses import replace
+
+    from ic_zoo.analyses.stroke_effect import StrokeEffect
+
+    eff = StrokeEffect("m", 281, "tabby cat", prob_before=0.8, prob_after=0.3, delta_pp=-50.0, stroke_area=1.0,
+                       mass_in_stroke=1.0, explainer="gradcam")
     blur = SimpleNamespace(inpainter="blur", params={"sigma": 3.0}, area=100, mask=np.ones((10, 10), bool))
     txt = present.stroke_effect_text(eff, blur)
     assert txt.startswith("The whole image was blurred (sigma 3)") and "covered" not in txt
     stroke = SimpleNamespace(inpainter="telea", params={}, area=5, mask=np.ones((10, 10), bool))
-    assert present.stroke_effect_text({**eff, "stroke_area": 0.05, "mass_in_stroke": 0.4}, stroke).startswith(
+    assert present.stroke_effect_text(replace(eff, stroke_area=0.05, mass_in_stroke=0.4), stroke).startswith(
         "Last stroke covered 5.0% of the image and 40%")
     assert present.stroke_effect_text(None) == ""
 
 
 def _check(deltas, flips=0):
-    rows = {f"f{i}": {"prob": 0.5, "delta_pp": d, "top1": 0, "top1_label": "x", "flipped": i < flips}
+    from ic_zoo.analyses.inpainter_check import Filled, InpainterCheck, ModelCheck
+
+    rows = {f"f{i}": Filled(prob=0.5, delta_pp=d, top1=0, top1_label="x", flipped=i < flips)
             for i, d in enumerate(deltas)}
     ds = np.array(deltas)
-    return {"models": {"m": {"class": 0, "label": "cat", "prob_before": 0.8123456789, "by_inpainter": rows,
-                             "spread_pp": float(ds.max() - ds.min()), "std_pp": float(ds.std()),
-                             "flip_votes": flips}}, "skipped": {"lama": "not installed"}}
+    model = ModelCheck(cls=0, label="cat", prob_before=0.8123456789, by_inpainter=rows,
+                       spread_pp=float(ds.max() - ds.min()), std_pp=float(ds.std()), flip_votes=flips)
+    return InpainterCheck(mask_pixels=40, used="telea", skipped={"lama": "not installed"}, models={"m": model})
 
 
 def test_inpainter_check_gives_a_verdict_only_when_the_effect_beats_its_spread():
@@ -111,7 +117,9 @@ def test_inpainter_check_gives_a_verdict_only_when_the_effect_beats_its_spread()
 
 def test_history_image_and_plugins_table(edited):
     s, _, _ = edited
-    h = s.history("flower2d/squeezenet")
+    from ic_zoo.analyses.history import history
+
+    h = history(s, "flower2d/squeezenet")
     img = present.history_image(h, width=400, height=200)
     assert img.shape == (200, 400, 3) and img.dtype == np.uint8
     md = present.plugins_markdown(None, ic_zoo.list_plugins("inpainter"))
@@ -195,5 +203,7 @@ def test_server_paths_are_left_out_of_what_a_page_shows():
     with pytest.raises(gr.Error) as e:
         handler()
     assert "/root" not in e.value.message and "cache folder [a folder on the server]" in e.value.message
-    check = {"models": {}, "skipped": {"lama": "weights not found at /home/u/.cache/torch/hub/big-lama.pt"}}
+    from ic_zoo.analyses.inpainter_check import InpainterCheck
+
+    check = InpainterCheck(40, "telea", {"lama": "weights not found at /home/u/.cache/torch/hub/big-lama.pt"})
     assert "/home" not in present.inpainter_check_summary(check)

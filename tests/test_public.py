@@ -223,7 +223,7 @@ def test_a_tab_is_measured_by_what_it_owns(photo):
     clf = s.classifier("flower2d/squeezenet")
     weights = list(clf.model.parameters()) + list(clf.model.buffers())
     held = nbytes(s)
-    st = s._states[("flower2d/squeezenet", s.version)]
+    st = s.cache[("flower2d/squeezenet", s.version)]
     assert st.run is not None and held > stroke + st.x.numel() * 4 + sum(m.nbytes for m in st.maps[next(iter(st.maps))])
     assert nbytes([s, weights]) == held + sum(w.numel() * w.element_size() for w in weights)  # none counted in held
     assert nbytes([s, s, s.original]) == held  # each buffer once
@@ -232,6 +232,7 @@ def test_a_tab_is_measured_by_what_it_owns(photo):
 def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):
     import ic_zoo
     from ic_zoo import session as S
+    from ic_zoo.analyses.history import history
 
     s = ic_zoo.Session(photo[:96, :96], pretrained=False)
     m = np.zeros((96, 96), bool)
@@ -249,9 +250,9 @@ def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):
     assert len(images) == 3  # the current image, the one before, the base of the undo depth; the rest are patches
     assert all(e.patch[0].size <= 40 for e in undoable[1:])  # a patch is the stroke's pixels, not an image
     assert s.edits[0].mask.sum() == 40  # an old stroke keeps its mask (bit-packed)
-    heavy = [k for k, st in s._states.items() if st.x is not None]
+    heavy = [k for k, st in s.cache.items() if st.x is not None]
     assert len(heavy) <= 2, heavy  # the original and the current image
-    mapped = [k[1] for k, st in s._states.items() if st.maps]
+    mapped = [k[1] for k, st in s.cache.items() if st.maps]
     assert sorted(mapped) == sorted({0, s.version, s.edits[-2].uid}), mapped  # and the one before: maps only
     rebuilt = []
     for _ in range(S.MAX_UNDO):
@@ -264,8 +265,8 @@ def test_the_session_keeps_a_bounded_undo_depth_and_cache(photo):
     for i in range(S.MAX_UNDO):
         assert s.redo() and np.array_equal(s.modified, made[-S.MAX_UNDO + i])
     assert len([e for e in s.edits if e.image is not None]) == 3
-    h = s.history("flower2d/squeezenet")  # predictions of every stroke were kept
-    assert len(h["steps"]) == len(s.edits) + 1 and h["skipped"] == 0
+    h = history(s, "flower2d/squeezenet")  # predictions of every stroke were kept
+    assert len(h.steps) == len(s.edits) + 1 and h.skipped == 0
     s.reset()
     assert s.version == 0 and not s.edits
 

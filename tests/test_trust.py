@@ -77,18 +77,18 @@ def test_session_trust_is_cached_per_image_version_and_checked(case):
 
     clf, img, gt, y, x = case
     s = ic_zoo.Session(img, device="cpu")
-    a = s.trust("flower2d/resnet", y, "gradcam")
-    assert a is s.trust("flower2d/resnet", y, "gradcam")  # computed once
+    a = tr.map_trust(s, "flower2d/resnet", y, "gradcam")
+    assert a is tr.map_trust(s, "flower2d/resnet", y, "gradcam")  # computed once
     assert a.explainer == "gradcam" and a.inpainter == "telea" and a.model == "flower2d/resnet"
     s.apply(gt > 0, "telea")
-    b = s.trust("flower2d/resnet", y, "gradcam")
-    assert b is not a and s.trust("flower2d/resnet", y, "gradcam", "original") is a
-    with_road = s.trust("flower2d/resnet", y, "gradcam", road=True)
+    b = tr.map_trust(s, "flower2d/resnet", y, "gradcam")
+    assert b is not a and tr.map_trust(s, "flower2d/resnet", y, "gradcam", "original") is a
+    with_road = tr.map_trust(s, "flower2d/resnet", y, "gradcam", road=True)
     assert with_road.road is not None and with_road.auc == pytest.approx(b.auc)
     with pytest.raises(ClassIndexError):
-        s.trust("flower2d/resnet", 99, "gradcam")
+        tr.map_trust(s, "flower2d/resnet", 99, "gradcam")
     with pytest.raises(InputError):
-        s.trust("flower2d/resnet", y, "gradcam", "both")
+        tr.map_trust(s, "flower2d/resnet", y, "gradcam", "both")
 
 
 def test_cli_edit_writes_trust(case, tmp_path):

@@ -158,3 +158,40 @@ def road(clf, x, heat: np.ndarray, cls: int, percentiles=(20, 40, 60, 80)) -> fl
         score = ROADCombined(percentiles=list(percentiles))(
             x, np.asarray(heat, np.float32)[None], [ClassifierOutputSoftmaxTarget(int(cls))], clf.logits_module())
     return float(np.asarray(score).ravel()[0])
+
+
+_road = road  # map_trust's parameter of that name shadows it
+
+
+def map_trust(session, name: str, cls: int, explainer: str = "gradcam", which: str = "modified", *,
+              inpainter: str = "telea", road: bool = False, n_random: int | None = None) -> TrustScore:
+    """Does the map deserve trust? ``explainer``'s map of ``cls`` on ``session``'s ``which`` image
+    ("original" or "modified"): its deletion AUC by inpainting (``inpainter``) beside ``n_random`` random
+    maps' (``.verdict`` says better than, no better than, or worse than random), and with ``road``
+    pytorch-grad-cam's ROADCombined too. One batched pass per map; the score is kept in the session's
+    result cache, so it is computed once per image version whoever asks first."""
+    from ..errors import InputError
+    from ..session import get_explainer, get_inpainter
+
+    n_random = N_RANDOM if n_random is None else int(n_random)
+    if which not in ("original", "modified"):
+        raise InputError(f"which is 'original' or 'modified', not {which!r}.")
+    session.explain(name, int(cls), explainer)  # checks the model, class and explainer; maps cached
+    ex = get_explainer(explainer)
+    with session.lock:
+        version = 0 if which == "original" else session.version
+        st = session.state(name, version)
+        key = (ex.name, int(cls), inpainter, n_random)
+        clf = session.classifier(name)
+        raw = session.maps(name, version, ex, [int(cls)])[0][0]  # cached by explain() above
+        score, x = st.trust.get(key), st.x
+    # measured outside the session's lock (a stroke applied meanwhile does not wait for it; the state of
+    # this version keeps the score, the same whoever measures it first)
+    if score is None:
+        score = trust_score(clf, clf.tensor_to_image(x), raw, int(cls), get_inpainter(inpainter),
+                            model=name, explainer=ex.name, n_random=n_random)
+        with session.lock:
+            score = st.trust.setdefault(key, score)
+    if road and score.road is None:  # asked for later: added to the score already measured
+        score.road = _road(clf, x, raw, int(cls))
+    return score

@@ -17,9 +17,11 @@ from dataclasses import dataclass
 import gradio as gr
 import numpy as np
 
+from ..analyses.stroke_effect import stroke_effect
+from ..analyses.trust import map_trust
+from ..errors import IcZooError
 from ..presentation import present
 from .gradio_internals import block_id
-from ..errors import IcZooError
 
 @dataclass
 class ModelView:
@@ -100,7 +102,7 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
         panel = None
         info.append(present.md_text(exc))
     if effect and session.edits:
-        info.append(present.stroke_effect_text(session.stroke_effect(name, explainer), session.edits[-1]))
+        info.append(present.stroke_effect_text(stroke_effect(session, name, explainer), session.edits[-1]))
     rows = present.class_rows(result, rows_mode)
     names = short_names(session.classifier(name).labels)
     view = ModelView(name, present.model_title(name, result), rows, panel,
@@ -116,7 +118,7 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
 
 def shown_trust(session, name: str, cls: int, explainer: str) -> dict:
     """The trust scores of the maps a panel shows: the original's, and the modified image's after an edit."""
-    return {w: session.trust(name, cls, explainer, w) for w in (("original", "modified") if session.edits
+    return {w: map_trust(session, name, cls, explainer, w) for w in (("original", "modified") if session.edits
                                                                  else ("original",))}
 
 

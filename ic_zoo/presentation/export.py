@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analyses.history import history
 from .viz import diverging, overlay
 
 PACKAGES = ("ic-zoo", "torch", "torchvision", "timm", "transformers", "grad-cam", "gradio", "opencv-python-headless",
@@ -92,11 +93,11 @@ def export_zip(session, models: list[str], explainer: str | None, path: str | Pa
                 z.writestr(f"maps/{_slug(m)}/raw.npz", buf.getvalue())
             for t in r.tracked:
                 csv_rows.append({"model": m, **t.to_dict()})
-            h = session.history(m)
-            for s in h["steps"]:
-                for c, lab, pr in zip(h["classes"], h["labels"], s["probs"]):
-                    hist_rows.append({"model": m, "step": s["step"], "class": c, "label": lab, "prob": pr,
-                                      "top1": s["top1"], "top1_label": s["top1_label"]})
+            h = history(session, m)
+            for s in h.steps:
+                for c, lab, pr in zip(h.classes, h.labels, s.probs):
+                    hist_rows.append({"model": m, "step": s.step, "class": c, "label": lab, "prob": pr,
+                                      "top1": s.top1, "top1_label": s.top1_label})
         for name, rows in (("results.csv", csv_rows), ("history.csv", hist_rows)):
             buf = io.StringIO()
             if rows:

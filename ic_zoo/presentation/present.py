@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import html
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .viz import diverging, overlay
+
+if TYPE_CHECKING:  # the analyses' answers, read by attribute
+    from ..analyses.history import History
+    from ..analyses.inpainter_check import InpainterCheck, ModelCheck
+    from ..analyses.stroke_effect import StrokeEffect
 
 #: colours for per-model crop boxes and history lines (RGB)
 PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
@@ -282,7 +288,7 @@ def burn_frames(image: np.ndarray, boxes: dict[str, tuple]) -> np.ndarray:
     return out
 
 
-def history_image(hist: dict, width: int = 640, height: int = 260) -> np.ndarray:
+def history_image(hist: "History", width: int = 640, height: int = 260) -> np.ndarray:
     """Confidence of the tracked classes across the edit history; dashed lines where the top class flipped."""
     import matplotlib
 
@@ -290,19 +296,20 @@ def history_image(hist: dict, width: int = 640, height: int = 260) -> np.ndarray
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(width / 100, height / 100), dpi=100)
-    steps = [s["step"] for s in hist["steps"]]
-    for j, label in enumerate(hist["labels"]):
-        ax.plot(steps, [100 * s["probs"][j] for s in hist["steps"]], marker="o", ms=3,
+    steps = [s.step for s in hist.steps]
+    for j, label in enumerate(hist.labels):
+        ax.plot(steps, [100 * s.probs[j] for s in hist.steps], marker="o", ms=3,
                 color=np.array(PALETTE[j % len(PALETTE)]) / 255, label=short(label, 30))
-    for f in hist["flips"]:
+    by_step = {s.step: s for s in hist.steps}
+    for f in hist.flips:
         ax.axvline(f, color="#cf222e", ls="--", lw=1)
-        ax.text(f, 101, f"top-1 → {short(hist['steps'][f]['top1_label'], 18)}", color="#cf222e", fontsize=7,
+        ax.text(f, 101, f"top-1 → {short(by_step[f].top1_label, 18)}", color="#cf222e", fontsize=7,
                 ha="center", va="bottom")
     ax.set_xlabel("edit")
     ax.set_ylabel("confidence %")
     ax.set_ylim(0, 100)
     ax.set_xticks(steps)
-    ax.set_title(hist["model"], fontsize=9)
+    ax.set_title(hist.model, fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
     fig.tight_layout()
     fig.canvas.draw()
@@ -316,49 +323,48 @@ def whole_image_blur(edit) -> bool:
     return edit is not None and edit.inpainter == "blur" and edit.area == edit.mask.size
 
 
-def stroke_effect_text(eff: dict | None, edit=None) -> str:
+def stroke_effect_text(eff: "StrokeEffect | None", edit=None) -> str:
     """What the last edit did to the class: a stroke by its area and the map's mass inside it; the
     whole-image blur as a blur (its "stroke" covers everything, so the mass says nothing)."""
     if not eff:
         return ""
-    change = (f"its confidence went {100 * eff['prob_before']:.1f}% → {100 * eff['prob_after']:.1f}% "
-              f"({eff['delta_pp']:+.1f} pp)")
+    change = (f"its confidence went {100 * eff.prob_before:.1f}% → {100 * eff.prob_after:.1f}% "
+              f"({eff.delta_pp:+.1f} pp)")
     if whole_image_blur(edit):
         sigma = edit.params.get("sigma")
-        return (f"The whole image was blurred{f' (sigma {sigma:g})' if sigma else ''}; for *{short(eff['label'])}* "
+        return (f"The whole image was blurred{f' (sigma {sigma:g})' if sigma else ''}; for *{short(eff.label)}* "
                 f"{change}.")
-    mass = "n/a" if eff["mass_in_stroke"] is None else f"{100 * eff['mass_in_stroke']:.0f}%"
-    return (f"Last stroke covered {100 * eff['stroke_area']:.1f}% of the image and {mass} of the "
-            f"{eff['explainer']} map of *{short(eff['label'])}*; its confidence went "
-            f"{100 * eff['prob_before']:.1f}% → {100 * eff['prob_after']:.1f}% ({eff['delta_pp']:+.1f} pp).")
+    mass = "n/a" if eff.mass_in_stroke is None else f"{100 * eff.mass_in_stroke:.0f}%"
+    return (f"Last stroke covered {100 * eff.stroke_area:.1f}% of the image and {mass} of the "
+            f"{eff.explainer} map of *{short(eff.label)}*; {change}.")
 
 
-def inpainter_check_frame(check: dict):
+def inpainter_check_frame(check: "InpainterCheck"):
     import pandas as pd
 
     rows = []
-    for m, r in check["models"].items():
-        for inp, v in r["by_inpainter"].items():
-            rows.append({"model": m, "class": short(r["label"], 28), "inpainter": inp,
-                         "before %": round(100 * r["prob_before"], 1), "after %": round(100 * v["prob"], 1),
-                         "Δ pp": round(v["delta_pp"], 1), "top-1 after": short(v["top1_label"], 28)})
+    for m, r in check.models.items():
+        for inp, v in r.by_inpainter.items():
+            rows.append({"model": m, "class": short(r.label, 28), "inpainter": inp,
+                         "before %": round(100 * r.prob_before, 1), "after %": round(100 * v.prob, 1),
+                         "Δ pp": round(v.delta_pp, 1), "top-1 after": short(v.top1_label, 28)})
     return pd.DataFrame(rows)
 
 
-def inpainter_check_verdict(r: dict) -> str:
+def inpainter_check_verdict(r: "ModelCheck") -> str:
     """A verdict only where the numbers carry one: the effect (the median change over the fillers) must
     be larger than its spread across them, the fillers must agree on whether the top-1 changed, and every
     filler must give a change of the same sign and at least half the size (one that does not is named:
     "holds" with blur at -10.5 pp beside a median of -83.8 pp would not be true)."""
-    by = {name: v["delta_pp"] for name, v in r["by_inpainter"].items()}
+    by = {name: v.delta_pp for name, v in r.by_inpainter.items()}
     n = len(by)
     if n < 2:
         return "only one inpainter ran, so there is nothing to compare"
     effect = float(np.median(list(by.values())))
-    if abs(effect) <= r["spread_pp"]:
+    if abs(effect) <= r.spread_pp:
         return (f"no verdict: the effect ({effect:+.1f} pp) is not larger than its spread across fillers "
-                f"({r['spread_pp']:.1f} pp)")
-    if r["flip_votes"] not in (0, n):
+                f"({r.spread_pp:.1f} pp)")
+    if r.flip_votes not in (0, n):
         return "the fillers disagree on the top-1: part of the effect may be an inpainting artefact"
     weak = [(name, d) for name, d in by.items() if np.sign(d) != np.sign(effect) or abs(d) < abs(effect) / 2]
     if weak:
@@ -368,14 +374,14 @@ def inpainter_check_verdict(r: dict) -> str:
     return f"the effect ({effect:+.1f} pp) holds across fillers"
 
 
-def inpainter_check_summary(check: dict) -> str:
+def inpainter_check_summary(check: "InpainterCheck") -> str:
     lines = []
-    for m, r in check["models"].items():
-        n = len(r["by_inpainter"])
-        lines.append(f"- **{m}**: Δ of *{short(r['label'])}* spans {r['spread_pp']:.1f} pp over {n} inpainters "
-                     f"(std {r['std_pp']:.1f}); top-1 changed with {r['flip_votes']}/{n}: "
+    for m, r in check.models.items():
+        n = len(r.by_inpainter)
+        lines.append(f"- **{m}**: Δ of *{short(r.label)}* spans {r.spread_pp:.1f} pp over {n} inpainters "
+                     f"(std {r.std_pp:.1f}); top-1 changed with {r.flip_votes}/{n}: "
                      f"{inpainter_check_verdict(r)}.")
-    for inp, why in check["skipped"].items():
+    for inp, why in check.skipped.items():
         lines.append(f"- {inp} skipped: {md_text(why)}")
     return "\n".join(lines)
 

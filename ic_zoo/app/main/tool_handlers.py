@@ -10,10 +10,14 @@ import numpy as np
 
 import ic_zoo
 
+from ... import imageio
+from ...analyses.contrast import contrast
+from ...analyses.history import history as history_of
+from ...analyses.inpainter_check import inpainter_check
+from ...analyses.sanity import sanity
+from ...errors import IcZooError
 from ...presentation import export, present
 from .. import gradio_util, jobs
-from ... import imageio
-from ...errors import IcZooError
 from ..comparison import add_trust, shown_trust, slow_maps
 from .context import MAX_MODELS, AppContext
 from .panels import Page
@@ -44,7 +48,7 @@ def wire_history(ctx: AppContext, ui: Page) -> dict:
             return {t.hist_img: None}
         if name not in (st.models or []):  # a follow-up that ran before the picker followed a zoo switch
             name = (st.models or [None])[0]
-        out = {t.hist_img: present.history_image(st.session.history(name)) if name else None}
+        out = {t.hist_img: present.history_image(history_of(st.session, name)) if name else None}
         shown = getattr(st, "views", None) or []
         views, measured = list(shown), False
         for v in views:  # every view measured (no short cut), unless a newer event replaced them: its own
@@ -122,7 +126,7 @@ def wire_contrast(ctx: AppContext, ui: Page) -> None:
             if lab not in labels:
                 raise gr.Error(f"'{lab}' is not a class of {name}; pick one from the list.")
         ex = present.interactive_explainer(explainer)[0]
-        cm = st.session.contrast(name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
+        cm = contrast(st.session, name, labels.index(a), labels.index(b), "gradcam" if ex == "cam" else ex)
         panel = present.map_panel(st.session.original, st.session.modified, cm)
         title = f"why '{present.short(a, 34)}' rather than '{present.short(b, 34)}'"
         return present.titled(panel, title)  # (an image, as API clients expect; the title names both classes)
@@ -141,16 +145,16 @@ def wire_sanity(ctx: AppContext, ui: Page) -> None:
         pics, lines = [], []
         for m in (names or [])[:MAX_MODELS]:
             try:
-                out = st.session.sanity(m, ctx.shown_class(st, m), ex)
+                out = sanity(st.session, m, ctx.shown_class(st, m), ex)
             except IcZooError as exc:
                 lines.append(f"- **{m}**: {present.md_text(exc)}")
                 continue
-            pics += [(present.single_panel(st.session.modified, out["real"], "real"), f"{m}: real"),
-                     (present.single_panel(st.session.modified, out["randomized"], "randomised head"),
+            pics += [(present.single_panel(st.session.modified, out.real, "real"), f"{m}: real"),
+                     (present.single_panel(st.session.modified, out.randomized, "randomised head"),
                       f"{m}: randomised head")]
-            verdict = ("similar: this map says little about what the model learned" if out["correlation"] > 0.8
+            verdict = ("similar: this map says little about what the model learned" if out.correlation > 0.8
                        else "different: the map depends on the learned head")
-            lines.append(f"- **{m}**, *{present.short(out['label'])}*: correlation {out['correlation']:.2f} "
+            lines.append(f"- **{m}**, *{present.short(out.label)}*: correlation {out.correlation:.2f} "
                          f"with the randomised-head map ({verdict}).")
         return {t.san_gallery: pics, t.san_text: "\n".join(lines)}
 
@@ -202,7 +206,7 @@ def wire_inpainter_check(ctx: AppContext, ui: Page) -> None:
     def on_check(names, st, progress=gr.Progress(), request: gr.Request = None):
         st = ctx.need_session(st, request)
         forward = gradio_util.monotonic(progress)
-        chk = st.session.inpainter_check((names or [])[:MAX_MODELS], progress=lambda f, msg: forward(f, desc=msg))
+        chk = inpainter_check(st.session, (names or [])[:MAX_MODELS], progress=lambda f, msg: forward(f, desc=msg))
         return {t.chk_text: present.inpainter_check_summary(chk), t.chk_table: present.inpainter_check_frame(chk)}
 
     t.chk_btn.click(on_check, [ui.pickers.models, ui.state], [t.chk_text, t.chk_table], api_name="inpainter_check",
