@@ -19,7 +19,7 @@ from pathlib import Path
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
-from ic_zoo.app import gradio_internals, gradio_util  # noqa: E402
+from ic_zoo.app import gradio_internals, page_assets  # noqa: E402
 from ic_zoo.errors import IcZooError  # noqa: E402
 from ic_zoo.app import watchdog  # noqa: E402
 from ic_zoo.app.main import context, handlers, panels  # noqa: E402
@@ -59,7 +59,7 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
             results = panels.results()  # one column per model
         panels.map_viewer(results)  # the chosen model's maps, large
         tools = panels.tools(ctx)  # before / after, history, slow maps, contrast, ... in tabs
-        gradio_util.page_script(demo)  # styles, keys, the busy sign
+        page_assets.page_script(demo)  # styles, keys, the busy sign
         # the tab's work, rebuilt on a reload or on another replica (ui.work): Gradio encrypts it with a key
         # that must be the same on every replica (IC_ZOO_BROWSER_SECRET), and the record is signed with it
         work = gr.BrowserState(None, storage_key="ic_zoo_work", secret=ctx.work_secret)

@@ -202,11 +202,11 @@ def sentences() -> dict[str, str]:
     global SENTENCES
     if SENTENCES is None:
         os.environ.setdefault("IC_ZOO_APP_NO_DEMO", "1")
-        from ic_zoo.app import client, gradio_util, serve
+        from ic_zoo.app import client, gated_canvas, serve
         from ic_zoo.study import ui
 
         SENTENCES = {"moved": ui.MOVED, "stale": ui.STALE, "draining": serve.DRAINING, "file_gone": serve.FILE_GONE,
-                     "upload_gone": gradio_util.UPLOAD_GONE,
+                     "upload_gone": gated_canvas.UPLOAD_GONE,
                      "moved_app": serve.MOVED, "lost_study": client.STUDY_LOST, "lost_app": client.APP_LOST}
     return SENTENCES
 
@@ -273,7 +273,7 @@ class ChaosParticipant(R.Participant):
         page does); it is also what the canvas sends back with the next stroke."""
         from PIL import Image
 
-        from ic_zoo.app.gradio_util import editor_rgb
+        from ic_zoo.app.gated_canvas import editor_rgb
 
         self.seen_file = self.folder / f"{self.code}_seen.png"
         self.seen_file.write_bytes(self.client.download(self.bg))

@@ -182,7 +182,7 @@ def tab_bytes(preset: str, image: Path, edits: int) -> dict:
 def run(clients: int, edits: int, rounds: int, preset: str = "flower2d", side: int = 256,
         max_sessions: int | None = None, settle: float = 3.0, extra_env: dict | None = None,
         sessions_mb: int | None = None) -> dict:
-    from ic_zoo.app.gradio_util import Tabs
+    from ic_zoo.app.tab_store import Tabs
 
     models = PRESETS[preset]
     work = Path(tempfile.mkdtemp(prefix="ic_zoo_soak_"))

@@ -1,4 +1,4 @@
-"""How many bytes of arrays and tensors an object holds: what bounds the server's memory (``gradio_util.Tabs``).
+"""How many bytes of arrays and tensors an object holds: what bounds the server's memory (``tab_store.Tabs``).
 
 ``nbytes(obj)`` walks containers, dataclasses and the ``__dict__`` / ``__slots__`` of the project's own
 objects (a tab's state, a ``Session``, its edits, results and views) and sums the buffers of every numpy

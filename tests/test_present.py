@@ -144,10 +144,10 @@ def test_a_titled_panel_names_both_classes_above_it():
 
 def test_progress_never_goes_backwards_across_steps():
     """Several explainers (or images) each report 0..1: the bar the user sees only moves forward."""
-    from ic_zoo.app import gradio_util
+    from ic_zoo.app import guard
 
     seen = []
-    forward = gradio_util.monotonic(lambda f, desc=None: seen.append((f, desc)))
+    forward = guard.monotonic(lambda f, desc=None: seen.append((f, desc)))
     for f in (0.2, 0.778, 0.667, 0.889, 0.1, 1.0):
         forward(f, desc=f"step at {f}")
     assert [f for f, _ in seen] == [0.2, 0.778, 0.778, 0.889, 0.889, 1.0]
@@ -188,7 +188,7 @@ def test_server_paths_are_left_out_of_what_a_page_shows():
 
     from ic_zoo.presentation import present
     from ic_zoo.errors import WeightsUnavailableError
-    from ic_zoo.app.gradio_util import guarded
+    from ic_zoo.app.guard import guarded
 
     sentence = ("'hf-hub:a/b' is not in the cache folder /root/.cache/huggingface/hub and huggingface.co cannot "
                 "be reached; see https://huggingface.co/a/b or ~/.cache/torch/x.pt")

@@ -13,7 +13,7 @@ from PIL import Image
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
 import app as app_module  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
-from ic_zoo.app import gradio_util  # noqa: E402
+from ic_zoo.app import gated_canvas, tab_store  # noqa: E402
 from ic_zoo.flower2d import generator as g  # noqa: E402
 
 FLOWERS = ["flower2d/squeezenet", "flower2d/resnet"]
@@ -104,15 +104,15 @@ def test_every_image_the_canvas_sends_passes_the_gate(server, files):
 def test_a_layer_index_past_the_cap_is_refused_before_any_list_grows():
     from gradio.components.image_editor import AcceptBlobs
 
-    canvas = gradio_util.editor("x")
+    canvas = gated_canvas.editor("x")
     with pytest.raises(Exception, match="at most 8 stroke layers"):
         canvas.accept_blobs(AcceptBlobs(data={"type": "layer", "index": 1000000000, "id": "a", "file": b""},
                                         files=[("blob", b"x")]))
     assert canvas.blob_storage == {}
-    for i in range(gradio_util.MAX_PENDING_EDITS + 10):  # uploads whose event never comes
+    for i in range(gated_canvas.MAX_PENDING_EDITS + 10):  # uploads whose event never comes
         canvas.accept_blobs(AcceptBlobs(data={"type": "background", "index": None, "id": f"e{i}", "file": b""},
                                         files=[("blob", b"x")]))
-    assert len(canvas.blob_storage) == gradio_util.MAX_PENDING_EDITS
+    assert len(canvas.blob_storage) == gated_canvas.MAX_PENDING_EDITS
 
 
 @pytest.fixture
@@ -157,7 +157,7 @@ def test_tabs_never_release_a_state_in_use():
         def release(self, why):
             self.why = why
 
-    tabs = gradio_util.Tabs(S, ttl_s=0.01, max_tabs=1, sweep_s=3600)
+    tabs = tab_store.Tabs(S, ttl_s=0.01, max_tabs=1, sweep_s=3600)
     busy, other = S(), S()
     seen = {}
 
@@ -171,7 +171,7 @@ def test_tabs_never_release_a_state_in_use():
     assert busy not in seen["released_during"] and other.why is not None and busy.why is None
     tabs.close()
     # a state a handler returns among its {component: value} outputs counts as used now, like a returned one
-    tabs = gradio_util.Tabs(S, ttl_s=3600, max_tabs=1, sweep_s=3600)
+    tabs = tab_store.Tabs(S, ttl_s=3600, max_tabs=1, sweep_s=3600)
     first, fresh = S(), S()
     tabs.hold(lambda st: st)(first)
     tabs.hold(lambda: {"state": fresh, "status": "ok"})()
@@ -189,7 +189,7 @@ def test_tabs_are_bounded_by_the_bytes_they_hold():
         def release(self, why):
             self.why, self.pixels = why, None
 
-    tabs = gradio_util.Tabs(S, ttl_s=3600, max_tabs=64, sweep_s=3600, max_bytes=10_000_000)
+    tabs = tab_store.Tabs(S, ttl_s=3600, max_tabs=64, sweep_s=3600, max_bytes=10_000_000)
     a, b, c = S(4), S(4), S(1)
     for st in (a, b, c):
         tabs.hold(lambda st: st)(st)
@@ -330,11 +330,11 @@ def test_a_canvas_file_this_server_does_not_have_is_the_reload_sentence(tmp_path
     stopping, the event to another) finds no file here: the reload sentence, not "does not exist"."""
     from gradio.data_classes import FileData
 
-    canvas = gradio_util.editor("x")
+    canvas = gated_canvas.editor("x")
     for what in ("the image", "stroke layer 1"):
         with pytest.raises(Exception) as info:
             canvas._gate(FileData(path=str(tmp_path / "uploaded_elsewhere.png")), what)
-        assert str(info.value).strip("'") == gradio_util.UPLOAD_GONE
+        assert str(info.value).strip("'") == gated_canvas.UPLOAD_GONE
 
 
 def _upload(front, host, size, xff=None, chunked=False):

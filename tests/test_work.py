@@ -114,7 +114,7 @@ def test_a_second_image_in_the_same_tab_gets_a_record_of_its_own(tmp_path, monke
 
     os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
     import app as app_module
-    from ic_zoo.app.gradio_util import fit_max_side
+    from ic_zoo.app.gated_canvas import fit_max_side
 
     monkeypatch.setenv("IC_ZOO_BROWSER_SECRET", SECRET)
     monkeypatch.setenv("IC_ZOO_IMAGE_STORE", str(tmp_path / "images"))

@@ -313,7 +313,7 @@ def test_cli_classifies_photos_with_imagenet_and_flowers_with_flower2d_by_defaul
 
 # -- ZeroGPU -------------------------------------------------------------------------------------------
 def test_zero_gpu_wraps_model_calls_only_on_zero_gpu(monkeypatch):
-    from ic_zoo.app import gradio_util
+    from ic_zoo.app import zerogpu
 
     calls = []
 
@@ -334,12 +334,12 @@ def test_zero_gpu_wraps_model_calls_only_on_zero_gpu(monkeypatch):
         return x + 1
 
     monkeypatch.delenv("SPACES_ZERO_GPU", raising=False)
-    assert gradio_util.gpu(handler) is handler and not gradio_util.on_zero_gpu()
+    assert zerogpu.gpu(handler) is handler and not zerogpu.on_zero_gpu()
     monkeypatch.setenv("SPACES_ZERO_GPU", "true")
-    monkeypatch.setattr(gradio_util.importlib.util, "find_spec", lambda name: fake.__spec__ if name == "spaces" else None)
-    assert gradio_util.on_zero_gpu()
-    wrapped = gradio_util.model_call(handler)
+    monkeypatch.setattr(zerogpu.importlib.util, "find_spec", lambda name: fake.__spec__ if name == "spaces" else None)
+    assert zerogpu.on_zero_gpu()
+    wrapped = zerogpu.model_call(handler)
     assert wrapped(1) == 2 and calls == [60]
     with pytest.raises(Exception) as info:  # still one sentence through guarded, inside the GPU call
-        gradio_util.model_call(lambda: (_ for _ in ()).throw(IcZooError("A clear sentence.")))()
+        zerogpu.model_call(lambda: (_ for _ in ()).throw(IcZooError("A clear sentence.")))()
     assert "A clear sentence." in str(info.value) and calls == [60, 60]

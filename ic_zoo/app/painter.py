@@ -24,7 +24,7 @@ import gradio as gr
 import numpy as np
 
 from .. import imageio
-from .gradio_util import BRUSH_SIZE  # the brush's radius in image pixels
+from .gated_canvas import BRUSH_SIZE  # the brush's radius in image pixels
 from ..errors import InputError
 
 #: at most this many strokes in one event, points per stroke, and brush radius (image pixels)

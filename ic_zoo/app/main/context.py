@@ -7,7 +7,6 @@ import functools
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -16,12 +15,13 @@ import numpy as np
 
 import ic_zoo
 
-from ... import discovery, imageio, priority, zoo
-from .. import gradio_util, jobs
-from ...presentation import present
+from ... import discovery, priority, zoo
 from ...errors import IcZooError
-from ..gradio_util import fit_max_side, guarded, model_call, write_editor_png
-from .. import painter, work
+from ...presentation import present
+from .. import painter, platform, work, zerogpu
+from ..gated_canvas import fit_max_side
+from ..tab_store import expired_sentence
+from ..zerogpu import model_call
 from ..comparison import model_view, props_once, slow_maps
 from .state import AppState
 
@@ -29,7 +29,8 @@ log = logging.getLogger("ic_zoo.app")
 MAX_MODELS = 4
 MOVED = ("The server you were working on stopped: please reload the page to continue where you left off "
          "(your image and strokes are kept in this browser).")
-MAX_SIDE = 768  # uploads are downscaled to this longer side: the canvas stays responsive, models see <= 256 px
+#: uploads are downscaled to this longer side: the canvas stays responsive, models see <= 256 px (the platform's)
+MAX_SIDE = platform.MAX_SIDE
 ROWS = ["original top-5 (tracked)", "modified top-5"]
 EXAMPLE_CAPTIONS = {"chelsea": "Chelsea the cat: paint over the eyes", "coffee": "An espresso: paint over the cup",
                     "camera": "The cameraman: paint over the tripod", "astronaut": "Astronaut Eileen Collins",
@@ -99,43 +100,43 @@ def _foreground(fn):
     return wrapper
 
 
-class AppContext:
-    """Start-up decisions and shared services. ``ui`` (the page's panels) is set once they are built."""
+class AppContext(platform.AppPlatform):
+    """The main app's start-up decisions and shared services, on the platform both apps stand on
+    (``AppPlatform``: plugins, device, limits, tab store, image folder, jobs, error guard). ``ui`` (the page's
+    panels) is set once they are built."""
 
     def __init__(self, models=None, device=None, max_side: int = MAX_SIDE, plugins_dir=None, concurrency=None,
                  pretrained: bool = True, examples_dir: Path | None = None, default_plugins: Path | None = None):
         if plugins_dir is None and default_plugins is not None and not os.environ.get(discovery.PLUGINS_DIR_ENV) \
                 and not discovery.autoload_disabled():
             plugins_dir = str(default_plugins)  # the app's own folder, wherever it is started from
-        self.report = discovery.ensure_loaded(**({"plugins_dir": plugins_dir} if plugins_dir else {}))
-        self.device, self.pretrained, self.max_side = device, pretrained, max_side
-        self.named = [zoo.resolve_model(m, pretrained=pretrained) for m in (models or [])]  # one sentence if bad
+        self._models = models
+        # ZeroGPU: long jobs run inside the GPU call, not in a queue of their own
+        super().__init__(AppState, device=device, pretrained=pretrained, max_side=max_side, plugins_dir=plugins_dir,
+                         concurrency=concurrency, png_prefix="ic_zoo_editor_", with_jobs=not zerogpu.on_zero_gpu())
         self.auto_models = not self.named  # no --model: each new image gets the zoo of its domain
         # the zoo of each domain, decided once at start-up (each decision checks every default's weights)
         self.zoo_for = {d: zoo.default_models(pretrained=pretrained, domain=d)[:MAX_MODELS] for d in zoo.DOMAINS}
         self.default = (self.named or self.zoo_for["imagenet"])[:MAX_MODELS]
         self.checked: set[str] = set(self.named)  # names that passed zoo.resolve_model
-        if gradio_util.on_zero_gpu():
+        if zerogpu.on_zero_gpu():
             self._preload()
-        # what the canvas may send back: the app shows images of at most max_side, so anything far larger
-        # did not come from this page (an API client sends its own image through /load, which fits it)
-        self.editor_pixels = min(imageio.max_pixels_default(), max(4 * max_side * max_side, 1_000_000))
-        conc = concurrency or int(os.environ.get("IC_ZOO_CONCURRENCY", "2"))
-        self.common = dict(concurrency_id="models", concurrency_limit=conc)  # every event that runs models
+        # the canvas sends back at most editor_pixels (the platform's): the app shows images of at most
+        # max_side (an API client sends its own image through /load, which fits it)
+        self.common = dict(concurrency_id="models", concurrency_limit=self.concurrency)  # every event that runs models
         self.examples = example_list(examples_dir) if examples_dir is not None else []
-        self.png_dir = Path(tempfile.mkdtemp(prefix="ic_zoo_editor_"))
-        # bounded memory: every tab's state is released after IC_ZOO_SESSION_TTL_S idle, or when more than
-        # IC_ZOO_MAX_SESSIONS tabs hold images (least recently used first); see gradio_util.Tabs
-        self.tabs = gradio_util.Tabs(AppState)
         # each tab's work is kept by its browser (signed) and its originals by hash: any replica rebuilds it
         self.images = work.ImageStore.from_env(self.png_dir / "originals")
         self.work_secret = work.browser_secret()
         # long jobs (slow maps): in the deployment's PostgreSQL when IC_ZOO_JOBS names it (another replica
         # finishes a job whose replica died), else a worker thread of this process (ic_zoo/app/jobs.py)
-        self.jobs = None if gradio_util.on_zero_gpu() else jobs.Jobs.from_env()  # ZeroGPU: inside the GPU call
         if self.jobs is not None:
             self.jobs.handle("slow_maps", self.slow_maps_job)
         self.ui = None
+
+    def check_start(self) -> None:
+        """The models named at start-up (``--model``), each resolved: one sentence for a bad one."""
+        self.named = [zoo.resolve_model(m, pretrained=self.pretrained) for m in (self._models or [])]
 
     def _preload(self) -> None:
         """ZeroGPU runs each model call in a forked worker: load the default zoos here, in the main process,
@@ -157,10 +158,6 @@ class AppContext:
         background work (the trust follow-up) yields it the cores while it runs (``priority``). Never for an
         event that itself waits on background work (the slow maps' job)."""
         return self.tab_call(_foreground(fn))
-
-    def tab_guarded(self, fn):
-        """The same, for handlers that stay in the main process on ZeroGPU."""
-        return self.tabs.hold(guarded(fn))
 
     def busy(self) -> dict:
         """The settings of an event that runs models: the models queue, the busy sign on the status line
@@ -231,7 +228,7 @@ class AppContext:
         told so (``state_of``), one that never had an image is asked for one."""
         st = cls.state_of(st, request)
         if isinstance(st, AppState) and st.session is None and st.expired:
-            raise gr.Error(gradio_util.expired_sentence(st.expired))
+            raise gr.Error(expired_sentence(st.expired))
         if not isinstance(st, AppState) or st.session is None:
             raise gr.Error("Pick an example or upload an image first.")
         return st
@@ -268,11 +265,7 @@ class AppContext:
 
     def editor_value(self, st, shown):
         """The /edit API's canvas value: the image shown (``st.displayed``), as a PNG file the editor composes."""
-        path = write_editor_png(shown, self.png_dir / f"{id(st)}_{st.session.version}_{time.monotonic_ns()}.png")
-        if st.last_png is not None:  # Gradio copied the previous one into its cache already
-            Path(st.last_png).unlink(missing_ok=True)
-        st.last_png = str(path)
-        return {"background": str(path), "layers": [], "composite": None}  # the canvas composes it
+        return {"background": self.editor_png(st, shown, "last_png"), "layers": [], "composite": None}  # the canvas composes it
 
     @staticmethod
     def paint_value(st, shown) -> dict:
@@ -346,9 +339,6 @@ class AppContext:
         out.update(self.domain_and_json(st, names, res))
         out.update(self.work_record(st, names))
         return out
-
-    def make_session(self, img: np.ndarray):
-        return ic_zoo.Session(img, device=self.device, pretrained=self.pretrained)
 
     def job_record(self, st: AppState, names) -> str | None:
         """The tab's work as a signed record (what the browser keeps and a job rebuilds it from), or None when

@@ -11,11 +11,11 @@ import numpy as np
 
 import ic_zoo
 
-from .. import gradio_util
+from .. import gated_canvas, tab_store
 from ... import imageio
 from ...presentation import present
 from ...errors import IcZooError
-from ..gradio_util import editor_rgb, same_image, stroke_mask
+from ..gated_canvas import editor_rgb, same_image, stroke_mask
 from .. import painter
 from . import tool_handlers
 from .context import MAX_MODELS, AppContext, classifier_choices
@@ -128,7 +128,7 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
         ctx.check_stroke(names, inpainter, explainer, rows_mode)  # before anything changes
         if st.session is None and st.expired:  # the canvas still shows the image of a released session:
             why, st.expired = st.expired, ""  # told once; an image sent again then starts a new session
-            raise gr.Error(gradio_util.expired_sentence(why))
+            raise gr.Error(tab_store.expired_sentence(why))
         img = editor_rgb(value["background"])
         mask = stroke_mask(value)
         known = st.session is not None and (same_image(img, st.session.modified) or (
@@ -158,9 +158,9 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
         if st.session is None:
             if st.expired:
                 why, st.expired = st.expired, ""
-                raise gr.Error(gradio_util.expired_sentence(why))
+                raise gr.Error(tab_store.expired_sentence(why))
             if isinstance(value, dict) and value.get("v"):  # the page shows an image this server does not have
-                raise gr.Error(gradio_util.UPLOAD_GONE, print_exception=False)
+                raise gr.Error(gated_canvas.UPLOAD_GONE, print_exception=False)
             raise gr.Error("Pick an example or upload an image first, then paint over what to remove.")
         strokes, painted = painter.parse(value, st.paint_ack)  # a malformed one: its sentence (guarded)
         ctx.check_stroke(names, inpainter, explainer, rows_mode)  # before anything changes

@@ -9,7 +9,7 @@ import gradio as gr
 
 import ic_zoo
 
-from .. import gradio_util
+from .. import gated_canvas
 from ...presentation import present
 from .. import painter
 from ..comparison import Comparison, comparison
@@ -138,7 +138,7 @@ def editor(ctx: AppContext) -> Editor:
         # the page paints on ``paint`` (strokes sent as points, the image back as one JPEG); API clients send
         # an image and its stroke layers to ``canvas`` (/edit), which the page never shows
         paint = painter.painter("Paint over what to remove", height=CANVAS_HEIGHT)
-        canvas = gradio_util.editor("Paint over what to remove", height=CANVAS_HEIGHT, max_pixels=ctx.editor_pixels,
+        canvas = gated_canvas.editor("Paint over what to remove", height=CANVAS_HEIGHT, max_pixels=ctx.editor_pixels,
                                     elem_id="editor_api", visible=False)
         api_edit = gr.Button(visible=False)
         # before / after on the canvas itself (issue 34 item 7): the toggle swaps the canvas for a slider of
@@ -148,7 +148,7 @@ def editor(ctx: AppContext) -> Editor:
         status = gr.Markdown("Pick an example or upload an image to start.", elem_id="status")
         compare = gr.Checkbox(False, label="Compare with the original (a before / after slider in place of the "
                                            "canvas; untick to paint again)", elem_id="compare_toggle")
-        gr.HTML(gradio_util.keys_help(), elem_id="brush_label")
+        gr.HTML(gated_canvas.keys_help(), elem_id="brush_label")
         with gr.Row():
             undo = gr.Button("Undo", size="sm", elem_id="undo")
             redo = gr.Button("Redo", size="sm", elem_id="redo")

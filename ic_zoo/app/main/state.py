@@ -26,7 +26,7 @@ class AppState:
         self.user_chose = False  # the user picked models: images no longer switch the zoo by their domain
         self.typed: list[str] = []  # names this tab typed that were accepted
         self.notice = ""  # a message for the next status line (a refused model name)
-        self.expired = ""  # why this tab's session was released (gradio_util.Tabs), until a new image
+        self.expired = ""  # why this tab's session was released (tab_store.Tabs), until a new image
         self.slow_of: tuple[int, int] | None = None  # (session version, edit count) the slow maps are of
         self.pending: np.ndarray | None = None  # regions clicked for one selection, not applied yet
         self.work_key: str | None = None  # the original's hash in the image store (ui.work), once stored

@@ -17,8 +17,8 @@ from ...analyses.inpainter_check import inpainter_check
 from ...analyses.sanity import sanity
 from ...errors import IcZooError
 from ...presentation import export, present
-from .. import gradio_util, jobs
-from ..comparison import add_trust, shown_trust, slow_maps
+from .. import guard, jobs
+from ..comparison import add_trust, slow_maps
 from .context import MAX_MODELS, AppContext
 from .panels import Page
 from .state import AppState
@@ -82,7 +82,7 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
             raise gr.Error(f"{explainer} is interactive: its maps are already shown. Choose a slow explainer "
                            "(Score-CAM, Ablation-CAM, FullGrad) first.")
         names = (names or [])[:MAX_MODELS]
-        forward = gradio_util.monotonic(progress)  # an explainer reports 0..1 per image: never backwards
+        forward = guard.monotonic(progress)  # an explainer reports 0..1 per image: never backwards
         s = st.session
         classes = {m: ctx.shown_class(st, m) for m in names}
         st.slow_of = (s.version, len(s.edits))  # the maps are of the image as it is now
@@ -205,7 +205,7 @@ def wire_inpainter_check(ctx: AppContext, ui: Page) -> None:
     @ctx.tab_call
     def on_check(names, st, progress=gr.Progress(), request: gr.Request = None):
         st = ctx.need_session(st, request)
-        forward = gradio_util.monotonic(progress)
+        forward = guard.monotonic(progress)
         chk = inpainter_check(st.session, (names or [])[:MAX_MODELS], progress=lambda f, msg: forward(f, desc=msg))
         return {t.chk_text: present.inpainter_check_summary(chk), t.chk_table: present.inpainter_check_frame(chk)}
 

@@ -1,0 +1,47 @@
+"""The error guard of both apps: every failure of a handler reaches the person as one sentence, edits
+already made are kept; and a progress bar that never goes backwards."""
+from __future__ import annotations
+
+import functools
+import logging
+
+import gradio as gr
+
+from ..errors import IcZooError
+from ..presentation.present import public_text
+
+log = logging.getLogger("ic_zoo.app")
+
+
+def guarded(fn):
+    """Every failure reaches the user as one sentence; edits already made are kept."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as exc:  # a sentence for the user, not a failure: no traceback in the server log
+            exc.print_exception = False
+            raise
+        except IcZooError as exc:
+            raise gr.Error(public_text(exc), print_exception=False) from None
+        except Exception as exc:  # noqa: BLE001
+            log.exception("handler %s failed", fn.__name__)
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise gr.Error(f"Something went wrong ({public_text(msg)}); your earlier edits are kept, please try "
+                           "again.", print_exception=False) from None
+
+    return wrapper
+
+
+def monotonic(progress):
+    """A ``gr.Progress`` that never goes backwards (steps that each report 0..1 would make it jump back)."""
+    best = [0.0]
+
+    def report(fraction, desc=None):
+        if isinstance(fraction, (int, float)):
+            best[0] = max(best[0], float(fraction))
+            fraction = best[0]
+        return progress(fraction, desc=desc)
+
+    return report
