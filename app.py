@@ -83,12 +83,14 @@ def build_demo(models: list[str] | None = None, device: str | None = None, max_s
 
 def build_study(path: str, db: str | None = None, **kwargs) -> gr.Blocks:
     """Study mode: the study's tasks only, consent first, every interaction logged (see README)."""
-    from ic_zoo.study import load_study
-    from ic_zoo.app.study.ui import build_study_demo
-
+    from ic_zoo import discovery
     from ic_zoo.app import serve
+    from ic_zoo.app.study.ui import build_study_demo
+    from ic_zoo.study import load_study
 
     try:
+        # the plugins first: a plugin may add a question type the study file names
+        discovery.ensure_loaded(**({"plugins_dir": kwargs["plugins_dir"]} if kwargs.get("plugins_dir") else {}))
         study = load_study(path)
         demo = build_study_demo(study, db, **kwargs)
     except IcZooError as exc:

@@ -203,7 +203,7 @@ def sentences() -> dict[str, str]:
     if SENTENCES is None:
         os.environ.setdefault("IC_ZOO_APP_NO_DEMO", "1")
         from ic_zoo.app import client, gated_canvas, serve
-        from ic_zoo.study import ui
+        from ic_zoo.app.study import ui
 
         SENTENCES = {"moved": ui.MOVED, "stale": ui.STALE, "draining": serve.DRAINING, "file_gone": serve.FILE_GONE,
                      "upload_gone": gated_canvas.UPLOAD_GONE,

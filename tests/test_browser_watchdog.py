@@ -130,7 +130,7 @@ def test_an_event_lost_on_the_way_ends_in_the_sentence_after_the_quiet_bound(stu
 
 
 def test_a_slow_event_is_answered_and_a_stuck_one_ends_in_the_sentence(study, browser, monkeypatch):
-    from ic_zoo.study import ui
+    from ic_zoo.app.study import ui
 
     page = _on_task(browser, study["url"], "WD02")
     gate, hold = threading.Event(), {"s": None}

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
 
 from .. import imageio
-from .gated_canvas import BRUSH_SIZE  # the brush's radius in image pixels
 from ..errors import InputError
+from .gated_canvas import BRUSH_SIZE  # the brush's radius in image pixels
 
 #: at most this many strokes in one event, points per stroke, and brush radius (image pixels)
 MAX_STROKES = 64
@@ -34,140 +35,13 @@ MAX_RADIUS = 200.0
 JPEG_QUALITY = 92
 
 
-HTML = """<div class="ic-paint" role="application" aria-label="Paint over what to remove">
-<div class="ic-paint-stage"><img class="ic-paint-img" alt="" draggable="false"><canvas class="ic-paint-ink"></canvas>
-<div class="ic-paint-empty">Pick an example or upload an image to start.</div></div>
-<div class="ic-paint-bar"><label class="ic-paint-size-label">Brush <input type="range" class="ic-paint-size"
- min="1" max="100" step="1" value="__SIZE__" aria-label="Brush size"></label>
-<span class="ic-paint-zoom" title="the image's scale on the screen">100%</span></div></div>"""
+#: the page code and styles, as files (``ic_zoo/app/static``)
+STATIC = Path(__file__).with_name("static")
+HTML = (STATIC / "painter.html").read_text()
 
-CSS = """
-.ic-paint { display: flex; flex-direction: column; gap: 6px; }
-.ic-paint-stage { position: relative; display: flex; align-items: center; justify-content: center;
-  height: var(--ic-paint-height, 440px); background: var(--block-background-fill, #f5f5f5); overflow: hidden;
-  border-radius: 6px; touch-action: none; user-select: none; -webkit-user-select: none; }
-.ic-paint-img { max-width: none !important; max-height: none !important; display: none; margin: 0 !important;
-  pointer-events: none; image-rendering: auto; }
-.ic-paint.has-image .ic-paint-img { display: block; }
-.ic-paint.has-image .ic-paint-empty { display: none; }
-.ic-paint-empty { opacity: .7; font-size: 14px; }
-.ic-paint-ink { position: absolute; left: 0; top: 0; cursor: crosshair; }
-.ic-paint-bar { display: flex; align-items: center; gap: 12px; font-size: 13px; }
-.ic-paint-bar input[type=range] { width: 140px; vertical-align: middle; }
-.ic-paint-zoom { opacity: .75; }
-/* the busy sign while a stroke is processed: the painter's own (strokes sent and not yet acknowledged) */
-.ic-paint.ic-busy .ic-paint-stage::after { content: "Classifying…"; position: absolute; top: 44px; right: 10px;
-  z-index: 50; pointer-events: none; padding: 2px 10px; border-radius: 10px; background: rgba(20, 20, 20, .72);
-  color: #fff; font-size: 13px; }
-.ic-paint.ic-busy .ic-paint-img { opacity: .82; }
-"""
+CSS = (STATIC / "painter.css").read_text()
 
-JS = r"""
-const root = element.querySelector('.ic-paint');
-const stage = root.querySelector('.ic-paint-stage');
-const img = root.querySelector('.ic-paint-img');
-const ink = root.querySelector('.ic-paint-ink');
-const size = root.querySelector('.ic-paint-size');
-const zoomEl = root.querySelector('.ic-paint-zoom');
-const ctx = ink.getContext('2d');
-let shown = null;           // the version of the image shown (value.v)
-let pending = [];           // strokes sent and not yet acknowledged: {id, r, pts}
-let current = null;         // the stroke being painted
-let nextId = 1;
-window.icZooBrush = parseInt(size.value, 10) || __SIZE__;
-const scale = () => img.naturalWidth ? img.getBoundingClientRect().width / img.naturalWidth : 1;
-function place() {          // the image as large as the stage holds it; the ink exactly over it
-  if (img.naturalWidth) {
-    const f = Math.min(stage.clientWidth / img.naturalWidth, stage.clientHeight / img.naturalHeight);
-    img.style.width = Math.max(1, Math.floor(img.naturalWidth * f)) + 'px';
-    img.style.height = Math.max(1, Math.floor(img.naturalHeight * f)) + 'px';
-  }
-  const s = stage.getBoundingClientRect(), b = img.getBoundingClientRect();
-  const dpr = window.devicePixelRatio || 1;
-  ink.style.left = (b.left - s.left) + 'px'; ink.style.top = (b.top - s.top) + 'px';
-  ink.style.width = b.width + 'px'; ink.style.height = b.height + 'px';
-  const w = Math.max(1, Math.round(b.width * dpr)), h = Math.max(1, Math.round(b.height * dpr));
-  if (ink.width !== w || ink.height !== h) { ink.width = w; ink.height = h; }
-  zoomEl.textContent = Math.round(scale() * 100) + '%';
-  redraw();
-}
-function drawStroke(st) {
-  const k = (ink.width / (img.naturalWidth || 1));
-  ctx.strokeStyle = 'rgba(255, 0, 0, 0.75)'; ctx.fillStyle = ctx.strokeStyle;
-  ctx.lineCap = 'round'; ctx.lineJoin = 'round'; ctx.lineWidth = 2 * st.r * k;
-  const p = st.pts;
-  if (p.length === 2) { ctx.beginPath(); ctx.arc(p[0] * k, p[1] * k, st.r * k, 0, 2 * Math.PI); ctx.fill(); return; }
-  ctx.beginPath(); ctx.moveTo(p[0] * k, p[1] * k);
-  for (let i = 2; i < p.length; i += 2) ctx.lineTo(p[i] * k, p[i + 1] * k);
-  ctx.stroke();
-}
-function redraw() {
-  root.classList.toggle('ic-busy', pending.length > 0);  // sent, not yet answered: the busy sign
-  ctx.clearRect(0, 0, ink.width, ink.height);
-  for (const st of pending) drawStroke(st);
-  if (current) drawStroke(current);
-}
-const send = () => {
-  window.__icZooSent = performance.now();  // (the latency benchmark's stage boundary)
-  const v = { v: shown, w: img.naturalWidth, h: img.naturalHeight, strokes: pending.slice(-__MAXSTROKES__) };
-  window.__icZooSentBytes = JSON.stringify(v).length;
-  props.value = v;
-  trigger('submit');
-};
-function show(v) {
-  if (!v || typeof v !== 'object' || v.strokes) return;  // (its own value, with strokes, is not an answer)
-  if (typeof v.ack === 'number') pending = pending.filter((s) => s.id > v.ack);
-  // a stroke painted while the last one was processed, which that answer did not take: sent now (the
-  // server applies each id once, so a second send of the same strokes changes nothing)
-  if (pending.length && v.src) setTimeout(send, 0);
-  if (v.src === null) { root.classList.remove('has-image'); img.removeAttribute('src'); shown = null;
-                        pending = []; redraw(); return; }
-  if (v.src && v.v !== shown) {
-    shown = v.v;
-    window.__icZooGotBytes = v.src.length;
-    img.onload = () => { root.classList.add('has-image'); root.dataset.v = String(shown); place(); };
-    img.src = v.src;
-  } else { redraw(); }
-}
-const at = (e) => {
-  const b = img.getBoundingClientRect(), k = img.naturalWidth / b.width;
-  return [Math.round((e.clientX - b.left) * k * 2) / 2, Math.round((e.clientY - b.top) * k * 2) / 2];
-};
-ink.addEventListener('pointerdown', (e) => {
-  if (e.button !== 0 || !img.naturalWidth) return;
-  e.preventDefault();
-  ink.setPointerCapture(e.pointerId);
-  current = { id: nextId++, r: window.icZooBrush, pts: at(e) };
-  redraw();
-});
-ink.addEventListener('pointermove', (e) => {
-  if (!current) return;
-  const [x, y] = at(e), p = current.pts;
-  if (x === p[p.length - 2] && y === p[p.length - 1]) return;
-  if (p.length < 2 * __MAXPTS__) { p.push(x, y); }
-  redraw();
-});
-const finish = () => {
-  if (!current) return;
-  pending.push(current); current = null;
-  redraw();
-  send();
-};
-ink.addEventListener('pointerup', finish);
-ink.addEventListener('pointercancel', finish);
-size.addEventListener('input', () => { window.icZooBrush = parseInt(size.value, 10) || window.icZooBrush;
-  document.querySelectorAll('#brush_label .ic-brush').forEach((s) => { s.textContent = String(window.icZooBrush); }); });
-window.addEventListener('resize', place);
-new ResizeObserver(() => { if (img.naturalWidth) place(); }).observe(stage);
-// an error's toast: what the server did not apply is not left drawn
-new MutationObserver(() => {
-  if (pending.length && document.querySelector('.toast-body.error, [data-testid="toast-body"].error')) {
-    pending = []; redraw();
-  }
-}).observe(document.body, { subtree: true, childList: true });
-watch('value', () => show(props.value));
-show(props.value);
-"""
+JS = (STATIC / "painter.js").read_text()
 
 
 def painter(label: str, height: int | str = 440, elem_id: str = "editor") -> gr.HTML:

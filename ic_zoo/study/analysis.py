@@ -24,7 +24,8 @@ per task image:
    flips and the participants' own removals point at.
 
 Output: ``analysis.json``, ``agreement.csv``, ``effects.csv``, ``ranking.csv``, ``answers.csv``,
-``truth.csv``, one PNG per task under ``figures/`` and ``report.html``, a single self-contained page
+``questions.csv`` (each question as its type summarises it), ``truth.csv``, one PNG per task under
+``figures/`` and ``report.html``, a single self-contained page
 (figures inlined). The admin page shows the same report for the live study (``/admin``, *Analyse now*,
 or every minute while it is open).
 """
@@ -398,6 +399,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
     doc["ranking"] = ranking(boot_iou)
     across_tasks(doc)
     doc["answers"] = answer_counts(definition, answers)
+    doc["questions"] = question_summaries(definition, answers)
     if out is not None:
         doc["figures"] = write(doc, images, Path(out))
     return doc
@@ -530,6 +532,33 @@ def answer_counts(definition: dict, answers: list[dict]) -> list[dict]:
     return [{"task": t, "question": q, "answer": a, "count": n} for (t, q, a), n in sorted(out.items(), key=str)]
 
 
+def question_summaries(definition: dict, answers: list[dict]) -> list[dict]:
+    """Per task and question, what its type reports of the answers (``QuestionType.summary``: how many
+    answered; a choice's count per choice; a scale's mean with its 95 % t interval, median and counts)."""
+    from .definition import questions_of
+
+    out = []
+    for (tid, qid), q in questions_of(definition).items():
+        said = [a["answer"] for a in answers if a["task_id"] == tid and a["question_id"] == qid]
+        out.append({"task": tid, "question": qid, **q.kind.summary(q, said)})
+    return out
+
+
+def question_rows(doc: dict) -> list[dict]:
+    """``question_summaries`` as table rows: the counts and the interval written out."""
+    rows = []
+    for s in doc.get("questions", []):
+        ci = s.get("mean_ci95")
+        rows.append({"task": s["task"], "question": s["question"], "type": s["type"], "n": s["n"],
+                     "mean": s.get("mean"), "mean ci95": f"{ci[0]:.2f} to {ci[1]:.2f}" if ci else "",
+                     "median": s.get("median"),
+                     "counts": ", ".join(f"{k}: {v}" for k, v in (s.get("counts") or {}).items())})
+    return rows
+
+
+QUESTION_COLUMNS = ["task", "question", "type", "n", "mean", "mean ci95", "median", "counts"]
+
+
 # -- writing --------------------------------------------------------------------------------------------
 def _fmt(v) -> str:
     if isinstance(v, list):
@@ -628,6 +657,7 @@ def write(doc: dict, images: dict, out: Path) -> dict:
     _csv(out / "effects.csv", effects, EFFECT_COLUMNS)
     _csv(out / "ranking.csv", doc["ranking"], RANKING_COLUMNS)
     _csv(out / "answers.csv", doc["answers"], ["task", "question", "answer", "count"])
+    _csv(out / "questions.csv", question_rows(doc), QUESTION_COLUMNS)
     _csv(out / "truth.csv", [r for e in doc["tasks"] if e.get("truth") for r in truth_rows(e)], ["task"] + TRUTH_COLUMNS)
     (out / "analysis.json").write_text(json.dumps(jsonable(doc), indent=1))
     (out / "report.html").write_text(report_html(doc, figs))
@@ -715,6 +745,10 @@ def report_body(doc: dict, figs: dict) -> str:
             said = ", ".join(f"{k} {n}" for k, n in q["answers"].items())
             parts.append(f"<h3>Question {html.escape(q['question'])}: the part people named, against the maps</h3>"
                          f"<p>Answers: {html.escape(said)}.</p>" + _table(rows, ["whose map", "top part", "answers naming it"]))
+    if doc.get("questions"):
+        parts.append("<h2>Questions</h2><p>Per question, as its type reports it: how many answered, a choice's "
+                     "count per choice, a scale's mean with its 95 % interval (t distribution) and median.</p>"
+                     + _table(question_rows(doc), QUESTION_COLUMNS))
     if doc["answers"]:
         parts.append("<h2>Answers</h2>" + _table(doc["answers"], ["task", "question", "answer", "count"]))
     style = (".ic-report{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"

@@ -453,7 +453,7 @@ class StudyStore:
             late = bool(payload.get("late"))
             for q in task.questions:
                 a = answers.get(q.id)
-                correct = None if q.expected is None else (str(a) == q.expected)
+                correct = q.kind.correct(q, None if a is None else str(a))
                 conn.execute(answers_t.insert().values(participant_id=pid, interaction_id=iid, task_id=task.id,
                                                        question_id=q.id, answer=None if a is None else str(a),
                                                        correct=correct, late=late))

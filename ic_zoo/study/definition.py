@@ -38,16 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError
+from .errors import StudyError
+from .questions import QUESTION_TYPES, QuestionType
 
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
-QUESTION_TYPES = ("choice", "scale", "text")
 
 MAX_MODELS_PER_TASK = 4  # the columns a task screen shows side by side
-
-
-class StudyError(InputError):
-    """A study file that cannot be used."""
 
 
 @dataclass
@@ -60,6 +56,17 @@ class Question:
     max: int = 5
     required: bool = True
     expected: str | None = None  # attention checks
+
+    @property
+    def kind(self) -> QuestionType:
+        """The question's type (``questions.QUESTION_TYPES``): its widget, checks, value and summary."""
+        return QUESTION_TYPES[self.type]
+
+
+def questions_of(definition: dict) -> dict[tuple[str, str], Question]:
+    """The questions of a logged definition (``Study.public_dict``), by (task id, question id)."""
+    return {(str(t["id"]), str(q["id"])): Question(**q) for t in definition.get("tasks", [])
+            for q in t.get("questions") or []}
 
 
 @dataclass
@@ -217,14 +224,17 @@ def load_study(path: str | Path) -> Study:
         for j, q in enumerate(t.get("questions") or []):
             if not isinstance(q, dict) or not q.get("id") or not q.get("text"):
                 raise StudyError(f"question {j + 1} of task '{tid}' needs an 'id' and a 'text'.")
-            qtype = q.get("type", "text")
+            qtype, qwhere = str(q.get("type", "text")), f"question '{q['id']}' of task '{tid}'"
             if qtype not in QUESTION_TYPES:
-                raise StudyError(f"question '{q['id']}' of task '{tid}' has type '{qtype}'; use choice, scale or text.")
-            if qtype == "choice" and not q.get("choices"):
-                raise StudyError(f"question '{q['id']}' of task '{tid}' is a choice without 'choices'.")
-            qs.append(Question(str(q["id"]), str(q["text"]), qtype, [str(c) for c in q.get("choices") or []],
-                               int(q.get("min", 1)), int(q.get("max", 5)), bool(q.get("required", True)),
-                               None if q.get("expected") is None else str(q["expected"])))
+                names = list(QUESTION_TYPES)
+                raise StudyError(f"{qwhere} has type '{qtype}'; use {', '.join(names[:-1])} or {names[-1]}.")
+            question = Question(str(q["id"]), str(q["text"]), qtype, required=bool(q.get("required", True)),
+                                expected=None if q.get("expected") is None else str(q["expected"]),
+                                **QUESTION_TYPES[qtype].parse(q, qwhere))
+            if question.expected is not None and question.kind.widget == "radio" \
+                    and question.expected not in question.kind.choices(question):
+                raise StudyError(f"{qwhere} expects '{question.expected}', which is not one of its answers.")
+            qs.append(question)
         truth = {}
         for key in ("parts", "truth"):
             if t.get(key):

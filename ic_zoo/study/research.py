@@ -12,6 +12,18 @@ import numpy as np
 import sqlalchemy as sa
 
 from .db import answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image, studies_t
+from .definition import questions_of
+
+
+def answer_value(q, answer):
+    """An answer as its question type's value (a scale's number; the text otherwise), None when it cannot be
+    read as one (an answer logged before its question's type changed)."""
+    if q is None:
+        return answer
+    try:
+        return q.kind.value(q, answer)
+    except (TypeError, ValueError):
+        return None
 
 
 def studies(engine: sa.Engine) -> list[dict]:
@@ -75,11 +87,14 @@ def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> 
             inter.append(row)
         answers = []
         when = {r["interaction_id"]: r for r in inter}
+        questions = questions_of(json.loads(st["definition"]))
         for r in conn.execute(sa.select(answers_t).join(participants_t).where(participants_t.c.study_id == sid)
                               .order_by(participants_t.c.ordinal, answers_t.c.id)).mappings():
             src = when.get(r["interaction_id"], {})
+            q = questions.get((r["task_id"], r["question_id"]))
             answers.append({"participant": code[r["participant_id"]], "task_id": r["task_id"],
-                            "question_id": r["question_id"], "answer": r["answer"], "correct": r["correct"],
+                            "question_id": r["question_id"], "type": q.type if q else None, "answer": r["answer"],
+                            "value": answer_value(q, r["answer"]), "correct": r["correct"],
                             "late": r["late"], "interaction_id": r["interaction_id"],
                             "server_time": src.get("server_time"), "client_time": src.get("client_time"),
                             "seconds_on_task": (src.get("payload") or {}).get("seconds_on_task")})
@@ -96,7 +111,8 @@ def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> 
     _write_csv(out / "interactions.csv", flat, ["interaction_id", "participant", "seq", "task_id", "kind",
                                                 "server_time", "client_time", "session", "inpainter",
                                                 "mask_pixels", "mask_file", "payload"])
-    _write_csv(out / "answers.csv", answers, ["participant", "task_id", "question_id", "answer", "correct", "late",
+    _write_csv(out / "answers.csv", answers, ["participant", "task_id", "question_id", "type", "answer", "value",
+                                             "correct", "late",
                                              "seconds_on_task", "server_time", "client_time", "interaction_id"])
     _write_csv(out / "participants.csv", prow, ["participant", "ordinal", "tasks_done", "events", "consented_at",
                                                "finished_at", "ip"])

@@ -15,7 +15,6 @@ import gradio as gr
 from ...errors import IcZooError
 from .. import jobs
 from ..guard import guarded
-
 from .pages import PARTICIPANT_COLUMNS, TASK_COLUMNS, _digest, _zip_folder
 
 log = logging.getLogger("ic_zoo.study")

@@ -8,8 +8,7 @@ import gradio as gr
 
 from ...study.security import issue, new_id, verify
 from ..serve import client_address
-
-from .pages import BAD_ID, BAD_LINK, CLIENT_TIME_JS, StudyState, TOO_MANY, TOO_MANY_HERE
+from .pages import BAD_ID, BAD_LINK, CLIENT_TIME_JS, TOO_MANY, TOO_MANY_HERE, StudyState
 
 log = logging.getLogger("ic_zoo.study")
 

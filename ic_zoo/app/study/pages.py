@@ -12,15 +12,15 @@ from pathlib import Path
 import gradio as gr
 
 from ...study.definition import MAX_MODELS_PER_TASK, Study
+from ...study.questions import Text
 from .. import gated_canvas, painter
 from ..comparison import Comparison, comparison
 from ..gated_canvas import editor
-
 log = logging.getLogger("ic_zoo.study")
 MAX_QUESTIONS = 6
 PARTICIPANT_COLUMNS = ["participant", "order", "tasks_done", "events", "consented", "finished"]  # db.participant_progress
 TASK_COLUMNS = ["task", "completed", "strokes", "attention_passed"]  # StudyStore.task_progress
-MAX_TEXT = 5000
+MAX_TEXT = Text.max_chars  # a text answer's longest (the question type's)
 CLIENT_TIME_JS = "(t, ...rest) => [Date.now(), ...rest]"  # the browser's clock rides along as the first input
 BAD_ID = ("The participant id in this link is not valid: use 1 to 40 letters, digits, '-' or '_' "
           "(for example ?participant=P01). Please check the link you were given.")

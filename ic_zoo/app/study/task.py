@@ -16,8 +16,8 @@ from ...study.db import StaleBase, now
 from ...study.research import rebuild
 from .. import painter
 from ..gated_canvas import editor_rgb, fit_max_side, same_image, stroke_mask
-
-from .pages import CLIENT_TIME_JS, MAX_QUESTIONS, MAX_TEXT, MOVED, NOT_ANSWERED, NOT_SAVED, NO_BASE, STALE, StudyState, put_back, saved_image_state
+from .pages import (CLIENT_TIME_JS, MAX_QUESTIONS, MOVED, NOT_ANSWERED, NOT_SAVED, NO_BASE, STALE, StudyState,
+                    put_back, saved_image_state)
 
 log = logging.getLogger("ic_zoo.study")
 
@@ -205,18 +205,13 @@ class TaskHandlers:
         radios, texts = vals[:MAX_QUESTIONS], vals[MAX_QUESTIONS:2 * MAX_QUESTIONS]
         answers = {}
         for j, q in enumerate(task.questions):
-            a = texts[j] if q.type == "text" else radios[j]
+            a = texts[j] if q.kind.widget == "text" else radios[j]
             a = None if a is None or (isinstance(a, str) and not a.strip()) else str(a).strip()
             if a is None:
                 if q.required:
                     raise gr.Error(f"Please answer: {q.text}", print_exception=False)
-            elif q.type == "choice" and a not in q.choices:
-                raise gr.Error(f"'{a}' is not one of the choices for: {q.text}", print_exception=False)
-            elif q.type == "scale" and not (a.lstrip("-").isdigit() and q.min <= int(a) <= q.max):
-                raise gr.Error(f"Please choose a number from {q.min} to {q.max} for: {q.text}", print_exception=False)
-            elif q.type == "text" and len(a) > MAX_TEXT:
-                raise gr.Error(f"Please keep the answer to '{q.text}' under {MAX_TEXT} characters.",
-                               print_exception=False)
+            elif (why := q.kind.refusal(q, a)) is not None:  # the question's type checks the answer
+                raise gr.Error(why, print_exception=False)
             answers[q.id] = a
         if base is not None and int(base) != NO_BASE and int(base) != st.base:
             raise gr.Error(STALE, print_exception=False)

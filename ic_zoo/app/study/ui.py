@@ -237,14 +237,12 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
             radio, text = t.radios[j], t.texts[j]
             if q is None:
                 out.update({radio: gr.update(visible=False, value=None), text: gr.update(visible=False, value="")})
-            elif q.type == "text":
+            elif q.kind.widget == "text":  # the question's type decides its widget, label and choices
                 out.update({radio: gr.update(visible=False, value=None),
-                            text: gr.update(visible=True, label=q.text + ("" if q.required else " (optional)"),
-                                            value="")})
+                            text: gr.update(visible=True, label=q.kind.label(q), value="")})
             else:
-                choices = q.choices if q.type == "choice" else [str(v) for v in range(q.min, q.max + 1)]
-                label = q.text + (f" ({q.min} = lowest, {q.max} = highest)" if q.type == "scale" else "")
-                out.update({radio: gr.update(visible=True, label=label, choices=choices, value=None),
+                out.update({radio: gr.update(visible=True, label=q.kind.label(q), choices=q.kind.choices(q),
+                                             value=None),
                             text: gr.update(visible=False, value="")})
         return out
 
