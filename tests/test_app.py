@@ -224,6 +224,14 @@ def test_export_inpainter_check_sanity_contrast(server, flower):
     img = c.predict("flower2d/resnet", labels[0], labels[1], "gradcam", api_name="/contrast")
     assert img and os.path.exists(img)
     assert np.asarray(Image.open(img)).shape[0] > 22 + 256  # the panel under a title naming both classes
+    # every interactive explainer's map of the shown class, each against the chosen explainer's: gradcam's own
+    # map correlates +1.00 with itself; the map of a class other than the shown one would not be the reference
+    gallery, text = c.predict("flower2d/resnet", "gradcam", api_name="/compare_explainers")
+    caps = {cap.split(":")[0]: cap for _, cap in ((x["image"], x["caption"]) for x in gallery)}
+    assert caps["gradcam"] == "gradcam: ρ +1.00" and "hirescam" in caps and "scorecam" not in caps  # slow: elsewhere
+    assert len(gallery) >= 8 and text.startswith("**flower2d/resnet**")
+    with pytest.raises(Exception, match="not in the list of choices"):  # one sentence, Gradio's own check
+        c.predict("flower2d/nothing", "gradcam", api_name="/compare_explainers")
 
 
 def test_strokes_outside_a_models_crop_are_invisible_to_it(imagenet_weights, photo, tmp_path):

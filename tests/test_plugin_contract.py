@@ -169,8 +169,9 @@ def test_command_contract(name, capsys):
 
 # -- the plugins of plugins/README.md, exactly as written ---------------------------------------------------
 def test_the_readme_shows_one_plugin_of_each_kind_and_the_shipped_examples_as_they_are():
-    kinds = {re.search(r'@register\("(\w+)"', code).group(1) for code in BLOCKS.values()}
+    kinds = {m.group(1) for code in BLOCKS.values() if (m := re.search(r'@register\("(\w+)"', code))}
     assert kinds == set(ic_zoo.registry.KINDS)
+    assert any("@register_question_type" in code for code in BLOCKS.values())  # and a study question type
     for file, code in BLOCKS.items():
         shipped = ROOT / "plugins" / file
         if shipped.is_file():
@@ -196,6 +197,26 @@ def readme_plugins(tmp_path_factory):
     yield folder
     for kind, name in (("classifier", "my-resnet18"), ("command", "hello")):
         ic_zoo.REGISTRY.unregister(kind, name)
+    from ic_zoo.study.questions import QUESTION_TYPES
+
+    QUESTION_TYPES.pop("yes-no", None)
+
+
+def test_readme_question_type_in_a_study_file(readme_plugins, tmp_path):
+    from PIL import Image
+
+    from ic_zoo.study.definition import StudyError, load_study
+
+    Image.fromarray(_photo_like()).save(tmp_path / "f.png")
+    (tmp_path / "s.yaml").write_text("title: T\ntasks: [{id: a, image: f.png, models: [my-resnet18], questions: "
+                                     "[{id: q, text: 'Did it change?', type: yes-no, expected: 'yes'}]}]\n")
+    q = load_study(tmp_path / "s.yaml").tasks[0].questions[0]
+    assert q.kind.choices(q) == ["yes", "no"] and q.kind.correct(q, "yes") and q.kind.value(q, "no") == 0
+    assert q.kind.refusal(q, "maybe") == "Please answer yes or no: Did it change?"
+    assert q.kind.summary(q, ["yes", None, "no"])["n"] == 2
+    (tmp_path / "s.yaml").write_text((tmp_path / "s.yaml").read_text().replace("expected: 'yes'", "expected: 'sure'"))
+    with pytest.raises(StudyError, match="expects 'sure', which is not one of its answers"):
+        load_study(tmp_path / "s.yaml")
 
 
 LABELS = {"daisy", "dandelion", "rose", "sunflower", "tulip"}

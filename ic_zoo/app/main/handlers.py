@@ -373,11 +373,10 @@ def wire_models(ctx: AppContext, ui: Page, history: dict) -> None:
     def model_lists(names):
         """The tools' model pickers follow the selection."""
         names = list(names or [])  # one update each: Gradio pops the value out of the dict it is given
-        return {c: gr.update(choices=names, value=names[0] if names else None)
-                for c in (t.hist_model, t.con_model, t.vebi_model)}
+        return {c: gr.update(choices=names, value=names[0] if names else None) for c in t.model_pickers()}
 
     pk.models.change(class_choices, pk.models, ui.results.class_search, api_visibility="private").then(
-        model_lists, pk.models, [t.hist_model, t.con_model, t.vebi_model], api_visibility="private").then(**history)
+        model_lists, pk.models, t.model_pickers(), api_visibility="private").then(**history)
     ui.page_load.append((class_choices, pk.models, ui.results.class_search))
 
 

@@ -219,6 +219,10 @@ class Tools:
     san_btn: gr.Button
     san_gallery: gr.Gallery
     san_text: gr.Markdown
+    cmp_model: gr.Dropdown
+    cmp_btn: gr.Button
+    cmp_gallery: gr.Gallery
+    cmp_text: gr.Markdown
     vebi_model: gr.Dropdown
     vebi_class: gr.Dropdown
     vebi_btn: gr.Button
@@ -230,6 +234,11 @@ class Tools:
     exp_btn: gr.Button
     exp_file: gr.File
     result_json: gr.JSON
+
+    def model_pickers(self) -> list[gr.Dropdown]:
+        """The tabs' model pickers, which follow the models the columns show (a new tab with a picker adds
+        it here)."""
+        return [self.hist_model, self.con_model, self.cmp_model, self.vebi_model]
 
 
 def _model_picker(ctx: AppContext, elem_id: str, **kw) -> gr.Dropdown:
@@ -270,6 +279,16 @@ def tools(ctx: AppContext) -> Tools:
             san_gallery = gr.Gallery(columns=4, height=260, show_label=False, elem_id="sanity_maps",
                                      elem_classes=["ic-gallery"], object_fit="contain")
             san_text = gr.Markdown()
+        with gr.Tab("Compare explainers"):
+            gr.Markdown("The shown class's map on the modified image by every interactive explainer, for one model, "
+                        "each with its rank correlation (Spearman ρ) with the chosen explainer's map: do they point "
+                        "at the same pixels?")
+            with gr.Row():
+                cmp_model = _model_picker(ctx, "compare_model")
+                cmp_btn = gr.Button("Compare", elem_id="compare_show")
+            cmp_gallery = gr.Gallery(columns=4, height=300, show_label=False, elem_id="compare_maps",
+                                     elem_classes=["ic-gallery"], object_fit="contain")
+            cmp_text = gr.Markdown(elem_id="compare_text")
         with gr.Tab("VEBI"):
             gr.Markdown("For models with a fitted VEBI relevance file (the Flower2D zoo ships one per model): the "
                         "internal features selected as relevant for a class, each shown as its average "
@@ -294,7 +313,7 @@ def tools(ctx: AppContext) -> Tools:
         with gr.Tab("Raw JSON"):
             result_json = gr.JSON(label="The result, as the API returns it")
     return Tools(original, hist_model, hist_img, slow_btn, slow_note, slow_out, con_model, con_a, con_b,
-                 con_btn, con_img, san_btn, san_gallery, san_text, vebi_model, vebi_class, vebi_btn, vebi_gallery,
+                 con_btn, con_img, san_btn, san_gallery, san_text, cmp_model, cmp_btn, cmp_gallery, cmp_text, vebi_model, vebi_class, vebi_btn, vebi_gallery,
                  vebi_text, chk_btn, chk_text, chk_table, exp_btn, exp_file, result_json)
 
 

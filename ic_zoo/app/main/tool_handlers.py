@@ -30,6 +30,7 @@ def wire(ctx: AppContext, ui: Page) -> dict:
     wire_slow_maps(ctx, ui)
     wire_contrast(ctx, ui)
     wire_sanity(ctx, ui)
+    wire_compare(ctx, ui)
     wire_vebi(ctx, ui)
     wire_inpainter_check(ctx, ui)
     wire_export(ctx, ui)
@@ -197,6 +198,41 @@ def wire_vebi(ctx: AppContext, ui: Page) -> None:
         return {t.vebi_gallery: pics, t.vebi_text: "\n".join(lines)}
 
     t.vebi_btn.click(on_vebi, [t.vebi_model, t.vebi_class], [t.vebi_gallery, t.vebi_text], api_name="vebi_features")
+
+
+def wire_compare(ctx: AppContext, ui: Page) -> None:
+    """The Compare explainers tab: the shown class's map by every interactive explainer that can map the model,
+    each with the Spearman correlation of its map with the chosen explainer's (on the modified image, in image
+    coordinates); an explainer that refuses the model is named with its sentence."""
+    t = ui.tools
+
+    @ctx.tab_call
+    def on_compare(name, explainer, st, request: gr.Request = None):
+        from scipy.stats import spearmanr
+
+        st = ctx.need_session(st, request)
+        if name not in (st.models or []):
+            raise gr.Error("Choose one of the models the columns show.")
+        cls, chosen = ctx.shown_class(st, name), present.interactive_explainer(explainer)[0]
+        ref = st.session.explain(name, cls, chosen).modified
+        pics, lines = [], [f"**{name}**, map of *{present.short(ctx.clf(name).labels[cls])}*; ρ with {chosen}:"]
+        for spec in ic_zoo.list_plugins("explainer"):
+            if spec.is_namespace or spec.meta.get("cost") == "slow" or spec.unavailable_reason():
+                continue  # the slow ones are the Slow maps tab's
+            try:
+                cm = st.session.explain(name, cls, spec.name)
+            except IcZooError as exc:
+                lines.append(f"- {spec.name}: {present.md_text(exc)}")
+                continue
+            a, b = cm.modified.ravel(), ref.ravel()
+            rho = float(spearmanr(a, b)[0]) if a.std() > 0 and b.std() > 0 else float("nan")
+            said = "n/a (a constant map)" if rho != rho else f"{rho:+.2f}"
+            pics.append((present.single_panel(st.session.modified, cm.modified, spec.name), f"{spec.name}: ρ {said}"))
+            lines.append(f"- {spec.name}: {said}")
+        return {t.cmp_gallery: pics, t.cmp_text: "\n".join(lines)}
+
+    t.cmp_btn.click(on_compare, [t.cmp_model, ui.pickers.explainer, ui.state], [t.cmp_gallery, t.cmp_text],
+                    api_name="compare_explainers", **ctx.common)
 
 
 def wire_inpainter_check(ctx: AppContext, ui: Page) -> None:
