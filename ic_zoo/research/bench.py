@@ -25,6 +25,7 @@ import numpy as np
 from ..command import Command
 from ..errors import IcZooError
 from ..registry import register
+from .outputs import write_outputs
 
 DEFAULT_MODELS = ("squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k")
 TARGET_EDIT_VS_FORWARD = 1.5
@@ -225,11 +226,6 @@ def format_markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_json(res: dict, path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(res, f, indent=2)
-
-
 def cmd_bench(args) -> int:
     import sys
     from pathlib import Path
@@ -241,10 +237,7 @@ def cmd_bench(args) -> int:
             res = json.loads(Path(args.from_json).read_text())
         except (OSError, ValueError) as exc:
             raise IcZooError(f"{args.from_json} is not a bench result ({exc}).") from None
-        print(format_table(res))
-        if args.markdown:
-            Path(args.markdown).write_text(format_markdown(res))
-            print(f"wrote {args.markdown}")
+        write_outputs(res, format_table(res), format_markdown, markdown_path=args.markdown)
         return 0
     if args.model:
         args.model = [resolve_model(m, pretrained=not args.no_pretrained) for m in args.model]
@@ -254,13 +247,7 @@ def cmd_bench(args) -> int:
     res = run_bench(models=args.model or DEFAULT_MODELS, explainer=args.explainer, size=args.size,
                     repeats=args.repeats, pretrained=not args.no_pretrained, inpainter=args.inpainter,
                     device=args.device, log=lambda s: print(s, file=sys.stderr, flush=True))
-    print(format_table(res))
-    if args.json:
-        write_json(res, args.json)
-        print(f"wrote {args.json}")
-    if args.markdown:
-        Path(args.markdown).write_text(format_markdown(res))
-        print(f"wrote {args.markdown}")
+    write_outputs(res, format_table(res), format_markdown, json_path=args.json, markdown_path=args.markdown)
     return 0
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..command import Command
 from ..registry import register
+from .outputs import write_outputs
 
 DEFAULT_MODELS = ("squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k",
                   "flower2d/squeezenet", "flower2d/resnet", "flower2d/vit")
@@ -167,13 +168,8 @@ def cmd_latency(args) -> int:
                   slow_repeats=args.slow_repeats, size=args.size, pretrained=not args.no_pretrained,
                   device=args.device, skip=args.skip or (), log=lambda s: print(s, file=sys.stderr, flush=True))
     print("ms per class beyond the forward pass (ratio to Grad-CAM)")
-    print(format_table(doc))
-    if args.json and not args.from_json:
-        Path(args.json).write_text(json.dumps(doc, indent=1))
-        print(f"wrote {args.json}")
-    if args.markdown:
-        Path(args.markdown).write_text(format_markdown(doc))
-        print(f"wrote {args.markdown}")
+    write_outputs(doc, format_table(doc), format_markdown, json_path=None if args.from_json else args.json,
+                  markdown_path=args.markdown)
     return 0
 
 

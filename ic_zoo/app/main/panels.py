@@ -241,6 +241,12 @@ class Tools:
         return [self.hist_model, self.con_model, self.cmp_model, self.vebi_model]
 
 
+def _maps_gallery(elem_id: str, columns: int, height: int) -> gr.Gallery:
+    """A tab's gallery of map panels: whole panels (not their middle), no label (the tab says what)."""
+    return gr.Gallery(columns=columns, height=height, show_label=False, elem_id=elem_id, elem_classes=["ic-gallery"],
+                      object_fit="contain")
+
+
 def _model_picker(ctx: AppContext, elem_id: str, **kw) -> gr.Dropdown:
     return gr.Dropdown(ctx.default, value=ctx.default[0] if ctx.default else None, label="Model", elem_id=elem_id, **kw)
 
@@ -276,8 +282,7 @@ def tools(ctx: AppContext) -> Tools:
         with gr.Tab("Sanity check"):
             san_btn = gr.Button("Compare each shown map with the same explainer on a model whose head is randomised: "
                                 "does the map depend on the model?")
-            san_gallery = gr.Gallery(columns=4, height=260, show_label=False, elem_id="sanity_maps",
-                                     elem_classes=["ic-gallery"], object_fit="contain")
+            san_gallery = _maps_gallery("sanity_maps", columns=4, height=260)
             san_text = gr.Markdown()
         with gr.Tab("Compare explainers"):
             gr.Markdown("The shown class's map on the modified image by every interactive explainer, for one model, "
@@ -286,8 +291,7 @@ def tools(ctx: AppContext) -> Tools:
             with gr.Row():
                 cmp_model = _model_picker(ctx, "compare_model")
                 cmp_btn = gr.Button("Compare", elem_id="compare_show")
-            cmp_gallery = gr.Gallery(columns=4, height=300, show_label=False, elem_id="compare_maps",
-                                     elem_classes=["ic-gallery"], object_fit="contain")
+            cmp_gallery = _maps_gallery("compare_maps", columns=4, height=300)
             cmp_text = gr.Markdown(elem_id="compare_text")
         with gr.Tab("VEBI"):
             gr.Markdown("For models with a fitted VEBI relevance file (the Flower2D zoo ships one per model): the "
@@ -297,8 +301,7 @@ def tools(ctx: AppContext) -> Tools:
                 vebi_model = _model_picker(ctx, "vebi_model")
                 vebi_class = gr.Dropdown([], label="Class", filterable=True, allow_custom_value=True, elem_id="vebi_class")
                 vebi_btn = gr.Button("Show", elem_id="vebi_show")
-            vebi_gallery = gr.Gallery(columns=3, height=260, show_label=False, elem_id="vebi_maps",
-                                      elem_classes=["ic-gallery"], object_fit="contain")
+            vebi_gallery = _maps_gallery("vebi_maps", columns=3, height=260)
             vebi_text = gr.Markdown(elem_id="vebi_text")
         with gr.Tab("Inpainter check"):
             chk_btn = gr.Button("Re-run the last edit with every inpainter: an effect of the model or of the filler?")
