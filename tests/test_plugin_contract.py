@@ -192,10 +192,13 @@ def readme_plugins(tmp_path_factory):
             (folder / file).write_text(code)
     torch.manual_seed(0)
     save_file(resnet18(num_classes=5).state_dict(), str(folder / "my_resnet18.safetensors"))
+    (folder / "checkpoints").mkdir()  # the namespace's folder: one checkpoint, ckpt:flowers_v2
+    save_file(resnet18(num_classes=3).state_dict(), str(folder / "checkpoints" / "flowers_v2.safetensors"))
+    (folder / "checkpoints" / "flowers_v2.json").write_text(json.dumps(["daisy", "rose", "tulip"]))
     report = ic_zoo.discover(ic_zoo.REGISTRY, builtins=False, entry_points=False, plugins_dir=folder)
     assert not report.failed, report.summary()
     yield folder
-    for kind, name in (("classifier", "my-resnet18"), ("command", "hello")):
+    for kind, name in (("classifier", "my-resnet18"), ("classifier", "ckpt:"), ("command", "hello")):
         ic_zoo.REGISTRY.unregister(kind, name)
     from ic_zoo.study.questions import QUESTION_TYPES
 
@@ -235,6 +238,11 @@ def test_readme_plugins_in_session(readme_plugins):
     cm = s.explain("my-resnet18", r.original[0].index, "counterfactual-gradcam")
     assert cm.original.shape == image.shape[:2] and np.isfinite(cm.original).all()
     assert ic_zoo.get_spec("classifier", "my-resnet18").source == str(readme_plugins / "my_resnet18.py")
+    # the namespace: any checkpoint of its folder by name, and one sentence for a name it does not have
+    r = s.evaluate(["ckpt:flowers_v2"], explainer="gradcam").models["ckpt:flowers_v2"]
+    assert {c.label for c in r.original} == {"daisy", "rose", "tulip"} and r.maps
+    with pytest.raises(ic_zoo.InputError, match="there is no checkpoint 'nothing' in checkpoints/"):
+        s.evaluate(["ckpt:nothing"])
 
 
 def test_readme_plugins_in_the_cli(readme_plugins, tmp_path, capsys):
