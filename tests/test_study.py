@@ -141,17 +141,24 @@ def test_schema_is_created_and_migrated(db_url):
     with eng.begin() as conn:
         conn.execute(D.studies_t.insert().values(key="k", title="old", definition="{}", n_participants=0,
                                                  created_at=D.now()))
-    assert D.migrate(eng) == D.SCHEMA_VERSION == 2  # v1 -> v2 keeps the data and adds the index
+    assert D.migrate(eng, target=2) == 2  # v1 -> v2 keeps the data and adds the index
+    with eng.begin() as conn:  # a log written at version 2 had no withdrawal column
+        conn.execute(sa.text("ALTER TABLE participants DROP COLUMN withdrawn_at"))
+        conn.execute(sa.text("INSERT INTO participants (study_id, code, ordinal, consented_at, task_index, n_events) "
+                             "VALUES (1, 'P01', 0, :t, 0, 0)"), {"t": D.now()})
+    assert D.migrate(eng) == D.SCHEMA_VERSION == 3  # v2 -> v3: withdrawal (the column and the audit table)
     with eng.connect() as conn:
-        assert D.schema_version(conn) == 2
+        assert D.schema_version(conn) == 3
         assert conn.execute(sa.select(D.studies_t.c.title)).scalar_one() == "old"
+        assert conn.execute(sa.select(D.participants_t.c.code, D.participants_t.c.withdrawn_at)).one() == ("P01", None)
         idx = {i["name"] for i in sa.inspect(conn).get_indexes("interactions")}
+        assert sa.inspect(conn).has_table("withdrawals")
     assert "ix_interactions_participant_task" in idx
-    assert D.migrate(eng) == 2  # idempotent
+    assert D.migrate(eng) == 3  # idempotent
     # many processes starting at once: every migrator ends at the same version, nothing fails
     eng2 = D.engine_for(db_url.replace("study.sqlite", "fresh.sqlite") if db_url.startswith("sqlite") else db_url)
     with cf.ThreadPoolExecutor(6) as ex:
-        assert set(ex.map(lambda _: D.migrate(eng2), range(6))) == {2}
+        assert set(ex.map(lambda _: D.migrate(eng2), range(6))) == {3}
     eng.dispose()
     eng2.dispose()
 

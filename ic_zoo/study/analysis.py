@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 import sqlalchemy as sa
 
-from .db import answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
+from .db import active, answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
 from .research import pick_study
 
 DEFAULT_EXPLAINERS = ("gradcam", "occlusion")
@@ -211,7 +211,7 @@ def _study_rows(engine, study_key):
     definition = json.loads(st["definition"])
     with engine.connect() as conn:
         parts = {r.id: r.code for r in conn.execute(sa.select(participants_t.c.id, participants_t.c.code)
-                                                    .where(participants_t.c.study_id == st["id"]))}
+                                                    .where(active(st["id"])))}
         rows = [dict(r) for r in conn.execute(
             sa.select(interactions_t).where(interactions_t.c.participant_id.in_(list(parts) or [-1]))
             .order_by(interactions_t.c.participant_id, interactions_t.c.seq)).mappings()]

@@ -114,6 +114,21 @@ def cmd_progress(args) -> int:
     return 0
 
 
+def cmd_withdraw(args) -> int:
+    from .db import withdraw_participant
+    from .research import pick_study
+
+    eng = _engine(args)
+    st = pick_study(eng, args.study_key)
+    mode = json.loads(st["definition"]).get("withdrawal", "delete")
+    r = withdraw_participant(eng, st["id"], mode, args.participant, how="cli")
+    what = ("deleted" if mode == "delete" else "kept, flagged as withdrawn and left out of exports and analyses")
+    print(f"participant {args.participant} withdrew from {st['title']} ({st['key']}): {r['interactions']} "
+          f"interaction(s) and {r['answers']} answer(s) {what}" + (f", {r['images']} upload(s) deleted" if r["images"]
+                                                                   else "") + "; an audit row records when.")
+    return 0
+
+
 def cmd_check(args) -> int:
     from .definition import check_models, load_study
 
@@ -148,6 +163,11 @@ def add_args(p) -> None:
     r.add_argument("--tol", type=float, default=1e-4, help="largest accepted probability difference")
     r.add_argument("--json", default=None, help="write the report here")
     r.set_defaults(func=cmd_replay)
+    w = sub.add_parser("withdraw", help="a participant withdraws: their data deleted (or flagged, as the study "
+                       "file says), an audit row without content")
+    db(w)
+    w.add_argument("--participant", required=True, help="the participant id (as in the export)")
+    w.set_defaults(func=cmd_withdraw)
     g = sub.add_parser("progress", help="per-participant progress")
     db(g)
     g.set_defaults(func=cmd_progress)
@@ -177,7 +197,7 @@ def add_args(p) -> None:
     c.set_defaults(func=cmd_check)
 
 
-@register("command", "study", description="user studies: export, replay, analyze, progress, links, check a study file")
+@register("command", "study", description="user studies: export, replay, analyze, progress, links, withdraw, check a study file")
 class StudyCommand(Command):
     def add_arguments(self, parser) -> None:
         add_args(parser)

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from ..errors import DatabaseError
 from ..imageio import image_to_png, mask_to_png, png_to_image, png_to_mask  # noqa: F401  (the log's PNGs)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = sa.MetaData()
 
 meta_t = sa.Table("meta", metadata, sa.Column("key", sa.String(64), primary_key=True),
@@ -60,6 +60,8 @@ participants_t = sa.Table(
     sa.Column("n_events", sa.Integer, nullable=False, default=0),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("ip", sa.String(64)),
+    # set when the participant withdrew and the study keeps their rows flagged (schema version 3)
+    sa.Column("withdrawn_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("study_id", "code", name="uq_participant"))
 interactions_t = sa.Table(
     "interactions", metadata,
@@ -85,6 +87,13 @@ answers_t = sa.Table(
     sa.Column("correct", sa.Boolean),  # attention checks
     sa.Column("late", sa.Boolean, nullable=False, default=False))
 
+withdrawals_t = sa.Table(  # the audit of withdrawals: that one happened, when and how; nothing of the participant
+    "withdrawals", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("study_id", sa.Integer, sa.ForeignKey("studies.id"), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),  # "delete" or "flag"
+    sa.Column("how", sa.String(16), nullable=False))  # "page" (the participant) or "cli" (the researcher)
 V1_TABLES = [meta_t, studies_t, images_t, participants_t, interactions_t, answers_t]
 
 
@@ -95,7 +104,24 @@ def _v2(conn) -> None:
                          "ON interactions (participant_id, task_id)"))
 
 
-MIGRATIONS = {1: lambda conn: metadata.create_all(conn, tables=V1_TABLES), 2: _v2}
+def _v3(conn) -> None:
+    """Version 3: withdrawal (issue 38): the audit table, and ``participants.withdrawn_at`` for studies that keep
+    a withdrawn participant's rows flagged (a log created at version 3 has the column from version 1's
+    tables already)."""
+    withdrawals_t.create(conn, checkfirst=True)
+    if "withdrawn_at" not in {c["name"] for c in sa.inspect(conn).get_columns("participants")}:
+        conn.execute(sa.text("ALTER TABLE participants ADD COLUMN withdrawn_at TIMESTAMP WITH TIME ZONE"
+                             if conn.dialect.name == "postgresql" else
+                             "ALTER TABLE participants ADD COLUMN withdrawn_at DATETIME"))
+
+
+MIGRATIONS = {1: lambda conn: metadata.create_all(conn, tables=V1_TABLES), 2: _v2, 3: _v3}
+
+
+def active(study_id: int):
+    """The condition on ``participants`` of a study's participants who did not withdraw: every export,
+    analysis and progress view reads only them."""
+    return (participants_t.c.study_id == study_id) & participants_t.c.withdrawn_at.is_(None)
 
 
 class StaleBase(Exception):
@@ -275,12 +301,54 @@ def stored_image(conn, study_id: int, key: str) -> np.ndarray:
     return png_to_image(png)
 
 
+def withdraw_participant(engine: sa.Engine, study_id: int, mode: str, code: str, how: str = "cli") -> dict:
+    """The participant ``code`` withdraws: as the study file says (``mode``: its ``withdrawal``), their rows, masks and
+    the images they uploaded are deleted (an upload another participant also used is kept), or kept and
+    flagged (left out of every export, analysis and progress view); either way an audit row records that a
+    withdrawal happened, when and how, and nothing of the participant. One transaction. Returns what was
+    removed; StudyError (one sentence) for an id the study does not have, or one that withdrew already."""
+    from .errors import StudyError
+
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(participants_t.c.id, participants_t.c.withdrawn_at).where(
+            (participants_t.c.study_id == study_id) & (participants_t.c.code == str(code)))).first()
+        if row is None:
+            raise StudyError(f"there is no participant '{str(code)[:40]}' in this study (nothing was changed).")
+        pid, withdrawn = row
+        if withdrawn is not None:
+            raise StudyError(f"participant '{code}' withdrew already, on {str(withdrawn)[:19]}.")
+        n_int = conn.execute(sa.select(sa.func.count()).select_from(interactions_t)
+                             .where(interactions_t.c.participant_id == pid)).scalar_one()
+        n_ans = conn.execute(sa.select(sa.func.count()).select_from(answers_t)
+                             .where(answers_t.c.participant_id == pid)).scalar_one()
+        images = 0
+        if mode == "delete":
+            uploads = {json.loads(p).get("image_key") for p in conn.execute(
+                sa.select(interactions_t.c.payload).where((interactions_t.c.participant_id == pid)
+                                                          & (interactions_t.c.kind == "upload"))).scalars()}
+            conn.execute(answers_t.delete().where(answers_t.c.participant_id == pid))
+            conn.execute(interactions_t.delete().where(interactions_t.c.participant_id == pid))
+            conn.execute(participants_t.delete().where(participants_t.c.id == pid))
+            for key in sorted(k for k in uploads if k):
+                used = conn.execute(sa.select(sa.func.count()).select_from(interactions_t).join(participants_t)
+                                    .where((participants_t.c.study_id == study_id)
+                                           & (interactions_t.c.kind == "upload")
+                                           & interactions_t.c.payload.contains(json.dumps(key)))).scalar_one()
+                if not used:
+                    images += conn.execute(images_t.delete().where((images_t.c.study_id == study_id)
+                                                                   & (images_t.c.task_id == key))).rowcount
+        else:
+            conn.execute(participants_t.update().where(participants_t.c.id == pid).values(withdrawn_at=now()))
+        conn.execute(withdrawals_t.insert().values(study_id=study_id, at=now(), mode=mode, how=how))
+    return {"mode": mode, "interactions": int(n_int), "answers": int(n_ans), "images": images}
+
+
 def participant_progress(conn, study_id: int, n_tasks: int) -> list[dict]:
     """One row per participant, in order of consent: tasks done, events, consent and finish times."""
     rows = conn.execute(sa.select(
         participants_t.c.code, participants_t.c.ordinal, participants_t.c.task_index,
         participants_t.c.n_events, participants_t.c.consented_at, participants_t.c.finished_at)
-        .where(participants_t.c.study_id == study_id).order_by(participants_t.c.ordinal)).mappings().all()
+        .where(active(study_id)).order_by(participants_t.c.ordinal)).mappings().all()
     return [{"participant": r["code"], "order": r["ordinal"], "tasks_done": f"{min(r['task_index'], n_tasks)}/{n_tasks}",
              "events": r["n_events"], "consented": str(r["consented_at"])[:19],
              "finished": str(r["finished_at"])[:19] if r["finished_at"] else ""} for r in rows]
@@ -387,6 +455,17 @@ class StudyStore:
             pass
         return self.participant(code)
 
+    def withdraw(self, code: str, how: str = "cli") -> dict:
+        """The participant ``code`` withdraws, as the study file says (``withdraw_participant``)."""
+        return withdraw_participant(self.engine, self.study_id, self.study.withdrawal, code, how)
+
+    def withdrawals(self) -> list[dict]:
+        """The audit of withdrawals: when and how each happened (nothing of the participant)."""
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(sa.select(withdrawals_t.c.at, withdrawals_t.c.mode, withdrawals_t.c.how)
+                                                  .where(withdrawals_t.c.study_id == self.study_id)
+                                                  .order_by(withdrawals_t.c.id)).mappings()]
+
     # -- interactions ---------------------------------------------------------------------------------------
     def version(self, pid: int) -> int:
         """The number of the participant's last logged event: the state a new change must be based on."""
@@ -491,16 +570,16 @@ class StudyStore:
     def task_progress(self) -> list[dict]:
         with self.engine.connect() as conn:
             n_part = conn.execute(sa.select(sa.func.count()).select_from(participants_t).where(
-                participants_t.c.study_id == self.study_id)).scalar_one()
+                active(self.study_id))).scalar_one()
             out = []
             for i, t in enumerate(self.study.tasks):
                 strokes = conn.execute(sa.select(sa.func.count()).select_from(interactions_t).join(participants_t).where(
-                    (participants_t.c.study_id == self.study_id) & (interactions_t.c.task_id == t.id)
+                    active(self.study_id) & (interactions_t.c.task_id == t.id)
                     & (interactions_t.c.kind == "stroke"))).scalar_one()
                 done = conn.execute(sa.select(sa.func.count()).select_from(participants_t).where(
-                    (participants_t.c.study_id == self.study_id) & (participants_t.c.task_index > i))).scalar_one()
+                    active(self.study_id) & (participants_t.c.task_index > i))).scalar_one()
                 correct = conn.execute(sa.select(sa.func.count()).select_from(answers_t).join(participants_t).where(
-                    (participants_t.c.study_id == self.study_id) & (answers_t.c.task_id == t.id)
+                    active(self.study_id) & (answers_t.c.task_id == t.id)
                     & (answers_t.c.correct.is_(True)))).scalar_one() if t.attention_check else None
                 out.append({"task": t.id, "completed": f"{done}/{n_part}", "strokes": strokes,
                             "attention_passed": "" if correct is None else f"{correct}/{done}"})

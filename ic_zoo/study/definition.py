@@ -43,7 +43,8 @@ from .questions import QUESTION_TYPES, QuestionType
 
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
-MAX_MODELS_PER_TASK = 4  # the columns a task screen shows side by side
+MAX_MODELS_PER_TASK = 4
+WITHDRAWAL = ("delete", "flag")  # the columns a task screen shows side by side
 
 
 @dataclass
@@ -98,12 +99,17 @@ class Study:
     log_ip: bool = False
     admin_password_env: str = "IC_ZOO_ADMIN_PASSWORD"
     source: str = ""
+    #: what a withdrawal does: "delete" the participant's rows, masks and uploads, or "flag" them (kept, left out
+    #: of every export and analysis; only where the consent text says so)
+    withdrawal: str = "delete"
 
     def public_dict(self) -> dict:
         """The definition as logged: image paths relative to the study file, each with its file's hash, so
         the same study started from another folder or machine is the same study."""
         d = asdict(self)
         d.pop("source")
+        if d["withdrawal"] == "delete":
+            d.pop("withdrawal")  # the default: a study written before the field keeps its key
         base = Path(self.source).parent if self.source else None
         for t in d["tasks"]:
             for key in ("image", "parts", "truth"):
@@ -200,7 +206,7 @@ def load_study(path: str | Path) -> Study:
         if not raw.get(key):
             raise StudyError(f"the study file {path.name} needs a '{key}'.")
     defaults = raw.get("defaults") or {}
-    known = {"title", "consent", "instructions", "seed", "counterbalance", "allow_upload", "log_ip",
+    known = {"title", "consent", "instructions", "seed", "counterbalance", "allow_upload", "log_ip", "withdrawal",
              "admin_password_env", "defaults", "tasks"}
     extra = set(raw) - known
     if "admin_password" in extra:
@@ -256,7 +262,9 @@ def load_study(path: str | Path) -> Study:
     study = Study(str(raw["title"]), tasks, str(raw.get("consent", "")), str(raw.get("instructions", "")),
                   int(raw.get("seed", 0)), str(raw.get("counterbalance", "latin")), bool(raw.get("allow_upload", False)),
                   bool(raw.get("log_ip", False)), str(raw.get("admin_password_env", "IC_ZOO_ADMIN_PASSWORD")),
-                  str(path.resolve()))
+                  str(path.resolve()), str(raw.get("withdrawal", "delete")))
+    if study.withdrawal not in WITHDRAWAL:
+        raise StudyError(f"withdrawal is 'delete' or 'flag' in {path.name}, not '{study.withdrawal}'.")
     counterbalance(["a", "b"], study.counterbalance, 0, "check")  # validates the mode
     return study
 

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import sqlalchemy as sa
 
-from .db import answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image, studies_t
+from .db import active, answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image, studies_t
 from .definition import questions_of
 
 
@@ -67,10 +67,10 @@ def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> 
     sid = st["id"]
     with engine.connect() as conn:
         parts = [dict(r) for r in conn.execute(sa.select(participants_t).where(
-            participants_t.c.study_id == sid).order_by(participants_t.c.ordinal)).mappings()]
+            active(sid)).order_by(participants_t.c.ordinal)).mappings()]
         code = {p["id"]: p["code"] for p in parts}
         inter = []
-        for r in conn.execute(sa.select(interactions_t).join(participants_t).where(participants_t.c.study_id == sid)
+        for r in conn.execute(sa.select(interactions_t).join(participants_t).where(active(sid))
                               .order_by(participants_t.c.ordinal, interactions_t.c.seq)).mappings():
             r = dict(r)
             payload = json.loads(r["payload"])
@@ -88,7 +88,7 @@ def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> 
         answers = []
         when = {r["interaction_id"]: r for r in inter}
         questions = questions_of(json.loads(st["definition"]))
-        for r in conn.execute(sa.select(answers_t).join(participants_t).where(participants_t.c.study_id == sid)
+        for r in conn.execute(sa.select(answers_t).join(participants_t).where(active(sid))
                               .order_by(participants_t.c.ordinal, answers_t.c.id)).mappings():
             src = when.get(r["interaction_id"], {})
             q = questions.get((r["task_id"], r["question_id"]))
@@ -182,7 +182,7 @@ def replay(engine: sa.Engine, participant: str | None = None, study_key: str | N
     report = {"study": st["key"], "participants": 0, "strokes": 0, "reproduced": 0, "max_prob_diff": 0.0,
               "mismatches": [], "gaps": []}
     with engine.connect() as conn:
-        q = sa.select(participants_t).where(participants_t.c.study_id == sid)
+        q = sa.select(participants_t).where(active(sid))
         if participant:
             q = q.where(participants_t.c.code == participant)
         parts = [dict(r) for r in conn.execute(q.order_by(participants_t.c.ordinal)).mappings()]

@@ -8,7 +8,8 @@ import gradio as gr
 
 from ...study.security import issue, new_id, verify
 from ..serve import client_address
-from .pages import BAD_ID, BAD_LINK, CLIENT_TIME_JS, TOO_MANY, TOO_MANY_HERE, StudyState
+from .pages import (BAD_ID, BAD_LINK, CLIENT_TIME_JS, TOO_MANY, TOO_MANY_HERE, WITHDRAWN, WITHDRAWN_BEFORE,
+                    StudyState)
 
 log = logging.getLogger("ic_zoo.study")
 
@@ -38,6 +39,9 @@ class ConsentHandlers:
         return self._enter(st, row, None, self.sess_id(request), issued, resumed=True)
 
     def _enter(self, st, row, client_time, session, stored, resumed):
+        if row.get("withdrawn_at") is not None:  # a flagged withdrawal: nothing more is recorded for this id
+            st.withdrawn = WITHDRAWN_BEFORE
+            return self.screen(st)
         st.participant = row
         st.task_index = row["task_index"]
         if st.task_index < self.n_tasks:
@@ -64,6 +68,24 @@ class ConsentHandlers:
                 raise gr.Error(TOO_MANY, print_exception=False)
         row = self.store.consent(code, ip=ip, client_time=self.client_ms(t), session=self.sess_id(request))
         return self._enter(st, row, self.client_ms(t), self.sess_id(request), issued, resumed=existed)
+
+    def on_withdraw(self, t, st, request: gr.Request):
+        """The participant withdraws (the button after consent): as the study file says, their rows are
+        deleted or flagged, an audit row records that it happened (``StudyStore.withdraw``); the page then
+        shows only the sentence and the browser forgets the id."""
+        st = st if isinstance(st, StudyState) else StudyState()
+        if st.participant is None:
+            raise gr.Error("There is nothing to withdraw: this page has not given consent.", print_exception=False)
+        with st.lock:
+            self.store.withdraw(st.participant["code"], how="page")
+            st.participant, st.withdrawn = None, WITHDRAWN[self.study.withdrawal]
+            st.release("withdrawn")
+        return self.screen(st)
+
+    def wire_withdrawal(self) -> None:
+        ui = self.ui
+        ui.withdraw_btn.click(self.held(self.on_withdraw), [ui.client_time, ui.state], ui.screen_outputs(),
+                              api_name="withdraw", js=CLIENT_TIME_JS, **self.common)
 
     def wire_arrival(self, demo: gr.Blocks) -> None:
         ui = self.ui

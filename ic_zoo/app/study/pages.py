@@ -20,6 +20,12 @@ log = logging.getLogger("ic_zoo.study")
 MAX_QUESTIONS = 6
 PARTICIPANT_COLUMNS = ["participant", "order", "tasks_done", "events", "consented", "finished"]  # db.participant_progress
 TASK_COLUMNS = ["task", "completed", "strokes", "attention_passed"]  # StudyStore.task_progress
+WITHDRAWN = {"delete": "## You have withdrawn from the study\nEverything recorded of your participation was deleted. "
+                        "Thank you for your time; you can close this page.",
+             "flag": "## You have withdrawn from the study\nAs the consent text said, what was recorded is kept but "
+                     "marked as withdrawn and left out of every analysis; nothing more is recorded. Thank you for "
+                     "your time; you can close this page."}
+WITHDRAWN_BEFORE = "## You withdrew from this study\nNothing more is recorded for this participant id."
 MAX_TEXT = Text.max_chars  # a text answer's longest (the question type's)
 CLIENT_TIME_JS = "(t, ...rest) => [Date.now(), ...rest]"  # the browser's clock rides along as the first input
 BAD_ID = ("The participant id in this link is not valid: use 1 to 40 letters, digits, '-' or '_' "
@@ -58,6 +64,7 @@ class StudyState:
         self.paint_ack = 0  # the last canvas stroke this tab took (painter: the page resends until acknowledged)
         self.paint_v = 0  # the version of the image last sent to the canvas
         self.lock = threading.Lock()  # one event of a tab at a time: each starts from where the last one ended
+        self.withdrawn = ""  # the sentence of a participant who withdrew (the page then shows only it)
 
     def release(self, reason: str) -> None:
         """Drop the images (tab_store.Tabs: idle too long, or the server needed room); the place in
@@ -177,11 +184,13 @@ class StudyPage:
     consent: ConsentPanel
     task: TaskPanel
     done: gr.Markdown
+    withdraw: gr.Accordion  # on every page after consent: the way out, with what it does
+    withdraw_btn: gr.Button
 
     def screen_outputs(self) -> list:
         c, t = self.consent, self.task
         return ([self.state, self.stored, c.pid_box, c.pid_note, c.agree, c.column, t.column, t.header, t.canvas,
-                 t.status, *t.compare.outputs()] + t.questions() + [self.done, t.paint, self.base])
+                 t.status, *t.compare.outputs()] + t.questions() + [self.done, t.paint, self.base, self.withdraw])
 
     def edit_outputs(self) -> list:
         return [self.state, self.task.canvas, self.task.status, *self.task.compare.outputs(),

@@ -208,6 +208,11 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
     def screen(self, st, note: str = "", stored=None) -> dict:
         """The full page: which screen is shown, and everything on it."""
         ui, c = self.ui, self.ui.consent
+        if st.withdrawn:  # the page shows only the withdrawal's sentence; the browser forgets the id
+            return {ui.state: st, c.pid_box: "", c.pid_note: "", c.agree: gr.update(visible=False),
+                    c.column: gr.update(visible=False), ui.task.column: gr.update(visible="hidden"),
+                    ui.done: st.withdrawn, ui.base: st.base, ui.withdraw: gr.update(visible=False),
+                    ui.stored: ""}
         consented = st.participant is not None
         done = consented and st.task_index >= self.n_tasks
         on_task = consented and not done
@@ -217,6 +222,7 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
         if stored is not None:
             out[ui.stored] = stored
         out[ui.base] = st.base
+        out[ui.withdraw] = gr.update(visible=consented)
         if on_task:
             out.update(self.task_screen(st))
         code = st.participant["code"] if consented else ""
@@ -271,9 +277,16 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         consent = consent_panel(study)
         task = task_panel(study, state, app.editor_pixels)
         done = gr.Markdown(elem_id="done")
-        app.ui = StudyPage(state, stored, client_time, base, consent, task, done)
+        with gr.Accordion("Withdraw from the study", open=False, visible=False, elem_id="withdraw") as withdraw:
+            gr.Markdown("You can stop at any time by closing this page. To withdraw, press the button: "
+                        + ("everything recorded of your participation is deleted" if study.withdrawal == "delete" else
+                           "what was recorded is kept, marked as withdrawn and left out of every analysis, as the "
+                           "consent text said") + ", and nothing more is recorded.")
+            withdraw_btn = gr.Button("Withdraw", variant="stop", elem_id="withdraw_btn")
+        app.ui = StudyPage(state, stored, client_time, base, consent, task, done, withdraw, withdraw_btn)
         app.wire_arrival(demo)
         app.wire_task()
+        app.wire_withdrawal()
     with demo.route("Admin", "/admin", show_in_navbar=False):
         app.admin_page()
     demo.study_store = app.store  # for tests and scripts
