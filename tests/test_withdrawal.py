@@ -141,3 +141,37 @@ def test_the_page_withdraws_through_the_api(tmp_path):
         demo.close()
     store = D.StudyStore(D.engine_for(url_db), study)
     assert store.participant("P07") is None and [w["how"] for w in store.withdrawals()] == ["page"]
+
+
+def test_the_tidy_per_trial_export(tmp_path):
+    """Issue 38 item 6: ``trials.csv``, one row per participant x trial x measure, read back with pandas: each
+    participant's strokes, each model's flip and confidence change on the final image of the task, and each
+    answer as its question type's value, with the response time and the late flag."""
+    import pandas as pd
+
+    from ic_zoo.study.research import TRIAL_COLUMNS, export
+
+    study = _study(tmp_path)
+    store = D.StudyStore(D.engine_for(f"sqlite:///{tmp_path / 'log.sqlite'}"), study)
+    task, m = study.tasks[0], study.tasks[0].models[0]
+    for code, flipped in (("P01", True), ("P02", False)):
+        pid = store.consent(code)["id"]
+        store.record(pid, "task_shown", task.id, {})
+        for k in range(2 if flipped else 1):
+            top1 = {"top1_changed": flipped and k == 1, "tracked": [{"delta_pp": -40.0 * k - 1}],
+                    "map": {"explainer": "gradcam", "mass_in_mask_original": 0.25}}
+            store.record(pid, "stroke", task.id, {"models": {m: top1}}, mask=np.ones((128, 128), bool))
+        store.answer(pid, 0, {q.id: q.kind.choices(q)[-1] if q.kind.choices(q) else "because"
+                              for q in task.questions}, {"seconds_on_task": 12.5, "late": False})
+    export(store.engine, tmp_path / "export")
+    df = pd.read_csv(tmp_path / "export" / "trials.csv")
+    assert list(df.columns) == TRIAL_COLUMNS
+    assert len(df) == len(df.drop_duplicates(["participant", "trial", "model", "measure"]))  # one row per measure
+    got = df.set_index(["participant", "measure"])["value"]
+    num = pd.to_numeric(got, errors="coerce")  # one value column: numbers, and an answer's text where it has one
+    got = num.where(num.notna(), got)
+    assert got[("P01", "strokes")] == 2 and got[("P02", "strokes")] == 1
+    assert got[("P01", "flipped")] == 1 and got[("P02", "flipped")] == 0
+    assert got[("P01", "delta_pp")] == -41.0 and got[("P01", "mass_in_last_stroke")] == 0.25
+    assert got[("P01", "answer:part")] == "leaf"  # the answer as its type's value (a choice: its text)
+    assert (df["response_time_s"] == 12.5).all() and set(df["trial"]) == {0}

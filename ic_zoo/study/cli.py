@@ -197,7 +197,7 @@ def add_args(p) -> None:
     c.set_defaults(func=cmd_check)
 
 
-@register("command", "study", description="user studies: export, replay, analyze, progress, links, withdraw, check a study file")
+@register("command", "study", description="user studies: export, replay, analyze, progress, links, withdraw, check")
 class StudyCommand(Command):
     def add_arguments(self, parser) -> None:
         add_args(parser)

@@ -56,9 +56,76 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
             w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
 
 
+TRIAL_COLUMNS = ["participant", "condition", "task", "trial", "phase", "model", "explainer", "measure", "value",
+                 "correct", "response_time_s", "late"]
+#: what each measure is (docs/study.md says the same)
+TRIAL_MEASURES = {
+    "flipped": "1 when the model's top-1 on the final image of the task differs from its top-1 on the task image",
+    "delta_pp": "the change of the probability of the model's original top-1 class, in percentage points",
+    "mass_in_last_stroke": "the share of the model's class map (on the image before it) that the last stroke covered",
+    "strokes": "the participant's strokes on the task (undo and reset included as events, not strokes)",
+    "answer:<question>": "the answer as its question type's value (a scale's number); correct for attention checks",
+}
+
+
+def trials(inter: list[dict], answers: list[dict], definition: dict) -> list[dict]:
+    """The tidy per-trial table (``trials.csv``): one row per participant x trial x measure, a trial being one
+    task as the participant met it (``trial``: its position in their order, from 0). Model measures are read
+    from the last change logged on the task (what the participant saw when they answered); answer measures
+    from the answers, with the question type's value. ``condition`` and ``phase`` are empty for a study
+    without conditions and phases."""
+    explainer = {t["id"]: t.get("explainer", "") for t in definition.get("tasks", [])}
+    questions = questions_of(definition)
+    by_trial: dict[tuple[str, str], dict] = {}
+    order: dict[str, list[str]] = {}
+    for r in inter:
+        tid = r["task_id"]
+        if tid is None:
+            continue
+        key = (r["participant"], tid)
+        if key not in by_trial:
+            by_trial[key] = {"last": None, "strokes": 0, "answer": None}
+            order.setdefault(r["participant"], []).append(tid)
+        t = by_trial[key]
+        if r["kind"] == "stroke":
+            t["strokes"] += 1
+        if (r["payload"] or {}).get("models") and r["kind"] in ("stroke", "undo", "reset", "upload"):
+            t["last"] = r
+        if r["kind"] == "answer":
+            t["answer"] = r
+    rows = []
+    for (code, tid), t in by_trial.items():
+        trial = order[code].index(tid)
+        ans = (t["answer"] or {}).get("payload") or {}
+        rt, late = ans.get("seconds_on_task"), ans.get("late")
+        base = {"participant": code, "condition": "", "task": tid, "trial": trial, "phase": "",
+                "response_time_s": rt, "late": late}
+        rows.append({**base, "model": "", "explainer": "", "measure": "strokes", "value": t["strokes"]})
+        last = (t["last"] or {}).get("payload") or {}
+        for m, e in (last.get("models") or {}).items():
+            tracked = (e.get("tracked") or [{}])[0]
+            mm = {"model": m, "explainer": (e.get("map") or {}).get("explainer", explainer.get(tid, ""))}
+            rows.append({**base, **mm, "measure": "flipped", "value": int(bool(e.get("top1_changed")))})
+            if "delta_pp" in tracked:
+                rows.append({**base, **mm, "measure": "delta_pp", "value": round(float(tracked["delta_pp"]), 4)})
+            mass = (e.get("map") or {}).get("mass_in_mask_original")
+            if mass is not None and t["last"]["kind"] == "stroke":
+                rows.append({**base, **mm, "measure": "mass_in_last_stroke", "value": round(float(mass), 4)})
+    for a in answers:
+        q = questions.get((a["task_id"], a["question_id"]))
+        trial = order.get(a["participant"], []).index(a["task_id"]) if a["task_id"] in order.get(a["participant"], []) else None
+        rows.append({"participant": a["participant"], "condition": "", "task": a["task_id"], "trial": trial,
+                     "phase": "", "model": "", "explainer": "", "measure": f"answer:{a['question_id']}",
+                     "value": a["value"] if q is not None else a["answer"], "correct": a["correct"],
+                     "response_time_s": a.get("seconds_on_task"), "late": a["late"]})
+    rows.sort(key=lambda r: (r["participant"], r["trial"] if r["trial"] is not None else -1, r["model"], r["measure"]))
+    return rows
+
+
 def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> dict:
     """Write ``interactions.csv/.json`` (one row per interaction), ``answers.csv/.json`` (one row per
-    answer), ``participants.csv``, ``study.json``, the stroke masks (``masks/<participant>/<seq>.png``)
+    answer), ``trials.csv`` (one row per participant x trial x measure, see ``trials``), ``participants.csv``,
+    ``study.json``, the stroke masks (``masks/<participant>/<seq>.png``)
     and the images (``images/<task or upload>.png``) into ``out``. Returns counts."""
     out = Path(out)
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -114,6 +181,7 @@ def export(engine: sa.Engine, out: str | Path, study_key: str | None = None) -> 
     _write_csv(out / "answers.csv", answers, ["participant", "task_id", "question_id", "type", "answer", "value",
                                              "correct", "late",
                                              "seconds_on_task", "server_time", "client_time", "interaction_id"])
+    _write_csv(out / "trials.csv", trials(inter, answers, json.loads(st["definition"])), TRIAL_COLUMNS)
     _write_csv(out / "participants.csv", prow, ["participant", "ordinal", "tasks_done", "events", "consented_at",
                                                "finished_at", "ip"])
     return {"study": st["key"], "participants": len(parts), "interactions": len(inter), "answers": len(answers),
