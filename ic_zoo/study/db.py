@@ -434,7 +434,7 @@ class StudyStore:
         return dict(row) if row else None
 
     def consent(self, code: str, ip: str | None = None, client_time: float | None = None,
-                session: str | None = None) -> dict:
+                session: str | None = None, extra: dict | None = None) -> dict:
         """Create the participant on consent (idempotent) and log the consent; returns the participant.
         Ordinals (the participant's row of the Latin square) come from a counter row, so two
         participants consenting at the same moment never share one."""
@@ -449,7 +449,7 @@ class StudyStore:
                 pid = conn.execute(participants_t.insert().values(
                     study_id=self.study_id, code=code, ordinal=int(ordinal), consented_at=now(), task_index=0,
                     n_events=0, ip=ip if self.study.log_ip else None)).inserted_primary_key[0]
-                self._record(conn, pid, "consent", None, {"consent": True, "ordinal": int(ordinal)},
+                self._record(conn, pid, "consent", None, {"consent": True, "ordinal": int(ordinal), **(extra or {})},
                              client_time=client_time, session=session)
         except sa.exc.IntegrityError:  # two tabs consenting at once: the other one won, nothing was written here
             pass
@@ -458,6 +458,12 @@ class StudyStore:
     def withdraw(self, code: str, how: str = "cli") -> dict:
         """The participant ``code`` withdraws, as the study file says (``withdraw_participant``)."""
         return withdraw_participant(self.engine, self.study_id, self.study.withdrawal, code, how)
+
+    def failed_checks(self, pid: int) -> int:
+        """The participant's attention-check answers that were wrong (a recruitment platform's screen-out)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(answers_t).where(
+                (answers_t.c.participant_id == pid) & answers_t.c.correct.is_(False))).scalar_one())
 
     def withdrawals(self) -> list[dict]:
         """The audit of withdrawals: when and how each happened (nothing of the participant)."""

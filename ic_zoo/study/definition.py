@@ -40,6 +40,7 @@ import numpy as np
 
 from .errors import StudyError
 from .questions import QUESTION_TYPES, QuestionType
+from .recruitment import Recruitment, parse_recruitment
 
 PARTICIPANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 
@@ -102,6 +103,8 @@ class Study:
     #: what a withdrawal does: "delete" the participant's rows, masks and uploads, or "flag" them (kept, left out
     #: of every export and analysis; only where the consent text says so)
     withdrawal: str = "delete"
+    #: the recruitment platform (``recruitment.Recruitment``), None for the study's own links
+    recruitment: Recruitment | None = None
 
     def public_dict(self) -> dict:
         """The definition as logged: image paths relative to the study file, each with its file's hash, so
@@ -110,6 +113,8 @@ class Study:
         d.pop("source")
         if d["withdrawal"] == "delete":
             d.pop("withdrawal")  # the default: a study written before the field keeps its key
+        if d["recruitment"] is None:
+            d.pop("recruitment")
         base = Path(self.source).parent if self.source else None
         for t in d["tasks"]:
             for key in ("image", "parts", "truth"):
@@ -206,7 +211,7 @@ def load_study(path: str | Path) -> Study:
         if not raw.get(key):
             raise StudyError(f"the study file {path.name} needs a '{key}'.")
     defaults = raw.get("defaults") or {}
-    known = {"title", "consent", "instructions", "seed", "counterbalance", "allow_upload", "log_ip", "withdrawal",
+    known = {"title", "consent", "instructions", "seed", "counterbalance", "allow_upload", "log_ip", "withdrawal", "recruitment",
              "admin_password_env", "defaults", "tasks"}
     extra = set(raw) - known
     if "admin_password" in extra:
@@ -262,7 +267,8 @@ def load_study(path: str | Path) -> Study:
     study = Study(str(raw["title"]), tasks, str(raw.get("consent", "")), str(raw.get("instructions", "")),
                   int(raw.get("seed", 0)), str(raw.get("counterbalance", "latin")), bool(raw.get("allow_upload", False)),
                   bool(raw.get("log_ip", False)), str(raw.get("admin_password_env", "IC_ZOO_ADMIN_PASSWORD")),
-                  str(path.resolve()), str(raw.get("withdrawal", "delete")))
+                  str(path.resolve()), str(raw.get("withdrawal", "delete")),
+                  parse_recruitment(raw.get("recruitment"), path.name))
     if study.withdrawal not in WITHDRAWAL:
         raise StudyError(f"withdrawal is 'delete' or 'flag' in {path.name}, not '{study.withdrawal}'.")
     counterbalance(["a", "b"], study.counterbalance, 0, "check")  # validates the mode

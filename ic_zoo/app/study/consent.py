@@ -8,8 +8,8 @@ import gradio as gr
 
 from ...study.security import issue, new_id, verify
 from ..serve import client_address
-from .pages import (BAD_ID, BAD_LINK, CLIENT_TIME_JS, TOO_MANY, TOO_MANY_HERE, WITHDRAWN, WITHDRAWN_BEFORE,
-                    StudyState)
+from .pages import (BAD_ID, BAD_LINK, CLIENT_TIME_JS, MTURK_PREVIEW_NOTE, NO_PLATFORM_ID, PLATFORM_LINK,
+                    REDIRECT_JS, TOO_MANY, TOO_MANY_HERE, WITHDRAWN, WITHDRAWN_BEFORE, StudyState)
 
 log = logging.getLogger("ic_zoo.study")
 
@@ -21,6 +21,8 @@ class ConsentHandlers:
     def on_load(self, stored, request: gr.Request):
         st = StudyState()
         params = dict(request.query_params) if request is not None else {}
+        if self.study.recruitment is not None:  # the platform's id in the URL, not the study's own links
+            return self._from_platform(st, params, request)
         if "participant" in params:
             issued = params.get("participant")
             code = verify(self.link_secret, issued)
@@ -38,6 +40,21 @@ class ConsentHandlers:
             return self.screen(st, "", stored=issued)
         return self._enter(st, row, None, self.sess_id(request), issued, resumed=True)
 
+    def _from_platform(self, st, params, request):
+        rec = self.study.recruitment
+        if rec.is_preview(params):  # MTurk's preview: the consent text only, nothing recorded
+            return self.screen(st, MTURK_PREVIEW_NOTE)
+        pid = params.get(rec.id_param)
+        code = rec.participant_code(pid, self.link_secret or self.study.key)
+        if code is None:
+            return self.screen(st, NO_PLATFORM_ID.format(param=rec.id_param))
+        st.code, st.platform_id, st.platform = code, str(pid).strip(), rec.params(params)
+        self.sess_id(request, st)
+        row = self.store.participant(code)  # the same platform id resumes: never a second participant
+        if row is None:
+            return self.screen(st, "")
+        return self._enter(st, row, None, self.sess_id(request), None, resumed=True)
+
     def _enter(self, st, row, client_time, session, stored, resumed):
         if row.get("withdrawn_at") is not None:  # a flagged withdrawal: nothing more is recorded for this id
             st.withdrawn = WITHDRAWN_BEFORE
@@ -51,7 +68,12 @@ class ConsentHandlers:
 
     def on_consent(self, t, code, st, request: gr.Request):
         st = st if isinstance(st, StudyState) else StudyState()
-        issued, code = code, verify(self.link_secret, code)
+        if self.study.recruitment is not None:  # only the id the platform's link gave this tab
+            if st.code is None or code != st.code:
+                raise gr.Error(PLATFORM_LINK, print_exception=False)
+            issued = code
+        else:
+            issued, code = code, verify(self.link_secret, code)
         if code is None:
             raise gr.Error(BAD_ID if self.link_secret is None else BAD_LINK, print_exception=False)
         st.code = issued
@@ -66,7 +88,8 @@ class ConsentHandlers:
                 if host is not None:
                     self.joins_per_client.give_back(host)
                 raise gr.Error(TOO_MANY, print_exception=False)
-        row = self.store.consent(code, ip=ip, client_time=self.client_ms(t), session=self.sess_id(request))
+        row = self.store.consent(code, ip=ip, client_time=self.client_ms(t), session=self.sess_id(request),
+                                 extra=st.platform or None)
         return self._enter(st, row, self.client_ms(t), self.sess_id(request), issued, resumed=existed)
 
     def on_withdraw(self, t, st, request: gr.Request):
@@ -90,7 +113,8 @@ class ConsentHandlers:
     def wire_arrival(self, demo: gr.Blocks) -> None:
         ui = self.ui
         demo.load(self.held(self.on_load), [ui.stored], ui.screen_outputs(), api_visibility="private",
-                  show_progress_on=[ui.consent.pid_note], **self.common)
+                  show_progress_on=[ui.consent.pid_note], **self.common).then(
+            None, [ui.redirect], None, js=REDIRECT_JS, api_visibility="private", queue=False)
         ui.consent.agree.click(self.held(self.on_consent), [ui.client_time, ui.consent.pid_box, ui.state],
                                ui.screen_outputs(), api_name="consent", js=CLIENT_TIME_JS,
                                show_progress_on=[ui.consent.pid_note], **self.common)

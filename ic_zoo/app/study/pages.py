@@ -25,6 +25,14 @@ WITHDRAWN = {"delete": "## You have withdrawn from the study\nEverything recorde
              "flag": "## You have withdrawn from the study\nAs the consent text said, what was recorded is kept but "
                      "marked as withdrawn and left out of every analysis; nothing more is recorded. Thank you for "
                      "your time; you can close this page."}
+PLATFORM_NAMES = {"prolific": "Prolific", "mturk": "Mechanical Turk", "sona": "Sona", "generic": "the study's site"}
+NO_PLATFORM_ID = ("This page needs the participant id your recruitment platform adds to the link ({param}): please "
+                  "open the study from the platform.")
+PLATFORM_LINK = "Please open the study from the link your recruitment platform gave you."
+MTURK_PREVIEW_NOTE = ("This is a preview of the HIT: accept it on Mechanical Turk to take part. Nothing is recorded "
+                      "in a preview.")
+#: after the finish page is shown, the browser goes to the platform's URL (a hidden field carries it)
+REDIRECT_JS = "(u) => { if (u) setTimeout(() => { window.location.href = u; }, 4000); }"
 WITHDRAWN_BEFORE = "## You withdrew from this study\nNothing more is recorded for this participant id."
 MAX_TEXT = Text.max_chars  # a text answer's longest (the question type's)
 CLIENT_TIME_JS = "(t, ...rest) => [Date.now(), ...rest]"  # the browser's clock rides along as the first input
@@ -65,6 +73,8 @@ class StudyState:
         self.paint_v = 0  # the version of the image last sent to the canvas
         self.lock = threading.Lock()  # one event of a tab at a time: each starts from where the last one ended
         self.withdrawn = ""  # the sentence of a participant who withdrew (the page then shows only it)
+        self.platform_id: str | None = None  # the recruitment platform's id of this participant (as sent)
+        self.platform: dict = {}  # what the log keeps of the platform's parameters at consent
 
     def release(self, reason: str) -> None:
         """Drop the images (tab_store.Tabs: idle too long, or the server needed room); the place in
@@ -186,11 +196,13 @@ class StudyPage:
     done: gr.Markdown
     withdraw: gr.Accordion  # on every page after consent: the way out, with what it does
     withdraw_btn: gr.Button
+    redirect: gr.Textbox  # hidden: where the finish page sends the participant (a recruitment platform's URL)
 
     def screen_outputs(self) -> list:
         c, t = self.consent, self.task
         return ([self.state, self.stored, c.pid_box, c.pid_note, c.agree, c.column, t.column, t.header, t.canvas,
-                 t.status, *t.compare.outputs()] + t.questions() + [self.done, t.paint, self.base, self.withdraw])
+                 t.status, *t.compare.outputs()] + t.questions() + [self.done, t.paint, self.base, self.withdraw,
+                                                                     self.redirect])
 
     def edit_outputs(self) -> list:
         return [self.state, self.task.canvas, self.task.status, *self.task.compare.outputs(),

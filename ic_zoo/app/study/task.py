@@ -16,7 +16,7 @@ from ...study.db import StaleBase, now
 from ...study.research import rebuild
 from .. import painter
 from ..gated_canvas import editor_rgb, fit_max_side, same_image, stroke_mask
-from .pages import (CLIENT_TIME_JS, MAX_QUESTIONS, MOVED, NOT_ANSWERED, NOT_SAVED, NO_BASE, STALE, StudyState,
+from .pages import (CLIENT_TIME_JS, REDIRECT_JS, MAX_QUESTIONS, MOVED, NOT_ANSWERED, NOT_SAVED, NO_BASE, STALE, StudyState,
                     put_back, saved_image_state)
 
 log = logging.getLogger("ic_zoo.study")
@@ -252,4 +252,5 @@ class TaskHandlers:
                             api_name="study_upload", **busy)
         t.submit.click(self.held(self.on_submit), [ui.client_time] + t.radios + t.texts + [ui.base, ui.state],
                        ui.screen_outputs(), api_name="submit", js=CLIENT_TIME_JS,
-                       show_progress_on=[ui.consent.pid_note], **self.common)
+                       show_progress_on=[ui.consent.pid_note], **self.common).then(
+            None, [ui.redirect], None, js=REDIRECT_JS, api_visibility="private", queue=False)

@@ -39,8 +39,8 @@ from ..platform import MAX_SIDE, AppPlatform
 
 from .admin import AdminHandlers
 from .consent import ConsentHandlers
-from .pages import (MAX_QUESTIONS, MOVED, NO_BASE, RESUME_TRIES, STALE, StudyPage, StudyState, consent_panel,
-                    default_db, task_panel)
+from .pages import (MAX_QUESTIONS, MOVED, NO_BASE, PLATFORM_NAMES, RESUME_TRIES, STALE, StudyPage, StudyState,
+                    consent_panel, default_db, task_panel)
 from .pages import PARTICIPANT_COLUMNS, TASK_COLUMNS  # noqa: F401 (the page's names, for scripts and tests)
 from .task import TaskHandlers
 
@@ -228,6 +228,16 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
         code = st.participant["code"] if consented else ""
         out[ui.done] = (f"## Thank you!\nYou have finished all {self.n_tasks} tasks. Your participant id is "
                         f"**{code}**; you can close this page." if done else "")
+        out[ui.redirect] = ""
+        rec = self.study.recruitment
+        if done and rec is not None:  # the platform's completion (or screen-out) code, and its page
+            finish, url = rec.finish(st.platform_id or "", self.store.failed_checks(st.participant["id"]) > 0)
+            where = PLATFORM_NAMES[rec.platform]
+            out[ui.done] = (f"## Thank you!\nYou have finished all {self.n_tasks} tasks."
+                            + (f" Your completion code is **{finish}**." if finish else "")
+                            + (f" [Return to {where}]({url}): you are taken there in a few seconds." if url else
+                               " You can close this page."))
+            out[ui.redirect] = url
         return out
 
     def task_screen(self, st) -> dict:
@@ -277,13 +287,14 @@ def build_study_demo(study: Study, db: str | None = None, device: str | None = N
         consent = consent_panel(study)
         task = task_panel(study, state, app.editor_pixels)
         done = gr.Markdown(elem_id="done")
+        redirect = gr.Textbox(visible=False, elem_id="redirect")
         with gr.Accordion("Withdraw from the study", open=False, visible=False, elem_id="withdraw") as withdraw:
             gr.Markdown("You can stop at any time by closing this page. To withdraw, press the button: "
                         + ("everything recorded of your participation is deleted" if study.withdrawal == "delete" else
                            "what was recorded is kept, marked as withdrawn and left out of every analysis, as the "
                            "consent text said") + ", and nothing more is recorded.")
             withdraw_btn = gr.Button("Withdraw", variant="stop", elem_id="withdraw_btn")
-        app.ui = StudyPage(state, stored, client_time, base, consent, task, done, withdraw, withdraw_btn)
+        app.ui = StudyPage(state, stored, client_time, base, consent, task, done, withdraw, withdraw_btn, redirect)
         app.wire_arrival(demo)
         app.wire_task()
         app.wire_withdrawal()
