@@ -57,13 +57,21 @@ def _status(page) -> str:
 def _wait_status(page, text: str, timeout=120_000):
     """Wait for the status line to say ``text``; when it names an edit count ("N edit(s)"), also for the
     model columns of that edit (they are drawn just after the event, by the comparison view's render)."""
-    page.wait_for_function(f"() => document.querySelector('#status').innerText.includes({json.dumps(text)})",
-                           timeout=timeout)
-    n = re.search(r"(\d+) edit\(s\)", text)
-    if n:
-        page.wait_for_function("() => { const e = document.querySelector('#model_columns_at'); "
-                               f"return !!e && e.textContent.includes('columns of edit {n.group(1)}.'); }}",
+    def seen() -> str:  # what the page shows instead, for the failure's message
+        return page.evaluate("() => ['#status', '#model_columns_at', '#ic_reload_notice'].map((s) => { "
+                             "const e = document.querySelector(s); return s + ': ' + (e ? e.innerText : '-'); })"
+                             ".join(' | ')")
+
+    try:
+        page.wait_for_function(f"() => document.querySelector('#status').innerText.includes({json.dumps(text)})",
                                timeout=timeout)
+        n = re.search(r"(\d+) edit\(s\)", text)
+        if n:
+            page.wait_for_function("() => { const e = document.querySelector('#model_columns_at'); "
+                                   f"return !!e && e.textContent.includes('columns of edit {n.group(1)}.'); }}",
+                                   timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - the timeout says only that it timed out
+        raise AssertionError(f"waited {timeout / 1000:.0f} s for {text!r}; the page shows {seen()}") from exc
 
 
 def _screen_point(page, img_shape, x, y):
