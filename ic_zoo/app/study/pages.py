@@ -201,8 +201,8 @@ class StudyPage:
     def screen_outputs(self) -> list:
         c, t = self.consent, self.task
         return ([self.state, self.stored, c.pid_box, c.pid_note, c.agree, c.column, t.column, t.header, t.canvas,
-                 t.status, *t.compare.outputs()] + t.questions() + [self.done, t.paint, self.base, self.withdraw,
-                                                                     self.redirect])
+                 t.status, *t.compare.outputs()] + t.questions() + [self.done, t.paint, self.redirect, self.withdraw,
+                                                                     self.base])  # the base last (API clients)
 
     def edit_outputs(self) -> list:
         return [self.state, self.task.canvas, self.task.status, *self.task.compare.outputs(),
