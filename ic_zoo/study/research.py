@@ -56,16 +56,9 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
             w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in columns})
 
 
+#: the columns of trials.csv (docs/study.md defines each measure)
 TRIAL_COLUMNS = ["participant", "condition", "task", "trial", "phase", "model", "explainer", "measure", "value",
                  "correct", "response_time_s", "late"]
-#: what each measure is (docs/study.md says the same)
-TRIAL_MEASURES = {
-    "flipped": "1 when the model's top-1 on the final image of the task differs from its top-1 on the task image",
-    "delta_pp": "the change of the probability of the model's original top-1 class, in percentage points",
-    "mass_in_last_stroke": "the share of the model's class map (on the image before it) that the last stroke covered",
-    "strokes": "the participant's strokes on the task (undo and reset included as events, not strokes)",
-    "answer:<question>": "the answer as its question type's value (a scale's number); correct for attention checks",
-}
 
 
 def trials(inter: list[dict], answers: list[dict], definition: dict) -> list[dict]:
@@ -75,7 +68,6 @@ def trials(inter: list[dict], answers: list[dict], definition: dict) -> list[dic
     from the answers, with the question type's value. ``condition`` and ``phase`` are empty for a study
     without conditions and phases."""
     explainer = {t["id"]: t.get("explainer", "") for t in definition.get("tasks", [])}
-    questions = questions_of(definition)
     by_trial: dict[tuple[str, str], dict] = {}
     order: dict[str, list[str]] = {}
     for r in inter:
@@ -111,12 +103,12 @@ def trials(inter: list[dict], answers: list[dict], definition: dict) -> list[dic
             mass = (e.get("map") or {}).get("mass_in_mask_original")
             if mass is not None and t["last"]["kind"] == "stroke":
                 rows.append({**base, **mm, "measure": "mass_in_last_stroke", "value": round(float(mass), 4)})
-    for a in answers:
-        q = questions.get((a["task_id"], a["question_id"]))
-        trial = order.get(a["participant"], []).index(a["task_id"]) if a["task_id"] in order.get(a["participant"], []) else None
+    for a in answers:  # ``value``: the export's, the question type's value (the answer itself without a type)
+        seen = order.get(a["participant"], [])
+        trial = seen.index(a["task_id"]) if a["task_id"] in seen else None
         rows.append({"participant": a["participant"], "condition": "", "task": a["task_id"], "trial": trial,
                      "phase": "", "model": "", "explainer": "", "measure": f"answer:{a['question_id']}",
-                     "value": a["value"] if q is not None else a["answer"], "correct": a["correct"],
+                     "value": a["value"], "correct": a["correct"],
                      "response_time_s": a.get("seconds_on_task"), "late": a["late"]})
     rows.sort(key=lambda r: (r["participant"], r["trial"] if r["trial"] is not None else -1, r["model"], r["measure"]))
     return rows
