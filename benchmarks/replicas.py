@@ -53,11 +53,18 @@ import os, time
 from ic_zoo import register
 from ic_zoo.inpainters.opencv_inpaint import Telea
 
-@register("inpainter", "slow-telea", description="Telea after IC_ZOO_TEST_SLOW_S seconds (tests only)")
+@register("inpainter", "slow-telea", description="Telea after IC_ZOO_TEST_SLOW_S seconds or once IC_ZOO_TEST_GATE exists (tests only)")
 class SlowTelea(Telea):
 
     def _inpaint(self, image, mask):
-        time.sleep(float(os.environ.get("IC_ZOO_TEST_SLOW_S", "2")))
+        gate = os.environ.get("IC_ZOO_TEST_GATE")
+        if gate:  # a test holds the stroke open: "<gate>.started" says it began; it ends once <gate> exists
+            open(gate + ".started", "w").close()
+            t0 = time.monotonic()
+            while not os.path.exists(gate) and time.monotonic() - t0 < 300:
+                time.sleep(0.05)
+        else:
+            time.sleep(float(os.environ.get("IC_ZOO_TEST_SLOW_S", "2")))
         return super()._inpaint(image, mask)
 '''
 

@@ -32,6 +32,30 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+def _patient_clients() -> None:
+    """gradio_client downloads a result's files with httpx's default 5 s read timeout unless told
+    otherwise; on a machine whose cores other jobs keep busy that is too short (CI saw it). Every test
+    client gets 120 s unless the test chose its own."""
+    try:
+        from gradio_client import Client
+    except ImportError:
+        return
+    init = Client.__init__
+    if getattr(init, "_ic_zoo_patient", False):
+        return
+
+    def patient_init(self, *args, httpx_kwargs=None, **kwargs):
+        httpx_kwargs = dict(httpx_kwargs or {})
+        httpx_kwargs.setdefault("timeout", 120)
+        init(self, *args, httpx_kwargs=httpx_kwargs, **kwargs)
+
+    patient_init._ic_zoo_patient = True
+    Client.__init__ = patient_init
+
+
+_patient_clients()
+
+
 IMAGENET_MODELS = ("squeezenet1_1", "resnet50.a1_in1k", "vit_small_patch16_224.augreg_in21k_ft_in1k")
 
 

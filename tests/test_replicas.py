@@ -130,9 +130,11 @@ def test_compose_and_the_proxy_config_name_the_same_replicas():
 # -- one replica: health and a graceful shutdown -------------------------------------------------------------
 @pytest.mark.slow
 def test_health_is_503_while_loading_200_when_ready_and_sigterm_finishes_the_stroke_in_flight(tmp_path):
+    gate = tmp_path / "gate"  # the stroke in flight lasts until the test opens the gate, however busy the cores
     cluster = R.Cluster(tmp_path, replicas=1, db=f"sqlite:///{tmp_path / 'one.sqlite'}", proxy=False,
-                        inpainter="slow-telea", env={"IC_ZOO_TEST_SLOW_S": "2"})
+                        inpainter="slow-telea", env={"IC_ZOO_TEST_GATE": str(gate)})
     try:
+        gate.touch()  # the first stroke passes at once
         seen = cluster.start(record_health=True)
         codes = [c for c, _ in seen[0]]
         assert codes[-1] == 200 and 503 in codes, codes  # "starting" before the models were loaded
@@ -142,20 +144,24 @@ def test_health_is_503_while_loading_200_when_ready_and_sigterm_finishes_the_str
         p = R.Participant(cluster.url(0), "S1", cluster.secret, tmp_path)
         p.join()
         p.stroke()
-        job = p.stroke_async()  # its inpainting takes 2 s on the server
-        time.sleep(0.8)
+        gate.unlink()
+        started = Path(str(gate) + ".started")
+        started.unlink(missing_ok=True)
+        job = p.stroke_async()  # its inpainting waits on the server until the gate opens
+        R.wait_for(started.exists, 120)
         cluster.signal(0, "TERM")
-        R.wait_for(lambda: cluster.health(0)[0] in (503, None), 5)
+        R.wait_for(lambda: cluster.health(0)[0] == 503, 60)
         code, body = cluster.health(0)
-        assert code is None or body["status"] == "draining"
+        assert code == 503 and body["status"] == "draining", (code, body)
         late = R.Participant(cluster.url(0), "S2", cluster.secret, tmp_path)
         with pytest.raises(Exception):  # a new event while draining is refused...
             late.join()
         code, detail = R.join_status(cluster.url(0))  # ... with one sentence, which the page shows
         assert (code, detail) == (400, serve.DRAINING)
-        out = job.result(timeout=30)  # the stroke in flight finishes and is answered
+        gate.touch()
+        out = job.result(timeout=120)  # the stroke in flight finishes and is answered
         assert R.strokes_in(out) == 2
-        assert cluster.wait(0, 30) == 0  # exit status 0
+        assert cluster.wait(0, 120) == 0  # exit status 0
         log = cluster.log_text(0)
         assert "shutdown: every event finished" in log and "shutdown: done" in log
     finally:
