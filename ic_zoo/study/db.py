@@ -449,7 +449,9 @@ class StudyStore:
                 pid = conn.execute(participants_t.insert().values(
                     study_id=self.study_id, code=code, ordinal=int(ordinal), consented_at=now(), task_index=0,
                     n_events=0, ip=ip if self.study.log_ip else None)).inserted_primary_key[0]
-                self._record(conn, pid, "consent", None, {"consent": True, "ordinal": int(ordinal), **(extra or {})},
+                cond = self.study.condition_of(int(ordinal))  # the conditions in turn, by the same counter
+                self._record(conn, pid, "consent", None, {"consent": True, "ordinal": int(ordinal), **(extra or {}),
+                                                          **({"condition": cond.name} if cond else {})},
                              client_time=client_time, session=session)
         except sa.exc.IntegrityError:  # two tabs consenting at once: the other one won, nothing was written here
             pass
@@ -532,11 +534,13 @@ class StudyStore:
                 if cur != task_index:
                     return {"advanced": False, "task_index": cur, "seq": int(n)}
                 raise StaleBase(base, n)
-            seq = self._record(conn, pid, "answer", task.id, payload, client_time=client_time, session=session)
+            skipped = bool(payload.get("skipped"))  # a task the participant's condition leaves out: no answers
+            seq = self._record(conn, pid, "skipped" if skipped else "answer", task.id, payload,
+                               client_time=client_time, session=session)
             iid = conn.execute(sa.select(interactions_t.c.id).where(
                 (interactions_t.c.participant_id == pid) & (interactions_t.c.seq == seq))).scalar_one()
             late = bool(payload.get("late"))
-            for q in task.questions:
+            for q in [] if skipped else task.questions:
                 a = answers.get(q.id)
                 correct = q.kind.correct(q, None if a is None else str(a))
                 conn.execute(answers_t.insert().values(participant_id=pid, interaction_id=iid, task_id=task.id,

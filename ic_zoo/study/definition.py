@@ -33,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +86,41 @@ class Task:
     # 1 stem, 2 leaf, 3 petal, 4 centre, as ic_zoo.flower2d writes it) and the region that decides the class
     parts: str | None = None
     truth: str | None = None
+    #: a predict-then-see task (``Predict``): the participant predicts what the models will do before they are
+    #: shown; None for a task where every stroke is answered at once
+    predict: "Predict | None" = None
+    #: a prepared edit (a mask next to the study file, white = removed): applied when the task opens, and the
+    #: participant predicts its outcome; None for an edit the participant paints
+    edit: str | None = None
+    #: "learning" (examples with their explanations) or "test" (no explanations), as simulation studies run
+    #: them; "" for a task outside such a design
+    phase: str = ""
+    #: what the model columns show as the class map: "shown" (the explainer's), "hidden" (no map) or "random"
+    #: (a random smooth map of the same size: the control of simulation studies)
+    maps: str = "shown"
+
+
+@dataclass
+class Predict:
+    """What a predict-then-see task asks before the models answer. ``models``: "all" (a prediction per model)
+    or "first" (for the first model of the participant's order); ``ask``: "flip" (will its top-1 change?)
+    and / or "class" (which class will it say: its current top-5 or "something else"); ``confidence``: also
+    how sure (1-5)."""
+    models: str = "all"
+    ask: list[str] = field(default_factory=lambda: ["flip", "class"])
+    confidence: bool = False
+
+
+@dataclass
+class Condition:
+    """A between-subject condition: a name and the overrides it applies to every task (None: as the task
+    says); ``tasks``, the ids of the tasks its participants do (None: all)."""
+    name: str
+    maps: str | None = None
+    explainer: str | None = None
+    models: list[str] | None = None
+    inpainter: str | None = None
+    tasks: list[str] | None = None
 
 
 @dataclass
@@ -105,6 +140,8 @@ class Study:
     withdrawal: str = "delete"
     #: the recruitment platform (``recruitment.Recruitment``), None for the study's own links
     recruitment: Recruitment | None = None
+    #: between-subject conditions (``Condition``); empty for a study without them
+    conditions: list[Condition] = field(default_factory=list)
 
     def public_dict(self) -> dict:
         """The definition as logged: image paths relative to the study file, each with its file's hash, so
@@ -115,9 +152,16 @@ class Study:
             d.pop("withdrawal")  # the default: a study written before the field keeps its key
         if d["recruitment"] is None:
             d.pop("recruitment")
+        if not d["conditions"]:
+            d.pop("conditions")  # a study written before conditions keeps its key
+        else:
+            d["conditions"] = [{k: v for k, v in c.items() if v is not None} for c in d["conditions"]]
         base = Path(self.source).parent if self.source else None
         for t in d["tasks"]:
-            for key in ("image", "parts", "truth"):
+            for key, default in (("predict", None), ("edit", None), ("phase", ""), ("maps", "shown")):
+                if t.get(key) == default:
+                    t.pop(key)  # (the same: keys a study written before them never had)
+            for key in ("image", "parts", "truth", "edit"):
                 if t.get(key) is None:
                     t.pop(key, None)  # a study without ground truth keeps the key it always had
                     continue
@@ -135,7 +179,28 @@ class Study:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
     def model_order(self, task: Task, participant_index: int, participant_code: str) -> list[str]:
-        return counterbalance(task.models, self.counterbalance, participant_index, f"{self.seed}:{participant_code}:{task.id}")
+        """The task's models in the participant's order. With conditions, the ordinals of one condition are
+        every C-th (``condition_of``), so the square's row is the participant's rank within their condition:
+        each condition gets every row equally often."""
+        row = participant_index // max(len(self.conditions), 1)
+        return counterbalance(task.models, self.counterbalance, row, f"{self.seed}:{participant_code}:{task.id}")
+
+    def condition_of(self, ordinal: int) -> Condition | None:
+        """The condition of the participant with this ordinal (the log's counter, taken at consent): the
+        conditions in turn, so their counts differ by at most one whatever the number of replicas."""
+        return self.conditions[int(ordinal) % len(self.conditions)] if self.conditions else None
+
+    def task_for(self, task: Task, condition: Condition | None) -> Task:
+        """The task as a participant of ``condition`` does it (its overrides applied)."""
+        if condition is None:
+            return task
+        over = {k: getattr(condition, k) for k in ("maps", "explainer", "models", "inpainter")
+                if getattr(condition, k) is not None}
+        return replace(task, **over) if over else task
+
+    def includes(self, task: Task, condition: Condition | None) -> bool:
+        """Whether participants of ``condition`` do ``task``."""
+        return condition is None or condition.tasks is None or task.id in condition.tasks
 
     def password(self) -> str | None:
         """The admin page's password, from the environment only (never from the study file)."""
@@ -193,6 +258,101 @@ def _read(path: Path) -> dict:
     return yaml.safe_load(text) or {}
 
 
+def _lines(path: Path) -> dict:
+    """The line (1-based) of each item of the study file's ``tasks`` and ``conditions`` lists, as
+    {("tasks", i): line}; empty for TOML (its parser keeps no positions)."""
+    if path.suffix.lower() == ".toml":
+        return {}
+    import yaml
+
+    try:
+        root = yaml.compose(path.read_text())
+    except yaml.YAMLError:
+        return {}
+    out = {}
+    if isinstance(root, yaml.MappingNode):
+        for k, v in root.value:
+            if getattr(k, "value", None) in ("tasks", "conditions") and isinstance(v, yaml.SequenceNode):
+                for i, item in enumerate(v.value):
+                    out[(k.value, i)] = item.start_mark.line + 1
+    return out
+
+
+MAPS = ("shown", "hidden", "random")
+PHASES = ("learning", "test")
+PREDICT_ASK = ("flip", "class")
+CONDITION_KEYS = {"name", "maps", "explainer", "models", "inpainter", "tasks"}
+
+
+def _predict(block, where: str) -> Predict:
+    """A task's ``predict:`` block (``true`` for the defaults)."""
+    if block is True:
+        return Predict()
+    if not isinstance(block, dict):
+        raise StudyError(f"{where}: 'predict' is true or a mapping with models, ask and confidence.")
+    extra = set(block) - {"models", "ask", "confidence"}
+    if extra:
+        raise StudyError(f"{where}: unknown field(s) {', '.join(sorted(extra))} in 'predict' (it takes models, ask "
+                         "and confidence).")
+    models = str(block.get("models", "all"))
+    if models not in ("all", "first"):
+        raise StudyError(f"{where}: predict.models is 'all' (one prediction per model) or 'first', not '{models}'.")
+    ask = block.get("ask", ["flip", "class"])
+    ask = [ask] if isinstance(ask, str) else ask
+    if not isinstance(ask, list) or not ask or any(a not in PREDICT_ASK for a in ask) or len(set(ask)) != len(ask):
+        raise StudyError(f"{where}: predict.ask lists what to predict, from flip and class, each once.")
+    return Predict(models, [str(a) for a in ask], bool(block.get("confidence", False)))
+
+
+def _conditions(raw, path: Path, tasks: list[Task], lines: dict) -> list[Condition]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) < 2:
+        raise StudyError(f"'conditions' in {path.name} is a list of at least two conditions, each with a 'name'.")
+    ids = [t.id for t in tasks]
+    out, names = [], set()
+    for j, c in enumerate(raw):
+        line = lines.get(("conditions", j))
+        where = f"condition {j + 1} of {path.name}" + (f" (line {line})" if line else "")
+        if not isinstance(c, dict) or not c.get("name"):
+            raise StudyError(f"{where} needs a 'name'.")
+        name = str(c["name"])
+        if not re.match(r"^[A-Za-z0-9_.-]{1,40}$", name):
+            raise StudyError(f"{where}: the name '{name}' must be 1-40 letters, digits, '.', '-' or '_'.")
+        where = f"condition '{name}' of {path.name}" + (f" (line {line})" if line else "")
+        if name in names:
+            raise StudyError(f"{where}: two conditions are called '{name}'.")
+        names.add(name)
+        extra = set(c) - CONDITION_KEYS
+        if extra:
+            raise StudyError(f"{where}: unknown field(s) {', '.join(sorted(extra))} (a condition sets maps, "
+                             "explainer, models, inpainter or tasks).")
+        maps = None if c.get("maps") is None else str(c["maps"])
+        if maps is not None and maps not in MAPS:
+            raise StudyError(f"{where}: maps is shown, hidden or random, not '{maps}'.")
+        if maps in ("hidden", "random") and c.get("explainer") is not None:
+            raise StudyError(f"{where}: it hides the maps (maps: {maps}) and names an explainer; the two conflict.")
+        models = c.get("models")
+        if models is not None:
+            if isinstance(models, str):
+                models = [models]
+            if not isinstance(models, list) or not models or len(models) > MAX_MODELS_PER_TASK:
+                raise StudyError(f"{where}: models is a list of 1 to {MAX_MODELS_PER_TASK} model names.")
+            models = [str(m) for m in models]
+        chosen = c.get("tasks")
+        if chosen is not None:
+            chosen = [chosen] if isinstance(chosen, str) else chosen
+            if not isinstance(chosen, list) or not chosen:
+                raise StudyError(f"{where}: tasks is a list of task ids.")
+            chosen = [str(x) for x in chosen]
+            unknown = [x for x in chosen if x not in ids]
+            if unknown:
+                raise StudyError(f"{where}: there is no task called '{unknown[0]}'.")
+        out.append(Condition(name, maps, None if c.get("explainer") is None else str(c["explainer"]), models,
+                             None if c.get("inpainter") is None else str(c["inpainter"]), chosen))
+    return out
+
+
 def load_study(path: str | Path) -> Study:
     path = Path(path)
     if not path.is_file():
@@ -212,7 +372,8 @@ def load_study(path: str | Path) -> Study:
             raise StudyError(f"the study file {path.name} needs a '{key}'.")
     defaults = raw.get("defaults") or {}
     known = {"title", "consent", "instructions", "seed", "counterbalance", "allow_upload", "log_ip", "withdrawal", "recruitment",
-             "admin_password_env", "defaults", "tasks"}
+             "admin_password_env", "defaults", "tasks", "conditions"}
+    lines = _lines(path)
     extra = set(raw) - known
     if "admin_password" in extra:
         raise StudyError(f"{path.name} must not hold a password: set it in the environment variable named by "
@@ -222,6 +383,7 @@ def load_study(path: str | Path) -> Study:
     tasks, seen = [], set()
     for i, t in enumerate(raw["tasks"]):
         where = f"task {i + 1}"
+        line = f" (line {lines[('tasks', i)]})" if ("tasks", i) in lines else ""
         if not isinstance(t, dict) or not t.get("id") or not t.get("image"):
             raise StudyError(f"{where} of {path.name} needs an 'id' and an 'image'.")
         tid = str(t["id"])
@@ -259,16 +421,33 @@ def load_study(path: str | Path) -> Study:
         if len(models) > MAX_MODELS_PER_TASK:
             raise StudyError(f"task '{tid}' names {len(models)} models; a task shows at most "
                              f"{MAX_MODELS_PER_TASK} side by side.")
+        twhere = f"task '{tid}' of {path.name}{line}"
+        predict = None if t.get("predict") in (None, False) else _predict(t["predict"], twhere)
+        edit = None
+        if t.get("edit"):
+            if predict is None:
+                raise StudyError(f"{twhere}: a prepared edit ('edit') is for a predict-then-see task; add 'predict'.")
+            f = (path.parent / t["edit"]).resolve()
+            if not f.is_file():
+                raise StudyError(f"{twhere}: the edit's mask ({t['edit']}) does not exist next to {path.name}.")
+            edit = str(f)
+        phase = str(t.get("phase", defaults.get("phase", "")) or "")
+        if phase and phase not in PHASES:
+            raise StudyError(f"{twhere}: phase is learning or test, not '{phase}'.")
+        maps = str(t.get("maps", defaults.get("maps", "shown")))
+        if maps not in MAPS:
+            raise StudyError(f"{twhere}: maps is shown, hidden or random, not '{maps}'.")
         tasks.append(Task(tid, str(img), str(t.get("prompt", "")), models,
                           str(t.get("explainer", defaults.get("explainer", "gradcam"))),
                           str(t.get("inpainter", defaults.get("inpainter", "telea"))), qs,
                           float(t["time_limit_s"]) if t.get("time_limit_s") else None,
-                          bool(t.get("attention_check", False)), truth.get("parts"), truth.get("truth")))
+                          bool(t.get("attention_check", False)), truth.get("parts"), truth.get("truth"),
+                          predict, edit, phase, maps))
     study = Study(str(raw["title"]), tasks, str(raw.get("consent", "")), str(raw.get("instructions", "")),
                   int(raw.get("seed", 0)), str(raw.get("counterbalance", "latin")), bool(raw.get("allow_upload", False)),
                   bool(raw.get("log_ip", False)), str(raw.get("admin_password_env", "IC_ZOO_ADMIN_PASSWORD")),
                   str(path.resolve()), str(raw.get("withdrawal", "delete")),
-                  parse_recruitment(raw.get("recruitment"), path.name))
+                  parse_recruitment(raw.get("recruitment"), path.name), _conditions(raw.get("conditions"), path, tasks, lines))
     if study.withdrawal not in WITHDRAWAL:
         raise StudyError(f"withdrawal is 'delete' or 'flag' in {path.name}, not '{study.withdrawal}'.")
     counterbalance(["a", "b"], study.counterbalance, 0, "check")  # validates the mode
@@ -289,4 +468,12 @@ def check_models(study: Study) -> list[str]:
             out.append(f"task '{t.id}': unknown explainer '{t.explainer}'")
         if ("inpainter", t.inpainter) not in REGISTRY:
             out.append(f"task '{t.id}': unknown inpainter '{t.inpainter}'")
+    for c in study.conditions:
+        for m in c.models or []:
+            if ("classifier", m) not in REGISTRY:
+                out.append(f"condition '{c.name}': unknown model '{m}'")
+        if c.explainer is not None and ("explainer", c.explainer) not in REGISTRY:
+            out.append(f"condition '{c.name}': unknown explainer '{c.explainer}'")
+        if c.inpainter is not None and ("inpainter", c.inpainter) not in REGISTRY:
+            out.append(f"condition '{c.name}': unknown inpainter '{c.inpainter}'")
     return out

@@ -60,6 +60,7 @@ class ConsentHandlers:
             st.withdrawn = WITHDRAWN_BEFORE
             return self.screen(st)
         st.participant = row
+        st.condition = self.study.condition_of(row["ordinal"])
         st.task_index = row["task_index"]
         if st.task_index < self.n_tasks:
             self.open_task(st, client_time, session)

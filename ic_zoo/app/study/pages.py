@@ -75,6 +75,11 @@ class StudyState:
         self.withdrawn = ""  # the sentence of a participant who withdrew (the page then shows only it)
         self.platform_id: str | None = None  # the recruitment platform's id of this participant (as sent)
         self.platform: dict = {}  # what the log keeps of the platform's parameters at consent
+        self.condition = None  # the participant's between-subject condition (definition.Condition), None without
+        #: a predict-then-see trial waiting for its prediction: {"trial", "seq" (its edit's event), "before"
+        #: (each model's top-1 and top-5 the participant saw), "models", "shown_at"}; None otherwise
+        self.pending: dict | None = None
+        self.trials = 0  # predict-then-see trials revealed on the current task
 
     def release(self, reason: str) -> None:
         """Drop the images (tab_store.Tabs: idle too long, or the server needed room); the place in
@@ -147,6 +152,7 @@ class TaskPanel:
     submit: gr.Button
     upload: gr.File
     compare: Comparison
+    predict: PredictPanel
 
     def questions(self) -> list:
         return [c for pair in zip(self.radios, self.texts) for c in pair]
@@ -173,6 +179,7 @@ def task_panel(study: Study, state: gr.State, editor_pixels: int) -> TaskPanel:
                     undo = gr.Button("Undo", size="sm", elem_id="undo")
                     reset = gr.Button("Reset", size="sm", elem_id="reset")
                 status = gr.Markdown(elem_id="status")
+                predict = predict_panel()
                 radios, texts = [], []
                 for j in range(MAX_QUESTIONS):
                     radios.append(gr.Radio([], visible=False, elem_id=f"q{j}_choice"))
@@ -182,7 +189,47 @@ def task_panel(study: Study, state: gr.State, editor_pixels: int) -> TaskPanel:
                                  elem_id="upload", visible=study.allow_upload)
             with gr.Column(scale=2):
                 compare = comparison(slots=MAX_MODELS_PER_TASK, info=False)
-    return TaskPanel(col, header, canvas, paint, api_edit, undo, reset, status, radios, texts, submit, upload, compare)
+    return TaskPanel(col, header, canvas, paint, api_edit, undo, reset, status, radios, texts, submit, upload, compare,
+                     predict)
+
+
+PREDICT_FIRST = "First predict what the models will do with your last change, then continue."
+NOTHING_TO_PREDICT = ("There is nothing to predict now: this prediction is for an edit whose outcome was already "
+                      "shown, or for another task. Please reload the page.")
+PREDICT_BEFORE_SUBMIT = "Please make a change and predict what the models will do before you continue."
+NOT_PREDICTED = "Your prediction could not be saved (the study log is busy): please commit it again."
+PREPARED_EDIT = "This task's edit is prepared for you: there is nothing to paint or undo here."
+
+
+@dataclass
+class PredictPanel:
+    """A predict-then-see task's questions, asked after an edit and before the models' answer is shown:
+    per model slot, will its top-1 change and which class will it say; how sure; the trial they are for."""
+    column: gr.Column
+    prompt: gr.Markdown
+    flips: list
+    classes: list
+    confidence: gr.Radio
+    trial: gr.Number  # hidden: the trial the shown questions are for (a prediction for another is refused)
+    commit: gr.Button
+
+    def components(self) -> list:
+        return [self.column, self.prompt, *self.flips, *self.classes, self.confidence, self.trial]
+
+
+def predict_panel() -> PredictPanel:
+    with gr.Column(visible=False, elem_id="predict") as col:
+        prompt = gr.Markdown(elem_id="predict_prompt")
+        flips, classes = [], []
+        for j in range(MAX_MODELS_PER_TASK):
+            flips.append(gr.Radio([], visible=False, elem_id=f"predict_{j}_flip"))
+            classes.append(gr.Radio([], visible=False, elem_id=f"predict_{j}_class"))
+        confidence = gr.Radio([str(k) for k in range(1, 6)], label="How sure are you? (1 = guessing, 5 = certain)",
+                              visible=False, elem_id="predict_confidence")
+        trial = gr.Number(visible=False, value=0, precision=0, elem_id="predict_trial")
+        commit = gr.Button("Commit my prediction and show the models' answer", variant="primary",
+                           elem_id="predict_commit")
+    return PredictPanel(col, prompt, flips, classes, confidence, trial, commit)
 
 
 @dataclass
@@ -202,11 +249,11 @@ class StudyPage:
         c, t = self.consent, self.task
         return ([self.state, self.stored, c.pid_box, c.pid_note, c.agree, c.column, t.column, t.header, t.canvas,
                  t.status, *t.compare.outputs()] + t.questions() + [self.done, t.paint, self.redirect, self.withdraw,
-                                                                     self.base])  # the base last (API clients)
+                                                                     *t.predict.components(), self.base])  # the base last (API clients)
 
     def edit_outputs(self) -> list:
         return [self.state, self.task.canvas, self.task.status, *self.task.compare.outputs(),
-                self.task.paint, self.base]
+                self.task.paint, *self.task.predict.components(), self.base]
 
 
 # -- the study's server side ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ state and the sentences.
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -28,12 +29,14 @@ import threading
 import gradio as gr
 import numpy as np
 
+from ... import imageio
 from ...errors import IcZooError
 from ...study.db import StaleBase, aware, now, open_engine
 from ...study.definition import Study
 from ...study.research import rebuild
 from ...study.security import AdminThrottle, ClientRateCap, RateCap, env_int, study_secrets
 from .. import page_assets, painter, watchdog
+from . import conditions
 from ..comparison import model_view
 from ..platform import MAX_SIDE, AppPlatform
 
@@ -131,12 +134,19 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
         st.paint_v += 1
         return painter.value(st.session.modified, str(st.paint_v), st.paint_ack)
 
-    def evaluate(self, st):
-        """Each model's column (comparison.ModelView), and what the log keeps of them."""
+    def task_of(self, st):
+        """The current task as this participant does it: their condition's overrides applied."""
+        return self.study.task_for(self.study.tasks[st.task_index], st.condition)
+
+    def evaluate(self, st, session=None):
+        """Each model's column (comparison.ModelView) as the participant's condition shows it, and what the log
+        keeps of them (the map as the explainer made it, whatever the page shows). ``session``: another
+        session than the tab's (the image before a predict-then-see edit)."""
         with self.model_slots:
-            task = self.study.tasks[st.task_index]
-            s = st.session
+            task = self.task_of(st)
+            s = session if session is not None else st.session
             res = s.evaluate(st.models, map_classes=[])
+            mode = conditions.maps_mode(task)
             views, logged = [], {}
             for m in st.models:
                 r = res.models[m]
@@ -144,22 +154,67 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
                 # participants see what the study designed; a trust line would be a new cue for them
                 view, cm = model_view(s, m, r, c, task.explainer, trust=False)
                 entry = r.to_dict()
-                entry["map"] = {"explainer": task.explainer, "class": c}
+                entry["map"] = {"explainer": task.explainer, "class": c, "shown": mode}
                 if cm is None:
                     entry["map"]["note"] = view.info
                 elif s.edits:
                     mask = s.edits[-1].mask
                     entry["map"].update(mass_in_mask_original=cm.mass_in(mask, "original"),
                                         mass_in_mask_modified=cm.mass_in(mask, "modified"))
-                views.append(view)
+                seed = f"{self.study.seed}:{st.participant['code'] if st.participant else ''}:{task.id}:{m}:{len(s.edits)}"
+                views.append(conditions.shown_view(view, s, r, cm, mode, seed))
                 logged[m] = entry
             return res, views, logged
 
-    def shown(self, st, res, views) -> dict:
-        """The canvas, the status and the model columns after a change."""
+    @staticmethod
+    def outcome_of(res, names) -> dict:
+        """Each model's top-1 and top-5 labels in ``res`` (what a prediction is scored against)."""
+        out = {}
+        for m in names:
+            labels = [c.label for c in res.models[m].modified[:5]]
+            out[m] = {"top1": labels[0], "top5": labels}
+        return out
+
+    def shown(self, st, res, views, columns: bool | None = None) -> dict:
+        """The canvas, the status and the model columns after a change. While a predict-then-see trial waits
+        for its prediction (``st.pending``) the columns are not sent (``columns``: whether they are; by
+        default unless a prediction is pending): the page keeps the answer the participant predicts from, and
+        nothing of the models' answer to the edit leaves the server before the prediction is logged."""
         t = self.ui.task
-        return {self.ui.state: st, self.ui.base: st.base, t.canvas: self.editor_value(st), t.paint: self.paint_value(st),
-                t.status: self.status_text(st, res), **t.compare.show(st, views, stamp=len(st.session.edits))}
+        out = {self.ui.state: st, self.ui.base: st.base, t.canvas: self.editor_value(st), t.paint: self.paint_value(st),
+               t.status: self.status_text(st, res), **self.predict_widgets(st)}
+        if columns if columns is not None else st.pending is None:
+            out.update(t.compare.show(st, views, stamp=len(st.session.edits)))
+        return out
+
+    def predict_widgets(self, st) -> dict:
+        """The prediction questions: shown, for the models and with the choices of the pending trial; hidden
+        when none is pending."""
+        p = self.ui.task.predict
+        if st.pending is None:
+            return {p.column: gr.update(visible=False)}
+        task, pend = self.task_of(st), st.pending
+        ask = task.predict.ask
+        out = {p.column: gr.update(visible=True), p.trial: pend["trial"],
+               p.prompt: (f"**Before you see the models' answer:** predict what {'each model' if len(pend['models']) > 1 else pend['models'][0]} "
+                          "will do with your edit, then commit your prediction."),
+               p.confidence: gr.update(visible=task.predict.confidence, value=None)}
+        for j, (flip, cls) in enumerate(zip(p.flips, p.classes)):
+            m = pend["models"][j] if j < len(pend["models"]) else None
+            if m is None:
+                out.update({flip: gr.update(visible=False, value=None), cls: gr.update(visible=False, value=None)})
+                continue
+            now_top = pend["before"][m]["top1"]
+            out[flip] = gr.update(visible="flip" in ask, value=None, choices=conditions.FLIP_CHOICES,
+                                  label=f"{m}: will its top-1 class change? (now: {now_top})")
+            out[cls] = gr.update(visible="class" in ask, value=None,
+                                 choices=conditions.class_choices(pend["before"][m]["top5"]),
+                                 label=f"{m}: which class will it say after your edit?")
+        return out
+
+    def before_session(self, st):
+        """A session of the image before the pending trial's edit (the answer the participant predicts from)."""
+        return self.make_session(st.session.before_last()[1])
 
     def unchanged(self, st) -> dict:
         """The edit outputs when nothing was applied: only the status is refreshed."""
@@ -171,6 +226,8 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
         txt = f"{len(s.edits)} stroke(s) on this image"
         if s.edits:
             txt += f"; last one filled with {s.edits[-1].inpainter}"
+        if st.pending is not None:  # nothing of the models' answer before the prediction is logged
+            return txt + ". **Now predict what the models will do** (below), then commit your prediction."
         if res is not None:
             flipped = [m for m, r in res.models.items() if r.top1_changed]
             if flipped:
@@ -178,9 +235,18 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
         return txt
 
     def open_task(self, st, client_time=None, session=None) -> None:
-        """Show the current task: rebuild its image from the log (resume) and log that it was shown."""
-        task = self.study.tasks[st.task_index]
+        """Show the current task: rebuild its image from the log (resume) and log that it was shown. Tasks
+        the participant's condition leaves out are passed over first (each logged as skipped); a
+        predict-then-see task's prepared edit is made and logged when the task is first shown, and a trial
+        still waiting for its prediction is found in the log again."""
         p = st.participant
+        while st.task_index < self.n_tasks and not self.study.includes(self.study.tasks[st.task_index], st.condition):
+            r = self.store.answer(p["id"], st.task_index, {}, {"skipped": True, "condition": st.condition.name},
+                                  client_time=client_time, session=session)
+            st.task_index, st.base = r["task_index"], r["seq"]
+        if st.task_index >= self.n_tasks:
+            return
+        task = self.task_of(st)
         st.models = self.study.model_order(task, p["ordinal"], p["code"])
         # the page is rebuilt from the log up to event `base`, and its row is logged only if the log is still
         # there (compare-and-set): a stroke of this participant that commits meanwhile (still running on
@@ -199,11 +265,55 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
                     {"task_index": st.task_index, "model_order": st.models, "explainer": task.explainer,
                      "inpainter": task.inpainter, "replayed_edits": len(st.session.edits), "replayed_upto": base},
                     client_time=client_time, session=session, base=base)
+                self.find_trial(st, events)
+                if task.predict is not None and task.edit is not None and not any(e["kind"] == "stroke" for e in events):
+                    self.prepared_edit(st, task, client_time, session)
                 return
             except StaleBase as exc:
                 log.info("participant %s: the log moved on while the task was rebuilt (%s); rebuilding again",
                          p["code"], exc)
         raise gr.Error(STALE, print_exception=False)
+
+    def find_trial(self, st, events) -> None:
+        """The predict-then-see state of the task from its logged events: the trials revealed, and the trial
+        waiting for its prediction (a stroke after the last prediction), if any."""
+        st.pending, st.trials = None, sum(e["kind"] == "prediction" for e in events)
+        if self.task_of(st).predict is None:
+            return
+        for e in reversed(events):
+            if e["kind"] == "prediction":
+                return
+            if e["kind"] in ("undo", "redo", "reset", "upload"):
+                return
+            if e["kind"] == "stroke":
+                pl = e["payload"] if isinstance(e["payload"], dict) else json.loads(e["payload"])
+                if pl.get("before"):
+                    st.pending = {"trial": st.trials + 1, "seq": e["seq"], "before": pl["before"],
+                                  "models": pl["predict_models"], "shown_at": aware(e["server_time"])}
+                return
+
+    def start_trial(self, st, before: dict) -> dict:
+        """What a predict-then-see edit logs beyond the stroke (the answer the participant predicts from, the
+        models predicted); ``st.pending`` is set once the edit's row is committed."""
+        task = self.task_of(st)
+        return {"before": before, "predict_models": conditions.predicted_models(task, st.models),
+                "trial": st.trials + 1}
+
+    def prepared_edit(self, st, task, client_time, session) -> None:
+        """Make and log the task's prepared edit (the researcher's mask); its trial waits for the prediction."""
+        mask = imageio.load_mask(task.edit)
+        if mask.shape != st.session.original.shape[:2]:
+            mask = imageio.resize_mask(mask, st.session.original.shape[:2])
+        with self.model_slots:
+            before = self.outcome_of(st.session.evaluate(st.models, map_classes=[]), st.models)
+            edit = st.session.apply(mask, task.inpainter)
+        _, _, logged = self.evaluate(st)
+        payload = {**edit.summary(), "prepared": True, "models": logged, "model_order": st.models,
+                   "n_edits": len(st.session.edits), **self.start_trial(st, before)}
+        st.base = self.store.record(st.participant["id"], "stroke", task.id, payload, mask=edit.mask,
+                                    client_time=client_time, session=session, base=st.base)
+        st.pending = {"trial": payload["trial"], "seq": st.base, "before": before,
+                      "models": payload["predict_models"], "shown_at": now()}
 
     def screen(self, st, note: str = "", stored=None) -> dict:
         """The full page: which screen is shown, and everything on it."""
@@ -246,8 +356,12 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
         if task.time_limit_s:
             header += (f"\n\n*Suggested time: {task.time_limit_s / 60:.0f} min. You can still answer after it; "
                        "the answer is then marked late.*")
-        res, views, _ = self.evaluate(st)
-        out = {t.header: header, **self.shown(st, res, views)}
+        if st.pending is not None:  # the columns show the answer the participant predicts from
+            _, views, _ = self.evaluate(st, session=self.before_session(st))
+            out = {t.header: header, **self.shown(st, None, views, columns=True)}
+        else:
+            res, views, _ = self.evaluate(st)
+            out = {t.header: header, **self.shown(st, res, views)}
         for j in range(MAX_QUESTIONS):
             q = task.questions[j] if j < len(task.questions) else None
             radio, text = t.radios[j], t.texts[j]
