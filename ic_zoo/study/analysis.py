@@ -44,7 +44,9 @@ import numpy as np
 import sqlalchemy as sa
 
 from .db import active, answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
+from . import simulation
 from .research import pick_study
+from .stats import bootstrap_weights, interval, leave_one_out, mean_interval  # noqa: F401 (the analysis's intervals)
 
 DEFAULT_EXPLAINERS = ("gradcam", "occlusion")
 GRID = 64  # maps are compared on a grid of at most this many pixels a side
@@ -77,6 +79,8 @@ def traces(events: list[dict], shape) -> Trace:
         if kind == "upload":
             t.uploaded = True
             break
+        if kind == "stroke" and payload.get("prepared"):
+            continue  # the researcher's prepared edit (predict-then-see): nobody chose it
         if kind == "stroke" and ev.get("mask_png") is not None:
             m = png_to_mask(ev["mask_png"])
             if m.shape != tuple(shape):
@@ -145,64 +149,6 @@ def agreement(human: np.ndarray, model: np.ndarray, k: float) -> dict:
     return {"iou": iou, "spearman": rho,
             "pointing_model_in_human": float(th.ravel()[int(np.argmax(model))]),
             "pointing_human_in_model": float(tm.ravel()[int(np.argmax(h))])}
-
-
-def interval(values: np.ndarray, point: float, jackknife: np.ndarray | None = None) -> list:
-    """[point, low, high]: a 95 % bias-corrected bootstrap interval from the bootstrap values (NaN-free).
-
-    Efron's BCa (Efron 1987, "Better bootstrap confidence intervals", JASA 82; the default of
-    ``scipy.stats.bootstrap``) when the leave-one-participant-out values ``jackknife`` are given, else its
-    bias-corrected special case (acceleration 0). With z0 = Phi^-1(share of bootstrap values below the
-    point, ties counting half) and a = sum(d^3) / (6 sum(d^2)^1.5), d the jackknife values' mean minus
-    each of them, the bounds are the bootstrap values' quantiles Phi(z0 + (z0 + z) / (1 - a (z0 + z)))
-    for z = Phi^-1(0.025) and Phi^-1(0.975). A statistic that resampling biases (the IoU of a mean map's
-    top share: a resampled mean map is blurrier) moves its interval instead of stretching it to the point,
-    so the point can lie outside its interval; that is reported, not hidden."""
-    from scipy.special import ndtr, ndtri
-
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if not len(v) or not np.isfinite(point):
-        return [point, float("nan"), float("nan")]
-    if np.ptp(v) == 0:
-        return [float(point), float(v[0]), float(v[0])]
-    share = (np.sum(v < point) + 0.5 * np.sum(v == point)) / len(v)
-    z0 = float(ndtri(np.clip(share, 0.5 / len(v), 1 - 0.5 / len(v))))
-    a = 0.0
-    j = np.asarray(jackknife if jackknife is not None else [], float)
-    j = j[np.isfinite(j)]
-    if len(j) > 1 and np.ptp(j) > 0:
-        d = j.mean() - j
-        a = float(np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5))
-    q = [float(ndtr(z0 + (z0 + z) / (1 - a * (z0 + z)))) for z in ndtri([0.025, 0.975])]
-    low, high = np.percentile(v, [100 * q[0], 100 * q[1]])
-    return [float(point), float(low), float(high)]
-
-
-def mean_interval(v: np.ndarray, W: np.ndarray) -> list:
-    """[mean, low, high] of per-participant values ``v`` (NaN: not measured for that participant) over
-    the bootstrap weights ``W`` (b, n), BCa with the leave-one-out means as the jackknife."""
-    v = np.asarray(v, float)
-    ok = np.isfinite(v)
-    point = float(np.mean(v[ok])) if ok.any() else float("nan")
-    if len(v) < 2 or not ok.any():
-        return [point, float("nan"), float("nan")]
-    wb = W * ok[None, :]
-    jack = leave_one_out(v[ok]) if ok.sum() > 1 else None
-    return interval((wb @ np.where(ok, v, 0.0)) / np.maximum(wb.sum(1), 1e-12), point, jack)
-
-
-def leave_one_out(finals: np.ndarray) -> np.ndarray:
-    """The mean of the participants' values ``finals`` (P, ...) without each one in turn (P >= 2): the
-    jackknife of a mean, of maps (P, h, w) or of numbers (P,)."""
-    return (finals.sum(0)[None] - finals) / (len(finals) - 1)
-
-
-def bootstrap_weights(n: int, b: int, seed: int) -> np.ndarray:
-    """(b, n) weights of n participants in b resamples with replacement (each row sums to 1)."""
-    rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(b)]) if n else np.zeros((b, 0))
-    return counts / max(n, 1)
 
 
 # -- the analysis ---------------------------------------------------------------------------------------
@@ -400,9 +346,22 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
     across_tasks(doc)
     doc["answers"] = answer_counts(definition, answers)
     doc["questions"] = question_summaries(definition, answers)
+    doc["simulation"] = simulation.simulation(rows, participant_conditions(rows),
+                                              [c["name"] for c in definition.get("conditions") or []],
+                                              n_boot=max(int(n_boot), 200), seed=seed)
     if out is not None:
         doc["figures"] = write(doc, images, Path(out))
     return doc
+
+
+def participant_conditions(rows: list[dict]) -> dict[str, str]:
+    """Each participant's condition, as logged at consent ("" in a study without conditions)."""
+    out = {}
+    for r in rows:
+        if r["kind"] == "consent":
+            p = json.loads(r["payload"]) if isinstance(r["payload"], str) else r["payload"]
+            out[r["code"]] = p.get("condition") or ""
+    return out
 
 
 def truth_scores(truth: np.ndarray, human: np.ndarray, h_boot: np.ndarray, maps: dict, side: int,
@@ -565,7 +524,7 @@ def _fmt(v) -> str:
         p, lo, hi = v
         return "n/a" if not np.isfinite(p) else (f"{p:.2f}" if not np.isfinite(lo) else f"{p:.2f} [{lo:.2f}, {hi:.2f}]")
     if isinstance(v, float):
-        return "n/a" if not np.isfinite(v) else f"{v:.2f}"
+        return "n/a" if not np.isfinite(v) else (f"{v:.1e}" if 0 < abs(v) < 0.01 else f"{v:.2f}")
     return "" if v is None else str(v)
 
 
@@ -659,6 +618,12 @@ def write(doc: dict, images: dict, out: Path) -> dict:
     _csv(out / "answers.csv", doc["answers"], ["task", "question", "answer", "count"])
     _csv(out / "questions.csv", question_rows(doc), QUESTION_COLUMNS)
     _csv(out / "truth.csv", [r for e in doc["tasks"] if e.get("truth") for r in truth_rows(e)], ["task"] + TRUTH_COLUMNS)
+    sim = doc.get("simulation")
+    if sim:
+        _csv(out / "simulation_by_condition.csv", sim["by_condition"], simulation.BY_CONDITION_COLUMNS)
+        _csv(out / "simulation_differences.csv", sim["differences"], simulation.DIFFERENCE_COLUMNS)
+        _csv(out / "simulation_learning.csv", sim["learning"], simulation.LEARNING_COLUMNS)
+        _csv(out / "simulation_participants.csv", sim["participants_table"], simulation.PARTICIPANT_COLUMNS)
     (out / "analysis.json").write_text(json.dumps(jsonable(doc), indent=1))
     (out / "report.html").write_text(report_html(doc, figs))
     return figs
@@ -745,6 +710,19 @@ def report_body(doc: dict, figs: dict) -> str:
             said = ", ".join(f"{k} {n}" for k, n in q["answers"].items())
             parts.append(f"<h3>Question {html.escape(q['question'])}: the part people named, against the maps</h3>"
                          f"<p>Answers: {html.escape(said)}.</p>" + _table(rows, ["whose map", "top part", "answers naming it"]))
+    sim = doc.get("simulation")
+    if sim:
+        parts.append("<h2>Forward simulation: predicting the models</h2>"
+                     f"<p>{sim['items']} model predictions by {sim['participants']} participant(s). <i>Accuracy</i>: "
+                     "a participant's share of right predictions (each model of each trial once; <i>correct</i> = every "
+                     "asked part right), averaged over the condition's participants, with its 95 % BCa interval over "
+                     "participants. <i>Difference</i>: first condition minus second, BCa interval (participants "
+                     "resampled within each condition), two-sided permutation p (condition labels shuffled) and "
+                     "Holm-adjusted over the pairs of one measure and phase.</p>"
+                     + _table(sim["by_condition"], simulation.BY_CONDITION_COLUMNS))
+        if sim["differences"]:
+            parts.append("<h3>Between conditions</h3>" + _table(sim["differences"], simulation.DIFFERENCE_COLUMNS))
+        parts.append("<h3>Accuracy by trial (learning)</h3>" + _table(sim["learning"], simulation.LEARNING_COLUMNS))
     if doc.get("questions"):
         parts.append("<h2>Questions</h2><p>Per question, as its type reports it: how many answered, a choice's "
                      "count per choice, a scale's mean with its 95 % interval (t distribution) and median.</p>"

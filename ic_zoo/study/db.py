@@ -577,6 +577,21 @@ class StudyStore:
         with self.engine.connect() as conn:
             return participant_progress(conn, self.study_id, len(self.study.tasks))
 
+    def condition_counts(self) -> list[dict]:
+        """Per condition (the study's order): its participants (who did not withdraw) and how many finished.
+        Empty for a study without conditions."""
+        if not self.study.conditions:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(participants_t.c.ordinal, participants_t.c.finished_at)
+                                .where(active(self.study_id))).all()
+        out = {c.name: {"condition": c.name, "participants": 0, "finished": 0} for c in self.study.conditions}
+        for ordinal, finished in rows:
+            c = out[self.study.condition_of(ordinal).name]
+            c["participants"] += 1
+            c["finished"] += finished is not None
+        return list(out.values())
+
     def task_progress(self) -> list[dict]:
         with self.engine.connect() as conn:
             n_part = conn.execute(sa.select(sa.func.count()).select_from(participants_t).where(

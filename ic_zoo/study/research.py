@@ -57,8 +57,8 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 #: the columns of trials.csv (docs/study.md defines each measure)
-TRIAL_COLUMNS = ["participant", "condition", "task", "trial", "phase", "model", "explainer", "measure", "value",
-                 "correct", "response_time_s", "late"]
+TRIAL_COLUMNS = ["participant", "condition", "task", "trial", "phase", "prediction", "model", "explainer", "measure",
+                 "value", "correct", "response_time_s", "late"]
 
 
 def trials(inter: list[dict], answers: list[dict], definition: dict) -> list[dict]:
@@ -68,12 +68,17 @@ def trials(inter: list[dict], answers: list[dict], definition: dict) -> list[dic
     from the answers, with the question type's value. ``condition`` and ``phase`` are empty for a study
     without conditions and phases."""
     explainer = {t["id"]: t.get("explainer", "") for t in definition.get("tasks", [])}
+    phase = {t["id"]: t.get("phase", "") for t in definition.get("tasks", [])}
+    condition = {r["participant"]: (r["payload"] or {}).get("condition") or "" for r in inter if r["kind"] == "consent"}
     by_trial: dict[tuple[str, str], dict] = {}
     order: dict[str, list[str]] = {}
+    predicted: list[dict] = []
     for r in inter:
         tid = r["task_id"]
-        if tid is None:
+        if tid is None or r["kind"] == "skipped":
             continue
+        if r["kind"] == "prediction":
+            predicted.append(r)
         key = (r["participant"], tid)
         if key not in by_trial:
             by_trial[key] = {"last": None, "strokes": 0, "answer": None}
@@ -90,8 +95,8 @@ def trials(inter: list[dict], answers: list[dict], definition: dict) -> list[dic
         trial = order[code].index(tid)
         ans = (t["answer"] or {}).get("payload") or {}
         rt, late = ans.get("seconds_on_task"), ans.get("late")
-        base = {"participant": code, "condition": "", "task": tid, "trial": trial, "phase": "",
-                "response_time_s": rt, "late": late}
+        base = {"participant": code, "condition": condition.get(code, ""), "task": tid, "trial": trial,
+                "phase": phase.get(tid, ""), "response_time_s": rt, "late": late}
         rows.append({**base, "model": "", "explainer": "", "measure": "strokes", "value": t["strokes"]})
         last = (t["last"] or {}).get("payload") or {}
         for m, e in (last.get("models") or {}).items():
@@ -103,14 +108,36 @@ def trials(inter: list[dict], answers: list[dict], definition: dict) -> list[dic
             mass = (e.get("map") or {}).get("mass_in_mask_original")
             if mass is not None and t["last"]["kind"] == "stroke":
                 rows.append({**base, **mm, "measure": "mass_in_last_stroke", "value": round(float(mass), 4)})
+    n_pred: dict[tuple[str, str], int] = {}
+    for r in predicted:  # predict-then-see: each model's prediction, what it did, and whether it was right
+        pl, code, tid = r["payload"] or {}, r["participant"], r["task_id"]
+        n_pred[(code, tid)] = n_pred.get((code, tid), 0) + 1
+        base = {"participant": code, "condition": condition.get(code, ""), "task": tid,
+                "trial": order.get(code, []).index(tid) if tid in order.get(code, []) else None,
+                "phase": pl.get("phase") or phase.get(tid, ""), "prediction": n_pred[(code, tid)],
+                "explainer": explainer.get(tid, ""), "response_time_s": pl.get("response_time_s"), "late": None}
+        for m, o in (pl.get("outcome") or {}).items():
+            said = (pl.get("predictions") or {}).get(m, {})
+            if "flip" in said:
+                rows.append({**base, "model": m, "measure": "predicted_flip", "value": said["flip"],
+                             "correct": o.get("flip_correct")})
+            if "class" in said:
+                rows.append({**base, "model": m, "measure": "predicted_class", "value": said["class"],
+                             "correct": o.get("class_correct")})
+            rows.append({**base, "model": m, "measure": "model_flipped", "value": int(bool(o.get("flipped"))),
+                         "correct": o.get("correct")})
+        if pl.get("confidence") is not None:
+            rows.append({**base, "model": "", "measure": "prediction_confidence", "value": pl["confidence"]})
     for a in answers:  # ``value``: the export's, the question type's value (the answer itself without a type)
         seen = order.get(a["participant"], [])
         trial = seen.index(a["task_id"]) if a["task_id"] in seen else None
-        rows.append({"participant": a["participant"], "condition": "", "task": a["task_id"], "trial": trial,
-                     "phase": "", "model": "", "explainer": "", "measure": f"answer:{a['question_id']}",
+        rows.append({"participant": a["participant"], "condition": condition.get(a["participant"], ""),
+                     "task": a["task_id"], "trial": trial,
+                     "phase": phase.get(a["task_id"], ""), "model": "", "explainer": "", "measure": f"answer:{a['question_id']}",
                      "value": a["value"], "correct": a["correct"],
                      "response_time_s": a.get("seconds_on_task"), "late": a["late"]})
-    rows.sort(key=lambda r: (r["participant"], r["trial"] if r["trial"] is not None else -1, r["model"], r["measure"]))
+    rows.sort(key=lambda r: (r["participant"], r["trial"] if r["trial"] is not None else -1, r.get("prediction") or 0,
+                             r["model"], r["measure"]))
     return rows
 
 

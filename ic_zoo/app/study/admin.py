@@ -53,6 +53,10 @@ class AdminHandlers:
         done = sum(1 for p in parts if p["finished"])
         summary = (f"**{self.study.title}** (key `{self.study.key}`, log: {self.log_name}): {len(parts)} participant(s), "
                    f"{done} finished, {self.n_tasks} task(s).")
+        conds = self.store.condition_counts()
+        if conds:  # assigned in turn by the log's counter: the counts differ by at most one (before withdrawals)
+            summary += " Conditions: " + ", ".join(f"**{c['condition']}** {c['participants']} ({c['finished']} "
+                                                   "finished)" for c in conds) + "."
         return summary, pd.DataFrame(parts, columns=PARTICIPANT_COLUMNS), pd.DataFrame(tasks, columns=TASK_COLUMNS)
 
     def export_job(self, args: dict, progress) -> bytes:

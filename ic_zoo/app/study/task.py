@@ -120,13 +120,13 @@ class TaskHandlers:
         st = self.need_task(st, request, base)
         if not value or value.get("background") is None:
             return self.unchanged(st)
+        self.check_change(st)
         img = editor_rgb(value["background"])
         if not same_image(img, st.session.modified):
             raise gr.Error(STALE, print_exception=False)
         mask = stroke_mask(value)
         if mask is None or not mask.any():
             return self.unchanged(st)
-        self.check_change(st)
         self.check_base(st, base)
         return self.logged_stroke(st, mask, t, request)
 
