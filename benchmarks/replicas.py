@@ -172,9 +172,10 @@ def ordinals(url: str) -> dict[str, int]:
 
 # -- the study and its participants -----------------------------------------------------------------------
 def study_file(folder: Path, models, size: int, inpainter: str = "telea", tasks: int = 1, name: str = "study",
-               title: str = "Loopback study") -> Path:
+               title: str = "Loopback study", conditions: int = 0) -> Path:
     """A small study over held-out Flower2D flowers (or the Lite trio on the same images), in
-    ``folder/name``: one choice question per task (petals or leaf)."""
+    ``folder/name``: one choice question per task (petals or leaf); with ``conditions``, that many
+    between-subject conditions (c0, c1, ...: maps shown, hidden, random in turn)."""
     from PIL import Image
 
     from ic_zoo.flower2d import generator as g
@@ -190,6 +191,9 @@ def study_file(folder: Path, models, size: int, inpainter: str = "telea", tasks:
         Image.fromarray(img).save(d / f"f{i}.png")
         lines += [f"  - id: t{i}", f"    image: f{i}.png", "    questions:",
                   "      - {id: part, text: \"Which part?\", type: choice, choices: [petals, leaf]}"]
+    if conditions:
+        lines.append("conditions:")
+        lines += [f"  - {{name: c{k}, maps: {('shown', 'hidden', 'random')[k % 3]}}}" for k in range(conditions)]
     (d / "study.yaml").write_text("\n".join(lines) + "\n")
     return d / "study.yaml"
 
@@ -293,7 +297,7 @@ class Cluster:
 
     def __init__(self, folder: Path, replicas: int = 3, db: str | None = None, proxy: bool = True,
                  models=("flower2d/squeezenet",), size: int = 96, inpainter: str = "telea", env=None,
-                 secret: str | None = SECRET, study: bool = True):
+                 secret: str | None = SECRET, study: bool = True, conditions: int = 0):
         self.folder, self.n, self.db, self.use_proxy = Path(folder), int(replicas), db, proxy
         self.study_mode, self.models = study, list(models)
         self.size, self.secret = size, secret
@@ -301,7 +305,7 @@ class Cluster:
         plugins = self.folder / "plugins"
         plugins.mkdir(exist_ok=True)
         (plugins / "slow_fill.py").write_text(SLOW_FILL)
-        self.study = study_file(self.folder, list(models), size, inpainter)
+        self.study = study_file(self.folder, list(models), size, inpainter, conditions=conditions)
         self.ports = [free_port() for _ in range(self.n)]
         self.proxy_port = free_port()
         self.env = dict(env or {})

@@ -411,3 +411,22 @@ def test_null_cohorts_split_in_two_conditions_find_no_difference_at_the_stated_r
         held += r["difference"][1] <= 0 <= r["difference"][2]
         rejected += r["p_permutation"] < 0.05
     assert held / 200 >= 0.88 and rejected / 200 <= 0.10, (held, rejected)
+
+
+def test_conditions_stay_balanced_across_replicas_and_restarts(db_url, tmp_path):
+    """Two stores on one log (two replicas, or one restarted) take ordinals from the same counter."""
+    conds = "conditions:\n  - {name: a}\n  - {name: b}\n  - {name: c}\n"
+    path, _ = _study(tmp_path, 1, conds)
+    study = load_study(path)
+    one = D.StudyStore(D.engine_for(db_url), study)
+    for k in range(4):
+        one.consent(f"A{k}")
+    one.engine.dispose()
+    two = D.StudyStore(D.engine_for(db_url), study)  # the restart (or the other replica)
+    for k in range(5):
+        two.consent(f"B{k}")
+    two.consent("A1")  # consent again: the same participant, no second counter row
+    counts = {c["condition"]: c["participants"] for c in two.condition_counts()}
+    assert counts == {"a": 3, "b": 3, "c": 3}
+    two.withdraw("B0")  # (ordinal 4: condition b) a withdrawal is the one thing that unbalances
+    assert {c["condition"]: c["participants"] for c in two.condition_counts()} == {"a": 3, "b": 2, "c": 3}

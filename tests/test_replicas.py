@@ -305,3 +305,29 @@ def test_a_port_in_use_is_one_sentence(tmp_path):
     assert r.returncode != 0
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: cannot listen on 127.0.0.1:{port}") and "Traceback" not in r.stderr, r.stderr[-500:]
+
+
+# -- conditions: balanced by the log's counter, whichever replica a participant reaches --------------------
+@pytest.mark.slow
+def test_sixty_participants_through_three_replicas_get_conditions_that_differ_by_at_most_one(pg_url, tmp_path):
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed (.ci/run installs Debian's haproxy package)")
+    import concurrent.futures as cf
+    import json
+
+    cluster = R.Cluster(tmp_path, replicas=3, db=pg_url, proxy=True, conditions=3)
+    try:
+        cluster.start()
+        ps = [R.Participant(cluster.url(), f"Q{k:02d}", cluster.secret, tmp_path) for k in range(60)]
+        with cf.ThreadPoolExecutor(12) as ex:  # twelve at a time, each joining through the proxy
+            list(ex.map(lambda p: p.join(), ps))
+        reached = {p.replica for p in ps}
+    finally:
+        cluster.stop()
+    assert len(reached) == 3, reached  # the proxy spread them over the three replicas
+    consents = [r for r in R.rows(pg_url) if r["kind"] == "consent"]
+    cond = [json.loads(r["payload"])["condition"] for r in consents]
+    counts = {c: cond.count(c) for c in ("c0", "c1", "c2")}
+    assert len(consents) == 60 and max(counts.values()) - min(counts.values()) <= 1, counts
+    ords = sorted(json.loads(r["payload"])["ordinal"] for r in consents)
+    assert ords == list(range(60))  # one counter for all replicas: no ordinal twice, none skipped
