@@ -4,7 +4,7 @@ draw the Flower2D examples.
     python examples/make_examples.py
 
 Writes chelsea.jpg, coffee.jpg, camera.jpg, astronaut.jpg, rocket.jpg and chelsea_mask.png (the cat's eyes) next to
-this file, and flower2d/ (six held-out double-12c flowers at 256 px with their discriminative masks, part
+this file, the prepared edits of the predict-then-see study in study/ (``STUDY_MASKS``), and flower2d/ (six held-out double-12c flowers at 256 px with their discriminative masks, part
 maps and parameters). Licences: see LICENSES.md.
 """
 from __future__ import annotations
@@ -29,11 +29,36 @@ def chelsea_mask(shape) -> np.ndarray:
     return m
 
 
+def _ellipse(shape, centre, axes, angle=0) -> np.ndarray:
+    m = np.zeros(shape[:2], np.uint8)
+    cv2.ellipse(m, centre, axes, angle, 0, 360, 255, -1)
+    return m
+
+
+def _rect(shape, x0, y0, x1, y1) -> np.ndarray:
+    m = np.zeros(shape[:2], np.uint8)
+    m[y0:y1, x0:x1] = 255
+    return m
+
+
+#: the prepared edits of the predict-then-see example study (examples/study/predict_study.yaml), each drawn
+#: by hand on the photo as a participant would paint it: the cup with its crema, the rocket's body, one of the
+#: launch towers, the astronaut's face
+STUDY_MASKS = {
+    "coffee_cup_mask.png": ("coffee", lambda s: _ellipse(s, (285, 170), (120, 110))),
+    "rocket_body_mask.png": ("rocket", lambda s: _rect(s, 300, 120, 345, 410)),
+    "rocket_tower_mask.png": ("rocket", lambda s: _rect(s, 560, 0, 640, 427)),
+    "astronaut_face_mask.png": ("astronaut", lambda s: _ellipse(s, (230, 120), (60, 75))),
+}
+
+
 def main() -> None:
     for name, fn in PHOTOS.items():
         img = fn()  # camera is grey: saved as a grey JPEG, read back as RGB
         Image.fromarray(img).save(HERE / f"{name}.jpg", quality=92)
     Image.fromarray(chelsea_mask(data.chelsea().shape)).save(HERE / "chelsea_mask.png")
+    for name, (photo, draw) in STUDY_MASKS.items():
+        Image.fromarray(draw(PHOTOS[photo]().shape)).save(HERE / "study" / name)
     import sys
 
     sys.path.insert(0, str(HERE.parent))

@@ -430,3 +430,65 @@ def test_conditions_stay_balanced_across_replicas_and_restarts(db_url, tmp_path)
     assert counts == {"a": 3, "b": 3, "c": 3}
     two.withdraw("B0")  # (ordinal 4: condition b) a withdrawal is the one thing that unbalances
     assert {c["condition"]: c["participants"] for c in two.condition_counts()} == {"a": 3, "b": 2, "c": 3}
+
+
+EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "study", "predict_study.yaml")
+
+
+def test_the_example_study_loads_with_its_prepared_edits():
+    from ic_zoo import imageio
+    from ic_zoo.study.definition import check_models
+
+    s = load_study(EXAMPLE)
+    assert [c.name for c in s.conditions] == ["gradcam", "no-map", "random-map"]
+    assert s.recruitment.platform == "prolific" and [t.phase for t in s.tasks] == ["learning"] * 2 + ["test"] * 4
+    assert check_models(s) == []
+    for t in s.tasks:
+        assert t.predict is not None
+        if t.edit:
+            m = imageio.load_mask(t.edit)
+            assert m.shape == imageio.load_image(t.image).shape[:2] and 0.01 < m.mean() < 0.3
+
+
+@pytest.mark.slow
+def test_the_example_study_runs_offline_for_a_prolific_participant(tmp_path):
+    """The example study as a Prolific participant meets it, with the embedded Lite weights: every task's
+    prediction, its reveal, the completion code; the next participant is in the next condition (no maps)."""
+    from types import SimpleNamespace
+
+    from ic_zoo.app.study.ui import build_study_demo
+
+    study = load_study(EXAMPLE)
+    db = f"sqlite:///{tmp_path / 'ex.sqlite'}"
+    demo = build_study_demo(study, db)
+    app = demo.ic_zoo_study_app
+    fn = {f.name: f.fn for f in demo.fns.values()}
+    try:
+        for n, pid in enumerate(("5f0c0ffee0000000000000a1", "5f0c0ffee0000000000000a2")):
+            req = SimpleNamespace(query_params={"PROLIFIC_PID": pid, "STUDY_ID": "S1", "SESSION_ID": f"X{n}"},
+                                  session_hash=f"h{n}", client=None)
+            out = fn["on_load"](None, req)
+            st = out[app.ui.state]
+            out = fn["on_consent"](1.7e12, pid, st, req)
+            maps_shown = out.get(app.ui.task.compare.slots[0].maps)
+            assert (maps_shown is not None) == (n == 0)  # gradcam, then no-map
+            for i, task in enumerate(study.tasks):
+                if task.edit is None:  # the participant paints: a stroke over the saucer
+                    stroke = {"w": 600, "h": 400, "strokes": [{"id": 1, "r": 20, "pts": [120, 300, 220, 330]}]}
+                    fn["on_stroke"](0, stroke, st.base, st, req)
+                assert st.pending is not None and st.pending["trial"] == 1
+                k = len(st.pending["models"])
+                asked = task.predict.ask
+                flips = (["yes"] * k if "flip" in asked else [None] * k) + [None] * (4 - k)
+                classes = (["something else"] * k if "class" in asked else [None] * k) + [None] * (4 - k)
+                out = fn["on_predict"](0, *flips, *classes, "3", 1, st.base, st)
+                assert st.pending is None and "you predicted" in out[app.ui.task.status]
+                out = fn["on_submit"](0, *[None] * 6, *[""] * 6, st.base, st)
+            assert "**C1A2B3C4**" in out[app.ui.done] and out[app.ui.redirect].endswith("cc=C1A2B3C4")
+    finally:
+        demo.close()
+    rows = _rows(db, "prediction")
+    assert len(rows) == 12 and {r["payload"]["condition"] for r in rows} == {"gradcam", "no-map"}
+    assert [r["payload"]["phase"] for r in rows[:6]] == ["learning"] * 2 + ["test"] * 4
+    flipped = {r["task_id"]: [o["flipped"] for o in r["payload"]["outcome"].values()] for r in rows[:5]}
+    assert any(any(v) for v in flipped.values()) and any(not all(v) for v in flipped.values())
