@@ -326,7 +326,7 @@ def _cohort(url, study, codes, answer):
 
 
 @pytest.mark.slow
-def test_the_analysis_separates_an_oracle_from_a_coin_flipper(tmp_path, monkeypatch):
+def test_the_analysis_separates_an_oracle_from_a_coin_flipper(tmp_path, monkeypatch, capsys):
     from ic_zoo.study.analysis import analyze
 
     monkeypatch.setenv("IC_ZOO_STUDY_NEW_PER_CLIENT_PER_MIN", "100")  # twenty participants from one address
@@ -344,11 +344,18 @@ def test_the_analysis_separates_an_oracle_from_a_coin_flipper(tmp_path, monkeypa
             _cohort(url, study, [f"C{k}"], lambda code, i: coin[(code, i)])
     finally:
         demo.close()
+    from ic_zoo.cli import main as cli  # the CLI's analyze prints the comparison
+
+    cli(["study", "analyze", "--db", db, "--out", str(tmp_path / "cli"), "--explainers", "gradcam", "--bootstrap", "200",
+               "--random", "1"])
+    printed = capsys.readouterr().out
+    assert "simulation accuracy, condition oracle (n=10): 1.00" in printed and "oracle - coin: +" in printed
     eng = D.engine_for(db)
     doc = analyze(eng, tmp_path / "out", explainers=["gradcam"], n_boot=500, n_random=1, log=lambda s: None)
     eng.dispose()
     sim = doc["simulation"]
     acc = {r["condition"]: r["accuracy"] for r in sim["by_condition"] if r["measure"] == "correct" and r["phase"] == "all"}
+    print("simulation accuracy", acc)
     assert acc["oracle"][0] >= 0.9 and abs(acc["coin"][0] - 0.5) <= 0.1, acc
     assert acc["oracle"][1] > acc["coin"][2]  # the intervals do not overlap
     d = next(r for r in sim["differences"] if r["measure"] == "correct" and r["phase"] == "all")

@@ -75,6 +75,16 @@ def cmd_analyze(args) -> int:
     for t in doc["tasks"]:
         for n in t["notes"]:
             print(f"  task {t['task']}: {n}")
+    sim = doc.get("simulation")
+    for r in (sim or {}).get("by_condition", []):
+        if r["measure"] == "correct" and r["phase"] == "all":
+            p, lo, hi = r["accuracy"]
+            who = f"condition {r['condition']}" if r["condition"] else "all participants"
+            print(f"  simulation accuracy, {who} (n={r['participants']}): {p:.2f} [{lo:.2f}, {hi:.2f}]")
+    for r in (sim or {}).get("differences", []):
+        if r["measure"] == "correct" and r["phase"] == "all":
+            d, lo, hi = r["difference"]
+            print(f"  {r['conditions']}: {d:+.2f} [{lo:.2f}, {hi:.2f}], permutation p = {r['p_permutation']:.3g}")
     print(f"study {doc['study']}: {len(doc['tasks'])} task(s) analysed -> {args.out}/report.html")
     return 0
 
