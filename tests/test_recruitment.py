@@ -127,3 +127,30 @@ def test_an_mturk_preview_records_nothing(tmp_path):
     with D.engine_for(url_db).connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(D.interactions_t)).scalar_one() == 0
     demo.close()
+
+
+def test_an_mturk_external_question_hit_is_submitted_to_the_site_it_came_from(tmp_path):
+    """An ExternalQuestion HIT passes turkSubmitTo: the finish page sends the worker to its externalSubmit with
+    the assignment and the code (live or sandbox only; any other host is ignored and the code shown)."""
+    from ic_zoo.app.study.ui import build_study_demo
+
+    rec = _study(tmp_path, "recruitment: {platform: mturk, completion_code: MT-42}").recruitment
+    q = {"workerId": "W1", "assignmentId": "3AB4C5D6E7F8", "hitId": "H1"}
+    assert rec.submit_to({**q, "turkSubmitTo": "https://workersandbox.mturk.com"}) == \
+        "https://workersandbox.mturk.com/mturk/externalSubmit?assignmentId=3AB4C5D6E7F8"
+    assert rec.submit_to({**q, "turkSubmitTo": "https://www.mturk.com/"}).startswith("https://www.mturk.com/mturk/")
+    for bad in ({**q, "turkSubmitTo": "https://evil.example"}, q,
+                {**q, "assignmentId": "ASSIGNMENT_ID_NOT_AVAILABLE", "turkSubmitTo": "https://www.mturk.com"}):
+        assert rec.submit_to(bad) == ""
+    study = _study(tmp_path, "recruitment: {platform: mturk, completion_code: MT-42}")
+    demo = build_study_demo(study, f"sqlite:///{tmp_path / 'log.sqlite'}")
+    load, consent, submit = _fn(demo, "on_load"), _fn(demo, "on_consent"), _fn(demo, "on_submit")
+    query = {**q, "turkSubmitTo": "https://workersandbox.mturk.com"}
+    _, raw = load(None, _request(**query))
+    st = next(v for v in raw.values() if type(v).__name__ == "StudyState")
+    consent(1.7e12, "W1", st, _request(**query))
+    view, _ = submit(0, "leaf", *[None] * 5, *[""] * 6, -1, st)
+    assert "**MT-42**" in view["done"]
+    assert view["redirect"] == ("https://workersandbox.mturk.com/mturk/externalSubmit?assignmentId=3AB4C5D6E7F8"
+                                "&completion_code=MT-42")
+    demo.close()

@@ -6,7 +6,8 @@ attention check failed) get another code.
   ``screen_out_code``; the finish page redirects to ``https://app.prolific.com/submissions/complete?cc=<code>``.
 * ``mturk``: ``?workerId=...&assignmentId=...&hitId=...``; a preview (``assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE``)
   shows the consent text only and records nothing; the finish page shows ``completion_code`` for the worker to
-  paste into the HIT (the survey-link design).
+  paste into the HIT (the survey-link design), and in an ExternalQuestion HIT (``turkSubmitTo`` in the URL, the
+  live or the sandbox site) submits the assignment there with the code.
 * ``sona``: ``?id=...``; ``credit_url`` (required, Sona's "client-side" completion URL, ending in
   ``survey_code=``), to which the id is appended.
 * ``generic``: ``id_param`` (required) names the parameter; ``completion_url`` (``{id}`` and ``{code}`` are
@@ -33,6 +34,9 @@ PLATFORMS = {
     "generic": (None, ()),
 }
 MTURK_PREVIEW = "ASSIGNMENT_ID_NOT_AVAILABLE"
+#: the MTurk sites an ExternalQuestion HIT may name as ``turkSubmitTo`` (live and sandbox); any other is ignored,
+#: so a crafted link cannot make the finish page send a worker elsewhere
+MTURK_SUBMIT_HOSTS = ("https://www.mturk.com", "https://workersandbox.mturk.com")
 STORE_ID = ("as_given", "hashed")
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -61,9 +65,23 @@ class Recruitment:
     def is_preview(self, params: dict) -> bool:
         return self.platform == "mturk" and params.get("assignmentId") == MTURK_PREVIEW
 
-    def finish(self, platform_id: str, screened_out: bool) -> tuple[str, str]:
-        """(the code the participant is shown, the URL the page sends them to) at the end of the study."""
+    def submit_to(self, query: dict) -> str:
+        """MTurk's ExternalQuestion HIT: where the finish page submits the assignment (``turkSubmitTo`` +
+        ``/mturk/externalSubmit``, with its ``assignmentId``; MTurk takes GET or POST), when the HIT passed the
+        live or the sandbox site; "" otherwise (the worker pastes the completion code into the HIT)."""
+        if self.platform != "mturk":
+            return ""
+        host, aid = str(query.get("turkSubmitTo", "")).rstrip("/"), str(query.get("assignmentId", ""))
+        if host not in MTURK_SUBMIT_HOSTS or not _ID.fullmatch(aid) or aid == MTURK_PREVIEW:
+            return ""
+        return f"{host}/mturk/externalSubmit?assignmentId={quote(aid)}"
+
+    def finish(self, platform_id: str, screened_out: bool, submit_to: str = "") -> tuple[str, str]:
+        """(the code the participant is shown, the URL the page sends them to) at the end of the study;
+        ``submit_to``: an MTurk HIT's submission URL (``submit_to``), to which the code is added."""
         code = self.screen_out_code if screened_out and self.screen_out_code else self.completion_code
+        if submit_to:
+            return code, f"{submit_to}&completion_code={quote(code)}"
         url = self.screen_out_url if screened_out and self.screen_out_url else self.completion_url
         return code, url.replace("{code}", quote(code)).replace("{id}", quote(platform_id or ""))
 

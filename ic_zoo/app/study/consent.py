@@ -49,6 +49,7 @@ class ConsentHandlers:
         if code is None:
             return self.screen(st, NO_PLATFORM_ID.format(param=rec.id_param))
         st.code, st.platform_id, st.platform = code, str(pid).strip(), rec.params(params)
+        st.platform_submit = rec.submit_to(params)  # an MTurk HIT's submission URL, "" for the others
         self.sess_id(request, st)
         row = self.store.participant(code)  # the same platform id resumes: never a second participant
         if row is None:

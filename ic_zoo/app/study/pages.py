@@ -75,6 +75,7 @@ class StudyState:
         self.withdrawn = ""  # the sentence of a participant who withdrew (the page then shows only it)
         self.platform_id: str | None = None  # the recruitment platform's id of this participant (as sent)
         self.platform: dict = {}  # what the log keeps of the platform's parameters at consent
+        self.platform_submit = ""  # where the finish page submits an MTurk assignment ("" for other platforms)
         self.condition = None  # the participant's between-subject condition (definition.Condition), None without
         #: a predict-then-see trial waiting for its prediction: {"trial", "seq" (its edit's event), "before"
         #: (each model's top-1 and top-5 the participant saw), "models", "shown_at"}; None otherwise

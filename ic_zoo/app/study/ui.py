@@ -341,7 +341,8 @@ class StudyApp(ConsentHandlers, TaskHandlers, AdminHandlers, AppPlatform):
         out[ui.redirect] = ""
         rec = self.study.recruitment
         if done and rec is not None:  # the platform's completion (or screen-out) code, and its page
-            finish, url = rec.finish(st.platform_id or "", self.store.failed_checks(st.participant["id"]) > 0)
+            finish, url = rec.finish(st.platform_id or "", self.store.failed_checks(st.participant["id"]) > 0,
+                                     st.platform_submit)
             where = PLATFORM_NAMES[rec.platform]
             out[ui.done] = (f"## Thank you!\nYou have finished all {self.n_tasks} tasks."
                             + (f" Your completion code is **{finish}**." if finish else "")

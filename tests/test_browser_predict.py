@@ -1,0 +1,86 @@
+"""A predict-then-see task in headless Chromium (issue 38 item 2): the page asks the prediction after the
+edit with the models' answer before it still in the columns, shows the answer only after the prediction is
+committed, and after a stroke on a painted task the same again."""
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
+from test_browser import BROWSER_MARKS, _screen_point, browser  # noqa: E402,F401
+from test_predict import MODEL, _rows, _study  # noqa: E402
+
+pytestmark = BROWSER_MARKS
+
+
+def _wait_text(page, selector: str, text: str, timeout=120_000):
+    page.wait_for_function(
+        "([s, t]) => { const e = document.querySelector(s); return !!e && e.innerText.includes(t); }",
+        arg=[selector, text], timeout=timeout)
+
+
+def _pick(page, elem_id: str, label: str):
+    choice = page.locator(f"#{elem_id} label").filter(has_text=re.compile(rf"^\s*{re.escape(label)}\s*$"))
+    choice.click()
+    page.wait_for_function(f"() => !!document.querySelector('#{elem_id} input:checked')", timeout=10_000)
+    page.wait_for_timeout(300)  # the radio's value reaches the app's state before the next click
+
+
+def test_the_page_asks_for_the_prediction_then_shows_the_answer(tmp_path, browser):
+    from ic_zoo.app.study.ui import build_study_demo
+    from ic_zoo.study import load_study
+
+    path, masks = _study(tmp_path, 2, ask="[flip]", phases=("learning", "test"))
+    path.write_text(path.read_text().replace("    edit: e1.png\n", ""))  # task 2: the participant paints
+    study = load_study(path)
+    db = f"sqlite:///{tmp_path / 'b.sqlite'}"
+    demo = build_study_demo(study, db)
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(url + "?participant=B01", wait_until="load")
+        page.wait_for_selector("#agree", state="visible", timeout=60_000)
+        page.locator("#agree").click()
+        _wait_text(page, "#task_header", "Task 1 of 2")
+        _wait_text(page, "#status", "Now predict")
+        page.wait_for_selector("#predict", state="visible", timeout=30_000)
+        before = _rows(db, "stroke")[0]["payload"]["before"][MODEL]["top1"]
+        after = _rows(db, "stroke")[0]["payload"]["models"][MODEL]["modified"]["top5"][0]["label"]
+        assert before != after
+        title = page.locator("#model_0_title").inner_text()
+        assert before in title and after not in title  # the answer before the edit, nothing of the one after
+        assert MODEL in page.locator("#predict_0_flip").inner_text()
+        page.locator("#predict_commit").click()  # nothing chosen: one sentence, still waiting
+        page.wait_for_selector("text=Please predict whether", timeout=30_000)
+        assert not _rows(db, "prediction")
+        _pick(page, "predict_0_flip", "yes")
+        page.locator("#predict_commit").click()
+        _wait_text(page, "#status", "you predicted a change")
+        _wait_text(page, "#model_0_title", after)
+        page.wait_for_selector("#predict", state="hidden", timeout=30_000)
+        assert [r["payload"]["outcome"][MODEL]["flip_correct"] for r in _rows(db, "prediction")] == [True]
+        page.locator("#submit").click()
+        _wait_text(page, "#task_header", "Task 2 of 2")
+        _wait_text(page, "#status", "0 stroke(s)")
+        page.wait_for_timeout(1000)
+        shown = page.locator("#model_0_title").inner_text()
+        ys, xs = np.nonzero(masks[0])  # the part that decides the class, painted with the mouse
+        pts = [(x, y) for y in range(ys.min(), ys.max() + 1, 6) for x in (xs.min(), xs.max())]
+        page.mouse.move(*_screen_point(page, (128, 128), *pts[0]))
+        page.mouse.down()
+        for x, y in pts[1:]:
+            page.mouse.move(*_screen_point(page, (128, 128), x, y), steps=4)
+        page.mouse.up()
+        _wait_text(page, "#status", "Now predict")
+        page.wait_for_selector("#predict", state="visible", timeout=30_000)
+        assert page.locator("#model_0_title").inner_text() == shown  # the columns wait for the prediction
+        _pick(page, "predict_0_flip", "no")
+        page.locator("#predict_commit").click()
+        _wait_text(page, "#status", "you predicted no change")
+        assert len(_rows(db, "prediction")) == 2
+        page.close()
+    finally:
+        demo.close()
