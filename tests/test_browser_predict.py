@@ -84,3 +84,31 @@ def test_the_page_asks_for_the_prediction_then_shows_the_answer(tmp_path, browse
         page.close()
     finally:
         demo.close()
+
+
+def test_a_prolific_participant_is_sent_back_to_prolific_with_the_code(tmp_path, browser):
+    """The finish page shows the completion code and the browser goes to Prolific's completion URL (the
+    request is answered here by the test: no network)."""
+    from test_recruitment import PROLIFIC, _study as recruit_study
+
+    from ic_zoo.app.study.ui import build_study_demo
+
+    study = recruit_study(tmp_path, PROLIFIC)
+    demo = build_study_demo(study, f"sqlite:///{tmp_path / 'r.sqlite'}")
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=None, prevent_thread_lock=True, quiet=True)
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.route("https://app.prolific.com/**", lambda route: route.fulfill(
+            status=200, content_type="text/html", body="<html><body>Prolific: thank you</body></html>"))
+        page.goto(url + "?PROLIFIC_PID=5f0c0ffee0000000000000b7&STUDY_ID=S1&SESSION_ID=X1", wait_until="load")
+        page.wait_for_selector("#agree", state="visible", timeout=60_000)
+        page.locator("#agree").click()
+        _wait_text(page, "#task_header", "Task 1 of 1")
+        _pick(page, "q0_choice", "leaf")
+        page.locator("#submit").click()
+        _wait_text(page, "#done", "C1A2B3")
+        page.wait_for_url("https://app.prolific.com/submissions/complete?cc=C1A2B3", timeout=30_000)
+        assert "Prolific: thank you" in page.content()
+        page.close()
+    finally:
+        demo.close()
