@@ -208,7 +208,6 @@ class Classifier:
     """
 
     shared_between_tabs = True  # one instance serves every tab (memsize.nbytes does not count it)
-    channels_last = True  # a subclass whose model needs contiguous NCHW weights sets False
 
     def __init__(self, model: torch.nn.Module, labels: Sequence[str], transform: Callable[[Image.Image], torch.Tensor],
                  geometry: InputGeometry, target_layers: Sequence[torch.nn.Module], *, name: str = "",
@@ -251,13 +250,6 @@ class Classifier:
         self.model = model.eval().to(self.device)
         # Frozen parameters: a forward builds no autograd graph unless a tap starts one.
         self.model.requires_grad_(False)
-        #: the memory layout of the model's 4-D weights and of its inputs: channels-last wherever the model
-        #: has 2-D convolutions (the same values and shapes, about 20 % faster convolutions on CPU: the
-        #: Lite trio's forwards 148 -> 118 ms); taps keep their logical NCHW shape either way
-        self.memory_format = (torch.channels_last if self.channels_last and any(
-            isinstance(m, torch.nn.Conv2d) for m in self.model.modules()) else torch.contiguous_format)
-        if self.memory_format is torch.channels_last:
-            self.model.to(memory_format=torch.channels_last)
         self._fresh_caches()
 
     def _fresh_caches(self) -> None:
@@ -299,7 +291,7 @@ class Classifier:
         x = self.transform(Image.fromarray(image))
         if x.ndim == 3:
             x = x.unsqueeze(0)
-        return x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        return x.to(self.device, non_blocking=True)
 
     def tensor_to_image(self, x: torch.Tensor) -> np.ndarray:
         """The model-input batch (1, 3, h, w) back to RGB uint8 (h, w, 3): what the model sees."""
@@ -313,7 +305,7 @@ class Classifier:
         x = torch.from_numpy(np.array(images, dtype=np.uint8)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         mean = torch.tensor(self.norm[0], device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.norm[1], device=x.device).view(1, 3, 1, 1)
-        return ((x - mean) / std).contiguous(memory_format=self.memory_format)
+        return (x - mean) / std
 
     def input_box(self, shape: tuple[int, ...]) -> tuple[float, float, float, float]:
         return self.geometry.box(int(shape[0]), int(shape[1]))

@@ -156,7 +156,7 @@ class FastScoreCAM(_ChannelCAM):
 
         a = torch.from_numpy(np.ascontiguousarray(acts[:, channels])).to(x.device)
         up = torch.nn.UpsamplingBilinear2d(size=x.shape[-2:])(a)  # the library's upsampling
-        flat = up.reshape(up.size(0), up.size(1), -1)
+        flat = up.view(up.size(0), up.size(1), -1)
         mins, maxs = flat.min(dim=-1)[0][:, :, None, None], flat.max(dim=-1)[0][:, :, None, None]
         masks = ((up - mins) / (maxs - mins + 1e-8))[0]  # (k, H, W)
 
