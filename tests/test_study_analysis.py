@@ -86,8 +86,14 @@ def simulated(tmp_path_factory):
     # disc painters remove the discriminative part in two strokes; leaf painters a leaf; one does nothing
     disc_db = _simulate(tmp, "disc", [(f"D{k}", _halves(disc)) for k in range(4)] + [("D9", [])])
     leaf_db = _simulate(tmp, "leaf", [(f"L{k}", _halves(leaf)) for k in range(4)], answer="leaf")
+    # random painters: one disc each, of the discriminative part's area, at a random place
+    rng = np.random.default_rng(5)
+    radius = int(np.sqrt(disc.sum() / np.pi))
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    spots = [((yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2) for y, x in rng.integers(radius, SIZE - radius, (8, 2))]
+    rand_db = _simulate(tmp, "rand", [(f"R{k}", [spot]) for k, spot in enumerate(spots)])
     out = {}
-    for name, db in (("disc", disc_db), ("leaf", leaf_db)):
+    for name, db in (("disc", disc_db), ("leaf", leaf_db), ("rand", rand_db)):
         eng = D.open_engine(db)
         out[name] = (db, A.analyze(eng, tmp / f"out_{name}", explainers=["occlusion"], n_boot=200, n_random=4,
                                    log=lambda s: None), tmp / f"out_{name}")
@@ -315,3 +321,24 @@ def test_the_admin_page_shows_the_live_report(tmp_path, monkeypatch):
 
         names = zipfile.ZipFile(archive).namelist()
         assert "report.html" in names and "agreement.csv" in names
+
+
+def test_the_noise_ceiling_and_the_published_metrics(simulated):
+    """Issue 39 items 1-2 on cohorts driven through the app: people who all removed the same part agree with
+    each other as well as can be (ceiling near 1); people who removed random places do not (near 0); the
+    published metrics (Harmonization's) sit beside ours, and a model's alignment is its agreement over the
+    ceiling."""
+    img, disc, leaf, out = simulated
+    entry = {name: out[name][1]["tasks"][0] for name in ("disc", "leaf", "rand")}
+    assert entry["disc"]["ceiling"]["ceiling"][0] > 0.9 and entry["leaf"]["ceiling"]["ceiling"][0] > 0.9
+    c = entry["rand"]["ceiling"]["ceiling"]
+    assert abs(c[0]) < 0.3 and c[1] <= c[0] <= c[2], c
+    for name in ("disc", "rand"):
+        for row in entry[name]["agreement"]:
+            assert -1 <= row["spearman_blurred"][0] <= 1 and 0 <= row["iou_top10"][0] <= 1
+            assert 0 <= row["dice_top10"][0] <= 1 and len(row["alignment"]) == 3
+    d = next(r for r in entry["disc"]["agreement"] if r["model"] == MODEL)
+    r = next(r for r in entry["rand"]["agreement"] if r["model"] == MODEL)
+    assert d["spearman_blurred"][0] > r["spearman_blurred"][0] and d["dice_top10"][0] > r["dice_top10"][0]
+    html = (out["disc"][2] / "report.html").read_text()
+    assert "Human noise ceiling" in html and "dice top10" in html

@@ -23,6 +23,10 @@ per task image:
    pointing), and the part each choice answer names against the part each model's map, each model's
    flips and the participants' own removals point at.
 
+5. **The human noise ceiling and the published metrics** (``alignment.py``): per task the participants'
+   split-half reliability (Spearman-Brown corrected, jackknife interval), each model map's agreement as a
+   fraction of it, and Harmonization's blurred Spearman, top-10 % IoU and Dice beside ours.
+
 Output: ``analysis.json``, ``agreement.csv``, ``effects.csv``, ``ranking.csv``, ``answers.csv``,
 ``questions.csv`` (each question as its type summarises it), ``truth.csv``, one PNG per task under
 ``figures/`` and ``report.html``, a single self-contained page
@@ -44,7 +48,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from .db import active, answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
-from . import simulation
+from . import alignment, simulation
 from .research import pick_study
 from .stats import bootstrap_weights, interval, leave_one_out, mean_interval  # noqa: F401 (the analysis's intervals)
 
@@ -316,9 +320,10 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                 entry["flip_maps"][m] = np.stack([to_grid(t.flips[m], side) for t in flipped]).mean(0)
             for ex, heat in mm["maps"].items():
                 g = to_grid(heat, side)
-                point = agreement(human, g, k)
-                boots = [agreement(hb, g, k) for hb in h_boot] if len(with_strokes) > 1 else []
-                jack = [agreement(hj, g, k) for hj in h_jack]
+                point = {**agreement(human, g, k), **alignment.published(human, g)}
+                boots = [{**agreement(hb, g, k), **alignment.published(hb, g)} for hb in h_boot] \
+                    if len(with_strokes) > 1 else []
+                jack = [{**agreement(hj, g, k), **alignment.published(hj, g)} for hj in h_jack]
                 row = {"model": m, "explainer": ex}
                 for key, v in point.items():
                     row[key] = interval([b[key] for b in boots], v, [j[key] for j in jack])
@@ -337,6 +342,15 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                                      "human_minus_random_pp": mean_interval(diff, W),
                                      "human_beats_random": float(np.mean(diff[np.isfinite(diff)] > 0))
                                      if np.isfinite(diff).any() else float("nan")})
+        grids = {(m, ex): to_grid(heat, side) for m, mm in maps.items() for ex, heat in mm["maps"].items()}
+        ceil = alignment.ceiling(finals, grids, seed=seed)
+        entry["ceiling"] = None if ceil is None else {k: v for k, v in ceil.items() if k != "models"}
+        if ceil is None:
+            entry["notes"].append("Fewer than four participants removed something: there is no noise ceiling.")
+        for row in entry["agreement"]:
+            a = (ceil or {}).get("models", {}).get((row["model"], row["explainer"]), {})
+            row["alignment"] = a.get("alignment", [float("nan")] * 3)
+            row["alignment_spearman"] = a.get("alignment_spearman", float("nan"))
         gt = truth.get(tid, {})
         if "truth" in gt:
             entry["truth"] = truth_scores(gt["truth"] > 127, human, h_boot, maps, side, h_jack)
@@ -539,7 +553,8 @@ def truth_rows(e: dict) -> list[dict]:
 
 
 AGREEMENT_COLUMNS = ["task", "model", "explainer", "iou", "spearman", "pointing_model_in_human",
-                     "pointing_human_in_model", "model_flip_fraction"]
+                     "pointing_human_in_model", "spearman_blurred", "iou_top10", "dice_top10", "alignment",
+                     "alignment_spearman", "model_flip_fraction"]
 EFFECT_COLUMNS = ["task", "model", "top1", "flip_rate", "drop_pp_per_removed_pct", "human_drop_pp",
                   "random_drop_pp", "human_minus_random_pp", "human_beats_random"]
 
@@ -661,7 +676,15 @@ other way round. <i>Flip rate</i>: the share of participants whose edits changed
 some point. <i>Drop per removed %</i>: the fall of the original class's probability (percentage points)
 per percent of the image removed, at the end. <i>Human − random</i>: how much more the participants'
 final removals lowered that probability than the same masks moved to random places (same inpainter);
-above 0 means people removed what the model uses. Brackets: bootstrap 95 % intervals over participants (BCa, bias-corrected and accelerated).
+above 0 means people removed what the model uses. <i>Spearman blurred</i>, <i>IoU top 10</i> and <i>Dice top 10</i>
+are the Harmonization metrics (Fel et al., NeurIPS 2022) as they define them: the human map blurred with their
+Gaussian (10 taps, sigma 10, zero padding), Spearman over all pixels, IoU and Dice of each map's pixels above its
+90th percentile; comparable with published numbers. <i>Alignment</i>: the Pearson r of the model map with the
+human map (blurred, border-normalised) over the <i>human noise ceiling</i>, the Spearman-Brown corrected
+split-half reliability of the participants' map: 1 means the model agrees with the participants as well as
+another cohort of as many participants would; its interval carries the ceiling's uncertainty. <i>Alignment
+spearman</i>: the published Spearman over the ceiling in rho, the form of their headline score (a point).
+Brackets: bootstrap 95 % intervals over participants (BCa, bias-corrected and accelerated).
 In the ranking, over the tasks: <i>truth iou</i>, the overlap of the model's map with the region that
 really decides the class (Flower2D tasks), and <i>answers naming its part</i>, the share of answers that
 name the part the model's map is on. In the figures, a grey panel is the smallest top share of a map
@@ -691,6 +714,12 @@ def report_body(doc: dict, figs: dict) -> str:
         if e["task"] in figs:
             b64 = base64.b64encode(figs[e["task"]]).decode()
             parts.append(f'<img alt="maps of task {html.escape(e["task"])}" src="data:image/png;base64,{b64}">')
+        c = e.get("ceiling")
+        if c:
+            parts.append(f"<p><b>Human noise ceiling</b> (split-half over {c['participants']} participants, "
+                         f"Spearman-Brown corrected, Pearson r of blurred maps): {html.escape(_fmt(c['ceiling']))}; "
+                         f"in Spearman's rho {html.escape(_fmt(c['ceiling_spearman']))}. <i>alignment</i> below is "
+                         "each map's agreement as a fraction of it.</p>")
         if e.get("agreement"):
             parts.append("<h3>Agreement</h3>" + _table(e["agreement"], AGREEMENT_COLUMNS[1:]))
         if e.get("effects"):
