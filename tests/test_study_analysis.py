@@ -92,8 +92,13 @@ def simulated(tmp_path_factory):
     yy, xx = np.mgrid[:SIZE, :SIZE]
     spots = [((yy - y) ** 2 + (xx - x) ** 2 <= radius ** 2) for y, x in rng.integers(radius, SIZE - radius, (8, 2))]
     rand_db = _simulate(tmp, "rand", [(f"R{k}", [spot]) for k, spot in enumerate(spots)])
+    # saliency painters: what stands out of the picture, no model (the spectral residual's top, the part's area)
+    from ic_zoo.study.saliency import spectral_residual
+
+    top = A.top_k(spectral_residual(img), float(disc.mean()))
+    sal_db = _simulate(tmp, "sal", [(f"S{k}", _halves(top)) for k in range(4)])
     out = {}
-    for name, db in (("disc", disc_db), ("leaf", leaf_db), ("rand", rand_db)):
+    for name, db in (("disc", disc_db), ("leaf", leaf_db), ("rand", rand_db), ("sal", sal_db)):
         eng = D.open_engine(db)
         out[name] = (db, A.analyze(eng, tmp / f"out_{name}", explainers=["occlusion"], n_boot=200, n_random=4,
                                    log=lambda s: None), tmp / f"out_{name}")
@@ -342,3 +347,21 @@ def test_the_noise_ceiling_and_the_published_metrics(simulated):
     assert d["spearman_blurred"][0] > r["spearman_blurred"][0] and d["dice_top10"][0] > r["dice_top10"][0]
     html = (out["disc"][2] / "report.html").read_text()
     assert "Human noise ceiling" in html and "dice top10" in html
+
+
+def test_the_saliency_control_takes_the_agreement_of_those_who_removed_what_stands_out(simulated):
+    """Issue 39 item 3: a cohort that removed the most salient region (no model involved) agrees best with the
+    saliency control, and the control explains more of its agreement with a model than of the agreement of
+    those who removed the part that decides the class."""
+    img, disc, leaf, out = simulated
+    sal, dsc = out["sal"][1]["tasks"][0], out["disc"][1]["tasks"][0]
+    best = max(sal["agreement"], key=lambda r: r["iou"][0])
+    assert best["model"] == A.SALIENCY and best["iou"][0] > 0.9, best
+    control = next(r for r in dsc["agreement"] if r["model"] == A.SALIENCY)
+    model = next(r for r in dsc["agreement"] if r["model"] == MODEL)
+    assert model["iou"][0] > control["iou"][0]  # those who removed the part agree with the model, not saliency
+    share = {name: next(r for r in e["agreement"] if r["model"] == MODEL)["explained_by_saliency"]
+             for name, e in (("sal", sal), ("disc", dsc))}
+    print("explained by saliency", share)
+    assert share["sal"] > share["disc"], share
+    assert all("saliency_flip_fraction" in e for e in dsc["effects"])

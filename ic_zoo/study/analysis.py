@@ -25,7 +25,9 @@ per task image:
 
 5. **The human noise ceiling and the published metrics** (``alignment.py``): per task the participants'
    split-half reliability (Spearman-Brown corrected, jackknife interval), each model map's agreement as a
-   fraction of it, and Harmonization's blurred Spearman, top-10 % IoU and Dice beside ours.
+   fraction of it, and Harmonization's blurred Spearman, top-10 % IoU and Dice beside ours; and a **saliency
+   control** that needs no model (``saliency.py``), scored like a model map, with the share of each
+   human-model agreement it explains.
 
 Output: ``analysis.json``, ``agreement.csv``, ``effects.csv``, ``ranking.csv``, ``answers.csv``,
 ``questions.csv`` (each question as its type summarises it), ``truth.csv``, one PNG per task under
@@ -48,11 +50,12 @@ import numpy as np
 import sqlalchemy as sa
 
 from .db import active, answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
-from . import alignment, simulation
+from . import alignment, saliency, simulation
 from .research import pick_study
 from .stats import bootstrap_weights, interval, leave_one_out, mean_interval  # noqa: F401 (the analysis's intervals)
 
 DEFAULT_EXPLAINERS = ("gradcam", "occlusion")
+SALIENCY = "saliency (no model)"  # the bottom-up control's row among the models (saliency.py)
 GRID = 64  # maps are compared on a grid of at most this many pixels a side
 FLIP_FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
 
@@ -342,7 +345,28 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                                      "human_minus_random_pp": mean_interval(diff, W),
                                      "human_beats_random": float(np.mean(diff[np.isfinite(diff)] > 0))
                                      if np.isfinite(diff).any() else float("nan")})
+        # the bottom-up control: a saliency map that needs no model, scored like a model map
+        sal = saliency.spectral_residual(image)
+        sal_grid = to_grid(sal, side)
+        point = {**agreement(human, sal_grid, k), **alignment.published(human, sal_grid)}
+        boots = [{**agreement(hb, sal_grid, k), **alignment.published(hb, sal_grid)} for hb in h_boot]
+        jack = [{**agreement(hj, sal_grid, k), **alignment.published(hj, sal_grid)} for hj in h_jack]
+        row = {"model": SALIENCY, "explainer": "spectral residual", "model_flip_fraction": None}
+        for key, v in point.items():
+            row[key] = interval([b[key] for b in boots], v, [j[key] for j in jack])
+        entry["agreement"].append(row)
+        boot_iou.setdefault((SALIENCY, "spectral residual"), []).append((point["iou"], np.array([b["iou"] for b in boots])))
+        entry["saliency_map"] = sal_grid
+        hblur = alignment.blur(human, normalize=True)
+        for row in entry["agreement"][:-1]:
+            row["explained_by_saliency"] = saliency.explained_share(hblur, to_grid(maps[row["model"]]["maps"][row["explainer"]], side),
+                                                                    sal_grid)
+        for eff in entry["effects"]:  # the saliency map's own flip analysis, per model
+            clf = ic_zoo.get_classifier(eff["model"], pretrained=pretrained, device=device)
+            fr = flip_region(clf, image, sal, maps[eff["model"]]["top1"], fill)
+            eff["saliency_flip_fraction"] = fr["fraction"] if fr else None
         grids = {(m, ex): to_grid(heat, side) for m, mm in maps.items() for ex, heat in mm["maps"].items()}
+        grids[(SALIENCY, "spectral residual")] = sal_grid
         ceil = alignment.ceiling(finals, grids, seed=seed)
         entry["ceiling"] = None if ceil is None else {k: v for k, v in ceil.items() if k != "models"}
         if ceil is None:
@@ -554,9 +578,9 @@ def truth_rows(e: dict) -> list[dict]:
 
 AGREEMENT_COLUMNS = ["task", "model", "explainer", "iou", "spearman", "pointing_model_in_human",
                      "pointing_human_in_model", "spearman_blurred", "iou_top10", "dice_top10", "alignment",
-                     "alignment_spearman", "model_flip_fraction"]
+                     "alignment_spearman", "explained_by_saliency", "model_flip_fraction"]
 EFFECT_COLUMNS = ["task", "model", "top1", "flip_rate", "drop_pp_per_removed_pct", "human_drop_pp",
-                  "random_drop_pp", "human_minus_random_pp", "human_beats_random"]
+                  "random_drop_pp", "human_minus_random_pp", "human_beats_random", "saliency_flip_fraction"]
 
 
 def _csv(path: Path, rows: list[dict], columns: list[str]) -> None:
@@ -588,6 +612,10 @@ def figure(entry: dict, image: np.ndarray):
     panels = [("image", image, None), (f"human removal (n={entry['with_strokes']})", entry["human_map"], "magma"),
               ("first strokes", entry["first_map"], "magma")]
     score = {(a["model"], a["explainer"]): a for a in entry["agreement"]}
+    if entry.get("saliency_map") is not None:
+        a = next(r for r in entry["agreement"] if r["model"] == SALIENCY)
+        panels.append((f"saliency, no model (control)\nIoU {a['iou'][0]:.2f}, ρ {a['spearman'][0]:.2f}",
+                       entry["saliency_map"], "magma"))
     for m, flip in entry["flip_maps"].items():
         n = sum(1 for e in entry["effects"] if e["model"] == m and e["flip_rate"][0] > 0)
         rate = next((e["flip_rate"][0] for e in entry["effects"] if e["model"] == m), float("nan"))
