@@ -365,3 +365,23 @@ def test_the_saliency_control_takes_the_agreement_of_those_who_removed_what_stan
     print("explained by saliency", share)
     assert share["sal"] > share["disc"], share
     assert all("saliency_flip_fraction" in e for e in dsc["effects"])
+
+
+def test_the_per_participant_long_table_and_its_models(simulated):
+    """Issue 39 item 4 end to end: the long table has a row per participant x task x model x measure, with the
+    values the log gives; a model the data cannot support is a sentence in the report."""
+    import pandas as pd
+
+    img, disc, leaf, out = simulated
+    d = pd.read_csv(out["disc"][2] / "participants_long.csv")
+    assert list(d.columns) == ["participant", "condition", "task", "model", "explainer", "measure", "value"]
+    assert set(d.participant) == {f"D{k}" for k in range(4)}  # D9 made no stroke
+    flips = d[d.measure == "flipped"].set_index("participant").value
+    log = out["disc"][1]["tasks"][0]["effects"][0]["flip_rate"][0]
+    assert flips.mean() == pytest.approx(log)  # the same flips as the effect table's rate
+    iou = d[(d.measure == "iou") & (d.model == MODEL)]
+    assert len(iou) == 4 and (iou.value > 0.5).all()  # each removed the part the model's map is on
+    fits = {f["analysis"]: f for f in out["disc"][1]["models"]}
+    assert fits["agreement"]["note"].startswith("Not fitted")  # one model: nothing to compare
+    html = (out["disc"][2] / "report.html").read_text()
+    assert "Models of the per-participant table" in html and "Not fitted" in html

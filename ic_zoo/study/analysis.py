@@ -28,8 +28,9 @@ per task image:
    fraction of it, and Harmonization's blurred Spearman, top-10 % IoU and Dice beside ours; and a **saliency
    control** that needs no model (``saliency.py``), scored like a model map, with the share of each
    human-model agreement it explains.
+6. **The per-participant long table** and the mixed-effects models and GEEs fitted to it (``models.py``).
 
-Output: ``analysis.json``, ``agreement.csv``, ``effects.csv``, ``ranking.csv``, ``answers.csv``,
+Output: ``participants_long.csv``, ``mixed_models.csv``, ``analysis.json``, ``agreement.csv``, ``effects.csv``, ``ranking.csv``, ``answers.csv``,
 ``questions.csv`` (each question as its type summarises it), ``truth.csv``, one PNG per task under
 ``figures/`` and ``report.html``, a single self-contained page
 (figures inlined). The admin page shows the same report for the live study (``/admin``, *Analyse now*,
@@ -50,7 +51,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from .db import active, answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
-from . import alignment, saliency, simulation
+from . import alignment, models, saliency, simulation
 from .research import pick_study
 from .stats import bootstrap_weights, interval, leave_one_out, mean_interval  # noqa: F401 (the analysis's intervals)
 
@@ -273,6 +274,8 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
     doc = {"study": st["key"], "title": st["title"], "explainers": list(explainers), "bootstrap": n_boot,
            "random_placements": n_random, "tasks": []}
     boot_iou: dict = {}  # (model, explainer) -> list of (point, bootstrap values) per task
+    conditions = participant_conditions(rows)
+    long_rows: list[dict] = []  # the per-participant long table (models.py)
     for task in definition["tasks"]:
         tid, image = task["id"], images[task["id"]]
         shape = image.shape[:2]
@@ -366,6 +369,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
             fr = flip_region(clf, image, sal, maps[eff["model"]]["top1"], fill)
             eff["saliency_flip_fraction"] = fr["fraction"] if fr else None
         grids = {(m, ex): to_grid(heat, side) for m, mm in maps.items() for ex, heat in mm["maps"].items()}
+        long_rows += participant_rows(tid, with_strokes, grids, side, conditions, list(maps))
         grids[(SALIENCY, "spectral residual")] = sal_grid
         ceil = alignment.ceiling(finals, grids, seed=seed)
         entry["ceiling"] = None if ceil is None else {k: v for k, v in ceil.items() if k != "models"}
@@ -384,12 +388,41 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
     across_tasks(doc)
     doc["answers"] = answer_counts(definition, answers)
     doc["questions"] = question_summaries(definition, answers)
-    doc["simulation"] = simulation.simulation(rows, participant_conditions(rows),
+    long_rows += [{"participant": it["participant"], "condition": conditions.get(it["participant"], ""),
+                   "task": it["task"], "model": it["model"], "explainer": "", "measure": "prediction_correct",
+                   "value": it["correct"]} for it in simulation.predictions(rows)]
+    doc["long"] = long_rows
+    try:
+        doc["models"] = models.fit_all(long_rows)
+    except ImportError:  # statsmodels is the 'stats' extra
+        doc["models"] = [{"analysis": "all", "formula": "", "terms": [],
+                          "note": "Not fitted: the models need statsmodels (pip install 'ic-zoo[stats]')."}]
+    doc["simulation"] = simulation.simulation(rows, conditions,
                                               [c["name"] for c in definition.get("conditions") or []],
                                               n_boot=max(int(n_boot), 200), seed=seed)
     if out is not None:
         doc["figures"] = write(doc, images, Path(out))
     return doc
+
+
+def participant_rows(task: str, traces_: list, grids: dict, side: int, conditions: dict, names: list) -> list[dict]:
+    """The long table's rows of one task (models.py): per participant with strokes and per model map, the IoU
+    of their own final removal with the map's top region of the same area and the Spearman over all pixels;
+    per model, whether they flipped it and the drop per removed percent."""
+    out = []
+    for t in traces_:
+        final = to_grid(t.final, side)
+        k = float(np.clip(t.final.mean(), 0.01, 0.5))
+        base = {"participant": t.participant, "condition": conditions.get(t.participant, ""), "task": task}
+        for (m, ex), g in grids.items():
+            a = agreement(final, g, k)
+            out += [{**base, "model": m, "explainer": ex, "measure": "iou", "value": a["iou"]},
+                    {**base, "model": m, "explainer": ex, "measure": "spearman", "value": a["spearman"]}]
+        for m in names:
+            out += [{**base, "model": m, "explainer": "", "measure": "flipped", "value": float(m in t.flips)},
+                    {**base, "model": m, "explainer": "", "measure": "drop_pp_per_removed_pct",
+                     "value": float(t.drop_per_pct.get(m, np.nan))}]
+    return out
 
 
 def participant_conditions(rows: list[dict]) -> dict[str, str]:
@@ -661,6 +694,8 @@ def write(doc: dict, images: dict, out: Path) -> dict:
     _csv(out / "answers.csv", doc["answers"], ["task", "question", "answer", "count"])
     _csv(out / "questions.csv", question_rows(doc), QUESTION_COLUMNS)
     _csv(out / "truth.csv", [r for e in doc["tasks"] if e.get("truth") for r in truth_rows(e)], ["task"] + TRUTH_COLUMNS)
+    _csv(out / "participants_long.csv", doc.get("long", []), models.LONG_COLUMNS)
+    _csv(out / "mixed_models.csv", [t for f in doc.get("models", []) for t in f["terms"]], models.MODEL_COLUMNS)
     sim = doc.get("simulation")
     if sim:
         _csv(out / "simulation_by_condition.csv", sim["by_condition"], simulation.BY_CONDITION_COLUMNS)
@@ -677,7 +712,7 @@ def jsonable(doc: dict) -> dict:
     def clean(o):
         if isinstance(o, dict):
             return {k: clean(v) for k, v in o.items()
-                    if not isinstance(v, (np.ndarray, bytes)) and k not in ("maps", "flip", "figures")}
+                    if not isinstance(v, (np.ndarray, bytes)) and k not in ("maps", "flip", "figures", "long")}
         if isinstance(o, (list, tuple)):
             return [clean(v) for v in o]
         if isinstance(o, (float, np.floating)):
@@ -780,6 +815,17 @@ def report_body(doc: dict, figs: dict) -> str:
         if sim["differences"]:
             parts.append("<h3>Between conditions</h3>" + _table(sim["differences"], simulation.DIFFERENCE_COLUMNS))
         parts.append("<h3>Accuracy by trial (learning)</h3>" + _table(sim["learning"], simulation.LEARNING_COLUMNS))
+    fits = doc.get("models") or []
+    if fits:
+        parts.append("<h2>Models of the per-participant table</h2><p>Fitted to <code>participants_long.csv</code> "
+                     "(one row per participant x task x model x measure; it loads unchanged in R): estimates with "
+                     "95 % Wald intervals and p values; for the logistic GEEs also as odds ratios.</p>")
+        for f in fits:
+            parts.append(f"<h3>{html.escape(f['analysis'])}: <code>{html.escape(f['formula'])}</code></h3>"
+                         + (f"<p>{html.escape(f.get('method', ''))}.</p>" if f.get("method") else "")
+                         + (_table([{**t, "estimate": [t["estimate"], t["ci_low"], t["ci_high"]]} for t in f["terms"]],
+                                   ["term", "estimate", "p", "odds_ratio", "n", "groups"]) if f["terms"] else "")
+                         + (f"<p class=note>{html.escape(f['note'])}</p>" if f.get("note") else ""))
     if doc.get("questions"):
         parts.append("<h2>Questions</h2><p>Per question, as its type reports it: how many answered, a choice's "
                      "count per choice, a scale's mean with its 95 % interval (t distribution) and median.</p>"
