@@ -41,7 +41,7 @@ def _halves(mask):
     return [m for m in (a, b) if m.any()]
 
 
-def _simulate(tmp_path, name, groups, answer="petals", admin=None):
+def _simulate(tmp_path, name, groups, answer="petals", admin=None, extra=""):
     """Run the study app (the task with its part map and truth mask) and let each participant paint its
     strokes and answer; returns the log's URL."""
     from PIL import Image
@@ -54,7 +54,8 @@ def _simulate(tmp_path, name, groups, answer="petals", admin=None):
     _, parts = g.render(p, SIZE)
     Image.fromarray(parts.astype(np.uint8)).save(path.parent / "p0.png")
     Image.fromarray((g.disc_mask(p, parts) * 255).astype(np.uint8)).save(path.parent / "m0.png")
-    path.write_text(path.read_text().replace("    image: f0.png\n", "    image: f0.png\n    parts: p0.png\n    truth: m0.png\n"))
+    path.write_text(path.read_text().replace("    image: f0.png\n", "    image: f0.png\n    parts: p0.png\n    truth: m0.png\n")
+                    + extra)
     study = load_study(path)
     url_db = f"sqlite:///{tmp_path / f'{name}.sqlite'}"
     demo = build_study_demo(study, url_db, concurrency=2)
@@ -385,3 +386,31 @@ def test_the_per_participant_long_table_and_its_models(simulated):
     assert fits["agreement"]["note"].startswith("Not fitted")  # one model: nothing to compare
     html = (out["disc"][2] / "report.html").read_text()
     assert "Models of the per-participant table" in html and "Not fitted" in html
+
+
+def test_the_analysis_plan_fixed_in_the_study_file_is_followed_and_deviations_are_said(tmp_path, capsys):
+    """Issue 39 item 7: the study file's analysis plan (part of the study's key) sets the run's settings; the
+    report prints it with its hash, and a run asked otherwise says how it deviates."""
+    from ic_zoo.cli import main
+    from ic_zoo.study.definition import parse_analysis
+
+    img, disc, leaf = _task_parts()
+    plan = "analysis: {explainers: [gradcam], bootstrap: 40, random: 1, seed: 3, blur: {size: 6, sigma: 4}}\n"
+    db = _simulate(tmp_path, "plan", [(f"P{k}", _halves(disc)) for k in range(4)], extra=plan)
+    assert main(["study", "analyze", "--db", db, "--out", str(tmp_path / "a")]) == 0
+    text = capsys.readouterr().out
+    doc = json.loads((tmp_path / "a" / "analysis.json").read_text())
+    assert doc["plan"]["from_study_file"] and doc["plan"]["deviations"] == [] and "deviations" not in text
+    assert doc["explainers"] == ["gradcam"] and doc["bootstrap"] == 40 and doc["random_placements"] == 1
+    assert doc["tasks"][0]["ceiling"]["blur"] == {"size": 6, "sigma": 4.0}
+    report = (tmp_path / "a" / "report.html").read_text()
+    assert f"hash <code>{doc['plan']['hash']}</code>" in report and "deviates" not in report
+    assert main(["study", "analyze", "--db", db, "--out", str(tmp_path / "b"), "--bootstrap", "30"]) == 0
+    assert "deviations: bootstrap 30 (the plan says 40)" in capsys.readouterr().out
+    assert "This run deviates from the plan:</b> bootstrap 30 (the plan says 40)" in (tmp_path / "b" / "report.html").read_text()
+    for bad, msg in (({"bootstrap": -1}, "bootstrap in s.yaml is a whole number of at least 0"),
+                     ({"colour": 1}, "unknown field(s) colour in the analysis plan of s.yaml"),
+                     ({"blur": {"size": 3, "radius": 2}}, "blur in s.yaml is {size: taps, sigma: pixels}"),
+                     ({"explainers": []}, "explainers in s.yaml is a list of explainer names")):
+        with pytest.raises(Exception, match=re.escape(msg)):
+            parse_analysis(bad, "s.yaml")

@@ -252,27 +252,66 @@ def removal_effect(clf, image: np.ndarray, finals: list[np.ndarray], cls: int, f
     return np.asarray(human, float), np.asarray(rand, float)
 
 
-def analyze(engine, out: str | Path | None = None, study_key: str | None = None, explainers=DEFAULT_EXPLAINERS,
-            n_boot: int = 1000, n_random: int = 8, device=None, seed: int = 0,
-            log: Callable[[str], None] = print, cache: dict | None = None) -> dict:
-    """The whole analysis (see the module docstring); writes the files into ``out`` when given.
-    ``cache``: a dict kept between calls (the admin page's live report) for the model maps, which depend
-    only on the task image, its models and the explainers."""
+PLAN_DEFAULTS = {"explainers": list(DEFAULT_EXPLAINERS), "bootstrap": 1000, "random": 8, "seed": 0,
+                 "blur": {"size": 10, "sigma": 10.0}}
+
+
+def plan_of(definition: dict, explainers=None, n_boot=None, n_random=None, seed=None, blur=None) -> dict:
+    """The settings a run uses: the study file's analysis plan (``analysis:``, part of the study's key) or the
+    defaults, each overridden by what the caller asked; ``deviations`` names every setting asked otherwise
+    than the plan says, ``hash`` identifies the plan."""
+    import hashlib
+
+    plan = definition.get("analysis")
+    settings = json.loads(json.dumps({**PLAN_DEFAULTS, **(plan or {})}))
+    deviations = []
+    asked = {"explainers": None if explainers is None else list(explainers), "bootstrap": n_boot,
+             "random": n_random, "seed": seed, "blur": blur}
+    for key, value in asked.items():
+        if value is None:
+            continue
+        if key == "blur":
+            value = {"size": int(value["size"]), "sigma": float(value["sigma"])}
+        elif key != "explainers":
+            value = int(value)
+        if plan is not None and value != plan[key]:
+            deviations.append(f"{key} {value} (the plan says {plan[key]})")
+        settings[key] = value
+    digest = hashlib.sha256(json.dumps(plan or PLAN_DEFAULTS, sort_keys=True).encode()).hexdigest()[:12]
+    return {"settings": settings, "from_study_file": plan is not None, "hash": digest, "deviations": deviations}
+
+
+def analyze(engine, out: str | Path | None = None, study_key: str | None = None, explainers=None,
+            n_boot: int | None = None, n_random: int | None = None, device=None, seed: int | None = None,
+            log: Callable[[str], None] = print, cache: dict | None = None, blur: dict | None = None) -> dict:
+    """The whole analysis (see the module docstring); writes the files into ``out`` when given. The settings
+    left None come from the study file's analysis plan, or the defaults (``plan_of``); a setting given
+    otherwise than the plan says is reported as a deviation. ``cache``: a dict kept between calls (the admin
+    page's live report) for the model maps, which depend only on the task image, its models and the
+    explainers."""
     import ic_zoo
     from ..errors import InputError
     from ..session import get_explainer, get_inpainter
 
-    for ex in explainers:
+    for ex in explainers or []:
         get_explainer(ex)  # an unknown name is one sentence (with the known ones) before any work
-    if int(n_boot) < 0 or int(n_random) < 1:
+    if (n_boot is not None and int(n_boot) < 0) or (n_random is not None and int(n_random) < 1):
         raise InputError("the analysis takes --bootstrap 0 or more and --random 1 or more.")
     st, definition, rows, answers, images, truth = _study_rows(engine, study_key)
+    plan = plan_of(definition, explainers, n_boot, n_random, seed, blur)
+    cfg = plan["settings"]
+    explainers, n_boot, n_random, seed = cfg["explainers"], cfg["bootstrap"], cfg["random"], cfg["seed"]
+    bk = {"size": cfg["blur"]["size"], "sigma": cfg["blur"]["sigma"]}
+    for ex in explainers:
+        get_explainer(ex)  # the plan's too
     by: dict = {}
     for r in rows:
         if r["task_id"] is not None:
             by.setdefault(r["task_id"], {}).setdefault(r["code"], []).append(r)
     doc = {"study": st["key"], "title": st["title"], "explainers": list(explainers), "bootstrap": n_boot,
-           "random_placements": n_random, "tasks": []}
+           "random_placements": n_random, "plan": plan, "tasks": []}
+    for d in plan["deviations"]:
+        log(f"this run deviates from the study's analysis plan: {d}")
     boot_iou: dict = {}  # (model, explainer) -> list of (point, bootstrap values) per task
     conditions = participant_conditions(rows)
     long_rows: list[dict] = []  # the per-participant long table (models.py)
@@ -326,10 +365,10 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                 entry["flip_maps"][m] = np.stack([to_grid(t.flips[m], side) for t in flipped]).mean(0)
             for ex, heat in mm["maps"].items():
                 g = to_grid(heat, side)
-                point = {**agreement(human, g, k), **alignment.published(human, g)}
-                boots = [{**agreement(hb, g, k), **alignment.published(hb, g)} for hb in h_boot] \
+                point = {**agreement(human, g, k), **alignment.published(human, g, **bk)}
+                boots = [{**agreement(hb, g, k), **alignment.published(hb, g, **bk)} for hb in h_boot] \
                     if len(with_strokes) > 1 else []
-                jack = [{**agreement(hj, g, k), **alignment.published(hj, g)} for hj in h_jack]
+                jack = [{**agreement(hj, g, k), **alignment.published(hj, g, **bk)} for hj in h_jack]
                 row = {"model": m, "explainer": ex}
                 for key, v in point.items():
                     row[key] = interval([b[key] for b in boots], v, [j[key] for j in jack])
@@ -351,16 +390,16 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         # the bottom-up control: a saliency map that needs no model, scored like a model map
         sal = saliency.spectral_residual(image)
         sal_grid = to_grid(sal, side)
-        point = {**agreement(human, sal_grid, k), **alignment.published(human, sal_grid)}
-        boots = [{**agreement(hb, sal_grid, k), **alignment.published(hb, sal_grid)} for hb in h_boot]
-        jack = [{**agreement(hj, sal_grid, k), **alignment.published(hj, sal_grid)} for hj in h_jack]
+        point = {**agreement(human, sal_grid, k), **alignment.published(human, sal_grid, **bk)}
+        boots = [{**agreement(hb, sal_grid, k), **alignment.published(hb, sal_grid, **bk)} for hb in h_boot]
+        jack = [{**agreement(hj, sal_grid, k), **alignment.published(hj, sal_grid, **bk)} for hj in h_jack]
         row = {"model": SALIENCY, "explainer": "spectral residual", "model_flip_fraction": None}
         for key, v in point.items():
             row[key] = interval([b[key] for b in boots], v, [j[key] for j in jack])
         entry["agreement"].append(row)
         boot_iou.setdefault((SALIENCY, "spectral residual"), []).append((point["iou"], np.array([b["iou"] for b in boots])))
         entry["saliency_map"] = sal_grid
-        hblur = alignment.blur(human, normalize=True)
+        hblur = alignment.blur(human, normalize=True, **bk)
         for row in entry["agreement"][:-1]:
             row["explained_by_saliency"] = saliency.explained_share(hblur, to_grid(maps[row["model"]]["maps"][row["explainer"]], side),
                                                                     sal_grid)
@@ -371,7 +410,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         grids = {(m, ex): to_grid(heat, side) for m, mm in maps.items() for ex, heat in mm["maps"].items()}
         long_rows += participant_rows(tid, with_strokes, grids, side, conditions, list(maps))
         grids[(SALIENCY, "spectral residual")] = sal_grid
-        ceil = alignment.ceiling(finals, grids, seed=seed)
+        ceil = alignment.ceiling(finals, grids, seed=seed, **bk)
         entry["ceiling"] = None if ceil is None else {k: v for k, v in ceil.items() if k != "models"}
         if ceil is None:
             entry["notes"].append("Fewer than four participants removed something: there is no noise ceiling.")
@@ -754,6 +793,21 @@ name the part the model's map is on. In the figures, a grey panel is the smalles
 whose removal flips that model by itself.</p>"""
 
 
+def plan_html(plan: dict | None) -> str:
+    """The report's statement of the analysis plan: its settings and hash, and every deviation of this run."""
+    if not plan:
+        return ""
+    c = plan["settings"]
+    what = (f"explainers {', '.join(c['explainers'])}; {c['bootstrap']} bootstrap resamples; {c['random']} random "
+            f"placements; seed {c['seed']}; blur {c['blur']['size']} taps, sigma {c['blur']['sigma']:g}")
+    src = "the study file's analysis plan" if plan["from_study_file"] else "the default settings (the study file fixes no plan)"
+    out = f"<p><b>Analysis plan</b> ({src}, hash <code>{plan['hash']}</code>): {html.escape(what)}.</p>"
+    if plan["deviations"]:
+        out += ("<p class=note><b>This run deviates from the plan:</b> "
+                + html.escape("; ".join(plan["deviations"])) + ".</p>")
+    return out
+
+
 def report_html(doc: dict, figs: dict) -> str:
     return (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(doc['title'])}: analysis</title>"
             f"</head><body>{report_body(doc, figs)}</body></html>")
@@ -764,7 +818,7 @@ def report_body(doc: dict, figs: dict) -> str:
     parts = [f"<h1>{html.escape(doc['title'])}: humans vs models</h1>",
              f"<p>Study <code>{html.escape(doc['study'])}</code>; explainers: {html.escape(', '.join(doc['explainers']))};"
              f" {doc['bootstrap']} bootstrap resamples; {doc['random_placements']} random placements per removal.</p>",
-             READING, "<h2>Which model looks where people look</h2>",
+             plan_html(doc.get("plan")), READING, "<h2>Which model looks where people look</h2>",
              _table(doc["ranking"], RANKING_COLUMNS)]
     if doc.get("humans_vs_truth", {}).get("tasks"):
         parts.append(f"<p>On the {doc['humans_vs_truth']['tasks']} task(s) with a ground-truth region, the "

@@ -67,7 +67,10 @@ def cmd_analyze(args) -> int:
     from .analysis import analyze
 
     doc = analyze(_engine(args), args.out, args.study_key, explainers=args.explainers, n_boot=args.bootstrap,
-                  n_random=args.random, device=args.device, log=lambda s: print(s, flush=True))
+                  n_random=args.random, seed=args.seed, device=args.device, log=lambda s: print(s, flush=True))
+    plan = doc["plan"]
+    print(f"  analysis plan {plan['hash']} ({'from the study file' if plan['from_study_file'] else 'defaults'})"
+          + (f"; deviations: {'; '.join(plan['deviations'])}" if plan["deviations"] else ""))
     for r in doc["ranking"]:
         p, lo, hi = r["iou"]
         print(f"  {r['rank']}. {r['model']} ({r['explainer']}): IoU with the human removal map {p:.2f}"
@@ -189,9 +192,13 @@ def add_args(p) -> None:
                        "ranking of the models across tasks. Writes CSV, JSON, PNG figures and report.html.")
     db(a)
     a.add_argument("--out", required=True)
-    a.add_argument("--explainers", nargs="+", default=["gradcam", "occlusion"])
-    a.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples of the participants")
-    a.add_argument("--random", type=int, default=8, help="random placements of each removal (the baseline)")
+    a.add_argument("--explainers", nargs="+", default=None,
+                   help="default: the study file's analysis plan, else gradcam occlusion")
+    a.add_argument("--bootstrap", type=int, default=None,
+                   help="bootstrap resamples of the participants (default: the plan's, else 1000)")
+    a.add_argument("--random", type=int, default=None,
+                   help="random placements of each removal, the baseline (default: the plan's, else 8)")
+    a.add_argument("--seed", type=int, default=None, help="default: the plan's, else 0")
     a.add_argument("--device", default=None)
     a.set_defaults(func=cmd_analyze)
     k = sub.add_parser("links", help="issue signed participant links (needs IC_ZOO_STUDY_SECRET)",

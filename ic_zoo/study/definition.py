@@ -142,6 +142,9 @@ class Study:
     recruitment: Recruitment | None = None
     #: between-subject conditions (``Condition``); empty for a study without them
     conditions: list[Condition] = field(default_factory=list)
+    #: the analysis plan fixed in advance (``ANALYSIS_KEYS``: explainers, bootstrap, random, seed, blur), part of
+    #: the study's key; None when the study file has none
+    analysis: dict | None = None
 
     def public_dict(self) -> dict:
         """The definition as logged: image paths relative to the study file, each with its file's hash, so
@@ -156,6 +159,8 @@ class Study:
             d.pop("conditions")  # a study written before conditions keeps its key
         else:
             d["conditions"] = [{k: v for k, v in c.items() if v is not None} for c in d["conditions"]]
+        if d["analysis"] is None:
+            d.pop("analysis")
         base = Path(self.source).parent if self.source else None
         for t in d["tasks"]:
             for key, default in (("predict", None), ("edit", None), ("phase", ""), ("maps", "shown")):
@@ -353,6 +358,40 @@ def _conditions(raw, path: Path, tasks: list[Task], lines: dict) -> list[Conditi
     return out
 
 
+ANALYSIS_KEYS = {"explainers", "bootstrap", "random", "seed", "blur"}
+
+
+def parse_analysis(raw, where: str) -> dict | None:
+    """A study file's ``analysis:`` block, the plan ``study analyze`` follows: each setting checked, one sentence
+    for a bad one. Returns the plan with every setting (the defaults for those not given), or None."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise StudyError(f"'analysis' in {where} is a mapping of explainers, bootstrap, random, seed and blur.")
+    extra = set(raw) - ANALYSIS_KEYS
+    if extra:
+        raise StudyError(f"unknown field(s) {', '.join(sorted(extra))} in the analysis plan of {where} (it sets "
+                         "explainers, bootstrap, random, seed and blur).")
+    ex = raw.get("explainers", ["gradcam", "occlusion"])
+    ex = [ex] if isinstance(ex, str) else ex
+    if not isinstance(ex, list) or not ex or not all(isinstance(e, str) and e for e in ex):
+        raise StudyError(f"the analysis plan's explainers in {where} is a list of explainer names.")
+    plan = {"explainers": [str(e) for e in ex]}
+    for key, default, low in (("bootstrap", 1000, 0), ("random", 8, 1), ("seed", 0, 0)):
+        v = raw.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise StudyError(f"the analysis plan's {key} in {where} is a whole number of at least {low}, not {v!r}.")
+        plan[key] = int(v)
+    blur = raw.get("blur", {"size": 10, "sigma": 10})
+    if not isinstance(blur, dict) or set(blur) - {"size", "sigma"}:
+        raise StudyError(f"the analysis plan's blur in {where} is {{size: taps, sigma: pixels}} (0 for no blur).")
+    size, sigma = blur.get("size", 10), blur.get("sigma", 10)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0 or not isinstance(sigma, (int, float)) or sigma < 0:
+        raise StudyError(f"the analysis plan's blur in {where} has a whole size of 0 or more and a sigma of 0 or more.")
+    plan["blur"] = {"size": int(size), "sigma": float(sigma)}
+    return plan
+
+
 def load_study(path: str | Path) -> Study:
     path = Path(path)
     if not path.is_file():
@@ -372,7 +411,7 @@ def load_study(path: str | Path) -> Study:
             raise StudyError(f"the study file {path.name} needs a '{key}'.")
     defaults = raw.get("defaults") or {}
     known = {"title", "consent", "instructions", "seed", "counterbalance", "allow_upload", "log_ip", "withdrawal", "recruitment",
-             "admin_password_env", "defaults", "tasks", "conditions"}
+             "admin_password_env", "defaults", "tasks", "conditions", "analysis"}
     lines = _lines(path)
     extra = set(raw) - known
     if "admin_password" in extra:
@@ -447,7 +486,8 @@ def load_study(path: str | Path) -> Study:
                   int(raw.get("seed", 0)), str(raw.get("counterbalance", "latin")), bool(raw.get("allow_upload", False)),
                   bool(raw.get("log_ip", False)), str(raw.get("admin_password_env", "IC_ZOO_ADMIN_PASSWORD")),
                   str(path.resolve()), str(raw.get("withdrawal", "delete")),
-                  parse_recruitment(raw.get("recruitment"), path.name), _conditions(raw.get("conditions"), path, tasks, lines))
+                  parse_recruitment(raw.get("recruitment"), path.name), _conditions(raw.get("conditions"), path, tasks, lines),
+                  parse_analysis(raw.get("analysis"), path.name))
     if study.withdrawal not in WITHDRAWAL:
         raise StudyError(f"withdrawal is 'delete' or 'flag' in {path.name}, not '{study.withdrawal}'.")
     counterbalance(["a", "b"], study.counterbalance, 0, "check")  # validates the mode
@@ -468,6 +508,9 @@ def check_models(study: Study) -> list[str]:
             out.append(f"task '{t.id}': unknown explainer '{t.explainer}'")
         if ("inpainter", t.inpainter) not in REGISTRY:
             out.append(f"task '{t.id}': unknown inpainter '{t.inpainter}'")
+    for e in (study.analysis or {}).get("explainers", []):
+        if ("explainer", e) not in REGISTRY:
+            out.append(f"analysis plan: unknown explainer '{e}'")
     for c in study.conditions:
         for m in c.models or []:
             if ("classifier", m) not in REGISTRY:
