@@ -674,44 +674,74 @@ def _csv(path: Path, rows: list[dict], columns: list[str]) -> None:
             w.writerow(flat)
 
 
-def figure(entry: dict, image: np.ndarray):
-    """The task image, the human maps and each model's maps, with their IoU and Spearman in the titles."""
+FIGURE_COLUMNS = 4  # panels per row: every task's figure is as wide, whatever its number of models
+PANEL_INCHES = 2.4
+HEAT_CMAP = "viridis"  # perceptually uniform and readable with every common colour-vision deficiency
+
+
+def figure(entry: dict, image: np.ndarray, fmt: str = "png", dpi: int = 150) -> bytes:
+    """The task's figure as a paper needs it: panels of one size in rows of ``FIGURE_COLUMNS`` (the image; the
+    human removal and first-stroke maps, the saliency control and each model's map, each overlaid on the image
+    in a colour-blind-safe map with its colour bar; each model's flip region outlined), titles wrapped with the
+    full class names and each map's IoU and Spearman; ``fmt`` png (at ``dpi``), pdf or svg."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("image", image, None), (f"human removal (n={entry['with_strokes']})", entry["human_map"], "magma"),
-              ("first strokes", entry["first_map"], "magma")]
+    grey = image.mean(2) if image.ndim == 3 else image
+    panels = [("image", None, None), (f"human removal (n={entry['with_strokes']}), share of participants",
+                                      entry["human_map"], None),
+              ("first strokes, share of participants", entry["first_map"], None)]
     score = {(a["model"], a["explainer"]): a for a in entry["agreement"]}
     if entry.get("saliency_map") is not None:
-        a = next(r for r in entry["agreement"] if r["model"] == SALIENCY)
-        panels.append((f"saliency, no model (control)\nIoU {a['iou'][0]:.2f}, ρ {a['spearman'][0]:.2f}",
-                       entry["saliency_map"], "magma"))
+        a = score.get((SALIENCY, "spectral residual"))
+        panels.append((f"saliency, no model (control): IoU {a['iou'][0]:.2f}, ρ {a['spearman'][0]:.2f}",
+                       entry["saliency_map"], None))
     for m, flip in entry["flip_maps"].items():
-        n = sum(1 for e in entry["effects"] if e["model"] == m and e["flip_rate"][0] > 0)
         rate = next((e["flip_rate"][0] for e in entry["effects"] if e["model"] == m), float("nan"))
-        if n:
-            panels.append((f"removed when {m.split('/')[-1]} flipped\n({100 * rate:.0f}% of participants)", flip, "magma"))
+        panels.append((f"removed when {m} flipped ({100 * rate:.0f}% of participants)", flip, None))
     for m, mm in entry["model_maps"].items():
         for ex, heat in mm["maps"].items():
             a = score[(m, ex)]
-            panels.append((f"{m.split('/')[-1]} {ex}\n{mm['label'][:18]}: IoU {a['iou'][0]:.2f}, ρ {a['spearman'][0]:.2f}\n"
-                           f"pointing {a['pointing_model_in_human'][0]:.0f} / {a['pointing_human_in_model'][0]:.0f}",
-                           heat, "jet"))
             flip = mm.get("flip", {}).get(ex)
-            if flip:
-                panels.append((f"removing its top {100 * flip['fraction']:.0f}%\nflips {m.split('/')[-1]}",
-                               flip["mask"].astype(np.float32), "gray"))
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.3 * len(panels), 2.7))
-    for ax, (title, a, cmap) in zip(np.atleast_1d(axes), panels):
-        ax.imshow(a, cmap=cmap, vmin=0 if cmap else None)
-        ax.set_title(title, fontsize=7)
+            outline = flip["mask"] if flip else None
+            title = (f"{m}, {ex}: {mm['label']}. IoU {a['iou'][0]:.2f}, ρ {a['spearman'][0]:.2f}, pointing "
+                     f"{a['pointing_model_in_human'][0]:.0f}/{a['pointing_human_in_model'][0]:.0f}"
+                     + (f"; outlined: its top {100 * flip['fraction']:.0f}% flips it" if flip else ""))
+            panels.append((title, heat, outline))
+    cols = FIGURE_COLUMNS
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(PANEL_INCHES * cols, PANEL_INCHES * 1.25 * rows), squeeze=False)
+    for ax in axes.ravel():
         ax.axis("off")
+    for ax, (title, heat, outline) in zip(axes.ravel(), panels):
+        if heat is None:
+            ax.imshow(image, cmap="gray" if image.ndim == 2 else None)
+        else:
+            h = np.asarray(heat, np.float32)
+            if h.shape != grey.shape:
+                import cv2
+
+                h = cv2.resize(h, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_LINEAR)
+            ax.imshow(grey, cmap="gray", vmin=0, vmax=255 if grey.max() > 1 else 1)
+            im = ax.imshow(h, cmap=HEAT_CMAP, alpha=0.6, vmin=0, vmax=max(float(h.max()), 1e-12))
+            if outline is not None:
+                o = np.asarray(outline, np.float32)
+                if o.shape != grey.shape:
+                    import cv2
+
+                    o = cv2.resize(o, (grey.shape[1], grey.shape[0]), interpolation=cv2.INTER_NEAREST)
+                ax.contour(o, levels=[0.5], colors=["#ff3d00"], linewidths=1.2)
+            cb = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            cb.ax.tick_params(labelsize=6)
+        ax.set_title("\n".join(textwrap.wrap(title, 34)), fontsize=7)
     fig.suptitle(f"task {entry['task']}: matched area {100 * entry['matched_k']:.0f}%", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+    fig.savefig(buf, format=fmt, dpi=dpi)
     plt.close(fig)
     return buf.getvalue()
 
@@ -726,6 +756,8 @@ def write(doc: dict, images: dict, out: Path) -> dict:
         if "human_map" in e:
             png = figure(e, images[e["task"]])
             (out / "figures" / f"{e['task']}.png").write_bytes(png)
+            for fmt in ("pdf", "svg"):  # vector versions for a paper
+                (out / "figures" / f"{e['task']}.{fmt}").write_bytes(figure(e, images[e["task"]], fmt))
             figs[e["task"]] = png
     _csv(out / "agreement.csv", agree, AGREEMENT_COLUMNS)
     _csv(out / "effects.csv", effects, EFFECT_COLUMNS)
@@ -789,8 +821,9 @@ spearman</i>: the published Spearman over the ceiling in rho, the form of their 
 Brackets: bootstrap 95 % intervals over participants (BCa, bias-corrected and accelerated).
 In the ranking, over the tasks: <i>truth iou</i>, the overlap of the model's map with the region that
 really decides the class (Flower2D tasks), and <i>answers naming its part</i>, the share of answers that
-name the part the model's map is on. In the figures, a grey panel is the smallest top share of a map
-whose removal flips that model by itself.</p>"""
+name the part the model's map is on. In the figures (PNG here; PDF and SVG beside them), every map is drawn over the
+image in viridis (colour-blind safe) with its colour bar; the red outline on a model's map is the smallest top
+share of the map whose removal flips that model by itself.</p>"""
 
 
 def plan_html(plan: dict | None) -> str:
