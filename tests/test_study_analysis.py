@@ -414,3 +414,20 @@ def test_the_analysis_plan_fixed_in_the_study_file_is_followed_and_deviations_ar
                      ({"explainers": []}, "explainers in s.yaml is a list of explainer names")):
         with pytest.raises(Exception, match=re.escape(msg)):
             parse_analysis(bad, "s.yaml")
+
+
+def test_the_planner_reads_a_pilot_log(simulated, tmp_path, capsys):
+    """``study plan`` on a pilot's log: each headline figure's expected interval width at each N, narrowing
+    as N grows; a bad N is one sentence."""
+    from ic_zoo.cli import main
+
+    db = simulated[3]["disc"][0]
+    assert main(["study", "plan", "--db", db, "--n", "10", "40", "--resamples", "100", "--explainers", "occlusion",
+                 "--json", str(tmp_path / "plan.json")]) == 0
+    text = capsys.readouterr().out
+    assert "expected width of the 95 % interval" in text and f"iou: {MODEL} (occlusion)" in text
+    doc = json.loads((tmp_path / "plan.json").read_text())
+    fig = next(f for f in doc["figures"] if f["figure"] == f"iou: {MODEL} (occlusion)")
+    assert fig["pilot_participants"] == 4 and fig["width"]["40"] < fig["width"]["10"]
+    assert main(["study", "plan", "--db", db, "--n", "2"]) == 2
+    assert "--n of 3 or more participants" in capsys.readouterr().err

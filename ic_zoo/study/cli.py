@@ -142,6 +142,28 @@ def cmd_withdraw(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    import json
+
+    from ..errors import InputError
+    from .analysis import analyze
+    from .planning import format_text, plan
+
+    if any(n < 3 for n in args.n) or args.resamples < 10:
+        raise InputError("the planner takes --n of 3 or more participants and --resamples of 10 or more.")
+    # the pilot's per-participant table (its analysis, without intervals: the planner resamples)
+    doc = analyze(_engine(args), None, args.study_key, explainers=args.explainers, n_boot=0, n_random=1,
+                  device=args.device, log=lambda s: None)
+    out = plan(doc["long"], args.n, args.difference, args.resamples, args.seed)
+    print(format_text(out))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    if not out["figures"]:
+        print("The pilot has no participant with strokes or predictions: there is nothing to plan from.")
+    return 0
+
+
 def cmd_check(args) -> int:
     from .definition import check_models, load_study
 
@@ -201,6 +223,20 @@ def add_args(p) -> None:
     a.add_argument("--seed", type=int, default=None, help="default: the plan's, else 0")
     a.add_argument("--device", default=None)
     a.set_defaults(func=cmd_analyze)
+    pl = sub.add_parser("plan", help="sample-size planning from a pilot: interval widths and power at N",
+                        description="Resamples the pilot's participants (their per-participant values from the "
+                        "analysis) into studies of N participants and reports, for each headline figure, the "
+                        "expected width of its 95 %% interval, and the power to detect --difference between two "
+                        "model maps (paired) or two conditions.")
+    db(pl)
+    pl.add_argument("--n", type=int, nargs="+", default=[10, 20, 40, 80], help="planned numbers of participants")
+    pl.add_argument("--difference", type=float, default=0.1, help="the difference to detect, in the measure's units")
+    pl.add_argument("--resamples", type=int, default=1000, help="simulated studies per N")
+    pl.add_argument("--seed", type=int, default=0)
+    pl.add_argument("--explainers", nargs="+", default=None, help="default: the study's analysis plan, else gradcam occlusion")
+    pl.add_argument("--device", default=None)
+    pl.add_argument("--json", default=None, help="also write the tables as JSON")
+    pl.set_defaults(func=cmd_plan)
     k = sub.add_parser("links", help="issue signed participant links (needs IC_ZOO_STUDY_SECRET)",
                        description="Print one line per participant: the id, a tab, and the link to send. Each link "
                        "is signed with IC_ZOO_STUDY_SECRET (the app must run with the same value): it is valid "

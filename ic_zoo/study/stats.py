@@ -58,5 +58,7 @@ def leave_one_out(finals: np.ndarray) -> np.ndarray:
 def bootstrap_weights(n: int, b: int, seed: int) -> np.ndarray:
     """(b, n) weights of n participants in b resamples with replacement (each row sums to 1)."""
     rng = np.random.default_rng(seed)
-    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(b)]) if n else np.zeros((b, 0))
+    if not n or not b:  # no participants, or no resamples asked (--bootstrap 0): no intervals
+        return np.zeros((b, n))
+    counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(b)])
     return counts / max(n, 1)
