@@ -66,3 +66,19 @@ def test_what_cannot_be_fitted_is_one_sentence():
     same = [{**r, "value": 1.0} for r in _binary(0.0, 4)]
     assert M.fit_binary(same, "flipped", "model", "flips")["note"] == "Not fitted: every flipped is 1."
     assert [f["analysis"] for f in M.fit_all(_agreement(0.1, 1))] == ["agreement", "flips", "prediction accuracy"]
+
+
+def test_the_permutation_test_effect_size_and_ranking_sentence():
+    from ic_zoo.study import stats
+    from ic_zoo.study.analysis import ranking_note
+
+    assert stats.sign_flip_p([1.0, 1.0, 1.0]) == pytest.approx(2 / 8)  # exact: only all-plus and all-minus
+    assert stats.sign_flip_p([1.0, -1.0, 2.0, -2.0]) == pytest.approx(1.0)
+    d = np.random.default_rng(0).normal(0.5, 1.0, 40)
+    assert stats.sign_flip_p(d) < 0.01 and stats.cohen_dz(d) == pytest.approx(d.mean() / d.std(ddof=1))
+    assert stats.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    row = lambda m, iou: {"model": m, "explainer": "gradcam", "iou": iou}  # noqa: E731
+    assert "at most 0.05" in ranking_note([row("a", [0.03, 0.0, 0.08]), row("b", [0.01, 0.0, 0.05])])
+    assert "cannot tell them apart" in ranking_note([row("a", [0.6, 0.4, 0.7]), row("b", [0.5, 0.35, 0.65])])
+    assert "leads" in ranking_note([row("a", [0.7, 0.6, 0.8]), row("b", [0.3, 0.2, 0.4])])
+    assert "not tested" in ranking_note([row("a", [0.7, float("nan"), float("nan")]), row("b", [0.3, 0.2, 0.4])])

@@ -53,7 +53,8 @@ import sqlalchemy as sa
 from .db import active, answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
 from . import alignment, models, saliency, simulation
 from .research import pick_study
-from .stats import bootstrap_weights, interval, leave_one_out, mean_interval  # noqa: F401 (the analysis's intervals)
+from .stats import (bootstrap_weights, cohen_dz, holm, interval, leave_one_out, mean_interval,  # noqa: F401
+                    sign_flip_p)
 
 DEFAULT_EXPLAINERS = ("gradcam", "occlusion")
 SALIENCY = "saliency (no model)"  # the bottom-up control's row among the models (saliency.py)
@@ -385,6 +386,8 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                                      "drop_pp_per_removed_pct": mean_interval(per_pct, W),
                                      "human_drop_pp": mean_interval(hd, W), "random_drop_pp": mean_interval(rd, W),
                                      "human_minus_random_pp": mean_interval(diff, W),
+                                     "human_minus_random_dz": cohen_dz(diff),
+                                     "human_minus_random_p": sign_flip_p(diff, seed=seed),
                                      "human_beats_random": float(np.mean(diff[np.isfinite(diff)] > 0))
                                      if np.isfinite(diff).any() else float("nan")})
         # the bottom-up control: a saliency map that needs no model, scored like a model map
@@ -424,6 +427,10 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         if "parts" in gt:
             entry["parts"] = parts_and_answers(gt["parts"], task, answers, with_strokes, maps, side)
     doc["ranking"] = ranking(boot_iou)
+    doc["ranking_note"] = ranking_note(doc["ranking"])
+    effects = [e for t in doc["tasks"] for e in t.get("effects", [])]  # one family: every task x model
+    for e, p in zip(effects, holm([e["human_minus_random_p"] for e in effects])):
+        e["human_minus_random_p_holm"] = p
     across_tasks(doc)
     doc["answers"] = answer_counts(definition, answers)
     doc["questions"] = question_summaries(definition, answers)
@@ -568,6 +575,24 @@ def ranking(boot_iou: dict) -> list[dict]:
     return out
 
 
+def ranking_note(rows: list[dict]) -> str:
+    """Whether the ranking means anything, in one sentence: not when every IoU is small, nor when the first two
+    intervals overlap, nor without intervals."""
+    models = [r for r in rows if r["model"] != SALIENCY]
+    if len(models) < 2:
+        return "One model map only: there is nothing to rank."
+    if max(r["iou"][0] for r in models) <= 0.05:
+        return ("Every model map's IoU with the human map is at most 0.05: no map is where the participants "
+                "removed, and the order means nothing.")
+    a, b = models[0]["iou"], models[1]["iou"]
+    if not (np.isfinite(a[1]) and np.isfinite(b[2])):
+        return "The intervals are not defined (too few participants): the order is not tested."
+    if a[1] <= b[2]:
+        return (f"The first two intervals overlap ({models[0]['model']} ({models[0]['explainer']}) and "
+                f"{models[1]['model']} ({models[1]['explainer']})): the data cannot tell them apart.")
+    return f"The first map's interval lies above the second's: {models[0]['model']} ({models[0]['explainer']}) leads."
+
+
 def across_tasks(doc: dict) -> None:
     """Adds to each ranking row, over the tasks: the mean pointing both ways, the mean IoU with the
     ground-truth region (Flower2D tasks) and the share of part-naming answers that name the part its map
@@ -652,7 +677,8 @@ AGREEMENT_COLUMNS = ["task", "model", "explainer", "iou", "spearman", "pointing_
                      "pointing_human_in_model", "spearman_blurred", "iou_top10", "dice_top10", "alignment",
                      "alignment_spearman", "explained_by_saliency", "model_flip_fraction"]
 EFFECT_COLUMNS = ["task", "model", "top1", "flip_rate", "drop_pp_per_removed_pct", "human_drop_pp",
-                  "random_drop_pp", "human_minus_random_pp", "human_beats_random", "saliency_flip_fraction"]
+                  "random_drop_pp", "human_minus_random_pp", "human_minus_random_dz", "human_minus_random_p",
+                  "human_minus_random_p_holm", "human_beats_random", "saliency_flip_fraction"]
 
 
 def _csv(path: Path, rows: list[dict], columns: list[str]) -> None:
@@ -810,7 +836,11 @@ other way round. <i>Flip rate</i>: the share of participants whose edits changed
 some point. <i>Drop per removed %</i>: the fall of the original class's probability (percentage points)
 per percent of the image removed, at the end. <i>Human − random</i>: how much more the participants'
 final removals lowered that probability than the same masks moved to random places (same inpainter);
-above 0 means people removed what the model uses. <i>Spearman blurred</i>, <i>IoU top 10</i> and <i>Dice top 10</i>
+above 0 means people removed what the model uses; beside it its effect size (<i>dz</i>: the mean of the
+participants' differences over their standard deviation) and a sign-flip permutation p (exact up to 12
+participants), Holm-adjusted over every task and model of the report (<i>p holm</i>). The ranking is followed by
+a sentence saying whether it means anything (not when every IoU is at most 0.05, nor when the first two
+intervals overlap). <i>Spearman blurred</i>, <i>IoU top 10</i> and <i>Dice top 10</i>
 are the Harmonization metrics (Fel et al., NeurIPS 2022) as they define them: the human map blurred with their
 Gaussian (10 taps, sigma 10, zero padding), Spearman over all pixels, IoU and Dice of each map's pixels above its
 90th percentile; comparable with published numbers. <i>Alignment</i>: the Pearson r of the model map with the
@@ -852,7 +882,8 @@ def report_body(doc: dict, figs: dict) -> str:
              f"<p>Study <code>{html.escape(doc['study'])}</code>; explainers: {html.escape(', '.join(doc['explainers']))};"
              f" {doc['bootstrap']} bootstrap resamples; {doc['random_placements']} random placements per removal.</p>",
              plan_html(doc.get("plan")), READING, "<h2>Which model looks where people look</h2>",
-             _table(doc["ranking"], RANKING_COLUMNS)]
+             _table(doc["ranking"], RANKING_COLUMNS),
+             f"<p class=note>{html.escape(doc.get('ranking_note', ''))}</p>"]
     if doc.get("humans_vs_truth", {}).get("tasks"):
         parts.append(f"<p>On the {doc['humans_vs_truth']['tasks']} task(s) with a ground-truth region, the "
                      f"participants' removal map overlaps it with IoU {doc['humans_vs_truth']['iou']:.2f} "

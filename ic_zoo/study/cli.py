@@ -75,6 +75,8 @@ def cmd_analyze(args) -> int:
         p, lo, hi = r["iou"]
         print(f"  {r['rank']}. {r['model']} ({r['explainer']}): IoU with the human removal map {p:.2f}"
               + (f" [{lo:.2f}, {hi:.2f}]" if hi == hi else "") + f" over {r['tasks']} task(s)")
+    if doc.get("ranking_note"):
+        print(f"  {doc['ranking_note']}")
     for t in doc["tasks"]:
         for n in t["notes"]:
             print(f"  task {t['task']}: {n}")

@@ -25,7 +25,7 @@ import json
 
 import numpy as np
 
-from .stats import bootstrap_weights, interval, leave_one_out, mean_interval
+from .stats import bootstrap_weights, holm, interval, leave_one_out, mean_interval  # noqa: F401 (holm: the simulation's)
 
 MEASURES = ("correct", "flip_correct", "class_correct")
 
@@ -82,17 +82,6 @@ def difference(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, n_perm: int = 1
     perms = np.random.default_rng(seed).permuted(np.tile(pooled, (n_perm, 1)), axis=1)
     dp = perms[:, :len(a)].mean(1) - perms[:, len(a):].mean(1)
     out["p_permutation"] = float((1 + np.sum(np.abs(dp) >= abs(d) - 1e-12)) / (1 + n_perm))
-    return out
-
-
-def holm(ps: list[float]) -> list[float]:
-    """Holm's step-down adjustment of the p values ``ps`` (NaN left as NaN)."""
-    idx = [i for i, p in enumerate(ps) if np.isfinite(p)]
-    order = sorted(idx, key=lambda i: ps[i])
-    out, running = [float("nan")] * len(ps), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (len(order) - rank) * ps[i]))
-        out[i] = running
     return out
 
 

@@ -62,3 +62,40 @@ def bootstrap_weights(n: int, b: int, seed: int) -> np.ndarray:
         return np.zeros((b, n))
     counts = np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(b)])
     return counts / max(n, 1)
+
+
+def sign_flip_p(d: np.ndarray, n_perm: int = 10000, seed: int = 0) -> float:
+    """Two-sided permutation p of "the participants' differences ``d`` are centred on 0": each difference's sign
+    flipped at random (all 2^n patterns when n <= 12), p = (1 + #|mean*| >= |mean|) / (1 + patterns) (exact:
+    the share of patterns). NaN with fewer than two differences."""
+    d = np.asarray(d, np.float64)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n < 2:
+        return float("nan")
+    obs = abs(d.mean())
+    if n <= 12:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)
+        return float(np.mean(np.abs((signs * d).mean(1)) >= obs - 1e-12))
+    signs = np.random.default_rng(seed).choice([-1.0, 1.0], (n_perm, n))
+    return float((1 + np.sum(np.abs((signs * d).mean(1)) >= obs - 1e-12)) / (1 + n_perm))
+
+
+def cohen_dz(d: np.ndarray) -> float:
+    """The effect size of paired differences: their mean over their standard deviation (Cohen's d_z)."""
+    d = np.asarray(d, np.float64)
+    d = d[np.isfinite(d)]
+    if len(d) < 2 or d.std(ddof=1) == 0:
+        return float("nan")
+    return float(d.mean() / d.std(ddof=1))
+
+
+def holm(ps: list[float]) -> list[float]:
+    """Holm's step-down adjustment of the p values ``ps`` (NaN left as NaN)."""
+    idx = [i for i, p in enumerate(ps) if np.isfinite(p)]
+    order = sorted(idx, key=lambda i: ps[i])
+    out, running = [float("nan")] * len(ps), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * ps[i]))
+        out[i] = running
+    return out
