@@ -112,3 +112,32 @@ def test_a_prolific_participant_is_sent_back_to_prolific_with_the_code(tmp_path,
         page.close()
     finally:
         demo.close()
+
+
+def test_the_analysis_report_is_readable_at_a_normal_window_width(tmp_path, browser):
+    """Issue 39 item 6: the report at 1280 px: the page does not run off the window (a wide table scrolls in its
+    own box), every table's text and every title is of a readable size, the figures fit."""
+    from test_study_analysis import _halves, _simulate, _task_parts
+
+    from ic_zoo.study import analysis as A
+    from ic_zoo.study import db as D
+
+    img, disc, leaf = _task_parts()
+    db = _simulate(tmp_path, "rep", [(f"P{k}", _halves(disc)) for k in range(4)])
+    eng = D.engine_for(db)
+    A.analyze(eng, tmp_path / "out", explainers=["gradcam", "occlusion"], n_boot=50, n_random=1, log=lambda s: None)
+    eng.dispose()
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto((tmp_path / "out" / "report.html").as_uri(), wait_until="load")
+    got = page.evaluate("""() => ({
+        page: document.documentElement.scrollWidth, window: window.innerWidth,
+        cells: Math.min(...[...document.querySelectorAll('td, th')].map((e) => parseFloat(getComputedStyle(e).fontSize))),
+        titles: Math.min(...[...document.querySelectorAll('h2, h3')].map((e) => parseFloat(getComputedStyle(e).fontSize))),
+        wide: [...document.querySelectorAll('table')].filter((t) => t.getBoundingClientRect().width > window.innerWidth)
+              .filter((t) => getComputedStyle(t.parentElement).overflowX !== 'auto').length,
+        images: Math.max(...[...document.querySelectorAll('img')].map((e) => e.getBoundingClientRect().right)),
+        tables: document.querySelectorAll('table').length})""")
+    assert got["page"] <= got["window"], got  # no sideways scrolling of the page
+    assert got["cells"] >= 13 and got["titles"] >= 16 and got["wide"] == 0 and got["tables"] >= 4, got
+    assert got["images"] <= got["window"], got
+    page.close()

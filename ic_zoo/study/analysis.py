@@ -824,7 +824,8 @@ def jsonable(doc: dict) -> dict:
 def _table(rows: list[dict], columns: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r.get(c)))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # a wide table scrolls in its own box: the page keeps the window's width
+    return f"<div class=ic-scroll><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 READING = """<p><b>How to read it.</b> The <i>human removal map</i> is the share of participants whose final image
@@ -950,9 +951,11 @@ def report_body(doc: dict, figs: dict) -> str:
                      + _table(question_rows(doc), QUESTION_COLUMNS))
     if doc["answers"]:
         parts.append("<h2>Answers</h2>" + _table(doc["answers"], ["task", "question", "answer", "count"]))
-    style = (".ic-report{font-family:system-ui,sans-serif;max-width:1200px;margin:1em auto;padding:0 1em}"
-             ".ic-report table{border-collapse:collapse;margin:.5em 0}.ic-report td,.ic-report th{border:1px solid "
-             "#ccc;padding:3px 8px;font-size:13px;white-space:nowrap}.ic-report img{max-width:100%}"
-             ".ic-report .note{color:#8a5a00}")
+    style = (".ic-report{font-family:system-ui,sans-serif;font-size:15px;line-height:1.45;max-width:1200px;"
+             "margin:1em auto;padding:0 1em}.ic-report h2{font-size:22px}.ic-report h3{font-size:17px}"
+             ".ic-report .ic-scroll{max-width:100%;overflow-x:auto;margin:.5em 0}"
+             ".ic-report table{border-collapse:collapse}.ic-report td,.ic-report th{border:1px solid #ccc;"
+             "padding:4px 8px;font-size:14px;vertical-align:top}.ic-report th{background:#f3f3f3;text-align:left}"
+             ".ic-report img{max-width:100%;height:auto}.ic-report .note{color:#8a5a00}")
     return f"<style>{style}</style><div class=ic-report>{''.join(parts)}</div>"
 
