@@ -215,7 +215,7 @@ def test_the_answer_is_sent_only_after_the_prediction_is_logged(tmp_path):
         for bad, why in (((["yes"], [before["top5"][0]], "3", 2), "There is nothing to predict now"),
                          (([None], [before["top5"][0]], "3", 1), "Please predict whether flower2d/squeezenet will change"),
                          ((["yes"], [before["top5"][0]], None, 1), "Please say how sure you are"),
-                         ((["yes"], [before["top5"][0]], "9", 1), "")):
+                         ((["yes"], [before["top5"][0]], "9", 1), "not in the list of choices")):
             with pytest.raises(Exception, match=why):
                 _predict(c, *bad)
         with pytest.raises(Exception, match="First predict what the models will do"):
