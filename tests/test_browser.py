@@ -89,6 +89,15 @@ def _screen_point(page, img_shape, x, y):
     return box["x"] + box["width"] / 2 + (x - w / 2) * zoom, box["y"] + box["height"] / 2 + (y - h / 2) * zoom
 
 
+def _drag(page, img_shape, pts, steps: int):
+    """Press at the first image point, move through the others (``steps`` mouse events each), release."""
+    page.mouse.move(*_screen_point(page, img_shape, *pts[0]))
+    page.mouse.down()
+    for x, y in pts[1:]:
+        page.mouse.move(*_screen_point(page, img_shape, x, y), steps=steps)
+    page.mouse.up()
+
+
 def test_paint_the_petals_and_the_class_flips(server, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -274,11 +283,7 @@ def test_example_study_end_to_end(study_server):
         params = json.loads((d / row["params"]).read_text())
         cx, cy, r = params["centre"]["x"] * 256, params["centre"]["y"] * 256, params["petals"]["length"] * 1.15 * 256
         pts = [(cx - r, y) if k % 2 == 0 else (cx + r, y) for k, y in enumerate(np.arange(cy - r, cy + r + 1, 9))]
-        page.mouse.move(*_screen_point(page, (256, 256), *pts[0]))
-        page.mouse.down()
-        for x, y in pts[1:]:
-            page.mouse.move(*_screen_point(page, (256, 256), x, y), steps=6)
-        page.mouse.up()
+        _drag(page, (256, 256), pts, steps=6)
         _wait_text(page, "#status", "1 stroke(s)")
         assert "top-1 changed" in page.locator("#status").inner_text()
         if os.environ.get("IC_ZOO_SCREENSHOT"):  # the README's study picture, beside the app's

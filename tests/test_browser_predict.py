@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 os.environ["IC_ZOO_APP_NO_DEMO"] = "1"
-from test_browser import BROWSER_MARKS, _screen_point, browser  # noqa: E402,F401
+from test_browser import BROWSER_MARKS, _drag, browser  # noqa: E402,F401
 from test_predict import MODEL, _rows, _study  # noqa: E402
 
 pytestmark = BROWSER_MARKS
@@ -69,11 +69,7 @@ def test_the_page_asks_for_the_prediction_then_shows_the_answer(tmp_path, browse
         shown = page.locator("#model_0_title").inner_text()
         ys, xs = np.nonzero(masks[0])  # the part that decides the class, painted with the mouse
         pts = [(x, y) for y in range(ys.min(), ys.max() + 1, 6) for x in (xs.min(), xs.max())]
-        page.mouse.move(*_screen_point(page, (128, 128), *pts[0]))
-        page.mouse.down()
-        for x, y in pts[1:]:
-            page.mouse.move(*_screen_point(page, (128, 128), x, y), steps=4)
-        page.mouse.up()
+        _drag(page, (128, 128), pts, steps=4)
         _wait_text(page, "#status", "Now predict")
         page.wait_for_selector("#predict", state="visible", timeout=30_000)
         assert page.locator("#model_0_title").inner_text() == shown  # the columns wait for the prediction
