@@ -72,7 +72,7 @@ def class_choices(labels: list[str]) -> list[str]:
     return list(dict.fromkeys(labels)) + [SOMETHING_ELSE]
 
 
-def score(task, before: dict, after: dict, predictions: dict) -> dict:
+def score(before: dict, after: dict, predictions: dict) -> dict:
     """Each predicted model's outcome and whether each prediction was right. ``before`` / ``after``:
     {model: {"top1": label, "top5": [labels]}} (``before`` is what the participant saw when predicting);
     ``predictions``: {model: {"flip": "yes" | "no", "class": label}}."""

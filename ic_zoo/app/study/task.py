@@ -312,7 +312,7 @@ class TaskHandlers:
             raise gr.Error("Please say how sure you are (1 to 5).", print_exception=False)
         self.check_base(st, base)
         res, views, _ = self.evaluate(st)  # the tab's image after the edit (its results are cached)
-        scored = conditions.score(task, pend["before"], self.outcome_of(res, pend["models"]), predictions)
+        scored = conditions.score(pend["before"], self.outcome_of(res, pend["models"]), predictions)
         payload = {"trial": trial, "edit_seq": pend["seq"], "models": pend["models"], "predictions": predictions,
                    "confidence": int(confidence) if task.predict.confidence else None, "outcome": scored,
                    "correct": all(o["correct"] for o in scored.values()),
