@@ -122,3 +122,37 @@ def test_app_shows_trust_under_each_map(case):
     assert set(view.trust) == {"original", "modified"} and "modified" in view.info
     quiet, _ = model_view(s, "flower2d/resnet", res.models["flower2d/resnet"], y, "gradcam", trust=False)
     assert quiet.trust is None and "Trust" not in quiet.info
+
+
+def test_the_stroke_effect_costs_no_forward_pass_and_reads_the_same_map(case, monkeypatch):
+    """The app's column shows the last stroke's effect: the share of the pre-stroke top-1 map inside it.
+    That map is made while the version still keeps its run (keep_for_next), so a stroke costs one forward
+    pass per model, even when the column shows another class; and the effect equals the one computed
+    afresh from the image before the stroke."""
+    from ic_zoo.analyses.stroke_effect import stroke_effect
+    from ic_zoo.app.comparison import model_view
+
+    clf, img, gt, y, x = case
+    name = "flower2d/resnet"
+    s = ic_zoo.Session(img, device="cpu")
+    res = s.evaluate([name], explainer="gradcam", map_classes=[])
+    other = next(c for c in range(clf.num_classes) if c != res.models[name].tracked[0].index)
+    h, w = gt.shape
+    for k, band in enumerate([(slice(0, h // 6), slice(None)), (slice(h - h // 6, h), slice(None))]):
+        if k == 1:
+            runs = []
+            real = type(s.classifier(name)).run
+            monkeypatch.setattr(type(s.classifier(name)), "run",
+                                lambda self, *a, **kw: runs.append(1) or real(self, *a, **kw))
+        m = np.zeros((h, w), bool)
+        m[band] = True
+        s.apply(m, "telea")
+        res = s.evaluate([name], explainer="gradcam", map_classes=[])
+        view, _ = model_view(s, name, res.models[name], other, "gradcam", effect=True, trust=False)
+    assert len(runs) == 1, f"{len(runs)} forward passes for one stroke of one model"
+    got = stroke_effect(s, name, "gradcam")
+    before, _ = s.before_last()
+    del s.cache._entries[(name, before)]  # the map made again from the image before the stroke
+    again = stroke_effect(s, name, "gradcam")
+    assert got.mass_in_stroke is not None and got.cls == again.cls
+    assert abs(got.mass_in_stroke - again.mass_in_stroke) < 1e-5

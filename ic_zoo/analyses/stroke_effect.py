@@ -54,3 +54,18 @@ def stroke_effect(session, name: str, explainer: str = "gradcam", cls: int | Non
                 mass = float(heat[edit.mask].sum() / float(heat.sum()))
         return StrokeEffect(name, c, clf.labels[c], float(pb.probs[c]), float(pa.probs[c]),
                             100.0 * float(pa.probs[c] - pb.probs[c]), float(edit.mask.mean()), mass, explainer)
+
+
+def keep_for_next(session, name: str, explainer: str = "gradcam") -> None:
+    """Compute now, from the run the current image version still keeps, its top-1 map by ``explainer``:
+    the next stroke's effect reads that map (of the image before that stroke), and after that stroke the
+    version keeps its maps but not its run (``ResultCache``), so the map would then cost a forward pass.
+    Nothing for an explainer that has no tapped run or cannot map this model."""
+    from ..session import get_explainer
+
+    ex = get_explainer(explainer)
+    with session.lock:
+        if ex.cost != "interactive" or ex.supports(session.classifier(name)) is not None:
+            return
+        v = session.version
+        session.maps(name, v, ex, [session.state(name, v, need_x=False).prediction.top1])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import gradio as gr
 import numpy as np
 
-from ..analyses.stroke_effect import stroke_effect
+from ..analyses.stroke_effect import keep_for_next, stroke_effect
 from ..analyses.trust import map_trust
 from ..errors import IcZooError
 from ..presentation import present
@@ -103,6 +103,8 @@ def model_view(session, name: str, result, cls: int, explainer: str, *, rows_mod
         info.append(present.md_text(exc))
     if effect and session.edits:
         info.append(present.stroke_effect_text(stroke_effect(session, name, explainer), session.edits[-1]))
+    if effect and cm is not None:  # the next stroke's effect: its map while this version's run is kept
+        keep_for_next(session, name, explainer)
     rows = present.class_rows(result, rows_mode)
     names = short_names(session.classifier(name).labels)
     view = ModelView(name, present.model_title(name, result), rows, panel,
