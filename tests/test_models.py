@@ -62,7 +62,7 @@ def test_the_gee_recovers_a_planted_log_odds_and_no_effect():
 
 def test_what_cannot_be_fitted_is_one_sentence():
     one_model = [r for r in _agreement(0.1, 1) if r["model"] == "A"]
-    assert M.fit_agreement(one_model)["note"].startswith("Not fitted: it needs at least two models")
+    assert M.fit_agreement(one_model)["note"].startswith("Not fitted: it needs at least two values of model")
     same = [{**r, "value": 1.0} for r in _binary(0.0, 4)]
     assert M.fit_binary(same, "flipped", "model", "flips")["note"] == "Not fitted: every flipped is 1."
     assert [f["analysis"] for f in M.fit_all(_agreement(0.1, 1))] == ["agreement", "flips", "prediction accuracy"]

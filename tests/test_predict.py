@@ -459,8 +459,10 @@ def test_the_example_study_loads_with_its_prepared_edits():
 
 @pytest.mark.slow
 def test_the_example_study_runs_offline_for_a_prolific_participant(tmp_path):
-    """The example study as a Prolific participant meets it, with the embedded Lite weights: every task's
-    prediction, its reveal, the completion code; the next participant is in the next condition (no maps)."""
+    """The example study as Prolific participants meet it, with the embedded Lite weights: every task's
+    prediction, its reveal, the completion code; each participant in the next condition (Grad-CAM, no maps,
+    random maps). Then its analysis: the report shows the noise ceiling, the published metrics, the saliency
+    control, the mixed model and the three conditions compared."""
     from types import SimpleNamespace
 
     from ic_zoo.app.study.ui import build_study_demo
@@ -471,17 +473,18 @@ def test_the_example_study_runs_offline_for_a_prolific_participant(tmp_path):
     app = demo.ic_zoo_study_app
     fn = {f.name: f.fn for f in demo.fns.values()}
     try:
-        for n, pid in enumerate(("5f0c0ffee0000000000000a1", "5f0c0ffee0000000000000a2")):
+        for n, pid in enumerate(f"5f0c0ffee0000000000000a{k}" for k in range(1, 7)):
             req = SimpleNamespace(query_params={"PROLIFIC_PID": pid, "STUDY_ID": "S1", "SESSION_ID": f"X{n}"},
                                   session_hash=f"h{n}", client=None)
             out = fn["on_load"](None, req)
             st = out[app.ui.state]
             out = fn["on_consent"](1.7e12, pid, st, req)
             maps_shown = out.get(app.ui.task.compare.slots[0].maps)
-            assert (maps_shown is not None) == (n == 0)  # gradcam, then no-map
+            assert (maps_shown is not None) == (n % 3 != 1)  # gradcam, no-map, random-map, in turn
             for i, task in enumerate(study.tasks):
                 if task.edit is None:  # the participant paints: a stroke over the saucer
-                    stroke = {"w": 600, "h": 400, "strokes": [{"id": 1, "r": 20, "pts": [120, 300, 220, 330]}]}
+                    pts = [120 + 12 * n, 300 - 4 * n, 220 + 12 * n, 330 - 4 * n]  # each a little elsewhere
+                    stroke = {"w": 600, "h": 400, "strokes": [{"id": 1, "r": 20, "pts": pts}]}
                     fn["on_stroke"](0, stroke, st.base, st, req)
                 assert st.pending is not None and st.pending["trial"] == 1
                 k = len(st.pending["models"])
@@ -495,7 +498,31 @@ def test_the_example_study_runs_offline_for_a_prolific_participant(tmp_path):
     finally:
         demo.close()
     rows = _rows(db, "prediction")
-    assert len(rows) == 12 and {r["payload"]["condition"] for r in rows} == {"gradcam", "no-map"}
+    assert len(rows) == 36 and {r["payload"]["condition"] for r in rows} == {"gradcam", "no-map", "random-map"}
     assert [r["payload"]["phase"] for r in rows[:6]] == ["learning"] * 2 + ["test"] * 4
     flipped = {r["task_id"]: [o["flipped"] for o in r["payload"]["outcome"].values()] for r in rows[:5]}
     assert any(any(v) for v in flipped.values()) and any(not all(v) for v in flipped.values())
+    # the example study's analysis (issue 39's report on the example study)
+    from ic_zoo.study.analysis import SALIENCY, analyze
+
+    eng = D.engine_for(db)
+    doc = analyze(eng, tmp_path / "out", explainers=["gradcam"], n_boot=200, n_random=1, log=lambda s: None)
+    eng.dispose()
+    painted = next(e for e in doc["tasks"] if e["task"] == study.tasks[-1].id)
+    assert painted["with_strokes"] == 6 and painted["ceiling"] is not None
+    assert np.isfinite(painted["ceiling"]["ceiling"][0])
+    rows = {r["model"]: r for r in painted["agreement"]}
+    assert set(rows) == set(study.tasks[-1].models) | {SALIENCY}
+    assert all(np.isfinite(r["spearman_blurred"][0]) and "explained_by_saliency" in r
+               for m, r in rows.items() if m != SALIENCY)
+    fit = doc["models"][0]
+    assert fit["analysis"] == "agreement" and fit["terms"], fit.get("note")
+    cmp = doc["groups"]
+    assert cmp["groups"] == ["gradcam", "no-map", "random-map"]
+    assert {r["groups"] for r in cmp["differences"]} == {"gradcam - no-map", "gradcam - random-map",
+                                                         "no-map - random-map"}
+    assert all(r["n"] == [2, 2] for r in cmp["differences"] if r["measure"] == "iou")
+    page = (tmp_path / "out" / "report.html").read_text()
+    for text in ("Human noise ceiling", "spearman blurred", SALIENCY, "Models of the per-participant table",
+                 "Groups compared", "gradcam - no-map"):
+        assert text in page, text

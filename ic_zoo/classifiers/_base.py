@@ -323,6 +323,16 @@ class Classifier:
     def predict(self, image: np.ndarray) -> Prediction:
         return self.predict_tensor(self.preprocess(image))
 
+    def probabilities(self, images: Sequence[np.ndarray], batch: int = 16) -> np.ndarray:
+        """Every class's probability on each image, (N, C): :meth:`predict`'s ``probs`` for each, the images
+        preprocessed alike and passed through the model ``batch`` at a time."""
+        out = []
+        for i in range(0, len(images), batch):
+            x = torch.cat([self.preprocess(im) for im in images[i:i + batch]])
+            with self.lock, torch.inference_mode():
+                out.append(torch.softmax(self.forward(x).detach().float(), dim=1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, self.num_classes), np.float32)
+
     def prediction(self, logits: torch.Tensor) -> Prediction:
         """Logits (1, C), from :meth:`forward` or a :meth:`run`, as a Prediction (probabilities, top-k)."""
         lg = logits.detach()[0].float()

@@ -104,7 +104,12 @@ def top_dice(a: np.ndarray, b: np.ndarray, percent: float = TOP_PERCENT) -> floa
 
 def published(human: np.ndarray, model: np.ndarray, size: int = BLUR_SIZE, sigma: float = BLUR_SIGMA) -> dict:
     """Harmonization's three metrics of a model map against the human map (the human map blurred first)."""
-    h = blur(human, size, sigma)
+    return published_blurred(blur(human, size, sigma), model)
+
+
+def published_blurred(blurred_human: np.ndarray, model: np.ndarray) -> dict:
+    """:func:`published` of a human map blurred already (an analysis blurs each human map once)."""
+    h = blurred_human
     return {"spearman_blurred": spearman(h, model), "iou_top10": top_iou(h, model), "dice_top10": top_dice(h, model)}
 
 

@@ -51,7 +51,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from .db import active, answers_t, images_t, interactions_t, participants_t, png_to_mask, stored_image
-from . import alignment, models, saliency, simulation
+from . import alignment, groups, models, saliency, simulation
 from .research import pick_study
 from .stats import (bootstrap_weights, cohen_dz, holm, interval, leave_one_out, mean_interval,  # noqa: F401
                     sign_flip_p)
@@ -231,30 +231,48 @@ def flip_region(clf, image: np.ndarray, heat: np.ndarray, cls: int, fill) -> dic
 def removal_effect(clf, image: np.ndarray, finals: list[np.ndarray], cls: int, fill, n_random: int,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Per participant: p(cls) drop (pp) when their final removal is inpainted, and the mean drop of
-    ``n_random`` random placements of the same mask (the same area and shape, moved with wrap-around)."""
-    from ..errors import MaskError
+    ``n_random`` random placements of the same mask (the same area and shape, moved with wrap-around).
+    One model's part of :func:`removal_effects`."""
+    return removal_effects({"m": (clf, cls)}, image, finals, fill, n_random, seed)["m"]
 
+
+def removal_effects(models: dict, image: np.ndarray, finals: list[np.ndarray], fill, n_random: int,
+                    seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`removal_effect` for every model of a task at once (``models``: name -> (classifier, class)):
+    each participant's removal and its random placements are inpainted once for all the models (several at
+    a time on thread-safe inpainters) and each model sees them in one batch. The placements are drawn in the
+    same order as one model alone draws them (``seed``), so every model is scored on the same images; a
+    mask the inpainter refuses scores NaN."""
     rng = np.random.default_rng(seed)
-    p0 = float(clf.predict(image).probs[cls])
-    human, rand = [], []
-    for m in finals:
-        try:
-            human.append(100 * (p0 - float(clf.predict(fill.inpaint(image, m)).probs[cls])))
-        except MaskError:
-            human.append(float("nan"))
-            rand.append(float("nan"))
+    p0 = {name: float(clf.probabilities([image])[0, cls]) for name, (clf, cls) in models.items()}
+    out: dict = {name: ([], []) for name in models}
+    for m, filled in zip(finals, fill.inpaint_many(image, finals)):
+        if isinstance(filled, Exception):  # refused (too little context left): nothing to score
+            for human, rand in out.values():
+                human.append(float("nan"))
+                rand.append(float("nan"))
             continue
-        drops = []
+        moved = []
         for _ in range(n_random):
             dy, dx = rng.integers(0, m.shape[0]), rng.integers(0, m.shape[1])
-            r = np.roll(m, (int(dy), int(dx)), axis=(0, 1))
-            drops.append(100 * (p0 - float(clf.predict(fill.inpaint(image, r)).probs[cls])))
-        rand.append(float(np.mean(drops)))
-    return np.asarray(human, float), np.asarray(rand, float)
+            moved.append(np.roll(m, (int(dy), int(dx)), axis=(0, 1)))
+        images = [filled] + [r for r in fill.inpaint_many(image, moved) if not isinstance(r, Exception)]
+        for name, (clf, cls) in models.items():
+            drops = 100 * (p0[name] - clf.probabilities(images)[:, cls])
+            out[name][0].append(float(drops[0]))
+            out[name][1].append(float(np.mean(drops[1:])) if len(drops) > 1 else float("nan"))
+    return {name: (np.asarray(h, float), np.asarray(r, float)) for name, (h, r) in out.items()}
 
 
 PLAN_DEFAULTS = {"explainers": list(DEFAULT_EXPLAINERS), "bootstrap": 1000, "random": 8, "seed": 0,
                  "blur": {"size": 10, "sigma": 10.0}}
+
+
+def image_sha(image: np.ndarray) -> str:
+    """A task image's fingerprint (its shape and pixels): studies compared must show the same pictures."""
+    import hashlib
+
+    return hashlib.sha256(repr(image.shape).encode() + np.ascontiguousarray(image).tobytes()).hexdigest()[:16]
 
 
 def plan_of(definition: dict, explainers=None, n_boot=None, n_random=None, seed=None, blur=None) -> dict:
@@ -322,7 +340,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         tr = [traces(evs, shape) for _, evs in sorted(by.get(tid, {}).items())]
         with_strokes = [t for t in tr if t.strokes and not t.uploaded]
         entry = {"task": tid, "models": list(task["models"]), "participants": len(tr),
-                 "with_strokes": len(with_strokes), "notes": []}
+                 "with_strokes": len(with_strokes), "notes": [], "image_sha": image_sha(image)}
         doc["tasks"].append(entry)
         if len(tr) > len(with_strokes):
             entry["notes"].append(f"{len(tr) - len(with_strokes)} participant(s) made no stroke on the task image "
@@ -360,16 +378,23 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                 cache[cache_key] = maps
         entry["model_maps"] = maps
         fill = get_inpainter(task.get("inpainter", "telea"))
+        clfs = {m: (ic_zoo.get_classifier(m, pretrained=pretrained, device=device), mm["top1"])
+                for m, mm in maps.items()}
+        removed = removal_effects(clfs, image, [t.final for t in with_strokes], fill, n_random, seed)
+        # the human maps blurred once (Harmonization's metrics blur the human map), not once per model map
+        blurred = [alignment.blur(h, **bk) for h in (human, *h_boot, *h_jack)]
+
+        def scored(g, hs=(human, *h_boot, *h_jack)):
+            """(point, bootstraps, jackknife) of agreement and the published metrics of map ``g``."""
+            s_ = [{**agreement(h, g, k), **alignment.published_blurred(hb, g)} for h, hb in zip(hs, blurred)]
+            return s_[0], s_[1:1 + len(h_boot)], s_[1 + len(h_boot):]
+
         for m, mm in maps.items():
             flipped = [t for t in with_strokes if m in t.flips]
             if flipped:
                 entry["flip_maps"][m] = np.stack([to_grid(t.flips[m], side) for t in flipped]).mean(0)
             for ex, heat in mm["maps"].items():
-                g = to_grid(heat, side)
-                point = {**agreement(human, g, k), **alignment.published(human, g, **bk)}
-                boots = [{**agreement(hb, g, k), **alignment.published(hb, g, **bk)} for hb in h_boot] \
-                    if len(with_strokes) > 1 else []
-                jack = [{**agreement(hj, g, k), **alignment.published(hj, g, **bk)} for hj in h_jack]
+                point, boots, jack = scored(to_grid(heat, side))
                 row = {"model": m, "explainer": ex}
                 for key, v in point.items():
                     row[key] = interval([b[key] for b in boots], v, [j[key] for j in jack])
@@ -377,11 +402,14 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                 row["model_flip_fraction"] = flip["fraction"] if flip else None
                 entry["agreement"].append(row)
                 boot_iou.setdefault((m, ex), []).append((point["iou"], np.array([b["iou"] for b in boots])))
-            clf = ic_zoo.get_classifier(m, pretrained=pretrained, device=device)
             flips = np.array([float(m in t.flips) for t in with_strokes])
             per_pct = np.array([t.drop_per_pct.get(m, np.nan) for t in with_strokes])
-            hd, rd = removal_effect(clf, image, [t.final for t in with_strokes], mm["top1"], fill, n_random, seed)
+            hd, rd = removed[m]
             diff = hd - rd
+            long_rows += [{"participant": t.participant, "condition": conditions.get(t.participant, ""),
+                           "task": tid, "model": m, "explainer": "", "measure": measure, "value": float(v)}
+                          for t, a, b in zip(with_strokes, hd, diff)
+                          for measure, v in (("human_drop_pp", a), ("human_minus_random_pp", b))]
             entry["effects"].append({"model": m, "top1": mm["label"], "flip_rate": mean_interval(flips, W),
                                      "drop_pp_per_removed_pct": mean_interval(per_pct, W),
                                      "human_drop_pp": mean_interval(hd, W), "random_drop_pp": mean_interval(rd, W),
@@ -393,9 +421,7 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
         # the bottom-up control: a saliency map that needs no model, scored like a model map
         sal = saliency.spectral_residual(image)
         sal_grid = to_grid(sal, side)
-        point = {**agreement(human, sal_grid, k), **alignment.published(human, sal_grid, **bk)}
-        boots = [{**agreement(hb, sal_grid, k), **alignment.published(hb, sal_grid, **bk)} for hb in h_boot]
-        jack = [{**agreement(hj, sal_grid, k), **alignment.published(hj, sal_grid, **bk)} for hj in h_jack]
+        point, boots, jack = scored(sal_grid)
         row = {"model": SALIENCY, "explainer": "spectral residual", "model_flip_fraction": None}
         for key, v in point.items():
             row[key] = interval([b[key] for b in boots], v, [j[key] for j in jack])
@@ -443,6 +469,8 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
     except ImportError:  # statsmodels is the 'stats' extra
         doc["models"] = [{"analysis": "all", "formula": "", "terms": [],
                           "note": "Not fitted: the models need statsmodels (pip install 'ic-zoo[stats]')."}]
+    doc["groups"] = groups.of_conditions(doc, [c["name"] for c in definition.get("conditions") or []],
+                                         n_boot=max(int(n_boot), 200), seed=seed)
     doc["simulation"] = simulation.simulation(rows, conditions,
                                               [c["name"] for c in definition.get("conditions") or []],
                                               n_boot=max(int(n_boot), 200), seed=seed)
@@ -877,6 +905,30 @@ def report_html(doc: dict, figs: dict) -> str:
             f"</head><body>{report_body(doc, figs)}</body></html>")
 
 
+REPORT_STYLE = (".ic-report{font-family:system-ui,sans-serif;font-size:15px;line-height:1.45;max-width:1200px;"
+                "margin:1em auto;padding:0 1em}.ic-report h2{font-size:22px}.ic-report h3{font-size:17px}"
+                ".ic-report .ic-scroll{max-width:100%;overflow-x:auto;margin:.5em 0}"
+                ".ic-report table{border-collapse:collapse}.ic-report td,.ic-report th{border:1px solid #ccc;"
+                "padding:4px 8px;font-size:14px;vertical-align:top}.ic-report th{background:#f3f3f3;text-align:left}"
+                ".ic-report img{max-width:100%;height:auto}.ic-report .note{color:#8a5a00}")
+
+
+def model_tables_html(fits: list[dict], title: str = "Models of the per-participant table") -> str:
+    """The fitted models (``models.py``): per model its formula, method, terms and note."""
+    if not fits:
+        return ""
+    parts = [f"<h2>{html.escape(title)}</h2><p>Fitted to <code>participants_long.csv</code> "
+             "(one row per participant x task x model x measure; it loads unchanged in R): estimates with "
+             "95 % Wald intervals and p values; for the logistic GEEs also as odds ratios.</p>"]
+    for f in fits:
+        parts.append(f"<h3>{html.escape(f['analysis'])}: <code>{html.escape(f['formula'])}</code></h3>"
+                     + (f"<p>{html.escape(f.get('method', ''))}.</p>" if f.get("method") else "")
+                     + (_table([{**t, "estimate": [t["estimate"], t["ci_low"], t["ci_high"]]} for t in f["terms"]],
+                               ["term", "estimate", "p", "odds_ratio", "n", "groups"]) if f["terms"] else "")
+                     + (f"<p class=note>{html.escape(f['note'])}</p>" if f.get("note") else ""))
+    return "".join(parts)
+
+
 def report_body(doc: dict, figs: dict) -> str:
     """The report without its page (what the admin page shows), its style included."""
     parts = [f"<h1>{html.escape(doc['title'])}: humans vs models</h1>",
@@ -934,28 +986,15 @@ def report_body(doc: dict, figs: dict) -> str:
         if sim["differences"]:
             parts.append("<h3>Between conditions</h3>" + _table(sim["differences"], simulation.DIFFERENCE_COLUMNS))
         parts.append("<h3>Accuracy by trial (learning)</h3>" + _table(sim["learning"], simulation.LEARNING_COLUMNS))
-    fits = doc.get("models") or []
-    if fits:
-        parts.append("<h2>Models of the per-participant table</h2><p>Fitted to <code>participants_long.csv</code> "
-                     "(one row per participant x task x model x measure; it loads unchanged in R): estimates with "
-                     "95 % Wald intervals and p values; for the logistic GEEs also as odds ratios.</p>")
-        for f in fits:
-            parts.append(f"<h3>{html.escape(f['analysis'])}: <code>{html.escape(f['formula'])}</code></h3>"
-                         + (f"<p>{html.escape(f.get('method', ''))}.</p>" if f.get("method") else "")
-                         + (_table([{**t, "estimate": [t["estimate"], t["ci_low"], t["ci_high"]]} for t in f["terms"]],
-                                   ["term", "estimate", "p", "odds_ratio", "n", "groups"]) if f["terms"] else "")
-                         + (f"<p class=note>{html.escape(f['note'])}</p>" if f.get("note") else ""))
+    if doc.get("groups"):
+        parts.append(groups.section_html(doc["groups"]) + model_tables_html(doc["groups"].get("models", []),
+                                                                            "The groups' models"))
+    parts.append(model_tables_html(doc.get("models") or []))
     if doc.get("questions"):
         parts.append("<h2>Questions</h2><p>Per question, as its type reports it: how many answered, a choice's "
                      "count per choice, a scale's mean with its 95 % interval (t distribution) and median.</p>"
                      + _table(question_rows(doc), QUESTION_COLUMNS))
     if doc["answers"]:
         parts.append("<h2>Answers</h2>" + _table(doc["answers"], ["task", "question", "answer", "count"]))
-    style = (".ic-report{font-family:system-ui,sans-serif;font-size:15px;line-height:1.45;max-width:1200px;"
-             "margin:1em auto;padding:0 1em}.ic-report h2{font-size:22px}.ic-report h3{font-size:17px}"
-             ".ic-report .ic-scroll{max-width:100%;overflow-x:auto;margin:.5em 0}"
-             ".ic-report table{border-collapse:collapse}.ic-report td,.ic-report th{border:1px solid #ccc;"
-             "padding:4px 8px;font-size:14px;vertical-align:top}.ic-report th{background:#f3f3f3;text-align:left}"
-             ".ic-report img{max-width:100%;height:auto}.ic-report .note{color:#8a5a00}")
-    return f"<style>{style}</style><div class=ic-report>{''.join(parts)}</div>"
+    return f"<style>{REPORT_STYLE}</style><div class=ic-report>{''.join(parts)}</div>"
 

@@ -94,6 +94,22 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .groups import compare_studies
+
+    res = compare_studies(args.db, args.out, names=args.name, study_keys=args.study_key, explainers=args.explainers,
+                          n_boot=args.bootstrap, n_random=args.random, seed=args.seed, device=args.device,
+                          log=lambda s: print(s, flush=True))
+    for r in res["differences"]:
+        if r["task"] == "all" or len({x["task"] for x in res["differences"]}) == 1:
+            d, lo, hi = r["difference"]
+            what = f"{r['model']} ({r['explainer']})" if r["explainer"] else r["model"]
+            print(f"  {r['measure']}, {what}, {r['groups']}: {d:+.3f} [{lo:.3f}, {hi:.3f}], g = {r['hedges_g']:.2f}, "
+                  f"p = {r['p_permutation']:.3g} (Holm {r['p_holm']:.3g})")
+    print(f"{len(res['groups'])} studies compared -> {args.out}/compare.html")
+    return 0
+
+
 def cmd_links(args) -> int:
     import os
     import urllib.parse
@@ -225,6 +241,24 @@ def add_args(p) -> None:
     a.add_argument("--seed", type=int, default=None, help="default: the plan's, else 0")
     a.add_argument("--device", default=None)
     a.set_defaults(func=cmd_analyze)
+    cp = sub.add_parser("compare", help="several studies of the same task images in one analysis",
+                        description="Analyses each study (its report in OUT/study_N) and compares them: per task, "
+                        "model map and measure (IoU, Spearman, flips, drop per removed %%, human minus random), "
+                        "each study's mean with its BCa interval, every pair's difference with its BCa interval, "
+                        "Hedges' g and a permutation p, Holm-adjusted over the whole table, and the mixed model "
+                        "with the study as a fixed effect. Writes compare.html, CSV and JSON. (The conditions of "
+                        "one study are compared in its own report by 'study analyze'.)")
+    cp.add_argument("--db", action="append", required=True, help="a study's log (give --db once per study)")
+    cp.add_argument("--study-key", action="append", default=None, help="which study of each database (once per --db)")
+    cp.add_argument("--name", action="append", default=None, help="each study's name in the tables (once per --db; "
+                    "default: its title)")
+    cp.add_argument("--out", required=True)
+    cp.add_argument("--explainers", nargs="+", default=None)
+    cp.add_argument("--bootstrap", type=int, default=None)
+    cp.add_argument("--random", type=int, default=None)
+    cp.add_argument("--seed", type=int, default=None)
+    cp.add_argument("--device", default=None)
+    cp.set_defaults(func=cmd_compare)
     pl = sub.add_parser("plan", help="sample-size planning from a pilot: interval widths and power at N",
                         description="Resamples the pilot's participants (their per-participant values from the "
                         "analysis) into studies of N participants and reports, for each headline figure, the "
@@ -252,7 +286,7 @@ def add_args(p) -> None:
     c.set_defaults(func=cmd_check)
 
 
-@register("command", "study", description="user studies: export, replay, analyze, progress, links, withdraw, check")
+@register("command", "study", description="user studies: export, replay, analyze, compare, plan, progress, links, withdraw, check")
 class StudyCommand(Command):
     def add_arguments(self, parser) -> None:
         add_args(parser)

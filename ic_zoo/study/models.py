@@ -49,23 +49,27 @@ def _terms(result, analysis: str, formula: str, n: int, groups: int, odds: bool)
     return out
 
 
-def fit_agreement(rows: list[dict], measure: str = "iou") -> dict:
-    """The agreement model (module docstring) on the long table's ``measure`` rows."""
+def fit_agreement(rows: list[dict], measure: str = "iou", term: str = "model") -> dict:
+    """The agreement model (module docstring) on the long table's ``measure`` rows; ``term``: its fixed
+    effects ("model", or "model + condition" to compare groups too)."""
     import statsmodels.formula.api as smf
 
-    formula = f"{measure} ~ model + (1 | participant) + (1 | task)"
     d = _frame([r for r in rows if r["measure"] == measure and np.isfinite(r["value"])])
-    if d.empty or d["model"].nunique() < 2 or d["participant"].nunique() < 3:
+    if not d.empty:
+        d = d.assign(model=d["model"] + np.where(d["explainer"] != "", " (" + d["explainer"] + ")", ""), everyone=1)
+    # a term with one value compares nothing (one model map, when groups are compared): left out
+    term = " + ".join(t for t in (x.strip() for x in term.split("+")) if not d.empty and d[t].nunique() > 1) or term
+    formula = f"{measure} ~ {term} + (1 | participant) + (1 | task)"
+    if d.empty or any(d[t.strip()].nunique() < 2 for t in term.split("+")) or d["participant"].nunique() < 3:
         return {"analysis": "agreement", "formula": formula, "terms": [],
-                "note": "Not fitted: it needs at least two models and three participants with strokes."}
-    d = d.assign(model=d["model"] + np.where(d["explainer"] != "", " (" + d["explainer"] + ")", ""), everyone=1)
+                "note": f"Not fitted: it needs at least two values of {term} and three participants with strokes."}
     # crossed random intercepts: one group holding every row, participant and task as variance components
     vc = {"participant": "0 + C(participant)"}
     if d["task"].nunique() > 1:
         vc["task"] = "0 + C(task)"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = smf.mixedlm("value ~ model", d, groups="everyone", re_formula="0", vc_formula=vc).fit(reml=True)
+        res = smf.mixedlm(f"value ~ {term}", d, groups="everyone", re_formula="0", vc_formula=vc).fit(reml=True)
     note = "; ".join(sorted({str(w.message).splitlines()[0] for w in caught}))[:300]
     sd = {name: float(np.sqrt(max(v, 0.0))) for name, v in zip(res.model.exog_vc.names, res.vcomp)}
     return {"analysis": "agreement", "formula": formula, "method": "linear mixed model (REML), participant and "
@@ -90,8 +94,12 @@ def fit_binary(rows: list[dict], measure: str, term: str, analysis: str) -> dict
                 "note": f"Not fitted: every {measure} is {d['value'].iloc[0]:g}."}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = smf.gee(f"value ~ {term}", groups="participant", data=d, family=sm.families.Binomial(),
-                      cov_struct=sm.cov_struct.Exchangeable()).fit()
+        try:
+            res = smf.gee(f"value ~ {term}", groups="participant", data=d, family=sm.families.Binomial(),
+                          cov_struct=sm.cov_struct.Exchangeable()).fit()
+        except Exception as exc:  # noqa: BLE001 - e.g. perfect separation (every A flipped, no B): said, not raised
+            return {"analysis": analysis, "formula": formula, "terms": [],
+                    "note": f"Not fitted: {str(exc).splitlines()[0][:200]}"}
     note = "; ".join(sorted({str(w.message).splitlines()[0] for w in caught}))[:300]
     return {"analysis": analysis, "formula": formula, "method": "logistic GEE, exchangeable within participants",
             "terms": _terms(res, analysis, formula, len(d), d["participant"].nunique(), True), "note": note}
