@@ -22,6 +22,7 @@ def _formatters():
     import occlusion_budget
     import replicas
     import soak
+    import study_analysis
 
     from ic_zoo.research import bench, explain_bench, explain_parts, latency
 
@@ -38,6 +39,7 @@ def _formatters():
             ("soak_cpu", "soak_cpu", soak.table),
             ("soak_768_cpu", "soak_768_cpu", soak.table),
             ("occlusion_budget", "occlusion_budget", occlusion_budget.table),
+            ("study_analysis", "study_analysis", study_analysis.table),
             ("browser_lite_stages", "browser_lite_cpu", browser_latency.stage_table),
             ("browser_flower2d_stages", "browser_flower2d_cpu", browser_latency.stage_table)]
 

@@ -468,6 +468,19 @@ def test_the_batched_removal_effect_is_the_one_model_at_a_time_computation():
         np.testing.assert_allclose(h, want_h, atol=1e-3, equal_nan=True)
         np.testing.assert_allclose(r, want_r, atol=1e-3, equal_nan=True)
     assert got["flower2d/resnet"][0][0] != got["flower2d/squeezenet"][0][0]
+    # a removal made again (a prepared edit everyone got) takes the first one's scores and costs no pass
+    calls = []
+    real = type(models["flower2d/resnet"][0]).probabilities
+    clf_type = type(models["flower2d/resnet"][0])
+    try:
+        clf_type.probabilities = lambda self, ims, **k: calls.append(len(ims)) or real(self, ims, **k)
+        again = A.removal_effects(models, img, finals + [disc.copy(), leaf.copy()], fill, n_random=3, seed=7)
+    finally:
+        clf_type.probabilities = real
+    for name in models:
+        np.testing.assert_array_equal(again[name][0][:4], got[name][0])
+        assert again[name][0][4] == got[name][0][0] and again[name][1][5] == got[name][1][1]
+    assert sum(calls) == 2 * (1 + 3 * 4)  # per model: the image, and 3 scored removals of 1 + 3 images each
 
 
 def test_two_studies_compared_in_one_analysis(simulated, tmp_path, capsys):

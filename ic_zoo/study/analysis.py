@@ -242,11 +242,25 @@ def removal_effects(models: dict, image: np.ndarray, finals: list[np.ndarray], f
     each participant's removal and its random placements are inpainted once for all the models (several at
     a time on thread-safe inpainters) and each model sees them in one batch. The placements are drawn in the
     same order as one model alone draws them (``seed``), so every model is scored on the same images; a
-    mask the inpainter refuses scores NaN."""
+    mask the inpainter refuses scores NaN. A removal identical to an earlier participant's (a prepared edit
+    everyone was shown) takes that participant's scores: its random placements are the earlier one's, so
+    it costs no pass and draws nothing."""
     rng = np.random.default_rng(seed)
     p0 = {name: float(clf.probabilities([image])[0, cls]) for name, (clf, cls) in models.items()}
     out: dict = {name: ([], []) for name in models}
-    for m, filled in zip(finals, fill.inpaint_many(image, finals)):
+    seen: dict[bytes, int] = {}  # a removal made before (a prepared edit: everyone's is the same) -> its index
+    unique = []
+    for i, m in enumerate(finals):
+        unique.append(seen.setdefault(np.packbits(m).tobytes() + repr(m.shape).encode(), i) == i)
+    filled_all = iter(fill.inpaint_many(image, [m for m, u in zip(finals, unique) if u]))
+    for i, (m, u) in enumerate(zip(finals, unique)):
+        if not u:  # the same removal as an earlier participant's: the same scores, no pass and no draw
+            j = seen[np.packbits(m).tobytes() + repr(m.shape).encode()]
+            for human, rand in out.values():
+                human.append(human[j])
+                rand.append(rand[j])
+            continue
+        filled = next(filled_all)
         if isinstance(filled, Exception):  # refused (too little context left): nothing to score
             for human, rand in out.values():
                 human.append(float("nan"))
