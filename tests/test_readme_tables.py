@@ -24,7 +24,7 @@ def _formatters():
     import soak
     import study_analysis
 
-    from ic_zoo.research import bench, explain_bench, explain_parts, latency
+    from ic_zoo.research import bench, explain_bench, explain_parts, explain_photos, latency
 
     # (the Markdown file, the JSON it is made from, the formatter): one explain-bench run makes three
     return [("capacity_cpu", "capacity_cpu", replicas.capacity_table),
@@ -40,6 +40,8 @@ def _formatters():
             ("soak_768_cpu", "soak_768_cpu", soak.table),
             ("occlusion_budget", "occlusion_budget", occlusion_budget.table),
             ("study_analysis", "study_analysis", study_analysis.table),
+            ("explain_photos", "explain_photos", explain_photos.format_markdown),
+            ("explain_photos_photos", "explain_photos", explain_photos.photo_table),
             ("browser_lite_stages", "browser_lite_cpu", browser_latency.stage_table),
             ("browser_flower2d_stages", "browser_flower2d_cpu", browser_latency.stage_table)]
 
