@@ -16,6 +16,7 @@ def _formatters():
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import arch_matrix
+    import cam_libraries
     import browser_latency
     import chaos
     import lime_samples
@@ -41,6 +42,7 @@ def _formatters():
             ("occlusion_budget", "occlusion_budget", occlusion_budget.table),
             ("study_analysis", "study_analysis", study_analysis.table),
             ("explain_photos", "explain_photos", explain_photos.format_markdown),
+            ("cam_libraries", "cam_libraries", cam_libraries.table),
             ("explain_photos_photos", "explain_photos", explain_photos.photo_table),
             ("browser_lite_stages", "browser_lite_cpu", browser_latency.stage_table),
             ("browser_flower2d_stages", "browser_flower2d_cpu", browser_latency.stage_table)]
