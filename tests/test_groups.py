@@ -63,7 +63,9 @@ def test_a_comparison_needs_two_groups_and_studies_of_the_same_pictures(monkeypa
                  {"title": "two", "study": "k2", "tasks": [{"task": "t0", "image_sha": "bbb"}], "long": []}])
     monkeypatch.setattr(analysis, "analyze", lambda *a, **k: next(docs))
     monkeypatch.setattr("ic_zoo.study.db.open_engine", lambda url: type("E", (), {"dispose": lambda self: None})())
+    from ic_zoo.study.compare import compare_studies
+
     with pytest.raises(StudyError, match="Task t0 shows another image in two than in one"):
-        G.compare_studies(["sqlite:///a", "sqlite:///b"], tmp_path)
+        compare_studies(["sqlite:///a", "sqlite:///b"], tmp_path)
     with pytest.raises(StudyError, match="one --name per --db"):
-        G.compare_studies(["sqlite:///a", "sqlite:///b"], tmp_path, names=["x"])
+        compare_studies(["sqlite:///a", "sqlite:///b"], tmp_path, names=["x"])

@@ -38,40 +38,15 @@ from ..analyses.trust import FRACTIONS
 from ..command import Command
 from ..registry import register
 from . import explain_parts
+from .scoring import ALL_EXPLAINERS, CONTROLS, control_map, deletion_auc  # noqa: F401 (its names too)
 
-ALL_EXPLAINERS = ("cam", "gradcam", "gradcam++", "hirescam", "layercam", "eigencam", "finercam", "refinecam",
-                  "scorecam", "scorecam-topk", "ablationcam", "ablationcam-topk", "fullgrad", "fem", "kpcacam",
-                  "shapleycam", "rollout", "chefer", "legrad", "inputxgradient", "integratedgradients", "smoothgrad",
-                  "captum-occlusion", "vebi", "vebi-nofix", "occlusion", "occlusion-exhaustive", "lime")
 #: the fast occlusion and its reference: when both run, their agreement is scored too
 OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
 QUICK_EXPLAINERS = ("cam", "gradcam", "vebi", "occlusion")
-CONTROLS = ("gt", "random", "centre")
 VARIANTS = ("double-12c", "single-6c")
 TARGETS = {"double-12c": (0.75, 0.95), "single-6c": (0.65, 0.90)}  # (top-|M| IoU, pointing)
 PROTOTYPE = {"double-12c": (0.646, 0.98), "single-6c": (0.574, 0.833)}  # VEBI-style without the stride fix
 SIZE = 64
-
-
-def control_map(name: str, m: np.ndarray, rng) -> np.ndarray:
-    if name == "gt":
-        return m.astype(np.float32)
-    if name == "random":
-        from ..analyses.trust import random_map
-
-        return random_map(m.shape, rng)
-    if name == "centre":
-        yy, xx = np.mgrid[0:m.shape[0], 0:m.shape[1]]
-        s = 0.25 * m.shape[0]
-        return np.exp(-(((yy - m.shape[0] / 2) ** 2 + (xx - m.shape[1] / 2) ** 2) / (2 * s * s))).astype(np.float32)
-    raise ValueError(name)
-
-
-def deletion_auc(clf, img: np.ndarray, h: np.ndarray, y: int, fill) -> float:
-    """The deletion AUC of map ``h`` (the trust score's measure, ``trust.deletion_probs``)."""
-    from ..analyses.trust import auc, deletion_probs
-
-    return float(auc(deletion_probs(clf, img, h, y, fill))[0])
 
 
 # -- the run -------------------------------------------------------------------------------------------
@@ -664,8 +639,7 @@ def add_bench_args(p) -> None:
     p.set_defaults(func=cmd_bench)
 
 
-@register("command", "explain-bench", description="score every explainer against Flower2D's ground truth, or real "
-          "photos' drawn masks (--protocol photos)")
+@register("command", "explain-bench", description="score every explainer against Flower2D's or real photos' truth")
 class ExplainBenchCommand(Command):
     def add_arguments(self, parser) -> None:
         add_bench_args(parser)

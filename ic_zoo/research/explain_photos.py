@@ -113,7 +113,7 @@ def model_frame(clf, img: np.ndarray, mask: np.ndarray) -> tuple:
 
 
 def control(name: str, m: np.ndarray, rng) -> np.ndarray:
-    from .explain_bench import control_map
+    from .scoring import control_map
 
     return control_map(name, m, rng)
 
@@ -122,7 +122,7 @@ def scores(clf, x, img_in: np.ndarray, m: np.ndarray, h: np.ndarray, y: int, fil
     """Every metric of map ``h`` (at the model's input size) for the mask ``m`` and class ``y`` (ROAD NaN
     unless ``with_road``)."""
     from ..analyses.trust import road
-    from .explain_bench import deletion_auc
+    from .scoring import deletion_auc
 
     return {"top_m_iou": top_m_iou(h, m), "pointing": pointing(h, m), "energy": energy(h, m),
             "deletion_auc": deletion_auc(clf, img_in, h, y, fill),
@@ -134,7 +134,7 @@ SLOW = ("lime",)
 
 
 def default_explainers() -> list[str]:
-    from .explain_bench import ALL_EXPLAINERS
+    from .scoring import ALL_EXPLAINERS
 
     return [e for e in ALL_EXPLAINERS if e not in SLOW]
 

@@ -927,6 +927,15 @@ REPORT_STYLE = (".ic-report{font-family:system-ui,sans-serif;font-size:15px;line
                 ".ic-report img{max-width:100%;height:auto}.ic-report .note{color:#8a5a00}")
 
 
+def groups_html(result: dict) -> str:
+    """The comparison's tables, for the report of a study with conditions and for compare.html."""
+    return ("<h2>Groups compared</h2><p>Each group's mean per task (and over all tasks) with its 95 % BCa "
+            "interval over participants; every pair's difference (first minus second) with its BCa interval, "
+            "Hedges' g, a permutation p and the p Holm-adjusted over every row of the table.</p>"
+            + _table(result["by_group"], groups.BY_GROUP_COLUMNS)
+            + _table(result["differences"], groups.DIFFERENCE_COLUMNS))
+
+
 def model_tables_html(fits: list[dict], title: str = "Models of the per-participant table") -> str:
     """The fitted models (``models.py``): per model its formula, method, terms and note."""
     if not fits:
@@ -1001,7 +1010,7 @@ def report_body(doc: dict, figs: dict) -> str:
             parts.append("<h3>Between conditions</h3>" + _table(sim["differences"], simulation.DIFFERENCE_COLUMNS))
         parts.append("<h3>Accuracy by trial (learning)</h3>" + _table(sim["learning"], simulation.LEARNING_COLUMNS))
     if doc.get("groups"):
-        parts.append(groups.section_html(doc["groups"]) + model_tables_html(doc["groups"].get("models", []),
+        parts.append(groups_html(doc["groups"]) + model_tables_html(doc["groups"].get("models", []),
                                                                             "The groups' models"))
     parts.append(model_tables_html(doc.get("models") or []))
     if doc.get("questions"):

@@ -95,7 +95,7 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .groups import compare_studies
+    from .compare import compare_studies
 
     res = compare_studies(args.db, args.out, names=args.name, study_keys=args.study_key, explainers=args.explainers,
                           n_boot=args.bootstrap, n_random=args.random, seed=args.seed, device=args.device,
@@ -286,7 +286,7 @@ def add_args(p) -> None:
     c.set_defaults(func=cmd_check)
 
 
-@register("command", "study", description="user studies: export, replay, analyze, compare, plan, progress, links, withdraw, check")
+@register("command", "study", description="user studies: analyze, compare, plan, export, replay, links, withdraw")
 class StudyCommand(Command):
     def add_arguments(self, parser) -> None:
         add_args(parser)

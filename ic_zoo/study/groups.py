@@ -20,11 +20,12 @@ map and every measure:
 The measures compared: ``iou`` and ``spearman`` (a participant's own final removal against the model's map),
 ``flipped``, ``drop_pp_per_removed_pct`` and ``human_minus_random_pp`` (how much more their final removal
 lowered the class's probability than the same mask at random places).
+
+The statistics only: ``analysis`` renders them in a study's report, ``compare`` runs several studies.
 """
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 
@@ -116,73 +117,3 @@ def of_conditions(doc: dict, names: list[str], n_boot: int, seed: int) -> dict |
     if len(present) < 2:
         return None
     return compare(rows, present, n_boot=n_boot, seed=seed)
-
-
-def compare_studies(dbs: list[str], out: str | Path, names: list[str] | None = None, study_keys=None,
-                    log=print, **analyze_args) -> dict:
-    """Several studies of the same task images in one analysis: each is analysed (``analysis.analyze``, its
-    report in ``out/<name>``), then their long tables are compared by study (module docstring). A task id
-    that shows another image in one of the studies is one sentence, before any comparison."""
-    from . import db as D
-    from .analysis import analyze
-
-    names = list(names or [])
-    if names and len(names) != len(dbs):
-        raise StudyError(f"Give one --name per --db ({len(dbs)} database(s), {len(names)} name(s)).")
-    keys = list(study_keys or [None] * len(dbs))
-    if len(keys) != len(dbs):
-        raise StudyError(f"Give one --study-key per --db, or none ({len(dbs)} database(s), {len(keys)} key(s)).")
-    out = Path(out)
-    docs, rows, seen = [], [], {}
-    for i, (url, key) in enumerate(zip(dbs, keys)):
-        eng = D.open_engine(url)
-        try:
-            doc = analyze(eng, out / f"study_{i + 1}", key, log=log, **analyze_args)
-        finally:
-            eng.dispose()
-        name = names[i] if names else doc["title"] or doc["study"]
-        if any(name == d["name"] for d in docs):
-            name = f"{name} ({i + 1})"
-        doc["name"] = name
-        for t in doc["tasks"]:
-            first = seen.setdefault(t["task"], (name, t.get("image_sha")))
-            if first[1] != t.get("image_sha"):
-                raise StudyError(f"Task {t['task']} shows another image in {name} than in {first[0]}: compare "
-                                 "studies of the same task images (the same task ids and pictures).")
-        docs.append(doc)
-        rows += [{**r, "group": name} for r in doc.get("long", [])]
-    settings = docs[0]["plan"]["settings"]  # the first study's (or the caller's) bootstrap count and seed
-    result = compare(rows, [d["name"] for d in docs], n_boot=int(settings["bootstrap"]), seed=int(settings["seed"]))
-    result["studies"] = [{"name": d["name"], "study": d["study"], "title": d["title"], "report": f"study_{i + 1}/report.html",
-                          "participants": len({r["participant"] for r in d.get("long", [])})}
-                         for i, d in enumerate(docs)]
-    write(result, out)
-    return result
-
-
-def write(result: dict, out: Path) -> None:
-    """compare_by_group.csv, compare_differences.csv, compare.json and compare.html in ``out``."""
-    import json
-
-    from .analysis import REPORT_STYLE, _csv, jsonable, model_tables_html
-
-    out.mkdir(parents=True, exist_ok=True)
-    _csv(out / "compare_by_group.csv", result["by_group"], BY_GROUP_COLUMNS)
-    _csv(out / "compare_differences.csv", result["differences"], DIFFERENCE_COLUMNS)
-    (out / "compare.json").write_text(json.dumps(jsonable(result), indent=1))
-    studies = "".join(f"<li>{s['name']}: study {s['study']}, {s['participants']} participant(s) with strokes "
-                      f"(<a href=\"{s['report']}\">its report</a>)</li>" for s in result.get("studies", []))
-    (out / "compare.html").write_text(
-        "<!doctype html><meta charset=utf-8><title>Studies compared</title>"
-        f"<style>{REPORT_STYLE}</style><div class=ic-report><h1>Studies compared</h1><ul>{studies}</ul>"
-        + section_html(result) + model_tables_html(result.get("models", []), "The groups' models") + "</div>")
-
-
-def section_html(result: dict) -> str:
-    """The comparison's tables, for the report of a study with conditions and for compare.html."""
-    from .analysis import _table
-
-    return ("<h2>Groups compared</h2><p>Each group's mean per task (and over all tasks) with its 95 % BCa "
-            "interval over participants; every pair's difference (first minus second) with its BCa interval, "
-            "Hedges' g, a permutation p and the p Holm-adjusted over every row of the table.</p>"
-            + _table(result["by_group"], BY_GROUP_COLUMNS) + _table(result["differences"], DIFFERENCE_COLUMNS))
