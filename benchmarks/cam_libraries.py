@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -46,13 +45,11 @@ PHOTO_METHODS = ("gradcam", "gradcam++", "layercam", "occlusion")
 
 
 def median_time(fn, repeats: int) -> float:
-    fn()  # warm
-    out = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - t)
-    return statistics.median(out)
+    """The median seconds of ``repeats`` calls after one to warm up (latency's own timer)."""
+    from ic_zoo.research.latency import _median_s
+
+    fn()
+    return _median_s(fn, repeats)
 
 
 def layer_name(model, layer) -> str:
@@ -80,7 +77,7 @@ class Libraries:
 
         from ic_zoo.session import get_explainer
 
-        self.clf, self.method, self.x = clf, method, None
+        self.clf, self.method = clf, method
         self.model = clf.logits_module()
         self.layer = clf.target_layers[0]
         pgc_name, tc_name = METHODS[method]
@@ -95,22 +92,16 @@ class Libraries:
         self.tc.remove_hooks()
 
     def ours_maps(self, x, classes):
-        self.tc._hooks_enabled = False  # noqa: SLF001 - TorchCAM's hooks idle while the others run
-        try:
+        with self.tc._hooks_off():  # noqa: SLF001 - TorchCAM's hooks idle while the others run
             return self.ours.explain(self.clf, x, list(classes)).normalized
-        finally:
-            self.tc._hooks_enabled = True  # noqa: SLF001
 
     def pgc_maps(self, x, classes):
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-        self.tc._hooks_enabled = False  # noqa: SLF001
-        try:
-            with self.clf.unfrozen():  # the libraries backprop through the parameters, as a user's model would
-                return self.pgc(input_tensor=x.repeat(len(classes), 1, 1, 1),
-                                targets=[ClassifierOutputTarget(int(c)) for c in classes])
-        finally:
-            self.tc._hooks_enabled = True  # noqa: SLF001
+        # the libraries backprop through the parameters, as a user's model would
+        with self.tc._hooks_off(), self.clf.unfrozen():  # noqa: SLF001
+            return self.pgc(input_tensor=x.repeat(len(classes), 1, 1, 1),
+                            targets=[ClassifierOutputTarget(int(c)) for c in classes])
 
     def tc_maps(self, x, classes):
         import torch
@@ -235,7 +226,6 @@ def run(models=MODELS, methods=tuple(METHODS), repeats: int = 5, photos: bool = 
     import torch
     import torchcam
 
-    torch.set_num_threads(torch.get_num_threads())
     t0 = time.perf_counter()
     rows = [r for m in models for r in compare_model(m, methods, repeats, log)]
     doc = {"rows": rows, "repeats": repeats, "metric_check": check_against_torchcam(),

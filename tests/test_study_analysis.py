@@ -437,8 +437,13 @@ def test_the_batched_removal_effect_is_the_one_model_at_a_time_computation():
     """removal_effects inpaints each removal and its random placements once for all the task's models and
     passes them in batches; it gives what the straightforward computation gives (one predict per image,
     each model drawing its own placements from the same seed), a refused mask included."""
+    import sys
+    from pathlib import Path
+
     import ic_zoo
-    from ic_zoo.errors import MaskError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from study_analysis import one_at_a_time  # the straightforward computation, the benchmark's reference
 
     img, disc, leaf = _task_parts()
     everything = np.ones_like(disc, bool)  # nothing left to fill from: refused, NaN
@@ -447,31 +452,17 @@ def test_the_batched_removal_effect_is_the_one_model_at_a_time_computation():
     models = {m: (ic_zoo.get_classifier(m, device="cpu"), c) for m, c in
               (("flower2d/resnet", 3), ("flower2d/squeezenet", 5))}
     got = A.removal_effects(models, img, finals, fill, n_random=3, seed=7)
-    for name, (clf, cls) in models.items():
-        rng, p0 = np.random.default_rng(7), float(clf.predict(img).probs[cls])
-        want_h, want_r = [], []
-        for m in finals:
-            try:
-                want_h.append(100 * (p0 - float(clf.predict(fill.inpaint(img, m)).probs[cls])))
-            except MaskError:
-                want_h.append(np.nan)
-                want_r.append(np.nan)
-                continue
-            drops = []
-            for _ in range(3):
-                dy, dx = rng.integers(0, m.shape[0]), rng.integers(0, m.shape[1])
-                drops.append(100 * (p0 - float(clf.predict(fill.inpaint(img, np.roll(m, (int(dy), int(dx)), (0, 1))))
-                                               .probs[cls])))
-            want_r.append(np.mean(drops))
-        h, r = got[name]
+    want = one_at_a_time(models, img, finals, fill, n_random=3, seed=7)  # one predict per image and model
+    for name in models:
+        (h, r), (want_h, want_r) = got[name], want[name]
         assert np.isnan(h[2]) and np.isnan(r[2]) and np.isfinite(h[[0, 1, 3]]).all()
         np.testing.assert_allclose(h, want_h, atol=1e-3, equal_nan=True)
         np.testing.assert_allclose(r, want_r, atol=1e-3, equal_nan=True)
     assert got["flower2d/resnet"][0][0] != got["flower2d/squeezenet"][0][0]
     # a removal made again (a prepared edit everyone got) takes the first one's scores and costs no pass
     calls = []
-    real = type(models["flower2d/resnet"][0]).probabilities
     clf_type = type(models["flower2d/resnet"][0])
+    real = clf_type.probabilities
     try:
         clf_type.probabilities = lambda self, ims, **k: calls.append(len(ims)) or real(self, ims, **k)
         again = A.removal_effects(models, img, finals + [disc.copy(), leaf.copy()], fill, n_random=3, seed=7)

@@ -38,11 +38,11 @@ import numpy as np
 
 from ..analyses.metrics import energy, pointing, top_m_iou
 from ..errors import InputError
+from .scoring import ALL_EXPLAINERS, CONTROLS, control_map, deletion_auc
 
 MASKS = Path(__file__).resolve().parent / "photo_masks"
 MODELS = ("tf_efficientnet_lite0.in1k", "tf_efficientnet_lite1.in1k", "tf_efficientnet_lite2.in1k")
 METRICS = ("top_m_iou", "pointing", "energy", "deletion_auc", "road")
-CONTROLS = ("gt", "random", "centre")
 RANDOM_DRAWS = 8
 GRABCUT = ("GrabCut (OpenCV, 8 iterations, seed 0) from a rectangle placed by hand around the object, the "
            "largest component kept and enclosed holes filled; checked by eye over the photo")
@@ -112,17 +112,10 @@ def model_frame(clf, img: np.ndarray, mask: np.ndarray) -> tuple:
     return x, clf.tensor_to_image(x), clf.tensor_to_image(clf.preprocess(m3))[..., 0] > 127
 
 
-def control(name: str, m: np.ndarray, rng) -> np.ndarray:
-    from .scoring import control_map
-
-    return control_map(name, m, rng)
-
-
 def scores(clf, x, img_in: np.ndarray, m: np.ndarray, h: np.ndarray, y: int, fill, with_road: bool) -> dict:
     """Every metric of map ``h`` (at the model's input size) for the mask ``m`` and class ``y`` (ROAD NaN
     unless ``with_road``)."""
     from ..analyses.trust import road
-    from .scoring import deletion_auc
 
     return {"top_m_iou": top_m_iou(h, m), "pointing": pointing(h, m), "energy": energy(h, m),
             "deletion_auc": deletion_auc(clf, img_in, h, y, fill),
@@ -134,8 +127,6 @@ SLOW = ("lime",)
 
 
 def default_explainers() -> list[str]:
-    from .scoring import ALL_EXPLAINERS
-
     return [e for e in ALL_EXPLAINERS if e not in SLOW]
 
 
@@ -166,15 +157,16 @@ def run_photos(models=None, explainers=None, photos=None, road: bool = False, lo
         frames = [(p, *model_frame(clf, img, mask)) for p, img, mask in cases]
         for name in explainers + list(CONTROLS):
             ex = get_explainer(name) if name not in CONTROLS else None
-            if ex is not None and ex.supports(clf):
-                rows.append({"model": key, "explainer": name, "control": False, "unsupported": ex.supports(clf)})
+            why = ex.supports(clf) if ex is not None else None
+            if why:
+                rows.append({"model": key, "explainer": name, "control": False, "unsupported": why})
                 continue
             per: dict = {k: [] for k in METRICS}
             t0 = time.perf_counter()
             for p, x, img_in, m in frames:
                 rng = np.random.default_rng([p.label, 7])
                 if ex is None:
-                    maps = [control(name, m, rng) for _ in range(RANDOM_DRAWS if name == "random" else 1)]
+                    maps = [control_map(name, m, rng) for _ in range(RANDOM_DRAWS if name == "random" else 1)]
                 else:
                     maps = [ex.explain(clf, x, [p.label]).raw[0]]
                 got = [scores(clf, x, img_in, m, h, p.label, fill, road and i == 0) for i, h in enumerate(maps)]

@@ -228,34 +228,24 @@ def flip_region(clf, image: np.ndarray, heat: np.ndarray, cls: int, fill) -> dic
     return None
 
 
-def removal_effect(clf, image: np.ndarray, finals: list[np.ndarray], cls: int, fill, n_random: int,
-                   seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per participant: p(cls) drop (pp) when their final removal is inpainted, and the mean drop of
-    ``n_random`` random placements of the same mask (the same area and shape, moved with wrap-around).
-    One model's part of :func:`removal_effects`."""
-    return removal_effects({"m": (clf, cls)}, image, finals, fill, n_random, seed)["m"]
-
-
 def removal_effects(models: dict, image: np.ndarray, finals: list[np.ndarray], fill, n_random: int,
                     seed: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """:func:`removal_effect` for every model of a task at once (``models``: name -> (classifier, class)):
-    each participant's removal and its random placements are inpainted once for all the models (several at
-    a time on thread-safe inpainters) and each model sees them in one batch. The placements are drawn in the
-    same order as one model alone draws them (``seed``), so every model is scored on the same images; a
-    mask the inpainter refuses scores NaN. A removal identical to an earlier participant's (a prepared edit
+    """Per participant and model (``models``: name -> (classifier, class)): the p(class) drop (pp) when their
+    final removal is inpainted, and the mean drop of ``n_random`` random placements of the same mask (the
+    same area and shape, moved with wrap-around). Each removal and its placements are inpainted once for all
+    the models (several at a time on thread-safe inpainters) and each model sees them in one batch; the
+    placements are drawn from ``seed`` in the participants' order, so every model is scored on the same
+    images. A mask the inpainter refuses scores NaN. A removal identical to an earlier participant's (a prepared edit
     everyone was shown) takes that participant's scores: its random placements are the earlier one's, so
     it costs no pass and draws nothing."""
     rng = np.random.default_rng(seed)
     p0 = {name: float(clf.probabilities([image])[0, cls]) for name, (clf, cls) in models.items()}
     out: dict = {name: ([], []) for name in models}
-    seen: dict[bytes, int] = {}  # a removal made before (a prepared edit: everyone's is the same) -> its index
-    unique = []
-    for i, m in enumerate(finals):
-        unique.append(seen.setdefault(np.packbits(m).tobytes() + repr(m.shape).encode(), i) == i)
-    filled_all = iter(fill.inpaint_many(image, [m for m, u in zip(finals, unique) if u]))
-    for i, (m, u) in enumerate(zip(finals, unique)):
-        if not u:  # the same removal as an earlier participant's: the same scores, no pass and no draw
-            j = seen[np.packbits(m).tobytes() + repr(m.shape).encode()]
+    seen: dict[bytes, int] = {}  # a removal -> the first participant who made it (a prepared edit: everyone)
+    first = [seen.setdefault(np.packbits(m).tobytes() + repr(m.shape).encode(), i) for i, m in enumerate(finals)]
+    filled_all = iter(fill.inpaint_many(image, [m for i, m in enumerate(finals) if first[i] == i]))
+    for i, (m, j) in enumerate(zip(finals, first)):
+        if j != i:  # the same removal as an earlier participant's: the same scores, no pass and no draw
             for human, rand in out.values():
                 human.append(human[j])
                 rand.append(rand[j])
@@ -396,9 +386,10 @@ def analyze(engine, out: str | Path | None = None, study_key: str | None = None,
                 for m, mm in maps.items()}
         removed = removal_effects(clfs, image, [t.final for t in with_strokes], fill, n_random, seed)
         # the human maps blurred once (Harmonization's metrics blur the human map), not once per model map
-        blurred = [alignment.blur(h, **bk) for h in (human, *h_boot, *h_jack)]
+        hs = (human, *h_boot, *h_jack)
+        blurred = [alignment.blur(h, **bk) for h in hs]
 
-        def scored(g, hs=(human, *h_boot, *h_jack)):
+        def scored(g, hs=hs, blurred=blurred):
             """(point, bootstraps, jackknife) of agreement and the published metrics of map ``g``."""
             s_ = [{**agreement(h, g, k), **alignment.published_blurred(hb, g)} for h, hb in zip(hs, blurred)]
             return s_[0], s_[1:1 + len(h_boot)], s_[1 + len(h_boot):]

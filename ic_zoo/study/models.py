@@ -58,9 +58,11 @@ def fit_agreement(rows: list[dict], measure: str = "iou", term: str = "model") -
     if not d.empty:
         d = d.assign(model=d["model"] + np.where(d["explainer"] != "", " (" + d["explainer"] + ")", ""), everyone=1)
     # a term with one value compares nothing (one model map, when groups are compared): left out
-    term = " + ".join(t for t in (x.strip() for x in term.split("+")) if not d.empty and d[t].nunique() > 1) or term
+    asked = [t.strip() for t in term.split("+")]
+    varying = [t for t in asked if not d.empty and d[t].nunique() > 1]
+    term = " + ".join(varying or asked)
     formula = f"{measure} ~ {term} + (1 | participant) + (1 | task)"
-    if d.empty or any(d[t.strip()].nunique() < 2 for t in term.split("+")) or d["participant"].nunique() < 3:
+    if not varying or d["participant"].nunique() < 3:
         return {"analysis": "agreement", "formula": formula, "terms": [],
                 "note": f"Not fitted: it needs at least two values of {term} and three participants with strokes."}
     # crossed random intercepts: one group holding every row, participant and task as variance components
