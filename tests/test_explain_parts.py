@@ -184,3 +184,46 @@ def test_target_sensitivity_counts_rounding_noise_as_a_tie(resnet12):
     ts_follow = [v for r in following if r["ts"] is not None for v in r["ts"]]
     assert ts_noisy and ts_follow
     assert set(ts_noisy) == {0.0} and set(ts_follow) == {1.0}
+
+
+# -- parts-5c: FunnyBirds' structure, where the protocol separates the maps --------------------------------
+@pytest.fixture(scope="module")
+def resnet5():
+    clf = get_classifier("flower2d-5c/resnet")
+    return clf, select_images(clf, "parts-5c", 6, 0)[0]
+
+
+def test_parts5_items_removals_and_ts_pairs():
+    """Six items (five parts and the background objects): 64 subsets per image; TS pairs share disjoint
+    parts with the target, and each pair's classes agree with it exactly on their shared parts."""
+    assert g.removable("parts-5c") == ("stem", "leaf", "petal", "centre", "pot", "object")
+    pairs = {y: P.ts_classes("parts-5c", y) for y in range(10)}
+    assert sum(v is not None for v in pairs.values()) >= 6  # classes with no such pair are left out of TS
+    for y, pair in pairs.items():
+        if pair is None:
+            continue
+        c1, c2, s1, s2 = pair
+        assert y not in (c1, c2) and s1 and s2 and not set(s1) & set(s2)
+        for c, s in ((c1, s1), (c2, s2)):
+            same = [k for k, a, b in zip(g.P5_PARTS, g.P5_CLASSES[y], g.P5_CLASSES[c]) if a == b]
+            assert same == s
+
+
+def test_parts5_truth_beats_random_and_a_map_on_the_objects_is_distracted(resnet5):
+    """On the trained parts-5c ResNet: the class's own set scores PC = D = 1 and CSDC about 1; a map on the
+    background objects marks irrelevant items (D < 1) and misses the set (CSDC 0); the random control is
+    far below the truth."""
+    clf, samples = resnet5
+    assert len(samples) == 6
+    gt, _ = _scores(clf, samples, lambda p, parts: g.disc_mask(p, parts).astype(np.float32))
+    # (a thin stem in a three-part set can hold less than the threshold's share of the mask's mass: CSDC < 1)
+    assert gt["csdc"] >= 0.9 and gt["pc"] == 1.0 and gt["d"] == 1.0 and gt["dc"] >= 0.8, gt
+    objects, per = _scores(clf, samples, lambda p, parts: (parts == g.PARTS["object"]).astype(np.float32))
+    assert objects["csdc"] == 0.0 and objects["d"] < 1.0 and objects["dc"] == 0.0, objects
+    rng = np.random.default_rng(0)
+    from ic_zoo.research.scoring import control_map
+
+    rnd, _ = _scores(clf, samples, lambda p, parts: control_map("random", g.disc_mask(p, parts), rng))
+    assert gt["com"] - rnd["com"] >= 0.2, (gt, rnd)
+    rem = P.Removals(clf, samples[0][0], SIZE)
+    assert len(rem.subsets) == 64

@@ -41,10 +41,103 @@ def test_reference_batch_checksum():
 REFERENCE_SHA = "359eb8b4323fa19d"  # numpy 2.4.6, opencv 4.13.0.92
 
 
+# -- parts-5c: FunnyBirds' structure ----------------------------------------------------------------------
+def test_parts5_is_deterministic_and_rerenders_bit_exactly():
+    p = g.sample_params("parts-5c", 0, "test", 23)
+    a, pa = g.render(p, 96)
+    b, pb = g.render(json.loads(json.dumps(p)), 96)
+    assert np.array_equal(a, b) and np.array_equal(pa, pb)
+    assert g.sample_params("parts-5c", 0, "test", 23) == p and g.sample_params("parts-5c", 1, "test", 23) != p
+    h = hashlib.sha256()
+    for i in range(6):
+        img, parts = g.render(g.sample_params("parts-5c", 0, "test", i), 64)
+        h.update(img.tobytes())
+        h.update(parts.tobytes())
+    assert h.hexdigest()[:16] == PARTS5_SHA
+
+
+PARTS5_SHA = "85d7fccaa8f8fc54"  # numpy 2.4.6, opencv 4.13.0.92
+
+
+def test_parts5_minimal_sufficient_sets_are_one_per_class_and_differ():
+    """Each class's set, checked from the definition: its colours tell the class from every other one, and
+    no smaller set does; one set per class, no two classes the same, every part in some set."""
+    import itertools
+
+    sets = []
+    for y, code in enumerate(g.P5_CLASSES):
+        found = g.minimal_sets(y)
+        assert len(found) == 1, (y, found)
+        s = found[0]
+        idx = [g.P5_PARTS.index(k) for k in s]
+        others = [c for k, c in enumerate(g.P5_CLASSES) if k != y]
+        assert all(any(code[i] != c[i] for i in idx) for c in others)  # sufficient
+        for r in range(len(s)):  # and nothing smaller is
+            for sub in itertools.combinations(idx, r):
+                assert any(all(code[i] == c[i] for i in sub) for c in others)
+        sets.append(frozenset(s))
+    assert len(set(sets)) == len(sets) and set().union(*sets) == set(g.P5_PARTS)
+    assert {len(s) for s in sets} == {1, 2, 3}
+
+
+def test_parts5_exact_part_maps_and_every_class_reachable():
+    seen = set()
+    for i in range(40):
+        p = g.sample_params("parts-5c", 0, "test", i)
+        seen.add(p["label"])
+        img, parts = g.render(p, 128, noise=False)
+        assert {0, 1, 2, 3, 4, 5, 6} >= set(np.unique(parts)) >= {0, 1, 3, 4, 5, 6}
+        for k, col in p["colours"].items():  # every pixel of a part is that part's colour, and only those
+            where = parts == g.PARTS[k]
+            rgb = np.array(g._hsv(col["h"], col["s"], col["v"]))
+            assert np.all(img[where] == rgb), k
+        for j, obj in enumerate(p["objects"]):
+            col = obj["colour"]
+            assert (np.all(img == np.array(g._hsv(col["h"], col["s"], col["v"])), axis=-1) & (parts == 6)).any()
+        assert 2 <= len(p["objects"]) <= 3
+    assert seen == set(range(10))
+    # a counterfactual recolour is the target class's full code, each part keeping its jitter
+    p = g.sample_params("parts-5c", 0, "test", 4)
+    for target in range(10):
+        rc = g.counterfactual(p, target)
+        for part, i in zip(g.P5_PARTS, g.P5_CLASSES[target]):
+            assert abs((rc[part]["h"] - g.P5_COLOURS[part][i][1] + 180) % 360 - 180) <= 6
+
+
+@pytest.mark.parametrize("size", [64, 96, 224])
+def test_parts5_objects_never_touch_the_flower(size):
+    """The background objects keep at least a pixel from the flower and from each other, at every size."""
+    import cv2
+
+    k = np.ones((3, 3), np.uint8)
+    for i in range(150):
+        p = g.sample_params("parts-5c", 0, "train", i)
+        _, parts = g.render(p, size, noise=False)
+        flower = cv2.dilate(((parts > 0) & (parts != 6)).astype(np.uint8), k) > 0
+        assert not (flower & (parts == 6)).any(), i
+        n = cv2.connectedComponents((parts == 6).astype(np.uint8))[0] - 1
+        assert n == len(p["objects"]), i  # none merged into another
+
+
+def test_parts5_training_removal_keeps_the_class_set():
+    dropped = []
+    for i in range(200):
+        p = g.sample_params("parts-5c", 0, "train", i)
+        gone = g.training_removal(p)
+        assert not set(gone) & set(p["disc_parts"])
+        assert g.training_removal(p) == gone  # from the sample's own RNG
+        dropped += gone
+        _, parts = g.render(p, 64, remove=gone)
+        for k in p["disc_parts"]:
+            assert (parts == g.PARTS[k]).any()
+    assert "object" in dropped and {"pot", "leaf", "stem", "petal", "centre"} & set(dropped)
+    assert g.training_removal(g.sample_params("double-12c", 0, "train", 1)) == []
+
+
 @pytest.mark.parametrize("variant", list(g.VARIANTS))
 def test_classes_parts_and_masks(variant):
     C = g.num_classes(variant)
-    assert C == (6 if variant == "single-6c" else 12) and len(set(g.class_names(variant))) == C
+    assert C == {"single-6c": 6, "parts-5c": 10}.get(variant, 12) and len(set(g.class_names(variant))) == C
     labels = [g.sample_params(variant, 0, "train", i)["label"] for i in range(3 * C)]
     assert np.bincount(labels).tolist() == [3] * C  # balanced
     p = g.sample_params(variant, 0, "test", 5)
@@ -52,10 +145,10 @@ def test_classes_parts_and_masks(variant):
     assert img.dtype == np.uint8 and img.shape == (128, 128, 3)
     assert set(np.unique(parts)) <= set(g.PARTS.values()) and {0, 1, 3, 4} <= set(np.unique(parts))
     disc = g.disc_mask(p, parts)
-    expected = {"petal"} if variant == "single-6c" else {"petal", "centre"}
+    expected = {"single-6c": {"petal"}, "parts-5c": set(g.minimal_sets(p["label"])[0])}.get(variant, {"petal", "centre"})
     assert set(p["disc_parts"]) == expected
     assert np.array_equal(disc, np.isin(parts, [g.PARTS[x] for x in expected]))
-    assert 0.01 < disc.mean() < 0.2
+    assert 0.005 < disc.mean() < 0.2
 
 
 def test_part_colours_define_the_class():
@@ -135,7 +228,7 @@ def generated_test_split(tmp_path_factory):
     from ic_zoo.cli import main
 
     out = {}
-    for variant in ("double-12c", "single-6c"):
+    for variant in ("double-12c", "single-6c", "parts-5c"):
         d = tmp_path_factory.mktemp(variant)
         assert main(["flower2d", "generate", "--variant", variant, "--split", "test", "--n", "240", "--size", "128",
                      "--start", "3000", "--out", str(d)]) == 0

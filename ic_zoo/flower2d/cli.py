@@ -36,7 +36,8 @@ def cmd_generate(args) -> int:
         f"# Flower2D {args.variant}, split {args.split}, {args.n} images at {args.size} px (seed {args.seed})\n\n"
         "`index.json` lists, per image: `image`, `label` (class index), `label_name`, `mask` (the "
         "discriminative region, white), `parts` (part map: pixel value 0 background, 1 stem, 2 leaf, 3 petal, "
-        "4 centre) and `params` (the generator parameters; `ic_zoo.flower2d.generator.render(params, size)` "
+        "4 centre, 5 pot, 6 background object) and `params` (the generator parameters; "
+        "`ic_zoo.flower2d.generator.render(params, size)` "
         "re-renders the image bit-exactly). Paths are relative to this folder.\n")
     print(f"wrote {args.n} images of {args.variant} ({len(names)} classes) to {out}")
     return 0
@@ -79,7 +80,8 @@ def cmd_grid(args) -> int:
     from ..imageio import save_png
     from . import generator as g
 
-    part_colours = np.array([[235, 235, 235], [70, 130, 60], [40, 90, 30], [220, 60, 60], [250, 200, 40]], np.uint8)
+    part_colours = np.array([[235, 235, 235], [70, 130, 60], [40, 90, 30], [220, 60, 60], [250, 200, 40],
+                             [150, 90, 50], [120, 120, 200]], np.uint8)  # ... pot, background objects
     blocks = []
     for variant in args.variant or list(g.VARIANTS):
         imgs, masks, parts = [], [], []
@@ -94,7 +96,8 @@ def cmd_grid(args) -> int:
             parts.append(part_colours[pm])
         rows = [np.concatenate(imgs, 1), np.concatenate(masks, 1), np.concatenate(parts, 1)]
         band = np.full((26, rows[0].shape[1], 3), 255, np.uint8)
-        cv2.putText(band, f"{variant}: images / discriminative mask / part map (stem, leaf, petal, centre)",
+        cv2.putText(band, f"{variant}: images / discriminative mask / part map (stem, leaf, petal, centre"
+                    + (", pot, objects)" if variant == "parts-5c" else ")"),
                     (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (20, 20, 20), 1, cv2.LINE_AA)
         blocks.append(np.concatenate([band] + rows, 0))
     save_png(np.concatenate(blocks, 0), args.out)

@@ -5,7 +5,7 @@ For held-out Flower2D images that a model classifies correctly:
 * remove the discriminative part(s) by inpainting (mask dilated by ``dilate`` px, Telea): how often
   does the prediction change, and by how much does the true-class probability drop?
 * the same with the exact removal (re-rendered without the part);
-* remove a non-discriminative part (a leaf, else the stem; never touching discriminative pixels):
+* remove a non-discriminative part (a leaf, else the stem, else the pot; never touching discriminative pixels):
   how often does the prediction change (it should not);
 * recolour the discriminative part(s) with another class's colours: how often is that class predicted?
 """
@@ -50,7 +50,9 @@ def interaction_stats(clf, variant: str, n: int = 200, size: int = 128, seed: in
         pe = clf.predict(exact)
         rows["exact_flip"].append(pe.top1 != y)
         rows["exact_drop"].append(float(p0.probs[y] - pe.probs[y]))
-        other = "leaf" if g.part_mask(parts, "leaf").sum() >= 4 else "stem"
+        # a part outside the class's set: a leaf, else the stem (on parts-5c the first such part drawn)
+        others = [k for k in ("leaf", "stem", "pot", "centre", "petal") if k not in p["disc_parts"]]
+        other = next((k for k in others if g.part_mask(parts, k).sum() >= 4), others[-1])
         m = _dilate(g.part_mask(parts, other), dilate) & ~disc
         if m.any():
             p2 = clf.predict(fill.inpaint(img, m))

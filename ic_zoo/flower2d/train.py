@@ -52,7 +52,7 @@ def train(variant: str, arch: str, *, seed: int = 0, data_seed: int = 0, epochs:
     C = g.num_classes(variant)
     t0 = time.perf_counter()
     xtr, ytr, _ = g.dataset(variant, "train", n_per_class * C, INPUT_SIZE, seed=data_seed,
-                            render_sizes=RENDER_SIZES, with_parts=False)
+                            render_sizes=RENDER_SIZES, with_parts=False, drop=True)
     xte, yte, _ = g.dataset(variant, "test", n_test_per_class * C, INPUT_SIZE, seed=data_seed,
                             render_sizes=RENDER_SIZES, with_parts=False)
     t_data = time.perf_counter() - t0

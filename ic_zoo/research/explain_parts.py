@@ -1,6 +1,10 @@
 """The part-level protocol: FunnyBirds' scores (Hesse, Schaub-Meyer & Roth, ICCV 2023) computed exactly
 on Flower2D, and the gap between removal by inpainting and true removal.
 
+On parts-5c (FunnyBirds' structure: five part types, one minimal sufficient set per class, background
+objects) the items are the five parts and the background objects (removed together); its scores are the
+ones that discriminate (double-12c and single-6c saturate, and stay for comparability).
+
 ``python -m ic_zoo explain-bench --protocol parts`` (or ``all``). FunnyBirds removes a part by
 re-rendering the scene without it; Flower2D's generator does the same (``render(params, remove=...)``),
 and its classes are defined by part colours, so the minimal sufficient part sets are known: {petal,
@@ -22,7 +26,8 @@ centre} on double-12c, {petal} on single-6c. The definitions follow the framewor
   when that class's map weights its shared part above the other class's map does. Defined on double-12c
   only: a single-6c class shares no part with another;
 * BI (model only): 1 - the share of non-discriminative parts (stem, leaf; and the centre on single-6c:
-  Flower2D's stand-ins for FunnyBirds' background objects) whose removal lowers the logit by 5% or more.
+  Flower2D's stand-ins for FunnyBirds' background objects; on parts-5c the parts outside the class's set and
+  the background objects) whose removal lowers the logit by 5% or more.
 
 The threshold is chosen per model x explainer to maximise CSDC/3 + PC/3 + DC/3 + D; Com = ((CSDC + PC +
 DC)/3 + D)/2, Cor = SD, Con = TS, and the mean is their average (n/a where TS is).
@@ -46,7 +51,7 @@ THRESHOLDS = np.linspace(0.01, 0.50, num=80)
 GAP_INPAINTERS = ("telea", "ns", "patchmatch", "blur", "mean_fill", "lama")
 
 
-def part_importance(h: np.ndarray, parts: np.ndarray) -> dict[str, float]:
+def part_importance(h: np.ndarray, parts: np.ndarray, items=PARTS) -> dict[str, float]:
     """The map's mass inside each part (the part mask dilated by 1 px, as FunnyBirds dilates)."""
     import cv2
 
@@ -55,7 +60,7 @@ def part_importance(h: np.ndarray, parts: np.ndarray) -> dict[str, float]:
     k = np.ones((3, 3), np.uint8)
     h = np.asarray(h, np.float64)
     return {name: float((h * (cv2.dilate((parts == g.PARTS[name]).astype(np.uint8), k) > 0)).sum())
-            for name in PARTS}
+            for name in items}
 
 
 def important_parts(imp: dict[str, float], total: float, thresholds=THRESHOLDS) -> list[frozenset]:
@@ -70,7 +75,8 @@ class Removals:
 
         from ..flower2d import generator as g
 
-        self.subsets = [frozenset(c) for r in range(len(PARTS) + 1) for c in itertools.combinations(PARTS, r)]
+        items = g.removable(params["variant"])
+        self.subsets = [frozenset(c) for r in range(len(items) + 1) for c in itertools.combinations(items, r)]
         images = np.stack([g.render(params, size, remove=sorted(s))[0] for s in self.subsets])
         with clf.lock, torch.inference_mode():
             logits = clf.forward(clf.image_to_tensor(images)).float().cpu().numpy()
@@ -92,11 +98,23 @@ def _spearman(a, b) -> float:
 
 
 def ts_classes(variant: str, label: int) -> tuple[int, int, list[str], list[str]] | None:
-    """Two classes sharing one disjoint discriminative part each with ``label`` (double-12c only)."""
+    """Two classes sharing disjoint parts with ``label``: one discriminative part each on double-12c (none on
+    single-6c, whose classes share no part); on parts-5c the pair whose shared parts are disjoint and most
+    even (FunnyBirds takes two parts each), the first such pair in class order."""
     from ..flower2d import generator as g
 
     if variant == "single-6c":
         return None
+    if variant == "parts-5c":
+        code = g.P5_CLASSES[label]
+        shared = {k: [p for p, a, b in zip(g.P5_PARTS, code, other) if a == b]
+                  for k, other in enumerate(g.P5_CLASSES) if k != label}
+        pairs = [(min(len(shared[a]), len(shared[b])), -a, -b) for a in shared for b in shared
+                 if a < b and shared[a] and shared[b] and not set(shared[a]) & set(shared[b])]
+        if not pairs:
+            return None
+        _, a, b = max(pairs)
+        return -a, -b, shared[-a], shared[-b]
     n_c = len(g.C3)
     p, c = divmod(label, n_c)
     n_p = len(g.P4)
@@ -118,12 +136,13 @@ def score_image(clf, explain, params: dict, img: np.ndarray, parts: np.ndarray, 
 
     y = int(params["label"])
     disc = set(params["disc_parts"])
-    present = [k for k in PARTS if (parts == g.PARTS[k]).any()]
+    items = g.removable(params["variant"])
+    present = [k for k in items if (parts == g.PARTS[k]).any()]
     rem = rem if rem is not None else Removals(clf, params, size)
     pred0 = rem.pred(())
     x = clf.preprocess(img)
     h = explain(x, [y])[0]
-    imp = {k: v for k, v in part_importance(h, parts).items() if k in present}
+    imp = {k: v for k, v in part_importance(h, parts, present).items()}
     total = float(np.asarray(h, np.float64).sum())
     sets = important_parts(imp, total)
     z0 = rem.logit((), y)
@@ -146,9 +165,9 @@ def score_image(clf, explain, params: dict, img: np.ndarray, parts: np.ndarray, 
         b = rem.logit(shared1, c2) - rem.logit((), c2), rem.logit(shared2, c2) - rem.logit((), c2)
         if a[0] < a[1] and b[1] < b[0]:  # the model behaves as assumed
             m1, m2 = explain(x, [c1, c2])[:2]  # one call: perturbation methods share their passes
-            i1, i2 = part_importance(m1, parts), part_importance(m2, parts)
-            out["ts"] = [float(_above(sum(i1[k] for k in shared1), sum(i2[k] for k in shared1))),
-                         float(_above(sum(i2[k] for k in shared2), sum(i1[k] for k in shared2)))]
+            i1, i2 = part_importance(m1, parts, present), part_importance(m2, parts, present)
+            out["ts"] = [float(_above(sum(i1.get(k, 0.0) for k in shared1), sum(i2.get(k, 0.0) for k in shared1))),
+                         float(_above(sum(i2.get(k, 0.0) for k in shared2), sum(i1.get(k, 0.0) for k in shared2)))]
     return out
 
 
@@ -203,7 +222,7 @@ def removal_gap(clf, samples, size: int, inpainters=GAP_INPAINTERS) -> dict:
         rhos, dc_agree, pc_agree = [], [], []
         for (params, img, parts), rem in zip(samples, removals):
             y = int(params["label"])
-            present = [p for p in PARTS if (parts == g.PARTS[p]).any()]
+            present = [p for p in g.removable(params["variant"]) if (parts == g.PARTS[p]).any()]
             z0 = rem.logit((), y)
             masks = {p: cv2.dilate((parts == g.PARTS[p]).astype(np.uint8), k) > 0 for p in present}
             disc = [p for p in params["disc_parts"] if p in present]
@@ -315,6 +334,29 @@ def merge(old: dict, new: dict) -> dict:
     return out
 
 
+def spread_rows(doc: dict) -> list[dict]:
+    """Per variant and model: the explainer with the best mean (Com where the mean is n/a, as on single-6c),
+    its mean, the random control's, their gap, and the ground-truth mask's Com beside the best Com of any
+    explainer: how far the protocol separates a good map from a random one, and whether the truth still ties
+    with the explainers."""
+    rows = doc.get("part_protocol", [])
+    out = []
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        for model in dict.fromkeys(r["model"] for r in rows if r["variant"] == variant):
+            rs = {r["explainer"]: r["scores"] for r in rows if r["variant"] == variant and r["model"] == model}
+            real = {e: v for e, v in rs.items() if e not in ("gt", "random")}
+            if not real or "random" not in rs:
+                continue
+            key = "mean" if all(v["mean"] is not None for v in real.values()) else "com"
+            best = max(real, key=lambda e: real[e][key])
+            out.append({"variant": variant, "model": model, "best": best, "score": key,
+                        "best_mean": real[best][key], "random_mean": rs["random"][key],
+                        "gap": real[best][key] - rs["random"][key],
+                        "gt_com": rs["gt"]["com"] if "gt" in rs else None,
+                        "best_com": max(v["com"] for v in real.values())})
+    return out
+
+
 def format_markdown(doc: dict) -> str:
     """The part-level tables and the removal-operator gap, generated for the README."""
     def f(v):
@@ -329,6 +371,16 @@ def format_markdown(doc: dict) -> str:
         out.append("|---|---|" + "---:|" * len(METRICS))
         for r in sorted(vr, key=lambda r: (r["model"], -(r["scores"]["com"]))):
             out.append(f"| `{r['model']}` | {r['explainer']} | " + " | ".join(f(r["scores"][m]) for m in METRICS) + " |")
+        out.append("")
+    spread = spread_rows(doc)
+    if spread:
+        out.append("**The spread** (per model: the best explainer's mean against the random control's, and the "
+                   "ground-truth mask's completeness against the best explainer's)\n")
+        out.append("| variant | model | best explainer | its mean | random's mean | best − random | gt's Com | best Com |")
+        out.append("|---|---|---|---:|---:|---:|---:|---:|")
+        for r in spread:
+            out.append(f"| {r['variant']} | `{r['model']}` | {r['best']} | {f(r['best_mean'])} | {f(r['random_mean'])} | "
+                       f"{f(r['gap'])} | {f(r['gt_com'])} | {f(r['best_com'])} |")
         out.append("")
     out.append("FunnyBirds' reference row (its framework's README; FunnyBirds' own scenes, 5 parts and background "
                "objects)\n")

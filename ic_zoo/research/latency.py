@@ -40,7 +40,8 @@ def _image_for(name: str, size: int) -> np.ndarray:
     if name.startswith("flower2d"):
         from ..flower2d import generator as g
 
-        variant = "single-6c" if name.startswith("flower2d-6c") else "double-12c"
+        prefix = name.split("/")[0]
+        variant = next((v for v, pre in g.MODEL_PREFIX.items() if pre == prefix), "double-12c")
         img, _ = g.render(g.sample_params(variant, 0, "test", 7001), 128)
         return img
     return bench_image(size)
