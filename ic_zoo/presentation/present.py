@@ -425,8 +425,15 @@ def trust_text(scores: dict) -> str:
         road = f", ROAD {t.road:+.2f}" if t.road is not None else ""
         parts.append(f"{which} {t.auc:.2f} vs random {t.random_auc:.2f}: **{t.verdict}**{road}")
     first = next(iter(scores.values()))
-    return (f"Trust (deletion AUC when the map's hottest pixels are removed by {first.inpainter}; lower is better): "
-            + "; ".join(parts) + ".")
+    return (f"Trust (deletion AUC when the map's hottest regions, at the random maps' scale, are removed by "
+            f"{first.inpainter}; lower is better): " + "; ".join(parts) + ". " + TRUST_SCOPE)
+
+
+#: what the trust score can and cannot tell (beside every score; measured against Flower2D's truth in
+#: docs/explainers.md, "The trust score against the truth")
+TRUST_SCOPE = ("It tells whether the regions the map marks matter to this model more than random regions do; "
+               "it cannot tell how sharp the map is, which pixels inside a region matter, or whether the model "
+               "is right.")
 
 
 def status_line(session, seconds: float, flipped: list[str], notice: str = "") -> str:

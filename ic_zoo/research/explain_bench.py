@@ -499,6 +499,8 @@ def cmd_bench(args) -> int:
         return _cmd_parts(args, log)
     if args.protocol == "photos":
         return _cmd_photos(args, log)
+    if args.protocol == "trust":
+        return _cmd_trust(args, log)
     n = args.n or (6 if args.quick else 20)
     variants = args.variants or VARIANTS
     if args.jobs is not None and args.jobs < 1:
@@ -598,6 +600,25 @@ def _cmd_photos(args, log) -> int:
     return 0
 
 
+def _cmd_trust(args, log) -> int:
+    """``--protocol trust``: the trust score's ranking of explainers against the ground truth's, on a seed
+    range no other protocol draws from (``trust_agreement``), every variant by default."""
+    from . import trust_agreement
+
+    doc = trust_agreement.run_trust(variants=args.variants or CHOICES, models=args.models,
+                                    explainers=args.explainers or trust_agreement.EXPLAINERS,
+                                    n=args.n or (4 if args.quick else 20), quick=args.quick, log=log)
+    print(trust_agreement.format_markdown(doc))
+    print(f"{doc['seconds']:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+        print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).write_text(trust_agreement.format_markdown(doc))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
 def _explainers(args) -> list[str]:
     return list(args.explainers or (QUICK_EXPLAINERS if args.quick else ALL_EXPLAINERS))
 
@@ -622,11 +643,12 @@ def add_bench_args(p) -> None:
     p.add_argument("--quick", action="store_true", help="one model per variant, four explainers: a CI smoke test")
     p.add_argument("--figure", default=None, help="save a PNG of every method's maps on the same images")
     p.add_argument("--json", default=None)
-    p.add_argument("--protocol", choices=("regions", "parts", "all", "photos"), default="all",
+    p.add_argument("--protocol", choices=("regions", "parts", "all", "photos", "trust"), default="all",
                    help="regions: overlap with the ground-truth mask and deletion; parts: FunnyBirds' part-level "
                         "scores by exact re-rendering and the removal-operator gap; all: both, the part-level "
                         "protocol reading the region maps of its images (the default); photos: real photos from "
-                        "installed packages with drawn object masks, on the embedded EfficientNet-Lite models")
+                        "installed packages with drawn object masks, on the embedded EfficientNet-Lite models; trust: "
+                        "the trust score's ranking of explainers against the ground truth's (every variant)")
     p.add_argument("--photos", nargs="+", default=None, help="with --protocol photos: these photo ids only")
     p.add_argument("--road", action="store_true", help="with --protocol photos: ROAD beside the deletion AUC "
                    "(about 2.5 s a map on 2 cores)")
