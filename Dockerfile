@@ -24,11 +24,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 #   IC_ZOO_CONCURRENCY   model slots per replica (2)   IC_ZOO_DRAIN_S  seconds to finish events on SIGTERM (20)
 
 WORKDIR /app
-COPY requirements.txt .
+COPY requirements.txt requirements-contrib.txt ./
 RUN if [ -n "$TORCH_INDEX" ]; then \
         pip install --index-url "$TORCH_INDEX" "$(grep '^torch==' requirements.txt)" "$(grep '^torchvision==' requirements.txt)"; \
     fi \
     && pip install -r requirements.txt \
+    && pip uninstall -y opencv-python-headless \
+    && pip install --no-deps -r requirements-contrib.txt \
     && groupadd --gid 10001 app \
     && useradd --create-home --uid 10001 --gid 10001 --shell /usr/sbin/nologin app
 

@@ -33,17 +33,42 @@ def _requirement_name(req: str) -> str:
     return _norm(re.split(r"[\[<>=!~;\s]", req, maxsplit=1)[0])
 
 
+def _pins(name: str) -> dict[str, str]:
+    pinned = {}
+    for line in (ROOT / name).read_text().splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            pinned[_requirement_name(line)] = line
+    return pinned
+
+
+def test_opencv_is_one_build_at_the_pinned_version():
+    """OpenCV's plain and contrib builds share the cv2 folder: never both installed, and the contrib pin is
+    the plain one's version (requirements-contrib.txt replaces it after requirements.txt)."""
+    plain = _pins("requirements.txt")["opencv-python-headless"].split("==")[1]
+    contrib = _pins("requirements-contrib.txt")["opencv-contrib-python-headless"].split("==")[1]
+    assert plain == contrib
+    installed = {d: metadata.version(d) for d in ("opencv-python-headless", "opencv-contrib-python-headless")
+                 if _installed(d)}
+    assert len(installed) == 1, f"exactly one OpenCV build must be installed, not {installed}"
+    assert list(installed.values()) == [plain]
+
+
+def _installed(dist: str) -> bool:
+    try:
+        metadata.version(dist)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
 def test_every_import_is_declared_and_pinned():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     declared = {_requirement_name(r) for r in project["dependencies"]}
     for reqs in project.get("optional-dependencies", {}).values():
         declared |= {_requirement_name(r) for r in reqs if not r.startswith("ic-zoo")}
     assert not [r for r in project["dependencies"] if "==" in r], "the package declares ranges, not pins"
-    pinned = {}
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
-        line = line.split("#")[0].strip()
-        if line:
-            pinned[_requirement_name(line)] = line
+    pinned = _pins("requirements.txt") | _pins("requirements-contrib.txt")
     assert all("==" in v for v in pinned.values()), "requirements.txt pins every version"
     owners = metadata.packages_distributions()
     missing = {}

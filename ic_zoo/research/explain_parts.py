@@ -48,7 +48,7 @@ import numpy as np
 
 PARTS = ("stem", "leaf", "petal", "centre")
 THRESHOLDS = np.linspace(0.01, 0.50, num=80)
-GAP_INPAINTERS = ("telea", "ns", "patchmatch", "blur", "mean_fill", "lama")
+GAP_INPAINTERS = ("telea", "ns", "patchmatch", "fsr_fast", "fsr_best", "shiftmap", "blur", "mean_fill", "lama")
 
 
 def part_importance(h: np.ndarray, parts: np.ndarray, items=PARTS) -> dict[str, float]:
