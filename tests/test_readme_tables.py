@@ -25,7 +25,7 @@ def _formatters():
     import soak
     import study_analysis
 
-    from ic_zoo.research import bench, explain_bench, explain_parts, explain_photos, latency
+    from ic_zoo.research import bench, explain_bench, explain_parts, explain_photos, latency, trust_agreement
 
     # (the Markdown file, the JSON it is made from, the formatter): one explain-bench run makes three
     return [("capacity_cpu", "capacity_cpu", replicas.capacity_table),
@@ -44,6 +44,9 @@ def _formatters():
             ("explain_photos", "explain_photos", explain_photos.format_markdown),
             ("cam_libraries", "cam_libraries", cam_libraries.table),
             ("explain_photos_photos", "explain_photos", explain_photos.photo_table),
+            ("explain_bench_parts5c", "explain_bench_parts5c", explain_bench.format_markdown),
+            ("explain_parts_parts5c", "explain_bench_parts5c", explain_parts.format_markdown),
+            ("trust_agreement", "trust_agreement", trust_agreement.format_markdown),
             ("browser_lite_stages", "browser_lite_cpu", browser_latency.stage_table),
             ("browser_flower2d_stages", "browser_flower2d_cpu", browser_latency.stage_table)]
 
