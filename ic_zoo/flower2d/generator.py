@@ -168,20 +168,14 @@ def sample_params(variant: str, seed: int, split: str | int, index: int) -> dict
     if "centre" not in colours:  # single-6c: a brown, non-discriminative centre
         colours["centre"] = {"h": float(30 + rng.uniform(-10, 10)), "s": float(rng.uniform(0.4, 0.6)),
                              "v": float(rng.uniform(0.3, 0.45))}
-    bg = [{"h": float(rng.uniform(0, 360)), "s": float(rng.uniform(0.05, 0.2)), "v": float(rng.uniform(0.6, 0.95))}
-          for _ in range(2)]
+    bg = _background(rng)
     cx, cy = float(rng.uniform(0.35, 0.65)), float(rng.uniform(0.28, 0.5))
     n_petals = int(rng.integers(5, 9))
     petal_len = float(rng.uniform(0.13, 0.2))
     petal_w = float(rng.uniform(0.045, 0.075))
     x0 = float(cx + rng.uniform(-0.12, 0.12))
     bend = float(rng.uniform(-0.1, 0.1))
-    leaves = []
-    for _ in range(int(rng.integers(1, 3))):
-        length = float(rng.uniform(0.08, 0.13))
-        leaves.append({"t": float(rng.uniform(0.2, 0.6)), "side": int(rng.choice([-1, 1])),
-                       "angle": float(rng.uniform(15, 50)), "length": length,
-                       "width": float(length * rng.uniform(0.35, 0.5))})
+    leaves = _leaves(rng, (0.08, 0.13), (0.2, 0.6), (15, 50))
     return {
         "variant": variant, "seed": int(seed), "split": split_id, "index": int(index), "label": label,
         "disc_parts": list(info["disc"]),
@@ -192,6 +186,23 @@ def sample_params(variant: str, seed: int, split: str | int, index: int) -> dict
         "leaves": leaves,
         "noise": {"seed": int(rng.integers(2**31)), "sigma": 4.0},
     }
+
+
+def _background(rng) -> list[dict]:
+    """The two colours of the background's vertical ramp: pale, any hue."""
+    return [{"h": float(rng.uniform(0, 360)), "s": float(rng.uniform(0.05, 0.2)), "v": float(rng.uniform(0.6, 0.95))}
+            for _ in range(2)]
+
+
+def _leaves(rng, length, t, angle) -> list[dict]:
+    """One or two leaves: each its length, place along the stem (``t``), side and angle from the ranges."""
+    leaves = []
+    for _ in range(int(rng.integers(1, 3))):
+        size = float(rng.uniform(*length))
+        leaves.append({"t": float(rng.uniform(*t)), "side": int(rng.choice([-1, 1])),
+                       "angle": float(rng.uniform(*angle)), "length": size,
+                       "width": float(size * rng.uniform(0.35, 0.5))})
+    return leaves
 
 
 def _jittered(rng, option) -> dict:
@@ -205,19 +216,13 @@ def _sample_parts5(rng, seed: int, split_id: int, index: int) -> dict:
     ``P5_GAP`` from the flower and from each other (rejection sampling at 128 px, from the sample's RNG)."""
     label = int(index) % len(P5_CLASSES)
     colours = {part: _jittered(rng, P5_COLOURS[part][i]) for part, i in zip(P5_PARTS, P5_CLASSES[label])}
-    bg = [{"h": float(rng.uniform(0, 360)), "s": float(rng.uniform(0.05, 0.2)), "v": float(rng.uniform(0.6, 0.95))}
-          for _ in range(2)]
+    bg = _background(rng)
     cx, cy = float(rng.uniform(0.38, 0.62)), float(rng.uniform(0.2, 0.32))
     pot_top = float(rng.uniform(0.72, 0.78))
     half = float(rng.uniform(0.1, 0.13))
     pot = {"x": float(cx + rng.uniform(-0.06, 0.06)), "top": pot_top, "bottom": 0.95, "half_top": half,
            "half_bottom": float(half * rng.uniform(0.65, 0.8))}
-    leaves = []
-    for _ in range(int(rng.integers(1, 3))):
-        length = float(rng.uniform(0.09, 0.13))
-        leaves.append({"t": float(rng.uniform(0.25, 0.6)), "side": int(rng.choice([-1, 1])),
-                       "angle": float(rng.uniform(20, 55)), "length": length,
-                       "width": float(length * rng.uniform(0.35, 0.5))})
+    leaves = _leaves(rng, (0.09, 0.13), (0.25, 0.6), (20, 55))
     p = {
         "variant": "parts-5c", "seed": seed, "split": split_id, "index": index, "label": label,
         "disc_parts": list(disc_parts("parts-5c", label)),

@@ -608,14 +608,10 @@ def _cmd_trust(args, log) -> int:
     doc = trust_agreement.run_trust(variants=args.variants or CHOICES, models=args.models,
                                     explainers=args.explainers or trust_agreement.EXPLAINERS,
                                     n=args.n or (4 if args.quick else 20), quick=args.quick, log=log)
-    print(trust_agreement.format_markdown(doc))
-    print(f"{doc['seconds']:.0f} s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=1))
-        print(f"wrote {args.json}")
-    if args.markdown:
-        Path(args.markdown).write_text(trust_agreement.format_markdown(doc))
-        print(f"wrote {args.markdown}")
+    from .outputs import write_outputs
+
+    write_outputs(doc, f"{trust_agreement.format_markdown(doc)}\n{doc['seconds']:.0f} s",
+                  trust_agreement.format_markdown, json_path=args.json, markdown_path=args.markdown)
     return 0
 
 
