@@ -198,3 +198,28 @@ def test_the_agreement_protocol_runs_from_the_cli(tmp_path):
     a = doc["agreement"][0]
     assert a["explainers"] == 3 and -1 <= a["spearman_regions"] <= 1
     assert md.read_text() == ta.format_markdown(doc)
+
+
+def test_a_published_trust_table_gains_explainers_without_rerunning_the_rest():
+    """--protocol trust --update: the new rows replace or join the old ones, each model's agreement is
+    recomputed from its rows; a table of other images is refused with one sentence."""
+    from ic_zoo.errors import InputError
+    from ic_zoo.research import trust_agreement as ta
+
+    def row(e, iou, gap):
+        return {"variant": "parts-5c", "model": "m", "explainer": e, "images": 4, "top_m_iou": iou, "energy": iou,
+                "empty_maps": 0, "gap_pixels": gap, "gap_regions": gap, "better_pixels": 1.0, "better_regions": 1.0}
+
+    cfg = {"n": 4, "seed": 30, "modes": ["pixels", "regions"], "region_sigma": 4.0, "explainers": ["a", "b", "c"],
+           "variants": ["parts-5c"]}
+    old = {"config": cfg, "rows": [row("a", 0.9, 0.1), row("b", 0.5, 0.5), row("c", 0.1, 0.9)], "seconds": 1.0}
+    old["agreement"] = ta.agreement_of(old["rows"])
+    assert old["agreement"][0]["spearman_regions"] == pytest.approx(-1.0)
+    new = {"config": {**cfg, "explainers": ["c", "d"]}, "rows": [row("c", 0.1, 0.05), row("d", 0.95, 0.95)],
+           "seconds": 2.0}
+    out = ta.merge(old, new)
+    assert [r["explainer"] for r in out["rows"]] == ["a", "b", "c", "d"] and out["rows"][2]["gap_regions"] == 0.05
+    assert out["agreement"][0]["explainers"] == 4 and out["agreement"][0]["spearman_regions"] == pytest.approx(0.8)
+    assert out["config"]["explainers"] == ["a", "b", "c", "d"] and out["updates"][-1]["explainers"] == ["c", "d"]
+    with pytest.raises(InputError, match="n=4"):
+        ta.merge(old, {**new, "config": {**new["config"], "n": 20}})

@@ -608,6 +608,16 @@ def _cmd_trust(args, log) -> int:
     doc = trust_agreement.run_trust(variants=args.variants or CHOICES, models=args.models,
                                     explainers=args.explainers or trust_agreement.EXPLAINERS,
                                     n=args.n or (4 if args.quick else 20), quick=args.quick, log=log)
+    if args.update:
+        from ..errors import InputError
+
+        try:
+            doc = trust_agreement.merge(json.loads(Path(args.update).read_text()), doc)
+        except (InputError, KeyError) as exc:
+            print(f"explain-bench: {exc if isinstance(exc, InputError) else 'that file is not a trust table'}",
+                  file=sys.stderr)
+            return 2
+        args.json = args.json or args.update
     from .outputs import write_outputs
 
     write_outputs(doc, f"{trust_agreement.format_markdown(doc)}\n{doc['seconds']:.0f} s",

@@ -54,12 +54,11 @@ def run_trust(variants=("double-12c", "single-6c"), models=None, explainers=EXPL
 
     t0 = time.perf_counter()
     fill = get_inpainter("telea")
-    rows, agreement = [], []
+    rows = []
     for variant in variants:
         for key in shipped_for(variant, models, quick):
             clf = get_classifier(key)
             samples, _ = select_images(clf, variant, n, seed)
-            per_model = []
             for name in explainers:
                 ex = get_explainer(name)
                 if ex.supports(clf):
@@ -84,18 +83,45 @@ def run_trust(variants=("double-12c", "single-6c"), models=None, explainers=EXPL
                           for m in modes},
                        **{f"better_{m}": float(np.mean(better[m])) for m in modes}}
                 rows.append(row)
-                per_model.append(row)
                 log(f"{variant} {key} {name}: IoU {row['top_m_iou']:.2f}, gap "
                     + ", ".join(f"{m} {row[f'gap_{m}']:+.3f}" for m in modes))
-            agreement.append({"variant": variant, "model": key, "explainers": len(per_model),
-                              **{f"spearman_{m}": _spearman([r["top_m_iou"] for r in per_model],
-                                                            [r[f"gap_{m}"] for r in per_model]) for m in modes},
-                              **{f"spearman_energy_{m}": _spearman([r["energy"] for r in per_model],
-                                                                   [r[f"gap_{m}"] for r in per_model]) for m in modes}})
     return {"config": {"protocol": "trust", "variants": list(variants), "explainers": list(explainers), "n": n,
                        "seed": seed, "first_index": 40000 + 1000 * seed, "modes": list(modes),
                        "region_sigma": trust.REGION_SIGMA, "n_random": trust.N_RANDOM},
-            "rows": rows, "agreement": agreement, "seconds": round(time.perf_counter() - t0, 1)}
+            "rows": rows, "agreement": agreement_of(rows, modes), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def agreement_of(rows: list[dict], modes=MODES) -> list[dict]:
+    """Per model: Spearman rho between the explainers' trust gaps and their IoU, and their energy."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        rs = [r for r in rows if r["model"] == model]
+        out.append({"variant": rs[0]["variant"], "model": model, "explainers": len(rs),
+                    **{f"spearman_{m}": _spearman([r["top_m_iou"] for r in rs], [r[f"gap_{m}"] for r in rs])
+                       for m in modes},
+                    **{f"spearman_energy_{m}": _spearman([r["energy"] for r in rs], [r[f"gap_{m}"] for r in rs])
+                       for m in modes}})
+    return out
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``old``'s rows with ``new``'s in place of the same (model, explainer) and its other rows added, the
+    agreement recomputed; both must score the same images (n, seed, modes), else one sentence says which
+    differs."""
+    from ..errors import InputError
+
+    for k in ("n", "seed", "modes", "region_sigma"):
+        if old["config"].get(k) != new["config"].get(k):
+            raise InputError(f"the trust table to update was measured with {k}={old['config'].get(k)} and this "
+                             f"run with {k}={new['config'].get(k)}; run with the same settings to update it.")
+    fresh = {(r["model"], r["explainer"]): r for r in new["rows"]}
+    rows = [fresh.pop((r["model"], r["explainer"]), r) for r in old["rows"]] + list(fresh.values())
+    cfg = dict(old["config"])
+    cfg["explainers"] = list(dict.fromkeys(old["config"]["explainers"] + new["config"]["explainers"]))
+    return {**old, "config": cfg, "rows": rows, "agreement": agreement_of(rows, cfg["modes"]),
+            "updates": list(old.get("updates", [])) + [{"explainers": new["config"]["explainers"],
+                                                        "variants": new["config"]["variants"],
+                                                        "seconds": new["seconds"]}]}
 
 
 def format_markdown(doc: dict) -> str:
