@@ -38,7 +38,8 @@ from ..analyses.trust import FRACTIONS
 from ..command import Command
 from ..registry import register
 from . import explain_parts
-from .scoring import ALL_EXPLAINERS, CONTROLS, control_map, deletion_auc  # noqa: F401 (its names too)
+from .scoring import (ALL_EXPLAINERS, CONTROLS, SIZE, control_map, deletion_auc,  # noqa: F401 (its names too)
+                      select_images)
 
 #: the fast occlusion and its reference: when both run, their agreement is scored too
 OCCLUSION_PAIR = ("occlusion", "occlusion-exhaustive")
@@ -48,32 +49,9 @@ VARIANTS = ("double-12c", "single-6c")  # the default run, its published numbers
 CHOICES = VARIANTS + ("parts-5c",)
 TARGETS = {"double-12c": (0.75, 0.95), "single-6c": (0.65, 0.90)}  # (top-|M| IoU, pointing)
 PROTOTYPE = {"double-12c": (0.646, 0.98), "single-6c": (0.574, 0.833)}  # VEBI-style without the stride fix
-SIZE = 64
 
 
 # -- the run -------------------------------------------------------------------------------------------
-def select_images(clf, variant: str, n: int, seed: int, max_tries: int = 2000):
-    """n held-out samples the model gets right and that pass the recolour test."""
-    from ..flower2d import generator as g
-
-    C = g.num_classes(variant)
-    out, i, tries = [], 40000 + 1000 * seed, 0
-    while len(out) < n and tries < max_tries:
-        p = g.sample_params(variant, 0, "test", i)
-        i += 1
-        tries += 1
-        img, parts = g.render(p, SIZE)
-        y = p["label"]
-        if clf.predict(img).top1 != y:
-            continue
-        target = (y + 1 + i % (C - 1)) % C
-        cf, _ = g.render(p, SIZE, recolor=g.counterfactual(p, target))
-        if clf.predict(cf).top1 != target:
-            continue
-        out.append((p, img, parts))
-    return out, tries
-
-
 def part_selectivity(clf, samples, fill) -> dict:
     """Probability drop when each part is removed, exactly or by inpainting (dilated 1 px, never onto
     discriminative pixels of another part); ROC-AUC of discriminative vs other removals."""

@@ -49,7 +49,7 @@ def run_trust(variants=("double-12c", "single-6c"), models=None, explainers=EXPL
     from ..classifiers.flower2d_models import shipped_for
     from ..flower2d import generator as g
     from ..session import get_classifier, get_explainer, get_inpainter
-    from .explain_bench import select_images
+    from .scoring import select_images
     from ..analyses.metrics import energy, top_m_iou
 
     t0 = time.perf_counter()
