@@ -521,6 +521,20 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _updated(args, doc: dict, merge, what: str) -> dict | None:
+    """``doc`` merged into the table at ``--update`` by ``merge`` (written back there unless ``--json`` says
+    where), or None once one sentence has said why it cannot be (other settings; not ``what`` at all)."""
+    from ..errors import InputError
+
+    try:
+        out = merge(json.loads(Path(args.update).read_text()), doc)
+    except (InputError, KeyError) as exc:
+        print(f"explain-bench: {exc if isinstance(exc, InputError) else f'that file is not {what}'}", file=sys.stderr)
+        return None
+    args.json = args.json or args.update
+    return out
+
+
 def _cmd_parts(args, log) -> int:
     """``--protocol parts``: the part-level protocol alone (its own JSON and Markdown)."""
     t0 = time.perf_counter()
@@ -535,15 +549,9 @@ def _cmd_parts(args, log) -> int:
                                        log=log))
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     if args.update:
-        from ..errors import InputError
-
-        try:
-            doc = explain_parts.merge(json.loads(Path(args.update).read_text()), doc)
-        except (InputError, KeyError) as exc:
-            print(f"explain-bench: {exc if isinstance(exc, InputError) else 'that file is not a part-level table'}",
-                  file=sys.stderr)
+        doc = _updated(args, doc, explain_parts.merge, "a part-level table")
+        if doc is None:
             return 2
-        args.json = args.json or args.update
     print(explain_parts.format_markdown(doc))
     print(f"\n{doc['seconds']:.0f} s")
     if args.json:
@@ -587,15 +595,9 @@ def _cmd_trust(args, log) -> int:
                                     explainers=args.explainers or trust_agreement.EXPLAINERS,
                                     n=args.n or (4 if args.quick else 20), quick=args.quick, log=log)
     if args.update:
-        from ..errors import InputError
-
-        try:
-            doc = trust_agreement.merge(json.loads(Path(args.update).read_text()), doc)
-        except (InputError, KeyError) as exc:
-            print(f"explain-bench: {exc if isinstance(exc, InputError) else 'that file is not a trust table'}",
-                  file=sys.stderr)
+        doc = _updated(args, doc, trust_agreement.merge, "a trust table")
+        if doc is None:
             return 2
-        args.json = args.json or args.update
     from .outputs import write_outputs
 
     write_outputs(doc, f"{trust_agreement.format_markdown(doc)}\n{doc['seconds']:.0f} s",
