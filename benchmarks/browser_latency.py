@@ -39,17 +39,40 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run", "--disable-sync"]
 
 
+#: the latency budget (issue 35: the Lite trio on a 451 x 300 photo, idle): medians, and each p90 within
+#: P90_RATIO of its median
+BUDGET_MS = {"status": 400, "columns": 600}
+P90_RATIO = 1.5
+
+
+def budget(d: dict) -> dict:
+    """Which parts of the budget a run meets: each median under its bound, each p90 within 1.5x of it."""
+    out = {}
+    for k, bound in BUDGET_MS.items():
+        med, p90 = d[f"median_{k}_s"] * 1000, d[f"p90_{k}_s"] * 1000
+        out[f"{k} median <= {bound} ms"] = bool(med <= bound)
+        out[f"{k} p90 <= {P90_RATIO}x median"] = bool(p90 <= P90_RATIO * med)
+    return out
+
+
+def budget_text(d: dict) -> str:
+    """``met``, or what is missed."""
+    missed = [k for k, ok in budget(d).items() if not ok]
+    return "met" if not missed else "missed: " + "; ".join(missed)
+
+
 def markdown_table(paths) -> str:
     """The README's table from saved results (never typed)."""
-    lines = ["| models | image | CPU burners | status line (median / p90) | model columns drawn (median / p90) |",
-             "|---|---|---:|---:|---:|"]
+    lines = ["| models | image | CPU burners | status line (median / p90) | model columns drawn (median / p90) "
+             f"| budget ({BUDGET_MS['status']} / {BUDGET_MS['columns']} ms, p90 within {P90_RATIO}x) |",
+             "|---|---|---:|---:|---:|---|"]
     for path in paths:
         d = json.loads(Path(path).read_text())
         h, w = d["image_shape"][:2]
         lines.append(f"| {' + '.join(d['models'])} | {w} x {h} | {d.get('burners', 0)} | "
                      f"**{d['median_status_s'] * 1000:.0f} ms** / "
                      f"{d['p90_status_s'] * 1000:.0f} ms | **{d['median_columns_s'] * 1000:.0f} ms** / "
-                     f"{d['p90_columns_s'] * 1000:.0f} ms |")
+                     f"{d['p90_columns_s'] * 1000:.0f} ms | {budget_text(d)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -107,14 +130,23 @@ def _watch(k: int) -> str:
             "   attributeFilter: ['src'] }); }")
 
 
-#: the stages of a stroke, in order (milliseconds; the page's clock, and Gradio's trace for the server)
-STAGES = ["page: stroke to event", "page: event to request", "queue wait", "server preprocess", "models and maps",
-          "server postprocess", "answer to page", "download", "render"]
+#: the stages of a stroke, in order (milliseconds; the page's clock, and Gradio's trace for the server). The
+#: stroke is answered in two steps (``AppContext.show_steps``): the status line once the models have
+#: classified the edit, then the columns. The status line is shown after the first six stages; the columns
+#: after the first five and the last five.
+STAGES = ["page: stroke to event", "page: event to request", "queue wait", "server preprocess",
+          "inpainting and models", "status: answer to page", "maps and columns", "server postprocess",
+          "answer to page", "download", "render"]
+#: the stages before the status line is shown, and before the columns are
+STATUS_STAGES = STAGES[:6]
+COLUMNS_STAGES = STAGES[:5] + STAGES[6:]
 
 
-def stages(rec: dict, trace: dict) -> dict:
+def stages(rec: dict, trace: dict, columns_ms: float = 0.0) -> dict:
     """One stroke's stages: the page's record (pointer release, its requests, when the status line and the
-    columns showed the edit) and the server's trace of the edit event (Gradio's profiler)."""
+    columns showed the edit), the server's trace of the edit event (Gradio's profiler: its handler's time
+    and post-processing summed over both answers) and ``columns_ms``, the handler's second step (the maps
+    and the columns, after the status line was sent)."""
     up = rec["up"]
     res = [r for r in rec["res"] if r["s"] >= up]
     uploads = [r for r in res if "/gradio_api/upload" in r["n"]]
@@ -126,9 +158,13 @@ def stages(rec: dict, trace: dict) -> dict:
     answered = min((r["s"] for r in files), default=rec["status"])  # the first file asked: the answer is in
     got = max((r["e"] for r in files), default=answered)
     done = max(rec["status"], rec["columns"])
+    call = trace.get("fn_call_ms", 0.0)
     server = {"queue wait": trace.get("queue_wait_ms", 0.0), "server preprocess": trace.get("preprocess_ms", 0.0),
-              "models and maps": trace.get("fn_call_ms", 0.0), "server postprocess": trace.get("postprocess_ms", 0.0)}
+              "inpainting and models": max(0.0, call - columns_ms), "maps and columns": columns_ms,
+              "server postprocess": trace.get("postprocess_ms", 0.0)}
+    to_status = server["queue wait"] + server["server preprocess"] + server["inpainting and models"]
     out = {"page: stroke to event": max(0.0, sent - up), "page: event to request": max(0.0, join - sent), **server,
+           "status: answer to page": max(0.0, rec["status"] - join - to_status),
            "answer to page": max(0.0, answered - join - sum(server.values())),
            "download": max(0.0, got - answered), "render": max(0.0, done - max(got, answered))}
     out["bytes up"] = sum(r["b"] for r in uploads) + (rec.get("sent_bytes") or 0)  # files (none) + the stroke
@@ -136,6 +172,26 @@ def stages(rec: dict, trace: dict) -> dict:
     out["files"] = len(files)
     out["largest files"] = sorted(((r["b"], r["n"].rsplit("/", 1)[-1][-24:]) for r in files), reverse=True)[:4]
     return out
+
+
+def _time_steps() -> list:
+    """Notes, for every stroke answered in steps, how long its last step ran (from the handler's resumption
+    after the status line was sent to its last answer: the maps and the columns), in milliseconds."""
+    from ic_zoo.app.main.context import AppContext
+
+    last_steps: list[float] = []
+    show_steps = AppContext.show_steps
+
+    def timed(self, *args, **kwargs):
+        resumed = None
+        for part in show_steps(self, *args, **kwargs):
+            took = None if resumed is None else (time.perf_counter() - resumed) * 1000
+            yield part
+            resumed = time.perf_counter()
+        last_steps.append(took or 0.0)
+
+    AppContext.show_steps = timed
+    return last_steps
 
 
 def _screen_point(page, img_shape, x, y):
@@ -178,6 +234,7 @@ def main(argv=None) -> int:
     health.set("ready")
     serve.front(demo.server_app, health)  # as `python app.py` serves it (its file policy included)
     status_t, columns_t, breakdown, harness_t = [], [], [], []
+    last_steps = _time_steps()
     from gradio import profiling
     try:
         with sync_playwright() as p:
@@ -223,7 +280,7 @@ def main(argv=None) -> int:
                     status_t.append((rec["status"] - rec["up"]) / 1000)
                     columns_t.append((rec["columns"] - rec["up"]) / 1000)
                     edits = [t for t in profiling.collector.get_all()[n_traces:] if t.get("fn_name") == "stroke"]
-                    breakdown.append(stages(rec, edits[0] if edits else {}))
+                    breakdown.append(stages(rec, edits[0] if edits else {}, last_steps[-1] if last_steps else 0.0))
                     if os.environ.get("IC_ZOO_BENCH_DEBUG"):
                         print([(t.get("fn_name"), round(t.get("fn_call_ms", 0)), round(t.get("queue_wait_ms", 0)))
                                for t in profiling.collector.get_all()[n_traces:]])
@@ -259,7 +316,9 @@ def main(argv=None) -> int:
           f"{doc['median_columns_s'] * 1000:13.0f}ms {doc['p90_columns_s'] * 1000:5.0f}ms "
           f"{doc['median_redraw_s'] * 1000:6.0f}ms")
     print(f"{args.strokes} strokes painted in headless Chromium, {doc['machine']['threads']} threads")
+    doc["budget"] = budget(doc)
     print(stage_table(doc))
+    print(f"budget ({BUDGET_MS['status']} / {BUDGET_MS['columns']} ms, p90 within {P90_RATIO}x): {budget_text(doc)}")
     if args.json:
         Path(args.json).write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.json}")

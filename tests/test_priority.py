@@ -64,3 +64,41 @@ def test_a_trust_score_is_the_same_whether_or_not_it_yielded():
         assert not release.wait(0.2)  # (the background is held at its first checkpoint meanwhile)
     t.join(120)
     assert got["score"].auc == alone.auc and got["score"].random_auc == alone.random_auc
+
+
+def test_a_handler_answering_in_steps_keeps_its_wrappers_until_its_last_step():
+    """A stroke answers in two steps (a generator): the foreground is held, its tab marked in use, and a
+    failure in either step is one sentence, until the last step; an abandoned one releases them (close)."""
+    import inspect
+
+    import gradio as gr
+    import pytest
+
+    from ic_zoo.app.guard import guarded
+    from ic_zoo.app.main.context import _foreground
+    from ic_zoo.app.main.state import AppState
+    from ic_zoo.app.tab_store import Tabs
+
+    tabs = Tabs(AppState)
+    st = AppState()
+
+    def steps(state, fail=False):
+        yield (priority.busy(), bool(tabs._busy.get(id(state))))
+        if fail:
+            raise ValueError("boom")
+        yield (priority.busy(), bool(tabs._busy.get(id(state))))
+
+    handler = tabs.hold(guarded(_foreground(steps)))
+    assert inspect.isgeneratorfunction(handler)
+    assert list(handler(st)) == [(True, True), (True, True)]
+    assert not priority.busy() and not tabs._busy
+    g = handler(st, fail=True)
+    assert next(g) == (True, True)
+    with pytest.raises(gr.Error) as e:
+        next(g)
+    assert "Something went wrong (boom)" in e.value.message
+    assert not priority.busy() and not tabs._busy
+    g = handler(st)
+    next(g)
+    g.close()  # a step never asked for (the page went away)
+    assert not priority.busy() and not tabs._busy

@@ -3,6 +3,7 @@ already made are kept; and a progress bar that never goes backwards."""
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 import gradio as gr
@@ -13,23 +14,44 @@ from ..presentation.present import public_text
 log = logging.getLogger("ic_zoo.app")
 
 
+def _sentence(fn, exc: Exception) -> gr.Error:
+    """The one sentence a handler's failure reaches the user as."""
+    if isinstance(exc, gr.Error):  # a sentence for the user, not a failure: no traceback in the server log
+        exc.print_exception = False
+        return exc
+    if isinstance(exc, IcZooError):
+        return gr.Error(public_text(exc), print_exception=False)
+    log.error("handler %s failed", fn.__name__, exc_info=exc)
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return gr.Error(f"Something went wrong ({public_text(msg)}); your earlier edits are kept, please try again.",
+                    print_exception=False)
+
+
 def guarded(fn):
-    """Every failure reaches the user as one sentence; edits already made are kept."""
+    """Every failure reaches the user as one sentence; edits already made are kept. A handler that answers
+    in steps (a generator) keeps its steps."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def steps(*args, **kwargs):
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001
+                err = _sentence(fn, exc)
+                if err is exc:
+                    raise
+                raise err from None
+
+        return steps
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except gr.Error as exc:  # a sentence for the user, not a failure: no traceback in the server log
-            exc.print_exception = False
-            raise
-        except IcZooError as exc:
-            raise gr.Error(public_text(exc), print_exception=False) from None
         except Exception as exc:  # noqa: BLE001
-            log.exception("handler %s failed", fn.__name__)
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise gr.Error(f"Something went wrong ({public_text(msg)}); your earlier edits are kept, please try "
-                           "again.", print_exception=False) from None
+            err = _sentence(fn, exc)
+            if err is exc:
+                raise
+            raise err from None
 
     return wrapper
 

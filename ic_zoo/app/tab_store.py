@@ -3,6 +3,7 @@ images and caches dropped, a sentence kept) when idle too long or over the memor
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 
 from ..memsize import nbytes
@@ -134,24 +135,25 @@ class Tabs:
         state among its results registered as used now (a state that crossed to a ZeroGPU worker comes
         back as a new object)."""
 
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
+        def begin(args) -> list:
             states = [a for a in args if isinstance(a, self.kind)]
             self.events += 1
             with self._lock:
                 for st in states:
                     self._busy[id(st)] = self._busy.get(id(st), 0) + 1
                     self._touch(st)
-            try:
-                out = fn(*args, **kwargs)
-            finally:
-                with self._lock:
-                    for st in states:
-                        n = self._busy.get(id(st), 1) - 1
-                        if n:
-                            self._busy[id(st)] = n
-                        else:
-                            self._busy.pop(id(st), None)
+            return states
+
+        def end(states) -> None:
+            with self._lock:
+                for st in states:
+                    n = self._busy.get(id(st), 1) - 1
+                    if n:
+                        self._busy[id(st)] = n
+                    else:
+                        self._busy.pop(id(st), None)
+
+        def used(states, out) -> None:
             results = out.values() if isinstance(out, dict) else out if isinstance(out, (list, tuple)) else [out]
             touched = {id(o): o for o in list(states) + list(results) if isinstance(o, self.kind)}
             sizes = {k: nbytes(o) for k, o in touched.items()}  # outside the lock: other tabs go on
@@ -159,6 +161,28 @@ class Tabs:
                 for k, o in touched.items():
                     self._touch(o, sizes[k])
             self.sweep()
+
+        if inspect.isgeneratorfunction(fn):  # a handler that answers in steps: held until its last
+            @functools.wraps(fn)
+            def steps(*args, **kwargs):
+                states, out = begin(args), None
+                try:
+                    for out in fn(*args, **kwargs):
+                        yield out
+                finally:
+                    end(states)
+                used(states, out)
+
+            return steps
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            states = begin(args)
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                end(states)
+            used(states, out)
             return out
 
         return wrapper

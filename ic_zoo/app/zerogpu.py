@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
 import os
 
 import gradio as gr
@@ -71,6 +72,21 @@ def gpu(fn, duration: int | None = None):
     import spaces
 
     duration = duration or int(os.environ.get("IC_ZOO_GPU_DURATION", "60"))
+    if inspect.isgeneratorfunction(fn):  # a handler that answers in steps: one GPU call, its steps as one answer
+        @functools.wraps(fn)
+        def in_worker_all(*args, **kwargs):
+            merged: dict = {}
+            for part in fn(*args, **kwargs):
+                merged.update(part)
+            return _to_wire(merged)
+
+        remote_all = spaces.GPU(duration=duration)(in_worker_all)
+
+        @functools.wraps(fn)
+        def steps(*args, **kwargs):
+            yield _from_wire(remote_all(*args, **kwargs))
+
+        return steps
 
     @functools.wraps(fn)
     def in_worker(*args, **kwargs):

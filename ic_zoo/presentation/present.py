@@ -436,16 +436,16 @@ TRUST_SCOPE = ("It tells whether the regions the map marks matter to this model 
                "is right.")
 
 
-def status_line(session, seconds: float, flipped: list[str], notice: str = "") -> str:
-    """The line under the canvas after an event: the edits, what the last one was, the time, the flips.
-    Every successful event writes it, so an earlier error never lingers."""
+def status_line(session, seconds: float, flipped: list[str], notice: str = "", done: str = "models and maps") -> str:
+    """The line under the canvas after an event: the edits, what the last one was, the time (of ``done``),
+    the flips. Every successful event writes it, so an earlier error never lingers."""
     edits = session.edits
     last = edits[-1] if edits else None
     what = ""
     if last is not None:
         what = (f"; the whole image blurred in {1000 * last.seconds:.0f} ms" if whole_image_blur(last)
                 else f"; last inpainted with {last.inpainter} in {1000 * last.seconds:.0f} ms")
-    line = (f"{len(edits)} edit(s){what}; models and maps in {1000 * seconds:.0f} ms"
+    line = (f"{len(edits)} edit(s){what}; {done} in {1000 * seconds:.0f} ms"
             + (f"; **top-1 changed for {', '.join(flipped)}**" if flipped else ""))
     return f"{notice} {line}" if notice else line
 

@@ -4,6 +4,7 @@ what the page shows."""
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import logging
 import os
@@ -91,6 +92,14 @@ def classifier_choices(extra=()) -> list[tuple[str, str]]:
 
 def _foreground(fn):
     """An event a person waits for: background work (the trust follow-up) gives it the cores while it runs."""
+
+    if inspect.isgeneratorfunction(fn):  # a handler that answers in steps: the cores are its until the last
+        @functools.wraps(fn)
+        def steps(*args, **kwargs):
+            with priority.foreground():
+                yield from fn(*args, **kwargs)
+
+        return steps
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -282,6 +291,17 @@ class AppContext(platform.AppPlatform):
         JSON. Components left out keep their value. ``switch_to``: models replacing ``names`` (the picker
         is updated); otherwise the picker is left alone. ``api_canvas=False``: the page's canvas only (its
         stroke), not the /edit API's PNG too."""
+        *_, out = self.show_steps(st, names, explainer, rows_mode, show_editor, show_original, stroke_effect,
+                                  switch_to, api_canvas, early=False)
+        return out
+
+    def show_steps(self, st: AppState, names, explainer, rows_mode, show_editor=True, show_original=True,
+                   stroke_effect=True, switch_to=None, api_canvas=True, early=True):
+        """``show`` in two answers, for a handler that yields (the page's stroke): with ``early``, first the
+        canvas's new image and the status line, as soon as the models have classified the edit, then
+        everything (the columns, their tables and maps, the JSON; the canvas and the status again, the
+        same values, so that the last answer alone is the whole result, as an API client reads it). The
+        columns follow the status line by the time their maps and pictures take (issue 35)."""
         ui = self.ui
         if switch_to is not None:
             names = switch_to
@@ -299,7 +319,8 @@ class AppContext(platform.AppPlatform):
             notice = st.take_notice()
             if notice:
                 out[ui.editor.status] = notice
-            return out
+            yield out
+            return
         if not names:
             raise gr.Error("Select at least one model.")
         st.models = names
@@ -320,6 +341,11 @@ class AppContext(platform.AppPlatform):
                 out[ui.editor.slider] = (s.original, s.modified)
             if st.selecting:
                 out[ui.editor.click_img] = s.modified
+        flipped, notice = [m for m in names if res.models[m].top1_changed], st.take_notice()
+        if early:  # the status line as soon as the models have answered (the flips are known)
+            out[ui.editor.status] = present.status_line(s, time.perf_counter() - t0, flipped, notice,
+                                                        done="models (their maps follow)")
+            yield dict(out)
         if show_original or st.original_view is None:
             st.original_view = present.boxes_overlay(s.original, self.boxes(st, names))
             out[ui.tools.original] = st.original_view
@@ -332,13 +358,12 @@ class AppContext(platform.AppPlatform):
             st.rows[m] = view.rows
             views.append(view)
         out.update(ui.results.compare.show(st, views, stamp=len(s.edits)))
-        flipped = [m for m in names if res.models[m].top1_changed]
-        out[ui.editor.status] = present.status_line(s, time.perf_counter() - t0, flipped, st.take_notice())
+        out[ui.editor.status] = present.status_line(s, time.perf_counter() - t0, flipped, notice)
         if st.slow_of is not None:
             out[ui.tools.slow_note] = present.slow_maps_note(st.slow_of, s)
         out.update(self.domain_and_json(st, names, res))
         out.update(self.work_record(st, names))
-        return out
+        yield out
 
     def job_record(self, st: AppState, names) -> str | None:
         """The tab's work as a signed record (what the browser keeps and a job rebuilds it from), or None when

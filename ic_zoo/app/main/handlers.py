@@ -153,7 +153,9 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
     @ctx.interactive
     def on_stroke(value, names, inpainter, explainer, rows_mode, st, request: gr.Request):
         """The page's stroke (painter): its points, applied to the image this tab shows. Every stroke the page
-        has not seen acknowledged comes again; each id is applied once, all new ones as one edit."""
+        has not seen acknowledged comes again; each id is applied once, all new ones as one edit. Answered in
+        two steps: the new image and the status line once the models have classified it, then the columns
+        (``show_steps``)."""
         st = ctx.state_of(st, request)
         if st.session is None:
             if st.expired:
@@ -165,12 +167,13 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
         strokes, painted = painter.parse(value, st.paint_ack)  # a malformed one: its sentence (guarded)
         ctx.check_stroke(names, inpainter, explainer, rows_mode)  # before anything changes
         if not strokes:  # all applied already (the page sent them again; an earlier answer acknowledged
-            return {ui.state: st}  # them): nothing changes
+            yield {ui.state: st}  # them): nothing changes
+            return
         mask = painter.stroke_mask(strokes, painted, st.session.original.shape[:2])
         if mask.any():
             st.session.apply(mask, inpainter)
         st.paint_ack = max(s["id"] for s in strokes)
-        return ctx.show(st, names, explainer, rows_mode, show_original=False, api_canvas=False)
+        yield from ctx.show_steps(st, names, explainer, rows_mode, show_original=False, api_canvas=False)
 
     ed.paint.submit(on_stroke, [ed.paint] + pick, out, api_name="stroke", trigger_mode="always_last",
                     **busy).then(**history)
