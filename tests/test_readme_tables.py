@@ -60,3 +60,20 @@ def test_the_readme_tables_are_generated_from_the_json(stem, source, fmt):
     docs = "\n".join(p.read_text() for p in sorted((ROOT / "docs").glob("*.md")))
     missing = [line for line in md.splitlines() if line.startswith("|") and line not in readme and line not in docs]
     assert not missing, f"neither README nor docs/*.md has these lines of benchmarks/{stem}.md: {missing[:3]}"
+
+
+#: the browser benchmark's runs, in the order of the README's table
+BROWSER_RUNS = ["browser_flower2d_cpu", "browser_lite_cpu", "browser_flower2d_burn_cpu", "browser_lite_burn_cpu"]
+
+
+def test_the_stroke_latency_table_is_generated_from_its_runs():
+    """The README's stroke latency table, with its budget column, is what the browser benchmark's runs give."""
+    _formatters()  # (puts benchmarks/ on the path)
+    import browser_latency
+
+    md = browser_latency.markdown_table([ROOT / "benchmarks" / f"{r}.json" for r in BROWSER_RUNS])
+    readme = (ROOT / "README.md").read_text()
+    missing = [line for line in md.splitlines() if line.startswith("|") and line not in readme]
+    assert not missing, f"the README's stroke latency table is not what the runs give: {missing[:2]}"
+    lite = json.loads((ROOT / "benchmarks" / "browser_lite_cpu.json").read_text())
+    assert lite["budget"] == browser_latency.budget(lite)  # (the run's own verdict is the table's)
