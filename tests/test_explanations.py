@@ -205,6 +205,47 @@ def test_fast_occlusion_gives_the_same_map_on_a_slow_machine(monkeypatch):
     assert slow.last_seconds > 0  # reported, not used
 
 
+def test_fast_occlusion_shows_its_coarse_map_at_once_and_refines_it_to_the_same_final_map():
+    """Progressive (issue 35): ``refine`` gives the coarse map, then one map per finer level, and last the map
+    ``explain`` gives, bit for bit; a progress with ``preview`` is shown every map but the final one, and
+    what it does with them changes nothing."""
+    from ic_zoo.explainers import occlusion as O
+
+    clf = get_classifier("flower2d/resnet")
+    p, img, m = _samples("double-12c", 1)[0]
+    x = clf.preprocess(img)
+    cls = [p["label"]]
+    steps = list(O.Occlusion(gflop=None).refine(clf, x, cls))
+    assert [s.final for s in steps] == [False] * (len(steps) - 1) + [True]
+    assert steps[0].level == "coarse" and len(steps) == 1 + len(O.SCALES)  # no budget: every level
+    reference = O.Occlusion(gflop=None).explain(clf, x, cls)
+    assert np.array_equal(steps[-1].maps.raw, reference.raw)
+    # the first map is the coarse pass's alone (what a budget that allows no refinement gives)
+    assert np.array_equal(steps[0].maps.raw, O.Occlusion(gflop=0.0).explain(clf, x, cls).raw)
+    assert not np.array_equal(steps[0].maps.raw, reference.raw)  # the finer levels changed it
+
+    class Shown:
+        def __init__(self):
+            self.maps = []
+
+        def __call__(self, f, msg):
+            pass
+
+        def preview(self, image, raw):
+            assert image.shape[:2] == raw.shape[-2:]
+            self.maps.append(raw.copy())
+            raw[:] = 0  # what the page does with a preview never reaches the final map
+
+    shown = Shown()
+    again = O.Occlusion(gflop=None).explain(clf, x, cls, progress=shown)
+    assert len(shown.maps) == len(steps) - 1 and np.array_equal(shown.maps[0], steps[0].maps.raw)
+    assert np.array_equal(again.raw, reference.raw)
+    # a budget that stops the refinement early: the last map is the one explain gives, still
+    budget = 60.5 * O.pass_cost(clf, x) / 1e9
+    short = list(O.Occlusion(gflop=budget).refine(clf, x, cls))
+    assert short[-1].final and np.array_equal(short[-1].maps.raw, O.Occlusion(gflop=budget).explain(clf, x, cls).raw)
+
+
 def test_the_default_budget_gives_resnet50_50_passes_and_flower2d_no_limit():
     """The budget the README quotes, from FLOPs (random weights: FLOPs do not depend on them): ResNet-50 at
     224 px costs 8.2 GFLOP a pass (FlopCounterMode counts a multiply-add as 2) plus 3 GFLOP-equivalents of

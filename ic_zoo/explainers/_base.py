@@ -28,6 +28,14 @@ import numpy as np
 Progress = Callable[[float, str], None]
 
 
+def preview_of(progress: Progress | None) -> Callable[[np.ndarray, np.ndarray], None] | None:
+    """A progress that also shows maps before they are final: its ``preview(image, raw)`` method, called by an
+    explainer that refines its map (the fast occlusion) with the model-input image (h, w, 3) and the raw maps
+    (k, h, w) known so far; None when it has none. The final map never depends on it."""
+    show = getattr(progress, "preview", None)
+    return show if callable(show) else None
+
+
 @dataclass
 class TapSpec:
     layers: list

@@ -45,12 +45,13 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from ..registry import register
-from ._base import ExplainOutput, Explainer, Progress, normalize_like_library
+from ._base import ExplainOutput, Explainer, Progress, normalize_like_library, preview_of
 
 SCALES = (60, 120, 200)
 
@@ -290,6 +291,19 @@ class Occlusion(Explainer):
         return None
 
     def explain(self, clf, x, classes: Sequence[int], progress: Progress | None = None) -> ExplainOutput:
+        """The map after every level within the budget. A progress with a ``preview`` (``preview_of``) is
+        shown the coarse map at once and the map after each finer level as it comes (``refine``)."""
+        show = preview_of(progress)
+        out = None
+        for out in self.refine(clf, x, classes, progress):
+            if show is not None and not out.final:
+                show(out.image, out.maps.raw)
+        return out.maps
+
+    def refine(self, clf, x, classes: Sequence[int], progress: Progress | None = None):
+        """The map as it is refined: a ``Refined`` after the coarse pass, after each finer level, and last the
+        map ``explain`` returns (``final``), the same whatever was done with the earlier ones. A level not yet
+        reached takes the values of the one above it (as when the budget stops the refinement)."""
         t0 = time.perf_counter()
         classes = [int(c) for c in classes]
         image = clf.tensor_to_image(x)
@@ -319,6 +333,18 @@ class Occlusion(Explainer):
             parent.append(np.array([col[int(c)] for c in counts[s.ids].argmax(1)]))
         values = [c_drop]
         removed = [np.ones(len(coarse.ids), bool)]
+        size = (x.shape[-1], x.shape[-2])
+
+        def known(vals, final=False, level="coarse") -> Refined:
+            vals = list(vals)
+            for rest in range(len(vals), len(levels)):  # the finer levels inherit what is known
+                vals.append(vals[-1][parent[rest]])
+            total = sum(_paint(s.seg, s.ids, v) for s, v in zip(scales, vals[1:]))
+            raw = np.maximum(total / len(scales), 0).astype(np.float32)
+            return Refined(ExplainOutput(raw, normalize_like_library([raw], size)), image, level, final)
+
+        if len(levels) > 1:
+            yield known(values)
         q0 = np.clip(p0, 1e-7, 1 - 1e-7)[None, :]
         stop = False
         for lv in range(1, len(levels)):
@@ -345,17 +371,26 @@ class Occlusion(Explainer):
             values.append(val)
             removed.append(done)
             if stop:
-                for rest in range(lv + 1, len(levels)):  # the finer levels inherit what is known
-                    values.append(values[-1][parent[rest]])
                 break
-        values = values[1:]
+            if lv < len(levels) - 1:
+                yield known(values, level=f"{len(s.ids)} superpixels")
         self.last_passes = passes
         self.last_seconds = time.perf_counter() - t0
-        total = sum(_paint(s.seg, s.ids, v) for s, v in zip(scales, values))
+        final = known(values, final=True, level="final")
         if progress is not None:
             progress(1.0, "done")
-        raw = np.maximum(total / len(scales), 0).astype(np.float32)
-        return ExplainOutput(raw, normalize_like_library([raw], (x.shape[-1], x.shape[-2])))
+        yield final
+
+
+@dataclass
+class Refined:
+    """One step of the fast occlusion's refinement: the maps known so far, the model-input image they are of,
+    the level just done (``coarse``, ``N superpixels`` or ``final``), and whether they are the final maps."""
+
+    maps: ExplainOutput
+    image: np.ndarray
+    level: str
+    final: bool
 
 
 class _Coalitions:
