@@ -309,11 +309,49 @@ def test_slow_maps_come_with_their_trust_scores(server, flower):
     d, _ = flower
     c = Client(url, verbose=False)
     _edit(c, d / "flower.png", [d / "disc.png"])
-    gallery, note = c.predict(FLOWERS[:2], "occlusion", api_name="/slow_maps")
+    job = c.submit(FLOWERS[:2], "occlusion", api_name="/slow_maps")
+    gallery, note = job.result()
     assert len(gallery) == 2 and "current image (edit 1)" in note
     for m in FLOWERS[:2]:
         line = next(x for x in note.splitlines() if m in x)
         assert "Trust (deletion AUC" in line and "original" in line and "modified" in line and "random" in line
+    # the refining map's steps, as the job showed them (how many the page saw depends on its polls; their
+    # order and content do not): each with the refining note, the map in progress last, the final answer last
+    from ic_zoo.app.main.tool_handlers import PREVIEW_NOTE
+
+    *steps, last = job.outputs()
+    assert last == (gallery, note)
+    for pics, step_note in steps:
+        assert step_note == PREVIEW_NOTE and "refining (step" in pics[-1]["caption"]
+
+
+def test_the_slow_maps_show_the_fast_occlusion_refining_and_end_on_the_same_maps(flower):
+    """The slow maps' previews (issue 35): every step of the fast occlusion's refinement, of the original and
+    of the edited image, goes out packed like the result (the coarse map first), and the final result is
+    the one made without previews, bit for bit."""
+    import ic_zoo
+    from ic_zoo.app import jobs
+    from ic_zoo.app.comparison import slow_maps
+    from ic_zoo.explainers.occlusion import SCALES
+
+    d, _ = flower
+    s = ic_zoo.Session(np.asarray(Image.open(d / "flower.png").convert("RGB")))
+    s.apply(np.asarray(Image.open(d / "disc.png").convert("RGBA"))[..., 3] > 0, "telea")
+    m = FLOWERS[0]
+    classes = {m: int(s.predict(m, "original").order[0])}
+    previews = []
+    with_steps = jobs.unpack(slow_maps(s, [m], "occlusion", classes, lambda f, n: None, preview=previews.append))
+    s2 = ic_zoo.Session(s.original)
+    s2.apply(s.edits[0].mask, "telea")
+    plain = jobs.unpack(slow_maps(s2, [m], "occlusion", classes, lambda f, n: None))
+    assert with_steps == plain
+    assert len(previews) == 2 * len(SCALES)  # per image: the coarse map and each level but the last
+    for i, p in enumerate(previews):
+        doc, files = jobs.unpack(p)
+        assert doc["preview"] is True and set(files) == {"step.png"}
+        name, caption = doc["pics"][-1]
+        assert name == "step.png" and caption.startswith(f"{m}: ")
+        assert caption.endswith(f", refining (step {i + 1}, the image the model sees)")
 
 
 def test_a_tool_asked_by_a_tab_that_moved_here_is_told_so(server, monkeypatch):

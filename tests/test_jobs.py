@@ -58,6 +58,31 @@ def check_queue(q: jobs.Jobs) -> None:
     # a failed job asked for again runs again (the failure may have been passing)
     q.handle("bad", doubling(calls))
     assert jobs.unpack(q.wait(q.submit("bad", {"n": 1, "x": 1}), limit_s=60).result)[0] == {"x": 2}
+    check_previews(q)
+
+
+def check_previews(q: jobs.Jobs) -> None:
+    """A job that shows its work: each preview it publishes reaches the page that follows it (``follow``: a
+    running status carrying the result so far) before the final result; ``wait`` gives the final one only.
+    The job publishes its next preview only once the follower has shown the last (no race with the poll)."""
+    seen = {1: threading.Event(), 2: threading.Event()}
+
+    def refining(args, progress):
+        for step in (1, 2):
+            progress.preview(jobs.pack({"step": step, "preview": True}))
+            assert seen[step].wait(60)
+        return jobs.pack({"step": "final"})
+
+    q.handle("refine", refining)
+    key = q.submit("refine", {"n": 1})
+    got = []
+    for st in q.follow(key, poll_s=0.05, limit_s=60):
+        doc = jobs.unpack(st.result)[0]
+        got.append((st.state, doc["step"]))
+        if st.state == "running":
+            seen[doc["step"]].set()
+    assert got == [("running", 1), ("running", 2), ("done", "final")]
+    assert jobs.unpack(q.wait(key, limit_s=60).result)[0] == {"step": "final"}
 
 
 def test_local_queue():

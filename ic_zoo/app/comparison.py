@@ -124,20 +124,51 @@ def shown_trust(session, name: str, cls: int, explainer: str) -> dict:
                                                                  else ("original",))}
 
 
-def slow_maps(session, names, explainer: str, classes: dict, progress) -> bytes:
+class _ModelProgress:
+    """One model's part of the slow maps' progress, and its previews: an explainer that refines its map (the
+    fast occlusion) shows it here at each step (``explainers._base.preview_of``), and the maps so far go out
+    packed like the final result, the refining model's map last (``preview``)."""
+
+    def __init__(self, progress, i: int, m: str, n: int, preview=None, pack_so_far=None, label: str = ""):
+        self.progress, self.i, self.m, self.n, self.label = progress, i, m, n, label
+        self.steps = 0
+        if preview is not None:
+            self.preview = lambda image, raw: preview(pack_so_far(self.panel(image, raw)))
+
+    def __call__(self, f, msg=""):
+        self.progress((self.i + f) / self.n, f"{self.m}: {msg}")
+
+    def panel(self, image, raw) -> tuple[np.ndarray, str]:
+        self.steps += 1
+        heat = np.asarray(raw, np.float32)[0]
+        heat = np.maximum(heat, 0) / max(float(heat.max()), 1e-12)  # its own maximum: a map in progress
+        caption = f"{self.m}: {self.label}, refining (step {self.steps}, the image the model sees)"
+        return present.single_panel(image, heat, caption), caption
+
+
+def slow_maps(session, names, explainer: str, classes: dict, progress, preview=None) -> bytes:
     """Each model's map of its class by a slow explainer, packed as a job's result (ic_zoo.app.jobs.pack):
     ``pics`` (PNG name, caption), ``trust`` lines, ``warnings`` (a model that gave no map, in one sentence)
-    and ``edits`` (the edit the maps are of). ``progress(fraction, note)`` moves 0..1 over all models."""
+    and ``edits`` (the edit the maps are of). ``progress(fraction, note)`` moves 0..1 over all models.
+    ``preview(bytes)``: given, in the same format (``"preview": True``), the maps done so far and the one
+    being refined, each time an explainer that refines its map shows a step (the fast occlusion: its coarse
+    map at once); the final result never depends on it."""
     from ..imageio import image_to_png
     from .jobs import pack
 
     pics, trust, warnings, files = [], [], [], {}
-    for i, m in enumerate(names):
-        def prog(f, msg, i=i, m=m):
-            progress((i + f) / len(names), f"{m}: {msg}")
 
+    def pack_so_far(step: tuple[np.ndarray, str]) -> bytes:
+        picture, caption = step
+        return pack({"pics": pics + [["step.png", caption]], "trust": [], "warnings": list(warnings),
+                     "edits": len(session.edits), "preview": True},
+                    {**{name: files[name] for name, _ in pics}, "step.png": image_to_png(picture)})
+
+    for i, m in enumerate(names):
         try:
             cls = int(classes[m])
+            label = session.classifier(m).labels[cls] if 0 <= cls < session.classifier(m).num_classes else ""
+            prog = _ModelProgress(progress, i, m, len(names), preview, pack_so_far, present.short(label))
             cm = session.explain(m, cls, explainer, progress=prog)
             scores = shown_trust(session, m, cls, explainer)
         except IcZooError as exc:

@@ -105,19 +105,30 @@ class Jobs:
              limit_s: float | None = None) -> JobStatus:
         """Wait for a job to end, calling ``progress(fraction, note)`` as it moves; the final status. A
         job that fails raises its sentence (JobError)."""
-        t0, seen = time.monotonic(), None
+        *_, done = self.follow(key, progress, poll_s, limit_s)
+        return done
+
+    def follow(self, key: str, progress: Callable[[float, str], None] | None = None, poll_s: float = 0.3,
+               limit_s: float | None = None):
+        """``wait``, giving on the way each preview the job publishes (a running status whose ``result`` is
+        its result so far, in the final result's format), and last the final status."""
+        t0, seen, shown = time.monotonic(), None, None
         while True:
             st = self.status(key)
             if st is None:
                 raise JobError("That job is not known here (it may have been dropped): ask for it again.")
             if st.state == "done":
-                return st
+                yield st
+                return
             if st.state == "failed":
                 raise JobError(st.error or "The job failed.")
             now = (round(st.fraction, 3), st.note, st.state)
             if progress is not None and now != seen:
                 seen = now
                 progress(st.fraction, st.note or ("waiting for a free worker" if st.state == "queued" else ""))
+            if st.state == "running" and st.result is not None and st.result != shown:
+                shown = st.result
+                yield st
             if limit_s is not None and time.monotonic() - t0 > limit_s:
                 raise JobError(f"The job is still running after {limit_s:.0f} s: ask again later for its result.")
             time.sleep(poll_s)
@@ -136,6 +147,11 @@ class Jobs:
                 last[0] = now
                 update(fraction=max(0.0, min(1.0, float(fraction))), note=str(note)[:300])
 
+        def preview(result: bytes) -> None:
+            """The result so far (a job that shows its work before it ends: ``follow``); always written."""
+            update(result=bytes(result))
+
+        progress.preview = preview  # (a handler that has previews finds it here)
         try:
             result = fn(args, progress)
         except IcZooError as exc:

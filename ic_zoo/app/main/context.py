@@ -377,7 +377,8 @@ class AppContext(platform.AppPlatform):
         class (PNG panels, their captions, the trust lines and the models that gave no map)."""
         w = work.decode(args["record"], self.work_secret)
         session = work.rebuild(w, self.images, self.make_session)
-        return slow_maps(session, args["models"], args["explainer"], args["classes"], progress)
+        return slow_maps(session, args["models"], args["explainer"], args["classes"], progress,
+                         preview=getattr(progress, "preview", None))  # the job's previews (Jobs.follow)
 
     def work_record(self, st: AppState, names) -> dict:
         """The browser's work record, when the work changed since it was last written (ui.work): the

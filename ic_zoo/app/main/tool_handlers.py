@@ -73,6 +73,11 @@ def wire_history(ctx: AppContext, ui: Page) -> dict:
     return history
 
 
+#: beside the maps while one is refined (each step a function of the image and the settings, not of time)
+PREVIEW_NOTE = ("*Refining: the map so far, coarse regions first, then finer superpixels. The final map, the same "
+                "on any machine, replaces it with its trust score.*")
+
+
 def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
     t = ui.tools
 
@@ -93,13 +98,19 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
         else:  # a job: another replica finishes it if this one dies; asking again gets the same job
             key = ctx.jobs.submit("slow_maps", {"record": record, "models": names, "explainer": explainer,
                                                 "classes": classes})
-            result = ctx.jobs.wait(key, lambda f, n: forward(f, desc=n)).result
+            for status in ctx.jobs.follow(key, lambda f, n: forward(f, desc=n)):
+                if status.state == "done":
+                    result = status.result
+                else:  # a step of a map being refined (the fast occlusion's coarse map at once): shown as it comes
+                    doc, files = jobs.unpack(status.result)
+                    yield {t.slow_out: [(imageio.png_to_image(files[name]), caption) for name, caption in doc["pics"]],
+                           t.slow_note: PREVIEW_NOTE}
         doc, files = jobs.unpack(result)
         for msg in doc["warnings"]:
             gr.Warning(msg)
         pics = [(imageio.png_to_image(files[name]), caption) for name, caption in doc["pics"]]
         note = present.slow_maps_note(st.slow_of, s) + ("\n\n" + "\n".join(doc["trust"]) if doc["trust"] else "")
-        return {t.slow_out: pics, t.slow_note: note, ui.state: st}
+        yield {t.slow_out: pics, t.slow_note: note, ui.state: st}
 
     t.slow_btn.click(on_slow, [ui.pickers.models, ui.pickers.explainer, ui.state], [t.slow_out, t.slow_note, ui.state],
                      api_name="slow_maps", **ctx.common)
