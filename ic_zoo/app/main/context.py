@@ -285,18 +285,19 @@ class AppContext(platform.AppPlatform):
 
     # -- what the page shows -------------------------------------------------------------------------------
     def show(self, st: AppState, names, explainer, rows_mode, show_editor=True, show_original=True,
-             stroke_effect=True, switch_to=None, api_canvas=True) -> dict:
+             stroke_effect=True, switch_to=None, api_canvas=True, page_canvas=True) -> dict:
         """Everything an event changes, by component: the model columns, the canvas, the picker, the
         original, the before / after slider, the click-select image, the domain line, the status and the
         JSON. Components left out keep their value. ``switch_to``: models replacing ``names`` (the picker
         is updated); otherwise the picker is left alone. ``api_canvas=False``: the page's canvas only (its
-        stroke), not the /edit API's PNG too."""
+        stroke), not the /edit API's PNG too; ``page_canvas=False``: the API's PNG only (/edit, which the
+        page never sends: not the page canvas's JPEG too)."""
         *_, out = self.show_steps(st, names, explainer, rows_mode, show_editor, show_original, stroke_effect,
-                                  switch_to, api_canvas, early=False)
+                                  switch_to, api_canvas, page_canvas, early=False)
         return out
 
     def show_steps(self, st: AppState, names, explainer, rows_mode, show_editor=True, show_original=True,
-                   stroke_effect=True, switch_to=None, api_canvas=True, early=True):
+                   stroke_effect=True, switch_to=None, api_canvas=True, page_canvas=True, early=True):
         """``show`` in two answers, for a handler that yields (the page's stroke): with ``early``, first the
         canvas's new image and the status line, as soon as the models have classified the edit, then
         everything (the columns, their tables and maps, the JSON; the canvas and the status again, the
@@ -332,7 +333,8 @@ class AppContext(platform.AppPlatform):
         s = st.session
         if show_editor:
             shown = st.displayed = present.burn_frames(s.modified, self.boxes(st, names))
-            out[ui.editor.paint] = self.paint_value(st, shown)
+            if page_canvas:
+                out[ui.editor.paint] = self.paint_value(st, shown)
             if api_canvas:
                 out[ui.editor.canvas] = self.editor_value(st, shown)
             # the slider and the click-select image only while they are shown (each is two or one more

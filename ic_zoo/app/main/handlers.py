@@ -139,10 +139,10 @@ def wire_canvas(ctx: AppContext, ui: Page, history: dict) -> None:
                 mask = imageio.resize_mask(mask, st.session.original.shape[:2])
             if mask is not None and mask.any():
                 st.session.apply(mask, inpainter)
-            return ctx.show(st, names, explainer, rows_mode, switch_to=switch)
+            return ctx.show(st, names, explainer, rows_mode, switch_to=switch, page_canvas=False)
         if mask is not None and mask.any():
             st.session.apply(mask, inpainter)
-        return ctx.show(st, names, explainer, rows_mode, show_original=False)
+        return ctx.show(st, names, explainer, rows_mode, show_original=False, page_canvas=False)
 
     # /edit is the API's (the page paints on ``ed.paint``): triggered by a button the page never shows, so that
     # the hidden canvas's value changes never run it; the follow-up is public as /trust: an API client calls
