@@ -183,10 +183,11 @@ def test_a_full_mask_is_refused_or_really_filled_never_a_silent_no_op(name):
 
 @pytest.mark.parametrize("name", INPAINTERS)
 def test_a_near_full_mask_is_filled_from_what_is_left(name):
-    """2% of the image left unpainted (a border): every inpainter fills the rest, not black, not unchanged."""
-    img, _ = _scene()
+    """2-3% of the image left unpainted (a border): every inpainter fills the rest, not black, not unchanged.
+    FSR best on a quarter of the scene: its time grows with the hole (31 s on the whole one, on 2 cores)."""
+    img, _ = _scene(48, 64) if name == "fsr_best" else _scene()
     mask = np.ones(img.shape[:2], bool)
-    mask[:, :3] = False  # 3 of 128 columns: 2.3% of the image
+    mask[:, :max(2, img.shape[1] * 3 // 128)] = False  # 3 of 128 columns (2 of 64): 2.3-3.1% of the image
     out = ic_zoo.create("inpainter", name).inpaint(img, mask)
     assert np.array_equal(out[~mask], img[~mask])
     assert not np.array_equal(out[mask], img[mask])
