@@ -455,3 +455,38 @@ def test_the_status_line_comes_first_and_the_columns_follow_of_the_same_edit(url
     page.wait_for_function("() => document.querySelector('#status').innerText.includes('models and maps in')",
                            timeout=60_000)
     page.close()
+
+
+def test_the_slow_maps_show_the_occlusion_refining_then_the_final_maps(url, browser, monkeypatch):
+    """The fast occlusion's map is shown as it is refined (issue 35): the slow-maps job is held after its
+    first step until the page shows it (the coarse map, captioned as refining, under the refining note);
+    released, the final maps replace it with the note of the edit they are of. Nothing waits on the clock."""
+    from ic_zoo.app.main import context
+    from ic_zoo.app.main.tool_handlers import PREVIEW_NOTE
+
+    release, slow_maps = threading.Event(), context.slow_maps
+
+    def held(session, names, explainer, classes, progress, preview=None):
+        def first_held(data):
+            preview(data)
+            assert release.wait(120)  # the page shows this step before the job goes on
+
+        return slow_maps(session, names, explainer, classes, progress, preview=first_held if preview else None)
+
+    monkeypatch.setattr(context, "slow_maps", held)
+    page = _open(browser, url)
+    try:
+        page.locator("#explainer input").first.click()
+        page.get_by_role("option", name="occlusion (slow)", exact=True).click()
+        page.get_by_role("tab", name="Slow maps").click()
+        page.get_by_role("button", name="Compute the chosen slow explainer").click()
+        _wait_text(page, "#slow_note", PREVIEW_NOTE.strip("*")[:40])
+        page.wait_for_function("() => [...document.querySelectorAll('#slow_maps img')].some((i) => "
+                               "(i.alt || '').includes('refining (step 1') || (i.closest('button') || i)"
+                               ".innerText?.includes?.('refining (step 1'))", timeout=60_000)
+    finally:
+        release.set()
+    _wait_text(page, "#slow_note", "These maps are of the current image")
+    page.wait_for_function("() => document.querySelectorAll('#slow_maps img').length > 0 && "
+                           "!document.querySelector('#slow_maps').innerText.includes('refining')", timeout=120_000)
+    page.close()

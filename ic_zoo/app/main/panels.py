@@ -264,8 +264,8 @@ def tools(ctx: AppContext) -> Tools:
             hist_model = _model_picker(ctx, "history_model", allow_custom_value=True)
             hist_img = gr.Image(show_label=False, interactive=False, format="jpeg", elem_id="history")
         with gr.Tab("Slow maps"):
-            slow_btn = gr.Button("Compute the chosen slow explainer's maps (Score-CAM, Ablation-CAM, FullGrad) for the "
-                                 "shown classes")
+            slow_btn = gr.Button("Compute the chosen slow explainer's maps (Score-CAM, Ablation-CAM, FullGrad, "
+                                 "occlusion) for the shown classes")
             slow_note = gr.Markdown("", elem_id="slow_note")
             slow_out = gr.Gallery(label="Slow maps", columns=2, height=300, elem_id="slow_maps",
                                   elem_classes=["ic-gallery"], object_fit="contain")  # whole panels, not their middle

@@ -86,7 +86,7 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
         st = ctx.need_session(st, request)
         if ic_zoo.get_spec("explainer", explainer).meta.get("cost") != "slow":
             raise gr.Error(f"{explainer} is interactive: its maps are already shown. Choose a slow explainer "
-                           "(Score-CAM, Ablation-CAM, FullGrad) first.")
+                           "(Score-CAM, Ablation-CAM, FullGrad, occlusion) first.")
         names = (names or [])[:MAX_MODELS]
         forward = guard.monotonic(progress)  # an explainer reports 0..1 per image: never backwards
         s = st.session
