@@ -12,8 +12,10 @@ the download of the results); and the same line as the page's canvas sends it (i
 beside the server's own work on it (Gradio's trace: pre-processing, the handler, post-processing). Two
 figures for /edit: ``results`` is the round trip until the response (tables,
 numbers and the URLs of the pictures) has arrived, which is when a browser starts showing the results;
-``with images`` also downloads every output picture one after another, as gradio_client does by default.
-Prints a table and writes JSON.
+``with images`` also downloads every output picture one after another, as gradio_client does by default;
+and the same ``/edit`` spoken over plain HTTP (``Http``: uploads, join, the answer's stream), without
+gradio_client, whose own polling of the stream adds tens of milliseconds to every call. Prints a table
+and writes JSON.
 """
 from __future__ import annotations
 
@@ -47,9 +49,10 @@ TARGETS_MS = {"flower2d": 500, "imagenet": 1500, "lite": 1500}
 def markdown_table(paths) -> str:
     """The README's table from saved results (never typed)."""
     lines = ["| models | weights | image | /edit: results (median / p90) | /edit ÷ server's own work | with images "
+             "| /edit over HTTP (median / p90) | over HTTP ÷ server's own work "
              "| /stroke: results (median / p90) | server's own work (/stroke) | /stroke ÷ server | model work alone "
              "| target |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for path in paths:
         d = json.loads(Path(path).read_text())
         h, w = d["image_shape"][:2]
@@ -57,11 +60,59 @@ def markdown_table(paths) -> str:
                f"{d['median_stroke_server_s'] * 1000:.0f} ms | {d['stroke_over_server']:.2f}x"
                if "median_stroke_s" in d else "n/a | n/a | n/a")
         ratio = f"{d['edit_over_server']:.2f}x" if "edit_over_server" in d else "n/a"
+        http = (f"**{d['median_http_s'] * 1000:.0f} ms** / {d['p90_http_s'] * 1000:.0f} ms | {d['http_over_server']:.2f}x"
+                if "median_http_s" in d else "n/a | n/a")
         lines.append(f"| {' + '.join(d['models'])} | {'pretrained' if d['pretrained'] else 'random'} | {w} x {h} | "
                      f"**{d['median_s'] * 1000:.0f} ms** / {d['p90_s'] * 1000:.0f} ms | {ratio} | "
-                     f"{d['median_with_images_s'] * 1000:.0f} ms | {pts} | {d['median_models_s'] * 1000:.0f} ms | "
+                     f"{d['median_with_images_s'] * 1000:.0f} ms | {http} | {pts} | {d['median_models_s'] * 1000:.0f} ms | "
                      f"≤ {TARGETS_MS.get(d['preset'], 1500)} ms |")
     return "\n".join(lines) + "\n"
+
+
+class Http:
+    """The app's API spoken directly over HTTP, as any client can (no gradio_client): a file upload
+    (``/gradio_api/upload``), the event's join (``/gradio_api/queue/join``) and its answer read from the
+    session's stream (``/gradio_api/queue/data``, server-sent events). gradio_client reads that stream in a
+    thread and looks for its messages every 50 ms, which adds its own tens of milliseconds to every call;
+    this client reads the answer as it arrives, so its round trip is what the API itself adds."""
+
+    def __init__(self, demo, url: str):
+        import uuid
+
+        import httpx
+
+        self.url, self.session = url, uuid.uuid4().hex[:11]
+        self.http = httpx.Client(timeout=120)
+        self.fns = {f.api_name: (i, f) for i, f in demo.fns.items() if f.api_name}
+
+    def upload(self, path) -> dict:
+        with open(path, "rb") as f:
+            r = self.http.post(self.url + "gradio_api/upload", files=[("files", (Path(path).name, f, "image/png"))])
+        r.raise_for_status()
+        return {"path": r.json()[0], "meta": {"_type": "gradio.FileData"}, "orig_name": Path(path).name}
+
+    def call(self, api_name: str, *args) -> list:
+        """The event's outputs (its last answer); a State input is the server's, sent as null."""
+        i, fn = self.fns[api_name]
+        rest = list(args)
+        data = [None if type(c).__name__ == "State" else rest.pop(0) for c in fn.inputs]
+        r = self.http.post(self.url + "gradio_api/queue/join",
+                           json={"data": data, "fn_index": i, "session_hash": self.session, "event_data": None,
+                                 "trigger_id": None})
+        r.raise_for_status()
+        with self.http.stream("GET", self.url + f"gradio_api/queue/data?session_hash={self.session}") as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                if msg.get("msg") == "process_completed":
+                    if not msg.get("success"):
+                        raise RuntimeError(f"/{api_name} failed: {msg.get('output')}")
+                    return msg["output"]["data"]
+        raise RuntimeError(f"/{api_name}: the stream ended without an answer")
+
+    def close(self) -> None:
+        self.http.close()
 
 
 def _server_s(trace: dict) -> float:
@@ -133,7 +184,10 @@ def main(argv=None) -> int:
         first = time.perf_counter() - t0
         c_dl.predict({"background": handle_file(str(bg)), "layers": [], "composite": None}, *settings,
                      api_name="/edit")
+        raw = Http(demo, url)
+        raw.call("edit", {"background": raw.upload(bg), "layers": [], "composite": None}, *settings)
         times, times_dl, server, stroke_t, stroke_server, edit_server = [], [], [], [], [], []
+        raw_t, raw_server = [], []
         for i in range(args.strokes):
             lp = tmp / f"layer{i}.png"
             Image.fromarray(stroke_layer(img.shape, i)).save(lp)
@@ -147,6 +201,17 @@ def main(argv=None) -> int:
                 trace = [t for t in profiling.collector.get_all()[n:] if t.get("fn_name") == "edit"]
                 if client is c and trace:
                     edit_server.append(_server_s(trace[0]))
+            # the same /edit over plain HTTP (its uploads included): what the API adds without gradio_client
+            raw.call("reset", models, args.explainer, app.ROWS[0])
+            n = len(profiling.collector.get_all())
+            t0 = time.perf_counter()
+            raw_out = raw.call("edit", {"background": raw.upload(bg), "layers": [raw.upload(lp)], "composite": None},
+                               *settings)
+            raw_t.append(time.perf_counter() - t0)
+            assert raw_out[-1]["n_edits"] == 1
+            trace = [t for t in profiling.collector.get_all()[n:] if t.get("fn_name") == "edit"]
+            if trace:
+                raw_server.append(_server_s(trace[0]))
             res = out[-1]
             server.append(sum(m["timings_ms"]["total"] for m in res["models"].values()) / 1000)
             # the same line as the page's canvas sends it: points, no images either way but the answer's
@@ -173,8 +238,12 @@ def main(argv=None) -> int:
                "stroke_over_server": statistics.median(stroke_t) / statistics.median(stroke_server),
                "median_edit_server_s": statistics.median(edit_server),
                "edit_over_server": statistics.median(times) / statistics.median(edit_server),
+               "median_http_s": statistics.median(raw_t), "p90_http_s": float(np.percentile(raw_t, 90)),
+               "median_http_server_s": statistics.median(raw_server),
+               "http_over_server": statistics.median(raw_t) / statistics.median(raw_server),
                "machine": {"cpu": platform.machine(), "threads": torch.get_num_threads(), "torch": torch.__version__,
                            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}}
+        raw.close()
     finally:
         demo.close()
     print(f"{'preset':<10} {'models':<66} {'results median':>15} {'p90':>7} {'with images':>12} {'models only':>12}")
@@ -182,6 +251,8 @@ def main(argv=None) -> int:
           f"{doc['median_with_images_s'] * 1000:10.0f}ms {doc['median_models_s'] * 1000:10.0f}ms")
     print(f"/edit (images): the server's own work {doc['median_edit_server_s'] * 1000:.0f} ms "
           f"({doc['edit_over_server']:.2f}x)")
+    print(f"/edit over HTTP (no gradio_client): {doc['median_http_s'] * 1000:.0f} ms median, the server's own work "
+          f"{doc['median_http_server_s'] * 1000:.0f} ms ({doc['http_over_server']:.2f}x)")
     print(f"/stroke (points): {doc['median_stroke_s'] * 1000:.0f} ms median, the server's own work "
           f"{doc['median_stroke_server_s'] * 1000:.0f} ms ({doc['stroke_over_server']:.2f}x)")
     print(f"{args.strokes} strokes through gradio_client on {doc['machine']['gpu'] or 'CPU'} "
