@@ -66,6 +66,22 @@ def test_the_readme_tables_are_generated_from_the_json(stem, source, fmt):
 BROWSER_RUNS = ["browser_flower2d_cpu", "browser_lite_cpu", "browser_flower2d_burn_cpu", "browser_lite_burn_cpu"]
 
 
+#: the API benchmark's runs, in the order of its table (benchmarks/app_latency_cpu.md)
+API_RUNS = ["app_flower2d_cpu", "app_imagenet_cpu", "app_lite_cpu"]
+
+
+def test_the_api_latency_table_is_generated_from_its_runs():
+    """The API's latency table (the README's and the docs'), with the plain-HTTP columns, is what its runs give."""
+    _formatters()  # (puts benchmarks/ on the path)
+    import app_latency
+
+    md = app_latency.markdown_table([ROOT / "benchmarks" / f"{r}.json" for r in API_RUNS])
+    assert md.strip() == (ROOT / "benchmarks" / "app_latency_cpu.md").read_text().strip(), "regenerate it"
+    for page in (ROOT / "README.md", ROOT / "docs" / "benchmarks.md"):
+        missing = [line for line in md.splitlines() if line.startswith("|") and line not in page.read_text()]
+        assert not missing, f"{page.name}'s API latency table is not what the runs give: {missing[:2]}"
+
+
 def test_the_stroke_latency_table_is_generated_from_its_runs():
     """The README's stroke latency table, with its budget column, is what the browser benchmark's runs give."""
     _formatters()  # (puts benchmarks/ on the path)
