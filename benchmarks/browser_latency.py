@@ -289,13 +289,9 @@ def main(argv=None) -> int:
                               round(rec["columns"] - rec["up"]))
                     page.wait_for_timeout(int(os.environ.get("IC_ZOO_BENCH_GAP_MS", "900")))  # the canvas settles before the next stroke
             browser.close()
-        # the last stroke's follow-ups (trust scores, history) may still run: a process that exits with a
-        # worker thread inside a torch op aborts ("terminate called without an active exception")
         from ic_zoo.app import serve
 
-        t_idle = time.monotonic()
-        while serve.in_flight(demo) and time.monotonic() - t_idle < 300:
-            time.sleep(0.2)
+        serve.drain(demo, 300)  # the last stroke's follow-ups (trust scores, history) may still run
     finally:
         demo.close()
     import torch

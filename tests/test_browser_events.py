@@ -60,15 +60,9 @@ def url(no_hub_weights):
     DEMO.append(demo)
     yield u
     DEMO.clear()
-    # the last stroke's follow-ups (its trust scores) may still run: a process that exits with a worker
-    # thread inside a torch op aborts ("terminate called without an active exception")
-    import time
-
     from ic_zoo.app import serve
 
-    t0 = time.monotonic()
-    while serve.in_flight(demo) and time.monotonic() - t0 < 300:
-        time.sleep(0.2)
+    serve.drain(demo, 300)  # the last stroke's follow-ups (its trust scores) may still run
     demo.close()
     demo.ic_zoo_tabs.close()
 

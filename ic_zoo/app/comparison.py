@@ -167,7 +167,8 @@ def slow_maps(session, names, explainer: str, classes: dict, progress, preview=N
     for i, m in enumerate(names):
         try:
             cls = int(classes[m])
-            label = session.classifier(m).labels[cls] if 0 <= cls < session.classifier(m).num_classes else ""
+            clf = session.classifier(m)
+            label = clf.labels[cls] if 0 <= cls < clf.num_classes else ""
             prog = _ModelProgress(progress, i, m, len(names), preview, pack_so_far, present.short(label))
             cm = session.explain(m, cls, explainer, progress=prog)
             scores = shown_trust(session, m, cls, explainer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from contextlib import contextmanager
 
 import gradio as gr
 
@@ -27,31 +28,33 @@ def _sentence(fn, exc: Exception) -> gr.Error:
                     print_exception=False)
 
 
+@contextmanager
+def _one_sentence(fn):
+    """Around a handler's call (or its steps): a failure leaves as its one sentence (``_sentence``)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001
+        err = _sentence(fn, exc)
+        if err is exc:
+            raise
+        raise err from None
+
+
 def guarded(fn):
     """Every failure reaches the user as one sentence; edits already made are kept. A handler that answers
     in steps (a generator) keeps its steps."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def steps(*args, **kwargs):
-            try:
+            with _one_sentence(fn):
                 yield from fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001
-                err = _sentence(fn, exc)
-                if err is exc:
-                    raise
-                raise err from None
 
         return steps
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        try:
+        with _one_sentence(fn):
             return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001
-            err = _sentence(fn, exc)
-            if err is exc:
-                raise
-            raise err from None
 
     return wrapper
 

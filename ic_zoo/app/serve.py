@@ -441,6 +441,16 @@ def in_flight(demo) -> int:
     return gradio_internals.in_flight(demo)
 
 
+def drain(demo, wait_s: float, poll_s: float = 0.1) -> int:
+    """Wait until no event of ``demo`` runs or waits (its follow-ups included), at most ``wait_s`` seconds;
+    the events still in flight then (0: all finished). A process that exits while a worker thread is inside a
+    torch op aborts ("terminate called without an active exception")."""
+    t0 = time.monotonic()
+    while in_flight(demo) and time.monotonic() - t0 < wait_s:
+        time.sleep(poll_s)
+    return in_flight(demo)
+
+
 def drain_seconds() -> float:
     try:
         return max(0.0, float(os.environ.get(DRAIN_ENV) or 20))
@@ -653,9 +663,7 @@ def run(build: Callable[[], object], host: str, port: int, launch: dict) -> int:
                 return 1
         health.set("draining")
         t0 = time.monotonic()
-        while in_flight(demo) and time.monotonic() - t0 < wait:
-            time.sleep(0.1)
-        left = in_flight(demo)
+        left = drain(demo, wait)
         if left:
             log.warning("shutdown: %d event(s) still running after %.0f s; stopping anyway", left, wait)
         else:

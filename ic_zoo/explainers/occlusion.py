@@ -295,15 +295,16 @@ class Occlusion(Explainer):
         shown the coarse map at once and the map after each finer level as it comes (``refine``)."""
         show = preview_of(progress)
         out = None
-        for out in self.refine(clf, x, classes, progress):
-            if show is not None and not out.final:
+        for out in self.refine(clf, x, classes, progress, steps=show is not None):
+            if not out.final:
                 show(out.image, out.maps.raw)
         return out.maps
 
-    def refine(self, clf, x, classes: Sequence[int], progress: Progress | None = None):
+    def refine(self, clf, x, classes: Sequence[int], progress: Progress | None = None, steps: bool = True):
         """The map as it is refined: a ``Refined`` after the coarse pass, after each finer level, and last the
         map ``explain`` returns (``final``), the same whatever was done with the earlier ones. A level not yet
-        reached takes the values of the one above it (as when the budget stops the refinement)."""
+        reached takes the values of the one above it (as when the budget stops the refinement). ``steps=False``:
+        the final map alone (nobody looks at the others: they are not painted)."""
         t0 = time.perf_counter()
         classes = [int(c) for c in classes]
         image = clf.tensor_to_image(x)
@@ -343,7 +344,7 @@ class Occlusion(Explainer):
             raw = np.maximum(total / len(scales), 0).astype(np.float32)
             return Refined(ExplainOutput(raw, normalize_like_library([raw], size)), image, level, final)
 
-        if len(levels) > 1:
+        if steps:
             yield known(values)
         q0 = np.clip(p0, 1e-7, 1 - 1e-7)[None, :]
         stop = False
@@ -372,7 +373,7 @@ class Occlusion(Explainer):
             removed.append(done)
             if stop:
                 break
-            if lv < len(levels) - 1:
+            if steps and lv < len(levels) - 1:
                 yield known(values, level=f"{len(s.ids)} superpixels")
         self.last_passes = passes
         self.last_seconds = time.perf_counter() - t0

@@ -78,6 +78,11 @@ PREVIEW_NOTE = ("*Refining: the map so far, coarse regions first, then finer sup
                 "on any machine, replaces it with its trust score.*")
 
 
+def _gallery(doc: dict, files: dict) -> list:
+    """The slow maps' gallery from a packed result (slow_maps): (picture, caption) per panel."""
+    return [(imageio.png_to_image(files[name]), caption) for name, caption in doc["pics"]]
+
+
 def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
     t = ui.tools
 
@@ -102,13 +107,11 @@ def wire_slow_maps(ctx: AppContext, ui: Page) -> None:
                 if status.state == "done":
                     result = status.result
                 else:  # a step of a map being refined (the fast occlusion's coarse map at once): shown as it comes
-                    doc, files = jobs.unpack(status.result)
-                    yield {t.slow_out: [(imageio.png_to_image(files[name]), caption) for name, caption in doc["pics"]],
-                           t.slow_note: PREVIEW_NOTE}
+                    yield {t.slow_out: _gallery(*jobs.unpack(status.result)), t.slow_note: PREVIEW_NOTE}
         doc, files = jobs.unpack(result)
         for msg in doc["warnings"]:
             gr.Warning(msg)
-        pics = [(imageio.png_to_image(files[name]), caption) for name, caption in doc["pics"]]
+        pics = _gallery(doc, files)
         note = present.slow_maps_note(st.slow_of, s) + ("\n\n" + "\n".join(doc["trust"]) if doc["trust"] else "")
         yield {t.slow_out: pics, t.slow_note: note, ui.state: st}
 
