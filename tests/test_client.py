@@ -162,3 +162,35 @@ def test_lost_tells_a_replicas_loss_from_an_apps_error():
     assert not C.lost(httpx.HTTPStatusError("400", request=req, response=httpx.Response(400, request=req)))
     assert C.lost(ValueError("Session not found."))
     assert not C.lost(ValueError("Please paint over a region first."))
+
+
+def test_calls_share_one_verifying_tls_context(server, monkeypatch):
+    """Issue 35: gradio_client's default loads the certificate store again for every request (36 ms each
+    here); ic_zoo's client builds httpx's default context once, with its checks, and no call loads it again.
+    Plain gradio_client, counted the same way, shows what the count catches."""
+    import ssl
+
+    from gradio_client import Client as GradioClient
+
+    url, _ = server
+    ctx = C.tls_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname and ctx.get_ca_certs() is not None
+    loads = []
+    real = ssl.SSLContext.load_verify_locations
+
+    def counted(self, *a, **k):
+        loads.append(a or k)
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    c = C.Client(url, hang=60)
+    assert c.client.ssl_verify is ctx
+    for _ in range(3):
+        assert c.call("0", api_name="/slow") == "slept"
+    assert c.download(c.call("0", api_name="/picture"))[:4] == b"\x89PNG"
+    assert loads == []
+    plain = GradioClient(url, verbose=False, download_files=False)
+    before = len(loads)
+    assert plain.predict("0", api_name="/slow") == "slept"
+    assert len(loads) - before >= 2  # the join and the stream, each with its own store
+    assert C.Client(url, hang=60, ssl_verify=False).client.ssl_verify is False  # a self-signed server: still honoured

@@ -32,11 +32,13 @@ def test_the_api_benchmark_small_form(tmp_path):
     r = _run("app_latency.py", "--preset", "flower2d", "--strokes", "2", "--json", str(out))
     assert r.returncode == 0, r.stderr[-2000:]
     d = json.loads(out.read_text())
-    for key in ("median_s", "median_http_s", "median_http_server_s", "median_stroke_s", "median_edit_server_s"):
+    for key in ("median_s", "median_http_s", "median_http_server_s", "median_stroke_s", "median_edit_server_s",
+                "median_ic_s", "median_ic_server_s"):
         assert d[key] > 0, key
-    assert all(math.isfinite(d[k]) and d[k] > 0 for k in ("edit_over_server", "http_over_server", "stroke_over_server"))
+    assert all(math.isfinite(d[k]) and d[k] > 0
+               for k in ("edit_over_server", "http_over_server", "stroke_over_server", "ic_over_server"))
     row = app_latency.markdown_table([out]).splitlines()[-1]
-    assert row.startswith("| flower2d/squeezenet") and row.count("|") == 14
+    assert row.startswith("| flower2d/squeezenet") and row.count("|") == 16 and "n/a" not in row
 
 
 @pytest.mark.slow
