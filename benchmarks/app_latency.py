@@ -195,52 +195,44 @@ def main(argv=None) -> int:
         raw.call("edit", {"background": raw.upload(bg), "layers": [], "composite": None}, *settings)
         times, times_dl, server, stroke_t, stroke_server, edit_server = [], [], [], [], [], []
         raw_t, raw_server, ours_t, ours_server = [], [], [], []
+        def timed(fn_name: str, call, times: list, servers: list | None = None):
+            """``call()``'s outputs; its round trip appended to ``times`` and, where given, the server's own
+            work on it (Gradio's trace of the event ``fn_name``) to ``servers``."""
+            n = len(profiling.collector.get_all())
+            t0 = time.perf_counter()
+            out = call()
+            times.append(time.perf_counter() - t0)
+            trace = [t for t in profiling.collector.get_all()[n:] if t.get("fn_name") == fn_name]
+            if servers is not None and trace:
+                servers.append(_server_s(trace[0]))
+            return out
+
+        def editor(upload) -> dict:
+            return {"background": upload(bg), "layers": [upload(lp)], "composite": None}
+
+        def handle(path) -> dict:
+            return handle_file(str(path))
+
         for i in range(args.strokes):
             lp = tmp / f"layer{i}.png"
             Image.fromarray(stroke_layer(img.shape, i)).save(lp)
-            for client, bucket in ((c, times), (c_dl, times_dl)):  # interleaved: the same noise for both
+            for client, bucket, srv in ((c, times, edit_server), (c_dl, times_dl, None)):  # interleaved: the same noise
                 client.predict(models, args.explainer, app.ROWS[0], api_name="/reset")  # same state each time
-                n = len(profiling.collector.get_all())
-                t0 = time.perf_counter()
-                out = client.predict({"background": handle_file(str(bg)), "layers": [handle_file(str(lp))],
-                                      "composite": None}, *settings, api_name="/edit")
-                bucket.append(time.perf_counter() - t0)
-                trace = [t for t in profiling.collector.get_all()[n:] if t.get("fn_name") == "edit"]
-                if client is c and trace:
-                    edit_server.append(_server_s(trace[0]))
+                out = timed("edit", lambda: client.predict(editor(handle), *settings, api_name="/edit"), bucket, srv)
             # the same through ic_zoo's client: gradio_client with one TLS context
             ours.call(models, args.explainer, app.ROWS[0], api_name="/reset")
-            n = len(profiling.collector.get_all())
-            t0 = time.perf_counter()
-            ours_out = ours.call({"background": handle_file(str(bg)), "layers": [handle_file(str(lp))],
-                                  "composite": None}, *settings, api_name="/edit")
-            ours_t.append(time.perf_counter() - t0)
+            ours_out = timed("edit", lambda: ours.call(editor(handle), *settings, api_name="/edit"), ours_t, ours_server)
             assert ours_out[-1]["n_edits"] == 1
-            trace = [t for t in profiling.collector.get_all()[n:] if t.get("fn_name") == "edit"]
-            if trace:
-                ours_server.append(_server_s(trace[0]))
             # the same /edit over plain HTTP (its uploads included): what the API adds without gradio_client
             raw.call("reset", models, args.explainer, app.ROWS[0])
-            n = len(profiling.collector.get_all())
-            t0 = time.perf_counter()
-            raw_out = raw.call("edit", {"background": raw.upload(bg), "layers": [raw.upload(lp)], "composite": None},
-                               *settings)
-            raw_t.append(time.perf_counter() - t0)
+            raw_out = timed("edit", lambda: raw.call("edit", editor(raw.upload), *settings), raw_t, raw_server)
             assert raw_out[-1]["n_edits"] == 1
-            trace = [t for t in profiling.collector.get_all()[n:] if t.get("fn_name") == "edit"]
-            if trace:
-                raw_server.append(_server_s(trace[0]))
             res = out[-1]
             server.append(sum(m["timings_ms"]["total"] for m in res["models"].values()) / 1000)
             # the same line as the page's canvas sends it: points, no images either way but the answer's
             c.predict(models, args.explainer, app.ROWS[0], api_name="/reset")
-            n = len(profiling.collector.get_all())
-            t0 = time.perf_counter()
-            c.predict(stroke_points(img.shape, i), *settings, api_name="/stroke")
-            stroke_t.append(time.perf_counter() - t0)
-            trace = [t for t in profiling.collector.get_all()[n:] if t.get("fn_name") == "stroke"]
-            if trace:
-                stroke_server.append(_server_s(trace[0]))
+            timed("stroke", lambda: c.predict(stroke_points(img.shape, i), *settings, api_name="/stroke"),
+                  stroke_t, stroke_server)
         import torch
 
         doc = {"preset": args.preset, "models": models, "image": str(Path(image).relative_to(ROOT))
