@@ -183,18 +183,25 @@ def main(argv=None) -> int:
         bg = tmp / "bg.png"
         Image.fromarray(img).save(bg)
         settings = (models, "telea", args.explainer, app.ROWS[0])
+
+        def editor(upload, *layers) -> dict:
+            """The editor's value for ``bg`` and ``layers``, each file sent through ``upload``."""
+            return {"background": upload(bg), "layers": [upload(p) for p in layers], "composite": None}
+
+        def handle(path) -> dict:
+            return handle_file(str(path))
+
         t0 = time.perf_counter()
-        out = c.predict({"background": handle_file(str(bg)), "layers": [], "composite": None}, *settings,
-                        api_name="/edit")
+        out = c.predict(editor(handle), *settings, api_name="/edit")
         first = time.perf_counter() - t0
-        c_dl.predict({"background": handle_file(str(bg)), "layers": [], "composite": None}, *settings,
-                     api_name="/edit")
+        c_dl.predict(editor(handle), *settings, api_name="/edit")
         ours = OurClient(url, hang=120)
-        ours.call({"background": handle_file(str(bg)), "layers": [], "composite": None}, *settings, api_name="/edit")
+        ours.call(editor(handle), *settings, api_name="/edit")
         raw = Http(demo, url)
-        raw.call("edit", {"background": raw.upload(bg), "layers": [], "composite": None}, *settings)
+        raw.call("edit", editor(raw.upload), *settings)
         times, times_dl, server, stroke_t, stroke_server, edit_server = [], [], [], [], [], []
         raw_t, raw_server, ours_t, ours_server = [], [], [], []
+
         def timed(fn_name: str, call, times: list, servers: list | None = None):
             """``call()``'s outputs; its round trip appended to ``times`` and, where given, the server's own
             work on it (Gradio's trace of the event ``fn_name``) to ``servers``."""
@@ -207,25 +214,19 @@ def main(argv=None) -> int:
                 servers.append(_server_s(trace[0]))
             return out
 
-        def editor(upload) -> dict:
-            return {"background": upload(bg), "layers": [upload(lp)], "composite": None}
-
-        def handle(path) -> dict:
-            return handle_file(str(path))
-
         for i in range(args.strokes):
             lp = tmp / f"layer{i}.png"
             Image.fromarray(stroke_layer(img.shape, i)).save(lp)
             for client, bucket, srv in ((c, times, edit_server), (c_dl, times_dl, None)):  # interleaved: the same noise
                 client.predict(models, args.explainer, app.ROWS[0], api_name="/reset")  # same state each time
-                out = timed("edit", lambda: client.predict(editor(handle), *settings, api_name="/edit"), bucket, srv)
+                out = timed("edit", lambda: client.predict(editor(handle, lp), *settings, api_name="/edit"), bucket, srv)
             # the same through ic_zoo's client: gradio_client with one TLS context
             ours.call(models, args.explainer, app.ROWS[0], api_name="/reset")
-            ours_out = timed("edit", lambda: ours.call(editor(handle), *settings, api_name="/edit"), ours_t, ours_server)
+            ours_out = timed("edit", lambda: ours.call(editor(handle, lp), *settings, api_name="/edit"), ours_t, ours_server)
             assert ours_out[-1]["n_edits"] == 1
             # the same /edit over plain HTTP (its uploads included): what the API adds without gradio_client
             raw.call("reset", models, args.explainer, app.ROWS[0])
-            raw_out = timed("edit", lambda: raw.call("edit", editor(raw.upload), *settings), raw_t, raw_server)
+            raw_out = timed("edit", lambda: raw.call("edit", editor(raw.upload, lp), *settings), raw_t, raw_server)
             assert raw_out[-1]["n_edits"] == 1
             res = out[-1]
             server.append(sum(m["timings_ms"]["total"] for m in res["models"].values()) / 1000)
